@@ -21,8 +21,8 @@
 //! - `decode(encode(v)) == v` for every value `v`, and `encode(decode(b)) == b` for every
 //!   accepted byte string `b`.
 //!
-//! ## Example (later)
-//! ```ignore
+//! ## Example
+//! ```
 //! use chum_object::{Map, Object, Value, dagcbor, dagjson};
 //!
 //! let value = dagjson::from_str(r#"{"$type": "Message", "text": "hello"}"#)?;
@@ -36,7 +36,7 @@
 // pub mod blob;
 pub mod cid;
 pub mod dagcbor;
-// pub mod dagjson;
+pub mod dagjson;
 mod object;
 // pub mod recipe;
 mod serde_value;
@@ -65,6 +65,9 @@ pub enum Error {
     /// A malformed CID (whoever wrote it).
     #[error(transparent)]
     Cid(#[from] CidError),
+    /// Text that is not valid DAG-JSON (whoever wrote it).
+    #[error(transparent)]
+    Json(#[from] dagjson::JsonError),
     /// A value that does not fit a Rust type, or the reverse.
     #[error(transparent)]
     Serde(#[from] SerdeError),
