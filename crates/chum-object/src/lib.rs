@@ -33,14 +33,14 @@
 //! ```
 #![warn(missing_docs)]
 
-// pub mod blob;
+pub mod blob;
 pub mod cid;
 pub mod dagcbor;
 pub mod dagjson;
 mod object;
-// pub mod recipe;
+pub mod recipe;
 mod serde_value;
-// pub mod sign;
+pub mod sign;
 mod value;
 
 pub use crate::cid::{Cid, CidError, Codec};
@@ -71,4 +71,13 @@ pub enum Error {
     /// A value that does not fit a Rust type, or the reverse.
     #[error(transparent)]
     Serde(#[from] SerdeError),
+    /// An object that does not satisfy its recipe, or a malformed recipe.
+    #[error(transparent)]
+    Recipe(#[from] recipe::RecipeError),
+    /// A blob that fails to reassemble.
+    #[error(transparent)]
+    Blob(#[from] blob::BlobError),
+    /// A signature that does not verify.
+    #[error(transparent)]
+    Signature(#[from] sign::SignatureError),
 }
