@@ -27,7 +27,7 @@ pub struct Limits {
 
 impl Limits {
     /// The ceiling on `max_depth`, whatever a caller configures.
-    pub const HARD_MAX_DEPTH: usize = 1024;
+    pub const HARD_MAX_DEPTH: usize = 256;
 
     fn depth(&self) -> usize {
         self.max_depth.min(Self::HARD_MAX_DEPTH)
