@@ -11,7 +11,11 @@ use chum_object::{Object, dagcbor, dagjson};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "chum", version, about = "Local-first, content-addressed sync: the chum command-line tool")]
+#[command(
+    name = "chum",
+    version,
+    about = "Local-first, content-addressed sync: the chum command-line tool"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,7 +63,10 @@ fn read_input(file: &Option<PathBuf>) -> Result<Vec<u8>, String> {
             .map_err(|error| format!("cannot open {}: {error}", path.display()))?
             .take(MAX_INPUT + 1)
             .read_to_end(&mut bytes),
-        None => std::io::stdin().lock().take(MAX_INPUT + 1).read_to_end(&mut bytes),
+        None => std::io::stdin()
+            .lock()
+            .take(MAX_INPUT + 1)
+            .read_to_end(&mut bytes),
     };
     read.map_err(|error| format!("cannot read input: {error}"))?;
     if bytes.len() as u64 > MAX_INPUT {

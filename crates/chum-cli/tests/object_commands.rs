@@ -22,16 +22,25 @@ fn hash_encode_decode_agree() {
     let hash = chum(&["object", "hash"], json);
     assert!(hash.status.success());
     let cid = String::from_utf8(hash.stdout).unwrap();
-    assert!(cid.starts_with("bafyr4i") && cid.ends_with('\n') && cid.lines().count() == 1, "{cid}");
+    assert!(
+        cid.starts_with("bafyr4i") && cid.ends_with('\n') && cid.lines().count() == 1,
+        "{cid}"
+    );
 
     let encoded = chum(&["object", "encode"], json);
     assert!(encoded.status.success());
     let hex = chum(&["object", "encode", "--hex"], json);
-    assert_eq!(String::from_utf8(hex.stdout.clone()).unwrap().trim(), hex::encode(&encoded.stdout));
+    assert_eq!(
+        String::from_utf8(hex.stdout.clone()).unwrap().trim(),
+        hex::encode(&encoded.stdout)
+    );
 
     let decoded = chum(&["object", "decode"], &encoded.stdout);
     assert!(decoded.status.success());
-    assert_eq!(String::from_utf8(decoded.stdout).unwrap(), "{\"$type\":\"Message\",\"needsAI\":true,\"text\":\"hello\"}\n");
+    assert_eq!(
+        String::from_utf8(decoded.stdout).unwrap(),
+        "{\"$type\":\"Message\",\"needsAI\":true,\"text\":\"hello\"}\n"
+    );
     let decoded_hex = chum(&["object", "decode", "--hex"], &hex.stdout);
     assert!(decoded_hex.status.success());
 
@@ -48,14 +57,21 @@ fn hash_encode_decode_agree() {
 #[test]
 fn any_value_hashes_not_only_maps() {
     for json in ["1", "[1,2]", "\"x\"", "{}", "null", "-18446744073709551616"] {
-        assert!(chum(&["object", "hash"], json.as_bytes()).status.success(), "{json}");
+        assert!(
+            chum(&["object", "hash"], json.as_bytes()).status.success(),
+            "{json}"
+        );
     }
 }
 
 #[test]
 fn bad_input_gives_one_line_and_exit_1() {
     let cases: &[(&[&str], &[u8], &str)] = &[
-        (&["object", "decode"], &[0xa2, 0x61, 0x62, 0x01, 0x61, 0x61, 0x02], "canonical order"),
+        (
+            &["object", "decode"],
+            &[0xa2, 0x61, 0x62, 0x01, 0x61, 0x61, 0x02],
+            "canonical order",
+        ),
         (&["object", "decode", "--hex"], b"1817", "shortest form"),
         (&["object", "decode", "--hex"], b"zz", "invalid hex"),
         (&["object", "decode"], b"", "empty input"),
@@ -70,7 +86,10 @@ fn bad_input_gives_one_line_and_exit_1() {
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.contains(expected), "{args:?}: {stderr:?} should mention {expected:?}");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: {stderr:?} should mention {expected:?}"
+        );
         assert!(output.stdout.is_empty());
         assert!(!stderr.contains("panicked"));
     }

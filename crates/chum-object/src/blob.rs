@@ -19,7 +19,7 @@
 //! # Ok::<(), chum_object::Error>(())
 //! ```
 
-use crate::cid::{Cid, Codec, RAW};
+use crate::cid::{Cid, Codec};
 use crate::object::Object;
 use crate::value::{Map, Value};
 
@@ -98,15 +98,18 @@ pub fn split(data: &[u8], chunk_size: usize) -> Result<Blob, BlobError> {
     }
     let chunks: Vec<Chunk> = data
         .chunks(chunk_size)
-        .map(|bytes| Chunk { cid: Cid::hash(Codec::Raw, bytes), bytes: bytes.to_vec() })
+        .map(|bytes| Chunk {
+            cid: Cid::hash(Codec::Raw, bytes),
+            bytes: bytes.to_vec(),
+        })
         .collect();
     let manifest = Manifest {
         size: data.len() as u64,
         chunk_size: chunk_size as u64,
         chunks: chunks.iter().map(|chunk| chunk.cid.clone()).collect(),
     };
-    let manifest =
-        Object::from_value(&manifest.to_value()).map_err(|error| BlobError::Encode(error.to_string()))?;
+    let manifest = Object::from_value(&manifest.to_value())
+        .map_err(|error| BlobError::Encode(error.to_string()))?;
     Ok(Blob { manifest, chunks })
 }
 
@@ -117,7 +120,10 @@ impl Manifest {
         map.insert("$type", BLOB_TYPE);
         map.insert("size", self.size);
         map.insert("chunkSize", self.chunk_size);
-        map.insert("chunks", Value::List(self.chunks.iter().cloned().map(Value::Link).collect()));
+        map.insert(
+            "chunks",
+            Value::List(self.chunks.iter().cloned().map(Value::Link).collect()),
+        );
         Value::Map(map)
     }
 
@@ -130,13 +136,17 @@ impl Manifest {
             return Err(invalid("$type is not \"Blob\""));
         }
         if map.len() != 4 {
-            return Err(invalid("expected exactly $type, size, chunkSize and chunks"));
+            return Err(invalid(
+                "expected exactly $type, size, chunkSize and chunks",
+            ));
         }
         let number = |key: &str| {
             map.get(key)
                 .and_then(Value::as_int)
                 .and_then(|int| int.to_u64())
-                .ok_or_else(|| BlobError::InvalidManifest(format!("{key} must be a non-negative integer")))
+                .ok_or_else(|| {
+                    BlobError::InvalidManifest(format!("{key} must be a non-negative integer"))
+                })
         };
         let size = number("size")?;
         let chunk_size = number("chunkSize")?;
@@ -149,14 +159,18 @@ impl Manifest {
             .ok_or_else(|| invalid("chunks must be a list"))?
             .iter()
             .map(|item| match item.as_link() {
-                Some(cid) if cid.codec() == RAW && cid.hash_code() == crate::cid::BLAKE3 => Ok(cid.clone()),
+                Some(cid) if cid.is_blake3(Codec::Raw) => Ok(cid.clone()),
                 _ => Err(invalid("every chunk must be a raw BLAKE3 link")),
             })
             .collect::<Result<Vec<_>, _>>()?;
         if size.div_ceil(chunk_size) != chunks.len() as u64 {
             return Err(invalid("chunk count does not match size and chunkSize"));
         }
-        Ok(Manifest { size, chunk_size, chunks })
+        Ok(Manifest {
+            size,
+            chunk_size,
+            chunks,
+        })
     }
 
     /// The length chunk `index` must have.
@@ -174,12 +188,23 @@ pub fn reassemble(
 ) -> Result<Vec<u8>, BlobError> {
     let mut out = Vec::new();
     for (index, cid) in manifest.chunks.iter().enumerate() {
-        let bytes = fetch(cid).ok_or_else(|| BlobError::MissingChunk { index, cid: cid.clone() })?;
+        let bytes = fetch(cid).ok_or_else(|| BlobError::MissingChunk {
+            index,
+            cid: cid.clone(),
+        })?;
         if bytes.len() as u64 != manifest.chunk_len(index) {
-            return Err(BlobError::BadChunk { index, cid: cid.clone(), reason: "wrong length" });
+            return Err(BlobError::BadChunk {
+                index,
+                cid: cid.clone(),
+                reason: "wrong length",
+            });
         }
         if !cid.verify(&bytes).unwrap_or(false) {
-            return Err(BlobError::BadChunk { index, cid: cid.clone(), reason: "hash mismatch" });
+            return Err(BlobError::BadChunk {
+                index,
+                cid: cid.clone(),
+                reason: "hash mismatch",
+            });
         }
         out.extend_from_slice(&bytes);
     }
@@ -191,7 +216,12 @@ mod tests {
     use super::*;
 
     fn store(blob: &Blob) -> impl Fn(&Cid) -> Option<Vec<u8>> + '_ {
-        |cid| blob.chunks.iter().find(|c| c.cid == *cid).map(|c| c.bytes.clone())
+        |cid| {
+            blob.chunks
+                .iter()
+                .find(|c| c.cid == *cid)
+                .map(|c| c.bytes.clone())
+        }
     }
 
     #[test]
@@ -205,7 +235,13 @@ mod tests {
         }
         assert!(split(b"x", 0).is_err());
         assert!(split(b"x", MAX_CHUNK_SIZE + 1).is_err());
-        assert_eq!(split(&vec![1u8; MAX_CHUNK_SIZE * 2 + 5], MAX_CHUNK_SIZE).unwrap().chunks.len(), 3);
+        assert_eq!(
+            split(&vec![1u8; MAX_CHUNK_SIZE * 2 + 5], MAX_CHUNK_SIZE)
+                .unwrap()
+                .chunks
+                .len(),
+            3
+        );
     }
 
     #[test]
@@ -220,10 +256,27 @@ mod tests {
             }
             Some(bytes)
         };
-        assert!(matches!(reassemble(&manifest, tampered), Err(BlobError::BadChunk { index: 1, .. })));
-        assert!(matches!(reassemble(&manifest, |_| None), Err(BlobError::MissingChunk { index: 0, .. })));
-        let short = |cid: &Cid| store(&blob)(cid).map(|mut b| { b.pop(); b });
-        assert!(matches!(reassemble(&manifest, short), Err(BlobError::BadChunk { reason: "wrong length", .. })));
+        assert!(matches!(
+            reassemble(&manifest, tampered),
+            Err(BlobError::BadChunk { index: 1, .. })
+        ));
+        assert!(matches!(
+            reassemble(&manifest, |_| None),
+            Err(BlobError::MissingChunk { index: 0, .. })
+        ));
+        let short = |cid: &Cid| {
+            store(&blob)(cid).map(|mut b| {
+                b.pop();
+                b
+            })
+        };
+        assert!(matches!(
+            reassemble(&manifest, short),
+            Err(BlobError::BadChunk {
+                reason: "wrong length",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -236,8 +289,14 @@ mod tests {
         assert!(Manifest::from_value(&value).is_err());
         let mut value = blob.manifest.value().unwrap();
         if let Value::Map(map) = &mut value {
-            map.insert("chunks", Value::List(vec![Value::Link(blob.manifest.cid().clone()); 3]));
+            map.insert(
+                "chunks",
+                Value::List(vec![Value::Link(blob.manifest.cid().clone()); 3]),
+            );
         }
-        assert!(Manifest::from_value(&value).is_err(), "dag-cbor link is not a raw chunk");
+        assert!(
+            Manifest::from_value(&value).is_err(),
+            "dag-cbor link is not a raw chunk"
+        );
     }
 }

@@ -130,6 +130,21 @@ impl Cid {
         bytes.len() == 34 && bytes[0] == 0x12 && bytes[1] == 0x20
     }
 
+    /// The 36 bytes of a CIDv1 with one-byte codec and hash-code varints and a 32-byte digest
+    /// (the layout of every CID chum makes), if this CID has that layout.
+    fn simple_v1(&self) -> Option<&[u8; CHUM_CID_LEN]> {
+        match &self.0 {
+            Repr::Inline(b) if b[0] == 0x01 && b[1] < 0x80 && b[2] < 0x80 && b[3] == 32 => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a CIDv1 chum can verify: BLAKE3-256 with `codec`.
+    pub fn is_blake3(&self, codec: Codec) -> bool {
+        self.simple_v1()
+            .is_some_and(|b| u64::from(b[1]) == codec.code() && u64::from(b[2]) == BLAKE3)
+    }
+
     /// The CID version, 0 or 1.
     pub fn version(&self) -> u64 {
         if self.is_v0() { 0 } else { 1 }
@@ -137,17 +152,17 @@ impl Cid {
 
     /// The multicodec code of the content (`0x71` dag-cbor, `0x55` raw, …).
     pub fn codec(&self) -> u64 {
-        match &self.0 {
-            Repr::Inline(bytes) if bytes[0] == 0x01 && bytes[1] < 0x80 => u64::from(bytes[1]),
-            _ => self.parsed().codec(),
+        match self.simple_v1() {
+            Some(bytes) => u64::from(bytes[1]),
+            None => self.parsed().codec(),
         }
     }
 
     /// The multihash code (`0x1e` BLAKE3, `0x12` SHA2-256, …).
     pub fn hash_code(&self) -> u64 {
-        match &self.0 {
-            Repr::Inline(bytes) if bytes[0] == 0x01 && bytes[2] < 0x80 => u64::from(bytes[2]),
-            _ => self.parsed().hash().code(),
+        match self.simple_v1() {
+            Some(bytes) => u64::from(bytes[2]),
+            None => self.parsed().hash().code(),
         }
     }
 
@@ -159,8 +174,8 @@ impl Cid {
     /// Whether `bytes` hash to this CID. Only BLAKE3-256 CIDs can be checked; others give
     /// [`CidError::UnsupportedHash`].
     pub fn verify(&self, bytes: &[u8]) -> Result<bool, CidError> {
-        match &self.0 {
-            Repr::Inline(inline) if inline[0] == 0x01 && inline[2] == BLAKE3 as u8 => {
+        match self.simple_v1() {
+            Some(inline) if u64::from(inline[2]) == BLAKE3 => {
                 Ok(blake3::hash(bytes).as_bytes()[..] == inline[4..])
             }
             _ => Err(CidError::UnsupportedHash(self.hash_code())),
@@ -189,6 +204,9 @@ impl FromStr for Cid {
             text: text.chars().take(100).collect(),
             reason,
         };
+        if text.contains('/') {
+            return Err(malformed("a CID has no '/' (paths are not CIDs)".into()));
+        }
         let parsed = cid::Cid::try_from(text).map_err(|error| malformed(error.to_string()))?;
         let bytes = parsed.to_bytes();
         // Re-validate the binary form strictly (the text decoder is more lenient).
@@ -236,11 +254,19 @@ mod tests {
 
     #[test]
     fn cidv0_round_trips_in_base58() {
-        let cid: Cid = "QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY".parse().unwrap();
+        let cid: Cid = "QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY"
+            .parse()
+            .unwrap();
         assert_eq!(cid.version(), 0);
-        assert_eq!(cid.to_string(), "QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY");
+        assert_eq!(
+            cid.to_string(),
+            "QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY"
+        );
         assert_eq!(cid.hash_code(), SHA2_256);
-        assert!(matches!(cid.verify(b""), Err(CidError::UnsupportedHash(0x12))));
+        assert!(matches!(
+            cid.verify(b""),
+            Err(CidError::UnsupportedHash(0x12))
+        ));
     }
 
     #[test]
@@ -252,5 +278,15 @@ mod tests {
         assert!(Cid::from_bytes(&bytes).is_err());
         assert!("bafy".parse::<Cid>().is_err());
         assert!("not a cid".parse::<Cid>().is_err());
+        let text = Cid::hash(Codec::Raw, b"a").to_string();
+        assert!(format!("/ipfs/{text}").parse::<Cid>().is_err());
+        // 36 bytes, but with a two-byte codec varint (0x80 0x01) and a 31-byte digest.
+        let mut odd = vec![0x01, 0x80, 0x01, 0x1e, 31];
+        odd.extend_from_slice(&[7u8; 31]);
+        let odd = Cid::from_bytes(&odd).unwrap();
+        assert_eq!(odd.codec(), 0x80);
+        assert_eq!(odd.hash_code(), BLAKE3);
+        assert!(odd.verify(b"anything").is_err());
+        assert!(!odd.is_blake3(Codec::Raw));
     }
 }

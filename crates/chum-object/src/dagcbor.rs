@@ -36,7 +36,11 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_size: 1 << 20, max_depth: 64, max_collection_len: 100_000 }
+        Limits {
+            max_size: 1 << 20,
+            max_depth: 64,
+            max_collection_len: 100_000,
+        }
     }
 }
 
@@ -102,7 +106,9 @@ impl fmt::Display for Rule {
             Rule::ReservedAdditionalInfo => f.write_str("reserved additional information (28-30)"),
             Rule::IndefiniteLength => f.write_str("indefinite length (or break) not allowed"),
             Rule::NonTextKey => f.write_str("map key is not text"),
-            Rule::UnsortedKeys => f.write_str("map keys not in canonical order (length, then bytes)"),
+            Rule::UnsortedKeys => {
+                f.write_str("map keys not in canonical order (length, then bytes)")
+            }
             Rule::DuplicateKey(key) => write!(f, "duplicate map key {key:?}"),
             Rule::ShortFloat => f.write_str("float not 64-bit (16- and 32-bit floats not allowed)"),
             Rule::NonFiniteFloat => f.write_str("float is NaN or infinite"),
@@ -168,11 +174,18 @@ pub fn encode(value: &Value) -> Result<Vec<u8>, EncodeError> {
 /// hold a partial encoding.
 pub fn encode_into(value: &Value, limits: &Limits, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = out.len();
-    let mut encoder = Encoder { out, limits, max_depth: limits.depth() };
+    let mut encoder = Encoder {
+        out,
+        limits,
+        max_depth: limits.depth(),
+    };
     encoder.value(value, 0)?;
     let size = out.len() - start;
     if size > limits.max_size {
-        return Err(EncodeError::TooLarge { size, limit: limits.max_size });
+        return Err(EncodeError::TooLarge {
+            size,
+            limit: limits.max_size,
+        });
     }
     Ok(())
 }
@@ -208,7 +221,10 @@ impl Encoder<'_> {
             return Err(EncodeError::TooDeep(self.max_depth));
         }
         if len > self.limits.max_collection_len {
-            return Err(EncodeError::TooManyEntries { len, limit: self.limits.max_collection_len });
+            return Err(EncodeError::TooManyEntries {
+                len,
+                limit: self.limits.max_collection_len,
+            });
         }
         Ok(depth + 1)
     }
@@ -274,13 +290,24 @@ pub fn decode_with_limits(bytes: &[u8], limits: &Limits) -> Result<Value, Decode
     if bytes.len() > limits.max_size {
         return Err(DecodeError {
             offset: 0,
-            rule: Rule::TooLarge { size: bytes.len(), limit: limits.max_size },
+            rule: Rule::TooLarge {
+                size: bytes.len(),
+                limit: limits.max_size,
+            },
         });
     }
     if bytes.is_empty() {
-        return Err(DecodeError { offset: 0, rule: Rule::Empty });
+        return Err(DecodeError {
+            offset: 0,
+            rule: Rule::Empty,
+        });
     }
-    let mut decoder = Decoder { input: bytes, pos: 0, limits, max_depth: limits.depth() };
+    let mut decoder = Decoder {
+        input: bytes,
+        pos: 0,
+        limits,
+        max_depth: limits.depth(),
+    };
     let value = decoder.value(0)?;
     if decoder.pos != bytes.len() {
         return Err(decoder.error_at(decoder.pos, Rule::TrailingBytes));
@@ -302,7 +329,10 @@ impl<'a> Decoder<'a> {
 
     #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|&end| end <= self.input.len());
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.input.len());
         match end {
             Some(end) => {
                 let slice = &self.input[self.pos..end];
@@ -358,9 +388,10 @@ impl<'a> Decoder<'a> {
     /// A length that must fit in the remaining input at `min_item` bytes per item.
     fn length(&mut self, info: u8, start: usize, min_item: usize) -> Result<usize, DecodeError> {
         let len = self.argument(info, start)?;
-        let fits = usize::try_from(len)
-            .ok()
-            .filter(|&len| len.checked_mul(min_item).is_some_and(|need| need <= self.remaining()));
+        let fits = usize::try_from(len).ok().filter(|&len| {
+            len.checked_mul(min_item)
+                .is_some_and(|need| need <= self.remaining())
+        });
         fits.ok_or_else(|| self.error_at(self.input.len(), Rule::Truncated))
     }
 
@@ -378,7 +409,10 @@ impl<'a> Decoder<'a> {
             return Err(self.error_at(start, Rule::TooDeep(self.max_depth)));
         }
         if len > self.limits.max_collection_len {
-            let rule = Rule::TooManyEntries { len: len as u64, limit: self.limits.max_collection_len };
+            let rule = Rule::TooManyEntries {
+                len: len as u64,
+                limit: self.limits.max_collection_len,
+            };
             return Err(self.error_at(start, rule));
         }
         Ok(depth + 1)
@@ -390,7 +424,9 @@ impl<'a> Decoder<'a> {
         let info = initial & 0x1f;
         match initial >> 5 {
             0 => Ok(Value::Integer(Int::from_u64(self.argument(info, start)?))),
-            1 => Ok(Value::Integer(Int::negative_from_cbor(self.argument(info, start)?))),
+            1 => Ok(Value::Integer(Int::negative_from_cbor(
+                self.argument(info, start)?,
+            ))),
             2 => {
                 let len = self.length(info, start, 1)?;
                 Ok(Value::Bytes(self.take(len)?.to_vec()))
@@ -467,7 +503,10 @@ impl<'a> Decoder<'a> {
         let content_start = self.pos;
         let initial = self.byte()?;
         if initial >> 5 != 2 {
-            return Err(self.error_at(content_start, Rule::InvalidLink("content is not bytes".into())));
+            return Err(self.error_at(
+                content_start,
+                Rule::InvalidLink("content is not bytes".into()),
+            ));
         }
         let len = self.length(initial & 0x1f, content_start, 1)?;
         let bytes = self.take(len)?;

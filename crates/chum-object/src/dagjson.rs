@@ -50,19 +50,31 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, JsonError> {
         Err(error) => {
             let prefix = &bytes[..error.valid_up_to()];
             let (line, column) = position(&String::from_utf8_lossy(prefix), prefix.len());
-            Err(JsonError::Syntax { line, column, reason: "input is not valid UTF-8".into() })
+            Err(JsonError::Syntax {
+                line,
+                column,
+                reason: "input is not valid UTF-8".into(),
+            })
         }
     }
 }
 
 /// Parses DAG-JSON text under `limits` (depth and collection length).
 pub fn from_str_with_limits(text: &str, limits: &Limits) -> Result<Value, JsonError> {
-    let mut parser = Parser { text, bytes: text.as_bytes(), pos: 0, limits };
+    let mut parser = Parser {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+        limits,
+    };
     parser.whitespace();
     let value = parser.value(0)?;
     parser.whitespace();
     if parser.pos != parser.bytes.len() {
         return Err(parser.error("unexpected text after the value"));
+    }
+    if nesting(&value) > parser.max_depth() {
+        return Err(parser.error_at(0, format!("nesting deeper than {}", parser.max_depth())));
     }
     Ok(value)
 }
@@ -77,7 +89,11 @@ pub fn to_string(value: &Value) -> Result<String, JsonError> {
 fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |last| last.chars().count())
+        + 1;
     (line, column)
 }
 
@@ -100,7 +116,11 @@ impl Parser<'_> {
             offset -= 1;
         }
         let (line, column) = position(self.text, offset);
-        JsonError::Syntax { line, column, reason: reason.into() }
+        JsonError::Syntax {
+            line,
+            column,
+            reason: reason.into(),
+        }
     }
 
     fn whitespace(&mut self) {
@@ -131,10 +151,16 @@ impl Parser<'_> {
         }
     }
 
+    fn max_depth(&self) -> usize {
+        self.limits.max_depth.min(Limits::HARD_MAX_DEPTH)
+    }
+
+    /// Enters a JSON array or object. The `{"/": …}` wrappers of links and bytes are not
+    /// containers in the data model, so the parser allows two levels beyond the limit and the
+    /// finished value's real depth is checked afterwards.
     fn enter(&self, depth: usize) -> Result<usize, JsonError> {
-        let max = self.limits.max_depth.min(Limits::HARD_MAX_DEPTH);
-        if depth >= max {
-            return Err(self.error(format!("nesting deeper than {max}")));
+        if depth >= self.max_depth() + 2 {
+            return Err(self.error(format!("nesting deeper than {}", self.max_depth())));
         }
         Ok(depth + 1)
     }
@@ -225,10 +251,15 @@ impl Parser<'_> {
         let first = entries.first().map(|(key, value)| (key.as_str(), value));
         match reserved(first, entries.len()) {
             Reserved::Plain => Ok(Value::Map(entries.into_iter().collect::<Map>())),
-            Reserved::Link(text) => text
-                .parse::<Cid>()
-                .map(Value::Link)
-                .map_err(|error| self.error_at(start, error.to_string())),
+            Reserved::Link(text) => match text.parse::<Cid>() {
+                // DAG-JSON writes CIDv1 in base32 and CIDv0 in base58btc, nothing else.
+                Ok(cid) if cid.to_string() == text => Ok(Value::Link(cid)),
+                Ok(_) => Err(self.error_at(
+                    start,
+                    "a link must be a base32 CIDv1 (b…) or a base58btc CIDv0 (Qm…)",
+                )),
+                Err(error) => Err(self.error_at(start, error.to_string())),
+            },
             Reserved::Bytes(text) => decode_base64(text)
                 .map(Value::Bytes)
                 .ok_or_else(|| self.error_at(start, "invalid base64 in {\"/\": {\"bytes\": …}}")),
@@ -256,7 +287,9 @@ impl Parser<'_> {
                 }
                 Some(b'\\') => {
                     self.pos += 1;
-                    let escape = self.peek().ok_or_else(|| self.error("unterminated string"))?;
+                    let escape = self
+                        .peek()
+                        .ok_or_else(|| self.error("unterminated string"))?;
                     self.pos += 1;
                     match escape {
                         b'"' => out.push('"'),
@@ -278,10 +311,15 @@ impl Parser<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
-        let digits = self.bytes.get(self.pos..self.pos + 4).ok_or_else(|| self.error("short \\u escape"))?;
+        let digits = self
+            .bytes
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.error("short \\u escape"))?;
         let mut value = 0u32;
         for &digit in digits {
-            let nibble = (digit as char).to_digit(16).ok_or_else(|| self.error("invalid \\u escape"))?;
+            let nibble = (digit as char)
+                .to_digit(16)
+                .ok_or_else(|| self.error("invalid \\u escape"))?;
             value = value * 16 + nibble;
         }
         self.pos += 4;
@@ -351,19 +389,39 @@ impl Parser<'_> {
         }
         let text = &self.text[start..self.pos];
         if is_float {
-            let float: f64 = text.parse().map_err(|_| self.error_at(start, "invalid number"))?;
+            let float: f64 = text
+                .parse()
+                .map_err(|_| self.error_at(start, "invalid number"))?;
             if !float.is_finite() {
                 return Err(self.error_at(start, "float out of the 64-bit range"));
             }
             return Ok(Value::Float(float));
         }
         let out_of_range = || self.error_at(start, "integer outside -2^64 ..= 2^64-1");
-        let magnitude: u128 = self.text[int_start..int_end].parse().map_err(|_| out_of_range())?;
-        let value = if negative { -(magnitude as i128) } else { magnitude as i128 };
+        let magnitude: u128 = self.text[int_start..int_end]
+            .parse()
+            .map_err(|_| out_of_range())?;
         if magnitude > 1u128 << 64 {
             return Err(out_of_range());
         }
-        Int::try_from(value).map(Value::Integer).map_err(|_| out_of_range())
+        // |magnitude| <= 2^64, so the conversion and negation cannot overflow an i128.
+        let value = if negative {
+            -(magnitude as i128)
+        } else {
+            magnitude as i128
+        };
+        Int::try_from(value)
+            .map(Value::Integer)
+            .map_err(|_| out_of_range())
+    }
+}
+
+/// How deeply lists and maps nest in `value` (`[]` is 1); bounded by the parser's limit.
+fn nesting(value: &Value) -> usize {
+    match value {
+        Value::List(list) => 1 + list.iter().map(nesting).max().unwrap_or(0),
+        Value::Map(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -377,11 +435,16 @@ enum Reserved<'a> {
 /// Classifies a map against DAG-JSON's reserved `"/"` namespace, given its bytewise-first entry
 /// and its length.
 fn reserved<'a>(first: Option<(&str, &'a Value)>, len: usize) -> Reserved<'a> {
-    let Some(("/", first_value)) = first else { return Reserved::Plain };
+    let Some(("/", first_value)) = first else {
+        return Reserved::Plain;
+    };
     match first_value {
         Value::Text(text) if len == 1 => Reserved::Link(text),
         Value::Text(_) => Reserved::Invalid("a link map {\"/\": \"…\"} must have no other keys"),
-        Value::Map(inner) => match inner.iter().min_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes())) {
+        Value::Map(inner) => match inner
+            .iter()
+            .min_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()))
+        {
             Some(("bytes", Value::Text(text))) if inner.len() == 1 && len == 1 => {
                 Reserved::Bytes(text)
             }
@@ -394,13 +457,11 @@ fn reserved<'a>(first: Option<(&str, &'a Value)>, len: usize) -> Reserved<'a> {
     }
 }
 
+/// Standard base64 without padding, as the DAG-JSON spec writes bytes.
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    engine.decode(text).ok()
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text)
+        .ok()
 }
 
 fn write_value(value: &Value, out: &mut String, depth: usize) -> Result<(), JsonError> {
@@ -437,7 +498,10 @@ fn write_value(value: &Value, out: &mut String, depth: usize) -> Result<(), Json
         Value::Map(map) => {
             let mut entries: Vec<(&str, &Value)> = map.iter().collect();
             entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            if !matches!(reserved(entries.first().copied(), entries.len()), Reserved::Plain) {
+            if !matches!(
+                reserved(entries.first().copied(), entries.len()),
+                Reserved::Plain
+            ) {
                 return Err(JsonError::Unrepresentable(
                     "a map whose \"/\" entry looks like a link or bytes".into(),
                 ));
@@ -494,7 +558,11 @@ fn write_float(float: f64, out: &mut String) -> Result<(), JsonError> {
         return Err(JsonError::Unrepresentable("NaN or infinite float".into()));
     }
     if float == 0.0 {
-        out.push_str(if float.is_sign_negative() { "-0.0" } else { "0.0" });
+        out.push_str(if float.is_sign_negative() {
+            "-0.0"
+        } else {
+            "0.0"
+        });
         return Ok(());
     }
     // `{:e}` gives the shortest digits that round-trip, as d.ddde±x.
@@ -525,7 +593,12 @@ fn write_float(float: f64, out: &mut String) -> Result<(), JsonError> {
             out.push('.');
             out.push_str(&digits[1..]);
         }
-        let _ = write!(out, "e{}{}", if n - 1 >= 0 { "+" } else { "-" }, (n - 1).abs());
+        let _ = write!(
+            out,
+            "e{}{}",
+            if n - 1 >= 0 { "+" } else { "-" },
+            (n - 1).abs()
+        );
     }
     Ok(())
 }
@@ -553,7 +626,14 @@ mod tests {
         assert_eq!(float_text(0.000001), "0.000001");
         assert_eq!(float_text(1.5e-7), "1.5e-7");
         assert_eq!(float_text(-0.0), "-0.0");
-        for f in [0.1, 1.0 / 3.0, f64::MAX, f64::MIN_POSITIVE, 5e-324, 123456.789e10] {
+        for f in [
+            0.1,
+            1.0 / 3.0,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            123456.789e10,
+        ] {
             assert_eq!(float_text(f).parse::<f64>().unwrap(), f);
         }
     }
@@ -564,8 +644,27 @@ mod tests {
         assert!(from_str(r#"{"/":"not a cid"}"#).is_err());
         assert!(from_str(r#"{"/":{"bytes":"AAA","x":1}}"#).is_err());
         assert!(from_str(r#"{"/":{"bytes":"AAA"},"x":1}"#).is_err());
-        assert_eq!(from_str(r#"{"/":true,"x":1}"#).unwrap().as_map().unwrap().len(), 2);
-        assert_eq!(from_str(r#"{"/":{"bytes":"AQID"}}"#).unwrap(), Value::Bytes(vec![1, 2, 3]));
+        assert_eq!(
+            from_str(r#"{"/":true,"x":1}"#)
+                .unwrap()
+                .as_map()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            from_str(r#"{"/":{"bytes":"AQID"}}"#).unwrap(),
+            Value::Bytes(vec![1, 2, 3])
+        );
+        assert!(
+            from_str(r#"{"/":{"bytes":"AQ=="}}"#).is_err(),
+            "padding is not DAG-JSON"
+        );
+        assert!(from_str(r#"{"/":{"bytes":"AQ="}}"#).is_err());
+        let cid = "bafyr4ia7stf7ge5tzyrsk6tskhva7sk2erkw5jqr4t4pi5pfjglrxlw3ai";
+        assert!(from_str(&format!(r#"{{"/":"{cid}"}}"#)).is_ok());
+        assert!(from_str(&format!(r#"{{"/":"{}"}}"#, cid.to_uppercase())).is_err());
+        assert!(from_str(&format!(r#"{{"/":"https://x.example/ipfs/{cid}"}}"#)).is_err());
         let tricky: Value = Value::Map([("/", Value::Text("x".into()))].into());
         assert!(to_string(&tricky).is_err());
     }
@@ -573,15 +672,65 @@ mod tests {
     #[test]
     fn syntax_errors_say_where() {
         let error = from_str("{\n  \"a\": tru }").unwrap_err();
-        assert!(matches!(error, JsonError::Syntax { line: 2, column: 8, .. }), "{error}");
-        for bad in ["", "{", "[1,]", "01", "1.", "-", "\"\\x\"", "\"\u{1}\"", "[1] 2", "1e",
-            "{\"a\":1,\"a\":2}", "18446744073709551616", "-18446744073709551617", "1e999",
-            "\"\\ud800\"", "{1:2}", "nul"] {
+        assert!(
+            matches!(
+                error,
+                JsonError::Syntax {
+                    line: 2,
+                    column: 8,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "01",
+            "1.",
+            "-",
+            "\"\\x\"",
+            "\"\u{1}\"",
+            "[1] 2",
+            "1e",
+            "{\"a\":1,\"a\":2}",
+            "18446744073709551616",
+            "-18446744073709551617",
+            "1e999",
+            "\"\\ud800\"",
+            "{1:2}",
+            "nul",
+        ] {
             assert!(from_str(bad).is_err(), "{bad:?} should fail");
         }
-        assert_eq!(from_str("-18446744073709551616").unwrap(), Value::Integer(Int::MIN));
-        assert_eq!(from_str("18446744073709551615").unwrap(), Value::Integer(Int::MAX));
+        assert_eq!(
+            from_str("-18446744073709551616").unwrap(),
+            Value::Integer(Int::MIN)
+        );
+        assert_eq!(
+            from_str("18446744073709551615").unwrap(),
+            Value::Integer(Int::MAX)
+        );
         assert_eq!(from_str("-0").unwrap(), Value::from(0));
+        assert!(from_str("-170141183460469231731687303715884105728").is_err());
+        assert!(from_str("-340282366920938463463374607431768211455").is_err());
+        assert!(from_str("99999999999999999999999999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn links_and_bytes_at_the_depth_limit_round_trip() {
+        let cid = crate::cid::Cid::hash(crate::cid::Codec::Raw, b"x");
+        for leaf in [Value::Link(cid), Value::Bytes(vec![1, 2])] {
+            let mut value = leaf;
+            for _ in 0..64 {
+                value = Value::List(vec![value]);
+            }
+            crate::dagcbor::encode(&value).unwrap();
+            assert_eq!(from_str(&to_string(&value).unwrap()).unwrap(), value);
+            let deeper = Value::List(vec![value]);
+            assert!(from_str(&to_string(&deeper).unwrap()).is_err());
+        }
     }
 
     #[test]

@@ -47,28 +47,53 @@ impl Object {
     pub fn from_value_with_limits(value: &Value, limits: &Limits) -> Result<Object, EncodeError> {
         let mut bytes = Vec::with_capacity(128);
         dagcbor::encode_into(value, limits, &mut bytes)?;
-        Ok(Object { cid: Cid::hash(Codec::DagCbor, &bytes), bytes })
+        Ok(Object {
+            cid: Cid::hash(Codec::DagCbor, &bytes),
+            bytes,
+        })
     }
 
     /// Checks that `bytes` are canonical DAG-CBOR within `limits`, and names them.
     /// Returns the decoded value too, since checking required decoding.
     pub fn from_bytes(bytes: Vec<u8>, limits: &Limits) -> Result<(Object, Value), DecodeError> {
         let value = dagcbor::decode_with_limits(&bytes, limits)?;
-        Ok((Object { cid: Cid::hash(Codec::DagCbor, &bytes), bytes }, value))
+        Ok((
+            Object {
+                cid: Cid::hash(Codec::DagCbor, &bytes),
+                bytes,
+            },
+            value,
+        ))
     }
 
     /// Checks bytes received under `cid`: the hash must match and the bytes must be canonical.
     /// This is what every peer does before it stores an object.
-    pub fn verify(cid: &Cid, bytes: Vec<u8>, limits: &Limits) -> Result<(Object, Value), VerifyError> {
-        if cid.codec() != crate::cid::DAG_CBOR {
-            return Err(VerifyError::NotDagCbor(cid.clone()));
+    pub fn verify(
+        cid: &Cid,
+        bytes: Vec<u8>,
+        limits: &Limits,
+    ) -> Result<(Object, Value), VerifyError> {
+        if !cid.is_blake3(Codec::DagCbor) {
+            if cid.codec() != crate::cid::DAG_CBOR {
+                return Err(VerifyError::NotDagCbor(cid.clone()));
+            }
+            return Err(VerifyError::Cid(CidError::UnsupportedHash(cid.hash_code())));
         }
         if !cid.verify(&bytes)? {
             let actual = Cid::hash(Codec::DagCbor, &bytes);
-            return Err(VerifyError::HashMismatch { expected: cid.clone(), actual });
+            return Err(VerifyError::HashMismatch {
+                expected: cid.clone(),
+                actual,
+            });
         }
         let value = dagcbor::decode_with_limits(&bytes, limits)?;
-        Ok((Object { cid: cid.clone(), bytes }, value))
+        Ok((
+            Object {
+                cid: cid.clone(),
+                bytes,
+            },
+            value,
+        ))
     }
 
     /// The CID.
@@ -89,7 +114,13 @@ impl Object {
     /// Decodes the bytes back into a value (they are canonical, so this cannot fail under
     /// limits at least as wide as those the object was made under).
     pub fn value(&self) -> Result<Value, DecodeError> {
-        dagcbor::decode_with_limits(&self.bytes, &Limits { max_size: usize::MAX, ..Limits::default() })
+        dagcbor::decode_with_limits(
+            &self.bytes,
+            &Limits {
+                max_size: usize::MAX,
+                ..Limits::default()
+            },
+        )
     }
 }
 

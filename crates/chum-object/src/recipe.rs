@@ -61,9 +61,14 @@ impl Strategy {
 
     /// Parses a strategy name.
     pub fn from_name(name: &str) -> Option<Strategy> {
-        [Strategy::AppendOnly, Strategy::LastWrite, Strategy::FieldMerge, Strategy::InstanceLocal]
-            .into_iter()
-            .find(|strategy| strategy.name() == name)
+        [
+            Strategy::AppendOnly,
+            Strategy::LastWrite,
+            Strategy::FieldMerge,
+            Strategy::InstanceLocal,
+        ]
+        .into_iter()
+        .find(|strategy| strategy.name() == name)
     }
 }
 
@@ -104,9 +109,10 @@ impl Kind {
             Kind::Text => simple("text"),
             Kind::Bytes => simple("bytes"),
             Kind::Link(types) if types.is_empty() => simple("link"),
-            Kind::Link(types) => {
-                nested("link", Value::List(types.iter().map(|t| Value::Text(t.clone())).collect()))
-            }
+            Kind::Link(types) => nested(
+                "link",
+                Value::List(types.iter().map(|t| Value::Text(t.clone())).collect()),
+            ),
             Kind::List(of) => nested("list", of.to_value()),
             Kind::Set(of) => nested("set", of.to_value()),
             Kind::Map(of) => nested("map", of.to_value()),
@@ -135,7 +141,11 @@ impl Kind {
                         let types = inner.as_list().ok_or("link targets must be a list")?;
                         types
                             .iter()
-                            .map(|t| t.as_text().map(str::to_owned).ok_or("link target must be text"))
+                            .map(|t| {
+                                t.as_text()
+                                    .map(str::to_owned)
+                                    .ok_or("link target must be text")
+                            })
                             .collect::<Result<_, _>>()
                             .map(Kind::Link)
                             .map_err(str::to_owned)
@@ -152,7 +162,12 @@ impl Kind {
 
     /// Checks `value` against this kind; `path` names the place for errors.
     fn check(&self, value: &Value, path: &mut String) -> Result<(), (String, String)> {
-        let mismatch = |path: &str| Err((path.to_owned(), format!("expected {self}, found {}", value.kind())));
+        let mismatch = |path: &str| {
+            Err((
+                path.to_owned(),
+                format!("expected {self}, found {}", value.kind()),
+            ))
+        };
         match (self, value) {
             (Kind::Any, _)
             | (Kind::Bool, Value::Bool(_))
@@ -169,10 +184,11 @@ impl Kind {
                     path.truncate(base);
                 }
                 if matches!(self, Kind::Set(_)) {
-                    let mut encoded: Vec<Vec<u8>> = items
+                    let mut encoded = items
                         .iter()
-                        .map(|item| dagcbor::encode(item).unwrap_or_default())
-                        .collect();
+                        .map(dagcbor::encode)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|error| (path.clone(), error.to_string()))?;
                     encoded.sort();
                     if encoded.windows(2).any(|pair| pair[0] == pair[1]) {
                         return Err((path.clone(), "set holds the same element twice".into()));
@@ -231,7 +247,13 @@ pub struct Field {
 impl Field {
     /// A required, non-ID field.
     pub fn new(name: impl Into<String>, kind: Kind) -> Field {
-        Field { name: name.into(), kind, optional: false, id: false, collection: false }
+        Field {
+            name: name.into(),
+            kind,
+            optional: false,
+            id: false,
+            collection: false,
+        }
     }
 
     /// Marks the field optional.
@@ -318,7 +340,12 @@ pub enum RecipeError {
 impl Recipe {
     /// A recipe with no fields yet, version 1.
     pub fn new(name: impl Into<String>, strategy: Strategy) -> Recipe {
-        Recipe { name: name.into(), version: 1, strategy, fields: Vec::new() }
+        Recipe {
+            name: name.into(),
+            version: 1,
+            strategy,
+            fields: Vec::new(),
+        }
     }
 
     /// Adds a field.
@@ -351,7 +378,8 @@ impl Recipe {
     /// Checks the recipe itself: a name, distinct field names (none `$type`), ID fields
     /// required, collection only on links.
     pub fn check(&self) -> Result<(), RecipeError> {
-        let invalid = |why: String| Err(RecipeError::InvalidRecipe(format!("{}: {why}", self.name)));
+        let invalid =
+            |why: String| Err(RecipeError::InvalidRecipe(format!("{}: {why}", self.name)));
         if self.name.is_empty() {
             return invalid("empty name".into());
         }
@@ -362,7 +390,10 @@ impl Recipe {
             if field.name.is_empty() || field.name == "$type" {
                 return invalid(format!("field name {:?} not allowed", field.name));
             }
-            if self.fields[..i].iter().any(|other| other.name == field.name) {
+            if self.fields[..i]
+                .iter()
+                .any(|other| other.name == field.name)
+            {
                 return invalid(format!("field {:?} declared twice", field.name));
             }
             if field.id && field.optional {
@@ -414,10 +445,15 @@ impl Recipe {
         }
         for key in map.keys() {
             if !["$type", "name", "version", "strategy", "fields"].contains(&key) {
-                return Err(RecipeError::InvalidRecipe(format!("unknown recipe field {key:?}")));
+                return Err(RecipeError::InvalidRecipe(format!(
+                    "unknown recipe field {key:?}"
+                )));
             }
         }
-        let name = map.get("name").and_then(Value::as_text).ok_or_else(|| invalid("name must be text"))?;
+        let name = map
+            .get("name")
+            .and_then(Value::as_text)
+            .ok_or_else(|| invalid("name must be text"))?;
         let version = map
             .get("version")
             .and_then(Value::as_int)
@@ -427,14 +463,25 @@ impl Recipe {
             .get("strategy")
             .and_then(Value::as_text)
             .and_then(Strategy::from_name)
-            .ok_or_else(|| invalid("strategy must be one of append-only, last-write, field-merge, instance-local"))?;
-        let fields = map.get("fields").and_then(Value::as_list).ok_or_else(|| invalid("fields must be a list"))?;
+            .ok_or_else(|| {
+                invalid(
+                    "strategy must be one of append-only, last-write, field-merge, instance-local",
+                )
+            })?;
+        let fields = map
+            .get("fields")
+            .and_then(Value::as_list)
+            .ok_or_else(|| invalid("fields must be a list"))?;
         let mut recipe = Recipe::new(name, strategy).with_version(version);
         for field in fields {
-            let field = field.as_map().ok_or_else(|| invalid("a field must be a map"))?;
+            let field = field
+                .as_map()
+                .ok_or_else(|| invalid("a field must be a map"))?;
             for key in field.keys() {
                 if !["name", "kind", "optional", "id", "collection"].contains(&key) {
-                    return Err(RecipeError::InvalidRecipe(format!("unknown field property {key:?}")));
+                    return Err(RecipeError::InvalidRecipe(format!(
+                        "unknown field property {key:?}"
+                    )));
                 }
             }
             let flag = |key: &str| match field.get(key) {
@@ -442,10 +489,17 @@ impl Recipe {
                 Some(Value::Bool(b)) => Ok(*b),
                 Some(_) => Err(RecipeError::InvalidRecipe(format!("{key} must be a bool"))),
             };
-            let field_name =
-                field.get("name").and_then(Value::as_text).ok_or_else(|| invalid("field name must be text"))?;
-            let kind = Kind::from_value(field.get("kind").ok_or_else(|| invalid("field kind missing"))?, 0)
-                .map_err(|why| RecipeError::InvalidRecipe(format!("field {field_name:?}: {why}")))?;
+            let field_name = field
+                .get("name")
+                .and_then(Value::as_text)
+                .ok_or_else(|| invalid("field name must be text"))?;
+            let kind = Kind::from_value(
+                field
+                    .get("kind")
+                    .ok_or_else(|| invalid("field kind missing"))?,
+                0,
+            )
+            .map_err(|why| RecipeError::InvalidRecipe(format!("field {field_name:?}: {why}")))?;
             recipe.fields.push(Field {
                 name: field_name.to_owned(),
                 kind,
@@ -455,6 +509,13 @@ impl Recipe {
             });
         }
         recipe.check()?;
+        // One recipe, one object: refuse spellings that differ from the canonical one (explicit
+        // `false` flags, `{"link": []}`, …), which would give the same recipe another CID.
+        if recipe.to_value() != *value {
+            return Err(invalid(
+                "not in canonical form (omit false flags; write \"link\" for any link target)",
+            ));
+        }
         Ok(recipe)
     }
 
@@ -463,26 +524,38 @@ impl Recipe {
         let map = object.as_map().ok_or(RecipeError::NotAMap(object.kind()))?;
         let found = object.type_name();
         if found != Some(self.name.as_str()) {
-            return Err(RecipeError::WrongType { expected: self.name.clone(), found: found.map(str::to_owned) });
+            return Err(RecipeError::WrongType {
+                expected: self.name.clone(),
+                found: found.map(str::to_owned),
+            });
         }
         for key in map.keys() {
             if key != "$type" && self.get_field(key).is_none() {
-                return Err(RecipeError::UnknownField { recipe: self.name.clone(), field: key.to_owned() });
+                return Err(RecipeError::UnknownField {
+                    recipe: self.name.clone(),
+                    field: key.to_owned(),
+                });
             }
         }
         for field in &self.fields {
             match map.get(&field.name) {
                 None if field.optional => {}
                 None => {
-                    return Err(RecipeError::MissingField { recipe: self.name.clone(), field: field.name.clone() });
+                    return Err(RecipeError::MissingField {
+                        recipe: self.name.clone(),
+                        field: field.name.clone(),
+                    });
                 }
                 Some(value) => {
                     let mut path = field.name.clone();
-                    field.kind.check(value, &mut path).map_err(|(path, reason)| RecipeError::InvalidField {
-                        recipe: self.name.clone(),
-                        path,
-                        reason,
-                    })?;
+                    field
+                        .kind
+                        .check(value, &mut path)
+                        .map_err(|(path, reason)| RecipeError::InvalidField {
+                            recipe: self.name.clone(),
+                            path,
+                            reason,
+                        })?;
                 }
             }
         }
@@ -495,13 +568,22 @@ impl Recipe {
             return Err(RecipeError::NotVersioned(self.name.clone()));
         }
         let map = object.as_map().ok_or(RecipeError::NotAMap(object.kind()))?;
+        let found = object.type_name();
+        if found != Some(self.name.as_str()) {
+            return Err(RecipeError::WrongType {
+                expected: self.name.clone(),
+                found: found.map(str::to_owned),
+            });
+        }
         let mut id = Map::new();
         id.insert("$type", self.name.as_str());
         for field in self.id_fields() {
-            let value = map.get(&field.name).ok_or_else(|| RecipeError::MissingField {
-                recipe: self.name.clone(),
-                field: field.name.clone(),
-            })?;
+            let value = map
+                .get(&field.name)
+                .ok_or_else(|| RecipeError::MissingField {
+                    recipe: self.name.clone(),
+                    field: field.name.clone(),
+                })?;
             id.insert(field.name.as_str(), value.clone());
         }
         Ok(Value::Map(id))
@@ -548,17 +630,38 @@ mod tests {
     #[test]
     fn validation_names_the_field_and_reason() {
         let recipe = contact();
-        recipe.validate(&json(r#"{"$type":"Contact","email":"a@b","tags":["x","y"]}"#)).unwrap();
-        let error = recipe.validate(&json(r#"{"$type":"Contact","email":"a@b","tags":["x",1]}"#)).unwrap_err();
-        assert_eq!(error.to_string(), "Contact: field tags[1]: expected text, found integer");
-        let error = recipe.validate(&json(r#"{"$type":"Contact","name":"A"}"#)).unwrap_err();
+        recipe
+            .validate(&json(
+                r#"{"$type":"Contact","email":"a@b","tags":["x","y"]}"#,
+            ))
+            .unwrap();
+        let error = recipe
+            .validate(&json(r#"{"$type":"Contact","email":"a@b","tags":["x",1]}"#))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "Contact: field tags[1]: expected text, found integer"
+        );
+        let error = recipe
+            .validate(&json(r#"{"$type":"Contact","name":"A"}"#))
+            .unwrap_err();
         assert!(matches!(error, RecipeError::MissingField { ref field, .. } if field == "email"));
-        let error = recipe.validate(&json(r#"{"$type":"Contact","email":"a","x":1}"#)).unwrap_err();
+        let error = recipe
+            .validate(&json(r#"{"$type":"Contact","email":"a","x":1}"#))
+            .unwrap_err();
         assert!(matches!(error, RecipeError::UnknownField { .. }));
-        let error = recipe.validate(&json(r#"{"$type":"Contact","email":"a","tags":["x","x"]}"#)).unwrap_err();
+        let error = recipe
+            .validate(&json(r#"{"$type":"Contact","email":"a","tags":["x","x"]}"#))
+            .unwrap_err();
         assert!(error.to_string().contains("same element twice"));
-        assert!(matches!(recipe.validate(&json(r#"{"$type":"Other"}"#)), Err(RecipeError::WrongType { .. })));
-        assert!(matches!(recipe.validate(&json("[1]")), Err(RecipeError::NotAMap("list"))));
+        assert!(matches!(
+            recipe.validate(&json(r#"{"$type":"Other"}"#)),
+            Err(RecipeError::WrongType { .. })
+        ));
+        assert!(matches!(
+            recipe.validate(&json("[1]")),
+            Err(RecipeError::NotAMap("list"))
+        ));
     }
 
     #[test]
@@ -569,9 +672,16 @@ mod tests {
         let c = json(r#"{"$type":"Contact","email":"c@d","name":"A"}"#);
         assert_eq!(recipe.id_hash(&a).unwrap(), recipe.id_hash(&b).unwrap());
         assert_ne!(recipe.id_hash(&a).unwrap(), recipe.id_hash(&c).unwrap());
-        assert_eq!(recipe.id_object(&b).unwrap(), json(r#"{"$type":"Contact","email":"a@b"}"#));
-        let message = Recipe::new("Message", Strategy::AppendOnly).field(Field::new("text", Kind::Text));
-        assert!(matches!(message.id_hash(&json(r#"{"$type":"Message","text":"x"}"#)), Err(RecipeError::NotVersioned(_))));
+        assert_eq!(
+            recipe.id_object(&b).unwrap(),
+            json(r#"{"$type":"Contact","email":"a@b"}"#)
+        );
+        let message =
+            Recipe::new("Message", Strategy::AppendOnly).field(Field::new("text", Kind::Text));
+        assert!(matches!(
+            message.id_hash(&json(r#"{"$type":"Message","text":"x"}"#)),
+            Err(RecipeError::NotVersioned(_))
+        ));
     }
 
     #[test]
@@ -585,6 +695,8 @@ mod tests {
             r#"{"$type":"Recipe","name":"","version":1,"strategy":"last-write","fields":[]}"#,
             r#"{"$type":"Recipe","name":"X","version":0,"strategy":"last-write","fields":[]}"#,
             r#"{"$type":"Recipe","name":"X","version":1,"strategy":"last-write","fields":[],"extra":1}"#,
+            r#"{"$type":"Recipe","name":"X","version":1,"strategy":"last-write","fields":[{"name":"a","kind":"text","optional":false}]}"#,
+            r#"{"$type":"Recipe","name":"X","version":1,"strategy":"last-write","fields":[{"name":"a","kind":{"link":[]}}]}"#,
         ] {
             assert!(Recipe::from_value(&json(bad)).is_err(), "{bad}");
         }

@@ -55,7 +55,8 @@ pub fn verify(
         return Err(SignatureError::WeakKey);
     }
     let signature = ed25519_dalek::Signature::from_bytes(signature);
-    key.verify_strict(cid.as_bytes(), &signature).map_err(|_| SignatureError::BadSignature)
+    key.verify_strict(cid.as_bytes(), &signature)
+        .map_err(|_| SignatureError::BadSignature)
 }
 
 #[cfg(test)]
@@ -71,12 +72,23 @@ mod tests {
         let other = Cid::hash(Codec::DagCbor, b"two");
         let signature = sign(&key, &cid);
         assert_eq!(verify(&public, &cid, &signature), Ok(()));
-        assert_eq!(verify(&public, &other, &signature), Err(SignatureError::BadSignature));
-        let stranger = SigningKey::from_bytes(&[2u8; 32]).verifying_key().to_bytes();
-        assert_eq!(verify(&stranger, &cid, &signature), Err(SignatureError::BadSignature));
+        assert_eq!(
+            verify(&public, &other, &signature),
+            Err(SignatureError::BadSignature)
+        );
+        let stranger = SigningKey::from_bytes(&[2u8; 32])
+            .verifying_key()
+            .to_bytes();
+        assert_eq!(
+            verify(&stranger, &cid, &signature),
+            Err(SignatureError::BadSignature)
+        );
         let mut flipped = signature;
         flipped[10] ^= 1;
-        assert_eq!(verify(&public, &cid, &flipped), Err(SignatureError::BadSignature));
+        assert_eq!(
+            verify(&public, &cid, &flipped),
+            Err(SignatureError::BadSignature)
+        );
     }
 
     #[test]
@@ -96,13 +108,19 @@ mod tests {
             signature[32 + i] = sum as u8;
             carry = sum >> 8;
         }
-        assert_eq!(verify(&public, &cid, &signature), Err(SignatureError::BadSignature));
+        assert_eq!(
+            verify(&public, &cid, &signature),
+            Err(SignatureError::BadSignature)
+        );
         // The identity point (small order) as a public key, with an all-identity signature,
         // verifies under lax rules for every message; strict rules refuse it.
         let mut identity = [0u8; 32];
         identity[0] = 1;
         let mut forged = [0u8; 64];
         forged[0] = 1;
-        assert_eq!(verify(&identity, &cid, &forged), Err(SignatureError::WeakKey));
+        assert_eq!(
+            verify(&identity, &cid, &forged),
+            Err(SignatureError::WeakKey)
+        );
     }
 }

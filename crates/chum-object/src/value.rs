@@ -144,18 +144,30 @@ pub struct Int {
 
 impl Int {
     /// The smallest integer DAG-CBOR holds, −2^64.
-    pub const MIN: Int = Int { negative: true, magnitude: u64::MAX };
+    pub const MIN: Int = Int {
+        negative: true,
+        magnitude: u64::MAX,
+    };
     /// The largest integer DAG-CBOR holds, 2^64 − 1.
-    pub const MAX: Int = Int { negative: false, magnitude: u64::MAX };
+    pub const MAX: Int = Int {
+        negative: false,
+        magnitude: u64::MAX,
+    };
 
     /// The non-negative integer `n`.
     pub const fn from_u64(n: u64) -> Int {
-        Int { negative: false, magnitude: n }
+        Int {
+            negative: false,
+            magnitude: n,
+        }
     }
 
     /// The negative integer −1 − `n` (CBOR major type 1 with argument `n`).
     pub const fn negative_from_cbor(n: u64) -> Int {
-        Int { negative: true, magnitude: n }
+        Int {
+            negative: true,
+            magnitude: n,
+        }
     }
 
     /// Whether the integer is below zero.
@@ -170,7 +182,11 @@ impl Int {
 
     /// The value as an `i128` (every DAG-CBOR integer fits).
     pub const fn to_i128(self) -> i128 {
-        if self.negative { -1 - self.magnitude as i128 } else { self.magnitude as i128 }
+        if self.negative {
+            -1 - self.magnitude as i128
+        } else {
+            self.magnitude as i128
+        }
     }
 
     /// The value as an `i64`, if it fits.
@@ -180,7 +196,11 @@ impl Int {
 
     /// The value as a `u64`, if it fits.
     pub fn to_u64(self) -> Option<u64> {
-        if self.negative { None } else { Some(self.magnitude) }
+        if self.negative {
+            None
+        } else {
+            Some(self.magnitude)
+        }
     }
 }
 
@@ -219,9 +239,13 @@ impl TryFrom<i128> for Int {
     type Error = IntOutOfRange;
     fn try_from(v: i128) -> Result<Self, IntOutOfRange> {
         if v >= 0 {
-            u64::try_from(v).map(Int::from_u64).map_err(|_| IntOutOfRange(v))
+            u64::try_from(v)
+                .map(Int::from_u64)
+                .map_err(|_| IntOutOfRange(v))
         } else {
-            u64::try_from(-1 - v).map(Int::negative_from_cbor).map_err(|_| IntOutOfRange(v))
+            u64::try_from(-1 - v)
+                .map(Int::negative_from_cbor)
+                .map_err(|_| IntOutOfRange(v))
         }
     }
 }
@@ -252,7 +276,9 @@ impl fmt::Display for Int {
 
 /// Compares two map keys in DAG-CBOR order: shorter keys first, then bytewise.
 pub fn canonical_key_order(a: &str, b: &str) -> Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 /// A map with text keys, always kept in canonical DAG-CBOR key order (length first, then
@@ -265,16 +291,21 @@ pub struct Map {
 impl Map {
     /// An empty map.
     pub const fn new() -> Map {
-        Map { entries: Vec::new() }
+        Map {
+            entries: Vec::new(),
+        }
     }
 
     /// An empty map with room for `capacity` entries.
     pub fn with_capacity(capacity: usize) -> Map {
-        Map { entries: Vec::with_capacity(capacity) }
+        Map {
+            entries: Vec::with_capacity(capacity),
+        }
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, _)| canonical_key_order(k, key))
+        self.entries
+            .binary_search_by(|(k, _)| canonical_key_order(k, key))
     }
 
     /// Inserts `value` under `key`, returning the value it replaced.
@@ -303,7 +334,9 @@ impl Map {
     /// Appends an entry whose key the caller has checked to sort after every key present.
     pub(crate) fn push_sorted(&mut self, key: String, value: Value) {
         debug_assert!(
-            self.entries.last().is_none_or(|(last, _)| canonical_key_order(last, &key).is_lt())
+            self.entries
+                .last()
+                .is_none_or(|(last, _)| canonical_key_order(last, &key).is_lt())
         );
         self.entries.push((key, value));
     }
@@ -361,7 +394,9 @@ impl Map {
 
 impl fmt::Debug for Map {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.entries.iter().map(|(k, v)| (k, v))).finish()
+        f.debug_map()
+            .entries(self.entries.iter().map(|(k, v)| (k, v)))
+            .finish()
     }
 }
 

@@ -5,9 +5,8 @@ use chum_object::{Cid, Codec, Int, Limits, Map, Value, dagcbor, dagcbor::Rule, d
 use proptest::prelude::*;
 
 fn arb_cid() -> impl Strategy<Value = Cid> {
-    (any::<[u8; 8]>(), any::<bool>()).prop_map(|(seed, raw)| {
-        Cid::hash(if raw { Codec::Raw } else { Codec::DagCbor }, &seed)
-    })
+    (any::<[u8; 8]>(), any::<bool>())
+        .prop_map(|(seed, raw)| Cid::hash(if raw { Codec::Raw } else { Codec::DagCbor }, &seed))
 }
 
 fn arb_scalar() -> impl Strategy<Value = Value> {
@@ -17,7 +16,9 @@ fn arb_scalar() -> impl Strategy<Value = Value> {
         any::<u64>().prop_map(|n| Value::Integer(Int::from_u64(n))),
         any::<u64>().prop_map(|n| Value::Integer(Int::negative_from_cbor(n))),
         any::<i8>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::Float),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::Float),
         proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::Bytes),
         ".{0,12}".prop_map(Value::Text),
         arb_cid().prop_map(Value::Link),
@@ -83,7 +84,10 @@ fn rule(bytes: &[u8]) -> Rule {
 #[test]
 fn hostile_inputs_fail_fast_without_allocating_the_claim() {
     // A list claiming 2^64-1 entries, a byte string claiming 4 GiB, a map claiming 2^32 pairs.
-    assert_eq!(rule(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), Rule::Truncated);
+    assert_eq!(
+        rule(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        Rule::Truncated
+    );
     assert_eq!(rule(&[0x5a, 0xff, 0xff, 0xff, 0xff, 0x00]), Rule::Truncated);
     assert_eq!(rule(&[0xbb, 0, 0, 0, 1, 0, 0, 0, 0]), Rule::Truncated);
     // 100,000 nested lists.
@@ -93,11 +97,20 @@ fn hostile_inputs_fail_fast_without_allocating_the_claim() {
     let big = vec![0u8; (1 << 20) + 1];
     assert!(matches!(rule(&big), Rule::TooLarge { .. }));
     // A list longer than the collection limit.
-    let limits = Limits { max_collection_len: 3, ..Limits::default() };
+    let limits = Limits {
+        max_collection_len: 3,
+        ..Limits::default()
+    };
     let error = dagcbor::decode_with_limits(&[0x84, 1, 2, 3, 4], &limits).unwrap_err();
-    assert!(matches!(error.rule, Rule::TooManyEntries { len: 4, limit: 3 }));
+    assert!(matches!(
+        error.rule,
+        Rule::TooManyEntries { len: 4, limit: 3 }
+    ));
     // A configured depth beyond the hard cap is capped.
-    let limits = Limits { max_depth: usize::MAX, ..Limits::default() };
+    let limits = Limits {
+        max_depth: usize::MAX,
+        ..Limits::default()
+    };
     let error = dagcbor::decode_with_limits(&deep, &limits).unwrap_err();
     assert_eq!(error.rule, Rule::TooDeep(Limits::HARD_MAX_DEPTH));
     let deep_json = "[".repeat(100_000) + &"]".repeat(100_000);
@@ -112,8 +125,14 @@ fn every_rule_is_named() {
         (&[], "empty input"),
         (&[0x18, 0x05], "shortest form"),
         (&[0x5f, 0xff], "indefinite"),
-        (&[0xa2, 0x61, 0x62, 0x01, 0x61, 0x61, 0x02], "canonical order"),
-        (&[0xa2, 0x61, 0x61, 0x01, 0x61, 0x61, 0x02], "duplicate map key \"a\""),
+        (
+            &[0xa2, 0x61, 0x62, 0x01, 0x61, 0x61, 0x02],
+            "canonical order",
+        ),
+        (
+            &[0xa2, 0x61, 0x61, 0x01, 0x61, 0x61, 0x02],
+            "duplicate map key \"a\"",
+        ),
         (&[0xa1, 0x01, 0x02], "not text"),
         (&[0xf9, 0x3c, 0x00], "not 64-bit"),
         (&[0xfb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0], "NaN"),
@@ -127,7 +146,10 @@ fn every_rule_is_named() {
     ];
     for (bytes, expected) in cases {
         let message = dagcbor::decode(bytes).unwrap_err().to_string();
-        assert!(message.contains(expected), "{bytes:02x?}: {message:?} should mention {expected:?}");
+        assert!(
+            message.contains(expected),
+            "{bytes:02x?}: {message:?} should mention {expected:?}"
+        );
     }
 }
 

@@ -21,11 +21,23 @@ fn chum_object_vectors() {
         let name = case["name"].as_str().unwrap();
         let bytes = hex::decode(case["hex"].as_str().unwrap()).unwrap();
         let value = dagcbor::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(dagcbor::encode(&value).unwrap(), bytes, "{name}: re-encoding");
+        assert_eq!(
+            dagcbor::encode(&value).unwrap(),
+            bytes,
+            "{name}: re-encoding"
+        );
         let cid = Cid::hash(Codec::DagCbor, &bytes);
-        assert_eq!(cid.to_string(), case["cid"].as_str().unwrap(), "{name}: CID");
+        assert_eq!(
+            cid.to_string(),
+            case["cid"].as_str().unwrap(),
+            "{name}: CID"
+        );
         let json = dagjson::to_string(&value).unwrap();
-        assert_eq!(dagjson::from_str(&json).unwrap(), value, "{name}: our DAG-JSON round trip");
+        assert_eq!(
+            dagjson::from_str(&json).unwrap(),
+            value,
+            "{name}: our DAG-JSON round trip"
+        );
         if let Some(expected_json) = case["dag_json"].as_str() {
             let parsed = dagjson::from_str(expected_json).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(parsed, value, "{name}: DAG-JSON parses to the same value");
@@ -36,7 +48,11 @@ fn chum_object_vectors() {
         let name = case["name"].as_str().unwrap();
         let bytes = hex::decode(case["hex"].as_str().unwrap()).unwrap();
         let result = dagcbor::decode(&bytes);
-        assert!(result.is_err(), "{name} ({}) must be rejected: {result:?}", case["rule"]);
+        assert!(
+            result.is_err(),
+            "{name} ({}) must be rejected: {result:?}",
+            case["rule"]
+        );
     }
 }
 
@@ -77,7 +93,11 @@ fn ipld_codec_fixtures() {
         let name = &fixture.name;
         if let Some(cbor) = &fixture.cbor {
             let value = dagcbor::decode(cbor).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(&dagcbor::encode(&value).unwrap(), cbor, "{name}: re-encoding");
+            assert_eq!(
+                &dagcbor::encode(&value).unwrap(),
+                cbor,
+                "{name}: re-encoding"
+            );
             if let Some(json) = &fixture.json {
                 assert_eq!(
                     dagjson::to_string(&value).unwrap().as_bytes(),
@@ -90,15 +110,26 @@ fn ipld_codec_fixtures() {
         if let Some(json) = &fixture.json {
             let value = dagjson::from_slice(json).unwrap_or_else(|e| panic!("{name}: {e}"));
             if let Some(cbor) = &fixture.cbor {
-                assert_eq!(&dagcbor::encode(&value).unwrap(), cbor, "{name}: DAG-JSON → DAG-CBOR");
+                assert_eq!(
+                    &dagcbor::encode(&value).unwrap(),
+                    cbor,
+                    "{name}: DAG-JSON → DAG-CBOR"
+                );
             }
-            assert_eq!(dagjson::to_string(&value).unwrap().as_bytes(), json.as_slice(), "{name}");
+            assert_eq!(
+                dagjson::to_string(&value).unwrap().as_bytes(),
+                json.as_slice(),
+                "{name}"
+            );
             json_checked += 1;
         }
     }
     let mut negative_checked = 0;
     for codec in ["dag-cbor", "dag-json"] {
-        let dir = vectors_dir().join("ipld-codec-fixtures/negative-fixtures").join(codec).join("decode");
+        let dir = vectors_dir()
+            .join("ipld-codec-fixtures/negative-fixtures")
+            .join(codec)
+            .join("decode");
         for file in std::fs::read_dir(dir).unwrap() {
             let cases: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
@@ -108,12 +139,18 @@ fn ipld_codec_fixtures() {
                     "dag-cbor" => dagcbor::decode(&bytes).is_err(),
                     _ => dagjson::from_slice(&bytes).is_err(),
                 };
-                assert!(rejected, "{codec} negative fixture {} must be rejected", case["name"]);
+                assert!(
+                    rejected,
+                    "{codec} negative fixture {} must be rejected",
+                    case["name"]
+                );
                 negative_checked += 1;
             }
         }
     }
-    println!("IPLD fixtures: {cbor_checked} DAG-CBOR, {json_checked} DAG-JSON, {negative_checked} negative");
+    println!(
+        "IPLD fixtures: {cbor_checked} DAG-CBOR, {json_checked} DAG-JSON, {negative_checked} negative"
+    );
     assert_eq!((cbor_checked, json_checked), (128, 128));
     assert_eq!(negative_checked, 2);
 }

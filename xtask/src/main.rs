@@ -1,0 +1,169 @@
+//! `cargo xtask`: the one entry point for the project's checks.
+//!
+//! - `cargo xtask test`: formatting, clippy (warnings denied), all tests, docs (warnings denied),
+//!   the wasm32 build of the I/O-free crates, and a build of the fuzz targets.
+//! - `cargo xtask fuzz TARGET SECONDS`: runs one fuzz target (nightly and cargo-fuzz are
+//!   installed when missing).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// Crates that do no I/O and must build for `wasm32-unknown-unknown`.
+const WASM_CRATES: &[&str] = &["chum-object"];
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["test"] => test(),
+        ["fuzz", target, seconds] => match seconds.parse::<u64>() {
+            Ok(seconds) => fuzz(target, seconds),
+            Err(_) => Err(format!("SECONDS must be a whole number, not {seconds:?}")),
+        },
+        ["fuzz-build"] => fuzz_build(),
+        _ => Err(USAGE.trim().to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "
+usage: cargo xtask test                    all checks CI runs
+       cargo xtask fuzz TARGET SECONDS     run one fuzz target (see fuzz/fuzz_targets)
+       cargo xtask fuzz-build              build every fuzz target
+";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+fn run(step: &str, command: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: == {step}");
+    let start = Instant::now();
+    let status = command
+        .status()
+        .map_err(|error| format!("{step}: cannot start: {error}"))?;
+    eprintln!("xtask: {step}: {:.1} s", start.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
+fn succeeds(command: &mut Command) -> bool {
+    command.output().is_ok_and(|output| output.status.success())
+}
+
+fn ensure_wasm_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|line| line == WASM_TARGET)
+        })
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    run(
+        "install the wasm32 target",
+        Command::new("rustup").args(["target", "add", WASM_TARGET]),
+    )
+}
+
+fn test() -> Result<(), String> {
+    run("fmt", cargo().args(["fmt", "--all", "--check"]))?;
+    run(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run("tests", cargo().args(["test", "--workspace", "--locked"]))?;
+    run(
+        "docs",
+        cargo()
+            .args(["doc", "--workspace", "--no-deps", "--locked"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    ensure_wasm_target()?;
+    let mut wasm = cargo();
+    wasm.args(["build", "--locked", "--target", WASM_TARGET]);
+    for krate in WASM_CRATES {
+        wasm.args(["-p", krate]);
+    }
+    run("wasm32 build of the I/O-free crates", &mut wasm)?;
+    fuzz_build()?;
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+/// Builds the fuzz targets with the stable toolchain (no sanitizer instrumentation), which
+/// proves they compile against the current API without needing nightly.
+fn fuzz_build() -> Result<(), String> {
+    run(
+        "build fuzz targets",
+        cargo().args(["build", "--manifest-path", "fuzz/Cargo.toml", "--bins"]),
+    )
+}
+
+fn fuzz(target: &str, seconds: u64) -> Result<(), String> {
+    if !succeeds(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
+        run(
+            "install nightly",
+            Command::new("rustup").args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+            ]),
+        )?;
+    }
+    if !succeeds(cargo().args(["fuzz", "--version"])) {
+        run(
+            "install cargo-fuzz",
+            cargo().args(["install", "cargo-fuzz"]),
+        )?;
+    }
+    let corpus = root().join("fuzz/corpus").join(target);
+    std::fs::create_dir_all(&corpus)
+        .map_err(|error| format!("cannot create {}: {error}", corpus.display()))?;
+    let mut command = Command::new("rustup");
+    command
+        .current_dir(root().join("fuzz"))
+        .args(["run", "nightly", "cargo", "fuzz", "run", target]);
+    let seeds = root().join("fuzz/seeds").join(target);
+    command.arg(&corpus);
+    if seeds.is_dir() {
+        command.arg(&seeds);
+    }
+    command.args([
+        "--",
+        &format!("-max_total_time={seconds}"),
+        "-print_final_stats=1",
+    ]);
+    run(&format!("fuzz {target} for {seconds} s"), &mut command)
+}
