@@ -56,7 +56,9 @@ fn main() -> Result<(), chum_object::Error> {
     );
     let wrong =
         dagjson::from_str(r#"{"$type":"Contact","email":"bob@example.org","tags":["a",3]}"#)?;
-    println!("invalid  {}", recipe.validate(&wrong).unwrap_err());
+    if let Err(error) = recipe.validate(&wrong) {
+        println!("invalid  {error}");
+    }
 
     // 4. A blob: 2.5 MiB split into 1 MiB raw chunks under a manifest, verified on reassembly.
     let data: Vec<u8> = (0..(5u32 << 19)).map(|i| (i % 251) as u8).collect();

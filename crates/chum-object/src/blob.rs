@@ -212,6 +212,7 @@ pub fn reassemble(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

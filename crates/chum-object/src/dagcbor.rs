@@ -395,13 +395,10 @@ impl<'a> Decoder<'a> {
         fits.ok_or_else(|| self.error_at(self.input.len(), Rule::Truncated))
     }
 
-    fn text(&mut self, info: u8, start: usize) -> Result<String, DecodeError> {
+    fn str(&mut self, info: u8, start: usize) -> Result<&'a str, DecodeError> {
         let len = self.length(info, start, 1)?;
         let bytes = self.take(len)?;
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(text.to_owned()),
-            Err(_) => Err(self.error_at(start, Rule::InvalidUtf8)),
-        }
+        std::str::from_utf8(bytes).map_err(|_| self.error_at(start, Rule::InvalidUtf8))
     }
 
     fn enter(&self, depth: usize, start: usize, len: usize) -> Result<usize, DecodeError> {
@@ -431,7 +428,7 @@ impl<'a> Decoder<'a> {
                 let len = self.length(info, start, 1)?;
                 Ok(Value::Bytes(self.take(len)?.to_vec()))
             }
-            3 => Ok(Value::Text(self.text(info, start)?)),
+            3 => Ok(Value::Text(self.str(info, start)?.to_owned())),
             4 => {
                 let len = self.length(info, start, 1)?;
                 let depth = self.enter(depth, start, len)?;
@@ -451,12 +448,13 @@ impl<'a> Decoder<'a> {
                     if key_initial >> 5 != 3 {
                         return Err(self.error_at(key_start, Rule::NonTextKey));
                     }
-                    let key = self.text(key_initial & 0x1f, key_start)?;
+                    let key = self.str(key_initial & 0x1f, key_start)?;
                     if let Some(before) = map.last_key() {
-                        match canonical_key_order(before, &key) {
+                        match canonical_key_order(before, key) {
                             std::cmp::Ordering::Less => {}
                             std::cmp::Ordering::Equal => {
-                                return Err(self.error_at(key_start, Rule::DuplicateKey(key)));
+                                let rule = Rule::DuplicateKey(key.to_owned());
+                                return Err(self.error_at(key_start, rule));
                             }
                             std::cmp::Ordering::Greater => {
                                 return Err(self.error_at(key_start, Rule::UnsortedKeys));
@@ -464,7 +462,7 @@ impl<'a> Decoder<'a> {
                         }
                     }
                     let item = self.value(depth)?;
-                    map.push_sorted(key, item);
+                    map.push_sorted(key.into(), item);
                 }
                 Ok(Value::Map(map))
             }

@@ -603,6 +603,7 @@ impl Recipe {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::dagjson;

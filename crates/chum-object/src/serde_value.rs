@@ -138,10 +138,6 @@ pub fn from_value<T: de::DeserializeOwned>(value: Value) -> Result<T, SerdeError
 }
 
 /// Converts a borrowed [`Value`] to a Rust value, which may borrow `&str` and `&[u8]` from it.
-#[allow(
-    dead_code,
-    reason = "public API; used outside tests once lib.rs re-exports it"
-)]
 pub fn from_value_ref<'de, T: Deserialize<'de>>(value: &'de Value) -> Result<T, SerdeError> {
     T::deserialize(ValueDeserializer {
         src: Src::Borrowed(value),
@@ -1028,7 +1024,8 @@ impl<'de> Visitor<'de> for CidVisitor {
 
 impl<'de> Deserialize<'de> for Int {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Int, D::Error> {
-        deserializer.deserialize_any(IntVisitor)
+        // Asking for an i128 lets formats such as JSON parse the whole range.
+        deserializer.deserialize_i128(IntVisitor)
     }
 }
 
@@ -1480,6 +1477,19 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Value>(&json).unwrap(),
             Value::Integer(Int::MAX)
+        );
+        // Int asks for an i128, so serde_json reads all of it.
+        assert_eq!(
+            serde_json::from_str::<Int>("-18446744073709551616").unwrap(),
+            Int::MIN
+        );
+        assert!(serde_json::from_str::<Int>("18446744073709551616").is_err());
+        let error = from_value::<Int>(Value::Link(cid(b"i")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("invalid type: link, expected an integer"),
+            "{error}"
         );
     }
 

@@ -60,6 +60,7 @@ pub fn verify(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::cid::Codec;

@@ -283,10 +283,14 @@ pub fn canonical_key_order(a: &str, b: &str) -> Ordering {
 
 /// A map with text keys, always kept in canonical DAG-CBOR key order (length first, then
 /// bytewise) with no duplicate keys, so encoding never sorts.
+///
+/// Keys of up to 24 bytes (almost all field names) are stored inline, without an allocation.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Map {
-    entries: Vec<(String, Value)>,
+    entries: Vec<(Key, Value)>,
 }
+
+type Key = compact_str::CompactString;
 
 impl Map {
     /// An empty map.
@@ -310,7 +314,7 @@ impl Map {
 
     /// Inserts `value` under `key`, returning the value it replaced.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
-        let key = key.into();
+        let key = Key::from(key.into());
         let value = value.into();
         // Fast path: keys arriving in canonical order append.
         if let Some((last, _)) = self.entries.last() {
@@ -332,7 +336,7 @@ impl Map {
     }
 
     /// Appends an entry whose key the caller has checked to sort after every key present.
-    pub(crate) fn push_sorted(&mut self, key: String, value: Value) {
+    pub(crate) fn push_sorted(&mut self, key: Key, value: Value) {
         debug_assert!(
             self.entries
                 .last()
@@ -402,9 +406,12 @@ impl fmt::Debug for Map {
 
 impl IntoIterator for Map {
     type Item = (String, Value);
-    type IntoIter = std::vec::IntoIter<(String, Value)>;
+    type IntoIter =
+        std::iter::Map<std::vec::IntoIter<(Key, Value)>, fn((Key, Value)) -> (String, Value)>;
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
+        self.entries
+            .into_iter()
+            .map(|(key, value)| (key.into_string(), value))
     }
 }
 
@@ -425,6 +432,7 @@ impl<K: Into<String>, V: Into<Value>, const N: usize> From<[(K, V); N]> for Map 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

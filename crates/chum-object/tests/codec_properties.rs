@@ -68,11 +68,9 @@ proptest! {
         let mut mutated = bytes.clone();
         let i = at.index(mutated.len());
         mutated[i] = byte;
-        if mutated != bytes {
-            if let Ok(other) = dagcbor::decode(&mutated) {
-                prop_assert_ne!(&other, &value);
-                prop_assert_eq!(dagcbor::encode(&other).unwrap(), mutated);
-            }
+        if mutated != bytes && let Ok(other) = dagcbor::decode(&mutated) {
+            prop_assert_ne!(&other, &value);
+            prop_assert_eq!(dagcbor::encode(&other).unwrap(), mutated);
         }
     }
 }
