@@ -10,7 +10,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// Crates that do no I/O and must build for `wasm32-unknown-unknown`.
-const WASM_CRATES: &[&str] = &["chum-object"];
+const WASM_CRATES: &[&str] = &["chum-object", "chum-crdt"];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() -> ExitCode {

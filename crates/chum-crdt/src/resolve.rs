@@ -70,8 +70,21 @@ pub enum ResolveError {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    key: VersionKey,
+    clock: crate::clock::Timestamp,
+    author: crate::version::InstanceId,
     deleted: bool,
+    /// Whether some present version names this one as a parent (so it is not a head).
+    referenced: bool,
+}
+
+impl Entry {
+    fn key(&self, cid: &Cid) -> VersionKey {
+        VersionKey {
+            clock: self.clock,
+            author: self.author,
+            cid: cid.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +170,57 @@ impl OrSet {
     }
 }
 
+/// Merges two field tables in one pass over both (they are sorted by name).
+fn merge_fields(
+    mine: BTreeMap<String, FieldState>,
+    theirs: &BTreeMap<String, FieldState>,
+) -> BTreeMap<String, FieldState> {
+    use std::cmp::Ordering;
+    let mut merged = Vec::with_capacity(mine.len().max(theirs.len()));
+    let mut mine = mine.into_iter().peekable();
+    let mut theirs = theirs.iter().peekable();
+    loop {
+        let order = match (mine.peek(), theirs.peek()) {
+            (Some((a, _)), Some((b, _))) => a.as_str().cmp(b.as_str()),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => break,
+        };
+        match order {
+            Ordering::Less => merged.extend(mine.next()),
+            Ordering::Greater => {
+                merged.extend(
+                    theirs
+                        .next()
+                        .map(|(name, state)| (name.clone(), state.clone())),
+                );
+            }
+            Ordering::Equal => {
+                let (Some((name, mut state)), Some((_, other))) = (mine.next(), theirs.next())
+                else {
+                    break;
+                };
+                match (&mut state, other) {
+                    (
+                        FieldState::Plain { key, value },
+                        FieldState::Plain {
+                            key: their_key,
+                            value: their_value,
+                        },
+                    ) if their_key > key => {
+                        *key = their_key.clone();
+                        *value = their_value.clone();
+                    }
+                    (FieldState::Set(set), FieldState::Set(other)) => set.merge(other),
+                    _ => {}
+                }
+                merged.push((name, state));
+            }
+        }
+    }
+    merged.into_iter().collect()
+}
+
 /// Resolves the current state of one object from its versions, incrementally.
 #[derive(Debug, Clone)]
 pub struct Resolver {
@@ -164,7 +228,8 @@ pub struct Resolver {
     set_fields: BTreeSet<String>,
     of: Option<Cid>,
     versions: CidMap<Cid, Entry>,
-    referenced: CidSet<Cid>,
+    /// CIDs named as parents that are not (yet) present.
+    dangling: CidSet<Cid>,
     heads: BTreeSet<VersionKey>,
     tombstone_heads: usize,
     head_bodies: CidMap<Cid, Map>,
@@ -193,7 +258,7 @@ impl Resolver {
             set_fields,
             of: None,
             versions: CidMap::default(),
-            referenced: CidSet::default(),
+            dangling: CidSet::default(),
             heads: BTreeSet::new(),
             tombstone_heads: 0,
             head_bodies: CidMap::default(),
@@ -233,22 +298,30 @@ impl Resolver {
             return Ok(false);
         }
         let key = version.key(cid.clone());
+        let referenced = self.dangling.remove(cid);
         self.versions.insert(
             cid.clone(),
             Entry {
-                key: key.clone(),
+                clock: version.clock,
+                author: version.author,
                 deleted: version.deleted,
+                referenced,
             },
         );
         for parent in &version.parents {
-            if self.referenced.insert(parent.clone())
-                && let Some(entry) = self.versions.get(parent)
-            {
-                let (parent_key, parent_deleted) = (entry.key.clone(), entry.deleted);
-                self.drop_head(&parent_key, parent_deleted);
+            match self.versions.get_mut(parent) {
+                Some(entry) if !entry.referenced => {
+                    entry.referenced = true;
+                    let (parent_key, parent_deleted) = (entry.key(parent), entry.deleted);
+                    self.drop_head(&parent_key, parent_deleted);
+                }
+                Some(_) => {}
+                None => {
+                    self.dangling.insert(parent.clone());
+                }
             }
         }
-        if !self.referenced.contains(cid) {
+        if !referenced {
             self.heads.insert(key.clone());
             self.tombstone_heads += usize::from(version.deleted);
             self.head_bodies.insert(cid.clone(), version.body.clone());
@@ -329,12 +402,31 @@ impl Resolver {
         if self.of.is_none() {
             self.of = other.of.clone();
         }
-        for (cid, entry) in &other.versions {
-            self.versions
-                .entry(cid.clone())
-                .or_insert_with(|| entry.clone());
+        self.versions
+            .reserve(other.versions.len().saturating_sub(self.versions.len()));
+        for (cid, theirs) in &other.versions {
+            match self.versions.entry(cid.clone()) {
+                std::collections::hash_map::Entry::Occupied(mut mine) => {
+                    mine.get_mut().referenced |= theirs.referenced;
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(theirs.clone());
+                }
+            }
         }
-        self.referenced.extend(other.referenced.iter().cloned());
+        let dangling: Vec<Cid> = self
+            .dangling
+            .drain()
+            .chain(other.dangling.iter().cloned())
+            .collect();
+        for cid in dangling {
+            match self.versions.get_mut(&cid) {
+                Some(entry) => entry.referenced = true,
+                None => {
+                    self.dangling.insert(cid);
+                }
+            }
+        }
         let mut heads = BTreeSet::new();
         let mut bodies = CidMap::default();
         let candidates = self
@@ -343,7 +435,11 @@ impl Resolver {
             .map(|k| (k, &self.head_bodies))
             .chain(other.heads.iter().map(|k| (k, &other.head_bodies)));
         for (key, source) in candidates {
-            if !self.referenced.contains(&key.cid)
+            let live = self
+                .versions
+                .get(&key.cid)
+                .is_some_and(|entry| !entry.referenced);
+            if live
                 && heads.insert(key.clone())
                 && let Some(body) = source.get(&key.cid)
             {
@@ -356,27 +452,7 @@ impl Resolver {
             .count();
         self.heads = heads;
         self.head_bodies = bodies;
-        for (name, theirs) in &other.fields {
-            match (self.fields.get_mut(name), theirs) {
-                (None, _) => {
-                    self.fields.insert(name.clone(), theirs.clone());
-                }
-                (
-                    Some(FieldState::Plain { key, value }),
-                    FieldState::Plain {
-                        key: their_key,
-                        value: their_value,
-                    },
-                ) => {
-                    if their_key > key {
-                        *key = their_key.clone();
-                        *value = their_value.clone();
-                    }
-                }
-                (Some(FieldState::Set(mine)), FieldState::Set(theirs)) => mine.merge(theirs),
-                _ => {}
-            }
-        }
+        self.fields = merge_fields(std::mem::take(&mut self.fields), &other.fields);
         Ok(())
     }
 
