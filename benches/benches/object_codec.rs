@@ -1,7 +1,7 @@
 //! Encode, decode and hash of small (~100 B) and large (16 KiB) objects: chum's codec beside
 //! ciborium (the serde bridge on the card) doing the same work in the same run.
 
-use chum_benches::{large_object, small_object, to_ciborium, to_ipld};
+use chum_benches::{large_object, small_linked_object, small_object, to_ciborium, to_ipld};
 use chum_object::{Cid, Codec, Object, dagcbor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -13,7 +13,11 @@ fn ciborium_encode(value: &ciborium::Value) -> Vec<u8> {
 }
 
 fn codec(c: &mut Criterion) {
-    for (size, value) in [("small", small_object(42)), ("16KiB", large_object())] {
+    for (size, value) in [
+        ("small", small_object(42)),
+        ("small-linked", small_linked_object(42)),
+        ("16KiB", large_object()),
+    ] {
         let bytes = dagcbor::encode(&value).expect("benchmark value encodes");
         let cib = to_ciborium(&value);
         let cib_bytes = ciborium_encode(&cib);

@@ -2,16 +2,28 @@
 
 use chum_object::{Cid, Codec, Map, Value};
 
-/// A typical small object (about 100 bytes encoded): a chat message.
+/// A typical small object (about 100 bytes encoded): a chat message as the Instance API writes
+/// it, with its hybrid-logical-clock reading.
 pub fn small_object(i: u64) -> Value {
     let mut map = Map::new();
     map.insert("$type", "Message");
-    map.insert("text", format!("hello number {i}, how are you?"));
+    map.insert("text", format!("hello number {i}, how are you today?"));
     map.insert("needsAI", true);
     map.insert("status", "pending");
-    map.insert("clock", i * 1000);
-    map.insert("conversation", Cid::hash(Codec::DagCbor, b"conversation"));
+    map.insert(
+        "clock",
+        Value::List(vec![Value::from(1_700_000_000_000 + i), Value::from(0u32)]),
+    );
     Value::Map(map)
+}
+
+/// A small object that links to another (about 140 bytes): a message in a conversation.
+pub fn small_linked_object(i: u64) -> Value {
+    let mut value = small_object(i);
+    if let Value::Map(map) = &mut value {
+        map.insert("conversation", Cid::hash(Codec::DagCbor, b"conversation"));
+    }
+    value
 }
 
 /// A 16 KiB object: a document with many fields, nested lists and a byte payload.

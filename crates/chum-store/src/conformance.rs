@@ -1,0 +1,617 @@
+//! The conformance suite: plain async functions that check a [`Store`] against every contract
+//! of the trait. Every backend runs all of them; a third-party backend can too:
+//!
+//! ```
+//! use chum_store::{MemoryStore, Store, conformance};
+//! futures::executor::block_on(conformance::run_all(&|| Box::new(MemoryStore::new()) as Box<dyn Store>));
+//! ```
+//!
+//! Each function panics (like an assertion) on the first broken contract, naming it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use chum_crdt::{InstanceId, Timestamp, Version, clock_value};
+use chum_object::{Cid, Codec, Map, Object, Value};
+
+use crate::error::Error;
+use crate::store::{Query, Store};
+
+/// Makes a fresh, empty store.
+pub type MakeStore<'a> = &'a dyn Fn() -> Box<dyn Store>;
+
+/// Runs every contract check on fresh stores from `make`.
+pub async fn run_all(make: MakeStore<'_>) {
+    put_get_has_count(&*make()).await;
+    put_is_idempotent(&*make()).await;
+    invalid_objects_are_refused_atomically(&*make()).await;
+    raw_blocks_are_stored(&*make()).await;
+    delete_removes_object_and_indexes(&*make()).await;
+    list_respects_ranges_and_limits(&*make()).await;
+    type_and_link_indexes(&*make()).await;
+    versions_and_heads_in_any_arrival_order(&*make()).await;
+    author_index_orders_by_clock(&*make()).await;
+    local_area(&*make()).await;
+    model_check(&*make(), 0x5eed_0001, 400).await;
+}
+
+/// Checks that what one store handle wrote, a reopened handle (from `reopen`, on the same
+/// durable location) still holds: objects, indexes, count and the local area.
+pub async fn run_durable(first: Box<dyn Store>, reopen: &dyn Fn() -> Box<dyn Store>) {
+    let objects: Vec<Object> = (0..20).map(message).collect();
+    put_objects(&*first, &objects).await;
+    let version = version_of(&id(1), vec![], 5, 1);
+    first.put(version.cid(), version.bytes()).await.unwrap();
+    first.local_put(b"peer/alice", b"state").await.unwrap();
+    first.delete(objects[0].cid()).await.unwrap();
+    drop(first);
+    let store = reopen();
+    assert_eq!(store.count().await.unwrap(), 20, "count survives reopen");
+    assert!(
+        !store.has(objects[0].cid()).await.unwrap(),
+        "a delete survives reopen"
+    );
+    for object in &objects[1..] {
+        assert_eq!(
+            store.get(object.cid()).await.unwrap(),
+            object.bytes(),
+            "objects survive reopen"
+        );
+    }
+    assert_eq!(
+        store.query(Query::Heads(&id(1))).await.unwrap(),
+        [version.cid().clone()],
+        "heads survive reopen"
+    );
+    let messages = store
+        .query(Query::ByType {
+            type_name: "Message",
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 19, "type index survives reopen");
+    assert_eq!(
+        store.local_get(b"peer/alice").await.unwrap().as_deref(),
+        Some(&b"state"[..])
+    );
+}
+
+/// A Message object, distinct per `n`.
+pub fn message(n: u32) -> Object {
+    let mut map = Map::new();
+    map.insert("$type", "Message");
+    map.insert("text", format!("message {n}"));
+    Object::from_value(&Value::Map(map)).unwrap()
+}
+
+fn id(n: u32) -> Cid {
+    let value = Value::Map(
+        [
+            ("$type", Value::from("Contact")),
+            ("email", Value::Text(format!("{n}@example.org"))),
+        ]
+        .into(),
+    );
+    Object::from_value(&value).unwrap().cid().clone()
+}
+
+fn version_of(of: &Cid, parents: Vec<Cid>, ms: u64, author: u8) -> Object {
+    let version = Version::new(
+        of.clone(),
+        parents,
+        Timestamp::new(ms, 0),
+        InstanceId([author; 32]),
+        Map::new(),
+    );
+    version.to_object().unwrap()
+}
+
+async fn put_objects(store: &dyn Store, objects: &[Object]) {
+    let batch: Vec<(Cid, Vec<u8>)> = objects
+        .iter()
+        .map(|o| (o.cid().clone(), o.bytes().to_vec()))
+        .collect();
+    store.put_many(&batch).await.unwrap();
+}
+
+fn sorted(mut cids: Vec<Cid>) -> Vec<Cid> {
+    cids.sort();
+    cids
+}
+
+/// `put` stores, `get` returns the bytes, `has` and `count` agree; absent objects are `NotFound`.
+pub async fn put_get_has_count(store: &dyn Store) {
+    let object = message(1);
+    assert!(!store.has(object.cid()).await.unwrap());
+    assert!(
+        matches!(store.get(object.cid()).await, Err(Error::NotFound(_))),
+        "get of an absent CID is NotFound"
+    );
+    assert!(
+        store.put(object.cid(), object.bytes()).await.unwrap(),
+        "first put is new"
+    );
+    assert!(store.has(object.cid()).await.unwrap());
+    assert_eq!(store.get(object.cid()).await.unwrap(), object.bytes());
+    assert_eq!(store.count().await.unwrap(), 1);
+}
+
+/// Putting the same object twice (alone or in a batch with itself) stores it once.
+pub async fn put_is_idempotent(store: &dyn Store) {
+    let (a, b) = (message(1), message(2));
+    store.put(a.cid(), a.bytes()).await.unwrap();
+    let batch = vec![
+        (a.cid().clone(), a.bytes().to_vec()),
+        (b.cid().clone(), b.bytes().to_vec()),
+        (b.cid().clone(), b.bytes().to_vec()),
+    ];
+    assert_eq!(store.put_many(&batch).await.unwrap(), [false, true, false]);
+    assert_eq!(store.count().await.unwrap(), 2);
+    let listed = store
+        .query(Query::ByType {
+            type_name: "Message",
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2, "an index entry is not duplicated");
+}
+
+/// Bytes that do not match their CID, non-canonical bytes and unverifiable CIDs are refused,
+/// and a batch with one bad object stores nothing.
+pub async fn invalid_objects_are_refused_atomically(store: &dyn Store) {
+    let good = message(1);
+    let other = message(2);
+    let mismatched = (good.cid().clone(), other.bytes().to_vec());
+    assert!(matches!(
+        store.put_many(std::slice::from_ref(&mismatched)).await,
+        Err(Error::Invalid { .. })
+    ));
+    // Non-canonical: a map with unsorted keys, under its own (correct) hash.
+    let unsorted = vec![0xa2, 0x61, 0x62, 0x01, 0x61, 0x61, 0x02];
+    let unsorted_cid = Cid::hash(Codec::DagCbor, &unsorted);
+    assert!(matches!(
+        store.put(&unsorted_cid, &unsorted).await,
+        Err(Error::Invalid { .. })
+    ));
+    // A CID chum cannot verify (CIDv0, SHA2-256).
+    let v0: Cid = "QmQg1v4o9xdT3Q14wh4S7dxZkDjyZ9ssFzFzyep1YrVJBY"
+        .parse()
+        .unwrap();
+    assert!(matches!(
+        store.put(&v0, b"x").await,
+        Err(Error::Invalid { .. })
+    ));
+    let batch = vec![(other.cid().clone(), other.bytes().to_vec()), mismatched];
+    assert!(store.put_many(&batch).await.is_err());
+    assert!(
+        !store.has(other.cid()).await.unwrap(),
+        "nothing of a refused batch is stored"
+    );
+    assert_eq!(store.count().await.unwrap(), 0);
+}
+
+/// Raw blocks (blob chunks) are stored and verified by hash.
+pub async fn raw_blocks_are_stored(store: &dyn Store) {
+    let chunk = b"a chunk of some blob".to_vec();
+    let cid = Cid::hash(Codec::Raw, &chunk);
+    assert!(store.put(&cid, &chunk).await.unwrap());
+    assert_eq!(store.get(&cid).await.unwrap(), chunk);
+    let wrong = Cid::hash(Codec::Raw, b"other");
+    assert!(matches!(
+        store.put(&wrong, &chunk).await,
+        Err(Error::Invalid { .. })
+    ));
+}
+
+/// `delete` removes the object and its index entries, and is idempotent.
+pub async fn delete_removes_object_and_indexes(store: &dyn Store) {
+    let target = message(1);
+    let mut map = Map::new();
+    map.insert("$type", "Message");
+    map.insert("text", "reply");
+    map.insert("originalId", target.cid().clone());
+    let reply = Object::from_value(&Value::Map(map)).unwrap();
+    put_objects(store, &[target.clone(), reply.clone()]).await;
+    assert!(store.delete(reply.cid()).await.unwrap());
+    assert!(
+        !store.delete(reply.cid()).await.unwrap(),
+        "delete is idempotent"
+    );
+    assert!(!store.has(reply.cid()).await.unwrap());
+    assert_eq!(store.count().await.unwrap(), 1);
+    let linking = store
+        .query(Query::LinksTo {
+            target: target.cid(),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(linking.is_empty(), "link index entries go with the object");
+    let messages = store
+        .query(Query::ByType {
+            type_name: "Message",
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        messages,
+        [target.cid().clone()],
+        "type index entries go with the object"
+    );
+}
+
+/// `list` returns CIDs in byte order within the range, up to the limit.
+pub async fn list_respects_ranges_and_limits(store: &dyn Store) {
+    let objects: Vec<Object> = (0..30).map(message).collect();
+    put_objects(store, &objects).await;
+    let all = sorted(objects.iter().map(|o| o.cid().clone()).collect());
+    assert_eq!(
+        store
+            .list((Bound::Unbounded, Bound::Unbounded), 1000)
+            .await
+            .unwrap(),
+        all
+    );
+    assert_eq!(
+        store
+            .list((Bound::Unbounded, Bound::Unbounded), 7)
+            .await
+            .unwrap(),
+        all[..7]
+    );
+    assert_eq!(
+        store
+            .list((Bound::Included(&all[5]), Bound::Excluded(&all[9])), 100)
+            .await
+            .unwrap(),
+        all[5..9]
+    );
+    assert_eq!(
+        store
+            .list((Bound::Excluded(&all[5]), Bound::Included(&all[9])), 100)
+            .await
+            .unwrap(),
+        all[6..10]
+    );
+    assert!(
+        store
+            .list((Bound::Included(&all[9]), Bound::Excluded(&all[5])), 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an inverted range is empty, not a panic"
+    );
+    assert!(
+        store
+            .list((Bound::Excluded(&all[5]), Bound::Excluded(&all[5])), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list((Bound::Unbounded, Bound::Unbounded), 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The `$type` index pages in CID order; the link index finds every object linking to a target.
+pub async fn type_and_link_indexes(store: &dyn Store) {
+    let conversation = id(7);
+    let mut entries = Vec::new();
+    for n in 0..12 {
+        let mut map = Map::new();
+        map.insert("$type", if n % 3 == 0 { "Note" } else { "Message" });
+        map.insert("text", format!("entry {n}"));
+        map.insert("conversation", conversation.clone());
+        entries.push(Object::from_value(&Value::Map(map)).unwrap());
+    }
+    put_objects(store, &entries).await;
+    let messages = sorted(
+        entries
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| n % 3 != 0)
+            .map(|(_, o)| o.cid().clone())
+            .collect(),
+    );
+    let first = store
+        .query(Query::ByType {
+            type_name: "Message",
+            after: None,
+            limit: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(first, messages[..5]);
+    let rest = store
+        .query(Query::ByType {
+            type_name: "Message",
+            after: Some(&first[4]),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest, messages[5..]);
+    assert!(
+        store
+            .query(Query::ByType {
+                type_name: "Messag",
+                after: None,
+                limit: 100
+            })
+            .await
+            .unwrap()
+            .is_empty(),
+        "type names match exactly"
+    );
+    let linking = store
+        .query(Query::LinksTo {
+            target: &conversation,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        linking,
+        sorted(entries.iter().map(|o| o.cid().clone()).collect())
+    );
+    let paged = store
+        .query(Query::LinksTo {
+            target: &conversation,
+            after: Some(&linking[9]),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(paged, linking[10..]);
+}
+
+/// Heads are the versions no stored version names as parent, whatever order versions arrive
+/// in; deleting a head makes its parents heads again.
+pub async fn versions_and_heads_in_any_arrival_order(store: &dyn Store) {
+    let of = id(1);
+    let root = version_of(&of, vec![], 1, 1);
+    let left = version_of(&of, vec![root.cid().clone()], 2, 1);
+    let right = version_of(&of, vec![root.cid().clone()], 2, 2);
+    let merge = version_of(&of, vec![left.cid().clone(), right.cid().clone()], 3, 1);
+    // Children first.
+    for object in [&merge, &left, &root, &right] {
+        store.put(object.cid(), object.bytes()).await.unwrap();
+    }
+    assert_eq!(
+        store.query(Query::Heads(&of)).await.unwrap(),
+        [merge.cid().clone()]
+    );
+    let all = sorted(vec![
+        root.cid().clone(),
+        left.cid().clone(),
+        right.cid().clone(),
+        merge.cid().clone(),
+    ]);
+    assert_eq!(store.query(Query::Versions(&of)).await.unwrap(), all);
+    store.delete(merge.cid()).await.unwrap();
+    assert_eq!(
+        store.query(Query::Heads(&of)).await.unwrap(),
+        sorted(vec![left.cid().clone(), right.cid().clone()])
+    );
+    // Another object's versions are separate.
+    let other = version_of(&id(2), vec![root.cid().clone()], 9, 1);
+    store.put(other.cid(), other.bytes()).await.unwrap();
+    assert_eq!(
+        store.query(Query::Heads(&id(2))).await.unwrap(),
+        [other.cid().clone()]
+    );
+    assert_eq!(
+        store.query(Query::Heads(&of)).await.unwrap(),
+        sorted(vec![left.cid().clone(), right.cid().clone()]),
+        "a version of another object does not hide a head"
+    );
+}
+
+/// Objects with an `author` are listed per author in clock order, pageable.
+pub async fn author_index_orders_by_clock(store: &dyn Store) {
+    let author = [9u8; 32];
+    let mut objects = Vec::new();
+    for (n, ms) in [30u64, 10, 20, 40].into_iter().enumerate() {
+        let mut map = Map::new();
+        map.insert("$type", "Message");
+        map.insert("text", format!("m{n}"));
+        map.insert("author", author.to_vec());
+        map.insert("clock", clock_value(Timestamp::new(ms, 0)));
+        objects.push((ms, Object::from_value(&Value::Map(map)).unwrap()));
+    }
+    let version = version_of(&id(3), vec![], 25, 9);
+    put_objects(
+        store,
+        &objects.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>(),
+    )
+    .await;
+    store.put(version.cid(), version.bytes()).await.unwrap();
+    let mut expected: Vec<(u64, Cid)> = objects
+        .iter()
+        .map(|(ms, o)| (*ms, o.cid().clone()))
+        .collect();
+    expected.push((25, version.cid().clone()));
+    expected.sort();
+    let listed = store
+        .query(Query::ByAuthor {
+            author: &author,
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        listed,
+        expected.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()
+    );
+    let after = (Timestamp::new(expected[1].0, 0), &expected[1].1);
+    let rest = store
+        .query(Query::ByAuthor {
+            author: &author,
+            after: Some(after),
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest, [expected[2].1.clone(), expected[3].1.clone()]);
+    assert!(
+        store
+            .query(Query::ByAuthor {
+                author: &[8u8; 32],
+                after: None,
+                limit: 100
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The instance-local area: get, put (overwrite), delete, prefix listing; never mixed with objects.
+pub async fn local_area(store: &dyn Store) {
+    assert_eq!(store.local_get(b"k").await.unwrap(), None);
+    store.local_put(b"peer/a", b"1").await.unwrap();
+    store.local_put(b"peer/b", b"2").await.unwrap();
+    store.local_put(b"peer/a", b"3").await.unwrap();
+    store.local_put(b"settings", b"x").await.unwrap();
+    assert_eq!(
+        store.local_get(b"peer/a").await.unwrap().as_deref(),
+        Some(&b"3"[..])
+    );
+    assert_eq!(
+        store.local_keys(b"peer/").await.unwrap(),
+        [b"peer/a".to_vec(), b"peer/b".to_vec()]
+    );
+    assert!(store.local_delete(b"peer/a").await.unwrap());
+    assert!(!store.local_delete(b"peer/a").await.unwrap());
+    assert_eq!(store.local_keys(b"").await.unwrap().len(), 2);
+    assert_eq!(
+        store.count().await.unwrap(),
+        0,
+        "local values are not objects"
+    );
+}
+
+/// Drives `steps` random operations (seeded; a failure names the seed and step) against the
+/// store and a `BTreeMap` model, comparing everything observable after each step.
+pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let pool: Vec<Object> = (0..40).map(message).collect();
+    let mut model: BTreeMap<Cid, Vec<u8>> = BTreeMap::new();
+    let mut local: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    for step in 0..steps {
+        let context = format!("model check seed {seed:#x} step {step}");
+        match next() % 6 {
+            0 | 1 => {
+                let batch: Vec<&Object> = (0..1 + next() % 4)
+                    .map(|_| &pool[(next() % 40) as usize])
+                    .collect();
+                let pairs: Vec<(Cid, Vec<u8>)> = batch
+                    .iter()
+                    .map(|o| (o.cid().clone(), o.bytes().to_vec()))
+                    .collect();
+                let stored = store.put_many(&pairs).await.unwrap();
+                let mut seen = BTreeSet::new();
+                for ((cid, bytes), new) in pairs.iter().zip(stored) {
+                    let expected_new = !model.contains_key(cid) && seen.insert(cid.clone());
+                    assert_eq!(new, expected_new, "{context}: put_many new flags");
+                    model.insert(cid.clone(), bytes.clone());
+                }
+            }
+            2 => {
+                let object = &pool[(next() % 40) as usize];
+                let removed = store.delete(object.cid()).await.unwrap();
+                assert_eq!(
+                    removed,
+                    model.remove(object.cid()).is_some(),
+                    "{context}: delete"
+                );
+            }
+            3 => {
+                let key = format!("k{}", next() % 8).into_bytes();
+                let value = next().to_le_bytes().to_vec();
+                store.local_put(&key, &value).await.unwrap();
+                local.insert(key, value);
+            }
+            4 => {
+                let key = format!("k{}", next() % 8).into_bytes();
+                assert_eq!(
+                    store.local_delete(&key).await.unwrap(),
+                    local.remove(&key).is_some(),
+                    "{context}: local_delete"
+                );
+            }
+            _ => {
+                let object = &pool[(next() % 40) as usize];
+                match model.get(object.cid()) {
+                    Some(bytes) => assert_eq!(
+                        &store.get(object.cid()).await.unwrap(),
+                        bytes,
+                        "{context}: get"
+                    ),
+                    None => assert!(
+                        matches!(store.get(object.cid()).await, Err(Error::NotFound(_))),
+                        "{context}: get absent"
+                    ),
+                }
+            }
+        }
+        assert_eq!(
+            store.count().await.unwrap(),
+            model.len() as u64,
+            "{context}: count"
+        );
+        if step % 10 == 0 {
+            let listed = store
+                .list((Bound::Unbounded, Bound::Unbounded), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(
+                listed,
+                model.keys().cloned().collect::<Vec<_>>(),
+                "{context}: list"
+            );
+            let by_type = store
+                .query(Query::ByType {
+                    type_name: "Message",
+                    after: None,
+                    limit: usize::MAX,
+                })
+                .await
+                .unwrap();
+            assert_eq!(by_type, listed, "{context}: type index");
+            let keys = store.local_keys(b"").await.unwrap();
+            assert_eq!(
+                keys,
+                local.keys().cloned().collect::<Vec<_>>(),
+                "{context}: local keys"
+            );
+            for (key, value) in &local {
+                assert_eq!(
+                    store.local_get(key).await.unwrap().as_ref(),
+                    Some(value),
+                    "{context}: local_get"
+                );
+            }
+        }
+    }
+}

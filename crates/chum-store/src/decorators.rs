@@ -1,0 +1,247 @@
+//! Decorators that wrap any [`Store`]: [`FaultStore`] injects failures, [`CountingStore`]
+//! counts calls.
+
+use std::ops::Bound;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chum_object::Cid;
+
+use crate::error::{Error, Result};
+use crate::store::{Query, Store};
+
+/// The failure a [`FaultStore`] injects at its Nth write (writes counted from 1: `put_many`,
+/// `delete`, `local_put`, `local_delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The Nth write fails without touching the inner store; later calls work.
+    FailWrite(u64),
+    /// Power is lost at the Nth write: it is not applied, and every call after it fails until
+    /// [`FaultStore::restore_power`] (the inner store then shows what was durable).
+    PowerLoss(u64),
+    /// The Nth write is a batch of which only the first `k` objects reach the inner store (one
+    /// by one) before it fails: a torn batch, as a backend without atomic batches would leave.
+    TornBatch(u64, usize),
+}
+
+/// Wraps a store and injects one [`Fault`].
+#[derive(Debug)]
+pub struct FaultStore<S> {
+    inner: S,
+    fault: Fault,
+    writes: AtomicU64,
+    dead: Mutex<bool>,
+}
+
+impl<S: Store> FaultStore<S> {
+    /// Wraps `inner`, injecting `fault`.
+    pub fn new(inner: S, fault: Fault) -> FaultStore<S> {
+        FaultStore {
+            inner,
+            fault,
+            writes: AtomicU64::new(0),
+            dead: Mutex::new(false),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the store.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// Ends a simulated power loss.
+    pub fn restore_power(&self) {
+        *self.dead.lock().unwrap_or_else(|p| p.into_inner()) = false;
+    }
+
+    /// How many writes were attempted.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    fn alive(&self) -> Result<()> {
+        if *self.dead.lock().unwrap_or_else(|p| p.into_inner()) {
+            Err(Error::Injected("power lost".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Counts a write; `Err` when this write is the one to fail.
+    fn write_point(&self) -> Result<Option<usize>> {
+        self.alive()?;
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.fault {
+            Fault::FailWrite(at) if at == n => Err(Error::Injected(format!("write {n} failed"))),
+            Fault::PowerLoss(at) if at == n => {
+                *self.dead.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                Err(Error::Injected(format!("power lost at write {n}")))
+            }
+            Fault::TornBatch(at, k) if at == n => Ok(Some(k)),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl<S: Store> Store for FaultStore<S> {
+    async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
+        match self.write_point()? {
+            Some(k) => {
+                for (cid, bytes) in objects.iter().take(k) {
+                    self.inner.put(cid, bytes).await?;
+                }
+                Err(Error::Injected(format!("batch torn after {k} objects")))
+            }
+            None => self.inner.put_many(objects).await,
+        }
+    }
+    async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
+        self.alive()?;
+        self.inner.get(cid).await
+    }
+    async fn has(&self, cid: &Cid) -> Result<bool> {
+        self.alive()?;
+        self.inner.has(cid).await
+    }
+    async fn delete(&self, cid: &Cid) -> Result<bool> {
+        self.write_point()?;
+        self.inner.delete(cid).await
+    }
+    async fn list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
+        self.alive()?;
+        self.inner.list(range, limit).await
+    }
+    async fn count(&self) -> Result<u64> {
+        self.alive()?;
+        self.inner.count().await
+    }
+    async fn query(&self, query: Query<'_>) -> Result<Vec<Cid>> {
+        self.alive()?;
+        self.inner.query(query).await
+    }
+    async fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.alive()?;
+        self.inner.local_get(key).await
+    }
+    async fn local_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.write_point()?;
+        self.inner.local_put(key, value).await
+    }
+    async fn local_delete(&self, key: &[u8]) -> Result<bool> {
+        self.write_point()?;
+        self.inner.local_delete(key).await
+    }
+    async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.alive()?;
+        self.inner.local_keys(prefix).await
+    }
+}
+
+/// Calls counted by a [`CountingStore`].
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// `put_many` calls.
+    pub put_many: AtomicU64,
+    /// Objects offered to `put_many`.
+    pub objects_put: AtomicU64,
+    /// `get` calls.
+    pub get: AtomicU64,
+    /// `has` calls.
+    pub has: AtomicU64,
+    /// `delete` calls.
+    pub delete: AtomicU64,
+    /// `list` calls.
+    pub list: AtomicU64,
+    /// CIDs returned by `list`.
+    pub listed: AtomicU64,
+    /// `query` calls.
+    pub query: AtomicU64,
+    /// Calls to the instance-local area.
+    pub local: AtomicU64,
+}
+
+/// Wraps a store and counts every call (e.g. to prove a sync session never lists the whole
+/// store).
+#[derive(Debug)]
+pub struct CountingStore<S> {
+    inner: S,
+    /// The counters.
+    pub counts: Counts,
+}
+
+impl<S: Store> CountingStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> CountingStore<S> {
+        CountingStore {
+            inner,
+            counts: Counts::default(),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl<S: Store> Store for CountingStore<S> {
+    async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
+        bump(&self.counts.put_many, 1);
+        bump(&self.counts.objects_put, objects.len() as u64);
+        self.inner.put_many(objects).await
+    }
+    async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
+        bump(&self.counts.get, 1);
+        self.inner.get(cid).await
+    }
+    async fn has(&self, cid: &Cid) -> Result<bool> {
+        bump(&self.counts.has, 1);
+        self.inner.has(cid).await
+    }
+    async fn delete(&self, cid: &Cid) -> Result<bool> {
+        bump(&self.counts.delete, 1);
+        self.inner.delete(cid).await
+    }
+    async fn list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
+        bump(&self.counts.list, 1);
+        let listed = self.inner.list(range, limit).await?;
+        bump(&self.counts.listed, listed.len() as u64);
+        Ok(listed)
+    }
+    async fn count(&self) -> Result<u64> {
+        self.inner.count().await
+    }
+    async fn query(&self, query: Query<'_>) -> Result<Vec<Cid>> {
+        bump(&self.counts.query, 1);
+        self.inner.query(query).await
+    }
+    async fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        bump(&self.counts.local, 1);
+        self.inner.local_get(key).await
+    }
+    async fn local_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        bump(&self.counts.local, 1);
+        self.inner.local_put(key, value).await
+    }
+    async fn local_delete(&self, key: &[u8]) -> Result<bool> {
+        bump(&self.counts.local, 1);
+        self.inner.local_delete(key).await
+    }
+    async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        bump(&self.counts.local, 1);
+        self.inner.local_keys(prefix).await
+    }
+}

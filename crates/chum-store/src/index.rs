@@ -1,0 +1,154 @@
+//! What the store indexes about an object, derived from its bytes alone, the same way by every
+//! backend.
+
+use chum_crdt::{Timestamp, Version, entry_clock};
+use chum_object::{Cid, Codec, Limits, Value, dagcbor};
+
+use crate::error::{Error, Result};
+
+/// The index entries of one object.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexEntries {
+    /// The `$type` of a typed object.
+    pub type_name: Option<String>,
+    /// Every distinct link in the object, sorted.
+    pub links: Vec<Cid>,
+    /// For a `Version`: the object it changes and its parents.
+    pub version: Option<VersionEntry>,
+    /// For an object with a 32-byte `author` (and optionally a `clock`): who wrote it, when.
+    pub author: Option<([u8; 32], Timestamp)>,
+}
+
+/// The version facts the store indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionEntry {
+    /// The ID hash the version belongs to.
+    pub of: Cid,
+    /// Its parents.
+    pub parents: Vec<Cid>,
+}
+
+/// Verifies `bytes` against `cid` (hash; for dag-cbor also strict decoding under `limits`) and
+/// derives the index entries. Raw blocks (blob chunks) have no entries.
+pub fn verify_and_index(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<IndexEntries> {
+    let invalid = |reason: String| Error::Invalid {
+        cid: cid.clone(),
+        reason,
+    };
+    if cid.is_blake3(Codec::Raw) {
+        return match cid.verify(bytes) {
+            Ok(true) => Ok(IndexEntries::default()),
+            Ok(false) => Err(invalid("bytes do not hash to the CID".into())),
+            Err(error) => Err(invalid(error.to_string())),
+        };
+    }
+    if !cid.is_blake3(Codec::DagCbor) {
+        return Err(invalid(format!(
+            "only BLAKE3 dag-cbor objects and raw blocks can be verified (codec {:#x}, hash {:#x})",
+            cid.codec(),
+            cid.hash_code()
+        )));
+    }
+    match cid.verify(bytes) {
+        Ok(true) => {}
+        Ok(false) => return Err(invalid("bytes do not hash to the CID".into())),
+        Err(error) => return Err(invalid(error.to_string())),
+    }
+    let value =
+        dagcbor::decode_with_limits(bytes, limits).map_err(|error| invalid(error.to_string()))?;
+    Ok(index_entries(&value))
+}
+
+/// The index entries of a decoded object.
+pub fn index_entries(value: &Value) -> IndexEntries {
+    let mut links = Vec::new();
+    value.for_each_link(&mut |cid| links.push(cid.clone()));
+    links.sort();
+    links.dedup();
+    let type_name = value.type_name().map(str::to_owned);
+    let mut entries = IndexEntries {
+        type_name,
+        links,
+        version: None,
+        author: None,
+    };
+    if entries.type_name.as_deref() == Some(chum_crdt::version::VERSION_TYPE) {
+        if let Ok(version) = Version::from_value(value) {
+            entries.author = Some((version.author.0, version.clock));
+            entries.version = Some(VersionEntry {
+                of: version.of,
+                parents: version.parents,
+            });
+        }
+    } else if let Some(Value::Bytes(author)) = value.as_map().and_then(|map| map.get("author"))
+        && let Ok(author) = <[u8; 32]>::try_from(author.as_slice())
+    {
+        entries.author = Some((author, entry_clock(value)));
+    }
+    entries
+}
+
+/// The index operations heads maintenance needs; memory and disk backends implement it over
+/// their own tables, and share [`insert_version`] and [`remove_version`].
+pub trait VersionTables {
+    /// Records `cid` as a version of `of`.
+    fn add_version(&mut self, of: &Cid, cid: &Cid) -> Result<()>;
+    /// Forgets `cid` as a version of `of`.
+    fn remove_version(&mut self, of: &Cid, cid: &Cid) -> Result<()>;
+    /// Whether `cid` is a stored version of `of`.
+    fn is_version(&self, of: &Cid, cid: &Cid) -> Result<bool>;
+    /// Records the parent edge `parent → child`.
+    fn add_edge(&mut self, parent: &Cid, child: &Cid) -> Result<()>;
+    /// Forgets the parent edge `parent → child`.
+    fn remove_edge(&mut self, parent: &Cid, child: &Cid) -> Result<()>;
+    /// The children recorded for `parent`.
+    fn children(&self, parent: &Cid) -> Result<Vec<Cid>>;
+    /// Marks `cid` as a head of `of`.
+    fn add_head(&mut self, of: &Cid, cid: &Cid) -> Result<()>;
+    /// Unmarks `cid` as a head of `of`.
+    fn remove_head(&mut self, of: &Cid, cid: &Cid) -> Result<()>;
+}
+
+fn has_child_version(tables: &impl VersionTables, of: &Cid, cid: &Cid) -> Result<bool> {
+    for child in tables.children(cid)? {
+        if tables.is_version(of, &child)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Indexes a newly stored version: its parents stop being heads; it becomes a head unless a
+/// stored version already names it as a parent (it arrived after a child).
+pub fn insert_version(
+    tables: &mut impl VersionTables,
+    cid: &Cid,
+    entry: &VersionEntry,
+) -> Result<()> {
+    tables.add_version(&entry.of, cid)?;
+    for parent in &entry.parents {
+        tables.add_edge(parent, cid)?;
+        tables.remove_head(&entry.of, parent)?;
+    }
+    if !has_child_version(tables, &entry.of, cid)? {
+        tables.add_head(&entry.of, cid)?;
+    }
+    Ok(())
+}
+
+/// Un-indexes a deleted version: parents that no remaining version names become heads again.
+pub fn remove_version(
+    tables: &mut impl VersionTables,
+    cid: &Cid,
+    entry: &VersionEntry,
+) -> Result<()> {
+    tables.remove_version(&entry.of, cid)?;
+    tables.remove_head(&entry.of, cid)?;
+    for parent in &entry.parents {
+        tables.remove_edge(parent, cid)?;
+        if tables.is_version(&entry.of, parent)? && !has_child_version(tables, &entry.of, parent)? {
+            tables.add_head(&entry.of, parent)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! The in-memory backend: every contract of [`Store`] except durability across restarts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard};
+
+use chum_crdt::Timestamp;
+use chum_object::{Cid, Limits};
+
+use crate::error::{Error, Result};
+use crate::index::{self, IndexEntries, VersionTables};
+use crate::store::{Query, Store};
+
+/// A store in memory. Cloning a handle is not supported; share it behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    limits: Limits,
+}
+
+/// A map from a key to a set, with no empty sets kept.
+type MultiMap<K, V> = BTreeMap<K, BTreeSet<V>>;
+
+#[derive(Debug, Default)]
+struct Inner {
+    objects: BTreeMap<Cid, Vec<u8>>,
+    types: MultiMap<String, Cid>,
+    versions: MultiMap<Cid, Cid>,
+    heads: MultiMap<Cid, Cid>,
+    edges: MultiMap<Cid, Cid>,
+    links: MultiMap<Cid, Cid>,
+    authors: MultiMap<[u8; 32], (Timestamp, Cid)>,
+    local: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+fn add<K: Ord, V: Ord>(map: &mut MultiMap<K, V>, key: K, value: V) {
+    map.entry(key).or_default().insert(value);
+}
+
+fn remove<K: Ord + Clone, V: Ord>(map: &mut MultiMap<K, V>, key: &K, value: &V) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(value);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+fn members<'a, K: Ord, V>(map: &'a MultiMap<K, V>, key: &K) -> impl Iterator<Item = &'a V> + 'a {
+    map.get(key).into_iter().flatten()
+}
+
+impl VersionTables for Inner {
+    fn add_version(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
+        add(&mut self.versions, of.clone(), cid.clone());
+        Ok(())
+    }
+    fn remove_version(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
+        remove(&mut self.versions, of, cid);
+        Ok(())
+    }
+    fn is_version(&self, of: &Cid, cid: &Cid) -> Result<bool> {
+        Ok(self.versions.get(of).is_some_and(|set| set.contains(cid)))
+    }
+    fn add_edge(&mut self, parent: &Cid, child: &Cid) -> Result<()> {
+        add(&mut self.edges, parent.clone(), child.clone());
+        Ok(())
+    }
+    fn remove_edge(&mut self, parent: &Cid, child: &Cid) -> Result<()> {
+        remove(&mut self.edges, parent, child);
+        Ok(())
+    }
+    fn children(&self, parent: &Cid) -> Result<Vec<Cid>> {
+        Ok(members(&self.edges, parent).cloned().collect())
+    }
+    fn add_head(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
+        add(&mut self.heads, of.clone(), cid.clone());
+        Ok(())
+    }
+    fn remove_head(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
+        remove(&mut self.heads, of, cid);
+        Ok(())
+    }
+}
+
+impl MemoryStore {
+    /// An empty store with the default object limits.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// An empty store that accepts objects within `limits`.
+    pub fn with_limits(limits: Limits) -> MemoryStore {
+        MemoryStore {
+            inner: Mutex::default(),
+            limits,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock can only come from a bug in this module; the data
+        // stays structurally valid, so continue with it.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn insert(inner: &mut Inner, cid: &Cid, bytes: &[u8], entries: IndexEntries) -> Result<()> {
+    inner.objects.insert(cid.clone(), bytes.to_vec());
+    if let Some(type_name) = entries.type_name {
+        add(&mut inner.types, type_name, cid.clone());
+    }
+    for target in entries.links {
+        add(&mut inner.links, target, cid.clone());
+    }
+    if let Some((author, clock)) = entries.author {
+        add(&mut inner.authors, author, (clock, cid.clone()));
+    }
+    if let Some(version) = &entries.version {
+        index::insert_version(inner, cid, version)?;
+    }
+    Ok(())
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Store for MemoryStore {
+    async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
+        let mut verified = Vec::with_capacity(objects.len());
+        {
+            let inner = self.lock();
+            for (cid, bytes) in objects {
+                if inner.objects.contains_key(cid) {
+                    verified.push(None);
+                } else {
+                    verified.push(Some(index::verify_and_index(cid, bytes, &self.limits)?));
+                }
+            }
+        }
+        let mut inner = self.lock();
+        let mut stored = Vec::with_capacity(objects.len());
+        for ((cid, bytes), entries) in objects.iter().zip(verified) {
+            match entries {
+                Some(entries) if !inner.objects.contains_key(cid) => {
+                    insert(&mut inner, cid, bytes, entries)?;
+                    stored.push(true);
+                }
+                _ => stored.push(false),
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
+        let bytes = self
+            .lock()
+            .objects
+            .get(cid)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(cid.clone()))?;
+        match cid.verify(&bytes) {
+            Ok(true) => Ok(bytes),
+            _ => Err(Error::Corrupt {
+                cid: cid.clone(),
+                reason: "bytes do not hash to the CID".into(),
+            }),
+        }
+    }
+
+    async fn has(&self, cid: &Cid) -> Result<bool> {
+        Ok(self.lock().objects.contains_key(cid))
+    }
+
+    async fn delete(&self, cid: &Cid) -> Result<bool> {
+        let mut inner = self.lock();
+        let Some(bytes) = inner.objects.remove(cid) else {
+            return Ok(false);
+        };
+        let entries = index::verify_and_index(
+            cid,
+            &bytes,
+            &Limits {
+                max_size: usize::MAX,
+                ..self.limits
+            },
+        )
+        .unwrap_or_default();
+        if let Some(type_name) = entries.type_name {
+            remove(&mut inner.types, &type_name, cid);
+        }
+        for target in entries.links {
+            remove(&mut inner.links, &target, cid);
+        }
+        if let Some((author, clock)) = entries.author {
+            remove(&mut inner.authors, &author, &(clock, cid.clone()));
+        }
+        if let Some(version) = &entries.version {
+            index::remove_version(&mut *inner, cid, version)?;
+        }
+        Ok(true)
+    }
+
+    async fn list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
+        let inner = self.lock();
+        let range = (range.0.cloned(), range.1.cloned());
+        if range_is_empty(&range) {
+            return Ok(Vec::new());
+        }
+        Ok(inner
+            .objects
+            .range(range)
+            .take(limit)
+            .map(|(cid, _)| cid.clone())
+            .collect())
+    }
+
+    async fn count(&self) -> Result<u64> {
+        Ok(self.lock().objects.len() as u64)
+    }
+
+    async fn query(&self, query: Query<'_>) -> Result<Vec<Cid>> {
+        let inner = self.lock();
+        Ok(match query {
+            Query::ByType {
+                type_name,
+                after,
+                limit,
+            } => after_in(members(&inner.types, &type_name.to_owned()), after, limit),
+            Query::Versions(of) => members(&inner.versions, of).cloned().collect(),
+            Query::Heads(of) => members(&inner.heads, of).cloned().collect(),
+            Query::LinksTo {
+                target,
+                after,
+                limit,
+            } => after_in(members(&inner.links, target), after, limit),
+            Query::ByAuthor {
+                author,
+                after,
+                limit,
+            } => members(&inner.authors, author)
+                .filter(|(clock, cid)| {
+                    after.is_none_or(|(after_clock, after_cid)| {
+                        (*clock, cid) > (after_clock, after_cid)
+                    })
+                })
+                .take(limit)
+                .map(|(_, cid)| cid.clone())
+                .collect(),
+        })
+    }
+
+    async fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock().local.get(key).cloned())
+    }
+
+    async fn local_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.lock().local.insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    async fn local_delete(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.lock().local.remove(key).is_some())
+    }
+
+    async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let inner = self.lock();
+        Ok(inner
+            .local
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, _)| key.clone())
+            .collect())
+    }
+}
+
+fn after_in<'a>(
+    cids: impl Iterator<Item = &'a Cid>,
+    after: Option<&Cid>,
+    limit: usize,
+) -> Vec<Cid> {
+    cids.filter(|cid| after.is_none_or(|after| *cid > after))
+        .take(limit)
+        .cloned()
+        .collect()
+}
+
+/// Whether a range has start after end (which `BTreeMap::range` would panic on).
+pub(crate) fn range_is_empty(range: &(Bound<Cid>, Bound<Cid>)) -> bool {
+    match range {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        _ => false,
+    }
+}

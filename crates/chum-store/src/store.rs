@@ -1,0 +1,115 @@
+//! The storage trait and its contracts.
+
+use std::ops::Bound;
+
+use chum_object::Cid;
+
+use crate::error::Result;
+
+/// `Send + Sync` natively; nothing on wasm32, where IndexedDB handles are not `Send`.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSendSync: Send + Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + Sync + ?Sized> MaybeSendSync for T {}
+/// `Send + Sync` natively; nothing on wasm32, where IndexedDB handles are not `Send`.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSendSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSendSync for T {}
+
+/// A lookup in one of the indexes every store keeps, in the same transaction as the objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query<'a> {
+    /// Objects whose `$type` is `type_name`, in CID order, after `after`, at most `limit`.
+    ByType {
+        /// The `$type`.
+        type_name: &'a str,
+        /// Start after this CID (paging).
+        after: Option<&'a Cid>,
+        /// At most this many.
+        limit: usize,
+    },
+    /// Every stored version of an ID hash, in CID order.
+    Versions(&'a Cid),
+    /// The current heads of an ID hash (stored versions no stored version names as parent), in
+    /// CID order.
+    Heads(&'a Cid),
+    /// Objects that link to `target` (anywhere in their value), in CID order — e.g. the
+    /// messages of a conversation, or what a grant's closure must follow backwards.
+    LinksTo {
+        /// The linked object.
+        target: &'a Cid,
+        /// Start after this CID (paging).
+        after: Option<&'a Cid>,
+        /// At most this many.
+        limit: usize,
+    },
+    /// Objects written by `author` (a 32-byte `author` field: versions, entries), in the
+    /// author's clock order, then CID, strictly after `after`.
+    ByAuthor {
+        /// The writing instance.
+        author: &'a [u8; 32],
+        /// Start after this (clock, CID) position.
+        after: Option<(chum_crdt::Timestamp, &'a Cid)>,
+        /// At most this many.
+        limit: usize,
+    },
+}
+
+/// A content-addressed object store with indexes and an instance-local key/value area.
+///
+/// Every method documents its contract; the conformance suite (feature `conformance`) checks
+/// them for any implementation. "Durable" below means: on a durable backend, once the call
+/// returns `Ok`, a crash or power loss does not undo it, and the store reopens consistent.
+/// Methods may block on I/O (an embedded database commits synchronously); call them from a
+/// context that tolerates that.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait Store: MaybeSendSync {
+    /// Stores a batch of objects atomically and durably.
+    ///
+    /// Each object is verified first: its bytes must hash to its CID (BLAKE3) and a dag-cbor
+    /// object must be canonical DAG-CBOR. If any object fails, `Error::Invalid` names it and
+    /// **nothing** of the batch is stored. Objects already stored are skipped (idempotent).
+    /// Indexes are updated in the same transaction. Returns, per object, whether it was new.
+    async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>>;
+
+    /// Stores one object; see [`Store::put_many`].
+    async fn put(&self, cid: &Cid, bytes: &[u8]) -> Result<bool> {
+        let stored = self.put_many(&[(cid.clone(), bytes.to_vec())]).await?;
+        Ok(stored.first().copied().unwrap_or(false))
+    }
+
+    /// The bytes of an object, verified against its CID on the way out. `Error::NotFound` when
+    /// absent; `Error::Corrupt` (never the bytes) when they no longer verify.
+    async fn get(&self, cid: &Cid) -> Result<Vec<u8>>;
+
+    /// Whether an object is stored. Does not read or verify its bytes.
+    async fn has(&self, cid: &Cid) -> Result<bool>;
+
+    /// Removes an object and its index entries from this store only (nothing is sent to
+    /// peers). Returns whether it was present; idempotent. Durable.
+    async fn delete(&self, cid: &Cid) -> Result<bool>;
+
+    /// Stored CIDs within `range`, in ascending byte order, at most `limit`.
+    async fn list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>>;
+
+    /// How many objects are stored. Constant time.
+    async fn count(&self) -> Result<u64>;
+
+    /// An index lookup; see [`Query`]. Results are in the order the variant states.
+    async fn query(&self, query: Query<'_>) -> Result<Vec<Cid>>;
+
+    /// A value of the instance-local area (never synced): settings, keys, per-peer sync state.
+    /// `Ok(None)` when absent.
+    async fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Sets a value of the instance-local area, durably. Overwrites.
+    async fn local_put(&self, key: &[u8], value: &[u8]) -> Result<()>;
+
+    /// Removes a value of the instance-local area, durably. Returns whether it was present.
+    async fn local_delete(&self, key: &[u8]) -> Result<bool>;
+
+    /// Keys of the instance-local area that start with `prefix`, in byte order.
+    async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>>;
+}
