@@ -32,7 +32,7 @@ pub fn large_object() -> Value {
     map.insert("$type", "Document");
     map.insert("title", "A larger object for codec benchmarks");
     let paragraphs: Vec<Value> = (0..48)
-        .map(|i| Value::Text(format!("paragraph {i}: {}", "lorem ipsum dolor ".repeat(9))))
+        .map(|i| Value::Text(format!("paragraph {i}: {}", "lorem ipsum dolor ".repeat(9)).into()))
         .collect();
     map.insert("paragraphs", Value::List(paragraphs));
     let links: Vec<Value> = (0..32u32)
@@ -57,7 +57,7 @@ pub fn to_ciborium(value: &Value) -> ciborium::Value {
         ),
         Value::Float(f) => ciborium::Value::Float(*f),
         Value::Bytes(bytes) => ciborium::Value::Bytes(bytes.clone()),
-        Value::Text(text) => ciborium::Value::Text(text.clone()),
+        Value::Text(text) => ciborium::Value::Text(text.to_string()),
         Value::List(list) => ciborium::Value::Array(list.iter().map(to_ciborium).collect()),
         Value::Map(map) => ciborium::Value::Map(
             map.iter()
@@ -81,7 +81,7 @@ pub fn to_ipld(value: &Value) -> ipld_core::ipld::Ipld {
         Value::Integer(int) => Ipld::Integer(int.to_i128()),
         Value::Float(f) => Ipld::Float(*f),
         Value::Bytes(bytes) => Ipld::Bytes(bytes.clone()),
-        Value::Text(text) => Ipld::String(text.clone()),
+        Value::Text(text) => Ipld::String(text.to_string()),
         Value::List(list) => Ipld::List(list.iter().map(to_ipld).collect()),
         Value::Map(map) => Ipld::Map(
             map.iter()

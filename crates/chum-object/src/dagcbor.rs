@@ -308,12 +308,15 @@ pub fn decode_with_limits(bytes: &[u8], limits: &Limits) -> Result<Value, Decode
         limits,
         max_depth: limits.depth(),
     };
-    let value = decoder.value(0)?;
+    let value = decoder.value(0).map_err(|fail| *fail)?;
     if decoder.pos != bytes.len() {
-        return Err(decoder.error_at(decoder.pos, Rule::TrailingBytes));
+        return Err(*decoder.error_at(decoder.pos, Rule::TrailingBytes));
     }
     Ok(value)
 }
+
+/// Internal failures are boxed so that the hot path's `Result`s stay small.
+type Fail = Box<DecodeError>;
 
 struct Decoder<'a> {
     input: &'a [u8],
@@ -323,12 +326,14 @@ struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
-    fn error_at(&self, offset: usize, rule: Rule) -> DecodeError {
-        DecodeError { offset, rule }
+    #[cold]
+    #[inline(never)]
+    fn error_at(&self, offset: usize, rule: Rule) -> Fail {
+        Box::new(DecodeError { offset, rule })
     }
 
     #[inline]
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Fail> {
         let end = self
             .pos
             .checked_add(n)
@@ -344,7 +349,7 @@ impl<'a> Decoder<'a> {
     }
 
     #[inline]
-    fn byte(&mut self) -> Result<u8, DecodeError> {
+    fn byte(&mut self) -> Result<u8, Fail> {
         match self.input.get(self.pos) {
             Some(&byte) => {
                 self.pos += 1;
@@ -361,7 +366,7 @@ impl<'a> Decoder<'a> {
     /// Reads the argument of a head whose initial byte had additional information `info`
     /// (major types 0–6), enforcing the shortest form.
     #[inline]
-    fn argument(&mut self, info: u8, start: usize) -> Result<u64, DecodeError> {
+    fn argument(&mut self, info: u8, start: usize) -> Result<u64, Fail> {
         let (value, minimum) = match info {
             0..=23 => return Ok(u64::from(info)),
             24 => (u64::from(self.byte()?), 24),
@@ -378,7 +383,7 @@ impl<'a> Decoder<'a> {
     }
 
     #[inline]
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Fail> {
         let slice = self.take(N)?;
         let mut array = [0u8; N];
         array.copy_from_slice(slice);
@@ -386,7 +391,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// A length that must fit in the remaining input at `min_item` bytes per item.
-    fn length(&mut self, info: u8, start: usize, min_item: usize) -> Result<usize, DecodeError> {
+    fn length(&mut self, info: u8, start: usize, min_item: usize) -> Result<usize, Fail> {
         let len = self.argument(info, start)?;
         let fits = usize::try_from(len).ok().filter(|&len| {
             len.checked_mul(min_item)
@@ -395,13 +400,13 @@ impl<'a> Decoder<'a> {
         fits.ok_or_else(|| self.error_at(self.input.len(), Rule::Truncated))
     }
 
-    fn str(&mut self, info: u8, start: usize) -> Result<&'a str, DecodeError> {
+    fn str(&mut self, info: u8, start: usize) -> Result<&'a str, Fail> {
         let len = self.length(info, start, 1)?;
         let bytes = self.take(len)?;
         std::str::from_utf8(bytes).map_err(|_| self.error_at(start, Rule::InvalidUtf8))
     }
 
-    fn enter(&self, depth: usize, start: usize, len: usize) -> Result<usize, DecodeError> {
+    fn enter(&self, depth: usize, start: usize, len: usize) -> Result<usize, Fail> {
         if depth >= self.max_depth {
             return Err(self.error_at(start, Rule::TooDeep(self.max_depth)));
         }
@@ -415,7 +420,10 @@ impl<'a> Decoder<'a> {
         Ok(depth + 1)
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
+    /// Decodes one value. Scalars are decoded here, inline in the caller's loop; lists and
+    /// maps go through [`Decoder::container`], which is not inlined, so recursion stays a call.
+    #[inline(always)]
+    fn value(&mut self, depth: usize) -> Result<Value, Fail> {
         let start = self.pos;
         let initial = self.byte()?;
         let info = initial & 0x1f;
@@ -428,7 +436,43 @@ impl<'a> Decoder<'a> {
                 let len = self.length(info, start, 1)?;
                 Ok(Value::Bytes(self.take(len)?.to_vec()))
             }
-            3 => Ok(Value::Text(self.str(info, start)?.to_owned())),
+            3 => Ok(Value::Text(self.str(info, start)?.into())),
+            4 | 5 => self.container(initial, start, depth),
+            6 => {
+                let tag = self.argument(info, start)?;
+                if tag != 42 {
+                    return Err(self.error_at(start, Rule::UnsupportedTag(tag)));
+                }
+                self.link(start)
+            }
+            _ => match info {
+                20 => Ok(Value::Bool(false)),
+                21 => Ok(Value::Bool(true)),
+                22 => Ok(Value::Null),
+                25 | 26 => Err(self.error_at(start, Rule::ShortFloat)),
+                27 => {
+                    let float = f64::from_bits(u64::from_be_bytes(self.array()?));
+                    if float.is_finite() {
+                        Ok(Value::Float(float))
+                    } else {
+                        Err(self.error_at(start, Rule::NonFiniteFloat))
+                    }
+                }
+                24 => {
+                    let simple = self.byte()?;
+                    Err(self.error_at(start, Rule::UnsupportedSimpleValue(simple)))
+                }
+                28..=30 => Err(self.error_at(start, Rule::ReservedAdditionalInfo)),
+                31 => Err(self.error_at(start, Rule::IndefiniteLength)),
+                simple => Err(self.error_at(start, Rule::UnsupportedSimpleValue(simple))),
+            },
+        }
+    }
+
+    #[inline(never)]
+    fn container(&mut self, initial: u8, start: usize, depth: usize) -> Result<Value, Fail> {
+        let info = initial & 0x1f;
+        match initial >> 5 {
             4 => {
                 let len = self.length(info, start, 1)?;
                 let depth = self.enter(depth, start, len)?;
@@ -466,38 +510,13 @@ impl<'a> Decoder<'a> {
                 }
                 Ok(Value::Map(map))
             }
-            6 => {
-                let tag = self.argument(info, start)?;
-                if tag != 42 {
-                    return Err(self.error_at(start, Rule::UnsupportedTag(tag)));
-                }
-                self.link(start)
-            }
-            _ => match info {
-                20 => Ok(Value::Bool(false)),
-                21 => Ok(Value::Bool(true)),
-                22 => Ok(Value::Null),
-                25 | 26 => Err(self.error_at(start, Rule::ShortFloat)),
-                27 => {
-                    let float = f64::from_bits(u64::from_be_bytes(self.array()?));
-                    if float.is_finite() {
-                        Ok(Value::Float(float))
-                    } else {
-                        Err(self.error_at(start, Rule::NonFiniteFloat))
-                    }
-                }
-                24 => {
-                    let simple = self.byte()?;
-                    Err(self.error_at(start, Rule::UnsupportedSimpleValue(simple)))
-                }
-                28..=30 => Err(self.error_at(start, Rule::ReservedAdditionalInfo)),
-                31 => Err(self.error_at(start, Rule::IndefiniteLength)),
-                simple => Err(self.error_at(start, Rule::UnsupportedSimpleValue(simple))),
-            },
+            // Only called for major types 4 and 5; anything else is the caller's bug, reported as
+            // malformed input rather than a panic.
+            _ => Err(self.error_at(start, Rule::Truncated)),
         }
     }
 
-    fn link(&mut self, start: usize) -> Result<Value, DecodeError> {
+    fn link(&mut self, start: usize) -> Result<Value, Fail> {
         let content_start = self.pos;
         let initial = self.byte()?;
         if initial >> 5 != 2 {

@@ -202,7 +202,7 @@ impl Parser<'_> {
                     }
                 }
             }
-            Some(b'"') => Ok(Value::Text(self.string()?)),
+            Some(b'"') => Ok(Value::Text(self.string()?.into())),
             Some(b't') => self.literal("true", Value::Bool(true)),
             Some(b'f') => self.literal("false", Value::Bool(false)),
             Some(b'n') => self.literal("null", Value::Null),

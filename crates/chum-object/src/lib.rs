@@ -47,7 +47,7 @@ pub use crate::cid::{Cid, CidError, Codec};
 pub use crate::dagcbor::{DecodeError, EncodeError, Limits};
 pub use crate::object::{Object, VerifyError, hash};
 pub use crate::serde_value::{SerdeError, from_value, from_value_ref, to_value};
-pub use crate::value::{Int, IntOutOfRange, Map, Value, canonical_key_order};
+pub use crate::value::{Int, IntOutOfRange, Map, Text, Value, canonical_key_order};
 
 /// Every error of this crate. Each variant says whose fault it is.
 #[derive(Debug, thiserror::Error)]

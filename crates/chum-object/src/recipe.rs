@@ -111,7 +111,12 @@ impl Kind {
             Kind::Link(types) if types.is_empty() => simple("link"),
             Kind::Link(types) => nested(
                 "link",
-                Value::List(types.iter().map(|t| Value::Text(t.clone())).collect()),
+                Value::List(
+                    types
+                        .iter()
+                        .map(|t| Value::Text(t.as_str().into()))
+                        .collect(),
+                ),
             ),
             Kind::List(of) => nested("list", of.to_value()),
             Kind::Set(of) => nested("set", of.to_value()),

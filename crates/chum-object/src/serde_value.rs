@@ -232,10 +232,10 @@ impl Serializer for ValueSerializer {
         finite(v).map(Value::Float)
     }
     fn serialize_char(self, v: char) -> Result<Value, SerdeError> {
-        Ok(Value::Text(v.to_string()))
+        Ok(Value::Text(v.to_string().into()))
     }
     fn serialize_str(self, v: &str) -> Result<Value, SerdeError> {
-        Ok(Value::Text(v.to_owned()))
+        Ok(Value::Text(v.into()))
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<Value, SerdeError> {
         Ok(Value::Bytes(v.to_vec()))
@@ -258,7 +258,7 @@ impl Serializer for ValueSerializer {
         _index: u32,
         variant: &'static str,
     ) -> Result<Value, SerdeError> {
-        Ok(Value::Text(variant.to_owned()))
+        Ok(Value::Text(variant.into()))
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
@@ -415,7 +415,7 @@ impl ser::SerializeMap for MapBuilder {
     type Error = SerdeError;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), SerdeError> {
         self.key = Some(match key.serialize(ValueSerializer::PLAIN)? {
-            Value::Text(text) => text,
+            Value::Text(text) => text.into_string(),
             // A CID (say a `BTreeMap<Cid, _>` key) stands for itself by its text form.
             Value::Link(cid) => cid.to_string(),
             other => {
@@ -590,7 +590,7 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de> {
                 Value::Integer(int) => visit_int(int, visitor),
                 Value::Float(f) => visitor.visit_f64(f),
                 Value::Bytes(bytes) => visitor.visit_byte_buf(bytes),
-                Value::Text(text) => visitor.visit_string(text),
+                Value::Text(text) => visitor.visit_string(text.into_string()),
                 Value::List(list) => visit_list(list.into_iter().map(Src::Owned), visitor),
                 Value::Map(map) => visit_map(
                     map.into_iter().map(|(k, v)| (Cow::Owned(k), Src::Owned(v))),
@@ -685,7 +685,7 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de> {
         visitor: V,
     ) -> Result<V::Value, SerdeError> {
         let (variant, value) = match self.src {
-            Src::Owned(Value::Text(text)) => (Cow::Owned(text), None),
+            Src::Owned(Value::Text(text)) => (Cow::Owned(text.into_string()), None),
             Src::Borrowed(Value::Text(text)) => (Cow::Borrowed(text.as_str()), None),
             Src::Owned(Value::Map(map)) if map.len() == 1 => match map.into_iter().next() {
                 Some((key, value)) => (Cow::Owned(key), Some(Src::Owned(value))),
@@ -1125,11 +1125,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::Text(v.to_owned()))
+        Ok(Value::Text(v.into()))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        Ok(Value::Text(v))
+        Ok(Value::Text(v.into()))
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Value, E> {
@@ -1655,7 +1655,7 @@ mod tests {
                 .prop_filter("finite", |f| f.is_finite())
                 .prop_map(Value::Float),
             prop::collection::vec(any::<u8>(), 0..12).prop_map(Value::Bytes),
-            ".{0,8}".prop_map(Value::Text),
+            ".{0,8}".prop_map(Value::from),
             (any::<bool>(), any::<[u8; 4]>()).prop_map(|(raw, seed)| {
                 Value::Link(Cid::hash(
                     if raw { Codec::Raw } else { Codec::DagCbor },

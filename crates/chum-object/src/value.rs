@@ -5,6 +5,10 @@ use std::fmt;
 
 use crate::cid::Cid;
 
+/// The text type of [`Value::Text`] and map keys: a string that keeps up to 24 bytes inline.
+/// Build one with `.into()` from `&str` or `String`; it dereferences to `&str`.
+pub type Text = compact_str::CompactString;
+
 /// One value of the IPLD data model as DAG-CBOR can carry it.
 ///
 /// Equality compares floats by their bits, so `0.0` and `-0.0` are different values (they have
@@ -21,8 +25,8 @@ pub enum Value {
     Float(f64),
     /// A byte string.
     Bytes(Vec<u8>),
-    /// A UTF-8 text string.
-    Text(String),
+    /// A UTF-8 text string ([`Text`] keeps up to 24 bytes inline, without an allocation).
+    Text(Text),
     /// A list of values.
     List(Vec<Value>),
     /// A map with text keys, kept in canonical key order.
@@ -129,7 +133,7 @@ macro_rules! value_from {
         }
     )*};
 }
-value_from!(bool => Bool, f64 => Float, Vec<u8> => Bytes, String => Text, &str => Text,
+value_from!(bool => Bool, f64 => Float, Vec<u8> => Bytes, String => Text, &str => Text, Text => Text,
     Vec<Value> => List, Map => Map, Cid => Link, Int => Integer,
     i8 => Integer, i16 => Integer, i32 => Integer, i64 => Integer,
     u8 => Integer, u16 => Integer, u32 => Integer, u64 => Integer);
@@ -290,7 +294,7 @@ pub struct Map {
     entries: Vec<(Key, Value)>,
 }
 
-type Key = compact_str::CompactString;
+type Key = Text;
 
 impl Map {
     /// An empty map.

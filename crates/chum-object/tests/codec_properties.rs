@@ -20,7 +20,7 @@ fn arb_scalar() -> impl Strategy<Value = Value> {
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(Value::Float),
         proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::Bytes),
-        ".{0,12}".prop_map(Value::Text),
+        ".{0,12}".prop_map(Value::from),
         arb_cid().prop_map(Value::Link),
     ]
 }

@@ -91,7 +91,7 @@ fn id(n: u32) -> Cid {
     let value = Value::Map(
         [
             ("$type", Value::from("Contact")),
-            ("email", Value::Text(format!("{n}@example.org"))),
+            ("email", Value::Text(format!("{n}@example.org").into())),
         ]
         .into(),
     );

@@ -61,7 +61,7 @@ impl Replica {
 
 /// A body for an edit of the seed-like test types, chosen by `choice`.
 pub fn edit_body(strategy: Strategy, replica: &Replica, choice: u8, value: u8) -> (Map, bool) {
-    let text = |v: u8| Value::Text(format!("v{}", v % 4));
+    let text = |v: u8| Value::Text(format!("v{}", v % 4).into());
     match strategy {
         Strategy::FieldMerge => match choice % 6 {
             0 => ([("name", text(value))].into(), false),
@@ -105,7 +105,7 @@ pub fn object_id(recipe: &Recipe) -> Cid {
     let id_field = recipe.id_fields().next().unwrap().name.clone();
     let value = Value::Map(
         [
-            ("$type", Value::Text(recipe.name.clone())),
+            ("$type", Value::Text(recipe.name.as_str().into())),
             (id_field.as_str(), Value::from("the-one")),
         ]
         .into(),
