@@ -4,13 +4,14 @@
 //!   the wasm32 build of the I/O-free crates, and a build of the fuzz targets.
 //! - `cargo xtask fuzz TARGET SECONDS`: runs one fuzz target (nightly and cargo-fuzz are
 //!   installed when missing).
+//! - `cargo xtask soak-store N`: N kill -9 rounds against the redb store.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// Crates that do no I/O and must build for `wasm32-unknown-unknown`.
-const WASM_CRATES: &[&str] = &["chum-object", "chum-crdt"];
+const WASM_CRATES: &[&str] = &["chum-object", "chum-crdt", "chum-store"];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() -> ExitCode {
@@ -23,6 +24,10 @@ fn main() -> ExitCode {
             Err(_) => Err(format!("SECONDS must be a whole number, not {seconds:?}")),
         },
         ["fuzz-build"] => fuzz_build(),
+        ["soak-store", rounds] => match rounds.parse::<u64>() {
+            Ok(rounds) => soak_store(rounds),
+            Err(_) => Err(format!("N must be a whole number, not {rounds:?}")),
+        },
         _ => Err(USAGE.trim().to_owned()),
     };
     match result {
@@ -38,6 +43,7 @@ const USAGE: &str = "
 usage: cargo xtask test                    all checks CI runs
        cargo xtask fuzz TARGET SECONDS     run one fuzz target (see fuzz/fuzz_targets)
        cargo xtask fuzz-build              build every fuzz target
+       cargo xtask soak-store N            N kill -9 rounds against the redb store
 ";
 
 fn root() -> PathBuf {
@@ -166,4 +172,25 @@ fn fuzz(target: &str, seconds: u64) -> Result<(), String> {
         "-print_final_stats=1",
     ]);
     run(&format!("fuzz {target} for {seconds} s"), &mut command)
+}
+
+/// Kills a writer process N times at random moments and checks the store after each; the
+/// binary prints `N passed, M failed` last.
+fn soak_store(rounds: u64) -> Result<(), String> {
+    run(
+        &format!("soak the redb store for {rounds} rounds"),
+        cargo()
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "chum-store-redb",
+                "--bin",
+                "chum-store-soak",
+                "--",
+                "soak",
+            ])
+            .arg(rounds.to_string()),
+    )
 }

@@ -1,0 +1,631 @@
+//! # chum-store-redb
+//!
+//! The default on-disk [`Store`] of chum, on [redb](https://docs.rs/redb): an embedded, pure-Rust,
+//! ACID key-value store with copy-on-write B-trees and checksummed commits.
+//!
+//! - Every write is one redb transaction committed with `Durability::Immediate` (fsync), so once
+//!   `put_many`, `delete` or `local_put` returns `Ok` a crash or power loss does not undo it, and
+//!   the file always reopens at the last committed state.
+//! - Objects and all their index entries are written in the same transaction.
+//! - Every read re-verifies the object's bytes against its CID; a damaged object is reported as
+//!   [`Error::Corrupt`] with its CID and the rest of the store keeps serving.
+//! - Opening reads a few metadata entries and never scans the objects (the object count is kept
+//!   in the metadata table).
+//! - The store records its format version; a newer one is refused with [`Error::NewerFormat`].
+//! - A second open of the same file (another process or another handle) fails with
+//!   [`Error::Locked`]; nothing is written to a file that is not a chum store.
+//!
+//! Calls block on disk I/O; from an async runtime, run them where blocking is allowed.
+//!
+//! ```
+//! # let dir = std::env::temp_dir().join(format!("chum-redb-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! use chum_object::{Object, dagjson};
+//! use chum_store::Store;
+//! use chum_store_redb::RedbStore;
+//!
+//! # futures::executor::block_on(async {
+//! let store = RedbStore::open(dir.join("store.redb"))?;
+//! let object = Object::from_value(&dagjson::from_str(r#"{"$type":"Message","text":"hi"}"#)?)?;
+//! store.put(object.cid(), object.bytes()).await?;
+//! drop(store);
+//! let store = RedbStore::open(dir.join("store.redb"))?;
+//! assert_eq!(store.get(object.cid()).await?, object.bytes());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+#![warn(missing_docs)]
+
+mod keys;
+pub mod power_loss;
+
+use std::ops::Bound;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+
+use chum_object::{Cid, Limits};
+use chum_store::index::{self, IndexEntries, VersionTables};
+use chum_store::{Error, Query, Result, Store};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use crate::keys::{author_key, pair_key, pair_prefix, second_of, type_key, type_prefix};
+
+/// The newest store format this build reads and writes.
+pub const FORMAT_VERSION: u64 = 1;
+
+const OBJECTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("objects");
+const TYPES: TableDefinition<'_, &[u8], ()> = TableDefinition::new("index_type");
+const VERSIONS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("index_versions");
+const HEADS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("index_heads");
+const EDGES: TableDefinition<'_, &[u8], ()> = TableDefinition::new("index_edges");
+const LINKS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("index_links");
+const AUTHORS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("index_authors");
+const LOCAL: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("local");
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+const META_FORMAT: &str = "format";
+const META_COUNT: &str = "count";
+
+/// A chum store in one redb file.
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Database,
+    limits: Limits,
+    path: Option<PathBuf>,
+}
+
+fn backend(error: impl std::fmt::Display) -> Error {
+    Error::Backend(error.to_string())
+}
+
+fn storage(error: redb::StorageError) -> Error {
+    match error {
+        redb::StorageError::Corrupted(why) => Error::Damaged(why),
+        other => backend(other),
+    }
+}
+
+fn database_error(error: redb::DatabaseError, path: &str) -> Error {
+    match error {
+        redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
+            Error::Locked(format!("{path} is open elsewhere"))
+        }
+        redb::DatabaseError::UpgradeRequired(v) => {
+            Error::Damaged(format!("{path}: redb file format {v} needs an upgrade"))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Error::Damaged(format!("{path} is not a chum store: {io}"))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => {
+            Error::Damaged(format!("{path}: {why}"))
+        }
+        other => Error::Backend(format!("{path}: {other}")),
+    }
+}
+
+impl RedbStore {
+    /// Opens the store at `path`, creating it (and nothing else) if the file does not exist.
+    /// An existing file that is not a chum store is refused and left untouched.
+    pub fn open(path: impl AsRef<Path>) -> Result<RedbStore> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let exists = path.exists();
+        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if exists {
+                Database::builder().open(path)
+            } else {
+                Database::builder().create(path)
+            }
+        }));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(error)) => return Err(database_error(error, &shown)),
+            Err(_) => {
+                return Err(Error::Damaged(format!(
+                    "{shown}: the database engine failed reading the file"
+                )));
+            }
+        };
+        RedbStore::init(db, Some(path.to_owned()))
+    }
+
+    /// Opens (or creates) a store on a custom redb storage backend, e.g. the power-loss
+    /// simulator in [`power_loss`].
+    pub fn open_with_backend(backend: impl redb::StorageBackend) -> Result<RedbStore> {
+        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            Database::builder().create_with_backend(backend)
+        }));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(error)) => return Err(database_error(error, "backend")),
+            Err(_) => {
+                return Err(Error::Damaged(
+                    "the database engine failed reading the backend".into(),
+                ));
+            }
+        };
+        RedbStore::init(db, None)
+    }
+
+    /// Sets the object limits enforced on `put` (default: [`Limits::default`]).
+    pub fn with_limits(mut self, limits: Limits) -> RedbStore {
+        self.limits = limits;
+        self
+    }
+
+    /// The file this store lives in, if it is a file.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn init(db: Database, path: Option<PathBuf>) -> Result<RedbStore> {
+        let found = {
+            let txn = db.begin_read().map_err(backend)?;
+            match txn.open_table(META) {
+                Ok(meta) => meta.get(META_FORMAT).map_err(storage)?.map(|v| v.value()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(error) => return Err(backend(error)),
+            }
+        };
+        match found {
+            Some(version) if version > FORMAT_VERSION => {
+                return Err(Error::NewerFormat {
+                    found: version as u32,
+                    supported: FORMAT_VERSION as u32,
+                });
+            }
+            Some(_) => {}
+            None => {
+                // A new store: create every table and record the format, in one commit.
+                let mut txn = db.begin_write().map_err(backend)?;
+                txn.set_durability(Durability::Immediate).map_err(backend)?;
+                {
+                    txn.open_table(OBJECTS).map_err(backend)?;
+                    for table in [TYPES, VERSIONS, HEADS, EDGES, LINKS, AUTHORS] {
+                        txn.open_table(table).map_err(backend)?;
+                    }
+                    txn.open_table(LOCAL).map_err(backend)?;
+                    let mut meta = txn.open_table(META).map_err(backend)?;
+                    meta.insert(META_FORMAT, FORMAT_VERSION).map_err(storage)?;
+                    meta.insert(META_COUNT, 0).map_err(storage)?;
+                }
+                txn.commit().map_err(backend)?;
+            }
+        }
+        Ok(RedbStore {
+            db,
+            limits: Limits::default(),
+            path,
+        })
+    }
+
+    fn write(&self, work: impl FnOnce(&redb::WriteTransaction) -> Result<()>) -> Result<()> {
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        txn.set_durability(Durability::Immediate).map_err(backend)?;
+        work(&txn)?;
+        txn.commit().map_err(backend)
+    }
+
+    fn read(&self) -> Result<redb::ReadTransaction> {
+        self.db.begin_read().map_err(backend)
+    }
+}
+
+/// The version tables of one write transaction.
+struct Tables<'t> {
+    versions: redb::Table<'t, &'static [u8], ()>,
+    heads: redb::Table<'t, &'static [u8], ()>,
+    edges: redb::Table<'t, &'static [u8], ()>,
+}
+
+fn prefixed_seconds(
+    table: &impl ReadableTable<&'static [u8], ()>,
+    prefix: &[u8],
+) -> Result<Vec<Cid>> {
+    let mut out = Vec::new();
+    for entry in table.range(prefix..).map_err(storage)? {
+        let (key, _) = entry.map_err(storage)?;
+        let key = key.value();
+        if !key.starts_with(prefix) {
+            break;
+        }
+        out.push(second_of(key, prefix.len())?);
+    }
+    Ok(out)
+}
+
+impl VersionTables for Tables<'_> {
+    fn add_version(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
+        self.versions
+            .insert(pair_key(of, cid).as_slice(), ())
+            .map_err(storage)
+            .map(drop)
+    }
+    fn remove_version(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
+        self.versions
+            .remove(pair_key(of, cid).as_slice())
+            .map_err(storage)
+            .map(drop)
+    }
+    fn is_version(&self, of: &Cid, cid: &Cid) -> Result<bool> {
+        Ok(self
+            .versions
+            .get(pair_key(of, cid).as_slice())
+            .map_err(storage)?
+            .is_some())
+    }
+    fn add_edge(&mut self, parent: &Cid, child: &Cid) -> Result<()> {
+        self.edges
+            .insert(pair_key(parent, child).as_slice(), ())
+            .map_err(storage)
+            .map(drop)
+    }
+    fn remove_edge(&mut self, parent: &Cid, child: &Cid) -> Result<()> {
+        self.edges
+            .remove(pair_key(parent, child).as_slice())
+            .map_err(storage)
+            .map(drop)
+    }
+    fn children(&self, parent: &Cid) -> Result<Vec<Cid>> {
+        prefixed_seconds(&self.edges, &pair_prefix(parent))
+    }
+    fn add_head(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
+        self.heads
+            .insert(pair_key(of, cid).as_slice(), ())
+            .map_err(storage)
+            .map(drop)
+    }
+    fn remove_head(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
+        self.heads
+            .remove(pair_key(of, cid).as_slice())
+            .map_err(storage)
+            .map(drop)
+    }
+}
+
+/// Adds (`insert = true`) or removes the index entries of one object.
+fn apply_index(
+    txn: &redb::WriteTransaction,
+    cid: &Cid,
+    entries: &IndexEntries,
+    insert: bool,
+) -> Result<()> {
+    let edit = |table: &mut redb::Table<'_, &'static [u8], ()>, key: &[u8]| -> Result<()> {
+        if insert {
+            table.insert(key, ()).map_err(storage)?;
+        } else {
+            table.remove(key).map_err(storage)?;
+        }
+        Ok(())
+    };
+    if let Some(type_name) = &entries.type_name {
+        let mut types = txn.open_table(TYPES).map_err(backend)?;
+        edit(&mut types, &type_key(type_name, cid)?)?;
+    }
+    if !entries.links.is_empty() {
+        let mut links = txn.open_table(LINKS).map_err(backend)?;
+        for target in &entries.links {
+            edit(&mut links, &pair_key(target, cid))?;
+        }
+    }
+    if let Some((author, clock)) = &entries.author {
+        let mut authors = txn.open_table(AUTHORS).map_err(backend)?;
+        edit(&mut authors, &author_key(author, *clock, Some(cid)))?;
+    }
+    if let Some(version) = &entries.version {
+        let mut tables = Tables {
+            versions: txn.open_table(VERSIONS).map_err(backend)?,
+            heads: txn.open_table(HEADS).map_err(backend)?,
+            edges: txn.open_table(EDGES).map_err(backend)?,
+        };
+        if insert {
+            index::insert_version(&mut tables, cid, version)?;
+        } else {
+            index::remove_version(&mut tables, cid, version)?;
+        }
+    }
+    Ok(())
+}
+
+fn adjust_count(txn: &redb::WriteTransaction, delta: i64) -> Result<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let mut meta = txn.open_table(META).map_err(backend)?;
+    let count = meta
+        .get(META_COUNT)
+        .map_err(storage)?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    meta.insert(META_COUNT, count.saturating_add_signed(delta))
+        .map_err(storage)?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for RedbStore {
+    async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
+        // Verify everything before touching the file: a bad object refuses the whole batch.
+        let verified = objects
+            .iter()
+            .map(|(cid, bytes)| index::verify_and_index(cid, bytes, &self.limits))
+            .collect::<Result<Vec<_>>>()?;
+        let mut stored = Vec::with_capacity(objects.len());
+        self.write(|txn| {
+            let mut added = 0i64;
+            {
+                let mut table = txn.open_table(OBJECTS).map_err(backend)?;
+                for ((cid, bytes), entries) in objects.iter().zip(&verified) {
+                    if table.get(cid.as_bytes()).map_err(storage)?.is_some() {
+                        stored.push(false);
+                        continue;
+                    }
+                    table
+                        .insert(cid.as_bytes(), bytes.as_slice())
+                        .map_err(storage)?;
+                    apply_index(txn, cid, entries, true)?;
+                    stored.push(true);
+                    added += 1;
+                }
+            }
+            adjust_count(txn, added)
+        })?;
+        Ok(stored)
+    }
+
+    async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
+        let txn = self.read()?;
+        let table = txn.open_table(OBJECTS).map_err(backend)?;
+        let bytes = match table.get(cid.as_bytes()).map_err(storage)? {
+            Some(bytes) => bytes.value().to_vec(),
+            None => return Err(Error::NotFound(cid.clone())),
+        };
+        match cid.verify(&bytes) {
+            Ok(true) => Ok(bytes),
+            Ok(false) => Err(Error::Corrupt {
+                cid: cid.clone(),
+                reason: "stored bytes do not hash to the CID".into(),
+            }),
+            Err(error) => Err(Error::Corrupt {
+                cid: cid.clone(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    async fn has(&self, cid: &Cid) -> Result<bool> {
+        let txn = self.read()?;
+        let table = txn.open_table(OBJECTS).map_err(backend)?;
+        Ok(table.get(cid.as_bytes()).map_err(storage)?.is_some())
+    }
+
+    async fn delete(&self, cid: &Cid) -> Result<bool> {
+        let mut removed = false;
+        self.write(|txn| {
+            let bytes = {
+                let mut table = txn.open_table(OBJECTS).map_err(backend)?;
+                let old = table.remove(cid.as_bytes()).map_err(storage)?;
+                old.map(|bytes| bytes.value().to_vec())
+            };
+            let Some(bytes) = bytes else { return Ok(()) };
+            removed = true;
+            // The index entries derive from the bytes; damaged bytes still get the object removed.
+            let lenient = Limits {
+                max_size: usize::MAX,
+                ..self.limits
+            };
+            if let Ok(entries) = index::verify_and_index(cid, &bytes, &lenient) {
+                apply_index(txn, cid, &entries, false)?;
+            }
+            adjust_count(txn, -1)
+        })?;
+        Ok(removed)
+    }
+
+    async fn list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
+        let empty = match range {
+            (Bound::Included(a), Bound::Included(b)) => a > b,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+            | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+            _ => false,
+        };
+        if empty || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let txn = self.read()?;
+        let table = txn.open_table(OBJECTS).map_err(backend)?;
+        let bounds = (range.0.map(Cid::as_bytes), range.1.map(Cid::as_bytes));
+        let mut out = Vec::new();
+        for entry in table.range::<&[u8]>(bounds).map_err(storage)? {
+            let (key, _) = entry.map_err(storage)?;
+            out.push(
+                Cid::from_bytes(key.value())
+                    .map_err(|e| Error::Damaged(format!("object key: {e}")))?,
+            );
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn count(&self) -> Result<u64> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META).map_err(backend)?;
+        Ok(meta
+            .get(META_COUNT)
+            .map_err(storage)?
+            .map(|v| v.value())
+            .unwrap_or(0))
+    }
+
+    async fn query(&self, query: Query<'_>) -> Result<Vec<Cid>> {
+        let txn = self.read()?;
+        let paged = |table: redb::ReadOnlyTable<&'static [u8], ()>,
+                     prefix: Vec<u8>,
+                     start: Bound<Vec<u8>>,
+                     limit: usize|
+         -> Result<Vec<Cid>> {
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            let start_ref = match &start {
+                Bound::Included(key) => Bound::Included(key.as_slice()),
+                Bound::Excluded(key) => Bound::Excluded(key.as_slice()),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            for entry in table
+                .range::<&[u8]>((start_ref, Bound::Unbounded))
+                .map_err(storage)?
+            {
+                let (key, _) = entry.map_err(storage)?;
+                let key = key.value();
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                out.push(second_of(key, prefix.len())?);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        };
+        let start = |prefix: &Vec<u8>, after: Option<Vec<u8>>| match after {
+            Some(key) => Bound::Excluded(key),
+            None => Bound::Included(prefix.clone()),
+        };
+        match query {
+            Query::ByType {
+                type_name,
+                after,
+                limit,
+            } => {
+                let prefix = type_prefix(type_name)?;
+                let after = after.map(|cid| type_key(type_name, cid)).transpose()?;
+                paged(
+                    txn.open_table(TYPES).map_err(backend)?,
+                    prefix.clone(),
+                    start(&prefix, after),
+                    limit,
+                )
+            }
+            Query::Versions(of) | Query::Heads(of) => {
+                let table = if matches!(query, Query::Versions(_)) {
+                    VERSIONS
+                } else {
+                    HEADS
+                };
+                let prefix = pair_prefix(of);
+                paged(
+                    txn.open_table(table).map_err(backend)?,
+                    prefix.clone(),
+                    Bound::Included(prefix),
+                    usize::MAX,
+                )
+            }
+            Query::LinksTo {
+                target,
+                after,
+                limit,
+            } => {
+                let prefix = pair_prefix(target);
+                let after = after.map(|cid| pair_key(target, cid));
+                paged(
+                    txn.open_table(LINKS).map_err(backend)?,
+                    prefix.clone(),
+                    start(&prefix, after),
+                    limit,
+                )
+            }
+            Query::ByAuthor {
+                author,
+                after,
+                limit,
+            } => {
+                let prefix = author.to_vec();
+                let after = after.map(|(clock, cid)| author_key(author, clock, Some(cid)));
+                let table = txn.open_table(AUTHORS).map_err(backend)?;
+                let mut out = Vec::new();
+                let start = start(&prefix, after);
+                let start_ref = match &start {
+                    Bound::Included(key) => Bound::Included(key.as_slice()),
+                    Bound::Excluded(key) => Bound::Excluded(key.as_slice()),
+                    Bound::Unbounded => Bound::Unbounded,
+                };
+                if limit == 0 {
+                    return Ok(out);
+                }
+                for entry in table
+                    .range::<&[u8]>((start_ref, Bound::Unbounded))
+                    .map_err(storage)?
+                {
+                    let (key, _) = entry.map_err(storage)?;
+                    let key = key.value();
+                    if !key.starts_with(&prefix) {
+                        break;
+                    }
+                    out.push(second_of(key, keys::AUTHOR_PREFIX_LEN)?);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    async fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let txn = self.read()?;
+        let table = txn.open_table(LOCAL).map_err(backend)?;
+        Ok(table
+            .get(key)
+            .map_err(storage)?
+            .map(|value| value.value().to_vec()))
+    }
+
+    async fn local_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.write(|txn| {
+            let mut table = txn.open_table(LOCAL).map_err(backend)?;
+            table.insert(key, value).map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    async fn local_delete(&self, key: &[u8]) -> Result<bool> {
+        let mut removed = false;
+        self.write(|txn| {
+            let mut table = txn.open_table(LOCAL).map_err(backend)?;
+            removed = table.remove(key).map_err(storage)?.is_some();
+            Ok(())
+        })?;
+        Ok(removed)
+    }
+
+    async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let txn = self.read()?;
+        let table = txn.open_table(LOCAL).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix..).map_err(storage)? {
+            let (key, _) = entry.map_err(storage)?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            out.push(key.value().to_vec());
+        }
+        Ok(out)
+    }
+}
+
+/// Counts the objects by walking the object table: for `verify`-style tools and tests that
+/// check the stored count; never called on open.
+pub fn count_by_scan(store: &RedbStore) -> Result<u64> {
+    let txn = store.read()?;
+    let table = txn.open_table(OBJECTS).map_err(backend)?;
+    table.len().map_err(storage)
+}

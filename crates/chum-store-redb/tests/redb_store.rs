@@ -1,0 +1,286 @@
+//! The redb store: the conformance suite, durability across reopen, kill -9 and simulated
+//! power loss, and bad files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chum_object::{Cid, Object};
+use chum_store::{Error, Query, Store, conformance};
+use chum_store_redb::power_loss::SimulatedDisk;
+use chum_store_redb::{RedbStore, count_by_scan};
+use futures::executor::block_on;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "chum-redb-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+    fn file(&self) -> PathBuf {
+        self.0.join("store.redb")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn redb_store_conforms() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    block_on(conformance::run_all(&|| {
+        let dir = TempDir::new();
+        let store = RedbStore::open(dir.file()).unwrap();
+        dirs.lock().unwrap().push(dir);
+        Box::new(store) as Box<dyn Store>
+    }));
+}
+
+#[test]
+fn everything_survives_reopen() {
+    let dir = TempDir::new();
+    let path = dir.file();
+    let first = Box::new(RedbStore::open(&path).unwrap());
+    block_on(conformance::run_durable(first, &|| {
+        Box::new(RedbStore::open(&path).unwrap())
+    }));
+}
+
+#[test]
+fn a_second_open_is_refused_as_in_use() {
+    let dir = TempDir::new();
+    let _first = RedbStore::open(dir.file()).unwrap();
+    let second = RedbStore::open(dir.file());
+    assert!(matches!(second, Err(Error::Locked(_))), "{second:?}");
+}
+
+#[test]
+fn a_newer_format_is_refused() {
+    let dir = TempDir::new();
+    drop(RedbStore::open(dir.file()).unwrap());
+    {
+        let db = redb::Database::open(dir.file()).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .unwrap();
+            meta.insert("format", 99).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let error = RedbStore::open(dir.file()).unwrap_err();
+    assert_eq!(
+        error,
+        Error::NewerFormat {
+            found: 99,
+            supported: 1
+        }
+    );
+    assert!(error.to_string().contains("upgrade chum"));
+}
+
+#[test]
+fn files_that_are_not_stores_are_refused_and_left_alone() {
+    let dir = TempDir::new();
+    for content in [
+        b"this is not a database".to_vec(),
+        vec![0u8; 4096],
+        vec![0xffu8; 10_000],
+        Vec::new(),
+    ] {
+        std::fs::write(dir.file(), &content).unwrap();
+        let result = RedbStore::open(dir.file());
+        assert!(
+            result.is_err(),
+            "{} bytes of junk opened as a store",
+            content.len()
+        );
+        assert_eq!(
+            std::fs::read(dir.file()).unwrap(),
+            content,
+            "a refused file is not modified"
+        );
+    }
+}
+
+fn fill(store: &RedbStore, n: u32) -> Vec<Object> {
+    let objects: Vec<Object> = (0..n).map(conformance::message).collect();
+    let batch: Vec<(Cid, Vec<u8>)> = objects
+        .iter()
+        .map(|o| (o.cid().clone(), o.bytes().to_vec()))
+        .collect();
+    block_on(store.put_many(&batch)).unwrap();
+    objects
+}
+
+#[test]
+fn truncated_files_fail_cleanly_or_open_consistent() {
+    let dir = TempDir::new();
+    drop(fill(&RedbStore::open(dir.file()).unwrap(), 200));
+    let full = std::fs::read(dir.file()).unwrap();
+    for cut in [full.len() / 2, full.len() - 1, 100, 4096] {
+        let path = dir.0.join(format!("cut-{cut}.redb"));
+        std::fs::write(&path, &full[..cut.min(full.len())]).unwrap();
+        // Never a panic; either an error naming the damage or a consistent store.
+        match RedbStore::open(&path) {
+            Err(error) => assert!(
+                matches!(error, Error::Damaged(_) | Error::Backend(_)),
+                "{error:?}"
+            ),
+            Ok(store) => {
+                let count = block_on(store.count()).unwrap_or(0);
+                let scanned = count_by_scan(&store).unwrap_or(0);
+                assert_eq!(count, scanned, "a store that opens is consistent");
+            }
+        }
+    }
+}
+
+/// Finds `needle` in the file and flips a byte in its middle.
+fn corrupt_in_file(path: &Path, needle: &[u8]) -> bool {
+    let mut bytes = std::fs::read(path).unwrap();
+    let Some(at) = bytes
+        .windows(needle.len())
+        .position(|window| window == needle)
+    else {
+        return false;
+    };
+    bytes[at + needle.len() / 2] ^= 0x55;
+    std::fs::write(path, bytes).unwrap();
+    true
+}
+
+#[test]
+fn a_corrupt_object_is_reported_with_its_cid_and_the_rest_keeps_serving() {
+    let dir = TempDir::new();
+    let objects = fill(&RedbStore::open(dir.file()).unwrap(), 50);
+    let victim = &objects[17];
+    assert!(
+        corrupt_in_file(&dir.file(), victim.bytes()),
+        "object bytes are findable in the file"
+    );
+    let store = RedbStore::open(dir.file())
+        .expect("a flipped byte in a value does not stop the store from opening");
+    match block_on(store.get(victim.cid())) {
+        Err(Error::Corrupt { cid, .. }) => assert_eq!(&cid, victim.cid()),
+        other => panic!("expected Corrupt for {}, got {other:?}", victim.cid()),
+    }
+    for object in objects.iter().filter(|o| o.cid() != victim.cid()) {
+        assert_eq!(block_on(store.get(object.cid())).unwrap(), object.bytes());
+    }
+}
+
+#[test]
+fn kill_dash_nine_loses_nothing_acknowledged() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chum-store-soak"))
+        .args(["soak", "4"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "4 passed, 0 failed", "{stderr}");
+}
+
+/// Writes batches until the simulated disk loses power at write point `fail_at`; returns the
+/// disk, the CIDs acknowledged before the failure, and the store handle still open (a power
+/// loss does not let the process close it), or `None` when the power failed.
+fn run_until_power_loss(fail_at: u64) -> (SimulatedDisk, Vec<Cid>, Option<RedbStore>) {
+    let disk = SimulatedDisk::new(Some(fail_at));
+    let mut acked = Vec::new();
+    let Ok(store) = RedbStore::open_with_backend(disk.backend()) else {
+        return (disk, acked, None);
+    };
+    for batch in 0..6u32 {
+        let objects: Vec<Object> = (batch * 5..batch * 5 + 5)
+            .map(conformance::message)
+            .collect();
+        let pairs: Vec<(Cid, Vec<u8>)> = objects
+            .iter()
+            .map(|o| (o.cid().clone(), o.bytes().to_vec()))
+            .collect();
+        match block_on(store.put_many(&pairs)) {
+            Ok(_) => acked.extend(objects.iter().map(|o| o.cid().clone())),
+            Err(_) => return (disk, acked, None),
+        }
+    }
+    if disk.failed() {
+        (disk, acked, None)
+    } else {
+        (disk, acked, Some(store))
+    }
+}
+
+#[test]
+fn simulated_power_loss_at_every_write_point_loses_nothing_acknowledged() {
+    let mut points = 0;
+    for fail_at in 1.. {
+        let (disk, acked, still_open) = run_until_power_loss(fail_at);
+        // When the workload finished before this write point, the power fails right after the
+        // last acknowledgement, with the store still open.
+        let finished = still_open.is_some();
+        points += 1;
+        // The disk as the power loss left it: only synced data, or synced data plus a torn
+        // subset of the unsynced sectors.
+        for seed in [0u64, 0x9e37_79b9, 0x1234_5678_9abc] {
+            let image = disk.surviving_image(seed);
+            let reopened = SimulatedDisk::from_image(image, None);
+            let store = match RedbStore::open_with_backend(reopened.backend()) {
+                Ok(store) => store,
+                Err(error) => {
+                    assert!(
+                        acked.is_empty(),
+                        "write point {fail_at}, seed {seed}: reopen failed after acknowledgements: {error}"
+                    );
+                    continue;
+                }
+            };
+            for cid in &acked {
+                let bytes = block_on(store.get(cid)).unwrap_or_else(|e| {
+                    panic!("write point {fail_at}, seed {seed}: {cid} lost: {e}")
+                });
+                assert!(cid.verify(&bytes).unwrap());
+            }
+            let count = block_on(store.count()).unwrap();
+            assert_eq!(
+                count,
+                count_by_scan(&store).unwrap(),
+                "write point {fail_at}: count matches contents"
+            );
+            assert!(count as usize >= acked.len());
+            assert!(
+                count % 5 == 0,
+                "write point {fail_at}, seed {seed}: no torn batch is visible ({count} objects)"
+            );
+            let by_type = block_on(store.query(Query::ByType {
+                type_name: "Message",
+                after: None,
+                limit: usize::MAX,
+            }))
+            .unwrap();
+            assert_eq!(
+                by_type.len() as u64,
+                count,
+                "indexes commit with their objects"
+            );
+        }
+        drop(still_open);
+        if finished {
+            assert_eq!(acked.len(), 30, "the whole workload was acknowledged");
+            break;
+        }
+    }
+    assert!(points > 10, "the workload crossed {points} write points");
+    println!("power loss simulated at {points} write points, 3 disk states each");
+}
