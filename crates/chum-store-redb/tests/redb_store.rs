@@ -284,3 +284,29 @@ fn simulated_power_loss_at_every_write_point_loses_nothing_acknowledged() {
     assert!(points > 10, "the workload crossed {points} write points");
     println!("power loss simulated at {points} write points, 3 disk states each");
 }
+
+#[test]
+fn another_process_holding_the_store_makes_open_fail_as_in_use() {
+    let dir = TempDir::new();
+    let mut writer = std::process::Command::new(env!("CARGO_BIN_EXE_chum-store-soak"))
+        .args(["writer", &dir.0.display().to_string(), "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the writer has the store open (its first acknowledgement).
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(writer.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.starts_with("acked "), "{first}");
+    let result = RedbStore::open(dir.file());
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    let error = result.unwrap_err();
+    assert!(matches!(error, Error::Locked(_)), "{error:?}");
+    assert!(error.to_string().contains("in use"), "{error}");
+    // Once the holder is gone (even killed), the store opens at once.
+    RedbStore::open(dir.file()).unwrap();
+}
