@@ -288,45 +288,53 @@ impl VersionTables for Tables<'_> {
     }
 }
 
-/// Adds (`insert = true`) or removes the index entries of one object.
-fn apply_index(
+/// Adds (`insert = true`) or removes the index entries of a set of objects, opening each index
+/// table once and writing its keys in sorted order.
+fn apply_indexes(
     txn: &redb::WriteTransaction,
-    cid: &Cid,
-    entries: &IndexEntries,
+    items: &[(&Cid, &IndexEntries)],
     insert: bool,
 ) -> Result<()> {
-    let edit = |table: &mut redb::Table<'_, &'static [u8], ()>, key: &[u8]| -> Result<()> {
-        if insert {
-            table.insert(key, ()).map_err(storage)?;
-        } else {
-            table.remove(key).map_err(storage)?;
+    let (mut types, mut links, mut authors, mut versions) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (cid, entries) in items {
+        if let Some(type_name) = &entries.type_name {
+            types.push(type_key(type_name, cid)?);
         }
-        Ok(())
-    };
-    if let Some(type_name) = &entries.type_name {
-        let mut types = txn.open_table(TYPES).map_err(backend)?;
-        edit(&mut types, &type_key(type_name, cid)?)?;
-    }
-    if !entries.links.is_empty() {
-        let mut links = txn.open_table(LINKS).map_err(backend)?;
-        for target in &entries.links {
-            edit(&mut links, &pair_key(target, cid))?;
+        links.extend(entries.links.iter().map(|target| pair_key(target, cid)));
+        if let Some((author, clock)) = &entries.author {
+            authors.push(author_key(author, *clock, Some(cid)));
+        }
+        if let Some(version) = &entries.version {
+            versions.push((*cid, version));
         }
     }
-    if let Some((author, clock)) = &entries.author {
-        let mut authors = txn.open_table(AUTHORS).map_err(backend)?;
-        edit(&mut authors, &author_key(author, *clock, Some(cid)))?;
+    for (definition, mut keys) in [(TYPES, types), (LINKS, links), (AUTHORS, authors)] {
+        if keys.is_empty() {
+            continue;
+        }
+        keys.sort_unstable();
+        let mut table = txn.open_table(definition).map_err(backend)?;
+        for key in &keys {
+            if insert {
+                table.insert(key.as_slice(), ()).map_err(storage)?;
+            } else {
+                table.remove(key.as_slice()).map_err(storage)?;
+            }
+        }
     }
-    if let Some(version) = &entries.version {
+    if !versions.is_empty() {
         let mut tables = Tables {
             versions: txn.open_table(VERSIONS).map_err(backend)?,
             heads: txn.open_table(HEADS).map_err(backend)?,
             edges: txn.open_table(EDGES).map_err(backend)?,
         };
-        if insert {
-            index::insert_version(&mut tables, cid, version)?;
-        } else {
-            index::remove_version(&mut tables, cid, version)?;
+        for (cid, version) in versions {
+            if insert {
+                index::insert_version(&mut tables, cid, version)?;
+            } else {
+                index::remove_version(&mut tables, cid, version)?;
+            }
         }
     }
     Ok(())
@@ -355,25 +363,35 @@ impl Store for RedbStore {
             .iter()
             .map(|(cid, bytes)| index::verify_and_index(cid, bytes, &self.limits))
             .collect::<Result<Vec<_>>>()?;
-        let mut stored = Vec::with_capacity(objects.len());
+        // Write in CID order: B-tree inserts with locality, and duplicates side by side.
+        let mut order: Vec<usize> = (0..objects.len()).collect();
+        order.sort_by(|&a, &b| objects[a].0.cmp(&objects[b].0));
+        let mut stored = vec![false; objects.len()];
         self.write(|txn| {
-            let mut added = 0i64;
+            let mut new_items = Vec::with_capacity(objects.len());
             {
                 let mut table = txn.open_table(OBJECTS).map_err(backend)?;
-                for ((cid, bytes), entries) in objects.iter().zip(&verified) {
-                    if table.get(cid.as_bytes()).map_err(storage)?.is_some() {
-                        stored.push(false);
-                        continue;
+                let mut previous: Option<&Cid> = None;
+                for &i in &order {
+                    let (cid, bytes) = &objects[i];
+                    if previous == Some(cid) {
+                        continue; // the same object twice in one batch
                     }
-                    table
+                    previous = Some(cid);
+                    // Content-addressed: an existing value is the same bytes (or a damaged copy,
+                    // which this repairs), so insert-and-look-at-the-old-value is the check.
+                    let existed = table
                         .insert(cid.as_bytes(), bytes.as_slice())
-                        .map_err(storage)?;
-                    apply_index(txn, cid, entries, true)?;
-                    stored.push(true);
-                    added += 1;
+                        .map_err(storage)?
+                        .is_some();
+                    if !existed {
+                        stored[i] = true;
+                        new_items.push((cid, &verified[i]));
+                    }
                 }
             }
-            adjust_count(txn, added)
+            apply_indexes(txn, &new_items, true)?;
+            adjust_count(txn, new_items.len() as i64)
         })?;
         Ok(stored)
     }
@@ -420,7 +438,7 @@ impl Store for RedbStore {
                 ..self.limits
             };
             if let Ok(entries) = index::verify_and_index(cid, &bytes, &lenient) {
-                apply_index(txn, cid, &entries, false)?;
+                apply_indexes(txn, &[(cid, &entries)], false)?;
             }
             adjust_count(txn, -1)
         })?;
