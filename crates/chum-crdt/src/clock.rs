@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use chum_object::{Int, Value};
+
 /// A hybrid logical clock reading: wall milliseconds since the Unix epoch and a counter that
 /// orders events within one millisecond (or while the wall clock stands still or goes back).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -21,6 +23,28 @@ impl Timestamp {
     /// A timestamp from its parts.
     pub const fn new(wall_ms: u64, counter: u32) -> Timestamp {
         Timestamp { wall_ms, counter }
+    }
+}
+
+impl Timestamp {
+    /// The `[wall_ms, counter]` value objects carry a timestamp as.
+    pub fn to_value(self) -> Value {
+        Value::List(vec![self.wall_ms.into(), self.counter.into()])
+    }
+
+    /// Reads `[wall_ms (u64), counter (u32)]`; `None` for anything else.
+    pub fn from_value(value: &Value) -> Option<Timestamp> {
+        match value.as_list()? {
+            [wall, counter] => {
+                let wall = wall.as_int().and_then(Int::to_u64)?;
+                let counter = counter
+                    .as_int()
+                    .and_then(Int::to_u64)
+                    .and_then(|c| u32::try_from(c).ok())?;
+                Some(Timestamp::new(wall, counter))
+            }
+            _ => None,
+        }
     }
 }
 

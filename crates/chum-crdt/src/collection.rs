@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use chum_object::recipe::Recipe;
-use chum_object::{Cid, Int, Value};
+use chum_object::{Cid, Value};
 
 use crate::clock::Timestamp;
 
@@ -60,29 +60,16 @@ impl Collection {
 
 /// The `clock` field of an entry (`[wall_ms, counter]`), or the zero timestamp when it has none.
 pub fn entry_clock(entry: &Value) -> Timestamp {
-    let clock = entry
+    entry
         .as_map()
         .and_then(|map| map.get("clock"))
-        .and_then(Value::as_list);
-    match clock {
-        Some([wall, counter]) => {
-            let wall = wall.as_int().and_then(Int::to_u64);
-            let counter = counter
-                .as_int()
-                .and_then(Int::to_u64)
-                .and_then(|c| u32::try_from(c).ok());
-            match (wall, counter) {
-                (Some(wall), Some(counter)) => Timestamp::new(wall, counter),
-                _ => Timestamp::default(),
-            }
-        }
-        _ => Timestamp::default(),
-    }
+        .and_then(Timestamp::from_value)
+        .unwrap_or_default()
 }
 
 /// The `[wall_ms, counter]` value of a timestamp, as entries carry it.
 pub fn clock_value(clock: Timestamp) -> Value {
-    Value::List(vec![clock.wall_ms.into(), clock.counter.into()])
+    clock.to_value()
 }
 
 /// The objects whose collections `entry` belongs to: the targets of its recipe's collection

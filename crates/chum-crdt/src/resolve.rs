@@ -63,6 +63,9 @@ pub enum ResolveError {
         /// The version's `of`.
         found: Cid,
     },
+    /// Two resolvers built for different strategies or set fields cannot be merged.
+    #[error("resolvers of different recipes (strategy or set fields) cannot be merged")]
+    DifferentRecipes,
     /// Append-only types have no versions to resolve (see `Collection`).
     #[error("{0} is append-only: its entries are immutable and need no resolution")]
     NotVersioned(String),
@@ -222,6 +225,12 @@ fn merge_fields(
 }
 
 /// Resolves the current state of one object from its versions, incrementally.
+///
+/// The resolver trusts the versions it is given to be valid: verified against their CIDs, and
+/// each with a clock greater than its parents' clocks and not beyond the receiver's drift
+/// bound. Checking that is the job of whoever accepts versions (the sync engine and the
+/// Instance API); the state stays deterministic either way, but a version that breaks the
+/// clock rule can win over its own descendants in field-merge.
 #[derive(Debug, Clone)]
 pub struct Resolver {
     strategy: Strategy,
@@ -391,6 +400,9 @@ impl Resolver {
     /// Merges another resolver of the same object: the result is as if every version added to
     /// either had been added to this one.
     pub fn merge(&mut self, other: &Resolver) -> Result<(), ResolveError> {
+        if self.strategy != other.strategy || self.set_fields != other.set_fields {
+            return Err(ResolveError::DifferentRecipes);
+        }
         if let (Some(mine), Some(theirs)) = (&self.of, &other.of)
             && mine != theirs
         {
@@ -509,8 +521,11 @@ impl Resolver {
     /// The concurrent values that lost: for last-write, the bodies of the other live heads;
     /// for field-merge, each head's value of a field where another version won.
     pub fn conflicts(&self) -> Vec<Conflict> {
-        let Some(winner) = self.winner() else {
-            return Vec::new();
+        // When delete wins, every live head lost to the delete.
+        let winner = if self.is_deleted() {
+            None
+        } else {
+            self.winner()
         };
         let mut conflicts = Vec::new();
         for key in self.heads.iter().rev() {
@@ -525,8 +540,12 @@ impl Resolver {
             match self.strategy {
                 Strategy::FieldMerge => {
                     for (name, value) in body.iter() {
-                        if let Some(FieldState::Plain { key: won, .. }) = self.fields.get(name)
+                        if let Some(FieldState::Plain {
+                            key: won,
+                            value: won_value,
+                        }) = self.fields.get(name)
                             && won.cid != key.cid
+                            && won_value != value
                         {
                             conflicts.push(Conflict {
                                 field: Some(name.to_owned()),
@@ -536,7 +555,7 @@ impl Resolver {
                         }
                     }
                 }
-                _ if key != winner => {
+                _ if Some(key) != winner => {
                     conflicts.push(Conflict {
                         field: None,
                         cid: key.cid.clone(),
@@ -591,9 +610,13 @@ impl Resolver {
             .iter()
             .filter_map(|v| dagcbor::encode(v).ok())
             .collect();
+        let mut seen = BTreeSet::new();
         let add: Vec<Value> = target
             .iter()
-            .filter(|v| dagcbor::encode(v).is_ok_and(|bytes| !current.adds.contains_key(&bytes)))
+            .filter(|v| {
+                dagcbor::encode(v)
+                    .is_ok_and(|bytes| !current.adds.contains_key(&bytes) && seen.insert(bytes))
+            })
             .cloned()
             .collect();
         let remove: Vec<Value> = current

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use chum_object::{Cid, Codec, Int, Map, Object, Value};
+use chum_object::{Cid, Codec, Map, Object, Value};
 
 use crate::clock::Timestamp;
 
@@ -103,10 +103,7 @@ impl Version {
             "parents",
             Value::List(self.parents.iter().cloned().map(Value::Link).collect()),
         );
-        map.insert(
-            "clock",
-            Value::List(vec![self.clock.wall_ms.into(), self.clock.counter.into()]),
-        );
+        map.insert("clock", self.clock.to_value());
         map.insert("author", self.author.0.to_vec());
         map.insert("body", self.body.clone());
         if self.deleted {
@@ -156,20 +153,10 @@ impl Version {
         if parents.windows(2).any(|pair| pair[0] >= pair[1]) {
             return Err(bad("parents must be sorted and distinct"));
         }
-        let clock = match map.get("clock").and_then(Value::as_list) {
-            Some([wall, counter]) => {
-                let wall = wall.as_int().and_then(Int::to_u64);
-                let counter = counter
-                    .as_int()
-                    .and_then(Int::to_u64)
-                    .and_then(|c| u32::try_from(c).ok());
-                match (wall, counter) {
-                    (Some(wall), Some(counter)) => Timestamp::new(wall, counter),
-                    _ => return Err(bad("clock must be [wall_ms (u64), counter (u32)]")),
-                }
-            }
-            _ => return Err(bad("clock must be [wall_ms, counter]")),
-        };
+        let clock = map
+            .get("clock")
+            .and_then(Timestamp::from_value)
+            .ok_or_else(|| bad("clock must be [wall_ms (u64), counter (u32)]"))?;
         let author = match map.get("author") {
             Some(Value::Bytes(bytes)) => InstanceId(
                 bytes

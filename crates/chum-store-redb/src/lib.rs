@@ -43,6 +43,8 @@ pub mod power_loss;
 use std::ops::Bound;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chum_object::{Cid, Limits};
 use chum_store::index::{self, IndexEntries, VersionTables};
@@ -75,6 +77,17 @@ pub struct RedbStore {
     db: Database,
     limits: Limits,
     path: Option<PathBuf>,
+    /// A read snapshot shared by reads until the next write commits (tagged with the write
+    /// generation it was taken in), so a point read does not begin a transaction each time.
+    snapshot: std::sync::Mutex<Option<(u64, Arc<Snapshot>)>>,
+    generation: AtomicU64,
+}
+
+/// A read transaction with the object table open.
+#[derive(Debug)]
+struct Snapshot {
+    txn: redb::ReadTransaction,
+    objects: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
 
 fn backend(error: impl std::fmt::Display) -> Error {
@@ -85,6 +98,29 @@ fn storage(error: redb::StorageError) -> Error {
     match error {
         redb::StorageError::Corrupted(why) => Error::Damaged(why),
         other => backend(other),
+    }
+}
+
+/// Runs a call into the database engine, turning a panic inside it (which redb documents for
+/// some damaged files) into `Error::Damaged`.
+fn guarded<T>(what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        Err(Error::Damaged(format!(
+            "the database engine failed during {what}; the file may be damaged"
+        )))
+    })
+}
+
+fn open_guarded(
+    shown: &str,
+    open: impl FnOnce() -> std::result::Result<Database, redb::DatabaseError>,
+) -> Result<Database> {
+    match std::panic::catch_unwind(AssertUnwindSafe(open)) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(error)) => Err(database_error(error, shown)),
+        Err(_) => Err(Error::Damaged(format!(
+            "{shown}: the database engine failed reading the file"
+        ))),
     }
 }
 
@@ -114,42 +150,83 @@ impl RedbStore {
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let exists = path.exists();
-        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            if exists {
-                Database::builder().open(path)
-            } else {
-                Database::builder().create(path)
-            }
-        }));
+        if !path.exists() {
+            RedbStore::create(path, &shown)?;
+        } else {
+            RedbStore::check_is_chum_store(path, &shown)?;
+        }
+        let db = open_guarded(&shown, || Database::builder().open(path))?;
+        RedbStore::init(db, Some(path.to_owned()), false)
+    }
+
+    /// Looks at an existing file read-only first, so that a redb file of another application is
+    /// refused without being written to (a read-write open marks the file). A file that cannot
+    /// be opened read-only (e.g. one that needs crash recovery) is left to the read-write open,
+    /// which recovers it and checks the format itself.
+    fn check_is_chum_store(path: &Path, shown: &str) -> Result<()> {
+        let opened =
+            std::panic::catch_unwind(AssertUnwindSafe(|| redb::ReadOnlyDatabase::open(path)));
         let db = match opened {
             Ok(Ok(db)) => db,
-            Ok(Err(error)) => return Err(database_error(error, &shown)),
-            Err(_) => {
-                return Err(Error::Damaged(format!(
-                    "{shown}: the database engine failed reading the file"
-                )));
+            Ok(Err(
+                error @ (redb::DatabaseError::DatabaseAlreadyOpen
+                | redb::DatabaseError::LockProtocolMismatch),
+            )) => {
+                return Err(database_error(error, shown));
             }
+            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(io))))
+                if io.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                return Err(Error::Damaged(format!("{shown} is not a chum store: {io}")));
+            }
+            _ => return Ok(()),
         };
-        RedbStore::init(db, Some(path.to_owned()))
+        let has_format = guarded("open", || {
+            let txn = db.begin_read().map_err(backend)?;
+            match txn.open_table(META) {
+                Ok(meta) => Ok(meta.get(META_FORMAT).map_err(storage)?.is_some()),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+                Err(error) => Err(backend(error)),
+            }
+        })?;
+        if has_format {
+            Ok(())
+        } else {
+            Err(Error::Damaged(format!(
+                "{shown} is a redb database, but not a chum store"
+            )))
+        }
+    }
+
+    /// Creates a new store next to `path` and moves it into place only once it is complete, so
+    /// a crash during creation never leaves a half-made file under the store's name.
+    fn create(path: &Path, shown: &str) -> Result<()> {
+        let mut creating = path.as_os_str().to_owned();
+        creating.push(".creating");
+        let creating = PathBuf::from(creating);
+        // A crash during an earlier creation may have left this; it held nothing.
+        let _ = std::fs::remove_file(&creating);
+        let db = open_guarded(shown, || Database::builder().create(&creating))?;
+        drop(RedbStore::init(db, None, true)?);
+        std::fs::rename(&creating, path)
+            .map_err(|error| Error::Backend(format!("{shown}: {error}")))?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|error| {
+                    Error::Backend(format!("{shown}: syncing the directory: {error}"))
+                })?;
+        }
+        Ok(())
     }
 
     /// Opens (or creates) a store on a custom redb storage backend, e.g. the power-loss
     /// simulator in [`power_loss`].
     pub fn open_with_backend(backend: impl redb::StorageBackend) -> Result<RedbStore> {
-        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let db = open_guarded("backend", || {
             Database::builder().create_with_backend(backend)
-        }));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(error)) => return Err(database_error(error, "backend")),
-            Err(_) => {
-                return Err(Error::Damaged(
-                    "the database engine failed reading the backend".into(),
-                ));
-            }
-        };
-        RedbStore::init(db, None)
+        })?;
+        RedbStore::init(db, None, true)
     }
 
     /// Sets the object limits enforced on `put` (default: [`Limits::default`]).
@@ -163,24 +240,29 @@ impl RedbStore {
         self.path.as_deref()
     }
 
-    fn init(db: Database, path: Option<PathBuf>) -> Result<RedbStore> {
-        let found = {
+    /// Checks the format of an opened database; a database without any table is initialised
+    /// when `may_initialise` (a store being created). A database with other tables but no chum
+    /// format is not a chum store and is refused untouched.
+    fn init(db: Database, path: Option<PathBuf>, may_initialise: bool) -> Result<RedbStore> {
+        let (found, has_tables) = guarded("open", || {
             let txn = db.begin_read().map_err(backend)?;
-            match txn.open_table(META) {
+            let has_tables = txn.list_tables().map_err(storage)?.next().is_some();
+            let found = match txn.open_table(META) {
                 Ok(meta) => meta.get(META_FORMAT).map_err(storage)?.map(|v| v.value()),
                 Err(redb::TableError::TableDoesNotExist(_)) => None,
                 Err(error) => return Err(backend(error)),
-            }
-        };
+            };
+            Ok((found, has_tables))
+        })?;
         match found {
             Some(version) if version > FORMAT_VERSION => {
                 return Err(Error::NewerFormat {
-                    found: version as u32,
+                    found: u32::try_from(version).unwrap_or(u32::MAX),
                     supported: FORMAT_VERSION as u32,
                 });
             }
             Some(_) => {}
-            None => {
+            None if may_initialise && !has_tables => guarded("initialise", || {
                 // A new store: create every table and record the format, in one commit.
                 let mut txn = db.begin_write().map_err(backend)?;
                 txn.set_durability(Durability::Immediate).map_err(backend)?;
@@ -194,13 +276,20 @@ impl RedbStore {
                     meta.insert(META_FORMAT, FORMAT_VERSION).map_err(storage)?;
                     meta.insert(META_COUNT, 0).map_err(storage)?;
                 }
-                txn.commit().map_err(backend)?;
+                txn.commit().map_err(backend)
+            })?,
+            None => {
+                return Err(Error::Damaged(
+                    "a redb database, but not a chum store (no chum format record)".into(),
+                ));
             }
         }
         Ok(RedbStore {
             db,
             limits: Limits::default(),
             path,
+            snapshot: std::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -208,11 +297,30 @@ impl RedbStore {
         let mut txn = self.db.begin_write().map_err(backend)?;
         txn.set_durability(Durability::Immediate).map_err(backend)?;
         work(&txn)?;
-        txn.commit().map_err(backend)
+        let committed = txn.commit().map_err(backend);
+        // Later reads must see this commit (or whatever a failed commit left).
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        committed
     }
 
-    fn read(&self) -> Result<redb::ReadTransaction> {
-        self.db.begin_read().map_err(backend)
+    /// The current read snapshot: reused until a write commits. A snapshot begun while a write
+    /// was committing carries the old generation and is never reused after that write returns.
+    fn read(&self) -> Result<Arc<Snapshot>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut cached = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((tag, snapshot)) = cached.as_ref()
+            && *tag == generation
+        {
+            return Ok(Arc::clone(snapshot));
+        }
+        let txn = self.db.begin_read().map_err(backend)?;
+        let objects = txn.open_table(OBJECTS).map_err(backend)?;
+        let snapshot = Arc::new(Snapshot { txn, objects });
+        *cached = Some((generation, Arc::clone(&snapshot)));
+        Ok(snapshot)
     }
 }
 
@@ -239,18 +347,25 @@ fn prefixed_seconds(
     Ok(out)
 }
 
+fn set_key(
+    table: &mut redb::Table<'_, &'static [u8], ()>,
+    key: &[u8],
+    present: bool,
+) -> Result<()> {
+    if present {
+        table.insert(key, ()).map_err(storage)?;
+    } else {
+        table.remove(key).map_err(storage)?;
+    }
+    Ok(())
+}
+
 impl VersionTables for Tables<'_> {
     fn add_version(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
-        self.versions
-            .insert(pair_key(of, cid).as_slice(), ())
-            .map_err(storage)
-            .map(drop)
+        set_key(&mut self.versions, &pair_key(of, cid), true)
     }
     fn remove_version(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
-        self.versions
-            .remove(pair_key(of, cid).as_slice())
-            .map_err(storage)
-            .map(drop)
+        set_key(&mut self.versions, &pair_key(of, cid), false)
     }
     fn is_version(&self, of: &Cid, cid: &Cid) -> Result<bool> {
         Ok(self
@@ -260,31 +375,19 @@ impl VersionTables for Tables<'_> {
             .is_some())
     }
     fn add_edge(&mut self, parent: &Cid, child: &Cid) -> Result<()> {
-        self.edges
-            .insert(pair_key(parent, child).as_slice(), ())
-            .map_err(storage)
-            .map(drop)
+        set_key(&mut self.edges, &pair_key(parent, child), true)
     }
     fn remove_edge(&mut self, parent: &Cid, child: &Cid) -> Result<()> {
-        self.edges
-            .remove(pair_key(parent, child).as_slice())
-            .map_err(storage)
-            .map(drop)
+        set_key(&mut self.edges, &pair_key(parent, child), false)
     }
     fn children(&self, parent: &Cid) -> Result<Vec<Cid>> {
         prefixed_seconds(&self.edges, &pair_prefix(parent))
     }
     fn add_head(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
-        self.heads
-            .insert(pair_key(of, cid).as_slice(), ())
-            .map_err(storage)
-            .map(drop)
+        set_key(&mut self.heads, &pair_key(of, cid), true)
     }
     fn remove_head(&mut self, of: &Cid, cid: &Cid) -> Result<()> {
-        self.heads
-            .remove(pair_key(of, cid).as_slice())
-            .map_err(storage)
-            .map(drop)
+        set_key(&mut self.heads, &pair_key(of, cid), false)
     }
 }
 
@@ -316,11 +419,7 @@ fn apply_indexes(
         keys.sort_unstable();
         let mut table = txn.open_table(definition).map_err(backend)?;
         for key in &keys {
-            if insert {
-                table.insert(key.as_slice(), ()).map_err(storage)?;
-            } else {
-                table.remove(key.as_slice()).map_err(storage)?;
-            }
+            set_key(&mut table, key, insert)?;
         }
     }
     if !versions.is_empty() {
@@ -336,6 +435,62 @@ fn apply_indexes(
                 index::remove_version(&mut tables, cid, version)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Removes every index entry of `cid` by searching the index tables (a full scan): the repair
+/// path for deleting an object whose stored bytes are damaged.
+fn scrub_indexes(txn: &redb::WriteTransaction, cid: &Cid) -> Result<()> {
+    let tail = cid.as_bytes();
+    let ending_in = |definition: TableDefinition<'_, &'static [u8], ()>| -> Result<Vec<Vec<u8>>> {
+        let table = txn.open_table(definition).map_err(backend)?;
+        let mut keys = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (key, _) = entry.map_err(storage)?;
+            if key.value().ends_with(tail) {
+                keys.push(key.value().to_vec());
+            }
+        }
+        Ok(keys)
+    };
+    for definition in [TYPES, LINKS, AUTHORS] {
+        let keys = ending_in(definition)?;
+        let mut table = txn.open_table(definition).map_err(backend)?;
+        for key in keys {
+            set_key(&mut table, &key, false)?;
+        }
+    }
+    // Rebuild the version facts from the indexes: which object it belonged to, its parents.
+    let first_of = |key: &[u8]| -> Result<Cid> {
+        let len = usize::from(
+            *key.first()
+                .ok_or_else(|| Error::Damaged("empty index key".into()))?,
+        );
+        let first = key
+            .get(1..1 + len)
+            .ok_or_else(|| Error::Damaged("short index key".into()))?;
+        Cid::from_bytes(first).map_err(|error| Error::Damaged(format!("index key: {error}")))
+    };
+    let owners = ending_in(VERSIONS)?
+        .iter()
+        .map(|key| first_of(key))
+        .collect::<Result<Vec<_>>>()?;
+    let parents = ending_in(EDGES)?
+        .iter()
+        .map(|key| first_of(key))
+        .collect::<Result<Vec<_>>>()?;
+    let mut tables = Tables {
+        versions: txn.open_table(VERSIONS).map_err(backend)?,
+        heads: txn.open_table(HEADS).map_err(backend)?,
+        edges: txn.open_table(EDGES).map_err(backend)?,
+    };
+    for of in owners {
+        let entry = index::VersionEntry {
+            of,
+            parents: parents.clone(),
+        };
+        index::remove_version(&mut tables, cid, &entry)?;
     }
     Ok(())
 }
@@ -358,227 +513,162 @@ fn adjust_count(txn: &redb::WriteTransaction, delta: i64) -> Result<()> {
 #[async_trait::async_trait]
 impl Store for RedbStore {
     async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
-        // Verify everything before touching the file: a bad object refuses the whole batch.
-        let verified = objects
-            .iter()
-            .map(|(cid, bytes)| index::verify_and_index(cid, bytes, &self.limits))
-            .collect::<Result<Vec<_>>>()?;
-        // Write in CID order: B-tree inserts with locality, and duplicates side by side.
-        let mut order: Vec<usize> = (0..objects.len()).collect();
-        order.sort_by(|&a, &b| objects[a].0.cmp(&objects[b].0));
-        let mut stored = vec![false; objects.len()];
-        self.write(|txn| {
-            let mut new_items = Vec::with_capacity(objects.len());
-            {
-                let mut table = txn.open_table(OBJECTS).map_err(backend)?;
-                let mut previous: Option<&Cid> = None;
-                for &i in &order {
-                    let (cid, bytes) = &objects[i];
-                    if previous == Some(cid) {
-                        continue; // the same object twice in one batch
-                    }
-                    previous = Some(cid);
-                    // Content-addressed: an existing value is the same bytes (or a damaged copy,
-                    // which this repairs), so insert-and-look-at-the-old-value is the check.
-                    let existed = table
-                        .insert(cid.as_bytes(), bytes.as_slice())
-                        .map_err(storage)?
-                        .is_some();
-                    if !existed {
-                        stored[i] = true;
-                        new_items.push((cid, &verified[i]));
+        guarded("put_many", || {
+            // Verify everything before touching the file: a bad object refuses the whole batch.
+            let verified = objects
+                .iter()
+                .map(|(cid, bytes)| index::verify_and_index(cid, bytes, &self.limits))
+                .collect::<Result<Vec<_>>>()?;
+            // Write in CID order: B-tree inserts with locality, and duplicates side by side.
+            let mut order: Vec<usize> = (0..objects.len()).collect();
+            order.sort_by(|&a, &b| objects[a].0.cmp(&objects[b].0));
+            let mut stored = vec![false; objects.len()];
+            self.write(|txn| {
+                let mut new_items = Vec::with_capacity(objects.len());
+                {
+                    let mut table = txn.open_table(OBJECTS).map_err(backend)?;
+                    let mut previous: Option<&Cid> = None;
+                    for &i in &order {
+                        let (cid, bytes) = &objects[i];
+                        if previous == Some(cid) {
+                            continue; // the same object twice in one batch
+                        }
+                        previous = Some(cid);
+                        // Content-addressed: an existing value is the same bytes (or a damaged copy,
+                        // which this repairs), so insert-and-look-at-the-old-value is the check.
+                        let existed = table
+                            .insert(cid.as_bytes(), bytes.as_slice())
+                            .map_err(storage)?
+                            .is_some();
+                        if !existed {
+                            stored[i] = true;
+                            new_items.push((cid, &verified[i]));
+                        }
                     }
                 }
-            }
-            apply_indexes(txn, &new_items, true)?;
-            adjust_count(txn, new_items.len() as i64)
-        })?;
-        Ok(stored)
+                apply_indexes(txn, &new_items, true)?;
+                adjust_count(txn, new_items.len() as i64)
+            })?;
+            Ok(stored)
+        })
     }
 
     async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
-        let txn = self.read()?;
-        let table = txn.open_table(OBJECTS).map_err(backend)?;
-        let bytes = match table.get(cid.as_bytes()).map_err(storage)? {
-            Some(bytes) => bytes.value().to_vec(),
-            None => return Err(Error::NotFound(cid.clone())),
-        };
-        match cid.verify(&bytes) {
-            Ok(true) => Ok(bytes),
-            Ok(false) => Err(Error::Corrupt {
-                cid: cid.clone(),
-                reason: "stored bytes do not hash to the CID".into(),
-            }),
-            Err(error) => Err(Error::Corrupt {
-                cid: cid.clone(),
-                reason: error.to_string(),
-            }),
-        }
+        guarded("get", || {
+            let snapshot = self.read()?;
+            let bytes = match snapshot.objects.get(cid.as_bytes()).map_err(storage)? {
+                Some(bytes) => bytes.value().to_vec(),
+                None => return Err(Error::NotFound(cid.clone())),
+            };
+            match cid.verify(&bytes) {
+                Ok(true) => Ok(bytes),
+                Ok(false) => Err(Error::Corrupt {
+                    cid: cid.clone(),
+                    reason: "stored bytes do not hash to the CID".into(),
+                }),
+                Err(error) => Err(Error::Corrupt {
+                    cid: cid.clone(),
+                    reason: error.to_string(),
+                }),
+            }
+        })
     }
 
     async fn has(&self, cid: &Cid) -> Result<bool> {
-        let txn = self.read()?;
-        let table = txn.open_table(OBJECTS).map_err(backend)?;
-        Ok(table.get(cid.as_bytes()).map_err(storage)?.is_some())
+        guarded("has", || {
+            let snapshot = self.read()?;
+            Ok(snapshot
+                .objects
+                .get(cid.as_bytes())
+                .map_err(storage)?
+                .is_some())
+        })
     }
 
     async fn delete(&self, cid: &Cid) -> Result<bool> {
-        let mut removed = false;
-        self.write(|txn| {
-            let bytes = {
-                let mut table = txn.open_table(OBJECTS).map_err(backend)?;
-                let old = table.remove(cid.as_bytes()).map_err(storage)?;
-                old.map(|bytes| bytes.value().to_vec())
-            };
-            let Some(bytes) = bytes else { return Ok(()) };
-            removed = true;
-            // The index entries derive from the bytes; damaged bytes still get the object removed.
-            let lenient = Limits {
-                max_size: usize::MAX,
-                ..self.limits
-            };
-            if let Ok(entries) = index::verify_and_index(cid, &bytes, &lenient) {
-                apply_indexes(txn, &[(cid, &entries)], false)?;
-            }
-            adjust_count(txn, -1)
-        })?;
-        Ok(removed)
+        guarded("delete", || {
+            let mut removed = false;
+            self.write(|txn| {
+                let bytes = {
+                    let mut table = txn.open_table(OBJECTS).map_err(backend)?;
+                    let old = table.remove(cid.as_bytes()).map_err(storage)?;
+                    old.map(|bytes| bytes.value().to_vec())
+                };
+                let Some(bytes) = bytes else { return Ok(()) };
+                removed = true;
+                // The index entries derive from the bytes. Bytes that no longer verify cannot be
+                // trusted to name them, so the indexes are searched for the CID instead.
+                match index::verify_and_index(cid, &bytes, &index::widest_limits()) {
+                    Ok(entries) => apply_indexes(txn, &[(cid, &entries)], false)?,
+                    Err(_) => scrub_indexes(txn, cid)?,
+                }
+                adjust_count(txn, -1)
+            })?;
+            Ok(removed)
+        })
     }
 
     async fn list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
-        let empty = match range {
-            (Bound::Included(a), Bound::Included(b)) => a > b,
-            (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
-            | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
-            _ => false,
-        };
-        if empty || limit == 0 {
-            return Ok(Vec::new());
-        }
-        let txn = self.read()?;
-        let table = txn.open_table(OBJECTS).map_err(backend)?;
-        let bounds = (range.0.map(Cid::as_bytes), range.1.map(Cid::as_bytes));
-        let mut out = Vec::new();
-        for entry in table.range::<&[u8]>(bounds).map_err(storage)? {
-            let (key, _) = entry.map_err(storage)?;
-            out.push(
-                Cid::from_bytes(key.value())
-                    .map_err(|e| Error::Damaged(format!("object key: {e}")))?,
-            );
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    async fn count(&self) -> Result<u64> {
-        let txn = self.read()?;
-        let meta = txn.open_table(META).map_err(backend)?;
-        Ok(meta
-            .get(META_COUNT)
-            .map_err(storage)?
-            .map(|v| v.value())
-            .unwrap_or(0))
-    }
-
-    async fn query(&self, query: Query<'_>) -> Result<Vec<Cid>> {
-        let txn = self.read()?;
-        let paged = |table: redb::ReadOnlyTable<&'static [u8], ()>,
-                     prefix: Vec<u8>,
-                     start: Bound<Vec<u8>>,
-                     limit: usize|
-         -> Result<Vec<Cid>> {
-            let mut out = Vec::new();
-            if limit == 0 {
-                return Ok(out);
-            }
-            let start_ref = match &start {
-                Bound::Included(key) => Bound::Included(key.as_slice()),
-                Bound::Excluded(key) => Bound::Excluded(key.as_slice()),
-                Bound::Unbounded => Bound::Unbounded,
+        guarded("list", || {
+            let empty = match range {
+                (Bound::Included(a), Bound::Included(b)) => a > b,
+                (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+                | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+                _ => false,
             };
-            for entry in table
-                .range::<&[u8]>((start_ref, Bound::Unbounded))
-                .map_err(storage)?
-            {
+            if empty || limit == 0 {
+                return Ok(Vec::new());
+            }
+            let snapshot = self.read()?;
+            let txn = &snapshot.txn;
+            let table = txn.open_table(OBJECTS).map_err(backend)?;
+            let bounds = (range.0.map(Cid::as_bytes), range.1.map(Cid::as_bytes));
+            let mut out = Vec::new();
+            for entry in table.range::<&[u8]>(bounds).map_err(storage)? {
                 let (key, _) = entry.map_err(storage)?;
-                let key = key.value();
-                if !key.starts_with(&prefix) {
-                    break;
-                }
-                out.push(second_of(key, prefix.len())?);
+                out.push(
+                    Cid::from_bytes(key.value())
+                        .map_err(|e| Error::Damaged(format!("object key: {e}")))?,
+                );
                 if out.len() >= limit {
                     break;
                 }
             }
             Ok(out)
-        };
-        let start = |prefix: &Vec<u8>, after: Option<Vec<u8>>| match after {
-            Some(key) => Bound::Excluded(key),
-            None => Bound::Included(prefix.clone()),
-        };
-        match query {
-            Query::ByType {
-                type_name,
-                after,
-                limit,
-            } => {
-                let prefix = type_prefix(type_name)?;
-                let after = after.map(|cid| type_key(type_name, cid)).transpose()?;
-                paged(
-                    txn.open_table(TYPES).map_err(backend)?,
-                    prefix.clone(),
-                    start(&prefix, after),
-                    limit,
-                )
-            }
-            Query::Versions(of) | Query::Heads(of) => {
-                let table = if matches!(query, Query::Versions(_)) {
-                    VERSIONS
-                } else {
-                    HEADS
-                };
-                let prefix = pair_prefix(of);
-                paged(
-                    txn.open_table(table).map_err(backend)?,
-                    prefix.clone(),
-                    Bound::Included(prefix),
-                    usize::MAX,
-                )
-            }
-            Query::LinksTo {
-                target,
-                after,
-                limit,
-            } => {
-                let prefix = pair_prefix(target);
-                let after = after.map(|cid| pair_key(target, cid));
-                paged(
-                    txn.open_table(LINKS).map_err(backend)?,
-                    prefix.clone(),
-                    start(&prefix, after),
-                    limit,
-                )
-            }
-            Query::ByAuthor {
-                author,
-                after,
-                limit,
-            } => {
-                let prefix = author.to_vec();
-                let after = after.map(|(clock, cid)| author_key(author, clock, Some(cid)));
-                let table = txn.open_table(AUTHORS).map_err(backend)?;
+        })
+    }
+
+    async fn count(&self) -> Result<u64> {
+        guarded("count", || {
+            let snapshot = self.read()?;
+            let txn = &snapshot.txn;
+            let meta = txn.open_table(META).map_err(backend)?;
+            Ok(meta
+                .get(META_COUNT)
+                .map_err(storage)?
+                .map(|v| v.value())
+                .unwrap_or(0))
+        })
+    }
+
+    async fn query(&self, query: Query<'_>) -> Result<Vec<Cid>> {
+        guarded("query", || {
+            let snapshot = self.read()?;
+            let txn = &snapshot.txn;
+            let paged = |table: redb::ReadOnlyTable<&'static [u8], ()>,
+                         prefix: Vec<u8>,
+                         start: Bound<Vec<u8>>,
+                         limit: usize|
+             -> Result<Vec<Cid>> {
                 let mut out = Vec::new();
-                let start = start(&prefix, after);
+                if limit == 0 {
+                    return Ok(out);
+                }
                 let start_ref = match &start {
                     Bound::Included(key) => Bound::Included(key.as_slice()),
                     Bound::Excluded(key) => Bound::Excluded(key.as_slice()),
                     Bound::Unbounded => Bound::Unbounded,
                 };
-                if limit == 0 {
-                    return Ok(out);
-                }
                 for entry in table
                     .range::<&[u8]>((start_ref, Bound::Unbounded))
                     .map_err(storage)?
@@ -588,62 +678,154 @@ impl Store for RedbStore {
                     if !key.starts_with(&prefix) {
                         break;
                     }
-                    out.push(second_of(key, keys::AUTHOR_PREFIX_LEN)?);
+                    out.push(second_of(key, prefix.len())?);
                     if out.len() >= limit {
                         break;
                     }
                 }
                 Ok(out)
+            };
+            let start = |prefix: &Vec<u8>, after: Option<Vec<u8>>| match after {
+                Some(key) => Bound::Excluded(key),
+                None => Bound::Included(prefix.clone()),
+            };
+            match query {
+                Query::ByType {
+                    type_name,
+                    after,
+                    limit,
+                } => {
+                    let prefix = type_prefix(type_name)?;
+                    let after = after.map(|cid| type_key(type_name, cid)).transpose()?;
+                    paged(
+                        txn.open_table(TYPES).map_err(backend)?,
+                        prefix.clone(),
+                        start(&prefix, after),
+                        limit,
+                    )
+                }
+                Query::Versions(of) | Query::Heads(of) => {
+                    let table = if matches!(query, Query::Versions(_)) {
+                        VERSIONS
+                    } else {
+                        HEADS
+                    };
+                    let prefix = pair_prefix(of);
+                    paged(
+                        txn.open_table(table).map_err(backend)?,
+                        prefix.clone(),
+                        Bound::Included(prefix),
+                        usize::MAX,
+                    )
+                }
+                Query::LinksTo {
+                    target,
+                    after,
+                    limit,
+                } => {
+                    let prefix = pair_prefix(target);
+                    let after = after.map(|cid| pair_key(target, cid));
+                    paged(
+                        txn.open_table(LINKS).map_err(backend)?,
+                        prefix.clone(),
+                        start(&prefix, after),
+                        limit,
+                    )
+                }
+                Query::ByAuthor {
+                    author,
+                    after,
+                    limit,
+                } => {
+                    let prefix = author.to_vec();
+                    let after = after.map(|(clock, cid)| author_key(author, clock, Some(cid)));
+                    let table = txn.open_table(AUTHORS).map_err(backend)?;
+                    let mut out = Vec::new();
+                    let start = start(&prefix, after);
+                    let start_ref = match &start {
+                        Bound::Included(key) => Bound::Included(key.as_slice()),
+                        Bound::Excluded(key) => Bound::Excluded(key.as_slice()),
+                        Bound::Unbounded => Bound::Unbounded,
+                    };
+                    if limit == 0 {
+                        return Ok(out);
+                    }
+                    for entry in table
+                        .range::<&[u8]>((start_ref, Bound::Unbounded))
+                        .map_err(storage)?
+                    {
+                        let (key, _) = entry.map_err(storage)?;
+                        let key = key.value();
+                        if !key.starts_with(&prefix) {
+                            break;
+                        }
+                        out.push(second_of(key, keys::AUTHOR_PREFIX_LEN)?);
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                    Ok(out)
+                }
             }
-        }
+        })
     }
 
     async fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let txn = self.read()?;
-        let table = txn.open_table(LOCAL).map_err(backend)?;
-        Ok(table
-            .get(key)
-            .map_err(storage)?
-            .map(|value| value.value().to_vec()))
+        guarded("local_get", || {
+            let snapshot = self.read()?;
+            let txn = &snapshot.txn;
+            let table = txn.open_table(LOCAL).map_err(backend)?;
+            Ok(table
+                .get(key)
+                .map_err(storage)?
+                .map(|value| value.value().to_vec()))
+        })
     }
 
     async fn local_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.write(|txn| {
-            let mut table = txn.open_table(LOCAL).map_err(backend)?;
-            table.insert(key, value).map_err(storage)?;
-            Ok(())
+        guarded("local_put", || {
+            self.write(|txn| {
+                let mut table = txn.open_table(LOCAL).map_err(backend)?;
+                table.insert(key, value).map_err(storage)?;
+                Ok(())
+            })
         })
     }
 
     async fn local_delete(&self, key: &[u8]) -> Result<bool> {
-        let mut removed = false;
-        self.write(|txn| {
-            let mut table = txn.open_table(LOCAL).map_err(backend)?;
-            removed = table.remove(key).map_err(storage)?.is_some();
-            Ok(())
-        })?;
-        Ok(removed)
+        guarded("local_delete", || {
+            let mut removed = false;
+            self.write(|txn| {
+                let mut table = txn.open_table(LOCAL).map_err(backend)?;
+                removed = table.remove(key).map_err(storage)?.is_some();
+                Ok(())
+            })?;
+            Ok(removed)
+        })
     }
 
     async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let txn = self.read()?;
-        let table = txn.open_table(LOCAL).map_err(backend)?;
-        let mut out = Vec::new();
-        for entry in table.range(prefix..).map_err(storage)? {
-            let (key, _) = entry.map_err(storage)?;
-            if !key.value().starts_with(prefix) {
-                break;
+        guarded("local_keys", || {
+            let snapshot = self.read()?;
+            let txn = &snapshot.txn;
+            let table = txn.open_table(LOCAL).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in table.range(prefix..).map_err(storage)? {
+                let (key, _) = entry.map_err(storage)?;
+                if !key.value().starts_with(prefix) {
+                    break;
+                }
+                out.push(key.value().to_vec());
             }
-            out.push(key.value().to_vec());
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 
 /// Counts the objects by walking the object table: for `verify`-style tools and tests that
 /// check the stored count; never called on open.
 pub fn count_by_scan(store: &RedbStore) -> Result<u64> {
-    let txn = store.read()?;
-    let table = txn.open_table(OBJECTS).map_err(backend)?;
-    table.len().map_err(storage)
+    guarded("count_by_scan", || {
+        store.read()?.objects.len().map_err(storage)
+    })
 }

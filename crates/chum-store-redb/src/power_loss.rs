@@ -13,8 +13,8 @@ use redb::StorageBackend;
 struct Disk {
     volatile: Vec<u8>,
     durable: Vec<u8>,
-    /// Sectors written since the last sync (offset of each 512-byte sector).
-    pending: Vec<u64>,
+    /// Sectors written since the last sync (offset of each 512-byte sector), each once.
+    pending: std::collections::BTreeSet<u64>,
     operations: u64,
     fail_at: Option<u64>,
     failed: bool,
@@ -62,7 +62,8 @@ impl SimulatedDisk {
     }
 
     /// What survives the power loss: the durable image plus, for each unsynced sector, that
-    /// sector's new contents when `seed` picks it (so `seed = 0` keeps none of them).
+    /// sector's new contents when `seed` picks it (`seed = 0` keeps none of them, `u64::MAX`
+    /// keeps all of them: everything written reached the disk).
     pub fn surviving_image(&self, seed: u64) -> Vec<u8> {
         let disk = self.lock();
         let mut image = disk.durable.clone();
@@ -74,7 +75,7 @@ impl SimulatedDisk {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            if rng.is_multiple_of(2) {
+            if seed != u64::MAX && rng.is_multiple_of(2) {
                 continue;
             }
             let start = sector as usize;
@@ -161,18 +162,24 @@ impl StorageBackend for PowerLossBackend {
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
         let mut disk = self.0.lock();
-        self.operation(&mut disk)?;
+        if disk.failed {
+            return Err(power_failure());
+        }
+        // The write lands in the volatile image even when the power fails during it: a real
+        // disk may have taken some of its sectors, which `surviving_image` may keep.
         let start = usize::try_from(offset).map_err(|_| std::io::Error::other("offset"))?;
-        let end = start + data.len();
+        let end = start
+            .checked_add(data.len())
+            .ok_or_else(|| std::io::Error::other("length"))?;
         if disk.volatile.len() < end {
             disk.volatile.resize(end, 0);
         }
         disk.volatile[start..end].copy_from_slice(data);
         let mut sector = offset / SECTOR * SECTOR;
         while sector < end as u64 {
-            disk.pending.push(sector);
+            disk.pending.insert(sector);
             sector += SECTOR;
         }
-        Ok(())
+        self.operation(&mut disk)
     }
 }

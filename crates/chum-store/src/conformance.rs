@@ -33,7 +33,9 @@ pub async fn run_all(make: MakeStore<'_>) {
     versions_and_heads_in_any_arrival_order(&*make()).await;
     author_index_orders_by_clock(&*make()).await;
     local_area(&*make()).await;
+    limits_and_bad_batches(&*make()).await;
     model_check(&*make(), 0x5eed_0001, 400).await;
+    model_check(&*make(), 0x5eed_0002, 400).await;
 }
 
 /// Checks that what one store handle wrote, a reopened handle (from `reopen`, on the same
@@ -376,6 +378,22 @@ pub async fn type_and_link_indexes(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(paged, linking[10..]);
+    // `after` need not be in the index: paging continues from where it would sort.
+    let absent = message(999);
+    let expected: Vec<Cid> = linking
+        .iter()
+        .filter(|c| *c > absent.cid())
+        .cloned()
+        .collect();
+    let from_absent = store
+        .query(Query::LinksTo {
+            target: &conversation,
+            after: Some(absent.cid()),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(from_absent, expected);
 }
 
 /// Heads are the versions no stored version names as parent, whatever order versions arrive
@@ -406,8 +424,27 @@ pub async fn versions_and_heads_in_any_arrival_order(store: &dyn Store) {
         store.query(Query::Heads(&of)).await.unwrap(),
         sorted(vec![left.cid().clone(), right.cid().clone()])
     );
+    // Delete a middle version and put it back: heads follow.
+    store.delete(left.cid()).await.unwrap();
+    assert_eq!(
+        store.query(Query::Heads(&of)).await.unwrap(),
+        [right.cid().clone()]
+    );
+    assert_eq!(
+        store.query(Query::Versions(&of)).await.unwrap(),
+        sorted(vec![root.cid().clone(), right.cid().clone()])
+    );
+    store.put(left.cid(), left.bytes()).await.unwrap();
+    store.put(merge.cid(), merge.bytes()).await.unwrap();
+    assert_eq!(
+        store.query(Query::Heads(&of)).await.unwrap(),
+        [merge.cid().clone()]
+    );
+    store.delete(merge.cid()).await.unwrap();
     // Another object's versions are separate.
-    let other = version_of(&id(2), vec![root.cid().clone()], 9, 1);
+    // A version of another object naming a current head of `of` as its parent does not make
+    // that head stop being one.
+    let other = version_of(&id(2), vec![left.cid().clone()], 9, 1);
     store.put(other.cid(), other.bytes()).await.unwrap();
     assert_eq!(
         store.query(Query::Heads(&id(2))).await.unwrap(),
@@ -505,6 +542,53 @@ pub async fn local_area(store: &dyn Store) {
     );
 }
 
+/// Oversized objects (dag-cbor or raw) are refused, and a batch holding a stored CID with wrong
+/// bytes is refused whole.
+pub async fn limits_and_bad_batches(store: &dyn Store) {
+    let big_chunk = vec![7u8; (1 << 20) + 1];
+    let cid = Cid::hash(Codec::Raw, &big_chunk);
+    assert!(
+        matches!(
+            store.put(&cid, &big_chunk).await,
+            Err(Error::Invalid { .. })
+        ),
+        "a raw block over the size limit"
+    );
+    let (a, b) = (message(1), message(2));
+    store.put(a.cid(), a.bytes()).await.unwrap();
+    let batch = vec![
+        (b.cid().clone(), b.bytes().to_vec()),
+        (a.cid().clone(), b.bytes().to_vec()),
+    ];
+    assert!(
+        matches!(store.put_many(&batch).await, Err(Error::Invalid { .. })),
+        "wrong bytes under a stored CID"
+    );
+    assert!(
+        !store.has(b.cid()).await.unwrap(),
+        "nothing of that batch is stored"
+    );
+    let long_type = "T".repeat(crate::index::MAX_TYPE_NAME + 1);
+    let odd = Object::from_value(&Value::Map([("$type", long_type.as_str())].into())).unwrap();
+    assert!(
+        matches!(
+            store.put(odd.cid(), odd.bytes()).await,
+            Err(Error::Invalid { .. })
+        ),
+        "a $type too long to index"
+    );
+}
+
+/// The heads a set of versions must have: those no other present version of the same object
+/// names as a parent.
+fn model_heads(versions: &BTreeMap<Cid, Version>, of: &Cid) -> Vec<Cid> {
+    let mine: Vec<(&Cid, &Version)> = versions.iter().filter(|(_, v)| v.of == *of).collect();
+    mine.iter()
+        .filter(|(cid, _)| !mine.iter().any(|(_, other)| other.parents.contains(cid)))
+        .map(|(cid, _)| (*cid).clone())
+        .collect()
+}
+
 /// Drives `steps` random operations (seeded; a failure names the seed and step) against the
 /// store and a `BTreeMap` model, comparing everything observable after each step.
 pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
@@ -515,7 +599,35 @@ pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
         rng ^= rng << 17;
         rng
     };
-    let pool: Vec<Object> = (0..40).map(message).collect();
+    // Messages and versions of two objects whose parents point anywhere among earlier versions.
+    let mut pool: Vec<Object> = (0..30).map(message).collect();
+    let mut version_pool: Vec<(Cid, Version)> = Vec::new();
+    for n in 0..20u32 {
+        let of = id(n % 2);
+        let earlier: Vec<Cid> = version_pool
+            .iter()
+            .filter(|(_, v)| v.of == of)
+            .map(|(c, _)| c.clone())
+            .collect();
+        let parents: Vec<Cid> = earlier
+            .iter()
+            .rev()
+            .take((n % 3) as usize)
+            .cloned()
+            .collect();
+        let version = Version::new(
+            of,
+            parents,
+            Timestamp::new(u64::from(n), 0),
+            InstanceId([3; 32]),
+            Map::new(),
+        );
+        let object = version.to_object().unwrap();
+        version_pool.push((object.cid().clone(), version));
+        pool.push(object);
+    }
+    let versions_of: BTreeMap<Cid, Version> = version_pool.into_iter().collect();
+    let size = pool.len() as u64;
     let mut model: BTreeMap<Cid, Vec<u8>> = BTreeMap::new();
     let mut local: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     for step in 0..steps {
@@ -538,7 +650,7 @@ pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
                 }
             }
             2 => {
-                let object = &pool[(next() % 40) as usize];
+                let object = &pool[(next() % size) as usize];
                 let removed = store.delete(object.cid()).await.unwrap();
                 assert_eq!(
                     removed,
@@ -561,7 +673,7 @@ pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
                 );
             }
             _ => {
-                let object = &pool[(next() % 40) as usize];
+                let object = &pool[(next() % size) as usize];
                 match model.get(object.cid()) {
                     Some(bytes) => assert_eq!(
                         &store.get(object.cid()).await.unwrap(),
@@ -598,7 +710,35 @@ pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
                 })
                 .await
                 .unwrap();
-            assert_eq!(by_type, listed, "{context}: type index");
+            let messages: Vec<Cid> = listed
+                .iter()
+                .filter(|c| !versions_of.contains_key(*c))
+                .cloned()
+                .collect();
+            assert_eq!(by_type, messages, "{context}: type index");
+            let present: BTreeMap<Cid, Version> = versions_of
+                .iter()
+                .filter(|(c, _)| model.contains_key(*c))
+                .map(|(c, v)| (c.clone(), v.clone()))
+                .collect();
+            for n in 0..2 {
+                let of = id(n);
+                assert_eq!(
+                    store.query(Query::Heads(&of)).await.unwrap(),
+                    model_heads(&present, &of),
+                    "{context}: heads of {n}"
+                );
+                let versions: Vec<Cid> = present
+                    .iter()
+                    .filter(|(_, v)| v.of == of)
+                    .map(|(c, _)| c.clone())
+                    .collect();
+                assert_eq!(
+                    store.query(Query::Versions(&of)).await.unwrap(),
+                    versions,
+                    "{context}: versions of {n}"
+                );
+            }
             let keys = store.local_keys(b"").await.unwrap();
             assert_eq!(
                 keys,

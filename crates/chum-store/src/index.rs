@@ -28,13 +28,23 @@ pub struct VersionEntry {
     pub parents: Vec<Cid>,
 }
 
-/// Verifies `bytes` against `cid` (hash; for dag-cbor also strict decoding under `limits`) and
-/// derives the index entries. Raw blocks (blob chunks) have no entries.
+/// The longest `$type` a store indexes; objects with a longer one are refused.
+pub const MAX_TYPE_NAME: usize = 1024;
+
+/// Verifies `bytes` against `cid` (size, hash; for dag-cbor also strict decoding under
+/// `limits`) and derives the index entries. Raw blocks (blob chunks) have no entries.
 pub fn verify_and_index(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<IndexEntries> {
     let invalid = |reason: String| Error::Invalid {
         cid: cid.clone(),
         reason,
     };
+    if bytes.len() > limits.max_size {
+        return Err(invalid(format!(
+            "{} bytes exceed the limit of {}",
+            bytes.len(),
+            limits.max_size
+        )));
+    }
     if cid.is_blake3(Codec::Raw) {
         return match cid.verify(bytes) {
             Ok(true) => Ok(IndexEntries::default()),
@@ -56,7 +66,25 @@ pub fn verify_and_index(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<Inde
     }
     let value =
         dagcbor::decode_with_limits(bytes, limits).map_err(|error| invalid(error.to_string()))?;
-    Ok(index_entries(&value))
+    let entries = index_entries(&value);
+    if entries
+        .type_name
+        .as_ref()
+        .is_some_and(|name| name.len() > MAX_TYPE_NAME)
+    {
+        return Err(invalid(format!("$type longer than {MAX_TYPE_NAME} bytes")));
+    }
+    Ok(entries)
+}
+
+/// The widest limits: for re-reading bytes that were accepted earlier (e.g. to remove their
+/// index entries), whatever limits are configured now.
+pub fn widest_limits() -> Limits {
+    Limits {
+        max_size: usize::MAX,
+        max_depth: Limits::HARD_MAX_DEPTH,
+        max_collection_len: usize::MAX,
+    }
 }
 
 /// The index entries of a decoded object.

@@ -127,26 +127,20 @@ fn insert(inner: &mut Inner, cid: &Cid, bytes: &[u8], entries: IndexEntries) -> 
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Store for MemoryStore {
     async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
-        let mut verified = Vec::with_capacity(objects.len());
-        {
-            let inner = self.lock();
-            for (cid, bytes) in objects {
-                if inner.objects.contains_key(cid) {
-                    verified.push(None);
-                } else {
-                    verified.push(Some(index::verify_and_index(cid, bytes, &self.limits)?));
-                }
-            }
-        }
+        // Verify everything first (outside the lock): a bad object refuses the whole batch,
+        // even when its CID is already stored.
+        let verified = objects
+            .iter()
+            .map(|(cid, bytes)| index::verify_and_index(cid, bytes, &self.limits))
+            .collect::<Result<Vec<_>>>()?;
         let mut inner = self.lock();
         let mut stored = Vec::with_capacity(objects.len());
         for ((cid, bytes), entries) in objects.iter().zip(verified) {
-            match entries {
-                Some(entries) if !inner.objects.contains_key(cid) => {
-                    insert(&mut inner, cid, bytes, entries)?;
-                    stored.push(true);
-                }
-                _ => stored.push(false),
+            if inner.objects.contains_key(cid) {
+                stored.push(false);
+            } else {
+                insert(&mut inner, cid, bytes, entries)?;
+                stored.push(true);
             }
         }
         Ok(stored)
@@ -177,15 +171,10 @@ impl Store for MemoryStore {
         let Some(bytes) = inner.objects.remove(cid) else {
             return Ok(false);
         };
-        let entries = index::verify_and_index(
-            cid,
-            &bytes,
-            &Limits {
-                max_size: usize::MAX,
-                ..self.limits
-            },
-        )
-        .unwrap_or_default();
+        // Bytes in memory cannot rot, so they re-verify; read them with the widest limits in
+        // case the store's limits changed since they were accepted.
+        let entries =
+            index::verify_and_index(cid, &bytes, &index::widest_limits()).unwrap_or_default();
         if let Some(type_name) = entries.type_name {
             remove(&mut inner.types, &type_name, cid);
         }

@@ -107,12 +107,21 @@ fn round(seed: u64) -> Result<usize, String> {
     };
     let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     std::thread::sleep(Duration::from_millis(30 + next(&mut rng) % 400));
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(format!(
+            "the writer stopped by itself before the kill ({status})"
+        ));
+    }
     child.kill().map_err(|e| e.to_string())?; // SIGKILL on Unix
     let _ = child.wait();
     let _ = reader.join();
     let acked = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
-    let result = check(&dir, &acked);
+    let result = if acked.is_empty() {
+        Err("the writer acknowledged nothing before the kill".to_owned())
+    } else {
+        check(&dir, &acked)
+    };
     let _ = std::fs::remove_dir_all(&dir);
     result.map(|()| acked.len())
 }
