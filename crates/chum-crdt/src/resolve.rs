@@ -173,55 +173,49 @@ impl OrSet {
     }
 }
 
-/// Merges two field tables in one pass over both (they are sorted by name).
-fn merge_fields(
-    mine: BTreeMap<String, FieldState>,
-    theirs: &BTreeMap<String, FieldState>,
-) -> BTreeMap<String, FieldState> {
+/// Merges `theirs` into `mine` in one pass over both (they are sorted by name): fields both
+/// have are updated in place; fields only `theirs` has are inserted afterwards.
+fn merge_fields(mine: &mut BTreeMap<String, FieldState>, theirs: &BTreeMap<String, FieldState>) {
     use std::cmp::Ordering;
-    let mut merged = Vec::with_capacity(mine.len().max(theirs.len()));
-    let mut mine = mine.into_iter().peekable();
-    let mut theirs = theirs.iter().peekable();
-    loop {
-        let order = match (mine.peek(), theirs.peek()) {
-            (Some((a, _)), Some((b, _))) => a.as_str().cmp(b.as_str()),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => break,
-        };
-        match order {
-            Ordering::Less => merged.extend(mine.next()),
-            Ordering::Greater => {
-                merged.extend(
-                    theirs
-                        .next()
-                        .map(|(name, state)| (name.clone(), state.clone())),
-                );
-            }
-            Ordering::Equal => {
-                let (Some((name, mut state)), Some((_, other))) = (mine.next(), theirs.next())
-                else {
-                    break;
-                };
-                match (&mut state, other) {
-                    (
-                        FieldState::Plain { key, value },
-                        FieldState::Plain {
-                            key: their_key,
-                            value: their_value,
-                        },
-                    ) if their_key > key => {
-                        *key = their_key.clone();
-                        *value = their_value.clone();
-                    }
-                    (FieldState::Set(set), FieldState::Set(other)) => set.merge(other),
-                    _ => {}
+    let mut missing = Vec::new();
+    let mut theirs_iter = theirs.iter().peekable();
+    for (name, state) in mine.iter_mut() {
+        while let Some((their_name, their_state)) = theirs_iter.peek() {
+            match their_name.as_str().cmp(name.as_str()) {
+                Ordering::Less => {
+                    missing.push((*their_name, *their_state));
+                    theirs_iter.next();
                 }
-                merged.push((name, state));
+                Ordering::Equal => {
+                    merge_field(state, their_state);
+                    theirs_iter.next();
+                    break;
+                }
+                Ordering::Greater => break,
             }
         }
     }
-    merged.into_iter().collect()
+    missing.extend(theirs_iter);
+    for (name, state) in missing {
+        mine.insert(name.clone(), state.clone());
+    }
+}
+
+fn merge_field(mine: &mut FieldState, theirs: &FieldState) {
+    match (mine, theirs) {
+        (
+            FieldState::Plain { key, value },
+            FieldState::Plain {
+                key: their_key,
+                value: their_value,
+            },
+        ) if their_key > key => {
+            *key = their_key.clone();
+            *value = their_value.clone();
+        }
+        (FieldState::Set(set), FieldState::Set(other)) => set.merge(other),
+        _ => {}
+    }
 }
 
 /// Resolves the current state of one object from its versions, incrementally.
@@ -464,7 +458,7 @@ impl Resolver {
             .count();
         self.heads = heads;
         self.head_bodies = bodies;
-        self.fields = merge_fields(std::mem::take(&mut self.fields), &other.fields);
+        merge_fields(&mut self.fields, &other.fields);
         Ok(())
     }
 

@@ -324,6 +324,21 @@ impl RedbStore {
     }
 }
 
+/// The bytes of `cid` if they still hash to it; `Corrupt` (never the bytes) otherwise.
+fn verified(cid: &Cid, bytes: &[u8]) -> Result<Vec<u8>> {
+    match cid.verify(bytes) {
+        Ok(true) => Ok(bytes.to_vec()),
+        Ok(false) => Err(Error::Corrupt {
+            cid: cid.clone(),
+            reason: "stored bytes do not hash to the CID".into(),
+        }),
+        Err(error) => Err(Error::Corrupt {
+            cid: cid.clone(),
+            reason: error.to_string(),
+        }),
+    }
+}
+
 /// The version tables of one write transaction.
 struct Tables<'t> {
     versions: redb::Table<'t, &'static [u8], ()>,
@@ -556,21 +571,25 @@ impl Store for RedbStore {
     async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
         guarded("get", || {
             let snapshot = self.read()?;
-            let bytes = match snapshot.objects.get(cid.as_bytes()).map_err(storage)? {
-                Some(bytes) => bytes.value().to_vec(),
-                None => return Err(Error::NotFound(cid.clone())),
-            };
-            match cid.verify(&bytes) {
-                Ok(true) => Ok(bytes),
-                Ok(false) => Err(Error::Corrupt {
-                    cid: cid.clone(),
-                    reason: "stored bytes do not hash to the CID".into(),
-                }),
-                Err(error) => Err(Error::Corrupt {
-                    cid: cid.clone(),
-                    reason: error.to_string(),
-                }),
+            match snapshot.objects.get(cid.as_bytes()).map_err(storage)? {
+                Some(bytes) => verified(cid, bytes.value()),
+                None => Err(Error::NotFound(cid.clone())),
             }
+        })
+    }
+
+    async fn get_many(&self, cids: &[Cid]) -> Result<Vec<Result<Vec<u8>>>> {
+        guarded("get_many", || {
+            let snapshot = self.read()?;
+            let mut out = Vec::with_capacity(cids.len());
+            for cid in cids {
+                let found = snapshot.objects.get(cid.as_bytes()).map_err(storage)?;
+                out.push(match found {
+                    Some(bytes) => verified(cid, bytes.value()),
+                    None => Err(Error::NotFound(cid.clone())),
+                });
+            }
+            Ok(out)
         })
     }
 

@@ -139,6 +139,22 @@ pub async fn put_get_has_count(store: &dyn Store) {
     assert!(store.has(object.cid()).await.unwrap());
     assert_eq!(store.get(object.cid()).await.unwrap(), object.bytes());
     assert_eq!(store.count().await.unwrap(), 1);
+    let absent = message(2);
+    let many = store
+        .get_many(&[
+            absent.cid().clone(),
+            object.cid().clone(),
+            object.cid().clone(),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&many[0], Err(Error::NotFound(cid)) if cid == absent.cid()),
+        "get_many reports absent objects in place"
+    );
+    assert_eq!(many[1].as_deref().unwrap(), object.bytes());
+    assert_eq!(many[2].as_deref().unwrap(), object.bytes());
+    assert!(store.get_many(&[]).await.unwrap().is_empty());
 }
 
 /// Putting the same object twice (alone or in a batch with itself) stores it once.

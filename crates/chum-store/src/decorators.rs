@@ -106,6 +106,10 @@ impl<S: Store> Store for FaultStore<S> {
         self.alive()?;
         self.inner.get(cid).await
     }
+    async fn get_many(&self, cids: &[Cid]) -> Result<Vec<Result<Vec<u8>>>> {
+        self.alive()?;
+        self.inner.get_many(cids).await
+    }
     async fn has(&self, cid: &Cid) -> Result<bool> {
         self.alive()?;
         self.inner.has(cid).await
@@ -206,6 +210,10 @@ impl<S: Store> Store for CountingStore<S> {
     async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
         bump(&self.counts.get, 1);
         self.inner.get(cid).await
+    }
+    async fn get_many(&self, cids: &[Cid]) -> Result<Vec<Result<Vec<u8>>>> {
+        bump(&self.counts.get, cids.len() as u64);
+        self.inner.get_many(cids).await
     }
     async fn has(&self, cid: &Cid) -> Result<bool> {
         bump(&self.counts.has, 1);

@@ -4,7 +4,7 @@ use std::ops::Bound;
 
 use chum_object::Cid;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// `Send + Sync` natively; nothing on wasm32, where IndexedDB handles are not `Send`.
 #[cfg(not(target_arch = "wasm32"))]
@@ -83,6 +83,22 @@ pub trait Store: MaybeSendSync {
     /// The bytes of an object, verified against its CID on the way out. `Error::NotFound` when
     /// absent; `Error::Corrupt` (never the bytes) when they no longer verify.
     async fn get(&self, cid: &Cid) -> Result<Vec<u8>>;
+
+    /// The bytes of several objects, in the order asked, each verified like [`Store::get`]:
+    /// per object `Ok(bytes)` or the error `get` would give (`NotFound`, `Corrupt`). The outer
+    /// `Err` is for failures of the store itself. Backends with snapshots read all of them
+    /// from one.
+    async fn get_many(&self, cids: &[Cid]) -> Result<Vec<Result<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(cids.len());
+        for cid in cids {
+            match self.get(cid).await {
+                Ok(bytes) => out.push(Ok(bytes)),
+                Err(error @ (Error::NotFound(_) | Error::Corrupt { .. })) => out.push(Err(error)),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(out)
+    }
 
     /// Whether an object is stored. Does not read or verify its bytes.
     async fn has(&self, cid: &Cid) -> Result<bool>;
