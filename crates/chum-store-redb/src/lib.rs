@@ -674,22 +674,25 @@ impl Store for RedbStore {
         guarded("query", || {
             let snapshot = self.read()?;
             let txn = &snapshot.txn;
-            let paged = |table: redb::ReadOnlyTable<&'static [u8], ()>,
+            // Keys of `table` that start with `prefix`, from `after` (exclusive) or the start of
+            // the prefix, at most `limit`; each key's CID starts at `cid_at`.
+            let paged = |definition: TableDefinition<'_, &'static [u8], ()>,
                          prefix: Vec<u8>,
-                         start: Bound<Vec<u8>>,
-                         limit: usize|
+                         after: Option<Vec<u8>>,
+                         limit: usize,
+                         cid_at: usize|
              -> Result<Vec<Cid>> {
+                let table = txn.open_table(definition).map_err(backend)?;
                 let mut out = Vec::new();
                 if limit == 0 {
                     return Ok(out);
                 }
-                let start_ref = match &start {
-                    Bound::Included(key) => Bound::Included(key.as_slice()),
-                    Bound::Excluded(key) => Bound::Excluded(key.as_slice()),
-                    Bound::Unbounded => Bound::Unbounded,
+                let start = match &after {
+                    Some(key) => Bound::Excluded(key.as_slice()),
+                    None => Bound::Included(prefix.as_slice()),
                 };
                 for entry in table
-                    .range::<&[u8]>((start_ref, Bound::Unbounded))
+                    .range::<&[u8]>((start, Bound::Unbounded))
                     .map_err(storage)?
                 {
                     let (key, _) = entry.map_err(storage)?;
@@ -697,16 +700,12 @@ impl Store for RedbStore {
                     if !key.starts_with(&prefix) {
                         break;
                     }
-                    out.push(second_of(key, prefix.len())?);
+                    out.push(second_of(key, cid_at)?);
                     if out.len() >= limit {
                         break;
                     }
                 }
                 Ok(out)
-            };
-            let start = |prefix: &Vec<u8>, after: Option<Vec<u8>>| match after {
-                Some(key) => Bound::Excluded(key),
-                None => Bound::Included(prefix.clone()),
             };
             match query {
                 Query::ByType {
@@ -716,26 +715,18 @@ impl Store for RedbStore {
                 } => {
                     let prefix = type_prefix(type_name)?;
                     let after = after.map(|cid| type_key(type_name, cid)).transpose()?;
-                    paged(
-                        txn.open_table(TYPES).map_err(backend)?,
-                        prefix.clone(),
-                        start(&prefix, after),
-                        limit,
-                    )
+                    let cid_at = prefix.len();
+                    paged(TYPES, prefix, after, limit, cid_at)
                 }
-                Query::Versions(of) | Query::Heads(of) => {
-                    let table = if matches!(query, Query::Versions(_)) {
-                        VERSIONS
-                    } else {
-                        HEADS
-                    };
+                Query::Versions(of) => {
                     let prefix = pair_prefix(of);
-                    paged(
-                        txn.open_table(table).map_err(backend)?,
-                        prefix.clone(),
-                        Bound::Included(prefix),
-                        usize::MAX,
-                    )
+                    let cid_at = prefix.len();
+                    paged(VERSIONS, prefix, None, usize::MAX, cid_at)
+                }
+                Query::Heads(of) => {
+                    let prefix = pair_prefix(of);
+                    let cid_at = prefix.len();
+                    paged(HEADS, prefix, None, usize::MAX, cid_at)
                 }
                 Query::LinksTo {
                     target,
@@ -744,46 +735,22 @@ impl Store for RedbStore {
                 } => {
                     let prefix = pair_prefix(target);
                     let after = after.map(|cid| pair_key(target, cid));
-                    paged(
-                        txn.open_table(LINKS).map_err(backend)?,
-                        prefix.clone(),
-                        start(&prefix, after),
-                        limit,
-                    )
+                    let cid_at = prefix.len();
+                    paged(LINKS, prefix, after, limit, cid_at)
                 }
                 Query::ByAuthor {
                     author,
                     after,
                     limit,
                 } => {
-                    let prefix = author.to_vec();
                     let after = after.map(|(clock, cid)| author_key(author, clock, Some(cid)));
-                    let table = txn.open_table(AUTHORS).map_err(backend)?;
-                    let mut out = Vec::new();
-                    let start = start(&prefix, after);
-                    let start_ref = match &start {
-                        Bound::Included(key) => Bound::Included(key.as_slice()),
-                        Bound::Excluded(key) => Bound::Excluded(key.as_slice()),
-                        Bound::Unbounded => Bound::Unbounded,
-                    };
-                    if limit == 0 {
-                        return Ok(out);
-                    }
-                    for entry in table
-                        .range::<&[u8]>((start_ref, Bound::Unbounded))
-                        .map_err(storage)?
-                    {
-                        let (key, _) = entry.map_err(storage)?;
-                        let key = key.value();
-                        if !key.starts_with(&prefix) {
-                            break;
-                        }
-                        out.push(second_of(key, keys::AUTHOR_PREFIX_LEN)?);
-                        if out.len() >= limit {
-                            break;
-                        }
-                    }
-                    Ok(out)
+                    paged(
+                        AUTHORS,
+                        author.to_vec(),
+                        after,
+                        limit,
+                        keys::AUTHOR_PREFIX_LEN,
+                    )
                 }
             }
         })
