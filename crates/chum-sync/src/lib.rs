@@ -9,6 +9,10 @@
 //!   difference — in one message, at about 14 bytes per cell and roughly 1.5 cells per
 //!   difference — when the difference is small; otherwise decoding reports failure instead of
 //!   guessing.
+//! - [`reconcile`]: the reconciliation plan (summary, then sketches of growing size or fresh
+//!   hashing, then the full id list as the bounded fallback) as a pure function over two
+//!   in-memory sets, measuring messages and bytes. Store-maintained sketches and the wire
+//!   protocol come next.
 //!
 //! ## Invariants
 //! - No I/O, no clock, no threads; builds for `wasm32-unknown-unknown`.
@@ -31,4 +35,5 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod reconcile;
 pub mod sketch;

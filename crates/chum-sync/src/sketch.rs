@@ -11,7 +11,7 @@
 //! ids (about 2^-32 per peel), and the protocol confirms every reconciliation with a root
 //! fingerprint anyway.
 //!
-//! Wire form: varint cell count, then per cell a zigzag varint count, the 8-byte id XOR and the
+//! Wire form: varint cell count, varint salt, then per cell a zigzag varint count, the 8-byte id XOR and the
 //! 4-byte check XOR (little endian), about 13–15 bytes per cell.
 
 /// Why a sketch could not be used.
@@ -21,6 +21,9 @@ pub enum SketchError {
     /// The sketches have different sizes and cannot be subtracted.
     #[error("sketches of {0} and {1} cells cannot be subtracted")]
     SizeMismatch(usize, usize),
+    /// The sketches hash with different salts and cannot be subtracted.
+    #[error("sketches with different salts cannot be subtracted")]
+    SaltMismatch,
     /// Peeling stopped with non-empty cells: the difference is too large for this sketch.
     #[error(
         "sketch could not be decoded: {undecoded} cells still hold ids after peeling (difference too large)"
@@ -54,11 +57,11 @@ impl Cell {
         self.count == 0 && self.id == 0 && self.check == 0
     }
 
-    fn apply(&mut self, id: u64, sign: i64) {
+    fn apply(&mut self, id: u64, sign: i64, check: u32) {
         // Counts from a peer can be anything; wrap rather than overflow.
         self.count = self.count.wrapping_add(sign);
         self.id ^= id;
-        self.check ^= check(id);
+        self.check ^= check;
     }
 }
 
@@ -66,6 +69,9 @@ impl Cell {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sketch {
     cells: Vec<Cell>,
+    /// Seeds the cell positions and checks, so a failed decode can be retried with
+    /// independent hashing.
+    salt: u64,
 }
 
 /// The two halves of a decoded difference, each sorted ascending.
@@ -86,16 +92,22 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn check(id: u64) -> u32 {
-    (mix(id ^ 0x2545_f491_4f6c_dd1d) >> 32) as u32
+fn check(id: u64, salt: u64) -> u32 {
+    (mix(id ^ 0x2545_f491_4f6c_dd1d ^ mix(salt)) >> 32) as u32
 }
 
 impl Sketch {
     /// An empty sketch of at least `cells` cells (rounded up to a multiple of 3, at least 3).
     pub fn new(cells: usize) -> Sketch {
+        Sketch::with_salt(cells, 0)
+    }
+
+    /// An empty sketch hashing with `salt`; only sketches of equal size and salt subtract.
+    pub fn with_salt(cells: usize, salt: u64) -> Sketch {
         let per_partition = cells.div_ceil(PARTITIONS).max(1);
         Sketch {
             cells: vec![Cell::default(); per_partition * PARTITIONS],
+            salt,
         }
     }
 
@@ -111,7 +123,7 @@ impl Sketch {
 
     fn positions(&self, id: u64) -> [usize; PARTITIONS] {
         let per_partition = (self.cells.len() / PARTITIONS) as u64;
-        let mut hash = mix(id);
+        let mut hash = mix(id ^ mix(self.salt ^ 0x9e37_79b9_7f4a_7c15));
         let mut positions = [0usize; PARTITIONS];
         for (partition, position) in positions.iter_mut().enumerate() {
             // 21 bits of hash per partition, reduced without modulo bias worth caring about for
@@ -128,8 +140,9 @@ impl Sketch {
     }
 
     fn apply(&mut self, id: u64, sign: i64) {
+        let check = check(id, self.salt);
         for position in self.positions(id) {
-            self.cells[position].apply(id, sign);
+            self.cells[position].apply(id, sign, check);
         }
     }
 
@@ -153,6 +166,9 @@ impl Sketch {
                 other.cells.len(),
             ));
         }
+        if self.salt != other.salt {
+            return Err(SketchError::SaltMismatch);
+        }
         let cells = self
             .cells
             .iter()
@@ -163,11 +179,14 @@ impl Sketch {
                 check: a.check ^ b.check,
             })
             .collect();
-        Ok(Sketch { cells })
+        Ok(Sketch {
+            cells,
+            salt: self.salt,
+        })
     }
 
-    fn is_pure(cell: &Cell) -> bool {
-        (cell.count == 1 || cell.count == -1) && cell.check == check(cell.id)
+    fn is_pure(&self, cell: &Cell) -> bool {
+        (cell.count == 1 || cell.count == -1) && cell.check == check(cell.id, self.salt)
     }
 
     /// Peels a difference sketch into the ids on each side. Fails, rather than guessing, when
@@ -175,13 +194,13 @@ impl Sketch {
     pub fn decode(mut self) -> Result<Difference, SketchError> {
         let mut difference = Difference::default();
         let mut pure: Vec<usize> = (0..self.cells.len())
-            .filter(|&i| Sketch::is_pure(&self.cells[i]))
+            .filter(|&i| self.is_pure(&self.cells[i]))
             .collect();
         // Each peel empties at least one cell, so this ends after at most `len` peels.
         let mut peels = 0usize;
         while let Some(index) = pure.pop() {
             let cell = self.cells[index];
-            if !Sketch::is_pure(&cell) {
+            if !self.is_pure(&cell) {
                 continue;
             }
             peels += 1;
@@ -194,9 +213,10 @@ impl Sketch {
             } else {
                 difference.only_theirs.push(cell.id)
             }
+            let id_check = check(cell.id, self.salt);
             for position in self.positions(cell.id) {
-                self.cells[position].apply(cell.id, -sign);
-                if Sketch::is_pure(&self.cells[position]) {
+                self.cells[position].apply(cell.id, -sign, id_check);
+                if self.is_pure(&self.cells[position]) {
                     pure.push(position);
                 }
             }
@@ -214,6 +234,7 @@ impl Sketch {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(4 + self.cells.len() * 14);
         put_varint(&mut out, self.cells.len() as u64);
+        put_varint(&mut out, self.salt);
         for cell in &self.cells {
             put_varint(
                 &mut out,
@@ -240,12 +261,14 @@ impl Sketch {
                 "cell count is not a positive multiple of 3",
             ));
         }
+        let salt = get_varint(&mut input)?;
         // Each cell takes at least 13 bytes: refuse counts the input cannot hold.
         if cells.saturating_mul(13) > input.len() as u64 {
             return Err(SketchError::Malformed("truncated"));
         }
         let mut sketch = Sketch {
             cells: Vec::with_capacity(cells as usize),
+            salt,
         };
         for _ in 0..cells {
             let zigzag = get_varint(&mut input)?;
@@ -356,11 +379,12 @@ mod tests {
     fn small_differences_decode_exactly() {
         let rates: Vec<u64> = (1..=12).map(|d| small_difference_success(d, 500)).collect();
         println!("successes out of 500 with 33 cells, d = 1..=12: {rates:?}");
-        // Measured: d ≤ 3 always decode; d ≤ 10 decode in ≥ 97% of cases (a failure is
-        // reported, and the protocol then retries with a larger sketch).
+        // Measured: d ≤ 3 decode in ≥ 99.5% of cases (two ids that share all three cells form
+        // a stopping set, about 1 in 1,300 pairs with 11 cells per partition), d ≤ 10 in ≥ 96%.
+        // A failure is reported, and the protocol retries with fresh hashing or a larger sketch.
         assert!(
-            rates[..3].iter().all(|&ok| ok == 500),
-            "d ≤ 3 must always decode: {rates:?}"
+            rates[..3].iter().all(|&ok| ok >= 497),
+            "d ≤ 3 must decode ≥ 99.5%: {rates:?}"
         );
         assert!(
             rates[..10].iter().all(|&ok| ok >= 480),
