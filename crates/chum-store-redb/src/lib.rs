@@ -293,10 +293,14 @@ impl RedbStore {
         })
     }
 
-    fn write(&self, work: impl FnOnce(&redb::WriteTransaction) -> Result<()>) -> Result<()> {
+    /// Runs `work` in a write transaction and commits it durably when `work` returns
+    /// `Ok(true)`; `Ok(false)` (nothing changed) aborts it, saving the fsync.
+    fn write(&self, work: impl FnOnce(&redb::WriteTransaction) -> Result<bool>) -> Result<()> {
         let mut txn = self.db.begin_write().map_err(backend)?;
         txn.set_durability(Durability::Immediate).map_err(backend)?;
-        work(&txn)?;
+        if !work(&txn)? {
+            return txn.abort().map_err(backend);
+        }
         let committed = txn.commit().map_err(backend);
         // Later reads must see this commit (or whatever a failed commit left).
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -562,7 +566,9 @@ impl Store for RedbStore {
                     }
                 }
                 apply_indexes(txn, &new_items, true)?;
-                adjust_count(txn, new_items.len() as i64)
+                adjust_count(txn, new_items.len() as i64)?;
+                // Nothing new: the rewritten values were identical, so drop them unsynced.
+                Ok(!new_items.is_empty())
             })?;
             Ok(stored)
         })
@@ -613,7 +619,7 @@ impl Store for RedbStore {
                     let old = table.remove(cid.as_bytes()).map_err(storage)?;
                     old.map(|bytes| bytes.value().to_vec())
                 };
-                let Some(bytes) = bytes else { return Ok(()) };
+                let Some(bytes) = bytes else { return Ok(false) };
                 removed = true;
                 // The index entries derive from the bytes. Bytes that no longer verify cannot be
                 // trusted to name them, so the indexes are searched for the CID instead.
@@ -621,7 +627,8 @@ impl Store for RedbStore {
                     Ok(entries) => apply_indexes(txn, &[(cid, &entries)], false)?,
                     Err(_) => scrub_indexes(txn, cid)?,
                 }
-                adjust_count(txn, -1)
+                adjust_count(txn, -1)?;
+                Ok(true)
             })?;
             Ok(removed)
         })
@@ -773,7 +780,7 @@ impl Store for RedbStore {
             self.write(|txn| {
                 let mut table = txn.open_table(LOCAL).map_err(backend)?;
                 table.insert(key, value).map_err(storage)?;
-                Ok(())
+                Ok(true)
             })
         })
     }
@@ -784,7 +791,7 @@ impl Store for RedbStore {
             self.write(|txn| {
                 let mut table = txn.open_table(LOCAL).map_err(backend)?;
                 removed = table.remove(key).map_err(storage)?.is_some();
-                Ok(())
+                Ok(removed)
             })?;
             Ok(removed)
         })
