@@ -105,8 +105,24 @@ fn round(seed: u64) -> Result<usize, String> {
             }
         })
     };
+    // Wait for the first acknowledgement (a slow machine may take a while to start the writer),
+    // then kill at a random moment after it.
+    let started = std::time::Instant::now();
+    while acked.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the writer acknowledged nothing within 30 s".to_owned());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "the writer stopped by itself before acknowledging anything ({status})"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    std::thread::sleep(Duration::from_millis(30 + next(&mut rng) % 400));
+    std::thread::sleep(Duration::from_millis(next(&mut rng) % 400));
     if let Ok(Some(status)) = child.try_wait() {
         return Err(format!(
             "the writer stopped by itself before the kill ({status})"
