@@ -524,8 +524,8 @@ impl Recipe {
         Ok(recipe)
     }
 
-    /// Checks `object` against this recipe: `$type`, required fields, no unknown fields, kinds.
-    pub fn validate(&self, object: &Value) -> Result<(), RecipeError> {
+    /// The map of `object`, checked to be a map whose `$type` is this recipe's name.
+    fn typed_map<'v>(&self, object: &'v Value) -> Result<&'v Map, RecipeError> {
         let map = object.as_map().ok_or(RecipeError::NotAMap(object.kind()))?;
         let found = object.type_name();
         if found != Some(self.name.as_str()) {
@@ -534,6 +534,12 @@ impl Recipe {
                 found: found.map(str::to_owned),
             });
         }
+        Ok(map)
+    }
+
+    /// Checks `object` against this recipe: `$type`, required fields, no unknown fields, kinds.
+    pub fn validate(&self, object: &Value) -> Result<(), RecipeError> {
+        let map = self.typed_map(object)?;
         for key in map.keys() {
             if key != "$type" && self.get_field(key).is_none() {
                 return Err(RecipeError::UnknownField {
@@ -572,14 +578,7 @@ impl Recipe {
         if !self.is_versioned() {
             return Err(RecipeError::NotVersioned(self.name.clone()));
         }
-        let map = object.as_map().ok_or(RecipeError::NotAMap(object.kind()))?;
-        let found = object.type_name();
-        if found != Some(self.name.as_str()) {
-            return Err(RecipeError::WrongType {
-                expected: self.name.clone(),
-                found: found.map(str::to_owned),
-            });
-        }
+        let map = self.typed_map(object)?;
         let mut id = Map::new();
         id.insert("$type", self.name.as_str());
         for field in self.id_fields() {
