@@ -116,6 +116,11 @@ impl Sketch {
         self.cells.len()
     }
 
+    /// The salt the sketch hashes with.
+    pub fn salt(&self) -> u64 {
+        self.salt
+    }
+
     /// Whether every cell is empty (the sketched multiset is empty, or a difference is zero).
     pub fn is_empty(&self) -> bool {
         self.cells.iter().all(Cell::is_empty)
@@ -284,6 +289,8 @@ impl Sketch {
     }
 }
 
+use crate::varint::{get_varint, put_varint};
+
 fn take<const N: usize>(input: &mut &[u8]) -> Result<[u8; N], SketchError> {
     if input.len() < N {
         return Err(SketchError::Malformed("truncated"));
@@ -293,33 +300,6 @@ fn take<const N: usize>(input: &mut &[u8]) -> Result<[u8; N], SketchError> {
     let mut array = [0u8; N];
     array.copy_from_slice(head);
     Ok(array)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn get_varint(input: &mut &[u8]) -> Result<u64, SketchError> {
-    let mut value = 0u64;
-    for (i, &byte) in input.iter().enumerate().take(10) {
-        let bits = u64::from(byte & 0x7f);
-        if i == 9 && byte > 1 {
-            return Err(SketchError::Malformed("varint overflows 64 bits"));
-        }
-        value |= bits << (7 * i);
-        if byte & 0x80 == 0 {
-            if i > 0 && byte == 0 {
-                return Err(SketchError::Malformed("varint not in shortest form"));
-            }
-            *input = &input[i + 1..];
-            return Ok(value);
-        }
-    }
-    Err(SketchError::Malformed("truncated varint"))
 }
 
 #[cfg(test)]

@@ -1,0 +1,196 @@
+//! An in-memory object set that answers a [`Session`](crate::Session)'s requests: for tests,
+//! examples, simulations and benchmarks, and as the reference for what a store-backed driver
+//! must answer.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use chum_object::{Cid, Codec, Limits, dagcbor};
+
+use crate::ids::{Summary, short_id};
+use crate::session::{Answer, Request};
+use crate::sketch::Sketch;
+
+/// A set of verified objects with the indexes a session asks for.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySet {
+    objects: BTreeMap<Cid, Vec<u8>>,
+    by_short_id: BTreeMap<u64, Vec<Cid>>,
+    summary: Summary,
+    limits: Limits,
+}
+
+/// Why an object was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("object {cid} refused: {reason}")]
+pub struct Refused {
+    /// The object.
+    pub cid: Cid,
+    /// Why.
+    pub reason: String,
+}
+
+/// Checks `bytes` against `cid` the way a store does: the hash, and for dag-cbor strict
+/// canonical decoding within `limits`.
+pub fn verify(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<(), Refused> {
+    let refuse = |reason: String| Refused {
+        cid: cid.clone(),
+        reason,
+    };
+    if bytes.len() > limits.max_size {
+        return Err(refuse(format!("{} bytes exceed the limit", bytes.len())));
+    }
+    if !(cid.is_blake3(Codec::Raw) || cid.is_blake3(Codec::DagCbor)) {
+        return Err(refuse("not a BLAKE3 raw or dag-cbor CID".into()));
+    }
+    if !cid
+        .verify(bytes)
+        .map_err(|error| refuse(error.to_string()))?
+    {
+        return Err(refuse("bytes do not hash to the CID".into()));
+    }
+    if cid.is_blake3(Codec::DagCbor) {
+        dagcbor::decode_with_limits(bytes, limits).map_err(|error| refuse(error.to_string()))?;
+    }
+    Ok(())
+}
+
+impl MemorySet {
+    /// An empty set.
+    pub fn new() -> MemorySet {
+        MemorySet::default()
+    }
+
+    /// Adds a verified object; returns whether it was new.
+    pub fn insert(&mut self, cid: Cid, bytes: Vec<u8>) -> Result<bool, Refused> {
+        verify(&cid, &bytes, &self.limits)?;
+        Ok(self.insert_verified(cid, bytes))
+    }
+
+    fn insert_verified(&mut self, cid: Cid, bytes: Vec<u8>) -> bool {
+        if self.objects.contains_key(&cid) {
+            return false;
+        }
+        self.summary.insert(&cid);
+        self.by_short_id
+            .entry(short_id(&cid))
+            .or_default()
+            .push(cid.clone());
+        self.objects.insert(cid, bytes);
+        true
+    }
+
+    /// Removes an object; returns whether it was present.
+    pub fn remove(&mut self, cid: &Cid) -> bool {
+        if self.objects.remove(cid).is_none() {
+            return false;
+        }
+        self.summary.remove(cid);
+        let id = short_id(cid);
+        if let Some(cids) = self.by_short_id.get_mut(&id) {
+            cids.retain(|other| other != cid);
+            if cids.is_empty() {
+                self.by_short_id.remove(&id);
+            }
+        }
+        true
+    }
+
+    /// Whether the set holds `cid`.
+    pub fn contains(&self, cid: &Cid) -> bool {
+        self.objects.contains_key(cid)
+    }
+
+    /// The bytes of `cid`.
+    pub fn get(&self, cid: &Cid) -> Option<&[u8]> {
+        self.objects.get(cid).map(Vec::as_slice)
+    }
+
+    /// How many objects.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// The CIDs, ascending.
+    pub fn cids(&self) -> impl Iterator<Item = &Cid> {
+        self.objects.keys()
+    }
+
+    /// The set's summary.
+    pub fn summary(&self) -> Summary {
+        self.summary
+    }
+
+    /// Answers a session's request. For [`Request::Store`], also returns the CIDs that were
+    /// new here (a driver reports them to its other sessions as [`Input::LocalStored`]).
+    ///
+    /// [`Input::LocalStored`]: crate::Input::LocalStored
+    pub fn answer(&mut self, request: Request) -> (Answer, Vec<Cid>) {
+        let answer = match request {
+            Request::Summary => Answer::Summary(self.summary),
+            Request::Sketch { cells, salt } => {
+                let mut sketch = Sketch::with_salt(cells, salt);
+                for (id, cids) in &self.by_short_id {
+                    cids.iter().for_each(|_| sketch.insert(*id));
+                }
+                Answer::Sketch(self.summary, sketch)
+            }
+            Request::ShortIds { after, limit } => {
+                let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+                let ids = self
+                    .by_short_id
+                    .range((start, Bound::Unbounded))
+                    .flat_map(|(id, cids)| cids.iter().map(move |_| *id))
+                    .take(limit)
+                    .collect();
+                Answer::ShortIds(ids)
+            }
+            Request::Cids { after, limit } => {
+                let start = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+                let cids = self
+                    .objects
+                    .range::<Cid, _>((start, Bound::Unbounded))
+                    .map(|(cid, _)| cid.clone())
+                    .take(limit)
+                    .collect();
+                Answer::Cids(cids)
+            }
+            Request::Resolve(ids) => Answer::Resolved(
+                ids.iter()
+                    .filter_map(|id| self.by_short_id.get(id))
+                    .flatten()
+                    .cloned()
+                    .collect(),
+            ),
+            Request::Load(cids) => Answer::Loaded(
+                cids.into_iter()
+                    .filter_map(|cid| {
+                        let bytes = self.objects.get(&cid)?.clone();
+                        Some((cid, bytes))
+                    })
+                    .collect(),
+            ),
+            Request::Store(objects) => {
+                if let Some(refused) = objects
+                    .iter()
+                    .find_map(|(cid, bytes)| verify(cid, bytes, &self.limits).err())
+                {
+                    return (Answer::Invalid(refused.to_string()), Vec::new());
+                }
+                let mut new = Vec::new();
+                for (cid, bytes) in objects {
+                    if self.insert_verified(cid.clone(), bytes) {
+                        new.push(cid);
+                    }
+                }
+                return (Answer::Stored, new);
+            }
+        };
+        (answer, Vec::new())
+    }
+}

@@ -1,0 +1,1276 @@
+//! The sans-IO session: one CHUM connection between two peers, as a state machine.
+//!
+//! The driver feeds [`Input`]s to [`Session::handle_input`] with the current time and drains
+//! [`Output`]s from [`Session::poll_output`]: frames to transmit, requests for its store, and
+//! events for the application. The session does no I/O, reads no clock and never waits; every
+//! call does a bounded amount of work (at most one frame or one answer is processed).
+//!
+//! A session runs the phases hello → reconcile → transfer → live:
+//! - both sides send a [`Hello`]; the newest version both speak is used;
+//! - the initiator sends its set [`Summary`] at once; equal summaries end reconciliation
+//!   (one round trip); otherwise the responder answers with a sketch of its set and the
+//!   initiator decodes the difference — asking for larger sketches, and finally the responder's
+//!   whole short-id list, when a sketch is too small;
+//! - each side sends what the other lacks in acknowledged, windowed batches, then `SendDone`;
+//! - afterwards, objects the driver reports as newly stored are pushed at once.
+//!
+//! The difference found through short ids is checked against full-CID fingerprints once the
+//! transfer is done; if a short-id collision hid a difference, the initiator falls back to
+//! comparing full CIDs, so correctness never rests on short ids being unique.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use chum_object::Cid;
+
+use crate::ids::{Summary, short_id};
+use crate::reconcile::SKETCH_SIZES;
+use crate::sketch::{Sketch, SketchError};
+use crate::wire::{
+    CloseCode, Hello, Limits, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, WireError,
+};
+
+/// Which side of the connection this session is. The initiator (usually the side that
+/// connected) drives reconciliation; both sides send and receive objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Drives reconciliation.
+    Initiator,
+    /// Answers reconciliation.
+    Responder,
+}
+
+/// How a session behaves; [`Config::new`] gives the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// This side's role.
+    pub role: Role,
+    /// What this side accepts from the peer (announced in the hello).
+    pub limits: Limits,
+    /// Batches the peer may have in flight towards us before we acknowledge them.
+    pub window: u64,
+    /// Types this side syncs (announced; informative in protocol version 1).
+    pub types: Vec<String>,
+    /// Target payload bytes per object batch (kept below the peer's frame limit).
+    pub batch_bytes: usize,
+    /// Short ids resolved or objects loaded per store request.
+    pub request_chunk: usize,
+    /// Silence after which a ping is sent.
+    pub keepalive: Duration,
+    /// Silence after which the session closes with [`CloseCode::Timeout`].
+    pub idle_timeout: Duration,
+    /// The most objects queued for sending; live objects beyond it close the session with
+    /// [`CloseCode::LimitExceeded`] (the next session's reconciliation catches up).
+    pub max_send_queue: usize,
+}
+
+impl Config {
+    /// The defaults for `role`.
+    pub fn new(role: Role) -> Config {
+        Config {
+            role,
+            limits: Limits::default(),
+            window: 8,
+            types: Vec::new(),
+            batch_bytes: 256 << 10,
+            request_chunk: 2_048,
+            keepalive: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            max_send_queue: 1 << 20,
+        }
+    }
+}
+
+/// Identifies a request to the driver; the answer carries it back.
+pub type RequestId = u64;
+
+/// What the session asks of its driver's store. The set in question is the store's **shared**
+/// set: every object that syncs (instance-local objects are never part of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// A sketch of the shared set with this many cells and salt, and the summary of the same
+    /// snapshot → [`Answer::Sketch`].
+    Sketch {
+        /// Cells.
+        cells: usize,
+        /// Salt.
+        salt: u64,
+    },
+    /// The summary of the shared set → [`Answer::Summary`].
+    Summary,
+    /// Short ids of the shared set, ascending, strictly greater than `after`, at most `limit`
+    /// (a short id shared by several CIDs appears once per CID) → [`Answer::ShortIds`].
+    ShortIds {
+        /// Exclusive lower bound.
+        after: Option<u64>,
+        /// At most this many.
+        limit: usize,
+    },
+    /// CIDs of the shared set, ascending by bytes, strictly after `after`, at most `limit`
+    /// → [`Answer::Cids`].
+    Cids {
+        /// Exclusive lower bound.
+        after: Option<Cid>,
+        /// At most this many.
+        limit: usize,
+    },
+    /// Every stored shared CID having one of these short ids → [`Answer::Resolved`].
+    Resolve(Vec<u64>),
+    /// The bytes of these objects → [`Answer::Loaded`] (absent ones omitted).
+    Load(Vec<Cid>),
+    /// Store these objects (from the peer) durably, verifying each → [`Answer::Stored`], or
+    /// [`Answer::Invalid`] naming the first that failed verification.
+    Store(Vec<(Cid, Vec<u8>)>),
+}
+
+/// The driver's answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Answer {
+    /// For [`Request::Summary`].
+    Summary(Summary),
+    /// For [`Request::Sketch`].
+    Sketch(Summary, Sketch),
+    /// For [`Request::ShortIds`].
+    ShortIds(Vec<u64>),
+    /// For [`Request::Cids`].
+    Cids(Vec<Cid>),
+    /// For [`Request::Resolve`].
+    Resolved(Vec<Cid>),
+    /// For [`Request::Load`].
+    Loaded(Vec<(Cid, Vec<u8>)>),
+    /// For [`Request::Store`]: all stored durably.
+    Stored,
+    /// For [`Request::Store`]: an object failed verification; nothing of the batch was stored.
+    Invalid(String),
+    /// The store failed; the session closes with [`CloseCode::StoreFailure`].
+    Failed(String),
+}
+
+/// Something that happened to the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Input {
+    /// One frame from the transport.
+    Frame(Vec<u8>),
+    /// The answer to a request.
+    Answer(RequestId, Answer),
+    /// Objects newly stored locally by anyone but this session (the app, another session):
+    /// pushed to the peer at once.
+    LocalStored(Vec<Cid>),
+    /// Time passed (see [`Session::poll_timeout`]).
+    Tick,
+    /// The transport closed or failed.
+    TransportClosed,
+    /// The application ends the session.
+    Close,
+}
+
+/// What the session wants done or reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Send this frame.
+    Transmit(Vec<u8>),
+    /// Do this and answer with [`Input::Answer`].
+    Request(RequestId, Request),
+    /// Tell the application.
+    Event(Event),
+}
+
+/// What the application hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Hellos exchanged; `version` is the protocol version in use.
+    Connected {
+        /// The negotiated version.
+        version: u64,
+        /// The peer's hello.
+        peer: Hello,
+    },
+    /// Reconciliation found the difference.
+    Reconciled {
+        /// Objects (short ids) we hold and the peer lacks.
+        peer_lacks: usize,
+        /// Objects (short ids) the peer holds and we lack.
+        we_lack: usize,
+    },
+    /// Objects from the peer, now durably stored here.
+    Received(Vec<Cid>),
+    /// The peer acknowledged durably storing these objects.
+    PeerStored(Vec<Cid>),
+    /// Both directions of the reconciliation's transfer are complete; from now on new objects
+    /// are pushed live.
+    Synced,
+    /// The session ended; no further output follows.
+    Closed {
+        /// Why.
+        code: CloseCode,
+        /// Detail.
+        reason: String,
+        /// Whether the peer (rather than this side) ended it.
+        by_peer: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Hello,
+    Running,
+    Closed,
+}
+
+/// What an outstanding request was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// Initiator: the summary sent first.
+    Summary,
+    /// Initiator: our sketch, to subtract the peer's from.
+    OwnSketch,
+    /// Responder: a sketch for the peer; `compare` when it answers the first summary.
+    SketchForPeer {
+        compare: bool,
+    },
+    /// Initiator: our next short ids (or CIDs) for the list merge.
+    OwnList {
+        limit: usize,
+    },
+    /// Responder: a list chunk for the peer.
+    ListForPeer {
+        limit: usize,
+        full: bool,
+    },
+    Resolve,
+    Load,
+    Store {
+        seq: u64,
+    },
+}
+
+/// Why the session must end: sent to the peer in a close frame.
+#[derive(Debug)]
+struct Fail(CloseCode, String);
+
+impl From<WireError> for Fail {
+    fn from(error: WireError) -> Fail {
+        let code = match error {
+            WireError::TooLarge(_) => CloseCode::LimitExceeded,
+            _ => CloseCode::ProtocolViolation,
+        };
+        Fail(code, error.to_string())
+    }
+}
+
+fn violation(what: impl Into<String>) -> Fail {
+    Fail(CloseCode::ProtocolViolation, what.into())
+}
+
+/// How the initiator is finding the difference.
+#[derive(Debug)]
+enum Finding {
+    /// Not reconciling.
+    Idle,
+    /// Waiting for our summary to send.
+    OwnSummary,
+    /// Waiting for `InSync` or a sketch of this size and salt.
+    AwaitSketch { cells: usize, salt: u64 },
+    /// The peer's sketch is here; waiting for our own of the same size.
+    OwnSketch { theirs: Summary, sketch: Sketch },
+    /// Merging the peer's list with ours.
+    List(Box<ListMerge>),
+}
+
+/// A streaming merge of two ascending lists (ours from the store, theirs from the peer).
+#[derive(Debug, Default)]
+struct ListMerge {
+    full: bool,
+    ours: VecDeque<ListItem>,
+    ours_done: bool,
+    ours_requested: bool,
+    our_last: Option<ListItem>,
+    theirs: VecDeque<ListItem>,
+    theirs_done: bool,
+    theirs_requested: bool,
+    their_last: Option<ListItem>,
+    only_theirs: Vec<u64>,
+    peer_lacks: usize,
+    we_lack: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum ListItem {
+    Short(u64),
+    Full(Cid),
+}
+
+/// What the initiator checks once a round's transfer is done: the peer's set (at its sketch)
+/// must equal ours minus what only we held plus what only they held, in full-CID fingerprints.
+#[derive(Debug)]
+struct Check {
+    theirs: Summary,
+    expected: Summary,
+    /// Short ids we asked for and have not yet seen arrive.
+    wanted: std::collections::HashSet<u64>,
+}
+
+/// The per-round transfer bookkeeping.
+#[derive(Debug, Default)]
+struct Round {
+    active: bool,
+    /// We know everything we owe the peer this round.
+    owe_complete: bool,
+    send_done_sent: bool,
+    peer_send_done: bool,
+    /// Responder: the want list is complete.
+    wants_done: bool,
+    /// Short ids the peer wants, queued this round (bounded by `max_send_queue`).
+    wanted: usize,
+}
+
+/// One CHUM session. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Session {
+    config: Config,
+    phase: Phase,
+    outputs: VecDeque<Output>,
+    next_request: RequestId,
+    pending: Vec<(RequestId, Pending)>,
+    peer_limits: Limits,
+    peer_window: usize,
+    last_heard: Duration,
+    ping_sent: bool,
+    finding: Finding,
+    check: Option<Check>,
+    full_fallback_used: bool,
+    /// Responder: the initiator's summary, compared with ours when our first sketch arrives.
+    responder_compare: Option<Summary>,
+    round: Round,
+    synced: bool,
+    // Sending.
+    to_resolve: VecDeque<u64>,
+    to_load: VecDeque<Cid>,
+    ready: VecDeque<Vec<(Cid, Vec<u8>)>>,
+    next_send_seq: u64,
+    in_flight: VecDeque<(u64, Vec<Cid>)>,
+    // Receiving.
+    next_recv_seq: u64,
+    storing: VecDeque<(u64, Vec<Cid>, bool)>,
+}
+
+/// Bytes a batch frame spends besides the objects: tag, sequence number, count.
+const BATCH_OVERHEAD: usize = 1 + 10 + 10;
+/// Bytes one object spends in a batch besides its bytes: two length varints and the CID.
+const OBJECT_OVERHEAD: usize = 5 + 5 + 64;
+/// Sketch retries at one size with fresh salts, when a decode only just failed.
+const SALT_RETRIES: u64 = 2;
+/// The largest sketch a responder computes for a peer.
+const MAX_SKETCH_FOR_PEER: usize = 1 << 22;
+
+impl Session {
+    /// A new session at time `now`; its hello (and, for the initiator, the first request) is
+    /// ready in [`Session::poll_output`] at once.
+    pub fn new(config: Config, now: Duration) -> Session {
+        let mut session = Session {
+            phase: Phase::Hello,
+            outputs: VecDeque::new(),
+            next_request: 0,
+            pending: Vec::new(),
+            peer_limits: Limits::default(),
+            peer_window: 1,
+            last_heard: now,
+            ping_sent: false,
+            finding: Finding::Idle,
+            check: None,
+            full_fallback_used: false,
+            responder_compare: None,
+            round: Round::default(),
+            synced: false,
+            to_resolve: VecDeque::new(),
+            to_load: VecDeque::new(),
+            ready: VecDeque::new(),
+            next_send_seq: 0,
+            in_flight: VecDeque::new(),
+            next_recv_seq: 0,
+            storing: VecDeque::new(),
+            config,
+        };
+        let hello = Hello {
+            min_version: MIN_PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            capabilities: 0,
+            limits: session.config.limits,
+            window: session.config.window,
+            types: session.config.types.clone(),
+        };
+        session.transmit(&Message::Hello(hello));
+        if session.config.role == Role::Initiator {
+            // The summary goes out right behind the hello, so peers already in sync finish in
+            // one round trip.
+            session.round = Round {
+                active: true,
+                ..Round::default()
+            };
+            session.finding = Finding::OwnSummary;
+            session.request(Request::Summary, Pending::Summary);
+        }
+        session
+    }
+
+    /// The role this session plays.
+    pub fn role(&self) -> Role {
+        self.config.role
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Whether the first reconciliation and its transfer are complete both ways.
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// The next output, if any. Drain after every [`Session::handle_input`].
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When the driver should call `handle_input(now, Input::Tick)` next at the latest.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        let idle = self.last_heard + self.config.idle_timeout;
+        if self.ping_sent {
+            Some(idle)
+        } else {
+            Some(idle.min(self.last_heard + self.config.keepalive))
+        }
+    }
+
+    /// Processes one input at time `now` (monotonic, any origin).
+    pub fn handle_input(&mut self, now: Duration, input: Input) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let result = match input {
+            Input::Frame(frame) => {
+                self.last_heard = self.last_heard.max(now);
+                self.ping_sent = false;
+                self.on_frame(&frame)
+            }
+            Input::Answer(id, answer) => self.on_answer(id, answer),
+            Input::LocalStored(cids) => self.on_local_stored(cids),
+            Input::Tick => self.on_tick(now),
+            Input::TransportClosed => {
+                self.finish(CloseCode::Normal, "the transport closed".into(), true);
+                Ok(())
+            }
+            Input::Close => Err(Fail(CloseCode::Normal, "closed by the application".into())),
+        };
+        let result = result.and_then(|()| self.pump());
+        if let Err(Fail(code, reason)) = result {
+            self.transmit(&Message::Close {
+                code,
+                reason: reason.clone(),
+            });
+            self.finish(code, reason, false);
+        }
+    }
+
+    fn finish(&mut self, code: CloseCode, reason: String, by_peer: bool) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.phase = Phase::Closed;
+        self.event(Event::Closed {
+            code,
+            reason,
+            by_peer,
+        });
+    }
+
+    fn transmit(&mut self, message: &Message) {
+        self.outputs.push_back(Output::Transmit(message.encode()));
+    }
+
+    fn event(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    fn request(&mut self, request: Request, pending: Pending) {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.pending.push((id, pending));
+        self.outputs.push_back(Output::Request(id, request));
+    }
+
+    fn has_pending(&self, wanted: Pending) -> bool {
+        self.pending.iter().any(|(_, pending)| *pending == wanted)
+    }
+
+    fn on_tick(&mut self, now: Duration) -> Result<(), Fail> {
+        if now >= self.last_heard + self.config.idle_timeout {
+            return Err(Fail(
+                CloseCode::Timeout,
+                format!(
+                    "nothing heard from the peer for {} ms",
+                    (now - self.last_heard).as_millis()
+                ),
+            ));
+        }
+        if !self.ping_sent && now >= self.last_heard + self.config.keepalive {
+            self.ping_sent = true;
+            self.transmit(&Message::Ping);
+        }
+        Ok(())
+    }
+
+    fn on_frame(&mut self, frame: &[u8]) -> Result<(), Fail> {
+        let message = Message::decode(frame, &self.config.limits)?;
+        match (self.phase, message) {
+            (_, Message::Close { code, reason }) => {
+                self.finish(code, reason, true);
+                Ok(())
+            }
+            (Phase::Hello, Message::Hello(hello)) => self.on_hello(hello),
+            (Phase::Hello, other) => {
+                Err(violation(format!("expected a hello, got {}", name(&other))))
+            }
+            (_, Message::Hello(_)) => Err(violation("a second hello")),
+            (_, Message::Ping) => {
+                self.transmit(&Message::Pong);
+                Ok(())
+            }
+            (_, Message::Pong) => Ok(()),
+            (_, message) => match self.config.role {
+                Role::Initiator => self.on_message_as_initiator(message),
+                Role::Responder => self.on_message_as_responder(message),
+            },
+        }
+    }
+
+    fn on_hello(&mut self, hello: Hello) -> Result<(), Fail> {
+        let version = PROTOCOL_VERSION.min(hello.max_version);
+        if version < MIN_PROTOCOL_VERSION.max(hello.min_version) {
+            return Err(Fail(
+                CloseCode::IncompatibleVersion,
+                format!(
+                    "the peer speaks protocol versions {}..={}, this side {}..={}",
+                    hello.min_version, hello.max_version, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
+                ),
+            ));
+        }
+        if hello.limits.max_frame < 1_024
+            || hello.limits.max_batch_objects == 0
+            || hello.limits.max_ids < 64
+            || hello.limits.max_sketch_cells < SKETCH_SIZES[0]
+            || hello.window == 0
+        {
+            return Err(Fail(
+                CloseCode::LimitExceeded,
+                "the peer's limits are too small to make progress".into(),
+            ));
+        }
+        self.peer_limits = hello.limits;
+        self.peer_window = usize::try_from(hello.window.min(1_024)).unwrap_or(1_024);
+        self.phase = Phase::Running;
+        self.event(Event::Connected {
+            version,
+            peer: hello,
+        });
+        Ok(())
+    }
+
+    /// Short ids (or CIDs, with `full`) per list chunk for the peer.
+    fn list_chunk(&self, full: bool) -> usize {
+        let per_item = if full { 38 } else { 8 };
+        self.peer_limits
+            .max_ids
+            .min(self.peer_limits.max_frame.saturating_sub(16) / per_item)
+            .max(1)
+    }
+
+    fn start_round(&mut self) {
+        self.round = Round {
+            active: true,
+            ..Round::default()
+        };
+    }
+
+    fn on_message_as_responder(&mut self, message: Message) -> Result<(), Fail> {
+        match message {
+            Message::Summary(theirs) => {
+                if self.round.active {
+                    return Err(violation("a summary while a reconciliation is running"));
+                }
+                self.start_round();
+                self.responder_compare = Some(theirs);
+                self.request(
+                    Request::Sketch {
+                        cells: SKETCH_SIZES[0],
+                        salt: 0,
+                    },
+                    Pending::SketchForPeer { compare: true },
+                );
+                Ok(())
+            }
+            Message::SketchRequest { cells, salt } => {
+                self.expect_reconciling("sketch request")?;
+                let limit = self.peer_limits.max_sketch_cells.min(MAX_SKETCH_FOR_PEER);
+                if cells == 0 || cells > limit as u64 {
+                    return Err(Fail(
+                        CloseCode::LimitExceeded,
+                        format!("a sketch of {cells} cells was requested; the limit is {limit}"),
+                    ));
+                }
+                self.request(
+                    Request::Sketch {
+                        cells: cells as usize,
+                        salt,
+                    },
+                    Pending::SketchForPeer { compare: false },
+                );
+                Ok(())
+            }
+            Message::ListRequest { after } => {
+                if !self.round.active {
+                    self.start_round();
+                }
+                self.expect_reconciling("list request")?;
+                let limit = self.list_chunk(false);
+                self.request(
+                    Request::ShortIds { after, limit },
+                    Pending::ListForPeer { limit, full: false },
+                );
+                Ok(())
+            }
+            Message::CidListRequest { after } => {
+                if !self.round.active {
+                    self.start_round();
+                }
+                self.expect_reconciling("CID list request")?;
+                let limit = self.list_chunk(true);
+                self.request(
+                    Request::Cids { after, limit },
+                    Pending::ListForPeer { limit, full: true },
+                );
+                Ok(())
+            }
+            Message::Want { last, ids } => {
+                self.expect_reconciling("want")?;
+                self.round.wanted += ids.len();
+                if self.round.wanted > self.config.max_send_queue {
+                    return Err(Fail(
+                        CloseCode::LimitExceeded,
+                        format!(
+                            "more than {} objects wanted in one round; reconnect to continue",
+                            self.config.max_send_queue
+                        ),
+                    ));
+                }
+                self.to_resolve.extend(ids);
+                if last {
+                    self.round.wants_done = true;
+                    self.round.owe_complete = true;
+                }
+                Ok(())
+            }
+            other => self.on_transfer_message(other),
+        }
+    }
+
+    fn expect_reconciling(&self, what: &str) -> Result<(), Fail> {
+        if !self.round.active || self.round.wants_done {
+            return Err(violation(format!("a {what} outside reconciliation")));
+        }
+        Ok(())
+    }
+
+    fn on_message_as_initiator(&mut self, message: Message) -> Result<(), Fail> {
+        match message {
+            Message::InSync => {
+                if !matches!(self.finding, Finding::AwaitSketch { .. }) {
+                    return Err(violation("an unexpected in-sync"));
+                }
+                self.finding = Finding::Idle;
+                self.round.owe_complete = true;
+                self.round.send_done_sent = true;
+                self.round.peer_send_done = true;
+                self.event(Event::Reconciled {
+                    peer_lacks: 0,
+                    we_lack: 0,
+                });
+                Ok(())
+            }
+            Message::Sketch { summary, sketch } => {
+                let Finding::AwaitSketch { cells, salt } = self.finding else {
+                    return Err(violation("an unexpected sketch"));
+                };
+                if sketch.len() != cells.div_ceil(3) * 3 || sketch.salt() != salt {
+                    return Err(violation("a sketch of another size or salt than asked for"));
+                }
+                self.finding = Finding::OwnSketch {
+                    theirs: summary,
+                    sketch,
+                };
+                self.request(Request::Sketch { cells, salt }, Pending::OwnSketch);
+                Ok(())
+            }
+            Message::IdList { last, ids } => {
+                let items = ids.into_iter().map(ListItem::Short).collect();
+                self.on_their_list(false, last, items)
+            }
+            Message::CidList { last, cids } => {
+                let items = cids.into_iter().map(ListItem::Full).collect();
+                self.on_their_list(true, last, items)
+            }
+            other => self.on_transfer_message(other),
+        }
+    }
+
+    fn on_transfer_message(&mut self, message: Message) -> Result<(), Fail> {
+        match message {
+            Message::Objects { seq, objects } => {
+                if seq != self.next_recv_seq {
+                    return Err(violation(format!(
+                        "batch {seq} where batch {} was due",
+                        self.next_recv_seq
+                    )));
+                }
+                if self.storing.len() >= self.config.window as usize {
+                    return Err(Fail(
+                        CloseCode::LimitExceeded,
+                        format!(
+                            "more than {} unacknowledged batches in flight",
+                            self.config.window
+                        ),
+                    ));
+                }
+                self.next_recv_seq += 1;
+                let cids: Vec<Cid> = objects.iter().map(|(cid, _)| cid.clone()).collect();
+                if let Some(check) = &mut self.check {
+                    for cid in &cids {
+                        if check.wanted.remove(&short_id(cid)) {
+                            check.expected.insert(cid);
+                        }
+                    }
+                }
+                self.storing.push_back((seq, cids, false));
+                self.request(Request::Store(objects), Pending::Store { seq });
+                Ok(())
+            }
+            Message::Ack { seq } => match self.in_flight.front() {
+                Some((expected, _)) if *expected == seq => {
+                    if let Some((_, cids)) = self.in_flight.pop_front() {
+                        self.event(Event::PeerStored(cids));
+                    }
+                    Ok(())
+                }
+                _ => Err(violation(format!(
+                    "an acknowledgement of batch {seq}, not in flight"
+                ))),
+            },
+            Message::SendDone => {
+                if !self.round.active || self.round.peer_send_done {
+                    return Err(violation("an unexpected send-done"));
+                }
+                self.round.peer_send_done = true;
+                Ok(())
+            }
+            other => Err(violation(format!(
+                "a {} is not expected by the {}",
+                name(&other),
+                match self.config.role {
+                    Role::Initiator => "initiator",
+                    Role::Responder => "responder",
+                }
+            ))),
+        }
+    }
+
+    fn on_local_stored(&mut self, cids: Vec<Cid>) -> Result<(), Fail> {
+        if self.to_load.len() + cids.len() > self.config.max_send_queue {
+            return Err(Fail(
+                CloseCode::LimitExceeded,
+                "too many new objects queued for a slow peer; the next session catches up".into(),
+            ));
+        }
+        self.to_load.extend(cids);
+        Ok(())
+    }
+
+    fn on_answer(&mut self, id: RequestId, answer: Answer) -> Result<(), Fail> {
+        let Some(index) = self.pending.iter().position(|(request, _)| *request == id) else {
+            return Err(Fail(
+                CloseCode::StoreFailure,
+                format!("the driver answered request {id}, which is not outstanding"),
+            ));
+        };
+        let (_, pending) = self.pending.remove(index);
+        match (pending, answer) {
+            (_, Answer::Failed(reason)) => Err(Fail(CloseCode::StoreFailure, reason)),
+            (Pending::Summary, Answer::Summary(summary)) => {
+                self.transmit(&Message::Summary(summary));
+                self.finding = Finding::AwaitSketch {
+                    cells: SKETCH_SIZES[0],
+                    salt: 0,
+                };
+                Ok(())
+            }
+            (Pending::SketchForPeer { compare }, Answer::Sketch(summary, sketch)) => {
+                if compare && self.responder_compare.take() == Some(summary) {
+                    self.transmit(&Message::InSync);
+                    self.round.wants_done = true;
+                    self.round.owe_complete = true;
+                    self.round.send_done_sent = true;
+                    self.round.peer_send_done = true;
+                } else {
+                    self.transmit(&Message::Sketch { summary, sketch });
+                }
+                Ok(())
+            }
+            (Pending::OwnSketch, Answer::Sketch(mine, sketch)) => self.on_own_sketch(mine, sketch),
+            (Pending::ListForPeer { limit, full: false }, Answer::ShortIds(ids)) => {
+                let last = ids.len() < limit;
+                self.transmit(&Message::IdList { last, ids });
+                Ok(())
+            }
+            (Pending::ListForPeer { limit, full: true }, Answer::Cids(cids)) => {
+                let last = cids.len() < limit;
+                self.transmit(&Message::CidList { last, cids });
+                Ok(())
+            }
+            (Pending::OwnList { limit }, Answer::ShortIds(ids)) => {
+                let done = ids.len() < limit;
+                self.on_our_list(done, ids.into_iter().map(ListItem::Short).collect())
+            }
+            (Pending::OwnList { limit }, Answer::Cids(cids)) => {
+                let done = cids.len() < limit;
+                self.on_our_list(done, cids.into_iter().map(ListItem::Full).collect())
+            }
+            (Pending::Resolve, Answer::Resolved(cids)) => {
+                if let Some(check) = &mut self.check {
+                    cids.iter().for_each(|cid| check.expected.remove(cid));
+                }
+                self.to_load.extend(cids);
+                Ok(())
+            }
+            (Pending::Load, Answer::Loaded(objects)) => {
+                self.make_batches(objects);
+                Ok(())
+            }
+            (Pending::Store { seq }, Answer::Stored) => {
+                if let Some(entry) = self.storing.iter_mut().find(|(s, _, _)| *s == seq) {
+                    entry.2 = true;
+                }
+                while self.storing.front().is_some_and(|(_, _, done)| *done) {
+                    if let Some((seq, cids, _)) = self.storing.pop_front() {
+                        self.transmit(&Message::Ack { seq });
+                        self.event(Event::Received(cids));
+                    }
+                }
+                Ok(())
+            }
+            (Pending::Store { .. }, Answer::Invalid(reason)) => {
+                Err(Fail(CloseCode::InvalidObject, reason))
+            }
+            (pending, answer) => Err(Fail(
+                CloseCode::StoreFailure,
+                format!(
+                    "the driver answered {pending:?} with {}",
+                    answer_name(&answer)
+                ),
+            )),
+        }
+    }
+
+    /// Initiator: our sketch of the size the peer sent; subtract and peel.
+    fn on_own_sketch(&mut self, mine: Summary, ours: Sketch) -> Result<(), Fail> {
+        let Finding::OwnSketch { theirs, sketch } =
+            std::mem::replace(&mut self.finding, Finding::Idle)
+        else {
+            return Err(violation("internal: a sketch answer without a sketch"));
+        };
+        let cells = sketch.len();
+        let salt = sketch.salt();
+        let decoded = if mine == theirs {
+            Ok(Default::default())
+        } else {
+            ours.subtract(&sketch).and_then(Sketch::decode)
+        };
+        match decoded {
+            Ok(difference) => {
+                self.check = Some(Check {
+                    theirs,
+                    expected: mine,
+                    wanted: difference.only_theirs.iter().copied().collect(),
+                });
+                self.event(Event::Reconciled {
+                    peer_lacks: difference.only_mine.len(),
+                    we_lack: difference.only_theirs.len(),
+                });
+                self.send_wants(&difference.only_theirs, true);
+                self.to_resolve.extend(difference.only_mine);
+                self.round.owe_complete = true;
+                Ok(())
+            }
+            Err(SketchError::Undecodable { undecoded })
+                if undecoded * 50 <= cells && salt < SALT_RETRIES =>
+            {
+                // A few cells stuck is an unlucky stopping set, not an overload: fresh hashing
+                // at the same size almost surely decodes.
+                self.ask_sketch(cells, salt + 1);
+                Ok(())
+            }
+            Err(_) => {
+                let next = SKETCH_SIZES.iter().copied().find(|size| *size > cells);
+                let limit = self
+                    .config
+                    .limits
+                    .max_sketch_cells
+                    .min(self.peer_limits.max_sketch_cells);
+                match next {
+                    // A sketch costs about 14 bytes a cell, the list 8 bytes an id.
+                    Some(next) if next <= limit && (next as u64) * 14 < theirs.count * 8 => {
+                        self.ask_sketch(next, 0);
+                    }
+                    _ => self.start_list(false),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn ask_sketch(&mut self, cells: usize, salt: u64) {
+        self.transmit(&Message::SketchRequest {
+            cells: cells as u64,
+            salt,
+        });
+        self.finding = Finding::AwaitSketch { cells, salt };
+    }
+
+    fn send_wants(&mut self, ids: &[u64], last: bool) {
+        let chunk = self
+            .peer_limits
+            .max_ids
+            .min(self.peer_limits.max_frame / 8 - 8);
+        let mut chunks = ids.chunks(chunk.max(1)).peekable();
+        if chunks.peek().is_none() && last {
+            self.transmit(&Message::Want {
+                last: true,
+                ids: Vec::new(),
+            });
+        }
+        while let Some(part) = chunks.next() {
+            self.transmit(&Message::Want {
+                last: last && chunks.peek().is_none(),
+                ids: part.to_vec(),
+            });
+        }
+    }
+
+    fn start_list(&mut self, full: bool) {
+        self.finding = Finding::List(Box::new(ListMerge {
+            full,
+            ours_requested: true,
+            theirs_requested: true,
+            ..ListMerge::default()
+        }));
+        let limit = self.config.request_chunk.max(1);
+        if full {
+            self.transmit(&Message::CidListRequest { after: None });
+            self.request(
+                Request::Cids { after: None, limit },
+                Pending::OwnList { limit },
+            );
+        } else {
+            self.transmit(&Message::ListRequest { after: None });
+            self.request(
+                Request::ShortIds { after: None, limit },
+                Pending::OwnList { limit },
+            );
+        }
+    }
+
+    fn on_their_list(&mut self, full: bool, last: bool, items: Vec<ListItem>) -> Result<(), Fail> {
+        let Finding::List(merge) = &mut self.finding else {
+            return Err(violation("an unexpected list"));
+        };
+        if merge.full != full || !merge.theirs_requested {
+            return Err(violation("an unexpected list"));
+        }
+        // Ascending (short ids may repeat when several CIDs share one; CIDs may not).
+        let mut previous = merge.their_last.clone();
+        for item in &items {
+            let ordered = match (&previous, item) {
+                (None, _) => true,
+                (Some(ListItem::Short(a)), ListItem::Short(b)) => a <= b,
+                (Some(a), b) => a < b,
+            };
+            if !ordered {
+                return Err(violation("a list that is not ascending"));
+            }
+            previous = Some(item.clone());
+        }
+        merge.theirs_requested = false;
+        merge.their_last = previous;
+        merge.theirs.extend(items);
+        merge.theirs_done = last;
+        if !last {
+            merge.theirs_requested = true;
+            let message = match &merge.their_last {
+                Some(ListItem::Full(cid)) => Message::CidListRequest {
+                    after: Some(cid.clone()),
+                },
+                Some(ListItem::Short(id)) => Message::ListRequest { after: Some(*id) },
+                None if full => Message::CidListRequest { after: None },
+                None => Message::ListRequest { after: None },
+            };
+            self.transmit(&message);
+        }
+        self.merge_lists()
+    }
+
+    fn on_our_list(&mut self, done: bool, items: Vec<ListItem>) -> Result<(), Fail> {
+        let Finding::List(merge) = &mut self.finding else {
+            return Err(Fail(
+                CloseCode::StoreFailure,
+                "internal: a list answer outside a list merge".into(),
+            ));
+        };
+        merge.ours_requested = false;
+        if let Some(last) = items.last() {
+            merge.our_last = Some(last.clone());
+        }
+        merge.ours.extend(items);
+        merge.ours_done = done;
+        self.merge_lists()
+    }
+
+    /// Advances the merge as far as both lists allow; sends wants and queues what the peer
+    /// lacks as it goes.
+    fn merge_lists(&mut self) -> Result<(), Fail> {
+        let Finding::List(merge) = &mut self.finding else {
+            return Ok(());
+        };
+        let mut only_mine_short = Vec::new();
+        let mut only_mine_full = Vec::new();
+        loop {
+            let step = match (merge.ours.front(), merge.theirs.front()) {
+                (Some(a), Some(b)) => a.cmp(b),
+                (Some(_), None) if merge.theirs_done => std::cmp::Ordering::Less,
+                (None, Some(_)) if merge.ours_done => std::cmp::Ordering::Greater,
+                _ => break,
+            };
+            match step {
+                std::cmp::Ordering::Equal => {
+                    merge.ours.pop_front();
+                    merge.theirs.pop_front();
+                }
+                std::cmp::Ordering::Less => match merge.ours.pop_front() {
+                    Some(ListItem::Short(id)) => only_mine_short.push(id),
+                    Some(ListItem::Full(cid)) => only_mine_full.push(cid),
+                    None => {}
+                },
+                std::cmp::Ordering::Greater => match merge.theirs.pop_front() {
+                    Some(ListItem::Short(id)) => merge.only_theirs.push(id),
+                    Some(ListItem::Full(cid)) => merge.only_theirs.push(short_id(&cid)),
+                    None => {}
+                },
+            }
+        }
+        merge.peer_lacks += only_mine_short.len() + only_mine_full.len();
+        let finished = merge.ours.is_empty()
+            && merge.theirs.is_empty()
+            && merge.ours_done
+            && merge.theirs_done;
+        let need_ours = merge.ours.is_empty() && !merge.ours_done && !merge.ours_requested;
+        if need_ours {
+            merge.ours_requested = true;
+        }
+        let full = merge.full;
+        let after = merge.our_last.clone();
+        let chunk = self
+            .peer_limits
+            .max_ids
+            .min(self.peer_limits.max_frame / 8 - 8);
+        let wants = if finished || merge.only_theirs.len() >= chunk {
+            std::mem::take(&mut merge.only_theirs)
+        } else {
+            Vec::new()
+        };
+        merge.we_lack += wants.len();
+        let counts = (merge.peer_lacks, merge.we_lack);
+        self.to_resolve.extend(only_mine_short);
+        self.to_load.extend(only_mine_full);
+        if !wants.is_empty() || finished {
+            self.send_wants(&wants, finished);
+        }
+        if need_ours {
+            let limit = self.config.request_chunk.max(1);
+            let request = match (full, after) {
+                (true, Some(ListItem::Full(cid))) => Request::Cids {
+                    after: Some(cid),
+                    limit,
+                },
+                (true, _) => Request::Cids { after: None, limit },
+                (false, Some(ListItem::Short(id))) => Request::ShortIds {
+                    after: Some(id),
+                    limit,
+                },
+                (false, _) => Request::ShortIds { after: None, limit },
+            };
+            self.request(request, Pending::OwnList { limit });
+        }
+        if finished {
+            self.finding = Finding::Idle;
+            self.round.owe_complete = true;
+            self.event(Event::Reconciled {
+                peer_lacks: counts.0,
+                we_lack: counts.1,
+            });
+        }
+        Ok(())
+    }
+
+    /// Splits loaded objects into batches within the peer's limits.
+    fn make_batches(&mut self, objects: Vec<(Cid, Vec<u8>)>) {
+        let max_bytes = self
+            .config
+            .batch_bytes
+            .min(self.peer_limits.max_frame.saturating_sub(BATCH_OVERHEAD));
+        let max_objects = self.peer_limits.max_batch_objects;
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        for (cid, data) in objects {
+            let size = data.len() + OBJECT_OVERHEAD;
+            if size > self.peer_limits.max_frame.saturating_sub(BATCH_OVERHEAD) {
+                continue; // larger than the peer accepts at all: it cannot have it
+            }
+            if !batch.is_empty() && (bytes + size > max_bytes || batch.len() >= max_objects) {
+                self.ready.push_back(std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push((cid, data));
+        }
+        if !batch.is_empty() {
+            self.ready.push_back(batch);
+        }
+    }
+
+    /// Moves the transfer along: resolve, load and send within the window; finish rounds.
+    fn pump(&mut self) -> Result<(), Fail> {
+        if self.phase != Phase::Running {
+            return Ok(());
+        }
+        while self.in_flight.len() < self.peer_window {
+            let Some(objects) = self.ready.pop_front() else {
+                break;
+            };
+            let seq = self.next_send_seq;
+            self.next_send_seq += 1;
+            let cids = objects.iter().map(|(cid, _)| cid.clone()).collect();
+            self.transmit(&Message::Objects { seq, objects });
+            self.in_flight.push_back((seq, cids));
+        }
+        let chunk = self.config.request_chunk.max(1);
+        if !self.to_resolve.is_empty()
+            && self.to_load.len() < chunk
+            && !self.has_pending(Pending::Resolve)
+        {
+            let take = self.to_resolve.len().min(chunk);
+            let ids = self.to_resolve.drain(..take).collect();
+            self.request(Request::Resolve(ids), Pending::Resolve);
+        }
+        if !self.to_load.is_empty() && self.ready.is_empty() && !self.has_pending(Pending::Load) {
+            let take = self
+                .to_load
+                .len()
+                .min(chunk)
+                .min(self.peer_limits.max_batch_objects * 4);
+            let cids = self.to_load.drain(..take).collect();
+            self.request(Request::Load(cids), Pending::Load);
+        }
+        let round = &self.round;
+        if round.active
+            && round.owe_complete
+            && !round.send_done_sent
+            && self.to_resolve.is_empty()
+            && self.to_load.is_empty()
+            && self.ready.is_empty()
+            && !self.has_pending(Pending::Resolve)
+            && !self.has_pending(Pending::Load)
+        {
+            self.round.send_done_sent = true;
+            self.transmit(&Message::SendDone);
+        }
+        let round = &self.round;
+        if round.active
+            && round.send_done_sent
+            && round.peer_send_done
+            && self.in_flight.is_empty()
+            && self.storing.is_empty()
+        {
+            self.round = Round::default();
+            self.finish_round();
+        }
+        Ok(())
+    }
+
+    fn finish_round(&mut self) {
+        if let Some(check) = self.check.take()
+            && check.expected != check.theirs
+            && !self.full_fallback_used
+        {
+            // The short ids hid a difference (a collision): compare full CIDs once.
+            self.full_fallback_used = true;
+            self.start_round();
+            self.start_list(true);
+            return;
+        }
+        if !self.synced {
+            self.synced = true;
+            self.event(Event::Synced);
+        }
+    }
+}
+
+fn name(message: &Message) -> &'static str {
+    match message {
+        Message::Hello(_) => "hello",
+        Message::Summary(_) => "summary",
+        Message::InSync => "in-sync",
+        Message::Sketch { .. } => "sketch",
+        Message::SketchRequest { .. } => "sketch request",
+        Message::ListRequest { .. } => "list request",
+        Message::IdList { .. } => "id list",
+        Message::CidListRequest { .. } => "CID list request",
+        Message::CidList { .. } => "CID list",
+        Message::Want { .. } => "want",
+        Message::Objects { .. } => "objects",
+        Message::Ack { .. } => "ack",
+        Message::SendDone => "send-done",
+        Message::Ping => "ping",
+        Message::Pong => "pong",
+        Message::Close { .. } => "close",
+    }
+}
+
+fn answer_name(answer: &Answer) -> &'static str {
+    match answer {
+        Answer::Summary(_) => "a summary",
+        Answer::Sketch(..) => "a sketch",
+        Answer::ShortIds(_) => "short ids",
+        Answer::Cids(_) => "CIDs",
+        Answer::Resolved(_) => "resolved CIDs",
+        Answer::Loaded(_) => "loaded objects",
+        Answer::Stored => "stored",
+        Answer::Invalid(_) => "invalid",
+        Answer::Failed(_) => "failed",
+    }
+}

@@ -1,0 +1,377 @@
+//! Two sessions over an in-memory pipe, each answering from its own [`MemorySet`].
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use chum_object::{Cid, Codec, Object, dagjson};
+use chum_sync::memory::MemorySet;
+use chum_sync::wire::{Hello, Limits};
+use chum_sync::{Answer, CloseCode, Config, Event, Input, Message, Output, Request, Role, Session};
+
+fn object(seed: u64) -> (Cid, Vec<u8>) {
+    let json = format!(
+        r#"{{"$type":"Message","n":{seed},"text":"message number {seed}, about a hundred bytes long"}}"#
+    );
+    let object = Object::from_value(&dagjson::from_str(&json).unwrap()).unwrap();
+    (object.cid().clone(), object.bytes().to_vec())
+}
+
+fn set_of(seeds: impl IntoIterator<Item = u64>) -> MemorySet {
+    let mut set = MemorySet::new();
+    for seed in seeds {
+        let (cid, bytes) = object(seed);
+        set.insert(cid, bytes).unwrap();
+    }
+    set
+}
+
+struct Peer {
+    session: Session,
+    set: MemorySet,
+    events: Vec<Event>,
+    inbox: VecDeque<Vec<u8>>,
+    /// Frames sent after the hello, and their bytes.
+    frames_sent: usize,
+    bytes_sent: usize,
+    objects_received: usize,
+    /// The tag byte of every frame sent.
+    tags: Vec<u8>,
+}
+
+impl Peer {
+    fn new(role: Role, set: MemorySet) -> Peer {
+        Peer {
+            session: Session::new(Config::new(role), Duration::ZERO),
+            set,
+            events: Vec::new(),
+            inbox: VecDeque::new(),
+            frames_sent: 0,
+            bytes_sent: 0,
+            objects_received: 0,
+            tags: Vec::new(),
+        }
+    }
+
+    fn closed(&self) -> Option<(CloseCode, bool)> {
+        self.events.iter().find_map(|event| match event {
+            Event::Closed { code, by_peer, .. } => Some((*code, *by_peer)),
+            _ => None,
+        })
+    }
+}
+
+/// Drains `from`'s outputs: frames to `to`'s inbox, requests answered at once. Returns whether
+/// anything happened.
+fn drain(now: Duration, from: &mut Peer, to: &mut Peer) -> bool {
+    let mut progress = false;
+    while let Some(output) = from.session.poll_output() {
+        progress = true;
+        match output {
+            Output::Transmit(frame) => {
+                from.tags.push(frame[0]);
+                if !frame.starts_with(&[0x01]) {
+                    from.frames_sent += 1;
+                    from.bytes_sent += frame.len();
+                }
+                if let Ok(Message::Objects { objects, .. }) =
+                    Message::decode(&frame, &Limits::default())
+                {
+                    to.objects_received += objects.len();
+                }
+                to.inbox.push_back(frame);
+            }
+            Output::Request(id, request) => {
+                let (answer, _) = from.set.answer(request);
+                from.session.handle_input(now, Input::Answer(id, answer));
+            }
+            Output::Event(event) => from.events.push(event),
+            _ => {}
+        }
+    }
+    progress
+}
+
+/// Runs both peers until neither has anything left to do.
+fn run(a: &mut Peer, b: &mut Peer) {
+    let now = Duration::ZERO;
+    for _ in 0..1_000_000 {
+        let mut progress = drain(now, a, b) | drain(now, b, a);
+        if let Some(frame) = a.inbox.pop_front() {
+            a.session.handle_input(now, Input::Frame(frame));
+            progress = true;
+        }
+        if let Some(frame) = b.inbox.pop_front() {
+            b.session.handle_input(now, Input::Frame(frame));
+            progress = true;
+        }
+        if !progress {
+            return;
+        }
+    }
+    panic!("no quiescence after a million steps: livelock");
+}
+
+fn sync(a: MemorySet, b: MemorySet) -> (Peer, Peer) {
+    let mut a = Peer::new(Role::Initiator, a);
+    let mut b = Peer::new(Role::Responder, b);
+    run(&mut a, &mut b);
+    assert!(a.session.is_synced(), "initiator synced: {:?}", a.events);
+    assert!(b.session.is_synced(), "responder synced: {:?}", b.events);
+    assert_eq!(a.set.summary(), b.set.summary());
+    assert!(a.set.cids().eq(b.set.cids()));
+    (a, b)
+}
+
+#[test]
+fn equal_sets_finish_in_one_round_trip_under_100_bytes() {
+    let (a, b) = sync(set_of(0..2_000), set_of(0..2_000));
+    assert_eq!((a.frames_sent, b.frames_sent), (1, 1));
+    assert!(
+        a.bytes_sent + b.bytes_sent < 100,
+        "{}",
+        a.bytes_sent + b.bytes_sent
+    );
+    assert_eq!(a.objects_received + b.objects_received, 0);
+}
+
+#[test]
+fn small_differences_both_ways_send_exactly_the_missing_objects() {
+    for (only_a, only_b) in [(1u64, 0u64), (0, 1), (5, 5), (400, 600)] {
+        let a = set_of((0..3_000).chain(10_000..10_000 + only_a));
+        let b = set_of((0..3_000).chain(20_000..20_000 + only_b));
+        let (a, b) = sync(a, b);
+        assert_eq!(b.objects_received as u64, only_a, "sent to the responder");
+        assert_eq!(a.objects_received as u64, only_b, "sent to the initiator");
+        assert_eq!(a.set.len() as u64, 3_000 + only_a + only_b);
+    }
+}
+
+#[test]
+fn one_difference_costs_at_most_two_round_trips_and_600_bytes_of_reconciliation() {
+    let (a, b) = sync(set_of(0..5_000), set_of(0..5_001));
+    // Summary → sketch → want; then the object and its acknowledgement.
+    let reconcile_bytes: usize = a.bytes_sent + b.bytes_sent;
+    assert_eq!(a.objects_received, 1);
+    assert!(reconcile_bytes < 600 + 200, "{reconcile_bytes}");
+}
+
+#[test]
+fn disjoint_and_empty_sides_fall_back_to_listing() {
+    sync(set_of(0..3_000), MemorySet::new());
+    sync(MemorySet::new(), set_of(0..3_000));
+    let (a, _) = sync(set_of(0..2_000), set_of(2_000..4_000));
+    assert_eq!(a.set.len(), 4_000);
+    sync(MemorySet::new(), MemorySet::new());
+}
+
+#[test]
+fn a_short_id_collision_is_found_by_the_fingerprint_and_resolved_with_full_cids() {
+    // The same bytes as a raw block and as a dag-cbor object: one short id, two CIDs.
+    let (_, bytes) = object(7);
+    let raw = Cid::hash(Codec::Raw, &bytes);
+    let cbor = Cid::hash(Codec::DagCbor, &bytes);
+    assert_eq!(chum_sync::short_id(&raw), chum_sync::short_id(&cbor));
+    let mut a = set_of(0..500);
+    let mut b = set_of(0..500);
+    a.insert(raw.clone(), bytes.clone()).unwrap();
+    b.insert(cbor.clone(), bytes).unwrap();
+    let (a, b) = sync(a, b);
+    assert!(a.set.contains(&cbor) && b.set.contains(&raw));
+    const CID_LIST_REQUEST: u8 = 0x0f;
+    assert!(
+        a.tags.contains(&CID_LIST_REQUEST),
+        "the full-CID fallback ran"
+    );
+}
+
+#[test]
+fn objects_stored_after_sync_are_pushed_live() {
+    let (mut a, mut b) = sync(set_of(0..100), set_of(0..100));
+    let (cid, bytes) = object(5_000);
+    a.set.insert(cid.clone(), bytes).unwrap();
+    a.session
+        .handle_input(Duration::ZERO, Input::LocalStored(vec![cid.clone()]));
+    run(&mut a, &mut b);
+    assert!(b.set.contains(&cid));
+    assert!(b.events.contains(&Event::Received(vec![cid.clone()])));
+    assert!(a.events.contains(&Event::PeerStored(vec![cid])));
+}
+
+#[test]
+fn a_resumed_session_sends_only_what_is_still_missing() {
+    let mut a = Peer::new(Role::Initiator, set_of(0..20_000));
+    let mut b = Peer::new(Role::Responder, MemorySet::new());
+    // Run until the responder holds part of the set, then drop the connection.
+    let now = Duration::ZERO;
+    while b.set.len() < 5_000 {
+        drain(now, &mut a, &mut b);
+        drain(now, &mut b, &mut a);
+        if let Some(frame) = a.inbox.pop_front() {
+            a.session.handle_input(now, Input::Frame(frame));
+        }
+        if let Some(frame) = b.inbox.pop_front() {
+            b.session.handle_input(now, Input::Frame(frame));
+        }
+    }
+    let held = b.set.len();
+    let (a_set, b_set) = (a.set, b.set);
+    let (_, b) = sync(a_set, b_set);
+    assert_eq!(b.objects_received, 20_000 - held);
+}
+
+fn hello_frame(min: u64, max: u64) -> Vec<u8> {
+    Message::Hello(Hello {
+        min_version: min,
+        max_version: max,
+        capabilities: 0,
+        limits: Limits::default(),
+        window: 8,
+        types: Vec::new(),
+    })
+    .encode()
+}
+
+/// Feeds `frames` to a fresh responder; returns how it closed.
+fn responder_fed(frames: Vec<Vec<u8>>) -> Option<(CloseCode, bool)> {
+    let mut peer = Peer::new(Role::Responder, set_of(0..10));
+    let mut sink = Peer::new(Role::Initiator, MemorySet::new());
+    for frame in frames {
+        peer.session
+            .handle_input(Duration::ZERO, Input::Frame(frame));
+        drain(Duration::ZERO, &mut peer, &mut sink);
+    }
+    peer.closed()
+}
+
+#[test]
+fn a_peer_breaking_the_protocol_is_closed_with_a_reason() {
+    let code = |frames| responder_fed(frames).map(|(code, _)| code);
+    assert_eq!(code(vec![vec![0xff]]), Some(CloseCode::ProtocolViolation));
+    assert_eq!(
+        code(vec![Message::Ping.encode()]),
+        Some(CloseCode::ProtocolViolation)
+    );
+    assert_eq!(
+        code(vec![hello_frame(7, 9)]),
+        Some(CloseCode::IncompatibleVersion)
+    );
+    assert_eq!(
+        code(vec![hello_frame(1, 1), hello_frame(1, 1)]),
+        Some(CloseCode::ProtocolViolation)
+    );
+    // A batch out of sequence.
+    let (cid, bytes) = object(1);
+    let batch = |seq| {
+        Message::Objects {
+            seq,
+            objects: vec![(cid.clone(), bytes.clone())],
+        }
+        .encode()
+    };
+    assert_eq!(
+        code(vec![hello_frame(1, 1), batch(3)]),
+        Some(CloseCode::ProtocolViolation)
+    );
+    assert_eq!(code(vec![hello_frame(1, 1), batch(0)]), None);
+    // An object whose bytes do not match its CID.
+    let forged = Message::Objects {
+        seq: 0,
+        objects: vec![(object(2).0, bytes.clone())],
+    };
+    assert_eq!(
+        code(vec![hello_frame(1, 1), forged.encode()]),
+        Some(CloseCode::InvalidObject)
+    );
+    // An acknowledgement of nothing; a want before any summary.
+    assert_eq!(
+        code(vec![hello_frame(1, 1), Message::Ack { seq: 0 }.encode()]),
+        Some(CloseCode::ProtocolViolation)
+    );
+    assert_eq!(
+        code(vec![
+            hello_frame(1, 1),
+            Message::Want {
+                last: true,
+                ids: vec![1]
+            }
+            .encode()
+        ]),
+        Some(CloseCode::ProtocolViolation)
+    );
+    // A newer peer that still speaks version 1 is accepted.
+    assert_eq!(code(vec![hello_frame(1, 5)]), None);
+}
+
+#[test]
+fn a_sender_beyond_the_window_is_closed() {
+    let mut peer = Peer::new(Role::Responder, MemorySet::new());
+    peer.session
+        .handle_input(Duration::ZERO, Input::Frame(hello_frame(1, 1)));
+    // Store requests left unanswered: batches pile up unacknowledged.
+    for seq in 0..9 {
+        let (cid, bytes) = object(seq);
+        let frame = Message::Objects {
+            seq,
+            objects: vec![(cid, bytes)],
+        }
+        .encode();
+        peer.session
+            .handle_input(Duration::ZERO, Input::Frame(frame));
+    }
+    let mut closed = None;
+    while let Some(output) = peer.session.poll_output() {
+        if let Output::Event(Event::Closed { code, .. }) = output {
+            closed = Some(code);
+        }
+    }
+    assert_eq!(closed, Some(CloseCode::LimitExceeded));
+}
+
+#[test]
+fn silence_brings_a_ping_then_a_timeout() {
+    let mut session = Session::new(Config::new(Role::Responder), Duration::ZERO);
+    while session.poll_output().is_some() {}
+    let ping_at = session.poll_timeout().unwrap();
+    session.handle_input(ping_at, Input::Tick);
+    assert_eq!(
+        session.poll_output(),
+        Some(Output::Transmit(Message::Ping.encode()))
+    );
+    let close_at = session.poll_timeout().unwrap();
+    assert!(close_at > ping_at);
+    session.handle_input(close_at, Input::Tick);
+    let outputs: Vec<Output> = std::iter::from_fn(|| session.poll_output()).collect();
+    assert!(outputs.iter().any(|output| matches!(
+        output,
+        Output::Event(Event::Closed {
+            code: CloseCode::Timeout,
+            ..
+        })
+    )));
+    assert!(session.is_closed());
+    assert_eq!(session.poll_timeout(), None);
+}
+
+#[test]
+fn a_store_failure_closes_the_session() {
+    let mut session = Session::new(Config::new(Role::Initiator), Duration::ZERO);
+    let request = std::iter::from_fn(|| session.poll_output())
+        .find_map(|output| match output {
+            Output::Request(id, Request::Summary) => Some(id),
+            _ => None,
+        })
+        .unwrap();
+    session.handle_input(
+        Duration::ZERO,
+        Input::Answer(request, Answer::Failed("disk full".into())),
+    );
+    let outputs: Vec<Output> = std::iter::from_fn(|| session.poll_output()).collect();
+    assert!(outputs.iter().any(|output| matches!(
+        output,
+        Output::Event(Event::Closed {
+            code: CloseCode::StoreFailure,
+            ..
+        })
+    )));
+}
