@@ -49,6 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chum_object::{Cid, Limits};
 use chum_store::index::{self, IndexEntries, VersionTables};
 use chum_store::{Error, Query, Result, Store};
+use chum_store::{Scope, SyncDigest};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
@@ -56,7 +57,7 @@ use redb::{
 use crate::keys::{author_key, pair_key, pair_prefix, second_of, type_key, type_prefix};
 
 /// The newest store format this build reads and writes.
-pub const FORMAT_VERSION: u64 = 1;
+pub const FORMAT_VERSION: u64 = 2;
 
 const OBJECTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("objects");
 const TYPES: TableDefinition<'_, &[u8], ()> = TableDefinition::new("index_type");
@@ -67,6 +68,11 @@ const LINKS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("index_links"
 const AUTHORS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("index_authors");
 const LOCAL: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("local");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// CIDs stored in [`Scope::Local`]; every other object is shared.
+const LOCAL_OBJECTS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("local_objects");
+/// The shared set's [`SyncDigest`], under [`SYNC_DIGEST`].
+const SYNC: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sync");
+const SYNC_DIGEST: &str = "digest";
 
 const META_FORMAT: &str = "format";
 const META_COUNT: &str = "count";
@@ -261,7 +267,6 @@ impl RedbStore {
                     supported: FORMAT_VERSION as u32,
                 });
             }
-            Some(_) => {}
             None if may_initialise && !has_tables => guarded("initialise", || {
                 // A new store: create every table and record the format, in one commit.
                 let mut txn = db.begin_write().map_err(backend)?;
@@ -272,12 +277,35 @@ impl RedbStore {
                         txn.open_table(table).map_err(backend)?;
                     }
                     txn.open_table(LOCAL).map_err(backend)?;
+                    txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
+                    write_digest(&txn, &SyncDigest::new())?;
                     let mut meta = txn.open_table(META).map_err(backend)?;
                     meta.insert(META_FORMAT, FORMAT_VERSION).map_err(storage)?;
                     meta.insert(META_COUNT, 0).map_err(storage)?;
                 }
                 txn.commit().map_err(backend)
             })?,
+            Some(1) => guarded("upgrade", || {
+                // Format 1 had no scopes: every object is shared. Build the digest once.
+                let mut txn = db.begin_write().map_err(backend)?;
+                txn.set_durability(Durability::Immediate).map_err(backend)?;
+                {
+                    let mut digest = SyncDigest::new();
+                    let objects = txn.open_table(OBJECTS).map_err(backend)?;
+                    for entry in objects.iter().map_err(storage)? {
+                        let (key, _) = entry.map_err(storage)?;
+                        let cid = Cid::from_bytes(key.value())
+                            .map_err(|e| Error::Damaged(format!("object key: {e}")))?;
+                        digest.insert(&cid);
+                    }
+                    txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
+                    write_digest(&txn, &digest)?;
+                    let mut meta = txn.open_table(META).map_err(backend)?;
+                    meta.insert(META_FORMAT, FORMAT_VERSION).map_err(storage)?;
+                }
+                txn.commit().map_err(backend)
+            })?,
+            Some(_) => {}
             None => {
                 return Err(Error::Damaged(
                     "a redb database, but not a chum store (no chum format record)".into(),
@@ -514,6 +542,52 @@ fn scrub_indexes(txn: &redb::WriteTransaction, cid: &Cid) -> Result<()> {
     Ok(())
 }
 
+/// Object CIDs within `range` in one snapshot, ascending, at most `limit`.
+fn list_range(
+    snapshot: &Snapshot,
+    range: (Bound<&Cid>, Bound<&Cid>),
+    limit: usize,
+) -> Result<Vec<Cid>> {
+    let empty = match range {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        _ => false,
+    };
+    if empty || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let bounds = (range.0.map(Cid::as_bytes), range.1.map(Cid::as_bytes));
+    let mut out = Vec::new();
+    for entry in snapshot.objects.range::<&[u8]>(bounds).map_err(storage)? {
+        let (key, _) = entry.map_err(storage)?;
+        out.push(
+            Cid::from_bytes(key.value()).map_err(|e| Error::Damaged(format!("object key: {e}")))?,
+        );
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn read_digest(txn: &redb::WriteTransaction) -> Result<SyncDigest> {
+    let table = txn.open_table(SYNC).map_err(backend)?;
+    let bytes = table.get(SYNC_DIGEST).map_err(storage)?;
+    match bytes {
+        Some(bytes) => SyncDigest::from_bytes(bytes.value()),
+        None => Err(Error::Damaged("the sync digest is missing".into())),
+    }
+}
+
+fn write_digest(txn: &redb::WriteTransaction, digest: &SyncDigest) -> Result<()> {
+    let mut table = txn.open_table(SYNC).map_err(backend)?;
+    table
+        .insert(SYNC_DIGEST, digest.to_bytes().as_slice())
+        .map_err(storage)?;
+    Ok(())
+}
+
 fn adjust_count(txn: &redb::WriteTransaction, delta: i64) -> Result<()> {
     if delta == 0 {
         return Ok(());
@@ -531,7 +605,7 @@ fn adjust_count(txn: &redb::WriteTransaction, delta: i64) -> Result<()> {
 
 #[async_trait::async_trait]
 impl Store for RedbStore {
-    async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
+    async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>> {
         guarded("put_many", || {
             // Verify everything before touching the file: a bad object refuses the whole batch.
             let verified = objects
@@ -544,8 +618,11 @@ impl Store for RedbStore {
             let mut stored = vec![false; objects.len()];
             self.write(|txn| {
                 let mut new_items = Vec::with_capacity(objects.len());
+                let mut digest = read_digest(txn)?;
+                let mut digest_changed = false;
                 {
                     let mut table = txn.open_table(OBJECTS).map_err(backend)?;
+                    let mut locals = txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
                     let mut previous: Option<&Cid> = None;
                     for &i in &order {
                         let (cid, bytes) = &objects[i];
@@ -562,13 +639,32 @@ impl Store for RedbStore {
                         if !existed {
                             stored[i] = true;
                             new_items.push((cid, &verified[i]));
+                            match scope {
+                                Scope::Shared => {
+                                    digest.insert(cid);
+                                    digest_changed = true;
+                                }
+                                Scope::Local => {
+                                    locals.insert(cid.as_bytes(), ()).map_err(storage)?;
+                                }
+                            }
+                        } else if scope == Scope::Shared
+                            && locals.remove(cid.as_bytes()).map_err(storage)?.is_some()
+                        {
+                            // Shared wins: a local object stored as shared is promoted.
+                            stored[i] = true;
+                            digest.insert(cid);
+                            digest_changed = true;
                         }
                     }
                 }
+                if digest_changed {
+                    write_digest(txn, &digest)?;
+                }
                 apply_indexes(txn, &new_items, true)?;
                 adjust_count(txn, new_items.len() as i64)?;
-                // Nothing new: the rewritten values were identical, so drop them unsynced.
-                Ok(!new_items.is_empty())
+                // Nothing changed: the rewritten values were identical, so drop them unsynced.
+                Ok(stored.iter().any(|changed| *changed))
             })?;
             Ok(stored)
         })
@@ -621,6 +717,17 @@ impl Store for RedbStore {
                 };
                 let Some(bytes) = bytes else { return Ok(false) };
                 removed = true;
+                let was_local = txn
+                    .open_table(LOCAL_OBJECTS)
+                    .map_err(backend)?
+                    .remove(cid.as_bytes())
+                    .map_err(storage)?
+                    .is_some();
+                if !was_local {
+                    let mut digest = read_digest(txn)?;
+                    digest.remove(cid);
+                    write_digest(txn, &digest)?;
+                }
                 // The index entries derive from the bytes. Bytes that no longer verify cannot be
                 // trusted to name them, so the indexes are searched for the CID instead.
                 match index::verify_and_index(cid, &bytes, &index::widest_limits()) {
@@ -635,33 +742,7 @@ impl Store for RedbStore {
     }
 
     async fn list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
-        guarded("list", || {
-            let empty = match range {
-                (Bound::Included(a), Bound::Included(b)) => a > b,
-                (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
-                | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
-                _ => false,
-            };
-            if empty || limit == 0 {
-                return Ok(Vec::new());
-            }
-            let snapshot = self.read()?;
-            let txn = &snapshot.txn;
-            let table = txn.open_table(OBJECTS).map_err(backend)?;
-            let bounds = (range.0.map(Cid::as_bytes), range.1.map(Cid::as_bytes));
-            let mut out = Vec::new();
-            for entry in table.range::<&[u8]>(bounds).map_err(storage)? {
-                let (key, _) = entry.map_err(storage)?;
-                out.push(
-                    Cid::from_bytes(key.value())
-                        .map_err(|e| Error::Damaged(format!("object key: {e}")))?,
-                );
-                if out.len() >= limit {
-                    break;
-                }
-            }
-            Ok(out)
-        })
+        guarded("list", || list_range(&*self.read()?, range, limit))
     }
 
     async fn count(&self) -> Result<u64> {
@@ -811,6 +892,43 @@ impl Store for RedbStore {
                 out.push(key.value().to_vec());
             }
             Ok(out)
+        })
+    }
+
+    async fn sync_list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
+        guarded("sync_list", || {
+            let snapshot = self.read()?;
+            let locals = snapshot.txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
+            // Usually no object is local: then no lookup per CID.
+            let any_local = locals.len().map_err(storage)? > 0;
+            let mut out = Vec::new();
+            let mut after: Option<Cid> = None;
+            loop {
+                let start = after.as_ref().map_or(range.0, Bound::Excluded);
+                let chunk = list_range(&snapshot, (start, range.1), limit - out.len())?;
+                let full = chunk.len() == limit - out.len();
+                after = chunk.last().cloned();
+                for cid in chunk {
+                    if !any_local || locals.get(cid.as_bytes()).map_err(storage)?.is_none() {
+                        out.push(cid);
+                    }
+                }
+                if !full || out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        })
+    }
+
+    async fn sync_digest(&self) -> Result<SyncDigest> {
+        guarded("sync_digest", || {
+            let snapshot = self.read()?;
+            let table = snapshot.txn.open_table(SYNC).map_err(backend)?;
+            let bytes = table.get(SYNC_DIGEST).map_err(storage)?;
+            match bytes {
+                Some(bytes) => SyncDigest::from_bytes(bytes.value()),
+                None => Err(Error::Damaged("the sync digest is missing".into())),
+            }
         })
     }
 }

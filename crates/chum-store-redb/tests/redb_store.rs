@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chum_object::{Cid, Object};
-use chum_store::{Error, Query, Store, conformance};
+use chum_store::{Error, Query, Store, SyncDigest, conformance};
 use chum_store_redb::power_loss::SimulatedDisk;
 use chum_store_redb::{RedbStore, count_by_scan};
 use futures::executor::block_on;
@@ -84,10 +84,42 @@ fn a_newer_format_is_refused() {
         error,
         Error::NewerFormat {
             found: 99,
-            supported: 1
+            supported: chum_store_redb::FORMAT_VERSION as u32
         }
     );
     assert!(error.to_string().contains("upgrade chum"));
+}
+
+#[test]
+fn a_format_1_store_is_upgraded_with_every_object_shared() {
+    let dir = TempDir::new();
+    let objects: Vec<Object> = (0..30).map(conformance::message).collect();
+    {
+        let store = RedbStore::open(dir.file()).unwrap();
+        for object in &objects {
+            block_on(store.put(object.cid(), object.bytes())).unwrap();
+        }
+    }
+    {
+        // Make it what format 1 wrote: no scope table, no digest.
+        let db = redb::Database::open(dir.file()).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(redb::TableDefinition::<&[u8], ()>::new("local_objects"))
+            .unwrap();
+        txn.delete_table(redb::TableDefinition::<&str, &[u8]>::new("sync"))
+            .unwrap();
+        txn.open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+            .unwrap()
+            .insert("format", 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(dir.file()).unwrap();
+    let cids: Vec<Cid> = objects.iter().map(|o| o.cid().clone()).collect();
+    assert_eq!(
+        block_on(store.sync_digest()).unwrap(),
+        SyncDigest::of(&cids)
+    );
 }
 
 #[test]
@@ -260,6 +292,16 @@ fn simulated_power_loss_at_every_write_point_loses_nothing_acknowledged() {
                 "write point {fail_at}: count matches contents"
             );
             assert!(count as usize >= acked.len());
+            let shared = block_on(store.sync_list(
+                (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
+                usize::MAX,
+            ))
+            .unwrap();
+            assert_eq!(
+                block_on(store.sync_digest()).unwrap(),
+                SyncDigest::of(&shared),
+                "write point {fail_at}, seed {seed}: the sync digest matches the shared set"
+            );
             assert!(
                 count % 5 == 0,
                 "write point {fail_at}, seed {seed}: no torn batch is visible ({count} objects)"

@@ -17,6 +17,7 @@ use chum_object::{Cid, Codec, Map, Object, Value};
 
 use crate::error::Error;
 use crate::store::{Query, Store};
+use crate::sync::{self, KEPT_SKETCH_CELLS, Scope, SyncDigest};
 
 /// Makes a fresh, empty store.
 pub type MakeStore<'a> = &'a dyn Fn() -> Box<dyn Store>;
@@ -34,6 +35,7 @@ pub async fn run_all(make: MakeStore<'_>) {
     author_index_orders_by_clock(&*make()).await;
     local_area(&*make()).await;
     limits_and_bad_batches(&*make()).await;
+    scopes_and_the_sync_digest(&*make()).await;
     model_check(&*make(), 0x5eed_0001, 400).await;
     model_check(&*make(), 0x5eed_0002, 400).await;
 }
@@ -47,9 +49,33 @@ pub async fn run_durable(first: Box<dyn Store>, reopen: &dyn Fn() -> Box<dyn Sto
     first.put(version.cid(), version.bytes()).await.unwrap();
     first.local_put(b"peer/alice", b"state").await.unwrap();
     first.delete(objects[0].cid()).await.unwrap();
+    let setting = message(1_000);
+    first
+        .put_scoped(
+            &[(setting.cid().clone(), setting.bytes().to_vec())],
+            Scope::Local,
+        )
+        .await
+        .unwrap();
+    let digest = first.sync_digest().await.unwrap();
     drop(first);
     let store = reopen();
-    assert_eq!(store.count().await.unwrap(), 20, "count survives reopen");
+    assert_eq!(store.count().await.unwrap(), 21, "count survives reopen");
+    assert_eq!(
+        store.sync_digest().await.unwrap(),
+        digest,
+        "the sync digest survives reopen"
+    );
+    let shared = store
+        .sync_list((Bound::Unbounded, Bound::Unbounded), usize::MAX)
+        .await
+        .unwrap();
+    assert!(!shared.contains(setting.cid()), "scope survives reopen");
+    assert_eq!(
+        digest,
+        SyncDigest::of(&shared),
+        "the digest matches the shared set"
+    );
     assert!(
         !store.has(objects[0].cid()).await.unwrap(),
         "a delete survives reopen"
@@ -74,7 +100,11 @@ pub async fn run_durable(first: Box<dyn Store>, reopen: &dyn Fn() -> Box<dyn Sto
         })
         .await
         .unwrap();
-    assert_eq!(messages.len(), 19, "type index survives reopen");
+    assert_eq!(
+        messages.len(),
+        20,
+        "type index survives reopen (19 shared messages, 1 local)"
+    );
     assert_eq!(
         store.local_get(b"peer/alice").await.unwrap().as_deref(),
         Some(&b"state"[..])
@@ -605,6 +635,126 @@ fn model_heads(versions: &BTreeMap<Cid, Version>, of: &Cid) -> Vec<Cid> {
         .collect()
 }
 
+/// Local objects are stored and read like any other but stay out of the shared set; storing
+/// one as shared promotes it; the digest always equals the digest of the shared set, and the
+/// protocol's helpers (short ids, resolution, built sketches) agree with it.
+pub async fn scopes_and_the_sync_digest(store: &dyn Store) {
+    let shared: Vec<Object> = (0..40).map(message).collect();
+    let local: Vec<Object> = (40..45).map(message).collect();
+    let pairs = |objects: &[Object]| -> Vec<(Cid, Vec<u8>)> {
+        objects
+            .iter()
+            .map(|o| (o.cid().clone(), o.bytes().to_vec()))
+            .collect()
+    };
+    assert_eq!(store.sync_digest().await.unwrap(), SyncDigest::new());
+    assert_eq!(
+        store
+            .put_scoped(&pairs(&local), Scope::Local)
+            .await
+            .unwrap(),
+        vec![true; 5]
+    );
+    store.put_many(&pairs(&shared)).await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 45, "local objects are stored");
+    assert_eq!(store.get(local[0].cid()).await.unwrap(), local[0].bytes());
+    let mut expected: Vec<Cid> = shared.iter().map(|o| o.cid().clone()).collect();
+    expected.sort();
+    let listed = store
+        .sync_list((Bound::Unbounded, Bound::Unbounded), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed, expected,
+        "sync_list holds exactly the shared objects"
+    );
+    assert_eq!(
+        store.sync_digest().await.unwrap(),
+        SyncDigest::of(&expected),
+        "the digest is the shared set's"
+    );
+    // Shared wins: a local object stored again as shared is promoted; never the reverse.
+    assert_eq!(
+        store
+            .put_scoped(&pairs(&local[..1]), Scope::Shared)
+            .await
+            .unwrap(),
+        [true],
+        "a promotion is a change"
+    );
+    assert_eq!(
+        store
+            .put_scoped(&pairs(&shared[..1]), Scope::Local)
+            .await
+            .unwrap(),
+        [false],
+        "a shared object stays shared"
+    );
+    expected.push(local[0].cid().clone());
+    expected.sort();
+    assert_eq!(
+        store.sync_digest().await.unwrap(),
+        SyncDigest::of(&expected),
+        "promotion updates the digest"
+    );
+    // Deleting a local object leaves the digest alone; deleting a shared one updates it.
+    store.delete(local[1].cid()).await.unwrap();
+    store.delete(shared[1].cid()).await.unwrap();
+    expected.retain(|cid| cid != shared[1].cid());
+    let digest = store.sync_digest().await.unwrap();
+    assert_eq!(
+        digest,
+        SyncDigest::of(&expected),
+        "deletes update the digest"
+    );
+    // The protocol's helpers.
+    let mut ids: Vec<u64> = expected.iter().map(chum_sync::short_id).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        sync::shared_short_ids(store, None, usize::MAX)
+            .await
+            .unwrap(),
+        ids
+    );
+    assert_eq!(
+        sync::shared_short_ids(store, Some(ids[9]), 5)
+            .await
+            .unwrap(),
+        ids[10..15],
+        "short ids page after a bound"
+    );
+    let mut resolved = sync::resolve_short_ids(store, &[ids[3], ids[7], 12345])
+        .await
+        .unwrap();
+    resolved.sort();
+    let mut wanted: Vec<Cid> = expected
+        .iter()
+        .filter(|cid| [ids[3], ids[7]].contains(&chum_sync::short_id(cid)))
+        .cloned()
+        .collect();
+    wanted.sort();
+    assert_eq!(resolved, wanted, "short ids resolve to their CIDs");
+    let local_id = chum_sync::short_id(local[2].cid());
+    assert!(
+        sync::resolve_short_ids(store, &[local_id])
+            .await
+            .unwrap()
+            .is_empty(),
+        "a local object is never resolved for a peer"
+    );
+    let (summary, kept) = sync::shared_sketch(store, KEPT_SKETCH_CELLS[1], 0)
+        .await
+        .unwrap();
+    assert_eq!(summary, digest.summary);
+    assert_eq!(Some(&kept), digest.sketch(KEPT_SKETCH_CELLS[1], 0));
+    let (summary, built) = sync::shared_sketch(store, 99, 5).await.unwrap();
+    let mut direct = chum_sync::sketch::Sketch::with_salt(99, 5);
+    expected
+        .iter()
+        .for_each(|cid| direct.insert(chum_sync::short_id(cid)));
+    assert_eq!((summary, built), (digest.summary, direct), "built sketches");
+}
+
 /// Drives `steps` random operations (seeded; a failure names the seed and step) against the
 /// store and a `BTreeMap` model, comparing everything observable after each step.
 pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
@@ -645,6 +795,7 @@ pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
     let versions_of: BTreeMap<Cid, Version> = version_pool.into_iter().collect();
     let size = pool.len() as u64;
     let mut model: BTreeMap<Cid, Vec<u8>> = BTreeMap::new();
+    let mut shared: BTreeSet<Cid> = BTreeSet::new();
     let mut local: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     for step in 0..steps {
         let context = format!("model check seed {seed:#x} step {step}");
@@ -657,12 +808,23 @@ pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
                     .iter()
                     .map(|o| (o.cid().clone(), o.bytes().to_vec()))
                     .collect();
-                let stored = store.put_many(&pairs).await.unwrap();
+                let scope = if next() % 4 == 0 {
+                    Scope::Local
+                } else {
+                    Scope::Shared
+                };
+                let stored = store.put_scoped(&pairs, scope).await.unwrap();
                 let mut seen = BTreeSet::new();
                 for ((cid, bytes), new) in pairs.iter().zip(stored) {
-                    let expected_new = !model.contains_key(cid) && seen.insert(cid.clone());
-                    assert_eq!(new, expected_new, "{context}: put_many new flags");
+                    let first = seen.insert(cid.clone());
+                    let expected_new = first
+                        && (!model.contains_key(cid)
+                            || (scope == Scope::Shared && !shared.contains(cid)));
+                    assert_eq!(new, expected_new, "{context}: put_scoped change flags");
                     model.insert(cid.clone(), bytes.clone());
+                    if scope == Scope::Shared {
+                        shared.insert(cid.clone());
+                    }
                 }
             }
             2 => {
@@ -673,6 +835,7 @@ pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
                     model.remove(object.cid()).is_some(),
                     "{context}: delete"
                 );
+                shared.remove(object.cid());
             }
             3 => {
                 let key = format!("k{}", next() % 8).into_bytes();
@@ -755,6 +918,20 @@ pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
                     "{context}: versions of {n}"
                 );
             }
+            let synced = store
+                .sync_list((Bound::Unbounded, Bound::Unbounded), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(
+                synced,
+                shared.iter().cloned().collect::<Vec<_>>(),
+                "{context}: sync_list"
+            );
+            assert_eq!(
+                store.sync_digest().await.unwrap(),
+                SyncDigest::of(&shared),
+                "{context}: sync digest"
+            );
             let keys = store.local_keys(b"").await.unwrap();
             assert_eq!(
                 keys,

@@ -9,6 +9,7 @@ use chum_object::Cid;
 
 use crate::error::{Error, Result};
 use crate::store::{Query, Store};
+use crate::sync::{Scope, SyncDigest};
 
 /// The failure a [`FaultStore`] injects at its Nth write (writes counted from 1: `put_many`,
 /// `delete`, `local_put`, `local_delete`).
@@ -91,15 +92,17 @@ impl<S: Store> FaultStore<S> {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl<S: Store> Store for FaultStore<S> {
-    async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
+    async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>> {
         match self.write_point()? {
             Some(k) => {
-                for (cid, bytes) in objects.iter().take(k) {
-                    self.inner.put(cid, bytes).await?;
+                for object in objects.iter().take(k) {
+                    self.inner
+                        .put_scoped(std::slice::from_ref(object), scope)
+                        .await?;
                 }
                 Err(Error::Injected(format!("batch torn after {k} objects")))
             }
-            None => self.inner.put_many(objects).await,
+            None => self.inner.put_scoped(objects, scope).await,
         }
     }
     async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
@@ -145,6 +148,14 @@ impl<S: Store> Store for FaultStore<S> {
     async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
         self.alive()?;
         self.inner.local_keys(prefix).await
+    }
+    async fn sync_list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
+        self.alive()?;
+        self.inner.sync_list(range, limit).await
+    }
+    async fn sync_digest(&self) -> Result<SyncDigest> {
+        self.alive()?;
+        self.inner.sync_digest().await
     }
 }
 
@@ -202,10 +213,10 @@ fn bump(counter: &AtomicU64, by: u64) {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl<S: Store> Store for CountingStore<S> {
-    async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
+    async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>> {
         bump(&self.counts.put_many, 1);
         bump(&self.counts.objects_put, objects.len() as u64);
-        self.inner.put_many(objects).await
+        self.inner.put_scoped(objects, scope).await
     }
     async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
         bump(&self.counts.get, 1);
@@ -251,5 +262,14 @@ impl<S: Store> Store for CountingStore<S> {
     async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
         bump(&self.counts.local, 1);
         self.inner.local_keys(prefix).await
+    }
+    async fn sync_list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
+        bump(&self.counts.list, 1);
+        let listed = self.inner.sync_list(range, limit).await?;
+        bump(&self.counts.listed, listed.len() as u64);
+        Ok(listed)
+    }
+    async fn sync_digest(&self) -> Result<SyncDigest> {
+        self.inner.sync_digest().await
     }
 }

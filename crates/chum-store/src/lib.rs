@@ -9,7 +9,9 @@
 //!   is stored and re-verified when read;
 //! - indexes: by `$type`; versions and current heads by ID hash; reverse links (who links to
 //!   X); objects by author in the author's clock order;
-//! - an instance-local key/value area that is never synced.
+//! - an instance-local key/value area that is never synced;
+//! - each object's [`Scope`] (shared objects sync, local ones never leave the instance) and
+//!   the [`SyncDigest`] of the shared set, which the CHUM protocol reconciles from ([`sync`]).
 //!
 //! ## Invariants
 //! - An object is only stored after its hash was verified against its bytes; a read never
@@ -41,7 +43,9 @@ mod error;
 pub mod index;
 mod memory;
 mod store;
+pub mod sync;
 
 pub use crate::error::{Error, Result};
 pub use crate::memory::MemoryStore;
 pub use crate::store::{MaybeSendSync, Query, Store};
+pub use crate::sync::{Scope, SyncDigest};

@@ -1,6 +1,6 @@
 //! The in-memory backend: every contract of [`Store`] except durability across restarts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
@@ -10,6 +10,7 @@ use chum_object::{Cid, Limits};
 use crate::error::{Error, Result};
 use crate::index::{self, IndexEntries, VersionTables};
 use crate::store::{Query, Store};
+use crate::sync::{Scope, SyncDigest};
 
 /// A store in memory. Cloning a handle is not supported; share it behind an `Arc`.
 #[derive(Debug, Default)]
@@ -31,6 +32,8 @@ struct Inner {
     links: MultiMap<Cid, Cid>,
     authors: MultiMap<[u8; 32], (Timestamp, Cid)>,
     local: BTreeMap<Vec<u8>, Vec<u8>>,
+    local_objects: HashSet<Cid>,
+    digest: SyncDigest,
 }
 
 fn add<K: Ord, V: Ord>(map: &mut MultiMap<K, V>, key: K, value: V) {
@@ -126,7 +129,7 @@ fn insert(inner: &mut Inner, cid: &Cid, bytes: &[u8], entries: IndexEntries) -> 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Store for MemoryStore {
-    async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
+    async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>> {
         // Verify everything first (outside the lock): a bad object refuses the whole batch,
         // even when its CID is already stored.
         let verified = objects
@@ -137,9 +140,19 @@ impl Store for MemoryStore {
         let mut stored = Vec::with_capacity(objects.len());
         for ((cid, bytes), entries) in objects.iter().zip(verified) {
             if inner.objects.contains_key(cid) {
-                stored.push(false);
+                let promoted = scope == Scope::Shared && inner.local_objects.remove(cid);
+                if promoted {
+                    inner.digest.insert(cid);
+                }
+                stored.push(promoted);
             } else {
                 insert(&mut inner, cid, bytes, entries)?;
+                match scope {
+                    Scope::Shared => inner.digest.insert(cid),
+                    Scope::Local => {
+                        inner.local_objects.insert(cid.clone());
+                    }
+                }
                 stored.push(true);
             }
         }
@@ -171,6 +184,9 @@ impl Store for MemoryStore {
         let Some(bytes) = inner.objects.remove(cid) else {
             return Ok(false);
         };
+        if !inner.local_objects.remove(cid) {
+            inner.digest.remove(cid);
+        }
         // Bytes in memory cannot rot, so they re-verify; read them with the widest limits in
         // case the store's limits changed since they were accepted.
         let entries =
@@ -260,6 +276,26 @@ impl Store for MemoryStore {
             .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(key, _)| key.clone())
             .collect())
+    }
+
+    async fn sync_list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
+        let inner = self.lock();
+        let range = (range.0.cloned(), range.1.cloned());
+        if range_is_empty(&range) {
+            return Ok(Vec::new());
+        }
+        Ok(inner
+            .objects
+            .range(range)
+            .map(|(cid, _)| cid)
+            .filter(|cid| !inner.local_objects.contains(*cid))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn sync_digest(&self) -> Result<SyncDigest> {
+        Ok(self.lock().digest.clone())
     }
 }
 

@@ -5,6 +5,7 @@ use std::ops::Bound;
 use chum_object::Cid;
 
 use crate::error::{Error, Result};
+use crate::sync::{Scope, SyncDigest};
 
 /// `Send + Sync` natively; nothing on wasm32, where IndexedDB handles are not `Send`.
 #[cfg(not(target_arch = "wasm32"))]
@@ -66,13 +67,21 @@ pub enum Query<'a> {
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 pub trait Store: MaybeSendSync {
-    /// Stores a batch of objects atomically and durably.
+    /// Stores a batch of objects atomically and durably, in `scope`.
     ///
     /// Each object is verified first: its bytes must hash to its CID (BLAKE3) and a dag-cbor
     /// object must be canonical DAG-CBOR. If any object fails, `Error::Invalid` names it and
-    /// **nothing** of the batch is stored. Objects already stored are skipped (idempotent).
-    /// Indexes are updated in the same transaction. Returns, per object, whether it was new.
-    async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>>;
+    /// **nothing** of the batch is stored. Objects already stored are skipped (idempotent),
+    /// except that a local object stored again as [`Scope::Shared`] becomes shared (shared
+    /// wins; a shared object never becomes local). Indexes and the [`SyncDigest`] are updated
+    /// in the same transaction. Returns, per object, whether the call changed it: newly
+    /// stored, or newly shared.
+    async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>>;
+
+    /// Stores a batch of shared objects; see [`Store::put_scoped`].
+    async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
+        self.put_scoped(objects, Scope::Shared).await
+    }
 
     /// Stores one object; see [`Store::put_many`].
     async fn put(&self, cid: &Cid, bytes: &[u8]) -> Result<bool> {
@@ -128,4 +137,12 @@ pub trait Store: MaybeSendSync {
 
     /// Keys of the instance-local area that start with `prefix`, in byte order.
     async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>>;
+
+    /// Stored **shared** CIDs within `range`, ascending, at most `limit` — what [`Store::list`]
+    /// gives without the local objects.
+    async fn sync_list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>>;
+
+    /// The [`SyncDigest`] of the shared set, as of one snapshot. Constant time in the number of
+    /// objects: stores keep it current on every write, in the write's transaction.
+    async fn sync_digest(&self) -> Result<SyncDigest>;
 }
