@@ -1,0 +1,334 @@
+//! A [`Node`]: one store shared by any number of sessions, each driven by a tokio task, with
+//! new objects fanned out to every other session at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chum_object::Cid;
+use chum_store::{Scope, Store};
+use chum_sync::{CloseCode, Config, Event, Input, Output, Role, Session};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use crate::transport::Connection;
+
+/// Objects that became shared in the node's store, and who stored them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    /// The session that stored them (0: the application).
+    origin: u64,
+    cids: Vec<Cid>,
+}
+
+/// What a node reports to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// A session's hellos were exchanged.
+    Connected {
+        /// The session.
+        session: u64,
+        /// The remote end.
+        remote: String,
+    },
+    /// Objects from a peer, durably stored here.
+    Received {
+        /// The session they came through.
+        session: u64,
+        /// Their CIDs.
+        cids: Vec<Cid>,
+    },
+    /// A peer acknowledged durably storing these objects.
+    PeerStored {
+        /// The session.
+        session: u64,
+        /// Their CIDs.
+        cids: Vec<Cid>,
+    },
+    /// A session's first reconciliation is complete both ways.
+    Synced {
+        /// The session.
+        session: u64,
+    },
+    /// A session ended.
+    Closed {
+        /// The session.
+        session: u64,
+        /// Why.
+        code: CloseCode,
+        /// Detail.
+        reason: String,
+    },
+}
+
+/// How a session ended, and what it moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionReport {
+    /// The session's number in this node.
+    pub session: u64,
+    /// Whether its first reconciliation completed both ways.
+    pub synced: bool,
+    /// Why it ended.
+    pub code: CloseCode,
+    /// Detail.
+    pub reason: String,
+    /// Whether the peer ended it.
+    pub by_peer: bool,
+    /// Objects received and stored.
+    pub received: u64,
+    /// Objects the peer acknowledged.
+    pub sent: u64,
+    /// Frames and bytes written.
+    pub frames_out: u64,
+    /// Bytes written (frame payloads).
+    pub bytes_out: u64,
+}
+
+/// How one session runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionOptions {
+    /// End the session (normally) once the first reconciliation completed both ways, instead
+    /// of staying live.
+    pub close_when_synced: bool,
+}
+
+/// A store and the sessions syncing it.
+pub struct Node {
+    store: Arc<dyn Store>,
+    config: Config,
+    stored: broadcast::Sender<Arc<Stored>>,
+    events: broadcast::Sender<NodeEvent>,
+    next_session: AtomicU64,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("config", &self.config)
+            .field(
+                "sessions_started",
+                &self.next_session.load(Ordering::Relaxed),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Notifications a slow session may fall behind by before it is closed (it catches up by
+/// reconciling when it reconnects).
+const FANOUT_CAPACITY: usize = 4_096;
+
+impl Node {
+    /// A node over `store` with the default session configuration.
+    pub fn new(store: Arc<dyn Store>) -> Node {
+        Node {
+            store,
+            config: Config::new(Role::Initiator),
+            stored: broadcast::channel(FANOUT_CAPACITY).0,
+            events: broadcast::channel(FANOUT_CAPACITY).0,
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// Uses `config` for every session (its role is set per session).
+    pub fn with_config(mut self, config: Config) -> Node {
+        self.config = config;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The session configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Stores shared objects and pushes the new ones to every live session at once.
+    pub async fn put(&self, objects: &[(Cid, Vec<u8>)]) -> chum_store::Result<Vec<bool>> {
+        let changed = self.store.put_scoped(objects, Scope::Shared).await?;
+        let cids: Vec<Cid> = objects
+            .iter()
+            .zip(&changed)
+            .filter(|(_, changed)| **changed)
+            .map(|((cid, _), _)| cid.clone())
+            .collect();
+        if !cids.is_empty() {
+            let _ = self.stored.send(Arc::new(Stored { origin: 0, cids }));
+        }
+        Ok(changed)
+    }
+
+    /// Events of every session of this node.
+    pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: NodeEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Runs one session over `connection` until it ends.
+    pub async fn run(
+        &self,
+        role: Role,
+        connection: Connection,
+        options: SessionOptions,
+    ) -> SessionReport {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let Connection {
+            mut reader,
+            mut writer,
+            remote,
+        } = connection;
+        // The reader runs on its own task so that reading is never cancelled half-way.
+        let (frames_tx, mut frames) = mpsc::channel::<Option<Vec<u8>>>(32);
+        let reader_task = tokio::spawn(async move {
+            loop {
+                let frame = reader.read_frame().await.ok().flatten();
+                let end = frame.is_none();
+                if frames_tx.send(frame).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+        let mut fanout = self.stored.subscribe();
+        let start = Instant::now();
+        let now = || start.elapsed();
+        let mut config = self.config.clone();
+        config.role = role;
+        let mut session = Session::new(config, now());
+        let mut report = SessionReport {
+            session: id,
+            synced: false,
+            code: CloseCode::Normal,
+            reason: String::new(),
+            by_peer: false,
+            received: 0,
+            sent: 0,
+            frames_out: 0,
+            bytes_out: 0,
+        };
+        let mut transport_ok = true;
+        loop {
+            while let Some(output) = session.poll_output() {
+                match output {
+                    Output::Transmit(frame) if transport_ok => {
+                        report.frames_out += 1;
+                        report.bytes_out += frame.len() as u64;
+                        if writer.write_frame(frame).await.is_err() {
+                            transport_ok = false;
+                            session.handle_input(now(), Input::TransportClosed);
+                        }
+                    }
+                    Output::Request(request_id, request) => {
+                        let (answer, new) = chum_store::sync::answer(&*self.store, request).await;
+                        if !new.is_empty() {
+                            let _ = self.stored.send(Arc::new(Stored {
+                                origin: id,
+                                cids: new,
+                            }));
+                        }
+                        session.handle_input(now(), Input::Answer(request_id, answer));
+                    }
+                    Output::Event(event) => self.on_event(
+                        id,
+                        &remote,
+                        event,
+                        &mut report,
+                        options,
+                        &mut session,
+                        now(),
+                    ),
+                    _ => {}
+                }
+            }
+            if transport_ok && writer.flush().await.is_err() {
+                transport_ok = false;
+                session.handle_input(now(), Input::TransportClosed);
+                continue;
+            }
+            if session.is_closed() {
+                break;
+            }
+            let deadline = session.poll_timeout().map_or_else(
+                || Instant::now() + Duration::from_secs(3600),
+                |at| start + at,
+            );
+            tokio::select! {
+                frame = frames.recv() => match frame {
+                    Some(Some(frame)) => session.handle_input(now(), Input::Frame(frame)),
+                    _ => session.handle_input(now(), Input::TransportClosed),
+                },
+                stored = fanout.recv() => match stored {
+                    Ok(stored) if stored.origin != id => {
+                        session.handle_input(now(), Input::LocalStored(stored.cids.clone()));
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // New objects were missed: end the session; the next one reconciles.
+                        session.handle_input(now(), Input::Close);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
+                () = tokio::time::sleep_until(deadline) => session.handle_input(now(), Input::Tick),
+            }
+        }
+        if transport_ok {
+            let _ = writer.close().await;
+        }
+        reader_task.abort();
+        report
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_event(
+        &self,
+        id: u64,
+        remote: &str,
+        event: Event,
+        report: &mut SessionReport,
+        options: SessionOptions,
+        session: &mut Session,
+        now: Duration,
+    ) {
+        match event {
+            Event::Connected { .. } => self.emit(NodeEvent::Connected {
+                session: id,
+                remote: remote.to_string(),
+            }),
+            Event::Received(cids) => {
+                report.received += cids.len() as u64;
+                self.emit(NodeEvent::Received { session: id, cids });
+            }
+            Event::PeerStored(cids) => {
+                report.sent += cids.len() as u64;
+                self.emit(NodeEvent::PeerStored { session: id, cids });
+            }
+            Event::Synced => {
+                report.synced = true;
+                self.emit(NodeEvent::Synced { session: id });
+                if options.close_when_synced {
+                    session.handle_input(now, Input::Close);
+                }
+            }
+            Event::Closed {
+                code,
+                reason,
+                by_peer,
+            } => {
+                report.code = code;
+                report.reason.clone_from(&reason);
+                report.by_peer = by_peer;
+                self.emit(NodeEvent::Closed {
+                    session: id,
+                    code,
+                    reason,
+                });
+            }
+            _ => {}
+        }
+    }
+}

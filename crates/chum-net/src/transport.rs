@@ -1,0 +1,172 @@
+//! Frame transports: each moves whole CHUM frames, one message each, and knows nothing else
+//! of the protocol.
+//!
+//! - [`memory_pair`]: two connected ends in one process (bounded channels).
+//! - TCP ([`tcp`]): each frame behind a 4-byte big-endian length; a length above the limit is
+//!   refused before anything is allocated for it.
+//! - WebSocket: one binary message per frame (see `docs/protocol.md`).
+
+use std::io;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+/// Reads whole frames.
+#[async_trait::async_trait]
+pub trait FrameReader: Send + 'static {
+    /// The next frame; `Ok(None)` when the other side closed cleanly.
+    async fn read_frame(&mut self) -> io::Result<Option<Vec<u8>>>;
+}
+
+/// Writes whole frames.
+#[async_trait::async_trait]
+pub trait FrameWriter: Send + 'static {
+    /// Queues a frame (it may sit in a buffer until [`FrameWriter::flush`]).
+    async fn write_frame(&mut self, frame: Vec<u8>) -> io::Result<()>;
+    /// Sends everything queued.
+    async fn flush(&mut self) -> io::Result<()>;
+    /// Flushes and closes the sending side.
+    async fn close(&mut self) -> io::Result<()>;
+}
+
+/// One connection: its two directions and a name for the remote end (for logs and limits).
+pub struct Connection {
+    /// Frames from the peer.
+    pub reader: Box<dyn FrameReader>,
+    /// Frames to the peer.
+    pub writer: Box<dyn FrameWriter>,
+    /// The remote end, e.g. `127.0.0.1:4711` or `memory`.
+    pub remote: String,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+struct ChannelReader(mpsc::Receiver<Vec<u8>>);
+struct ChannelWriter(Option<mpsc::Sender<Vec<u8>>>);
+
+#[async_trait::async_trait]
+impl FrameReader for ChannelReader {
+    async fn read_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.0.recv().await)
+    }
+}
+
+#[async_trait::async_trait]
+impl FrameWriter for ChannelWriter {
+    async fn write_frame(&mut self, frame: Vec<u8>) -> io::Result<()> {
+        match &self.0 {
+            Some(sender) => sender
+                .send(frame)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the other end is gone")),
+            None => Err(io::Error::new(io::ErrorKind::NotConnected, "closed")),
+        }
+    }
+    async fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    async fn close(&mut self) -> io::Result<()> {
+        self.0 = None;
+        Ok(())
+    }
+}
+
+/// Two connected in-memory ends; each direction holds at most `capacity` frames in flight.
+pub fn memory_pair(capacity: usize) -> (Connection, Connection) {
+    let (a_to_b, b_from_a) = mpsc::channel(capacity.max(1));
+    let (b_to_a, a_from_b) = mpsc::channel(capacity.max(1));
+    (
+        Connection {
+            reader: Box::new(ChannelReader(a_from_b)),
+            writer: Box::new(ChannelWriter(Some(a_to_b))),
+            remote: "memory".into(),
+        },
+        Connection {
+            reader: Box::new(ChannelReader(b_from_a)),
+            writer: Box::new(ChannelWriter(Some(b_to_a))),
+            remote: "memory".into(),
+        },
+    )
+}
+
+/// TCP framing: a 4-byte big-endian length, then the frame.
+pub mod tcp {
+    use super::*;
+
+    struct Reader {
+        inner: BufReader<OwnedReadHalf>,
+        max_frame: usize,
+    }
+
+    struct Writer(BufWriter<OwnedWriteHalf>);
+
+    #[async_trait::async_trait]
+    impl FrameReader for Reader {
+        async fn read_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
+            let mut length = [0u8; 4];
+            match self.inner.read_exact(&mut length).await {
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(error) => return Err(error),
+            }
+            let length = u32::from_be_bytes(length) as usize;
+            if length > self.max_frame {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a frame of {length} bytes exceeds the limit of {}",
+                        self.max_frame
+                    ),
+                ));
+            }
+            let mut frame = vec![0u8; length];
+            self.inner.read_exact(&mut frame).await?;
+            Ok(Some(frame))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl FrameWriter for Writer {
+        async fn write_frame(&mut self, frame: Vec<u8>) -> io::Result<()> {
+            let length = u32::try_from(frame.len())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+            self.0.write_all(&length.to_be_bytes()).await?;
+            self.0.write_all(&frame).await
+        }
+        async fn flush(&mut self) -> io::Result<()> {
+            self.0.flush().await
+        }
+        async fn close(&mut self) -> io::Result<()> {
+            self.0.flush().await?;
+            self.0.shutdown().await
+        }
+    }
+
+    /// Frames over an established TCP stream, refusing incoming frames above `max_frame`.
+    pub fn connection(stream: TcpStream, max_frame: usize) -> io::Result<Connection> {
+        stream.set_nodelay(true)?;
+        let remote = stream.peer_addr()?.to_string();
+        let (read, write) = stream.into_split();
+        Ok(Connection {
+            reader: Box::new(Reader {
+                inner: BufReader::with_capacity(64 << 10, read),
+                max_frame,
+            }),
+            writer: Box::new(Writer(BufWriter::with_capacity(64 << 10, write))),
+            remote,
+        })
+    }
+
+    /// Connects to `address` and frames the stream.
+    pub async fn connect(address: &str, max_frame: usize) -> io::Result<Connection> {
+        connection(TcpStream::connect(address).await?, max_frame)
+    }
+}

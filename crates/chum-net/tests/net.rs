@@ -1,0 +1,270 @@
+//! Real sessions: memory pipes and TCP on 127.0.0.1, MemoryStore and redb on disk.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chum_net::listener::{ListenerLimits, serve_tcp};
+use chum_net::transport::tcp;
+use chum_net::{Node, NodeEvent, SessionOptions, memory_pair};
+use chum_object::{Cid, Object, dagjson};
+use chum_store::{MemoryStore, Scope, Store};
+use chum_store_redb::RedbStore;
+use chum_sync::{CloseCode, Limits, Message, Role};
+use tokio::net::TcpListener;
+
+fn object(seed: u64) -> (Cid, Vec<u8>) {
+    let json = format!(r#"{{"$type":"Message","n":{seed},"text":"message {seed} of a test"}}"#);
+    let object = Object::from_value(&dagjson::from_str(&json).unwrap()).unwrap();
+    (object.cid().clone(), object.bytes().to_vec())
+}
+
+fn objects(range: std::ops::Range<u64>) -> Vec<(Cid, Vec<u8>)> {
+    range.map(object).collect()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "chum-net-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn shared(store: &dyn Store) -> Vec<Cid> {
+    store
+        .sync_list(
+            (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
+            usize::MAX,
+        )
+        .await
+        .unwrap()
+}
+
+const SYNC_ONCE: SessionOptions = SessionOptions {
+    close_when_synced: true,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_pipe_syncs_both_ways_and_keeps_local_objects_home() {
+    let a = Arc::new(Node::new(Arc::new(MemoryStore::new())));
+    let b = Arc::new(Node::new(Arc::new(MemoryStore::new())));
+    a.put(&objects(0..300)).await.unwrap();
+    b.put(&objects(200..500)).await.unwrap();
+    let setting = object(9_999);
+    a.store()
+        .put_scoped(std::slice::from_ref(&setting), Scope::Local)
+        .await
+        .unwrap();
+    let (left, right) = memory_pair(16);
+    let (ra, rb) = tokio::join!(
+        a.run(Role::Initiator, left, SYNC_ONCE),
+        b.run(Role::Responder, right, SessionOptions::default())
+    );
+    assert!(ra.synced && rb.synced, "{ra:?} {rb:?}");
+    assert_eq!((ra.received, rb.received), (200, 200));
+    assert_eq!(rb.code, CloseCode::Normal);
+    assert!(rb.by_peer);
+    assert_eq!(shared(&**a.store()).await, shared(&**b.store()).await);
+    assert!(
+        !b.store().has(&setting.0).await.unwrap(),
+        "local objects never leave"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_into_redb_syncs_then_pushes_live_then_resumes() {
+    let dir = TempDir::new("tcp");
+    let server = Arc::new(Node::new(Arc::new(
+        RedbStore::open(dir.0.join("server.redb")).unwrap(),
+    )));
+    let client = Arc::new(Node::new(Arc::new(
+        RedbStore::open(dir.0.join("client.redb")).unwrap(),
+    )));
+    server.put(&objects(0..3_000)).await.unwrap();
+    client.put(&objects(2_500..4_000)).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve_tcp(
+        Arc::clone(&server),
+        listener,
+        ListenerLimits::default(),
+    ));
+
+    // Initial sync, then stay live.
+    let connection = tcp::connect(&address, Limits::default().max_frame)
+        .await
+        .unwrap();
+    let mut client_events = client.events();
+    let mut server_events = server.events();
+    let live_client = Arc::clone(&client);
+    let session = tokio::spawn(async move {
+        live_client
+            .run(Role::Initiator, connection, SessionOptions::default())
+            .await
+    });
+    loop {
+        match client_events.recv().await.unwrap() {
+            NodeEvent::Synced { .. } => break,
+            NodeEvent::Closed { reason, .. } => panic!("closed: {reason}"),
+            _ => {}
+        }
+    }
+    assert_eq!(shared(&**client.store()).await.len(), 4_000);
+    // Both stores hold the same shared set; wait until the server acknowledged its last batch.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while shared(&**server.store()).await.len() < 4_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Live: a put on the server reaches the client with no polling.
+    let (cid, bytes) = object(50_000);
+    server.put(&[(cid.clone(), bytes)]).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), client_events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            NodeEvent::Received { cids, .. } if cids.contains(&cid) => break,
+            _ => {}
+        }
+    }
+    assert!(client.store().has(&cid).await.unwrap());
+    // And the other way.
+    let (cid, bytes) = object(50_001);
+    client.put(&[(cid.clone(), bytes)]).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), server_events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            NodeEvent::Received { cids, .. } if cids.contains(&cid) => break,
+            _ => {}
+        }
+    }
+    session.abort();
+    let _ = session.await;
+
+    // While disconnected both sides write; the next session moves only those.
+    server.put(&objects(60_000..60_040)).await.unwrap();
+    client.put(&objects(70_000..70_007)).await.unwrap();
+    let connection = tcp::connect(&address, Limits::default().max_frame)
+        .await
+        .unwrap();
+    let report = client.run(Role::Initiator, connection, SYNC_ONCE).await;
+    assert!(report.synced, "{report:?}");
+    assert_eq!(report.received, 40);
+    assert_eq!(report.sent, 7);
+    assert_eq!(
+        shared(&**client.store()).await,
+        shared(&**server.store()).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_objects_travel_along_a_chain_of_live_sessions() {
+    let nodes: Vec<Arc<Node>> = (0..3)
+        .map(|_| Arc::new(Node::new(Arc::new(MemoryStore::new()))))
+        .collect();
+    let mut events = nodes[2].events();
+    for pair in nodes.windows(2) {
+        let (left, right) = memory_pair(16);
+        let (a, b) = (Arc::clone(&pair[0]), Arc::clone(&pair[1]));
+        tokio::spawn(async move {
+            a.run(Role::Initiator, left, SessionOptions::default())
+                .await
+        });
+        tokio::spawn(async move {
+            b.run(Role::Responder, right, SessionOptions::default())
+                .await
+        });
+    }
+    let (cid, bytes) = object(7);
+    // Give the sessions a moment to finish their (empty) first reconciliation.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    nodes[0].put(&[(cid.clone(), bytes)]).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            NodeEvent::Received { cids, .. } if cids.contains(&cid) => break,
+            _ => {}
+        }
+    }
+    assert!(nodes[2].store().has(&cid).await.unwrap());
+}
+
+/// Reads frames from a raw TCP connection until a close frame.
+async fn close_frame_of(connection: &mut chum_net::Connection) -> Option<(CloseCode, String)> {
+    loop {
+        let frame = connection.reader.read_frame().await.ok()??;
+        if let Ok(Message::Close { code, reason }) = Message::decode(&frame, &Limits::default()) {
+            return Some((code, reason));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_refuses_floods_with_a_reason_and_garbage_with_a_close() {
+    let server = Arc::new(Node::new(Arc::new(MemoryStore::new())));
+    server.put(&objects(0..10)).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let limits = ListenerLimits {
+        burst: 3,
+        per_second: 1.0,
+        ..ListenerLimits::default()
+    };
+    tokio::spawn(serve_tcp(Arc::clone(&server), listener, limits));
+
+    // Garbage after the length prefix: the server answers with a protocol-violation close.
+    let mut garbage = tcp::connect(&address, 1 << 20).await.unwrap();
+    garbage
+        .writer
+        .write_frame(b"GET / HTTP/1.1".to_vec())
+        .await
+        .unwrap();
+    garbage.writer.flush().await.unwrap();
+    let (code, _) = close_frame_of(&mut garbage).await.unwrap();
+    assert_eq!(code, CloseCode::ProtocolViolation);
+    // A length prefix above the frame limit: the connection is dropped without reading it.
+    let mut oversized = tokio::net::TcpStream::connect(&address).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut oversized, &u32::MAX.to_be_bytes())
+        .await
+        .unwrap();
+    let _idle = tcp::connect(&address, 1 << 20).await.unwrap();
+    // The burst is used up (3 connections); the next is refused with a retry hint.
+    let mut refused = tcp::connect(&address, 1 << 20).await.unwrap();
+    let (code, reason) = close_frame_of(&mut refused).await.unwrap();
+    assert_eq!(code, CloseCode::LimitExceeded);
+    assert!(reason.contains("retry in"), "{reason}");
+    // A second later the same address is served normally: refusals never become a ban.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let client = Node::new(Arc::new(MemoryStore::new()));
+    let connection = tcp::connect(&address, 1 << 20).await.unwrap();
+    let report = client.run(Role::Initiator, connection, SYNC_ONCE).await;
+    assert!(report.synced, "{report:?}");
+    assert_eq!(report.received, 10);
+}
