@@ -59,6 +59,11 @@ pub struct Config {
     pub keepalive: Duration,
     /// Silence after which the session closes with [`CloseCode::Timeout`].
     pub idle_timeout: Duration,
+    /// How long the session waits for the peer's part of the work (a reply, an
+    /// acknowledgement, the rest of a transfer) while only pings arrive, before it closes
+    /// with [`CloseCode::Timeout`]. Stops a peer that keeps the connection alive but never
+    /// moves from stalling a sync forever.
+    pub progress_timeout: Duration,
     /// The most objects queued for sending; live objects beyond it close the session with
     /// [`CloseCode::LimitExceeded`] (the next session's reconciliation catches up).
     pub max_send_queue: usize,
@@ -76,6 +81,7 @@ impl Config {
             request_chunk: 2_048,
             keepalive: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
+            progress_timeout: Duration::from_secs(60),
             max_send_queue: 1 << 20,
         }
     }
@@ -340,6 +346,7 @@ pub struct Session {
     peer_limits: Limits,
     peer_window: usize,
     last_heard: Duration,
+    last_progress: Duration,
     ping_sent: bool,
     finding: Finding,
     check: Option<Check>,
@@ -380,6 +387,7 @@ impl Session {
             peer_limits: Limits::default(),
             peer_window: 1,
             last_heard: now,
+            last_progress: now,
             ping_sent: false,
             finding: Finding::Idle,
             check: None,
@@ -443,12 +451,14 @@ impl Session {
         if self.phase == Phase::Closed {
             return None;
         }
-        let idle = self.last_heard + self.config.idle_timeout;
-        if self.ping_sent {
-            Some(idle)
-        } else {
-            Some(idle.min(self.last_heard + self.config.keepalive))
+        let mut next = self.last_heard + self.config.idle_timeout;
+        if !self.ping_sent {
+            next = next.min(self.last_heard + self.config.keepalive);
         }
+        if self.awaiting_peer() {
+            next = next.min(self.last_progress + self.config.progress_timeout);
+        }
+        Some(next)
     }
 
     /// Processes one input at time `now` (monotonic, any origin).
@@ -460,6 +470,10 @@ impl Session {
             Input::Frame(frame) => {
                 self.last_heard = self.last_heard.max(now);
                 self.ping_sent = false;
+                // Keepalives show the peer is there, not that it moves.
+                if !matches!(frame.first(), Some(0x0c | 0x0d)) {
+                    self.last_progress = self.last_progress.max(now);
+                }
                 self.on_frame(&frame)
             }
             Input::Answer(id, answer) => self.on_answer(id, answer),
@@ -512,7 +526,23 @@ impl Session {
         self.pending.iter().any(|(_, pending)| *pending == wanted)
     }
 
+    /// Whether the peer owes us something: a reply in reconciliation, acknowledgements, or
+    /// the rest of its transfer.
+    fn awaiting_peer(&self) -> bool {
+        (self.round.active && !(self.round.send_done_sent && self.round.peer_send_done))
+            || !self.in_flight.is_empty()
+    }
+
     fn on_tick(&mut self, now: Duration) -> Result<(), Fail> {
+        if self.awaiting_peer() && now >= self.last_progress + self.config.progress_timeout {
+            return Err(Fail(
+                CloseCode::Timeout,
+                format!(
+                    "the peer made no progress for {} ms",
+                    (now - self.last_progress).as_millis()
+                ),
+            ));
+        }
         if now >= self.last_heard + self.config.idle_timeout {
             return Err(Fail(
                 CloseCode::Timeout,

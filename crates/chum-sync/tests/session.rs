@@ -375,3 +375,34 @@ fn a_store_failure_closes_the_session() {
         })
     )));
 }
+
+#[test]
+fn a_peer_that_answers_pings_but_never_acknowledges_is_timed_out() {
+    let mut peer = Peer::new(Role::Responder, set_of(0..3));
+    let mut sink = Peer::new(Role::Initiator, MemorySet::new());
+    // Hello, then the peer asks for everything and gets a batch it never acknowledges.
+    peer.session
+        .handle_input(Duration::ZERO, Input::Frame(hello_frame(1, 1)));
+    peer.session.handle_input(
+        Duration::ZERO,
+        Input::Frame(Message::ListRequest { after: None }.encode()),
+    );
+    let ids: Vec<u64> = peer.set.cids().map(chum_sync::short_id).collect();
+    peer.session.handle_input(
+        Duration::ZERO,
+        Input::Frame(Message::Want { last: true, ids }.encode()),
+    );
+    drain(Duration::ZERO, &mut peer, &mut sink);
+    assert!(sink.inbox.iter().any(|frame| frame[0] == 0x09), "a batch went out");
+    // Pings keep arriving; acknowledgements never do.
+    let mut now = Duration::ZERO;
+    while peer.closed().is_none() && now < Duration::from_secs(600) {
+        now += Duration::from_secs(5);
+        peer.session
+            .handle_input(now, Input::Frame(Message::Ping.encode()));
+        peer.session.handle_input(now, Input::Tick);
+        drain(now, &mut peer, &mut sink);
+    }
+    assert_eq!(peer.closed(), Some((CloseCode::Timeout, false)));
+    assert!(now <= Config::new(Role::Responder).progress_timeout + Duration::from_secs(5));
+}
