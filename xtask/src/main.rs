@@ -5,6 +5,8 @@
 //! - `cargo xtask fuzz TARGET SECONDS`: runs one fuzz target (nightly and cargo-fuzz are
 //!   installed when missing).
 //! - `cargo xtask soak-store N`: N kill -9 rounds against the redb store.
+//! - `cargo xtask sim N` runs N simulation seeds (ends with `N passed, M failed`);
+//!   `cargo xtask sim --seed S` replays one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -28,6 +30,11 @@ fn main() -> ExitCode {
             Ok(rounds) => soak_store(rounds),
             Err(_) => Err(format!("N must be a whole number, not {rounds:?}")),
         },
+        ["sim", "--seed", seed] => sim(&["--seed", seed]),
+        ["sim", count] => match count.parse::<u64>() {
+            Ok(_) => sim(&[count]),
+            Err(_) => Err(format!("N must be a whole number, not {count:?}")),
+        },
         _ => Err(USAGE.trim().to_owned()),
     };
     match result {
@@ -44,6 +51,8 @@ usage: cargo xtask test                    all checks CI runs
        cargo xtask fuzz TARGET SECONDS     run one fuzz target (see fuzz/fuzz_targets)
        cargo xtask fuzz-build              build every fuzz target
        cargo xtask soak-store N            N kill -9 rounds against the redb store
+       cargo xtask sim N                   N seeds of the network simulation
+       cargo xtask sim --seed S            replay one simulation seed
 ";
 
 fn root() -> PathBuf {
@@ -172,6 +181,25 @@ fn fuzz(target: &str, seconds: u64) -> Result<(), String> {
         "-print_final_stats=1",
     ]);
     run(&format!("fuzz {target} for {seconds} s"), &mut command)
+}
+
+/// Runs the deterministic simulation (release build); it prints `N passed, M failed` last.
+fn sim(args: &[&str]) -> Result<(), String> {
+    run(
+        &format!("simulate {}", args.join(" ")),
+        cargo()
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "chum-sim",
+                "--bin",
+                "chum-sim",
+                "--",
+            ])
+            .args(args),
+    )
 }
 
 /// Kills a writer process N times at random moments and checks the store after each; the

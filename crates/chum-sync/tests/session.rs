@@ -393,7 +393,10 @@ fn a_peer_that_answers_pings_but_never_acknowledges_is_timed_out() {
         Input::Frame(Message::Want { last: true, ids }.encode()),
     );
     drain(Duration::ZERO, &mut peer, &mut sink);
-    assert!(sink.inbox.iter().any(|frame| frame[0] == 0x09), "a batch went out");
+    assert!(
+        sink.inbox.iter().any(|frame| frame[0] == 0x09),
+        "a batch went out"
+    );
     // Pings keep arriving; acknowledgements never do.
     let mut now = Duration::ZERO;
     while peer.closed().is_none() && now < Duration::from_secs(600) {

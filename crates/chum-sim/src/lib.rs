@@ -1,0 +1,727 @@
+//! # chum-sim
+//!
+//! N peers, each with its own store, syncing over a simulated network on a virtual clock.
+//! Everything is driven by one seed: the workload (new messages, concurrent edits of shared
+//! versioned objects, instance-local settings), the network (latency, dropped, duplicated
+//! and reordered frames, partitions) and peer restarts. A run has a faulty phase and then a
+//! healing phase without faults or writes; it passes when every peer holds the same shared
+//! objects, resolves every versioned object to the same state, and holds none of another
+//! peer's local objects. A run that does not converge within a bound fails (no livelock
+//! hides), and the same seed replays it exactly.
+//!
+//! Sessions close on any frame fault they detect (a batch out of sequence, an unknown
+//! acknowledgement) or time out when a fault leaves them waiting; the simulated driver then
+//! reconnects after a back-off, and the new session's reconciliation repairs the rest — the
+//! same path a real transport takes after a dropped connection.
+#![warn(missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chum_crdt::{Clock, InstanceId, Resolver, State, Version, preset};
+use chum_object::{Cid, Map, Object, Value, dagjson};
+use chum_store::{MemoryStore, Query, Scope, Store};
+use chum_sync::{Config, Event, Input, Output, Role, Session};
+use futures::executor::block_on;
+
+/// What a simulation does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Peers.
+    pub peers: usize,
+    /// Length of the faulty phase with writes, in virtual milliseconds.
+    pub work_ms: u64,
+    /// The most virtual milliseconds the healing phase may take to converge.
+    pub heal_limit_ms: u64,
+    /// Writes over the faulty phase, across all peers.
+    pub writes: usize,
+    /// Probability per frame of being dropped, duplicated, or delayed past later frames.
+    pub drop: f64,
+    /// See `drop`.
+    pub duplicate: f64,
+    /// See `drop`.
+    pub reorder: f64,
+    /// One-way latency range, in virtual milliseconds.
+    pub latency_ms: (u64, u64),
+    /// Partitions started over the faulty phase.
+    pub partitions: usize,
+    /// Peer restarts over the faulty phase.
+    pub restarts: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            peers: 4,
+            work_ms: 30_000,
+            heal_limit_ms: 300_000,
+            writes: 300,
+            drop: 0.005,
+            duplicate: 0.005,
+            reorder: 0.005,
+            latency_ms: (1, 40),
+            partitions: 4,
+            restarts: 4,
+        }
+    }
+}
+
+/// What a passing run did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SimReport {
+    /// Shared objects each peer ends with.
+    pub objects: usize,
+    /// Versioned objects compared.
+    pub versioned: usize,
+    /// Sessions opened.
+    pub sessions: u64,
+    /// Frames delivered.
+    pub frames: u64,
+    /// Frames dropped, duplicated, reordered.
+    pub faults: u64,
+    /// Virtual milliseconds until convergence.
+    pub converged_at_ms: u64,
+}
+
+/// Why a run failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimFailure {
+    /// The seed that replays it.
+    pub seed: u64,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "seed {} failed: {}", self.seed, self.reason)
+    }
+}
+
+impl std::error::Error for SimFailure {}
+
+/// xorshift64*: small, fast, and the same on every platform.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in `[low, high]`.
+    fn range(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
+    }
+}
+
+struct Peer {
+    store: Arc<MemoryStore>,
+    instance: InstanceId,
+    clock: Clock,
+    down_until: u64,
+    local_objects: Vec<Cid>,
+    written: u64,
+}
+
+struct Conn {
+    peers: [usize; 2],
+    sessions: [Session; 2],
+    /// Last delivery time per direction (towards side 0, side 1): frames stay in order.
+    last_at: [u64; 2],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Frame {
+    at: u64,
+    order: u64,
+    conn: u64,
+    to: usize,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Write(usize),
+    Partition { group: u64, until: u64 },
+    Restart { peer: usize, until: u64 },
+}
+
+enum Link {
+    Up,
+    Down { retry_at: u64 },
+}
+
+/// The simulated world.
+struct World {
+    config: SimConfig,
+    seed: u64,
+    rng: Rng,
+    now: u64,
+    peers: Vec<Peer>,
+    conns: BTreeMap<u64, Conn>,
+    links: BTreeMap<(usize, usize), Link>,
+    frames: BTreeSet<Frame>,
+    actions: BTreeSet<(u64, u64, Action)>,
+    partitions: Vec<(u64, u64)>,
+    next_conn: u64,
+    next_order: u64,
+    report: SimReport,
+    contacts: Vec<(Value, Cid)>,
+}
+
+fn session_config(role: Role) -> Config {
+    let mut config = Config::new(role);
+    config.keepalive = Duration::from_millis(1_000);
+    config.idle_timeout = Duration::from_millis(4_000);
+    config.progress_timeout = Duration::from_millis(3_000);
+    config
+}
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl World {
+    fn new(seed: u64, config: SimConfig) -> World {
+        let mut rng = Rng::new(seed);
+        let peers = (0..config.peers)
+            .map(|i| Peer {
+                store: Arc::new(MemoryStore::new()),
+                instance: InstanceId([i as u8 + 1; 32]),
+                clock: Clock::new(),
+                down_until: 0,
+                local_objects: Vec::new(),
+                written: 0,
+            })
+            .collect();
+        let contact = preset::contact();
+        let contacts = (0..4)
+            .filter_map(|k| {
+                let value =
+                    dagjson::from_str(&format!(r#"{{"$type":"Contact","email":"c{k}@sim"}}"#))
+                        .ok()?;
+                let id = contact.id_hash(&value).ok()?;
+                Some((value, id))
+            })
+            .collect();
+        let mut actions = BTreeSet::new();
+        let mut order = 0u64;
+        let mut schedule = |at: u64, action: Action, actions: &mut BTreeSet<_>| {
+            order += 1;
+            actions.insert((at, order, action));
+        };
+        for _ in 0..config.writes {
+            let at = rng.range(0, config.work_ms);
+            let peer = rng.range(0, config.peers as u64 - 1) as usize;
+            schedule(at, Action::Write(peer), &mut actions);
+        }
+        for _ in 0..config.partitions {
+            let at = rng.range(0, config.work_ms);
+            let group = rng.range(1, (1u64 << config.peers) - 2);
+            let until = at + rng.range(500, 4_000);
+            schedule(at, Action::Partition { group, until }, &mut actions);
+        }
+        for _ in 0..config.restarts {
+            let at = rng.range(0, config.work_ms);
+            let peer = rng.range(0, config.peers as u64 - 1) as usize;
+            let until = at + rng.range(100, 2_000);
+            schedule(at, Action::Restart { peer, until }, &mut actions);
+        }
+        let mut links = BTreeMap::new();
+        for a in 0..config.peers {
+            for b in a + 1..config.peers {
+                links.insert((a, b), Link::Down { retry_at: 0 });
+            }
+        }
+        World {
+            config,
+            seed,
+            rng,
+            now: 0,
+            peers,
+            conns: BTreeMap::new(),
+            links,
+            frames: BTreeSet::new(),
+            actions,
+            partitions: Vec::new(),
+            next_conn: 0,
+            next_order: 0,
+            report: SimReport::default(),
+            contacts,
+        }
+    }
+
+    fn fail(&self, reason: impl Into<String>) -> SimFailure {
+        SimFailure {
+            seed: self.seed,
+            reason: format!("at {} ms: {}", self.now, reason.into()),
+        }
+    }
+
+    fn healing(&self) -> bool {
+        self.now >= self.config.work_ms
+    }
+
+    fn separated(&self, a: usize, b: usize) -> bool {
+        self.partitions
+            .iter()
+            .any(|&(group, until)| self.now < until && ((group >> a) & 1) != ((group >> b) & 1))
+    }
+
+    fn is_up(&self, peer: usize) -> bool {
+        self.now >= self.peers[peer].down_until
+    }
+
+    /// Tears a connection down (like a reset): both sessions and their frames are gone.
+    fn tear_down(&mut self, id: u64) {
+        if let Some(conn) = self.conns.remove(&id) {
+            let retry_at = self.now + self.rng.range(50, 500);
+            let [a, b] = conn.peers;
+            self.links.insert((a, b), Link::Down { retry_at });
+            self.frames.retain(|frame| frame.conn != id);
+        }
+    }
+
+    fn connect(&mut self, a: usize, b: usize) -> Result<(), SimFailure> {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.report.sessions += 1;
+        let now = Duration::from_millis(self.now);
+        let conn = Conn {
+            peers: [a, b],
+            sessions: [
+                Session::new(session_config(Role::Initiator), now),
+                Session::new(session_config(Role::Responder), now),
+            ],
+            last_at: [self.now, self.now],
+        };
+        self.conns.insert(id, conn);
+        self.links.insert((a, b), Link::Up);
+        self.pump(vec![(id, 0), (id, 1)])
+    }
+
+    /// Drains the outputs of the given sessions, and of every session they cause work for.
+    fn pump(&mut self, mut work: Vec<(u64, usize)>) -> Result<(), SimFailure> {
+        let now = Duration::from_millis(self.now);
+        while let Some((id, side)) = work.pop() {
+            let mut closed = false;
+            while let Some(output) = self
+                .conns
+                .get_mut(&id)
+                .and_then(|conn| conn.sessions[side].poll_output())
+            {
+                let Some(conn) = self.conns.get(&id) else {
+                    break;
+                };
+                match output {
+                    Output::Transmit(bytes) => self.transmit(id, 1 - side, bytes),
+                    Output::Request(request_id, request) => {
+                        let peer = conn.peers[side];
+                        let store = Arc::clone(&self.peers[peer].store);
+                        let (answer, new) = block_on(chum_store::sync::answer(&*store, request));
+                        if let Some(conn) = self.conns.get_mut(&id) {
+                            conn.sessions[side]
+                                .handle_input(now, Input::Answer(request_id, answer));
+                        }
+                        if !new.is_empty() {
+                            work.extend(self.notify(peer, Some(id), &new));
+                        }
+                    }
+                    Output::Event(Event::Closed { .. }) => closed = true,
+                    Output::Event(_) => {}
+                    _ => {}
+                }
+            }
+            if closed {
+                self.tear_down(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells `peer`'s sessions (but the one they came through) about newly stored objects.
+    fn notify(&mut self, peer: usize, except: Option<u64>, cids: &[Cid]) -> Vec<(u64, usize)> {
+        let now = Duration::from_millis(self.now);
+        let mut touched = Vec::new();
+        for (id, conn) in &mut self.conns {
+            if Some(*id) == except {
+                continue;
+            }
+            for side in 0..2 {
+                if conn.peers[side] == peer {
+                    conn.sessions[side].handle_input(now, Input::LocalStored(cids.to_vec()));
+                    touched.push((*id, side));
+                }
+            }
+        }
+        touched
+    }
+
+    fn transmit(&mut self, id: u64, to: usize, bytes: Vec<u8>) {
+        let faulty = !self.healing();
+        if faulty && self.rng.chance(self.config.drop) {
+            self.report.faults += 1;
+            return;
+        }
+        let (low, high) = self.config.latency_ms;
+        let latency = self.rng.range(low, high);
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let mut at = (self.now + latency).max(conn.last_at[to]);
+        if faulty && self.rng.chance(self.config.reorder) {
+            // Held back past frames sent after it.
+            self.report.faults += 1;
+            at += self.rng.range(50, 300);
+        } else {
+            conn.last_at[to] = at;
+        }
+        let copies = if faulty && self.rng.chance(self.config.duplicate) {
+            self.report.faults += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            self.next_order += 1;
+            self.frames.insert(Frame {
+                at,
+                order: self.next_order,
+                conn: id,
+                to,
+                bytes: bytes.clone(),
+            });
+        }
+    }
+
+    fn write(&mut self, peer: usize) -> Result<(), SimFailure> {
+        if !self.is_up(peer) {
+            return Ok(());
+        }
+        let now = self.now;
+        let roll = self.rng.next() % 100;
+        let store = Arc::clone(&self.peers[peer].store);
+        let n = self.peers[peer].written;
+        self.peers[peer].written += 1;
+        let (objects, scope) = if roll < 45 {
+            let json = format!(
+                r#"{{"$type":"Message","from":{peer},"n":{n},"text":"message {n} from peer {peer}"}}"#
+            );
+            (
+                vec![object_of(&json).map_err(|e| self.fail(e))?],
+                Scope::Shared,
+            )
+        } else if roll < 50 {
+            // A burst: an import, a batch from an app.
+            let count = self.rng.range(20, 400);
+            let mut objects = Vec::new();
+            for i in 0..count {
+                let json = format!(
+                    r#"{{"$type":"Message","from":{peer},"n":{n},"i":{i},"text":"burst {n} from peer {peer}"}}"#
+                );
+                objects.push(object_of(&json).map_err(|e| self.fail(e))?);
+            }
+            (objects, Scope::Shared)
+        } else if roll < 53 {
+            // A blob chunk: a raw block.
+            let len = self.rng.range(1, 4_000) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| self.rng.next() as u8).collect();
+            let cid = Cid::hash(chum_object::Codec::Raw, &bytes);
+            (vec![(cid, bytes)], Scope::Shared)
+        } else if roll < 85 {
+            let k = (self.rng.next() % self.contacts.len() as u64) as usize;
+            let (id_value, id) = self.contacts[k].clone();
+            let heads =
+                block_on(store.query(Query::Heads(&id))).map_err(|e| self.fail(e.to_string()))?;
+            let mut latest = None;
+            for head in &heads {
+                let bytes = block_on(store.get(head)).map_err(|e| self.fail(e.to_string()))?;
+                let value =
+                    chum_object::dagcbor::decode(&bytes).map_err(|e| self.fail(e.to_string()))?;
+                let version = Version::from_value(&value).map_err(|e| self.fail(e.to_string()))?;
+                latest = latest.max(Some(version.clock));
+            }
+            let instance = self.peers[peer].instance;
+            let clock = &mut self.peers[peer].clock;
+            let timestamp = match latest {
+                Some(after) => clock.tick_after(after, now),
+                None => clock.tick(now),
+            }
+            .map_err(|e| self.fail(e.to_string()))?;
+            let mut body = Map::new();
+            let field = if self.rng.next().is_multiple_of(2) {
+                "name"
+            } else {
+                "phone"
+            };
+            body.insert(field, format!("{field} {n} by {peer}"));
+            let mut version = Version::new(id, heads, timestamp, instance, body);
+            if self.rng.next().is_multiple_of(20) {
+                version = version.tombstone();
+            }
+            let version = version.to_object().map_err(|e| self.fail(e.to_string()))?;
+            let id_object = Object::from_value(&id_value).map_err(|e| self.fail(e.to_string()))?;
+            (
+                vec![
+                    (id_object.cid().clone(), id_object.bytes().to_vec()),
+                    (version.cid().clone(), version.bytes().to_vec()),
+                ],
+                Scope::Shared,
+            )
+        } else {
+            let json =
+                format!(r#"{{"$type":"Settings","key":"theme","value":{n},"instance":{peer}}}"#);
+            let object = object_of(&json).map_err(|e| self.fail(e))?;
+            self.peers[peer].local_objects.push(object.0.clone());
+            (vec![object], Scope::Local)
+        };
+        let changed =
+            block_on(store.put_scoped(&objects, scope)).map_err(|e| self.fail(e.to_string()))?;
+        if scope == Scope::Shared {
+            let cids: Vec<Cid> = objects
+                .iter()
+                .zip(changed)
+                .filter(|(_, changed)| *changed)
+                .map(|((cid, _), _)| cid.clone())
+                .collect();
+            if !cids.is_empty() {
+                let touched = self.notify(peer, None, &cids);
+                self.pump(touched)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, action: Action) -> Result<(), SimFailure> {
+        match action {
+            Action::Write(peer) => self.write(peer),
+            Action::Partition { group, until } => {
+                self.partitions.push((group, until));
+                let cut: Vec<u64> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, conn)| self.separated(conn.peers[0], conn.peers[1]))
+                    .map(|(id, _)| *id)
+                    .collect();
+                cut.into_iter().for_each(|id| self.tear_down(id));
+                Ok(())
+            }
+            Action::Restart { peer, until } => {
+                self.peers[peer].down_until = until;
+                let gone: Vec<u64> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, conn)| conn.peers.contains(&peer))
+                    .map(|(id, _)| *id)
+                    .collect();
+                gone.into_iter().for_each(|id| self.tear_down(id));
+                Ok(())
+            }
+        }
+    }
+
+    /// The next moment anything happens.
+    fn next_event(&self) -> Option<u64> {
+        let frame = self.frames.first().map(|frame| frame.at);
+        let action = self.actions.first().map(|(at, _, _)| *at);
+        let timeout = self
+            .conns
+            .values()
+            .flat_map(|conn| conn.sessions.iter())
+            .filter_map(|session| session.poll_timeout().map(ms))
+            .min();
+        let retry = self
+            .links
+            .iter()
+            .filter_map(|(&(a, b), link)| match link {
+                Link::Down { retry_at } => {
+                    let mut at = (*retry_at)
+                        .max(self.peers[a].down_until)
+                        .max(self.peers[b].down_until);
+                    for &(group, until) in &self.partitions {
+                        if ((group >> a) & 1) != ((group >> b) & 1) && until > self.now {
+                            at = at.max(until);
+                        }
+                    }
+                    Some(at)
+                }
+                Link::Up => None,
+            })
+            .min();
+        [frame, action, timeout, retry].into_iter().flatten().min()
+    }
+
+    fn step(&mut self) -> Result<bool, SimFailure> {
+        let Some(at) = self.next_event() else {
+            return Ok(false);
+        };
+        self.now = self.now.max(at);
+        let now = Duration::from_millis(self.now);
+        while let Some(&(at, order, action)) = self.actions.first() {
+            if at > self.now {
+                break;
+            }
+            self.actions.remove(&(at, order, action));
+            self.act(action)?;
+        }
+        let due: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .filter(|(_, link)| matches!(link, Link::Down { retry_at } if *retry_at <= self.now))
+            .map(|(pair, _)| *pair)
+            .collect();
+        for (a, b) in due {
+            if self.is_up(a) && self.is_up(b) && !self.separated(a, b) {
+                self.connect(a, b)?;
+            }
+        }
+        while let Some(frame) = self.frames.first().cloned() {
+            if frame.at > self.now {
+                break;
+            }
+            self.frames.remove(&frame);
+            if let Some(conn) = self.conns.get_mut(&frame.conn) {
+                self.report.frames += 1;
+                conn.sessions[frame.to].handle_input(now, Input::Frame(frame.bytes));
+                self.pump(vec![(frame.conn, frame.to)])?;
+            }
+        }
+        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        for id in ids {
+            for side in 0..2 {
+                let Some(conn) = self.conns.get_mut(&id) else {
+                    break;
+                };
+                if conn.sessions[side]
+                    .poll_timeout()
+                    .is_some_and(|at| ms(at) <= self.now)
+                {
+                    conn.sessions[side].handle_input(now, Input::Tick);
+                    self.pump(vec![(id, side)])?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether every peer holds the same shared set and resolves every versioned object
+    /// alike, and no peer holds another's local objects. `Err` explains the first difference
+    /// (only meaningful once the run should have converged).
+    fn converged(&self) -> Result<(usize, usize), String> {
+        let mut reference: Option<Vec<Cid>> = None;
+        for (i, peer) in self.peers.iter().enumerate() {
+            let shared = block_on(
+                peer.store
+                    .sync_list((Bound::Unbounded, Bound::Unbounded), usize::MAX),
+            )
+            .map_err(|e| e.to_string())?;
+            match &reference {
+                None => reference = Some(shared),
+                Some(first) if *first != shared => {
+                    return Err(format!(
+                        "peer {i} holds {} shared objects, peer 0 holds {}",
+                        shared.len(),
+                        first.len()
+                    ));
+                }
+                Some(_) => {}
+            }
+            for (j, other) in self.peers.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                for cid in &other.local_objects {
+                    let shared_too = reference.as_ref().is_some_and(|r| r.contains(cid));
+                    if !shared_too && block_on(peer.store.has(cid)).unwrap_or(false) {
+                        return Err(format!("peer {i} holds a local object of peer {j}"));
+                    }
+                }
+            }
+        }
+        let mut versioned = 0;
+        for (_, id) in &self.contacts {
+            let mut states: Vec<(State, Vec<Cid>)> = Vec::new();
+            for peer in &self.peers {
+                states.push(resolve(&peer.store, id)?);
+            }
+            if states.windows(2).any(|pair| pair[0] != pair[1]) {
+                return Err(format!("the peers resolve {id} differently"));
+            }
+            if !states[0].1.is_empty() {
+                versioned += 1;
+            }
+        }
+        Ok((reference.map_or(0, |r| r.len()), versioned))
+    }
+}
+
+fn object_of(json: &str) -> Result<(Cid, Vec<u8>), String> {
+    let value = dagjson::from_str(json).map_err(|e| e.to_string())?;
+    let object = Object::from_value(&value).map_err(|e| e.to_string())?;
+    Ok((object.cid().clone(), object.bytes().to_vec()))
+}
+
+/// The resolved state and heads of a contact in `store`.
+fn resolve(store: &MemoryStore, id: &Cid) -> Result<(State, Vec<Cid>), String> {
+    let mut resolver = Resolver::for_recipe(&preset::contact()).map_err(|e| e.to_string())?;
+    for cid in block_on(store.query(Query::Versions(id))).map_err(|e| e.to_string())? {
+        let bytes = block_on(store.get(&cid)).map_err(|e| e.to_string())?;
+        let value = chum_object::dagcbor::decode(&bytes).map_err(|e| e.to_string())?;
+        let version = Version::from_value(&value).map_err(|e| e.to_string())?;
+        resolver.add(&cid, &version).map_err(|e| e.to_string())?;
+    }
+    Ok((resolver.state(), resolver.heads().cloned().collect()))
+}
+
+/// Runs one simulation.
+pub fn run(seed: u64, config: &SimConfig) -> Result<SimReport, SimFailure> {
+    if config.peers < 2 || config.peers > 16 {
+        return Err(SimFailure {
+            seed,
+            reason: "between 2 and 16 peers".into(),
+        });
+    }
+    let mut world = World::new(seed, config.clone());
+    let limit = config.work_ms + config.heal_limit_ms;
+    let mut last_check = 0u64;
+    let mut steps = 0u64;
+    loop {
+        steps += 1;
+        if steps > 20_000_000 {
+            return Err(world.fail("twenty million steps without converging: livelock"));
+        }
+        let active = world.step()?;
+        if world.now > limit {
+            let why = world.converged().err().unwrap_or_default();
+            return Err(world.fail(format!(
+                "not converged {} ms into healing: {why}",
+                config.heal_limit_ms
+            )));
+        }
+        let quiet = world.frames.is_empty();
+        if world.healing() && world.actions.is_empty() && (quiet || world.now >= last_check + 500) {
+            last_check = world.now;
+            if let Ok((objects, versioned)) = world.converged() {
+                world.report.objects = objects;
+                world.report.versioned = versioned;
+                world.report.converged_at_ms = world.now;
+                return Ok(world.report);
+            }
+        }
+        if !active {
+            let why = world.converged().err().unwrap_or_default();
+            return Err(world.fail(format!("nothing left to happen, not converged: {why}")));
+        }
+    }
+}
