@@ -248,6 +248,12 @@ enum Pending {
         limit: usize,
         full: bool,
     },
+    /// Our shared CIDs, all of which the peer lacks.
+    Enumerate {
+        limit: usize,
+    },
+    /// Responder: our summary, to size the first sketch.
+    SizeFirstSketch,
     Resolve,
     Load,
     Store {
@@ -280,8 +286,9 @@ enum Finding {
     Idle,
     /// Waiting for our summary to send.
     OwnSummary,
-    /// Waiting for `InSync` or a sketch of this size and salt.
-    AwaitSketch { cells: usize, salt: u64 },
+    /// Waiting for `InSync` or a sketch of this size (any of [`SKETCH_SIZES`] for the first
+    /// answer, which the responder sizes from the two counts) and salt.
+    AwaitSketch { cells: Option<usize>, salt: u64 },
     /// The peer's sketch is here; waiting for our own of the same size.
     OwnSketch { theirs: Summary, sketch: Sketch },
     /// Merging the peer's list with ours.
@@ -351,6 +358,10 @@ pub struct Session {
     finding: Finding,
     check: Option<Check>,
     full_fallback_used: bool,
+    /// Initiator: our summary as sent first.
+    initiator_summary: Option<Summary>,
+    /// Listing our shared CIDs for a peer that lacks them all: the cursor.
+    enumerate: Option<Option<Cid>>,
     /// Responder: the initiator's summary, compared with ours when our first sketch arrives.
     responder_compare: Option<Summary>,
     round: Round,
@@ -392,6 +403,8 @@ impl Session {
             finding: Finding::Idle,
             check: None,
             full_fallback_used: false,
+            initiator_summary: None,
+            enumerate: None,
             responder_compare: None,
             round: Round::default(),
             synced: false,
@@ -639,13 +652,14 @@ impl Session {
                 }
                 self.start_round();
                 self.responder_compare = Some(theirs);
-                self.request(
-                    Request::Sketch {
-                        cells: SKETCH_SIZES[0],
-                        salt: 0,
-                    },
-                    Pending::SketchForPeer { compare: true },
-                );
+                // The first sketch is sized from both counts: ask for ours first.
+                self.request(Request::Summary, Pending::SizeFirstSketch);
+                Ok(())
+            }
+            Message::WantAll => {
+                self.expect_reconciling("want-all")?;
+                self.round.wants_done = true;
+                self.enumerate = Some(None);
                 Ok(())
             }
             Message::SketchRequest { cells, salt } => {
@@ -740,9 +754,40 @@ impl Session {
                 let Finding::AwaitSketch { cells, salt } = self.finding else {
                     return Err(violation("an unexpected sketch"));
                 };
-                if sketch.len() != cells.div_ceil(3) * 3 || sketch.salt() != salt {
+                let rounded = |cells: usize| cells.div_ceil(3) * 3;
+                let size_ok = match cells {
+                    Some(cells) => sketch.len() == rounded(cells),
+                    None => SKETCH_SIZES
+                        .iter()
+                        .any(|&size| rounded(size) == sketch.len()),
+                };
+                if !size_ok || sketch.salt() != salt {
                     return Err(violation("a sketch of another size or salt than asked for"));
                 }
+                let mine = self.initiator_summary.unwrap_or(Summary::EMPTY);
+                if cells.is_none() && summary.count == 0 {
+                    // The peer holds nothing: it lacks everything we hold.
+                    self.finding = Finding::Idle;
+                    self.enumerate = Some(None);
+                    self.send_wants(&[], true);
+                    self.event(Event::Reconciled {
+                        peer_lacks: usize::try_from(mine.count).unwrap_or(usize::MAX),
+                        we_lack: 0,
+                    });
+                    return Ok(());
+                }
+                if cells.is_none() && mine.count == 0 {
+                    // We hold nothing: ask for everything, no list needed.
+                    self.finding = Finding::Idle;
+                    self.round.owe_complete = true;
+                    self.transmit(&Message::WantAll);
+                    self.event(Event::Reconciled {
+                        peer_lacks: 0,
+                        we_lack: usize::try_from(summary.count).unwrap_or(usize::MAX),
+                    });
+                    return Ok(());
+                }
+                let cells = sketch.len();
                 self.finding = Finding::OwnSketch {
                     theirs: summary,
                     sketch,
@@ -845,10 +890,44 @@ impl Session {
             (_, Answer::Failed(reason)) => Err(Fail(CloseCode::StoreFailure, reason)),
             (Pending::Summary, Answer::Summary(summary)) => {
                 self.transmit(&Message::Summary(summary));
+                self.initiator_summary = Some(summary);
                 self.finding = Finding::AwaitSketch {
-                    cells: SKETCH_SIZES[0],
+                    cells: None,
                     salt: 0,
                 };
+                Ok(())
+            }
+            (Pending::SizeFirstSketch, Answer::Summary(mine)) => {
+                let theirs = self.responder_compare.unwrap_or(Summary::EMPTY);
+                if theirs == mine {
+                    // In sync: no sketch needed at all.
+                    self.responder_compare = None;
+                    self.transmit(&Message::InSync);
+                    self.round.wants_done = true;
+                    self.round.owe_complete = true;
+                    self.round.send_done_sent = true;
+                    self.round.peer_send_done = true;
+                    return Ok(());
+                }
+                let cells = first_sketch_cells(
+                    mine.count,
+                    theirs.count,
+                    self.peer_limits.max_sketch_cells.min(MAX_SKETCH_FOR_PEER),
+                );
+                self.request(
+                    Request::Sketch { cells, salt: 0 },
+                    Pending::SketchForPeer { compare: true },
+                );
+                Ok(())
+            }
+            (Pending::Enumerate { limit }, Answer::Cids(cids)) => {
+                if cids.len() < limit {
+                    self.enumerate = None;
+                    self.round.owe_complete = true;
+                } else {
+                    self.enumerate = Some(cids.last().cloned());
+                }
+                self.to_load.extend(cids);
                 Ok(())
             }
             (Pending::SketchForPeer { compare }, Answer::Sketch(summary, sketch)) => {
@@ -980,7 +1059,10 @@ impl Session {
             cells: cells as u64,
             salt,
         });
-        self.finding = Finding::AwaitSketch { cells, salt };
+        self.finding = Finding::AwaitSketch {
+            cells: Some(cells),
+            salt,
+        };
     }
 
     fn send_wants(&mut self, ids: &[u64], last: bool) {
@@ -1209,6 +1291,22 @@ impl Session {
             self.in_flight.push_back((seq, cids));
         }
         let chunk = self.config.request_chunk.max(1);
+        if let Some(after) = &self.enumerate
+            && self.to_load.len() < chunk
+            && !self
+                .pending
+                .iter()
+                .any(|(_, pending)| matches!(pending, Pending::Enumerate { .. }))
+        {
+            let after = after.clone();
+            self.request(
+                Request::Cids {
+                    after,
+                    limit: chunk,
+                },
+                Pending::Enumerate { limit: chunk },
+            );
+        }
         if !self.to_resolve.is_empty()
             && self.to_load.len() < chunk
             && !self.has_pending(Pending::Resolve)
@@ -1233,6 +1331,7 @@ impl Session {
             && self.to_resolve.is_empty()
             && self.to_load.is_empty()
             && self.ready.is_empty()
+            && self.enumerate.is_none()
             && !self.has_pending(Pending::Resolve)
             && !self.has_pending(Pending::Load)
         {
@@ -1270,6 +1369,20 @@ impl Session {
     }
 }
 
+/// The first sketch's size, from the two set sizes: at least 1.5 cells per certain difference
+/// (the counts differ by at least that many), unless a list would be cheaper anyway.
+fn first_sketch_cells(mine: u64, theirs: u64, limit: usize) -> usize {
+    let needed = mine.abs_diff(theirs).saturating_mul(3) / 2;
+    let larger = mine.max(theirs);
+    SKETCH_SIZES
+        .iter()
+        .copied()
+        .filter(|&cells| cells <= limit)
+        .find(|&cells| cells as u64 >= needed)
+        .filter(|&cells| mine > 0 && theirs > 0 && (cells as u64) * 14 <= larger * 8)
+        .unwrap_or(SKETCH_SIZES[0])
+}
+
 fn name(message: &Message) -> &'static str {
     match message {
         Message::Hello(_) => "hello",
@@ -1285,6 +1398,7 @@ fn name(message: &Message) -> &'static str {
         Message::Objects { .. } => "objects",
         Message::Ack { .. } => "ack",
         Message::SendDone => "send-done",
+        Message::WantAll => "want-all",
         Message::Ping => "ping",
         Message::Pong => "pong",
         Message::Close { .. } => "close",

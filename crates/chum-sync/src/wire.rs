@@ -170,6 +170,8 @@ pub enum Message {
         /// CIDs, strictly ascending, after the requested bound.
         cids: Vec<Cid>,
     },
+    /// The sender holds nothing: send every shared object (instead of a list and a want).
+    WantAll,
     /// Objects the sender wants, by short id; `last` ends the want list.
     Want {
         /// Whether this is the final chunk.
@@ -245,6 +247,7 @@ mod tag {
     pub const CLOSE: u8 = 0x0e;
     pub const CID_LIST_REQUEST: u8 = 0x0f;
     pub const CID_LIST: u8 = 0x10;
+    pub const WANT_ALL: u8 = 0x11;
 }
 
 /// Hello field keys (ascending on the wire; unknown keys are skipped).
@@ -381,6 +384,7 @@ impl Message {
                 put_varint(out, *seq);
             }
             Message::SendDone => out.push(tag::SEND_DONE),
+            Message::WantAll => out.push(tag::WANT_ALL),
             Message::Ping => out.push(tag::PING),
             Message::Pong => out.push(tag::PONG),
             Message::Close { code, reason } => {
@@ -491,6 +495,7 @@ impl Message {
                 seq: varint(&mut input)?,
             },
             tag::SEND_DONE => Message::SendDone,
+            tag::WANT_ALL => Message::WantAll,
             tag::PING => Message::Ping,
             tag::PONG => Message::Pong,
             tag::CLOSE => {
@@ -711,6 +716,7 @@ mod tests {
             },
             Message::Ack { seq: 300 },
             Message::SendDone,
+            Message::WantAll,
             Message::Ping,
             Message::Pong,
             Message::Close {
