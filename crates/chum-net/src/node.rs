@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chum_object::Cid;
 use chum_store::{Scope, Store};
-use chum_sync::{CloseCode, Config, Event, Input, Output, Role, Session};
+use chum_sync::{
+    Answer, CloseCode, Config, Event, Input, Output, Request, RequestId, Role, Session,
+};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
@@ -114,6 +116,42 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// Store requests waiting to be committed together: request ids and their objects.
+type StoreGroup = Vec<(RequestId, Vec<(Cid, Vec<u8>)>)>;
+
+/// The answers to a group of store requests, and the CIDs that became shared.
+type StoreOutcome = (Vec<(RequestId, Answer)>, Vec<Cid>);
+
+/// Stores the objects of several store requests in one transaction and answers each. If that
+/// fails on an invalid object, each request is stored alone, so that the failure is pinned on
+/// the batch that carried it.
+async fn store_together(
+    store: &dyn Store,
+    group: StoreGroup,
+) -> StoreOutcome {
+    if group.len() > 1 {
+        let all: Vec<(Cid, Vec<u8>)> = group
+            .iter()
+            .flat_map(|(_, objects)| objects.iter().cloned())
+            .collect();
+        if let (Answer::Stored, new) = chum_store::sync::answer(store, Request::Store(all)).await {
+            let answers = group
+                .into_iter()
+                .map(|(request_id, _)| (request_id, Answer::Stored))
+                .collect();
+            return (answers, new);
+        }
+    }
+    let mut answers = Vec::with_capacity(group.len());
+    let mut all_new = Vec::new();
+    for (request_id, objects) in group {
+        let (answer, new) = chum_store::sync::answer(store, Request::Store(objects)).await;
+        all_new.extend(new);
+        answers.push((request_id, answer));
+    }
+    (answers, all_new)
+}
+
 /// Notifications a slow session may fall behind by before it is closed (it catches up by
 /// reconciling when it reconnects).
 const FANOUT_CAPACITY: usize = 4_096;
@@ -212,9 +250,17 @@ impl Node {
             bytes_out: 0,
         };
         let mut transport_ok = true;
+        // Store requests wait here briefly, so that batches already received are committed
+        // together (one durable commit for several batches when the store is the bottleneck).
+        let mut stores: StoreGroup = Vec::new();
+        // The commit running beside the session: the first request of its group, and the task.
+        let mut committing: Option<(RequestId, tokio::task::JoinHandle<StoreOutcome>)> = None;
         loop {
             while let Some(output) = session.poll_output() {
                 match output {
+                    Output::Request(request_id, Request::Store(objects)) => {
+                        stores.push((request_id, objects));
+                    }
                     Output::Transmit(frame) if transport_ok => {
                         report.frames_out += 1;
                         report.bytes_out += frame.len() as u64;
@@ -225,12 +271,7 @@ impl Node {
                     }
                     Output::Request(request_id, request) => {
                         let (answer, new) = chum_store::sync::answer(&*self.store, request).await;
-                        if !new.is_empty() {
-                            let _ = self.stored.send(Arc::new(Stored {
-                                origin: id,
-                                cids: new,
-                            }));
-                        }
+                        self.announce(id, new);
                         session.handle_input(now(), Input::Answer(request_id, answer));
                     }
                     Output::Event(event) => self.on_event(
@@ -245,12 +286,29 @@ impl Node {
                     _ => {}
                 }
             }
+            if committing.is_none() && !stores.is_empty() {
+                // One commit at a time runs beside the session; batches that arrive meanwhile
+                // are committed together next.
+                let store = Arc::clone(&self.store);
+                let group = std::mem::take(&mut stores);
+                let first = group[0].0;
+                committing = Some((
+                    first,
+                    tokio::task::spawn_blocking(move || {
+                        futures::executor::block_on(store_together(&*store, group))
+                    }),
+                ));
+            }
             if transport_ok && writer.flush().await.is_err() {
                 transport_ok = false;
                 session.handle_input(now(), Input::TransportClosed);
                 continue;
             }
             if session.is_closed() {
+                if let Some((_, commit)) = committing.take() {
+                    // Let a commit in progress finish (its objects are durable either way).
+                    let _ = commit.await;
+                }
                 break;
             }
             let deadline = session.poll_timeout().map_or_else(
@@ -258,6 +316,29 @@ impl Node {
                 |at| start + at,
             );
             tokio::select! {
+                outcome = async {
+                    match committing.as_mut() {
+                        Some((_, commit)) => commit.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let first = committing.take().map_or(0, |(first, _)| first);
+                    match outcome {
+                        Ok((answers, new)) => {
+                            self.announce(id, new);
+                            for (request_id, answer) in answers {
+                                session.handle_input(now(), Input::Answer(request_id, answer));
+                            }
+                        }
+                        Err(error) => session.handle_input(
+                            now(),
+                            Input::Answer(
+                                first,
+                                Answer::Failed(format!("the store task failed: {error}")),
+                            ),
+                        ),
+                    }
+                }
                 frame = frames.recv() => match frame {
                     Some(Some(frame)) => session.handle_input(now(), Input::Frame(frame)),
                     _ => session.handle_input(now(), Input::TransportClosed),
@@ -281,6 +362,13 @@ impl Node {
         }
         reader_task.abort();
         report
+    }
+
+    /// Tells the other sessions about objects that became shared through session `id`.
+    fn announce(&self, id: u64, cids: Vec<Cid>) {
+        if !cids.is_empty() {
+            let _ = self.stored.send(Arc::new(Stored { origin: id, cids }));
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

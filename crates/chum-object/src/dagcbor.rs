@@ -287,6 +287,18 @@ pub fn decode(bytes: &[u8]) -> Result<Value, DecodeError> {
 
 /// Decodes one value from `bytes` under `limits`, rejecting anything non-canonical.
 pub fn decode_with_limits(bytes: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
+    run::<true>(bytes, limits)
+}
+
+/// Checks that `bytes` are exactly one canonical DAG-CBOR value within `limits` — the same
+/// rules as [`decode_with_limits`], with the same errors — without building the value. For
+/// receivers that verify and store bytes without reading them.
+pub fn validate_with_limits(bytes: &[u8], limits: &Limits) -> Result<(), DecodeError> {
+    run::<false>(bytes, limits).map(|_| ())
+}
+
+/// Decodes (`BUILD`) or only checks (the result is then `Value::Null`) one value.
+fn run<const BUILD: bool>(bytes: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
     if bytes.len() > limits.max_size {
         return Err(DecodeError {
             offset: 0,
@@ -308,7 +320,7 @@ pub fn decode_with_limits(bytes: &[u8], limits: &Limits) -> Result<Value, Decode
         limits,
         max_depth: limits.depth(),
     };
-    let value = decoder.value(0).map_err(|fail| *fail)?;
+    let value = decoder.value::<BUILD>(0).map_err(|fail| *fail)?;
     if decoder.pos != bytes.len() {
         return Err(*decoder.error_at(decoder.pos, Rule::TrailingBytes));
     }
@@ -422,28 +434,39 @@ impl<'a> Decoder<'a> {
 
     /// Decodes one value. Scalars are decoded here, inline in the caller's loop; lists and
     /// maps go through [`Decoder::container`], which is not inlined, so recursion stays a call.
+    /// Without `BUILD`, every value is checked the same way but returned as `Value::Null`.
     #[inline(always)]
-    fn value(&mut self, depth: usize) -> Result<Value, Fail> {
+    fn value<const BUILD: bool>(&mut self, depth: usize) -> Result<Value, Fail> {
         let start = self.pos;
         let initial = self.byte()?;
         let info = initial & 0x1f;
         match initial >> 5 {
-            0 => Ok(Value::Integer(Int::from_u64(self.argument(info, start)?))),
-            1 => Ok(Value::Integer(Int::negative_from_cbor(
-                self.argument(info, start)?,
-            ))),
+            0 => {
+                let argument = self.argument(info, start)?;
+                Ok(built::<BUILD>(|| Value::Integer(Int::from_u64(argument))))
+            }
+            1 => {
+                let argument = self.argument(info, start)?;
+                Ok(built::<BUILD>(|| {
+                    Value::Integer(Int::negative_from_cbor(argument))
+                }))
+            }
             2 => {
                 let len = self.length(info, start, 1)?;
-                Ok(Value::Bytes(self.take(len)?.to_vec()))
+                let bytes = self.take(len)?;
+                Ok(built::<BUILD>(|| Value::Bytes(bytes.to_vec())))
             }
-            3 => Ok(Value::Text(self.str(info, start)?.into())),
-            4 | 5 => self.container(initial, start, depth),
+            3 => {
+                let text = self.str(info, start)?;
+                Ok(built::<BUILD>(|| Value::Text(text.into())))
+            }
+            4 | 5 => self.container::<BUILD>(initial, start, depth),
             6 => {
                 let tag = self.argument(info, start)?;
                 if tag != 42 {
                     return Err(self.error_at(start, Rule::UnsupportedTag(tag)));
                 }
-                self.link(start)
+                self.link::<BUILD>(start)
             }
             _ => match info {
                 20 => Ok(Value::Bool(false)),
@@ -470,22 +493,34 @@ impl<'a> Decoder<'a> {
     }
 
     #[inline(never)]
-    fn container(&mut self, initial: u8, start: usize, depth: usize) -> Result<Value, Fail> {
+    fn container<const BUILD: bool>(
+        &mut self,
+        initial: u8,
+        start: usize,
+        depth: usize,
+    ) -> Result<Value, Fail> {
         let info = initial & 0x1f;
         match initial >> 5 {
             4 => {
                 let len = self.length(info, start, 1)?;
                 let depth = self.enter(depth, start, len)?;
+                if !BUILD {
+                    for _ in 0..len {
+                        self.value::<false>(depth)?;
+                    }
+                    return Ok(Value::Null);
+                }
                 let mut list = Vec::with_capacity(len);
                 for _ in 0..len {
-                    list.push(self.value(depth)?);
+                    list.push(self.value::<true>(depth)?);
                 }
                 Ok(Value::List(list))
             }
             5 => {
                 let len = self.length(info, start, 2)?;
                 let depth = self.enter(depth, start, len)?;
-                let mut map = Map::with_capacity(len);
+                let mut map = Map::with_capacity(if BUILD { len } else { 0 });
+                let mut previous: Option<&str> = None;
                 for _ in 0..len {
                     let key_start = self.pos;
                     let key_initial = self.byte()?;
@@ -493,7 +528,7 @@ impl<'a> Decoder<'a> {
                         return Err(self.error_at(key_start, Rule::NonTextKey));
                     }
                     let key = self.str(key_initial & 0x1f, key_start)?;
-                    if let Some(before) = map.last_key() {
+                    if let Some(before) = previous {
                         match canonical_key_order(before, key) {
                             std::cmp::Ordering::Less => {}
                             std::cmp::Ordering::Equal => {
@@ -505,10 +540,13 @@ impl<'a> Decoder<'a> {
                             }
                         }
                     }
-                    let item = self.value(depth)?;
-                    map.push_sorted(key.into(), item);
+                    previous = Some(key);
+                    let item = self.value::<BUILD>(depth)?;
+                    if BUILD {
+                        map.push_sorted(key.into(), item);
+                    }
                 }
-                Ok(Value::Map(map))
+                Ok(built::<BUILD>(|| Value::Map(map)))
             }
             // Only called for major types 4 and 5; anything else is the caller's bug, reported as
             // malformed input rather than a panic.
@@ -516,7 +554,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn link(&mut self, start: usize) -> Result<Value, Fail> {
+    fn link<const BUILD: bool>(&mut self, start: usize) -> Result<Value, Fail> {
         let content_start = self.pos;
         let initial = self.byte()?;
         if initial >> 5 != 2 {
@@ -529,10 +567,16 @@ impl<'a> Decoder<'a> {
         let bytes = self.take(len)?;
         match bytes.split_first() {
             Some((0x00, cid)) => Cid::from_bytes(cid)
-                .map(Value::Link)
+                .map(|cid| built::<BUILD>(|| Value::Link(cid)))
                 .map_err(|error| self.error_at(start, Rule::InvalidLink(error.to_string()))),
             Some(_) => Err(self.error_at(start, Rule::InvalidLink("missing 0x00 prefix".into()))),
             None => Err(self.error_at(start, Rule::InvalidLink("empty".into()))),
         }
     }
+}
+
+/// `make()` when building, `Value::Null` when only checking.
+#[inline(always)]
+fn built<const BUILD: bool>(make: impl FnOnce() -> Value) -> Value {
+    if BUILD { make() } else { Value::Null }
 }

@@ -349,11 +349,6 @@ impl Map {
         self.entries.push((key, value));
     }
 
-    /// The greatest key present.
-    pub(crate) fn last_key(&self) -> Option<&str> {
-        self.entries.last().map(|(key, _)| key.as_str())
-    }
-
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.position(key).ok().map(|at| &self.entries[at].1)

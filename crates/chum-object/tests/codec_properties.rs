@@ -61,6 +61,23 @@ proptest! {
         }
     }
 
+    /// Validation without building accepts and refuses exactly what decoding does, with the
+    /// same rule at the same offset — on valid encodings and on single-byte mutations of them.
+    #[test]
+    fn validation_agrees_with_decoding(value in arb_value(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let bytes = dagcbor::encode(&value).unwrap();
+        let mut mutated = bytes.clone();
+        let i = at.index(mutated.len());
+        mutated[i] = byte;
+        for input in [&bytes, &mutated] {
+            let limits = Limits::default();
+            prop_assert_eq!(
+                dagcbor::validate_with_limits(input, &limits).err(),
+                dagcbor::decode_with_limits(input, &limits).err()
+            );
+        }
+    }
+
     /// Mutating one byte of a valid encoding never yields a second encoding of the same value.
     #[test]
     fn no_second_encoding(value in arb_value(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {

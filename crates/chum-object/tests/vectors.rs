@@ -22,6 +22,11 @@ fn chum_object_vectors() {
         let bytes = hex::decode(case["hex"].as_str().unwrap()).unwrap();
         let value = dagcbor::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
+            dagcbor::validate_with_limits(&bytes, &Default::default()),
+            Ok(()),
+            "{name}: validation agrees"
+        );
+        assert_eq!(
             dagcbor::encode(&value).unwrap(),
             bytes,
             "{name}: re-encoding"
@@ -52,6 +57,11 @@ fn chum_object_vectors() {
             result.is_err(),
             "{name} ({}) must be rejected: {result:?}",
             case["rule"]
+        );
+        assert_eq!(
+            dagcbor::validate_with_limits(&bytes, &Default::default()).err(),
+            result.err(),
+            "{name}: validation refuses with the same rule at the same offset"
         );
     }
 }

@@ -59,6 +59,9 @@ use crate::keys::{author_key, pair_key, pair_prefix, second_of, type_key, type_p
 /// The newest store format this build reads and writes.
 pub const FORMAT_VERSION: u64 = 2;
 
+/// The page cache a store opens with: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 const OBJECTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("objects");
 const TYPES: TableDefinition<'_, &[u8], ()> = TableDefinition::new("index_type");
 const VERSIONS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("index_versions");
@@ -154,6 +157,12 @@ impl RedbStore {
     /// Opens the store at `path`, creating it (and nothing else) if the file does not exist.
     /// An existing file that is not a chum store is refused and left untouched.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore> {
+        RedbStore::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`RedbStore::open`] with a page cache of `cache_bytes` (redb's own default is 1 GiB;
+    /// ours is [`DEFAULT_CACHE_BYTES`], so a store's memory stays small beside the app's).
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<RedbStore> {
         let path = path.as_ref();
         let shown = path.display().to_string();
         if !path.exists() {
@@ -161,7 +170,9 @@ impl RedbStore {
         } else {
             RedbStore::check_is_chum_store(path, &shown)?;
         }
-        let db = open_guarded(&shown, || Database::builder().open(path))?;
+        let db = open_guarded(&shown, || {
+            Database::builder().set_cache_size(cache_bytes).open(path)
+        })?;
         RedbStore::init(db, Some(path.to_owned()), false)
     }
 
@@ -608,10 +619,7 @@ impl Store for RedbStore {
     async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>> {
         guarded("put_many", || {
             // Verify everything before touching the file: a bad object refuses the whole batch.
-            let verified = objects
-                .iter()
-                .map(|(cid, bytes)| index::verify_and_index(cid, bytes, &self.limits))
-                .collect::<Result<Vec<_>>>()?;
+            let verified = index::verify_and_index_all(objects, &self.limits)?;
             // Write in CID order: B-tree inserts with locality, and duplicates side by side.
             let mut order: Vec<usize> = (0..objects.len()).collect();
             order.sort_by(|&a, &b| objects[a].0.cmp(&objects[b].0));

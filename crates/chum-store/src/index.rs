@@ -31,6 +31,56 @@ pub struct VersionEntry {
 /// The longest `$type` a store indexes; objects with a longer one are refused.
 pub const MAX_TYPE_NAME: usize = 1024;
 
+/// [`verify_and_index`] for a batch, in order; the first object (in batch order) that fails
+/// is the error. Large batches are checked on several threads (natively), since hashing and
+/// strict decoding are most of what storing costs before the database write.
+pub fn verify_and_index_all(
+    objects: &[(Cid, Vec<u8>)],
+    limits: &Limits,
+) -> Result<Vec<IndexEntries>> {
+    const PER_THREAD: usize = 256;
+    let threads = parallelism().min(objects.len() / PER_THREAD);
+    if threads <= 1 {
+        return objects
+            .iter()
+            .map(|(cid, bytes)| verify_and_index(cid, bytes, limits))
+            .collect();
+    }
+    let chunk = objects.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = objects
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(cid, bytes)| verify_and_index(cid, bytes, limits))
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(objects.len());
+        for worker in workers {
+            match worker.join() {
+                Ok(part) => all.extend(part?),
+                Err(_) => return Err(Error::Backend("a verification thread panicked".into())),
+            }
+        }
+        Ok(all)
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(8)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn parallelism() -> usize {
+    1
+}
+
 /// Verifies `bytes` against `cid` (size, hash; for dag-cbor also strict decoding under
 /// `limits`) and derives the index entries. Raw blocks (blob chunks) have no entries.
 pub fn verify_and_index(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<IndexEntries> {

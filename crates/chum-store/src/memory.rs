@@ -132,10 +132,7 @@ impl Store for MemoryStore {
     async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>> {
         // Verify everything first (outside the lock): a bad object refuses the whole batch,
         // even when its CID is already stored.
-        let verified = objects
-            .iter()
-            .map(|(cid, bytes)| index::verify_and_index(cid, bytes, &self.limits))
-            .collect::<Result<Vec<_>>>()?;
+        let verified = index::verify_and_index_all(objects, &self.limits)?;
         let mut inner = self.lock();
         let mut stored = Vec::with_capacity(objects.len());
         for ((cid, bytes), entries) in objects.iter().zip(verified) {

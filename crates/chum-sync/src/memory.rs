@@ -15,9 +15,24 @@ use crate::sketch::Sketch;
 #[derive(Debug, Clone, Default)]
 pub struct MemorySet {
     objects: BTreeMap<Cid, Vec<u8>>,
-    by_short_id: BTreeMap<u64, Vec<Cid>>,
     summary: Summary,
     limits: Limits,
+}
+
+/// The codecs a set holds; short ids are looked up under each (CIDs of one codec sort by
+/// short id).
+const CODECS: [Codec; 2] = [Codec::Raw, Codec::DagCbor];
+
+/// The CID range holding every `codec` CID whose short id lies in `[low, high]`.
+fn short_id_range(codec: Codec, low: u64, high: u64) -> (Cid, Cid) {
+    let mut from = [0u8; 32];
+    from[..8].copy_from_slice(&low.to_be_bytes());
+    let mut to = [0xffu8; 32];
+    to[..8].copy_from_slice(&high.to_be_bytes());
+    (
+        Cid::from_blake3_digest(codec, &from),
+        Cid::from_blake3_digest(codec, &to),
+    )
 }
 
 /// Why an object was refused.
@@ -50,7 +65,7 @@ pub fn verify(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<(), Refused> {
         return Err(refuse("bytes do not hash to the CID".into()));
     }
     if cid.is_blake3(Codec::DagCbor) {
-        dagcbor::decode_with_limits(bytes, limits).map_err(|error| refuse(error.to_string()))?;
+        dagcbor::validate_with_limits(bytes, limits).map_err(|error| refuse(error.to_string()))?;
     }
     Ok(())
 }
@@ -68,16 +83,14 @@ impl MemorySet {
     }
 
     fn insert_verified(&mut self, cid: Cid, bytes: Vec<u8>) -> bool {
-        if self.objects.contains_key(&cid) {
-            return false;
+        match self.objects.entry(cid) {
+            std::collections::btree_map::Entry::Occupied(_) => false,
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                self.summary.insert(entry.key());
+                entry.insert(bytes);
+                true
+            }
         }
-        self.summary.insert(&cid);
-        self.by_short_id
-            .entry(short_id(&cid))
-            .or_default()
-            .push(cid.clone());
-        self.objects.insert(cid, bytes);
-        true
     }
 
     /// Removes an object; returns whether it was present.
@@ -86,13 +99,6 @@ impl MemorySet {
             return false;
         }
         self.summary.remove(cid);
-        let id = short_id(cid);
-        if let Some(cids) = self.by_short_id.get_mut(&id) {
-            cids.retain(|other| other != cid);
-            if cids.is_empty() {
-                self.by_short_id.remove(&id);
-            }
-        }
         true
     }
 
@@ -135,19 +141,29 @@ impl MemorySet {
             Request::Summary => Answer::Summary(self.summary),
             Request::Sketch { cells, salt } => {
                 let mut sketch = Sketch::with_salt(cells, salt);
-                for (id, cids) in &self.by_short_id {
-                    cids.iter().for_each(|_| sketch.insert(*id));
-                }
+                self.objects
+                    .keys()
+                    .for_each(|cid| sketch.insert(short_id(cid)));
                 Answer::Sketch(self.summary, sketch)
             }
             Request::ShortIds { after, limit } => {
-                let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-                let ids = self
-                    .by_short_id
-                    .range((start, Bound::Unbounded))
-                    .flat_map(|(id, cids)| cids.iter().map(move |_| *id))
-                    .take(limit)
-                    .collect();
+                let low = match after {
+                    None => 0,
+                    Some(u64::MAX) => return (Answer::ShortIds(Vec::new()), Vec::new()),
+                    Some(after) => after + 1,
+                };
+                let mut ids = Vec::new();
+                for codec in CODECS {
+                    let (from, to) = short_id_range(codec, low, u64::MAX);
+                    ids.extend(
+                        self.objects
+                            .range(from..=to)
+                            .take(limit)
+                            .map(|(cid, _)| short_id(cid)),
+                    );
+                }
+                ids.sort_unstable();
+                ids.truncate(limit);
                 Answer::ShortIds(ids)
             }
             Request::Cids { after, limit } => {
@@ -160,13 +176,16 @@ impl MemorySet {
                     .collect();
                 Answer::Cids(cids)
             }
-            Request::Resolve(ids) => Answer::Resolved(
-                ids.iter()
-                    .filter_map(|id| self.by_short_id.get(id))
-                    .flatten()
-                    .cloned()
-                    .collect(),
-            ),
+            Request::Resolve(ids) => {
+                let mut cids = Vec::with_capacity(ids.len());
+                for id in ids {
+                    for codec in CODECS {
+                        let (from, to) = short_id_range(codec, id, id);
+                        cids.extend(self.objects.range(from..=to).map(|(cid, _)| cid.clone()));
+                    }
+                }
+                Answer::Resolved(cids)
+            }
             Request::Load(cids) => Answer::Loaded(
                 cids.into_iter()
                     .filter_map(|cid| {

@@ -1,0 +1,365 @@
+//! Syncing N objects of about 100 bytes from empty, with the time and peak memory of each
+//! scenario measured in its own process (so one's memory does not hide another's):
+//!
+//! - `memory`: two sans-IO sessions, each on its own thread with its own in-memory set,
+//!   frames passed over channels;
+//! - `tcp-redb`: two nodes over TCP on 127.0.0.1, each on its own redb file;
+//! - `raw-redb`: the baseline — the same objects inserted into an empty redb table in batches
+//!   of the size a sync stores (one durable commit each), in the same kind of process.
+//!
+//! `cargo run --release -p chum-benches --bin sync_report [N]` (default 1,000,000) runs all three
+//! and prints the table with the ratio to raw redb; `sync_report SCENARIO N` runs one.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chum_object::{Cid, Object, dagjson};
+use chum_sync::memory::MemorySet;
+use chum_sync::{Config, Event, Input, Output, Role, Session};
+
+fn object(n: u64) -> (Cid, Vec<u8>) {
+    // About 100 bytes of DAG-CBOR, like a chat message.
+    let json = format!(
+        r#"{{"$type":"Message","n":{n},"text":"message number {n:>8} in a long conversation"}}"#
+    );
+    let value = dagjson::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+    let object = Object::from_value(&value).unwrap_or_else(|e| panic!("{e}"));
+    (object.cid().clone(), object.bytes().to_vec())
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// One peer on its own thread: runs its session against its set until the session closes.
+fn peer(
+    role: Role,
+    mut set: MemorySet,
+    outgoing: std::sync::mpsc::Sender<Vec<u8>>,
+    incoming: std::sync::mpsc::Receiver<Vec<u8>>,
+) -> (Session, MemorySet) {
+    let now = Duration::ZERO;
+    let mut session = Session::new(Config::new(role), now);
+    loop {
+        while let Some(output) = session.poll_output() {
+            match output {
+                Output::Transmit(frame) => {
+                    let _ = outgoing.send(frame);
+                }
+                Output::Request(id, request) => {
+                    let (answer, _) = set.answer(request);
+                    session.handle_input(now, Input::Answer(id, answer));
+                }
+                Output::Event(Event::Synced) if role == Role::Initiator => {
+                    session.handle_input(now, Input::Close);
+                }
+                _ => {}
+            }
+        }
+        if session.is_closed() {
+            return (session, set);
+        }
+        match incoming.recv() {
+            Ok(frame) => session.handle_input(now, Input::Frame(frame)),
+            Err(_) => session.handle_input(now, Input::TransportClosed),
+        }
+    }
+}
+
+/// Two peers, each on its own thread with its own in-memory set, frames over channels.
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime and stime are 14th and 15th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn memory(n: u64) -> Duration {
+    let mut source = MemorySet::new();
+    for i in 0..n {
+        let (cid, bytes) = object(i);
+        source.insert(cid, bytes).unwrap_or_else(|e| panic!("{e}"));
+    }
+    eprintln!("set up; syncing");
+    let (to_responder, from_initiator) = std::sync::mpsc::channel();
+    let (to_initiator, from_responder) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    let responder =
+        std::thread::spawn(move || peer(Role::Responder, source, to_initiator, from_initiator));
+    let (session, set) = peer(
+        Role::Initiator,
+        MemorySet::new(),
+        to_responder,
+        from_responder,
+    );
+    let elapsed = start.elapsed();
+    assert!(session.is_synced(), "synced");
+    assert_eq!(set.len() as u64, n, "everything arrived");
+    // Freeing two million objects is not part of the sync.
+    std::mem::forget(set);
+    std::mem::forget(responder.join());
+    elapsed
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("chum-sync-report-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
+/// `serve DIR N`: fills a redb store in DIR with N objects, prints `port P`, serves one
+/// session, then prints `peak MB`.
+fn serve(dir: &std::path::Path, n: u64) {
+    use chum_net::{Node, SessionOptions, transport::tcp};
+    use chum_store_redb::RedbStore;
+    use std::io::Write;
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        let store = RedbStore::open(dir.join("server.redb")).unwrap_or_else(|e| panic!("{e}"));
+        let mut i = 0;
+        while i < n {
+            let end = (i + 10_000).min(n);
+            let objects: Vec<(Cid, Vec<u8>)> = (i..end).map(object).collect();
+            chum_store::Store::put_many(&store, &objects)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            i = end;
+        }
+        let node = Node::new(Arc::new(store));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .port();
+        println!("port {port}");
+        let _ = std::io::stdout().flush();
+        let (stream, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+        let cpu = cpu_seconds();
+        let connection = tcp::connection(stream, chum_sync::Limits::default().max_frame)
+            .unwrap_or_else(|e| panic!("{e}"));
+        node.run(Role::Responder, connection, SessionOptions::default())
+            .await;
+        eprintln!(
+            "sender: {:.2} CPU seconds for the session",
+            cpu_seconds() - cpu
+        );
+    });
+    println!("peak {:.1}", peak_rss_mb());
+}
+
+/// The receiving side over TCP into its own redb file; the sending side is a child process.
+/// Returns the time and the sender's peak memory.
+fn tcp_redb(n: u64) -> (Duration, f64) {
+    use std::io::BufRead;
+    let dir = temp_dir("tcp");
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let mut server = Command::new(exe)
+        .args(["serve", &dir.display().to_string(), &n.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut lines =
+        std::io::BufReader::new(server.stdout.take().unwrap_or_else(|| panic!("stdout"))).lines();
+    let port = lines
+        .next()
+        .and_then(|line| line.ok())
+        .and_then(|line| {
+            line.strip_prefix("port ")
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or_else(|| panic!("the server did not start"));
+    let elapsed = receive(&dir, port, n);
+    let server_peak = lines
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.strip_prefix("peak ")
+                .and_then(|p| p.parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN);
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    (elapsed, server_peak)
+}
+
+/// The receiving side: syncs from the server on `port` into a new redb file in `dir`.
+fn receive(dir: &std::path::Path, port: u16, n: u64) -> Duration {
+    use chum_net::{Node, SessionOptions, transport::tcp};
+    use chum_store_redb::RedbStore;
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        let client = Node::new(Arc::new(
+            RedbStore::open(dir.join("client.redb")).unwrap_or_else(|e| panic!("{e}")),
+        ));
+        let start = Instant::now();
+        let cpu = cpu_seconds();
+        let connection = tcp::connect(
+            &format!("127.0.0.1:{port}"),
+            chum_sync::Limits::default().max_frame,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let report = client
+            .run(
+                Role::Initiator,
+                connection,
+                SessionOptions {
+                    close_when_synced: true,
+                },
+            )
+            .await;
+        let elapsed = start.elapsed();
+        eprintln!(
+            "receiver: {:.2} CPU seconds for the session",
+            cpu_seconds() - cpu
+        );
+        assert!(report.synced, "{report:?}");
+        assert_eq!(report.received, n);
+        elapsed
+    })
+}
+
+fn raw_redb(n: u64) -> Duration {
+    const TABLE: redb::TableDefinition<'_, &[u8], &[u8]> = redb::TableDefinition::new("objects");
+    let dir = temp_dir("raw");
+    // Sorted by key: the order a B-tree inserts fastest, and the order a sync delivers.
+    let mut objects: Vec<(Cid, Vec<u8>)> = (0..n).map(object).collect();
+    objects.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let db = redb::Database::builder()
+        .set_cache_size(chum_store_redb::DEFAULT_CACHE_BYTES)
+        .create(dir.join("raw.redb"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let start = Instant::now();
+    // The batches a sync stores: as many ~100-byte objects as fit 256 KiB.
+    let batch = std::env::var("RAW_BATCH")
+        .ok()
+        .and_then(|b| b.parse::<usize>().ok())
+        .unwrap_or(2_400);
+    for chunk in objects.chunks(batch) {
+        let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let mut table = txn.open_table(TABLE).unwrap_or_else(|e| panic!("{e}"));
+            for (cid, bytes) in chunk {
+                table
+                    .insert(cid.as_bytes(), bytes.as_slice())
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        txn.commit().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let elapsed = start.elapsed();
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+    elapsed
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let count = |text: Option<&String>| {
+        text.and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(1_000_000)
+    };
+    match args.first().map(String::as_str) {
+        Some("receive") => {
+            // `receive DIR PORT N`: the receiving side alone (for profiling).
+            let dir = std::path::PathBuf::from(args.get(1).unwrap_or_else(|| panic!("DIR")));
+            let port = args
+                .get(2)
+                .and_then(|p| p.parse::<u16>().ok())
+                .unwrap_or_else(|| panic!("PORT"));
+            let elapsed = receive(&dir, port, count(args.get(3)));
+            println!(
+                "received in {:.3} s, peak {:.1} MB",
+                elapsed.as_secs_f64(),
+                peak_rss_mb()
+            );
+        }
+        Some("serve") => {
+            let dir = std::path::PathBuf::from(args.get(1).unwrap_or_else(|| panic!("DIR")));
+            serve(&dir, count(args.get(2)));
+        }
+        Some(scenario @ ("memory" | "tcp-redb" | "raw-redb")) => {
+            let n = count(args.get(1));
+            let (elapsed, other_peak) = match scenario {
+                "memory" => (memory(n), f64::NAN),
+                "tcp-redb" => tcp_redb(n),
+                _ => (raw_redb(n), f64::NAN),
+            };
+            println!(
+                "{scenario} {n} {:.3} {:.1} {other_peak:.1}",
+                elapsed.as_secs_f64(),
+                peak_rss_mb()
+            );
+        }
+        _ => {
+            let n = count(args.first());
+            let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+            let mut rows = Vec::new();
+            for scenario in ["raw-redb", "tcp-redb", "memory"] {
+                let output = Command::new(&exe)
+                    .args([scenario, &n.to_string()])
+                    .output()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let text = String::from_utf8_lossy(&output.stdout).to_string();
+                let fields: Vec<f64> = text
+                    .split_whitespace()
+                    .skip(2)
+                    .filter_map(|s| s.parse::<f64>().ok())
+                    .collect();
+                let [seconds, peak, other_peak] = fields[..] else {
+                    eprintln!(
+                        "{scenario} failed: {text}{}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                    std::process::exit(1);
+                };
+                rows.push((scenario, seconds, peak, other_peak));
+            }
+            let raw = rows[0].1;
+            println!(
+                "sync {n} objects of ~100 bytes from empty (each scenario in its own process)"
+            );
+            println!(
+                "{:<10} {:>9} {:>12} {:>14} {:>14}",
+                "scenario", "seconds", "vs raw redb", "peak MB", "sender peak MB"
+            );
+            for (scenario, seconds, peak, other_peak) in rows {
+                println!(
+                    "{scenario:<10} {seconds:>9.3} {:>11.2}× {peak:>14.1} {other_peak:>14.1}",
+                    seconds / raw
+                );
+            }
+            println!(
+                "raw-redb: the same objects, sorted by CID, into one redb table in durable batches of 2,400"
+            );
+            println!(
+                "tcp-redb: receiver (this process) and sender (a child process) on their own redb files"
+            );
+            println!("memory: both peers in one process, a thread each (peak counts both sets)");
+        }
+    }
+}
