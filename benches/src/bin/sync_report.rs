@@ -277,6 +277,25 @@ fn raw_redb(n: u64) -> Duration {
     elapsed
 }
 
+/// The same objects and batches as `raw_redb`, through `RedbStore::put_many` (verification,
+/// indexes, sync digest): what the store adds to raw redb, without any network.
+fn store_redb(n: u64) -> Duration {
+    let dir = temp_dir("store");
+    let mut objects: Vec<(Cid, Vec<u8>)> = (0..n).map(object).collect();
+    objects.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let store =
+        chum_store_redb::RedbStore::open(dir.join("store.redb")).unwrap_or_else(|e| panic!("{e}"));
+    let start = Instant::now();
+    for chunk in objects.chunks(2_400) {
+        futures::executor::block_on(chum_store::Store::put_many(&store, chunk))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let elapsed = start.elapsed();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    elapsed
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let count = |text: Option<&String>| {
@@ -302,11 +321,12 @@ fn main() {
             let dir = std::path::PathBuf::from(args.get(1).unwrap_or_else(|| panic!("DIR")));
             serve(&dir, count(args.get(2)));
         }
-        Some(scenario @ ("memory" | "tcp-redb" | "raw-redb")) => {
+        Some(scenario @ ("memory" | "tcp-redb" | "raw-redb" | "store-redb")) => {
             let n = count(args.get(1));
             let (elapsed, other_peak) = match scenario {
                 "memory" => (memory(n), f64::NAN),
                 "tcp-redb" => tcp_redb(n),
+                "store-redb" => (store_redb(n), f64::NAN),
                 _ => (raw_redb(n), f64::NAN),
             };
             println!(
@@ -319,7 +339,7 @@ fn main() {
             let n = count(args.first());
             let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
             let mut rows = Vec::new();
-            for scenario in ["raw-redb", "tcp-redb", "memory"] {
+            for scenario in ["raw-redb", "store-redb", "tcp-redb", "memory"] {
                 let output = Command::new(&exe)
                     .args([scenario, &n.to_string()])
                     .output()
@@ -355,6 +375,9 @@ fn main() {
             }
             println!(
                 "raw-redb: the same objects, sorted by CID, into one redb table in durable batches of 2,400"
+            );
+            println!(
+                "store-redb: the same batches through RedbStore::put_many (verification, indexes, digest), no network"
             );
             println!(
                 "tcp-redb: receiver (this process) and sender (a child process) on their own redb files"

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chum_object::Cid;
+use chum_store::index::Verified;
 use chum_store::{Scope, Store};
 use chum_sync::{
     Answer, CloseCode, Config, Event, Input, Output, Request, RequestId, Role, Session,
@@ -116,40 +117,36 @@ impl std::fmt::Debug for Node {
     }
 }
 
-/// Store requests waiting to be committed together: request ids and their objects.
-type StoreGroup = Vec<(RequestId, Vec<(Cid, Vec<u8>)>)>;
+/// Store requests waiting to be committed together: request ids and their verified objects.
+type StoreGroup = Vec<(RequestId, Verified)>;
 
 /// The answers to a group of store requests, and the CIDs that became shared.
 type StoreOutcome = (Vec<(RequestId, Answer)>, Vec<Cid>);
 
-/// Stores the objects of several store requests in one transaction and answers each. If that
-/// fails on an invalid object, each request is stored alone, so that the failure is pinned on
-/// the batch that carried it.
-async fn store_together(
-    store: &dyn Store,
-    group: StoreGroup,
-) -> StoreOutcome {
-    if group.len() > 1 {
-        let all: Vec<(Cid, Vec<u8>)> = group
-            .iter()
-            .flat_map(|(_, objects)| objects.iter().cloned())
-            .collect();
-        if let (Answer::Stored, new) = chum_store::sync::answer(store, Request::Store(all)).await {
-            let answers = group
+/// Stores the verified objects of several store requests in one transaction and answers each.
+async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
+    let ids: Vec<RequestId> = group.iter().map(|(request_id, _)| *request_id).collect();
+    let batch = Verified::concat(group.into_iter().map(|(_, batch)| batch).collect());
+    let cids: Vec<Cid> = batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
+    match store.put_verified(batch, Scope::Shared).await {
+        Ok(changed) => {
+            let new = cids
                 .into_iter()
-                .map(|(request_id, _)| (request_id, Answer::Stored))
+                .zip(changed)
+                .filter_map(|(cid, changed)| changed.then_some(cid))
                 .collect();
-            return (answers, new);
+            let answers = ids.into_iter().map(|id| (id, Answer::Stored)).collect();
+            (answers, new)
+        }
+        Err(error) => {
+            let answer = match &error {
+                chum_store::Error::Invalid { .. } => Answer::Invalid(error.to_string()),
+                _ => Answer::Failed(error.to_string()),
+            };
+            let answers = ids.into_iter().map(|id| (id, answer.clone())).collect();
+            (answers, Vec::new())
         }
     }
-    let mut answers = Vec::with_capacity(group.len());
-    let mut all_new = Vec::new();
-    for (request_id, objects) in group {
-        let (answer, new) = chum_store::sync::answer(store, Request::Store(objects)).await;
-        all_new.extend(new);
-        answers.push((request_id, answer));
-    }
-    (answers, all_new)
 }
 
 /// Notifications a slow session may fall behind by before it is closed (it catches up by
@@ -259,7 +256,19 @@ impl Node {
             while let Some(output) = session.poll_output() {
                 match output {
                     Output::Request(request_id, Request::Store(objects)) => {
-                        stores.push((request_id, objects));
+                        // Verified here, beside the commit of the previous group.
+                        match Verified::check(objects, &self.store.limits()) {
+                            Ok(batch) => stores.push((request_id, batch)),
+                            Err(error) => {
+                                let answer = match error {
+                                    chum_store::Error::Invalid { .. } => {
+                                        Answer::Invalid(error.to_string())
+                                    }
+                                    other => Answer::Failed(other.to_string()),
+                                };
+                                session.handle_input(now(), Input::Answer(request_id, answer));
+                            }
+                        }
                     }
                     Output::Transmit(frame) if transport_ok => {
                         report.frames_out += 1;

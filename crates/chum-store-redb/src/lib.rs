@@ -47,6 +47,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chum_object::{Cid, Limits};
+use chum_store::index::Verified;
 use chum_store::index::{self, IndexEntries, VersionTables};
 use chum_store::{Error, Query, Result, Store};
 use chum_store::{Scope, SyncDigest};
@@ -76,6 +77,12 @@ const LOCAL_OBJECTS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("loca
 /// The shared set's [`SyncDigest`], under [`SYNC_DIGEST`].
 const SYNC: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sync");
 const SYNC_DIGEST: &str = "digest";
+/// Keys for the type, link and author indexes written since they were last settled: one
+/// entry per write, so a write inserts one value instead of a key per object and index. Reads
+/// of those indexes settle the log first (see [`settle_index_log`]).
+const INDEX_LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("index_log");
+/// Log entries after which a write settles the log itself, bounding it.
+const MAX_INDEX_LOG_ENTRIES: u64 = 1_024;
 
 const META_FORMAT: &str = "format";
 const META_COUNT: &str = "count";
@@ -346,6 +353,16 @@ impl RedbStore {
         committed
     }
 
+    /// Whether the index log holds keys not yet in their tables.
+    fn index_log_pending(&self) -> Result<bool> {
+        let snapshot = self.read()?;
+        match snapshot.txn.open_table(INDEX_LOG) {
+            Ok(log) => Ok(!log.is_empty().map_err(storage)?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+            Err(error) => Err(backend(error)),
+        }
+    }
+
     /// The current read snapshot: reused until a write commits. A snapshot begun while a write
     /// was committing carries the old generation and is never reused after that write returns.
     fn read(&self) -> Result<Arc<Snapshot>> {
@@ -470,14 +487,21 @@ fn apply_indexes(
             versions.push((*cid, version));
         }
     }
-    for (definition, mut keys) in [(TYPES, types), (LINKS, links), (AUTHORS, authors)] {
-        if keys.is_empty() {
-            continue;
-        }
-        keys.sort_unstable();
-        let mut table = txn.open_table(definition).map_err(backend)?;
-        for key in &keys {
-            set_key(&mut table, key, insert)?;
+    if insert {
+        // Written to the index log: one entry per write, settled into the tables later.
+        log_index_keys(txn, [types, links, authors])?;
+    } else {
+        // Removals apply to settled tables.
+        settle_index_log(txn)?;
+        for (definition, mut keys) in [(TYPES, types), (LINKS, links), (AUTHORS, authors)] {
+            if keys.is_empty() {
+                continue;
+            }
+            keys.sort_unstable();
+            let mut table = txn.open_table(definition).map_err(backend)?;
+            for key in &keys {
+                set_key(&mut table, key, false)?;
+            }
         }
     }
     if !versions.is_empty() {
@@ -495,6 +519,79 @@ fn apply_indexes(
         }
     }
     Ok(())
+}
+
+/// The index tables an index-log record names, by its table byte.
+const LOGGED_TABLES: [TableDefinition<'_, &[u8], ()>; 3] = [TYPES, LINKS, AUTHORS];
+
+/// Appends the keys of one write to the index log: records of `table (u8) ‖ length (u16, big
+/// endian) ‖ key`. Settles the log within this write when it has grown long.
+fn log_index_keys(txn: &redb::WriteTransaction, tables: [Vec<Vec<u8>>; 3]) -> Result<()> {
+    if tables.iter().all(Vec::is_empty) {
+        return Ok(());
+    }
+    let mut record = Vec::new();
+    for (table, keys) in tables.iter().enumerate() {
+        for key in keys {
+            let length = u16::try_from(key.len())
+                .map_err(|_| Error::Limit("an index key longer than 64 KiB".into()))?;
+            record.push(table as u8);
+            record.extend_from_slice(&length.to_be_bytes());
+            record.extend_from_slice(key);
+        }
+    }
+    let entries = {
+        let mut log = txn.open_table(INDEX_LOG).map_err(backend)?;
+        let next = log
+            .last()
+            .map_err(storage)?
+            .map_or(0, |(key, _)| key.value() + 1);
+        log.insert(next, record.as_slice()).map_err(storage)?;
+        log.len().map_err(storage)?
+    };
+    if entries >= MAX_INDEX_LOG_ENTRIES {
+        settle_index_log(txn)?;
+    }
+    Ok(())
+}
+
+/// Moves every key of the index log into its index table and empties the log. Returns whether
+/// there was anything to move.
+fn settle_index_log(txn: &redb::WriteTransaction) -> Result<bool> {
+    let mut keys: [Vec<Vec<u8>>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    {
+        let mut log = txn.open_table(INDEX_LOG).map_err(backend)?;
+        if log.is_empty().map_err(storage)? {
+            return Ok(false);
+        }
+        for entry in log.iter().map_err(storage)? {
+            let (_, record) = entry.map_err(storage)?;
+            let mut rest = record.value();
+            while let Some((&table, tail)) = rest.split_first() {
+                let damaged = || Error::Damaged("a malformed index log record".into());
+                let (length, tail) = tail.split_first_chunk::<2>().ok_or_else(damaged)?;
+                let length = usize::from(u16::from_be_bytes(*length));
+                let key = tail.get(..length).ok_or_else(damaged)?;
+                keys.get_mut(usize::from(table))
+                    .ok_or_else(damaged)?
+                    .push(key.to_vec());
+                rest = &tail[length..];
+            }
+        }
+        log.retain(|_, _| false).map_err(storage)?;
+    }
+    for (definition, mut keys) in LOGGED_TABLES.into_iter().zip(keys) {
+        if keys.is_empty() {
+            continue;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut table = txn.open_table(definition).map_err(backend)?;
+        for key in &keys {
+            table.insert(key.as_slice(), ()).map_err(storage)?;
+        }
+    }
+    Ok(true)
 }
 
 /// Removes every index entry of `cid` by searching the index tables (a full scan): the repair
@@ -614,68 +711,94 @@ fn adjust_count(txn: &redb::WriteTransaction, delta: i64) -> Result<()> {
     Ok(())
 }
 
+impl RedbStore {
+    /// Writes a verified batch (objects and their index entries, index for index) in one
+    /// durable transaction.
+    fn write_batch(
+        &self,
+        objects: &[(Cid, Vec<u8>)],
+        verified: &[IndexEntries],
+        scope: Scope,
+    ) -> Result<Vec<bool>> {
+        // Write in CID order: B-tree inserts with locality, and duplicates side by side.
+        let mut order: Vec<usize> = (0..objects.len()).collect();
+        order.sort_by(|&a, &b| objects[a].0.cmp(&objects[b].0));
+        let mut stored = vec![false; objects.len()];
+        self.write(|txn| {
+            let mut new_items = Vec::with_capacity(objects.len());
+            let mut digest = read_digest(txn)?;
+            let mut digest_changed = false;
+            {
+                let mut table = txn.open_table(OBJECTS).map_err(backend)?;
+                let mut locals = txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
+                let mut previous: Option<&Cid> = None;
+                for &i in &order {
+                    let (cid, bytes) = &objects[i];
+                    if previous == Some(cid) {
+                        continue; // the same object twice in one batch
+                    }
+                    previous = Some(cid);
+                    // Content-addressed: an existing value is the same bytes (or a damaged copy,
+                    // which this repairs), so insert-and-look-at-the-old-value is the check.
+                    let existed = table
+                        .insert(cid.as_bytes(), bytes.as_slice())
+                        .map_err(storage)?
+                        .is_some();
+                    if !existed {
+                        stored[i] = true;
+                        new_items.push((cid, &verified[i]));
+                        match scope {
+                            Scope::Shared => {
+                                digest.insert(cid);
+                                digest_changed = true;
+                            }
+                            Scope::Local => {
+                                locals.insert(cid.as_bytes(), ()).map_err(storage)?;
+                            }
+                        }
+                    } else if scope == Scope::Shared
+                        && locals.remove(cid.as_bytes()).map_err(storage)?.is_some()
+                    {
+                        // Shared wins: a local object stored as shared is promoted.
+                        stored[i] = true;
+                        digest.insert(cid);
+                        digest_changed = true;
+                    }
+                }
+            }
+            if digest_changed {
+                write_digest(txn, &digest)?;
+            }
+            apply_indexes(txn, &new_items, true)?;
+            adjust_count(txn, new_items.len() as i64)?;
+            // Nothing changed: the rewritten values were identical, so drop them unsynced.
+            Ok(stored.iter().any(|changed| *changed))
+        })?;
+        Ok(stored)
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for RedbStore {
     async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>> {
         guarded("put_many", || {
             // Verify everything before touching the file: a bad object refuses the whole batch.
             let verified = index::verify_and_index_all(objects, &self.limits)?;
-            // Write in CID order: B-tree inserts with locality, and duplicates side by side.
-            let mut order: Vec<usize> = (0..objects.len()).collect();
-            order.sort_by(|&a, &b| objects[a].0.cmp(&objects[b].0));
-            let mut stored = vec![false; objects.len()];
-            self.write(|txn| {
-                let mut new_items = Vec::with_capacity(objects.len());
-                let mut digest = read_digest(txn)?;
-                let mut digest_changed = false;
-                {
-                    let mut table = txn.open_table(OBJECTS).map_err(backend)?;
-                    let mut locals = txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
-                    let mut previous: Option<&Cid> = None;
-                    for &i in &order {
-                        let (cid, bytes) = &objects[i];
-                        if previous == Some(cid) {
-                            continue; // the same object twice in one batch
-                        }
-                        previous = Some(cid);
-                        // Content-addressed: an existing value is the same bytes (or a damaged copy,
-                        // which this repairs), so insert-and-look-at-the-old-value is the check.
-                        let existed = table
-                            .insert(cid.as_bytes(), bytes.as_slice())
-                            .map_err(storage)?
-                            .is_some();
-                        if !existed {
-                            stored[i] = true;
-                            new_items.push((cid, &verified[i]));
-                            match scope {
-                                Scope::Shared => {
-                                    digest.insert(cid);
-                                    digest_changed = true;
-                                }
-                                Scope::Local => {
-                                    locals.insert(cid.as_bytes(), ()).map_err(storage)?;
-                                }
-                            }
-                        } else if scope == Scope::Shared
-                            && locals.remove(cid.as_bytes()).map_err(storage)?.is_some()
-                        {
-                            // Shared wins: a local object stored as shared is promoted.
-                            stored[i] = true;
-                            digest.insert(cid);
-                            digest_changed = true;
-                        }
-                    }
-                }
-                if digest_changed {
-                    write_digest(txn, &digest)?;
-                }
-                apply_indexes(txn, &new_items, true)?;
-                adjust_count(txn, new_items.len() as i64)?;
-                // Nothing changed: the rewritten values were identical, so drop them unsynced.
-                Ok(stored.iter().any(|changed| *changed))
-            })?;
-            Ok(stored)
+            self.write_batch(objects, &verified, scope)
         })
+    }
+
+    async fn put_verified(&self, batch: Verified, scope: Scope) -> Result<Vec<bool>> {
+        if *batch.limits() != self.limits {
+            return self.put_scoped(batch.objects(), scope).await;
+        }
+        guarded("put_many", || {
+            self.write_batch(batch.objects(), batch.entries(), scope)
+        })
+    }
+
+    fn limits(&self) -> Limits {
+        self.limits
     }
 
     async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
@@ -740,7 +863,10 @@ impl Store for RedbStore {
                 // trusted to name them, so the indexes are searched for the CID instead.
                 match index::verify_and_index(cid, &bytes, &index::widest_limits()) {
                     Ok(entries) => apply_indexes(txn, &[(cid, &entries)], false)?,
-                    Err(_) => scrub_indexes(txn, cid)?,
+                    Err(_) => {
+                        settle_index_log(txn)?;
+                        scrub_indexes(txn, cid)?;
+                    }
                 }
                 adjust_count(txn, -1)?;
                 Ok(true)
@@ -768,6 +894,13 @@ impl Store for RedbStore {
 
     async fn query(&self, query: Query<'_>) -> Result<Vec<Cid>> {
         guarded("query", || {
+            if matches!(
+                query,
+                Query::ByType { .. } | Query::LinksTo { .. } | Query::ByAuthor { .. }
+            ) && self.index_log_pending()?
+            {
+                self.write(settle_index_log)?;
+            }
             let snapshot = self.read()?;
             let txn = &snapshot.txn;
             // Keys of `table` that start with `prefix`, from `after` (exclusive) or the start of

@@ -36,6 +36,7 @@ pub async fn run_all(make: MakeStore<'_>) {
     local_area(&*make()).await;
     limits_and_bad_batches(&*make()).await;
     scopes_and_the_sync_digest(&*make()).await;
+    verified_batches(&*make()).await;
     model_check(&*make(), 0x5eed_0001, 400).await;
     model_check(&*make(), 0x5eed_0002, 400).await;
 }
@@ -753,6 +754,45 @@ pub async fn scopes_and_the_sync_digest(store: &dyn Store) {
         .iter()
         .for_each(|cid| direct.insert(chum_sync::short_id(cid)));
     assert_eq!((summary, built), (digest.summary, direct), "built sketches");
+}
+
+/// A batch checked in advance stores like any other; one checked under other limits than the
+/// store's is checked again, so a store never takes what its own limits refuse.
+pub async fn verified_batches(store: &dyn Store) {
+    let objects: Vec<(Cid, Vec<u8>)> = (0..10)
+        .map(message)
+        .map(|o| (o.cid().clone(), o.bytes().to_vec()))
+        .collect();
+    let batch = crate::index::Verified::check(objects.clone(), &store.limits()).unwrap();
+    assert_eq!(
+        store.put_verified(batch, Scope::Shared).await.unwrap(),
+        vec![true; 10]
+    );
+    let messages = store
+        .query(Query::ByType {
+            type_name: "Message",
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 10, "a verified batch is indexed");
+    let digest = store.sync_digest().await.unwrap();
+    assert_eq!(digest, SyncDigest::of(objects.iter().map(|(cid, _)| cid)));
+    // Checked under limits the store does not have: the store checks again and refuses.
+    let too_big = vec![7u8; store.limits().max_size + 1];
+    let cid = Cid::hash(Codec::Raw, &too_big);
+    let batch =
+        crate::index::Verified::check(vec![(cid.clone(), too_big)], &crate::index::widest_limits())
+            .unwrap();
+    assert!(
+        matches!(
+            store.put_verified(batch, Scope::Shared).await,
+            Err(Error::Invalid { .. })
+        ),
+        "the store's own limits hold"
+    );
+    assert!(!store.has(&cid).await.unwrap());
 }
 
 /// Drives `steps` random operations (seeded; a failure names the seed and step) against the

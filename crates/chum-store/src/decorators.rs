@@ -157,6 +157,9 @@ impl<S: Store> Store for FaultStore<S> {
         self.alive()?;
         self.inner.sync_digest().await
     }
+    fn limits(&self) -> chum_object::Limits {
+        self.inner.limits()
+    }
 }
 
 /// Calls counted by a [`CountingStore`].
@@ -271,5 +274,8 @@ impl<S: Store> Store for CountingStore<S> {
     }
     async fn sync_digest(&self) -> Result<SyncDigest> {
         self.inner.sync_digest().await
+    }
+    fn limits(&self) -> chum_object::Limits {
+        self.inner.limits()
     }
 }

@@ -31,6 +31,70 @@ pub struct VersionEntry {
 /// The longest `$type` a store indexes; objects with a longer one are refused.
 pub const MAX_TYPE_NAME: usize = 1024;
 
+/// A batch of objects already verified and indexed under some limits, so that a store can
+/// write it without checking again. Only [`Verified::check`] makes one: a `Verified` always
+/// holds objects that passed [`verify_and_index`] and exactly their entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    objects: Vec<(Cid, Vec<u8>)>,
+    entries: Vec<IndexEntries>,
+    limits: Limits,
+}
+
+impl Verified {
+    /// Verifies and indexes `objects` under `limits` (see [`verify_and_index_all`]).
+    pub fn check(objects: Vec<(Cid, Vec<u8>)>, limits: &Limits) -> Result<Verified> {
+        let entries = verify_and_index_all(&objects, limits)?;
+        Ok(Verified {
+            objects,
+            entries,
+            limits: *limits,
+        })
+    }
+
+    /// Several verified batches as one (each keeps the limits it was checked under only if
+    /// they agree; otherwise the strictest check is redone by the store).
+    pub fn concat(batches: Vec<Verified>) -> Verified {
+        let limits = batches.first().map_or_else(Limits::default, |b| b.limits);
+        let same = batches.iter().all(|b| b.limits == limits);
+        let mut all = Verified {
+            objects: Vec::new(),
+            entries: Vec::new(),
+            limits: if same { limits } else { widest_limits() },
+        };
+        for batch in batches {
+            all.objects.extend(batch.objects);
+            all.entries.extend(batch.entries);
+        }
+        all
+    }
+
+    /// The objects.
+    pub fn objects(&self) -> &[(Cid, Vec<u8>)] {
+        &self.objects
+    }
+
+    /// The index entries, one per object.
+    pub fn entries(&self) -> &[IndexEntries] {
+        &self.entries
+    }
+
+    /// The limits the batch was checked under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The number of objects.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+}
+
 /// [`verify_and_index`] for a batch, in order; the first object (in batch order) that fails
 /// is the error. Large batches are checked on several threads (natively), since hashing and
 /// strict decoding are most of what storing costs before the database write.

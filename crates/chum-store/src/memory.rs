@@ -294,6 +294,10 @@ impl Store for MemoryStore {
     async fn sync_digest(&self) -> Result<SyncDigest> {
         Ok(self.lock().digest.clone())
     }
+
+    fn limits(&self) -> Limits {
+        self.limits
+    }
 }
 
 fn after_in<'a>(

@@ -2,9 +2,10 @@
 
 use std::ops::Bound;
 
-use chum_object::Cid;
+use chum_object::{Cid, Limits};
 
 use crate::error::{Error, Result};
+use crate::index::Verified;
 use crate::sync::{Scope, SyncDigest};
 
 /// `Send + Sync` natively; nothing on wasm32, where IndexedDB handles are not `Send`.
@@ -77,6 +78,18 @@ pub trait Store: MaybeSendSync {
     /// in the same transaction. Returns, per object, whether the call changed it: newly
     /// stored, or newly shared.
     async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>>;
+
+    /// Stores a batch that [`Verified::check`] already checked; see [`Store::put_scoped`]. A
+    /// store may skip its own verification when the batch was checked under its limits (the
+    /// default checks again).
+    async fn put_verified(&self, batch: Verified, scope: Scope) -> Result<Vec<bool>> {
+        self.put_scoped(batch.objects(), scope).await
+    }
+
+    /// The object limits this store enforces on writes.
+    fn limits(&self) -> Limits {
+        Limits::default()
+    }
 
     /// Stores a batch of shared objects; see [`Store::put_scoped`].
     async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
