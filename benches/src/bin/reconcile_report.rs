@@ -2,34 +2,104 @@
 //!
 //! `cargo run --release -p chum-benches --bin reconcile_report [N...]` (default N = 100000 and
 //! 1000000). For each N and d ∈ {0, 1, 10, 1000, 100000} differences (split evenly between the
-//! sides, at uniformly random positions), both sides hold N ids; it prints the messages, round
-//! trips, bytes and time each protocol needs to find the whole difference. chum's side is
-//! `chum_sync::reconcile` over 8-byte short ids (today computed from scratch; the engine will keep
-//! its sketches in the store); negentropy 0.5 uses the same items as 32-byte ids.
+//! sides, at uniformly random positions), both sides hold N objects; it prints the reconcile
+//! messages (every message after the hellos up to and including the want list: no objects,
+//! acknowledgements or keepalives), round trips, bytes and time each protocol needs to find the
+//! whole difference. chum's side is two real `chum_sync::Session`s, each answering from an
+//! in-memory set that keeps its small sketches current the way stores do; negentropy 0.5 uses
+//! the same objects' 32-byte digests as ids.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use chum_sync::reconcile::reconcile;
+use chum_object::{Cid, Codec};
+use chum_sync::memory::MemorySet;
+use chum_sync::{Config, Event, Input, Message, Output, Role, Session};
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
-fn id_bytes(x: u64) -> [u8; 32] {
-    let hash = chum_object::Cid::hash(chum_object::Codec::Raw, &x.to_le_bytes());
-    let mut id = [0u8; 32];
-    id.copy_from_slice(&hash.as_bytes()[4..36]);
-    id
+/// The object behind item `x`: an 8-byte raw block.
+fn cid(x: u64) -> (Cid, Vec<u8>) {
+    let bytes = x.to_le_bytes().to_vec();
+    (Cid::hash(Codec::Raw, &bytes), bytes)
 }
 
-fn short(id: &[u8; 32]) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&id[..8]);
-    u64::from_le_bytes(bytes)
+fn id_bytes(cid: &Cid) -> [u8; 32] {
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&cid.as_bytes()[4..36]);
+    id
 }
 
 struct Row {
     messages: usize,
+    round_trips: usize,
     bytes: usize,
     millis: f64,
     found: usize,
+}
+
+/// Runs two sessions until the initiator has found the difference and sent its want list.
+fn chum_run(a: MemorySet, b: MemorySet) -> Row {
+    let now = Duration::ZERO;
+    let mut peers = [
+        (Session::new(Config::new(Role::Initiator), now), a),
+        (Session::new(Config::new(Role::Responder), now), b),
+    ];
+    let (mut messages, mut bytes, mut flights) = (0, 0, 0);
+    let mut found = None;
+    let start = Instant::now();
+    let mut in_flight: Vec<(usize, Vec<u8>)> = Vec::new();
+    'rounds: loop {
+        for (side, (session, set)) in peers.iter_mut().enumerate() {
+            let mut sent = false;
+            while let Some(output) = session.poll_output() {
+                match output {
+                    Output::Transmit(frame) => {
+                        let counted = !matches!(
+                            Message::decode(&frame, &chum_sync::Limits::default()),
+                            Ok(Message::Hello(_)
+                                | Message::Objects { .. }
+                                | Message::Ack { .. }
+                                | Message::SendDone
+                                | Message::Ping
+                                | Message::Pong)
+                        );
+                        if counted {
+                            messages += 1;
+                            bytes += frame.len();
+                            sent = true;
+                        }
+                        in_flight.push((1 - side, frame));
+                    }
+                    Output::Request(id, request) => {
+                        let (answer, _) = set.answer(request);
+                        session.handle_input(now, Input::Answer(id, answer));
+                    }
+                    Output::Event(Event::Reconciled {
+                        peer_lacks,
+                        we_lack,
+                    }) => found = Some(peer_lacks + we_lack),
+                    Output::Event(Event::Closed { reason, .. }) => panic!("closed: {reason}"),
+                    _ => {}
+                }
+            }
+            flights += usize::from(sent);
+            if side == 0 && found.is_some() {
+                break 'rounds;
+            }
+        }
+        for (to, frame) in std::mem::take(&mut in_flight) {
+            peers[to].0.handle_input(now, Input::Frame(frame));
+        }
+    }
+    let millis = start.elapsed().as_secs_f64() * 1e3;
+    // Freeing two sets of a million objects is not part of the exchange.
+    std::mem::forget(peers);
+    Row {
+        messages,
+        round_trips: flights.div_ceil(2),
+        bytes,
+        millis,
+        found: found.unwrap_or(0),
+    }
 }
 
 fn negentropy_run(a: &[[u8; 32]], b: &[[u8; 32]]) -> Result<Row, String> {
@@ -68,6 +138,7 @@ fn negentropy_run(a: &[[u8; 32]], b: &[[u8; 32]]) -> Result<Row, String> {
     }
     Ok(Row {
         messages,
+        round_trips: messages.div_ceil(2),
         bytes,
         millis: start.elapsed().as_secs_f64() * 1e3,
         found: have.len() + need.len(),
@@ -85,42 +156,51 @@ fn main() {
         sizes
     };
     println!(
-        "{:>9} {:>7} | {:>24} | {:>24}",
-        "n", "d", "chum: msgs rt bytes ms", "negentropy: msgs rt bytes ms"
+        "{:>9} {:>7} | {:>27} | {:>27} | {:>8}",
+        "n", "d", "chum: msgs rt bytes ms", "negentropy: msgs rt bytes ms", "bytes"
     );
     for n in sizes {
         for d in [0usize, 1, 10, 1_000, 100_000] {
             if d > n {
                 continue;
             }
-            let common: Vec<[u8; 32]> = (0..(n - d / 2) as u64).map(id_bytes).collect();
-            let mut a = common.clone();
-            let mut b = common;
-            a.extend((0..(d / 2) as u64).map(|i| id_bytes(i | 1 << 40)));
-            b.extend((0..(d - d / 2) as u64).map(|i| id_bytes(i | 1 << 41)));
-            let (a_short, b_short): (Vec<u64>, Vec<u64>) =
-                (a.iter().map(short).collect(), b.iter().map(short).collect());
-            let start = Instant::now();
-            let chum = reconcile(&a_short, &b_short);
-            let chum_ms = start.elapsed().as_secs_f64() * 1e3;
-            let chum_found = chum.responder_lacks.len() + chum.initiator_lacks.len();
-            let neg = match negentropy_run(&a, &b) {
+            // Differences at uniformly random positions: the ids are hashes.
+            let common = (n - d / 2) as u64;
+            let a_items: Vec<(Cid, Vec<u8>)> = (0..common)
+                .chain((0..(d / 2) as u64).map(|i| i | 1 << 40))
+                .map(cid)
+                .collect();
+            let b_items: Vec<(Cid, Vec<u8>)> = (0..common)
+                .chain((0..(d - d / 2) as u64).map(|i| i | 1 << 41))
+                .map(cid)
+                .collect();
+            let a_ids: Vec<[u8; 32]> = a_items.iter().map(|(c, _)| id_bytes(c)).collect();
+            let b_ids: Vec<[u8; 32]> = b_items.iter().map(|(c, _)| id_bytes(c)).collect();
+            let set = |items: Vec<(Cid, Vec<u8>)>| {
+                let mut set = MemorySet::new();
+                for (cid, bytes) in items {
+                    set.insert(cid, bytes).unwrap_or_else(|e| panic!("{e}"));
+                }
+                set
+            };
+            let chum = chum_run(set(a_items), set(b_items));
+            let neg = match negentropy_run(&a_ids, &b_ids) {
                 Ok(row) => row,
                 Err(error) => {
                     eprintln!("negentropy failed: {error}");
                     continue;
                 }
             };
-            assert_eq!(chum_found, d, "chum found the whole difference");
+            assert_eq!(chum.found, d, "chum found the whole difference");
             assert_eq!(neg.found, d, "negentropy found the whole difference");
             println!(
-                "{n:>9} {d:>7} | {:>4} {:>2} {:>9} {:>6.1} | {:>4} {:>2} {:>9} {:>6.1}   bytes ratio {:.2}",
+                "{n:>9} {d:>7} | {:>4} {:>2} {:>10} {:>7.1} | {:>4} {:>2} {:>10} {:>7.1} | {:>7.3}×",
                 chum.messages,
-                chum.round_trips(),
+                chum.round_trips,
                 chum.bytes,
-                chum_ms,
+                chum.millis,
                 neg.messages,
-                neg.messages.div_ceil(2),
+                neg.round_trips,
                 neg.bytes,
                 neg.millis,
                 chum.bytes as f64 / neg.bytes as f64,

@@ -8,16 +8,22 @@ use std::ops::Bound;
 use chum_object::{Cid, Codec, Limits, dagcbor};
 
 use crate::ids::{Summary, short_id};
+use crate::reconcile::SKETCH_SIZES;
 use crate::session::{Answer, Request};
 use crate::sketch::Sketch;
 
 /// A set of verified objects with the indexes a session asks for.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemorySet {
     objects: BTreeMap<Cid, Vec<u8>>,
     summary: Summary,
+    /// Sketches of the first [`KEPT`] sizes of [`SKETCH_SIZES`], kept current like a store's.
+    kept: Vec<Sketch>,
     limits: Limits,
 }
+
+/// How many of the smallest sketch sizes a set keeps current.
+const KEPT: usize = 3;
 
 /// The codecs a set holds; short ids are looked up under each (CIDs of one codec sort by
 /// short id).
@@ -70,6 +76,17 @@ pub fn verify(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<(), Refused> {
     Ok(())
 }
 
+impl Default for MemorySet {
+    fn default() -> MemorySet {
+        MemorySet {
+            objects: BTreeMap::new(),
+            summary: Summary::EMPTY,
+            kept: SKETCH_SIZES[..KEPT].iter().map(|&cells| Sketch::new(cells)).collect(),
+            limits: Limits::default(),
+        }
+    }
+}
+
 impl MemorySet {
     /// An empty set.
     pub fn new() -> MemorySet {
@@ -87,6 +104,8 @@ impl MemorySet {
             std::collections::btree_map::Entry::Occupied(_) => false,
             std::collections::btree_map::Entry::Vacant(entry) => {
                 self.summary.insert(entry.key());
+                let id = short_id(entry.key());
+                self.kept.iter_mut().for_each(|sketch| sketch.insert(id));
                 entry.insert(bytes);
                 true
             }
@@ -99,6 +118,8 @@ impl MemorySet {
             return false;
         }
         self.summary.remove(cid);
+        let id = short_id(cid);
+        self.kept.iter_mut().for_each(|sketch| sketch.remove(id));
         true
     }
 
@@ -140,7 +161,15 @@ impl MemorySet {
         let answer = match request {
             Request::Summary => Answer::Summary(self.summary),
             Request::Sketch { cells, salt } => {
-                let mut sketch = Sketch::with_salt(cells, salt);
+                let wanted = Sketch::with_salt(cells, salt);
+                if let Some(kept) = self
+                    .kept
+                    .iter()
+                    .find(|kept| kept.len() == wanted.len() && kept.salt() == salt)
+                {
+                    return (Answer::Sketch(self.summary, kept.clone()), Vec::new());
+                }
+                let mut sketch = wanted;
                 self.objects
                     .keys()
                     .for_each(|cid| sketch.insert(short_id(cid)));
