@@ -81,7 +81,10 @@ impl Default for MemorySet {
         MemorySet {
             objects: BTreeMap::new(),
             summary: Summary::EMPTY,
-            kept: SKETCH_SIZES[..KEPT].iter().map(|&cells| Sketch::new(cells)).collect(),
+            kept: SKETCH_SIZES[..KEPT]
+                .iter()
+                .map(|&cells| Sketch::new(cells))
+                .collect(),
             limits: Limits::default(),
         }
     }
