@@ -5,8 +5,8 @@
 //! requests from a [`chum_store::Store`], and fans newly stored objects out to every live
 //! session of a [`Node`].
 //!
-//! - [`transport`]: an in-memory pipe and TCP (WebSocket next to them), all carrying the same
-//!   frames.
+//! - [`transport`]: an in-memory pipe and TCP; [`ws`]: WebSocket (`ws://`, `wss://` with
+//!   rustls) — all carrying the same frames.
 //! - [`Node`]: a store plus its sessions; [`Node::put`] stores and pushes live.
 //! - [`listener`]: accepts connections with a cap on concurrent sessions and a per-address
 //!   rate limit that never bans.
@@ -18,6 +18,7 @@
 pub mod listener;
 mod node;
 pub mod transport;
+pub mod ws;
 
 pub use crate::node::{Node, NodeEvent, SessionOptions, SessionReport};
 pub use crate::transport::{Connection, memory_pair};

@@ -7,18 +7,20 @@
 //! The defaults let a well-behaved client connect several times a second indefinitely.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chum_sync::{CloseCode, Message, Role};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::node::{Node, SessionOptions};
 use crate::transport::{Connection, tcp};
+use crate::ws::{self, ServerTls};
 
 /// A listener's limits.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,13 +107,52 @@ async fn refuse(mut connection: Connection, reason: String) {
     let _ = connection.writer.close().await;
 }
 
-/// Serves sessions on `listener` for `node` (as responder) until the listener fails.
+/// Serves sessions on `listener` for `node` (as responder) over TCP framing, until the
+/// listener fails.
 pub async fn serve_tcp(
     node: Arc<Node>,
     listener: TcpListener,
     limits: ListenerLimits,
 ) -> io::Result<()> {
+    serve(node, listener, limits, |stream, max_frame| async move {
+        tcp::connection(stream, max_frame)
+    })
+    .await
+}
+
+/// Serves sessions on `listener` for `node` (as responder) over WebSocket — `wss://` when
+/// `tls` is given, `ws://` otherwise — until the listener fails.
+pub async fn serve_ws(
+    node: Arc<Node>,
+    listener: TcpListener,
+    limits: ListenerLimits,
+    tls: Option<ServerTls>,
+) -> io::Result<()> {
+    let tls = Arc::new(tls);
+    serve(node, listener, limits, move |stream, max_frame| {
+        let tls = Arc::clone(&tls);
+        async move { ws::accept(stream, tls.as_ref().as_ref(), max_frame).await }
+    })
+    .await
+}
+
+/// How long a connection may take to complete its transport handshake (TLS, WebSocket).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; more connections are dropped unanswered.
+const MAX_HANDSHAKES: usize = 256;
+
+async fn serve<F, Fut>(
+    node: Arc<Node>,
+    listener: TcpListener,
+    limits: ListenerLimits,
+    upgrade: F,
+) -> io::Result<()>
+where
+    F: Fn(TcpStream, usize) -> Fut,
+    Fut: Future<Output = io::Result<Connection>> + Send + 'static,
+{
     let sessions = Arc::new(Semaphore::new(limits.max_sessions));
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let mut rate = RateLimiter::new(limits);
     let max_frame = node.config().limits.max_frame;
     loop {
@@ -124,31 +165,40 @@ pub async fn serve_tcp(
             }
             Err(error) => return Err(error),
         };
-        let Ok(connection) = tcp::connection(stream, max_frame) else {
-            continue;
+        let Ok(handshake) = Arc::clone(&handshakes).try_acquire_owned() else {
+            continue; // a flood of half-open connections: drop, answer nothing
         };
-        if let Err(wait) = rate.admit(address.ip(), Instant::now()) {
-            tokio::spawn(refuse(
-                connection,
-                format!(
-                    "too many connections from this address; retry in {} ms",
-                    wait.as_millis().max(1)
-                ),
-            ));
-            continue;
-        }
-        let Ok(permit) = Arc::clone(&sessions).try_acquire_owned() else {
-            tokio::spawn(refuse(
-                connection,
-                "the server is at its session limit; retry later".into(),
-            ));
-            continue;
-        };
+        let admitted = rate.admit(address.ip(), Instant::now());
+        let permit = Arc::clone(&sessions).try_acquire_owned();
+        let upgrading = upgrade(stream, max_frame);
         let node = Arc::clone(&node);
         tokio::spawn(async move {
-            node.run(Role::Responder, connection, SessionOptions::default())
-                .await;
-            drop(permit);
+            let connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrading).await {
+                Ok(Ok(connection)) => connection,
+                _ => return,
+            };
+            drop(handshake);
+            match (admitted, permit) {
+                (Err(wait), _) => {
+                    let reason = format!(
+                        "too many connections from this address; retry in {} ms",
+                        wait.as_millis().max(1)
+                    );
+                    refuse(connection, reason).await;
+                }
+                (Ok(()), Err(_)) => {
+                    refuse(
+                        connection,
+                        "the server is at its session limit; retry later".into(),
+                    )
+                    .await;
+                }
+                (Ok(()), Ok(permit)) => {
+                    node.run(Role::Responder, connection, SessionOptions::default())
+                        .await;
+                    drop(permit);
+                }
+            }
         });
     }
 }

@@ -1,0 +1,116 @@
+//! WebSocket sessions on 127.0.0.1: `ws://` and `wss://` (a self-signed certificate), between
+//! nodes on redb files.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chum_net::listener::{ListenerLimits, serve_ws};
+use chum_net::ws::{self, ClientTls, ServerTls};
+use chum_net::{Node, NodeEvent, SessionOptions};
+use chum_object::{Cid, Object, dagjson};
+use chum_store::MemoryStore;
+use chum_store_redb::RedbStore;
+use chum_sync::{Limits, Role};
+use tokio::net::TcpListener;
+
+fn object(seed: u64) -> (Cid, Vec<u8>) {
+    let json = format!(r#"{{"$type":"Message","n":{seed},"text":"over a websocket"}}"#);
+    let object = Object::from_value(&dagjson::from_str(&json).unwrap()).unwrap();
+    (object.cid().clone(), object.bytes().to_vec())
+}
+
+const SYNC_ONCE: SessionOptions = SessionOptions {
+    close_when_synced: true,
+};
+
+async fn listen(node: Arc<Node>, tls: Option<ServerTls>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(serve_ws(node, listener, ListenerLimits::default(), tls));
+    port.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_between_redb_stores_syncs_and_pushes_live() {
+    let dir = std::env::temp_dir().join(format!("chum-ws-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = Arc::new(Node::new(Arc::new(
+        RedbStore::open(dir.join("server.redb")).unwrap(),
+    )));
+    let client = Arc::new(Node::new(Arc::new(
+        RedbStore::open(dir.join("client.redb")).unwrap(),
+    )));
+    server
+        .put(&(0..500).map(object).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let port = listen(Arc::clone(&server), None).await;
+    let connection = ws::connect(&format!("ws://127.0.0.1:{port}"), 1 << 22, None)
+        .await
+        .unwrap();
+    let mut events = client.events();
+    let live = Arc::clone(&client);
+    let session = tokio::spawn(async move {
+        live.run(Role::Initiator, connection, SessionOptions::default())
+            .await
+    });
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            NodeEvent::Synced { .. } => break,
+            NodeEvent::Closed { reason, .. } => panic!("{reason}"),
+            _ => {}
+        }
+    }
+    assert_eq!(client.store().count().await.unwrap(), 500);
+    let (cid, bytes) = object(9_000);
+    server.put(&[(cid.clone(), bytes)]).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            NodeEvent::Received { cids, .. } if cids.contains(&cid) => break,
+            _ => {}
+        }
+    }
+    assert!(client.store().has(&cid).await.unwrap());
+    session.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_with_a_trusted_certificate_syncs_and_an_untrusted_one_is_refused() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = certified.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let tls = ServerTls::new(vec![cert.clone()], key).unwrap();
+    let server = Arc::new(Node::new(Arc::new(MemoryStore::new())));
+    server
+        .put(&(0..50).map(object).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let port = listen(Arc::clone(&server), Some(tls)).await;
+    let url = format!("wss://localhost:{port}");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let trusted = ClientTls::with_roots(roots).unwrap();
+    let client = Node::new(Arc::new(MemoryStore::new()));
+    let connection = ws::connect(&url, Limits::default().max_frame, Some(trusted))
+        .await
+        .unwrap();
+    let report = client.run(Role::Initiator, connection, SYNC_ONCE).await;
+    assert!(report.synced, "{report:?}");
+    assert_eq!(report.received, 50);
+
+    // The public web PKI does not vouch for a self-signed certificate.
+    let untrusted = ws::connect(&url, Limits::default().max_frame, None).await;
+    assert!(untrusted.is_err(), "an untrusted certificate is refused");
+}
