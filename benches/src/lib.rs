@@ -94,3 +94,164 @@ pub fn to_ipld(value: &Value) -> ipld_core::ipld::Ipld {
         },
     }
 }
+
+/// Set reconciliation runs shared by `reconcile_report` and the `reconcile` benchmark.
+pub mod reconciliation {
+    use std::time::{Duration, Instant};
+
+    use chum_object::{Cid, Codec};
+    use chum_sync::memory::MemorySet;
+    use chum_sync::{Config, Event, Input, Message, Output, Role, Session};
+    use negentropy::{Id, Negentropy, NegentropyStorageVector};
+
+    /// The object behind item `x`: an 8-byte raw block.
+    pub fn cid(x: u64) -> (Cid, Vec<u8>) {
+        let bytes = x.to_le_bytes().to_vec();
+        (Cid::hash(Codec::Raw, &bytes), bytes)
+    }
+
+    /// The 32-byte digest of a CID (negentropy's id for it).
+    pub fn id_bytes(cid: &Cid) -> [u8; 32] {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&cid.as_bytes()[4..36]);
+        id
+    }
+
+    /// What one exchange cost.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Row {
+        /// Reconcile messages after the hellos, including the want list.
+        pub messages: usize,
+        /// Round trips (flights in both directions, halved, rounded up).
+        pub round_trips: usize,
+        /// Bytes of those messages.
+        pub bytes: usize,
+        /// Milliseconds until the difference was known.
+        pub millis: f64,
+        /// Size of the difference found.
+        pub found: usize,
+    }
+
+    /// Runs two sessions until the initiator has found the difference and sent its want list;
+    /// returns the cost and the two sets (freeing them is left to the caller).
+    pub fn chum_run(a: MemorySet, b: MemorySet) -> (Row, [MemorySet; 2]) {
+        let now = Duration::ZERO;
+        let mut peers = [
+            (Session::new(Config::new(Role::Initiator), now), a),
+            (Session::new(Config::new(Role::Responder), now), b),
+        ];
+        let (mut messages, mut bytes, mut flights) = (0, 0, 0);
+        let mut found = None;
+        let start = Instant::now();
+        let mut in_flight: Vec<(usize, Vec<u8>)> = Vec::new();
+        'rounds: loop {
+            for (side, (session, set)) in peers.iter_mut().enumerate() {
+                let mut sent = false;
+                while let Some(output) = session.poll_output() {
+                    match output {
+                        Output::Transmit(frame) => {
+                            let counted = !matches!(
+                                Message::decode(&frame, &chum_sync::Limits::default()),
+                                Ok(Message::Hello(_)
+                                    | Message::Objects { .. }
+                                    | Message::Ack { .. }
+                                    | Message::SendDone
+                                    | Message::Ping
+                                    | Message::Pong)
+                            );
+                            if counted {
+                                messages += 1;
+                                bytes += frame.len();
+                                sent = true;
+                            }
+                            in_flight.push((1 - side, frame));
+                        }
+                        Output::Request(id, request) => {
+                            let (answer, _) = set.answer(request);
+                            session.handle_input(now, Input::Answer(id, answer));
+                        }
+                        Output::Event(Event::Reconciled {
+                            peer_lacks,
+                            we_lack,
+                        }) => found = Some(peer_lacks + we_lack),
+                        Output::Event(Event::Closed { reason, .. }) => panic!("closed: {reason}"),
+                        _ => {}
+                    }
+                }
+                flights += usize::from(sent);
+                if side == 0 && found.is_some() {
+                    break 'rounds;
+                }
+            }
+            for (to, frame) in std::mem::take(&mut in_flight) {
+                peers[to].0.handle_input(now, Input::Frame(frame));
+            }
+        }
+        let millis = start.elapsed().as_secs_f64() * 1e3;
+        let [(_, a), (_, b)] = peers;
+        (
+            Row {
+                messages,
+                round_trips: flights.div_ceil(2),
+                bytes,
+                millis,
+                found: found.unwrap_or(0),
+            },
+            [a, b],
+        )
+    }
+
+    /// negentropy 0.5 between two sides holding these 32-byte ids (storage built before the
+    /// clock starts).
+    pub fn negentropy_run(a: &[[u8; 32]], b: &[[u8; 32]]) -> Result<Row, String> {
+        negentropy_exchange(&negentropy_storage(a)?, &negentropy_storage(b)?)
+    }
+
+    /// A sealed negentropy storage of these ids.
+    pub fn negentropy_storage(ids: &[[u8; 32]]) -> Result<NegentropyStorageVector, String> {
+        let mut storage = NegentropyStorageVector::with_capacity(ids.len());
+        for id in ids {
+            storage
+                .insert(0, Id::from_slice(id).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        }
+        storage.seal().map_err(|e| e.to_string())?;
+        Ok(storage)
+    }
+
+    /// The negentropy exchange between two sealed storages.
+    pub fn negentropy_exchange(
+        client_storage: &NegentropyStorageVector,
+        relay_storage: &NegentropyStorageVector,
+    ) -> Result<Row, String> {
+        let start = Instant::now();
+        let mut client = Negentropy::borrowed(client_storage, 0).map_err(|e| e.to_string())?;
+        let mut relay = Negentropy::borrowed(relay_storage, 0).map_err(|e| e.to_string())?;
+        let mut message = client.initiate().map_err(|e| e.to_string())?;
+        let (mut messages, mut bytes) = (1, message.len());
+        let (mut have, mut need) = (Vec::new(), Vec::new());
+        loop {
+            let response = relay.reconcile(&message).map_err(|e| e.to_string())?;
+            messages += 1;
+            bytes += response.len();
+            match client
+                .reconcile_with_ids(&response, &mut have, &mut need)
+                .map_err(|e| e.to_string())?
+            {
+                Some(next) => {
+                    messages += 1;
+                    bytes += next.len();
+                    message = next;
+                }
+                None => break,
+            }
+        }
+        Ok(Row {
+            messages,
+            round_trips: messages.div_ceil(2),
+            bytes,
+            millis: start.elapsed().as_secs_f64() * 1e3,
+            found: have.len() + need.len(),
+        })
+    }
+}

@@ -15,7 +15,7 @@ use chum_store_redb::RedbStore;
 use chum_sync::Role;
 
 fn object(n: u64) -> (Cid, Vec<u8>) {
-    let json = format!(r#"{{"$type":"Message","n":{n},"text":"a live message, pushed at once"}}"#);
+    let json = format!(r#"{{"$type":"Message","text":"live message {n}, pushed at once"}}"#);
     let value = dagjson::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
     let object = Object::from_value(&value).unwrap_or_else(|e| panic!("{e}"));
     (object.cid().clone(), object.bytes().to_vec())

@@ -3,7 +3,8 @@
 //!
 //! - `memory`: two sans-IO sessions, each on its own thread with its own in-memory set,
 //!   frames passed over channels;
-//! - `tcp-redb`: two nodes over TCP on 127.0.0.1, each on its own redb file;
+//! - `tcp-redb`: two nodes over TCP on 127.0.0.1, each on its own redb file, the receiver
+//!   checking every object against the seed's recipes;
 //! - `raw-redb`: the baseline — the same objects inserted into an empty redb table in batches
 //!   of the size a sync stores (one durable commit each), in the same kind of process.
 //!
@@ -19,9 +20,9 @@ use chum_sync::memory::MemorySet;
 use chum_sync::{Config, Event, Input, Output, Role, Session};
 
 fn object(n: u64) -> (Cid, Vec<u8>) {
-    // About 100 bytes of DAG-CBOR, like a chat message.
+    // About 100 bytes of DAG-CBOR: a chat message as the seed's Message recipe has it.
     let json = format!(
-        r#"{{"$type":"Message","n":{n},"text":"message number {n:>8} in a long conversation"}}"#
+        r#"{{"$type":"Message","text":"message number {n:>8} in a long conversation","status":"delivered","needsAI":false}}"#
     );
     let value = dagjson::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
     let object = Object::from_value(&value).unwrap_or_else(|e| panic!("{e}"));
@@ -212,9 +213,13 @@ fn receive(dir: &std::path::Path, port: u16, n: u64) -> Duration {
     use chum_store_redb::RedbStore;
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     runtime.block_on(async {
+        // The receiver checks every object against the seed's recipes, as an app would.
         let client = Node::new(Arc::new(
             RedbStore::open(dir.join("client.redb")).unwrap_or_else(|e| panic!("{e}")),
-        ));
+        ))
+        .with_acceptance(Arc::new(chum_store::index::RecipeCheck::new(
+            chum_crdt::preset::seed(),
+        )));
         let start = Instant::now();
         let cpu = cpu_seconds();
         let connection = tcp::connect(

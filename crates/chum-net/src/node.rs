@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chum_object::Cid;
-use chum_store::index::Verified;
+use chum_store::index::{Acceptance, Verified};
 use chum_store::{Scope, Store};
 use chum_sync::{
     Answer, CloseCode, Config, Event, Input, Output, Request, RequestId, Role, Session,
@@ -100,6 +100,7 @@ pub struct SessionOptions {
 pub struct Node {
     store: Arc<dyn Store>,
     config: Config,
+    acceptance: Option<Arc<dyn Acceptance>>,
     stored: broadcast::Sender<Arc<Stored>>,
     events: broadcast::Sender<NodeEvent>,
     next_session: AtomicU64,
@@ -159,6 +160,7 @@ impl Node {
         Node {
             store,
             config: Config::new(Role::Initiator),
+            acceptance: None,
             stored: broadcast::channel(FANOUT_CAPACITY).0,
             events: broadcast::channel(FANOUT_CAPACITY).0,
             next_session: AtomicU64::new(1),
@@ -168,6 +170,16 @@ impl Node {
     /// Uses `config` for every session (its role is set per session).
     pub fn with_config(mut self, config: Config) -> Node {
         self.config = config;
+        self
+    }
+
+    /// Checks every object received from a peer with `acceptance` (beyond its CID and strict
+    /// encoding, which are always checked); a peer that sends an object it refuses is closed
+    /// with `invalid object`. E.g. `RecipeCheck::new(chum_crdt::preset::seed())`: objects must
+    /// satisfy their type's recipe, versions must be well-formed, and instance-local types are
+    /// refused.
+    pub fn with_acceptance(mut self, acceptance: Arc<dyn Acceptance>) -> Node {
+        self.acceptance = Some(acceptance);
         self
     }
 
@@ -257,7 +269,11 @@ impl Node {
                 match output {
                     Output::Request(request_id, Request::Store(objects)) => {
                         // Verified here, beside the commit of the previous group.
-                        match Verified::check(objects, &self.store.limits()) {
+                        match Verified::check_with(
+                            objects,
+                            &self.store.limits(),
+                            self.acceptance.as_deref(),
+                        ) {
                             Ok(batch) => stores.push((request_id, batch)),
                             Err(error) => {
                                 let answer = match error {

@@ -268,3 +268,91 @@ async fn a_listener_refuses_floods_with_a_reason_and_garbage_with_a_close() {
     assert!(report.synced, "{report:?}");
     assert_eq!(report.received, 10);
 }
+
+/// Sends a hello and one batch holding `json` to a node configured with the preset recipes;
+/// returns how the node closed the session (None: it stored the object and stayed up).
+async fn send_to_recipe_node(json: &str) -> Option<CloseCode> {
+    use chum_store::index::RecipeCheck;
+    use chum_sync::wire::Hello;
+    let node = Arc::new(
+        Node::new(Arc::new(MemoryStore::new()))
+            .with_acceptance(Arc::new(RecipeCheck::new(chum_crdt::preset::seed()))),
+    );
+    let (mut peer, theirs) = memory_pair(16);
+    let running = Arc::clone(&node);
+    let session = tokio::spawn(async move {
+        running
+            .run(Role::Responder, theirs, SessionOptions::default())
+            .await
+    });
+    let hello = Hello {
+        min_version: 1,
+        max_version: 1,
+        capabilities: 0,
+        limits: Limits::default(),
+        window: 8,
+        types: Vec::new(),
+    };
+    let object = Object::from_value(&dagjson::from_str(json).unwrap()).unwrap();
+    for message in [
+        Message::Hello(hello),
+        Message::Objects {
+            seq: 0,
+            objects: vec![(object.cid().clone(), object.bytes().to_vec())],
+        },
+    ] {
+        peer.writer.write_frame(message.encode()).await.unwrap();
+    }
+    let outcome = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), peer.reader.read_frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match Message::decode(&frame, &Limits::default()).unwrap() {
+            Message::Close { code, .. } => break Some(code),
+            Message::Ack { seq: 0 } => break None,
+            _ => {}
+        }
+    };
+    assert_eq!(
+        node.store().has(object.cid()).await.unwrap(),
+        outcome.is_none(),
+        "stored exactly when accepted"
+    );
+    session.abort();
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_checked_against_recipes_before_they_are_stored() {
+    assert_eq!(
+        send_to_recipe_node(r#"{"$type":"Message","text":"hello"}"#).await,
+        None
+    );
+    assert_eq!(
+        send_to_recipe_node(r#"{"$type":"Message","text":"hi","mood":"great"}"#).await,
+        Some(CloseCode::InvalidObject),
+        "an unknown field"
+    );
+    assert_eq!(
+        send_to_recipe_node(r#"{"$type":"Message"}"#).await,
+        Some(CloseCode::InvalidObject),
+        "a missing field"
+    );
+    assert_eq!(
+        send_to_recipe_node(r#"{"$type":"Settings","key":"theme","value":"dark"}"#).await,
+        Some(CloseCode::InvalidObject),
+        "an instance-local type"
+    );
+    assert_eq!(
+        send_to_recipe_node(r#"{"$type":"Version","of":"not a link"}"#).await,
+        Some(CloseCode::InvalidObject),
+        "a malformed version"
+    );
+    // A type without a recipe passes.
+    assert_eq!(
+        send_to_recipe_node(r#"{"$type":"Sticker","emoji":"x"}"#).await,
+        None
+    );
+}

@@ -2,6 +2,7 @@
 //! backend.
 
 use chum_crdt::{Timestamp, Version, entry_clock};
+use chum_object::recipe::{Recipe, Strategy};
 use chum_object::{Cid, Codec, Limits, Value, dagcbor};
 
 use crate::error::{Error, Result};
@@ -44,7 +45,16 @@ pub struct Verified {
 impl Verified {
     /// Verifies and indexes `objects` under `limits` (see [`verify_and_index_all`]).
     pub fn check(objects: Vec<(Cid, Vec<u8>)>, limits: &Limits) -> Result<Verified> {
-        let entries = verify_and_index_all(&objects, limits)?;
+        Verified::check_with(objects, limits, None)
+    }
+
+    /// [`Verified::check`], also applying `accept` to every decoded dag-cbor object.
+    pub fn check_with(
+        objects: Vec<(Cid, Vec<u8>)>,
+        limits: &Limits,
+        accept: Option<&dyn Acceptance>,
+    ) -> Result<Verified> {
+        let entries = verify_all(&objects, limits, accept)?;
         Ok(Verified {
             objects,
             entries,
@@ -102,12 +112,20 @@ pub fn verify_and_index_all(
     objects: &[(Cid, Vec<u8>)],
     limits: &Limits,
 ) -> Result<Vec<IndexEntries>> {
+    verify_all(objects, limits, None)
+}
+
+fn verify_all(
+    objects: &[(Cid, Vec<u8>)],
+    limits: &Limits,
+    accept: Option<&dyn Acceptance>,
+) -> Result<Vec<IndexEntries>> {
     const PER_THREAD: usize = 256;
     let threads = parallelism().min(objects.len() / PER_THREAD);
     if threads <= 1 {
         return objects
             .iter()
-            .map(|(cid, bytes)| verify_and_index(cid, bytes, limits))
+            .map(|(cid, bytes)| verify_accept_index(cid, bytes, limits, accept))
             .collect();
     }
     let chunk = objects.len().div_ceil(threads);
@@ -117,7 +135,7 @@ pub fn verify_and_index_all(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(cid, bytes)| verify_and_index(cid, bytes, limits))
+                        .map(|(cid, bytes)| verify_accept_index(cid, bytes, limits, accept))
                         .collect::<Result<Vec<_>>>()
                 })
             })
@@ -148,6 +166,64 @@ fn parallelism() -> usize {
 /// Verifies `bytes` against `cid` (size, hash; for dag-cbor also strict decoding under
 /// `limits`) and derives the index entries. Raw blocks (blob chunks) have no entries.
 pub fn verify_and_index(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<IndexEntries> {
+    verify_accept_index(cid, bytes, limits, None)
+}
+
+/// What a receiver accepts beyond a valid, canonical object (checked by
+/// [`Verified::check_with`] on the decoded value): recipes, well-formed versions, scopes.
+pub trait Acceptance: Send + Sync {
+    /// `Err(reason)` refuses the object (and with it the batch).
+    fn accept(&self, cid: &Cid, value: &Value) -> std::result::Result<(), String>;
+}
+
+/// The acceptance rule of a peer configured with recipes: an object whose `$type` has a recipe
+/// must satisfy it, and must not be of an instance-local type (those never travel); a `Version`
+/// must be well-formed. Objects of other types pass.
+#[derive(Debug, Clone, Default)]
+pub struct RecipeCheck {
+    recipes: std::collections::BTreeMap<String, Recipe>,
+}
+
+impl RecipeCheck {
+    /// A check with these recipes (the last of several with one name wins).
+    pub fn new(recipes: impl IntoIterator<Item = Recipe>) -> RecipeCheck {
+        RecipeCheck {
+            recipes: recipes
+                .into_iter()
+                .map(|recipe| (recipe.name.clone(), recipe))
+                .collect(),
+        }
+    }
+}
+
+impl Acceptance for RecipeCheck {
+    fn accept(&self, _cid: &Cid, value: &Value) -> std::result::Result<(), String> {
+        let Some(type_name) = value.type_name() else {
+            return Ok(());
+        };
+        if type_name == chum_crdt::version::VERSION_TYPE {
+            return Version::from_value(value)
+                .map(|_| ())
+                .map_err(|error| format!("not a well-formed version: {error}"));
+        }
+        match self.recipes.get(type_name) {
+            Some(recipe) if recipe.strategy == Strategy::InstanceLocal => Err(format!(
+                "{type_name} is instance-local and never travels between peers"
+            )),
+            Some(recipe) => recipe
+                .validate(value)
+                .map_err(|error| format!("breaks its recipe: {error}")),
+            None => Ok(()),
+        }
+    }
+}
+
+fn verify_accept_index(
+    cid: &Cid,
+    bytes: &[u8],
+    limits: &Limits,
+    accept: Option<&dyn Acceptance>,
+) -> Result<IndexEntries> {
     let invalid = |reason: String| Error::Invalid {
         cid: cid.clone(),
         reason,
@@ -180,6 +256,9 @@ pub fn verify_and_index(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<Inde
     }
     let value =
         dagcbor::decode_with_limits(bytes, limits).map_err(|error| invalid(error.to_string()))?;
+    if let Some(accept) = accept {
+        accept.accept(cid, &value).map_err(invalid)?;
+    }
     let entries = index_entries(&value);
     if entries
         .type_name
