@@ -19,7 +19,10 @@ fn n() -> u64 {
         .unwrap_or(100_000)
 }
 
-fn sides(n: u64, d: u64) -> (Vec<(Cid, Vec<u8>)>, Vec<(Cid, Vec<u8>)>) {
+/// Objects (CID and bytes) one side holds.
+type Items = Vec<(Cid, Vec<u8>)>;
+
+fn sides(n: u64, d: u64) -> (Items, Items) {
     let common = n - d / 2;
     let a = (0..common)
         .chain((0..d / 2).map(|i| i | 1 << 40))
