@@ -217,9 +217,7 @@ fn receive(dir: &std::path::Path, port: u16, n: u64) -> Duration {
         let client = Node::new(Arc::new(
             RedbStore::open(dir.join("client.redb")).unwrap_or_else(|e| panic!("{e}")),
         ))
-        .with_acceptance(Arc::new(chum_store::index::RecipeCheck::new(
-            chum_crdt::preset::seed(),
-        )));
+        .with_recipes(chum_crdt::preset::seed());
         let start = Instant::now();
         let cpu = cpu_seconds();
         let connection = tcp::connect(

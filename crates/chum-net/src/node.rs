@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chum_object::Cid;
-use chum_store::index::{Acceptance, Verified};
+use chum_store::index::{Acceptance, RecipeCheck, Verified};
 use chum_store::{Scope, Store};
 use chum_sync::{
     Answer, CloseCode, Config, Event, Input, Output, Request, RequestId, Role, Session,
@@ -181,6 +181,18 @@ impl Node {
     pub fn with_acceptance(mut self, acceptance: Arc<dyn Acceptance>) -> Node {
         self.acceptance = Some(acceptance);
         self
+    }
+
+    /// Syncs the types of `recipes` with their strategies: received objects are checked with
+    /// [`RecipeCheck`] over them, and the hello announces the types that travel (every recipe
+    /// that is not instance-local). `chum_crdt::preset::seed()` is the seed's configuration.
+    pub fn with_recipes(mut self, recipes: Vec<chum_object::recipe::Recipe>) -> Node {
+        self.config.types = recipes
+            .iter()
+            .filter(|recipe| recipe.strategy != chum_object::recipe::Strategy::InstanceLocal)
+            .map(|recipe| recipe.name.clone())
+            .collect();
+        self.with_acceptance(Arc::new(RecipeCheck::new(recipes)))
     }
 
     /// The store.

@@ -272,11 +272,13 @@ async fn a_listener_refuses_floods_with_a_reason_and_garbage_with_a_close() {
 /// Sends a hello and one batch holding `json` to a node configured with the preset recipes;
 /// returns how the node closed the session (None: it stored the object and stayed up).
 async fn send_to_recipe_node(json: &str) -> Option<CloseCode> {
-    use chum_store::index::RecipeCheck;
     use chum_sync::wire::Hello;
-    let node = Arc::new(
-        Node::new(Arc::new(MemoryStore::new()))
-            .with_acceptance(Arc::new(RecipeCheck::new(chum_crdt::preset::seed()))),
+    let node =
+        Arc::new(Node::new(Arc::new(MemoryStore::new())).with_recipes(chum_crdt::preset::seed()));
+    assert_eq!(
+        node.config().types,
+        ["Message", "Conversation", "Contact"],
+        "announced types"
     );
     let (mut peer, theirs) = memory_pair(16);
     let running = Arc::clone(&node);
