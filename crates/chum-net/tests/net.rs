@@ -1,13 +1,15 @@
 //! Real sessions: memory pipes and TCP on 127.0.0.1, MemoryStore and redb on disk.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chum_net::listener::{ListenerLimits, serve_tcp};
 use chum_net::transport::tcp;
-use chum_net::{Node, NodeEvent, SessionOptions, memory_pair};
+use chum_net::{Node, SessionOptions, memory_pair};
 use chum_object::{Cid, Object, dagjson};
 use chum_store::{MemoryStore, Scope, Store};
 use chum_store_redb::RedbStore;
@@ -117,13 +119,7 @@ async fn tcp_into_redb_syncs_then_pushes_live_then_resumes() {
             .run(Role::Initiator, connection, SessionOptions::default())
             .await
     });
-    loop {
-        match client_events.recv().await.unwrap() {
-            NodeEvent::Synced { .. } => break,
-            NodeEvent::Closed { reason, .. } => panic!("closed: {reason}"),
-            _ => {}
-        }
-    }
+    support::synced(&mut client_events).await;
     assert_eq!(shared(&**client.store()).await.len(), 4_000);
     // Both stores hold the same shared set; wait until the server acknowledged its last batch.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -138,30 +134,12 @@ async fn tcp_into_redb_syncs_then_pushes_live_then_resumes() {
     // Live: a put on the server reaches the client with no polling.
     let (cid, bytes) = object(50_000);
     server.put(&[(cid.clone(), bytes)]).await.unwrap();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), client_events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            NodeEvent::Received { cids, .. } if cids.contains(&cid) => break,
-            _ => {}
-        }
-    }
+    support::received(&mut client_events, &cid).await;
     assert!(client.store().has(&cid).await.unwrap());
     // And the other way.
     let (cid, bytes) = object(50_001);
     client.put(&[(cid.clone(), bytes)]).await.unwrap();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), server_events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            NodeEvent::Received { cids, .. } if cids.contains(&cid) => break,
-            _ => {}
-        }
-    }
+    support::received(&mut server_events, &cid).await;
     session.abort();
     let _ = session.await;
 
@@ -203,16 +181,7 @@ async fn new_objects_travel_along_a_chain_of_live_sessions() {
     // Give the sessions a moment to finish their (empty) first reconciliation.
     tokio::time::sleep(Duration::from_millis(50)).await;
     nodes[0].put(&[(cid.clone(), bytes)]).await.unwrap();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            NodeEvent::Received { cids, .. } if cids.contains(&cid) => break,
-            _ => {}
-        }
-    }
+    support::received(&mut events, &cid).await;
     assert!(nodes[2].store().has(&cid).await.unwrap());
 }
 

@@ -2,12 +2,13 @@
 //! nodes on redb files.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use chum_net::listener::{ListenerLimits, serve_ws};
 use chum_net::ws::{self, ClientTls, ServerTls};
-use chum_net::{Node, NodeEvent, SessionOptions};
+use chum_net::{Node, SessionOptions};
 use chum_object::{Cid, Object, dagjson};
 use chum_store::MemoryStore;
 use chum_store_redb::RedbStore;
@@ -56,30 +57,11 @@ async fn ws_between_redb_stores_syncs_and_pushes_live() {
         live.run(Role::Initiator, connection, SessionOptions::default())
             .await
     });
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            NodeEvent::Synced { .. } => break,
-            NodeEvent::Closed { reason, .. } => panic!("{reason}"),
-            _ => {}
-        }
-    }
+    support::synced(&mut events).await;
     assert_eq!(client.store().count().await.unwrap(), 500);
     let (cid, bytes) = object(9_000);
     server.put(&[(cid.clone(), bytes)]).await.unwrap();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            NodeEvent::Received { cids, .. } if cids.contains(&cid) => break,
-            _ => {}
-        }
-    }
+    support::received(&mut events, &cid).await;
     assert!(client.store().has(&cid).await.unwrap());
     session.abort();
     let _ = std::fs::remove_dir_all(&dir);

@@ -100,6 +100,23 @@ impl MemoryStore {
         }
     }
 
+    /// Stored CIDs within `range`, ascending, at most `limit`; only shared ones if `shared`.
+    fn listed(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize, shared: bool) -> Vec<Cid> {
+        let inner = self.lock();
+        let range = (range.0.cloned(), range.1.cloned());
+        if range_is_empty(&range) {
+            return Vec::new();
+        }
+        inner
+            .objects
+            .range(range)
+            .map(|(cid, _)| cid)
+            .filter(|cid| !shared || !inner.local_objects.contains(*cid))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock can only come from a bug in this module; the data
         // stays structurally valid, so continue with it.
@@ -204,17 +221,7 @@ impl Store for MemoryStore {
     }
 
     async fn list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
-        let inner = self.lock();
-        let range = (range.0.cloned(), range.1.cloned());
-        if range_is_empty(&range) {
-            return Ok(Vec::new());
-        }
-        Ok(inner
-            .objects
-            .range(range)
-            .take(limit)
-            .map(|(cid, _)| cid.clone())
-            .collect())
+        Ok(self.listed(range, limit, false))
     }
 
     async fn count(&self) -> Result<u64> {
@@ -276,19 +283,7 @@ impl Store for MemoryStore {
     }
 
     async fn sync_list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
-        let inner = self.lock();
-        let range = (range.0.cloned(), range.1.cloned());
-        if range_is_empty(&range) {
-            return Ok(Vec::new());
-        }
-        Ok(inner
-            .objects
-            .range(range)
-            .map(|(cid, _)| cid)
-            .filter(|cid| !inner.local_objects.contains(*cid))
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(self.listed(range, limit, true))
     }
 
     async fn sync_digest(&self) -> Result<SyncDigest> {

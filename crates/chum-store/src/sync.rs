@@ -9,7 +9,8 @@
 
 use std::ops::Bound;
 
-use chum_object::{Cid, Codec};
+use chum_object::Cid;
+use chum_sync::ids::{CODECS, short_id_range};
 use chum_sync::sketch::Sketch;
 use chum_sync::{Answer, Request, Summary, short_id};
 
@@ -146,21 +147,6 @@ impl SyncDigest {
     }
 }
 
-/// The codecs a chum store holds; short ids are looked up under each.
-const CODECS: [Codec; 2] = [Codec::Raw, Codec::DagCbor];
-
-/// The CID range holding every `codec` CID whose short id lies in `[low, high]`.
-fn short_id_range(codec: Codec, low: u64, high: u64) -> (Cid, Cid) {
-    let mut from = [0u8; 32];
-    from[..8].copy_from_slice(&low.to_be_bytes());
-    let mut to = [0xffu8; 32];
-    to[..8].copy_from_slice(&high.to_be_bytes());
-    (
-        Cid::from_blake3_digest(codec, &from),
-        Cid::from_blake3_digest(codec, &to),
-    )
-}
-
 /// Shared short ids after `after`, ascending (once per CID), at most `limit`.
 pub async fn shared_short_ids<S: Store + ?Sized>(
     store: &S,
@@ -292,6 +278,8 @@ pub async fn answer<S: Store + ?Sized>(store: &S, request: Request) -> (Answer, 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use chum_object::Codec;
+
     use super::*;
 
     #[test]

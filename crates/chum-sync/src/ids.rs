@@ -42,6 +42,22 @@ pub fn fingerprint_part(cid: &Cid) -> u64 {
     digest_word(cid, 1) ^ cid.codec().wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// The codecs chum stores hold; a short id is looked up under each.
+pub const CODECS: [chum_object::Codec; 2] = [chum_object::Codec::Raw, chum_object::Codec::DagCbor];
+
+/// The CID range (inclusive) holding every chum CID of `codec` whose short id lies in
+/// `[low, high]`: CIDs of one codec sort by digest, so a short-id range is a CID range.
+pub fn short_id_range(codec: chum_object::Codec, low: u64, high: u64) -> (Cid, Cid) {
+    let mut from = [0u8; 32];
+    from[..8].copy_from_slice(&low.to_be_bytes());
+    let mut to = [0xffu8; 32];
+    to[..8].copy_from_slice(&high.to_be_bytes());
+    (
+        Cid::from_blake3_digest(codec, &from),
+        Cid::from_blake3_digest(codec, &to),
+    )
+}
+
 /// A summary of a set of CIDs, updatable one CID at a time in either direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Summary {

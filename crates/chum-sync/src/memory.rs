@@ -7,7 +7,7 @@ use std::ops::Bound;
 
 use chum_object::{Cid, Codec, Limits, dagcbor};
 
-use crate::ids::{Summary, short_id};
+use crate::ids::{CODECS, Summary, short_id, short_id_range};
 use crate::reconcile::SKETCH_SIZES;
 use crate::session::{Answer, Request};
 use crate::sketch::Sketch;
@@ -24,22 +24,6 @@ pub struct MemorySet {
 
 /// How many of the smallest sketch sizes a set keeps current.
 const KEPT: usize = 3;
-
-/// The codecs a set holds; short ids are looked up under each (CIDs of one codec sort by
-/// short id).
-const CODECS: [Codec; 2] = [Codec::Raw, Codec::DagCbor];
-
-/// The CID range holding every `codec` CID whose short id lies in `[low, high]`.
-fn short_id_range(codec: Codec, low: u64, high: u64) -> (Cid, Cid) {
-    let mut from = [0u8; 32];
-    from[..8].copy_from_slice(&low.to_be_bytes());
-    let mut to = [0xffu8; 32];
-    to[..8].copy_from_slice(&high.to_be_bytes());
-    (
-        Cid::from_blake3_digest(codec, &from),
-        Cid::from_blake3_digest(codec, &to),
-    )
-}
 
 /// Why an object was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
