@@ -15,6 +15,7 @@
 //! blocks that task's thread while it writes, so run nodes on the multi-threaded runtime.
 #![warn(missing_docs)]
 
+mod deps;
 pub mod listener;
 mod node;
 pub mod transport;

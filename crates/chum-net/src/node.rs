@@ -14,6 +14,7 @@ use chum_sync::{
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
+use crate::deps::{Dependencies, MAX_WAITING};
 use crate::transport::Connection;
 
 /// Objects that became shared in the node's store, and who stored them.
@@ -35,7 +36,8 @@ pub enum NodeEvent {
         /// The remote end.
         remote: String,
     },
-    /// Objects from a peer, durably stored here.
+    /// Objects from a peer, durably stored here, with every object they link to stored too
+    /// (an object that arrives before its link targets is announced when the last arrives).
     Received {
         /// The session they came through.
         session: u64,
@@ -53,6 +55,14 @@ pub enum NodeEvent {
     Synced {
         /// The session.
         session: u64,
+    },
+    /// Objects from a peer, durably stored here, whose link targets never arrived: the peer
+    /// did not have them, or too many objects were waiting.
+    Incomplete {
+        /// The session.
+        session: u64,
+        /// Their CIDs.
+        cids: Vec<Cid>,
     },
     /// A session ended.
     Closed {
@@ -271,6 +281,7 @@ impl Node {
             bytes_out: 0,
         };
         let mut transport_ok = true;
+        let mut deps = Dependencies::new(MAX_WAITING);
         // Store requests wait here briefly, so that batches already received are committed
         // together (one durable commit for several batches when the store is the bottleneck).
         let mut stores: StoreGroup = Vec::new();
@@ -286,7 +297,16 @@ impl Node {
                             &self.store.limits(),
                             self.acceptance.as_deref(),
                         ) {
-                            Ok(batch) => stores.push((request_id, batch)),
+                            Ok(batch) => {
+                                let incomplete = self.await_links(&batch, &mut deps).await;
+                                if !incomplete.is_empty() {
+                                    self.emit(NodeEvent::Incomplete {
+                                        session: id,
+                                        cids: incomplete,
+                                    });
+                                }
+                                stores.push((request_id, batch));
+                            }
                             Err(error) => {
                                 let answer = match error {
                                     chum_store::Error::Invalid { .. } => {
@@ -318,6 +338,7 @@ impl Node {
                         &mut report,
                         options,
                         &mut session,
+                        &mut deps,
                         now(),
                     ),
                     _ => {}
@@ -382,6 +403,8 @@ impl Node {
                 },
                 stored = fanout.recv() => match stored {
                     Ok(stored) if stored.origin != id => {
+                        // Targets may also arrive through another session or the app.
+                        self.release(id, &stored.cids, false, &mut deps);
                         session.handle_input(now(), Input::LocalStored(stored.cids.clone()));
                     }
                     Ok(_) => {}
@@ -398,7 +421,61 @@ impl Node {
             let _ = writer.close().await;
         }
         reader_task.abort();
+        let incomplete = deps.drain();
+        if !incomplete.is_empty() {
+            self.emit(NodeEvent::Incomplete {
+                session: id,
+                cids: incomplete,
+            });
+        }
         report
+    }
+
+    /// Records which link targets of a verified batch are missing (neither in the batch, nor
+    /// stored, nor in an earlier batch of this session); returns the objects that cannot wait
+    /// (the limit is reached).
+    async fn await_links(&self, batch: &Verified, deps: &mut Dependencies) -> Vec<Cid> {
+        for (cid, _) in batch.objects() {
+            deps.note_present(cid);
+        }
+        let mut incomplete = Vec::new();
+        for ((cid, _), entries) in batch.objects().iter().zip(batch.entries()) {
+            let mut missing = Vec::new();
+            for target in &entries.links {
+                if deps.known_present(target) {
+                    continue;
+                }
+                if self.store.has(target).await.unwrap_or(false) {
+                    deps.note_present(target);
+                } else {
+                    missing.push(target.clone());
+                }
+            }
+            if !deps.wait(cid, missing) {
+                incomplete.push(cid.clone());
+            }
+        }
+        incomplete
+    }
+
+    /// `cids` are stored: announces the waiting objects they complete, and — when they came
+    /// through this session (`ours`) — those of them not waiting for a target themselves.
+    fn release(&self, id: u64, cids: &[Cid], ours: bool, deps: &mut Dependencies) {
+        let mut completed: Vec<Cid> = Vec::new();
+        for cid in cids {
+            completed.extend(deps.arrived(cid));
+        }
+        let own = cids
+            .iter()
+            .filter(|cid| ours && !deps.is_waiting(cid))
+            .cloned();
+        let ready: Vec<Cid> = own.chain(completed).collect();
+        if !ready.is_empty() {
+            self.emit(NodeEvent::Received {
+                session: id,
+                cids: ready,
+            });
+        }
     }
 
     /// Tells the other sessions about objects that became shared through session `id`.
@@ -417,6 +494,7 @@ impl Node {
         report: &mut SessionReport,
         options: SessionOptions,
         session: &mut Session,
+        deps: &mut Dependencies,
         now: Duration,
     ) {
         match event {
@@ -426,7 +504,11 @@ impl Node {
             }),
             Event::Received(cids) => {
                 report.received += cids.len() as u64;
-                self.emit(NodeEvent::Received { session: id, cids });
+                self.release(id, &cids, true, deps);
+                if report.synced {
+                    // Live: ask at once for what live objects link to and we lack.
+                    session.handle_input(now, Input::Fetch(deps.take_fetches()));
+                }
             }
             Event::PeerStored(cids) => {
                 report.sent += cids.len() as u64;
@@ -434,6 +516,8 @@ impl Node {
             }
             Event::Synced => {
                 report.synced = true;
+                // Whatever the first round's objects link to and did not come with it.
+                session.handle_input(now, Input::Fetch(deps.take_fetches()));
                 self.emit(NodeEvent::Synced { session: id });
                 if options.close_when_synced {
                     session.handle_input(now, Input::Close);

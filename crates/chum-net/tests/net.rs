@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chum_net::listener::{ListenerLimits, serve_tcp};
 use chum_net::transport::tcp;
-use chum_net::{Node, SessionOptions, memory_pair};
+use chum_net::{Node, NodeEvent, SessionOptions, memory_pair};
 use chum_object::{Cid, Object, dagjson};
 use chum_store::{MemoryStore, Scope, Store};
 use chum_store_redb::RedbStore;
@@ -325,5 +325,107 @@ async fn objects_are_checked_against_recipes_before_they_are_stored() {
     assert_eq!(
         send_to_recipe_node(r#"{"$type":"Sticker","emoji":"x"}"#).await,
         None
+    );
+}
+
+/// A node (initiator) and a hand-driven peer that is "in sync" and then pushes a message whose
+/// conversation it sends only when asked (`send_target`), or never.
+async fn message_before_its_conversation(send_target: bool) -> Vec<NodeEvent> {
+    use chum_sync::wire::Hello;
+    let node = Arc::new(Node::new(Arc::new(MemoryStore::new())));
+    let mut events = node.events();
+    let (ours, mut peer) = memory_pair(16);
+    let running = Arc::clone(&node);
+    let session = tokio::spawn(async move {
+        running
+            .run(Role::Initiator, ours, SessionOptions::default())
+            .await
+    });
+    let conversation = Object::from_value(
+        &dagjson::from_str(r#"{"$type":"Conversation","name":"plans"}"#).unwrap(),
+    )
+    .unwrap();
+    let message = Object::from_value(
+        &dagjson::from_str(&format!(
+            r#"{{"$type":"Message","text":"see you","conversation":{{"/":"{}"}}}}"#,
+            conversation.cid()
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let pair = |o: &Object| (o.cid().clone(), o.bytes().to_vec());
+    let hello = Hello {
+        min_version: 1,
+        max_version: 1,
+        capabilities: 0,
+        limits: Limits::default(),
+        window: 8,
+        types: Vec::new(),
+    };
+    for frame in [
+        Message::Hello(hello).encode(),
+        Message::InSync.encode(),
+        Message::Objects {
+            seq: 0,
+            objects: vec![pair(&message)],
+        }
+        .encode(),
+    ] {
+        peer.writer.write_frame(frame).await.unwrap();
+    }
+    // The node asks for the missing conversation.
+    let fetched = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), peer.reader.read_frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Fetch { cids } = Message::decode(&frame, &Limits::default()).unwrap() {
+            break cids;
+        }
+    };
+    assert_eq!(fetched, [conversation.cid().clone()]);
+    assert!(
+        node.store().has(message.cid()).await.unwrap(),
+        "stored at once"
+    );
+    if send_target {
+        let frame = Message::Objects {
+            seq: 1,
+            objects: vec![pair(&conversation)],
+        }
+        .encode();
+        peer.writer.write_frame(frame).await.unwrap();
+        support::received(&mut events, message.cid()).await;
+    }
+    drop(peer);
+    let _ = session.await;
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_is_announced_only_once_what_it_links_to_is_stored() {
+    let events = message_before_its_conversation(true).await;
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(event, NodeEvent::Incomplete { .. })),
+        "{events:?}"
+    );
+    let events = message_before_its_conversation(false).await;
+    let incomplete: Vec<&NodeEvent> = events
+        .iter()
+        .filter(|event| matches!(event, NodeEvent::Incomplete { .. }))
+        .collect();
+    assert_eq!(incomplete.len(), 1, "{events:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(event, NodeEvent::Received { .. })),
+        "never announced as received: {events:?}"
     );
 }

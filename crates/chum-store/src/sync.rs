@@ -190,6 +190,18 @@ pub async fn resolve_short_ids<S: Store + ?Sized>(store: &S, ids: &[u64]) -> Res
     Ok(out)
 }
 
+/// Those of `cids` that are stored and shared (never a local object).
+pub async fn shared_among<S: Store + ?Sized>(store: &S, cids: Vec<Cid>) -> Result<Vec<Cid>> {
+    let mut shared = Vec::with_capacity(cids.len());
+    for cid in cids {
+        let exact = (Bound::Included(&cid), Bound::Included(&cid));
+        if !store.sync_list(exact, 1).await?.is_empty() {
+            shared.push(cid);
+        }
+    }
+    Ok(shared)
+}
+
 /// A sketch of the shared set: the kept one when `cells` and `salt` match one, otherwise built
 /// by reading the shared set in chunks. Returns the summary of the same snapshot with it (for
 /// a built sketch: the summary of what was read).
@@ -243,6 +255,7 @@ pub async fn answer<S: Store + ?Sized>(store: &S, request: Request) -> (Answer, 
                 .map(Answer::Cids)
         }
         Request::Resolve(ids) => resolve_short_ids(store, &ids).await.map(Answer::Resolved),
+        Request::Shared(cids) => shared_among(store, cids).await.map(Answer::Resolved),
         Request::Load(cids) => store.get_many(&cids).await.map(|loaded| {
             Answer::Loaded(
                 cids.into_iter()

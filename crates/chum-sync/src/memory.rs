@@ -202,6 +202,11 @@ impl MemorySet {
                 }
                 Answer::Resolved(cids)
             }
+            Request::Shared(cids) => Answer::Resolved(
+                cids.into_iter()
+                    .filter(|cid| self.objects.contains_key(cid))
+                    .collect(),
+            ),
             Request::Load(cids) => Answer::Loaded(
                 cids.into_iter()
                     .filter_map(|cid| {

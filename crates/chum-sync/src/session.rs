@@ -123,6 +123,9 @@ pub enum Request {
     },
     /// Every stored shared CID having one of these short ids → [`Answer::Resolved`].
     Resolve(Vec<u64>),
+    /// Those of these CIDs that are stored and shared (a peer asked for them) →
+    /// [`Answer::Resolved`]. Never an instance-local object.
+    Shared(Vec<Cid>),
     /// The bytes of these objects → [`Answer::Loaded`] (absent ones omitted).
     Load(Vec<Cid>),
     /// Store these objects (from the peer) durably, verifying each → [`Answer::Stored`], or
@@ -165,6 +168,9 @@ pub enum Input {
     /// Objects newly stored locally by anyone but this session (the app, another session):
     /// pushed to the peer at once.
     LocalStored(Vec<Cid>),
+    /// Ask the peer for these objects (targets of links of objects it sent that this side
+    /// lacks); it sends those it holds. Ignored before the hellos are exchanged.
+    Fetch(Vec<Cid>),
     /// Time passed (see [`Session::poll_timeout`]).
     Tick,
     /// The transport closed or failed.
@@ -255,6 +261,7 @@ enum Pending {
     /// Responder: our summary, to size the first sketch.
     SizeFirstSketch,
     Resolve,
+    Shared,
     Load,
     Store {
         seq: u64,
@@ -368,6 +375,8 @@ pub struct Session {
     synced: bool,
     // Sending.
     to_resolve: VecDeque<u64>,
+    /// CIDs the peer fetched, to be checked (held and shared) before loading.
+    to_fetch: VecDeque<Cid>,
     to_load: VecDeque<Cid>,
     ready: VecDeque<Vec<(Cid, Vec<u8>)>>,
     next_send_seq: u64,
@@ -409,6 +418,7 @@ impl Session {
             round: Round::default(),
             synced: false,
             to_resolve: VecDeque::new(),
+            to_fetch: VecDeque::new(),
             to_load: VecDeque::new(),
             ready: VecDeque::new(),
             next_send_seq: 0,
@@ -491,6 +501,10 @@ impl Session {
             }
             Input::Answer(id, answer) => self.on_answer(id, answer),
             Input::LocalStored(cids) => self.on_local_stored(cids),
+            Input::Fetch(cids) => {
+                self.fetch(cids);
+                Ok(())
+            }
             Input::Tick => self.on_tick(now),
             Input::TransportClosed => {
                 self.finish(CloseCode::Normal, "the transport closed".into(), true);
@@ -807,8 +821,32 @@ impl Session {
         }
     }
 
+    /// Sends fetch messages for `cids`, within the peer's limits.
+    fn fetch(&mut self, cids: Vec<Cid>) {
+        if self.phase != Phase::Running || cids.is_empty() {
+            return;
+        }
+        let per_frame = self.list_chunk(true);
+        for chunk in cids.chunks(per_frame) {
+            self.transmit(&Message::Fetch {
+                cids: chunk.to_vec(),
+            });
+        }
+    }
+
     fn on_transfer_message(&mut self, message: Message) -> Result<(), Fail> {
         match message {
+            // Objects the peer lacks for links: those we hold and share are sent like new ones.
+            Message::Fetch { cids } => {
+                if self.to_fetch.len() + cids.len() > self.config.max_send_queue {
+                    return Err(Fail(
+                        CloseCode::LimitExceeded,
+                        "too many objects fetched at once".into(),
+                    ));
+                }
+                self.to_fetch.extend(cids);
+                Ok(())
+            }
             Message::Objects { seq, objects } => {
                 if seq != self.next_recv_seq {
                     return Err(violation(format!(
@@ -960,6 +998,10 @@ impl Session {
             (Pending::OwnList { limit }, Answer::Cids(cids)) => {
                 let done = cids.len() < limit;
                 self.on_our_list(done, cids.into_iter().map(ListItem::Full).collect())
+            }
+            (Pending::Shared, Answer::Resolved(cids)) => {
+                self.to_load.extend(cids);
+                Ok(())
             }
             (Pending::Resolve, Answer::Resolved(cids)) => {
                 if let Some(check) = &mut self.check {
@@ -1307,6 +1349,14 @@ impl Session {
                 Pending::Enumerate { limit: chunk },
             );
         }
+        if !self.to_fetch.is_empty()
+            && self.to_load.len() < chunk
+            && !self.has_pending(Pending::Shared)
+        {
+            let take = self.to_fetch.len().min(chunk);
+            let cids = self.to_fetch.drain(..take).collect();
+            self.request(Request::Shared(cids), Pending::Shared);
+        }
         if !self.to_resolve.is_empty()
             && self.to_load.len() < chunk
             && !self.has_pending(Pending::Resolve)
@@ -1399,6 +1449,7 @@ fn name(message: &Message) -> &'static str {
         Message::Ack { .. } => "ack",
         Message::SendDone => "send-done",
         Message::WantAll => "want-all",
+        Message::Fetch { .. } => "fetch",
         Message::Ping => "ping",
         Message::Pong => "pong",
         Message::Close { .. } => "close",

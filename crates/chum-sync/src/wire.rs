@@ -172,6 +172,12 @@ pub enum Message {
     },
     /// The sender holds nothing: send every shared object (instead of a list and a want).
     WantAll,
+    /// Send these objects if you hold them (any time after the hellos): the targets of links
+    /// the sender received objects with and lacks.
+    Fetch {
+        /// The CIDs wanted.
+        cids: Vec<Cid>,
+    },
     /// Objects the sender wants, by short id; `last` ends the want list.
     Want {
         /// Whether this is the final chunk.
@@ -248,6 +254,7 @@ mod tag {
     pub const CID_LIST_REQUEST: u8 = 0x0f;
     pub const CID_LIST: u8 = 0x10;
     pub const WANT_ALL: u8 = 0x11;
+    pub const FETCH: u8 = 0x12;
 }
 
 /// Hello field keys (ascending on the wire; unknown keys are skipped).
@@ -385,6 +392,13 @@ impl Message {
             }
             Message::SendDone => out.push(tag::SEND_DONE),
             Message::WantAll => out.push(tag::WANT_ALL),
+            Message::Fetch { cids } => {
+                out.push(tag::FETCH);
+                put_varint(out, cids.len() as u64);
+                for cid in cids {
+                    put_bytes(out, cid.as_bytes());
+                }
+            }
             Message::Ping => out.push(tag::PING),
             Message::Pong => out.push(tag::PONG),
             Message::Close { code, reason } => {
@@ -440,27 +454,10 @@ impl Message {
                 };
                 Message::CidListRequest { after }
             }
-            tag::CID_LIST => {
-                let last = get_flag(&mut input)?;
-                let count = varint(&mut input)?;
-                if count > limits.max_ids as u64 {
-                    return Err(WireError::TooLarge(format!(
-                        "{count} CIDs, limit {}",
-                        limits.max_ids
-                    )));
-                }
-                if count.saturating_mul(2) > input.len() as u64 {
-                    return Err(malformed("truncated CID list"));
-                }
-                let mut cids = Vec::with_capacity(count as usize);
-                for _ in 0..count {
-                    cids.push(
-                        Cid::from_bytes(get_bytes(&mut input)?)
-                            .map_err(|error| malformed(&format!("invalid CID: {error}")))?,
-                    );
-                }
-                Message::CidList { last, cids }
-            }
+            tag::CID_LIST => Message::CidList {
+                last: get_flag(&mut input)?,
+                cids: get_cids(&mut input, limits)?,
+            },
             tag::ID_LIST => {
                 let (last, ids) = get_ids(&mut input, limits)?;
                 Message::IdList { last, ids }
@@ -496,6 +493,9 @@ impl Message {
             },
             tag::SEND_DONE => Message::SendDone,
             tag::WANT_ALL => Message::WantAll,
+            tag::FETCH => Message::Fetch {
+                cids: get_cids(&mut input, limits)?,
+            },
             tag::PING => Message::Ping,
             tag::PONG => Message::Pong,
             tag::CLOSE => {
@@ -559,6 +559,28 @@ fn get_summary(input: &mut &[u8]) -> Result<Summary, WireError> {
         sum: get_u64(input)?,
         fingerprint: get_u64(input)?,
     })
+}
+
+/// A varint count, then that many CIDs as bytes.
+fn get_cids(input: &mut &[u8], limits: &Limits) -> Result<Vec<Cid>, WireError> {
+    let count = varint(input)?;
+    if count > limits.max_ids as u64 {
+        return Err(WireError::TooLarge(format!(
+            "{count} CIDs, limit {}",
+            limits.max_ids
+        )));
+    }
+    if count.saturating_mul(2) > input.len() as u64 {
+        return Err(malformed("truncated CID list"));
+    }
+    let mut cids = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        cids.push(
+            Cid::from_bytes(get_bytes(input)?)
+                .map_err(|error| malformed(&format!("invalid CID: {error}")))?,
+        );
+    }
+    Ok(cids)
 }
 
 fn get_flag(input: &mut &[u8]) -> Result<bool, WireError> {
@@ -717,6 +739,9 @@ mod tests {
             Message::Ack { seq: 300 },
             Message::SendDone,
             Message::WantAll,
+            Message::Fetch {
+                cids: vec![Cid::hash(Codec::Raw, b"x")],
+            },
             Message::Ping,
             Message::Pong,
             Message::Close {

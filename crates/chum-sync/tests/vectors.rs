@@ -53,6 +53,9 @@ fn fields(message: &Message) -> Value {
             json!({"type": "cid_list", "last": last, "cids": cids.iter().map(Cid::to_string).collect::<Vec<_>>()})
         }
         Message::WantAll => json!({"type": "want_all"}),
+        Message::Fetch { cids } => {
+            json!({"type": "fetch", "cids": cids.iter().map(Cid::to_string).collect::<Vec<_>>()})
+        }
         Message::Want { last, ids: list } => {
             json!({"type": "want", "last": last, "ids": ids(list)})
         }
@@ -166,6 +169,12 @@ fn valid() -> Vec<(&'static str, Message)> {
             Message::CidList {
                 last: true,
                 cids: vec![cid(b"a", Codec::Raw), cid(b"b", Codec::DagCbor)],
+            },
+        ),
+        (
+            "fetch: a conversation a message links to",
+            Message::Fetch {
+                cids: vec![cid(b"conversation", Codec::DagCbor)],
             },
         ),
         ("want-all", Message::WantAll),
@@ -335,7 +344,7 @@ fn protocol_vectors_match_the_file() {
         .iter()
         .map(|c| c["message"]["type"].as_str().unwrap())
         .collect();
-    assert_eq!(tags.len(), 17, "every message type has a vector: {tags:?}");
+    assert_eq!(tags.len(), 18, "every message type has a vector: {tags:?}");
     for case in file["invalid"].as_array().unwrap() {
         let bytes = hex::decode(case["hex"].as_str().unwrap()).unwrap();
         assert!(
