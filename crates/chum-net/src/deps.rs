@@ -66,6 +66,11 @@ impl Dependencies {
         true
     }
 
+    /// Whether no object waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.missing.is_empty()
+    }
+
     /// Whether `cid` waits for a target.
     pub(crate) fn is_waiting(&self, cid: &Cid) -> bool {
         self.missing.contains_key(cid)

@@ -435,6 +435,9 @@ impl Node {
     /// stored, nor in an earlier batch of this session); returns the objects that cannot wait
     /// (the limit is reached).
     async fn await_links(&self, batch: &Verified, deps: &mut Dependencies) -> Vec<Cid> {
+        if batch.entries().iter().all(|entries| entries.links.is_empty()) {
+            return Vec::new(); // nothing here links anywhere: nothing can wait
+        }
         for (cid, _) in batch.objects() {
             deps.note_present(cid);
         }
@@ -461,6 +464,16 @@ impl Node {
     /// `cids` are stored: announces the waiting objects they complete, and — when they came
     /// through this session (`ours`) — those of them not waiting for a target themselves.
     fn release(&self, id: u64, cids: &[Cid], ours: bool, deps: &mut Dependencies) {
+        if deps.is_empty() {
+            // Nothing waits: everything of ours is announced as it is.
+            if ours && !cids.is_empty() {
+                self.emit(NodeEvent::Received {
+                    session: id,
+                    cids: cids.to_vec(),
+                });
+            }
+            return;
+        }
         let mut completed: Vec<Cid> = Vec::new();
         for cid in cids {
             completed.extend(deps.arrived(cid));
