@@ -435,7 +435,11 @@ impl Node {
     /// stored, nor in an earlier batch of this session); returns the objects that cannot wait
     /// (the limit is reached).
     async fn await_links(&self, batch: &Verified, deps: &mut Dependencies) -> Vec<Cid> {
-        if batch.entries().iter().all(|entries| entries.links.is_empty()) {
+        if batch
+            .entries()
+            .iter()
+            .all(|entries| entries.links.is_empty())
+        {
             return Vec::new(); // nothing here links anywhere: nothing can wait
         }
         for (cid, _) in batch.objects() {
