@@ -429,3 +429,60 @@ async fn an_object_is_announced_only_once_what_it_links_to_is_stored() {
         "never announced as received: {events:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_never_returns_an_instance_local_object() {
+    use chum_sync::wire::Hello;
+    let node = Arc::new(Node::new(Arc::new(MemoryStore::new())));
+    let shared = object(1);
+    let local = object(2);
+    node.put(std::slice::from_ref(&shared)).await.unwrap();
+    node.store()
+        .put_scoped(std::slice::from_ref(&local), Scope::Local)
+        .await
+        .unwrap();
+    let (ours, mut peer) = memory_pair(16);
+    let running = Arc::clone(&node);
+    let session = tokio::spawn(async move {
+        running
+            .run(Role::Responder, ours, SessionOptions::default())
+            .await
+    });
+    let hello = Hello {
+        min_version: 1,
+        max_version: 1,
+        capabilities: 0,
+        limits: Limits::default(),
+        window: 8,
+        types: Vec::new(),
+    };
+    let unknown = object(3).0;
+    for frame in [
+        Message::Hello(hello).encode(),
+        Message::Fetch {
+            cids: vec![local.0.clone(), shared.0.clone(), unknown],
+        }
+        .encode(),
+    ] {
+        peer.writer.write_frame(frame).await.unwrap();
+    }
+    let sent = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), peer.reader.read_frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Objects { objects, .. } =
+            Message::decode(&frame, &Limits::default()).unwrap()
+        {
+            break objects;
+        }
+    };
+    let cids: Vec<&Cid> = sent.iter().map(|(cid, _)| cid).collect();
+    assert_eq!(
+        cids,
+        [&shared.0],
+        "only the shared object, never the local one"
+    );
+    session.abort();
+}
