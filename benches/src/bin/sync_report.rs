@@ -299,6 +299,38 @@ fn store_redb(n: u64) -> Duration {
     elapsed
 }
 
+/// The write path alone: batches verified in advance (untimed), then written with
+/// `put_verified` — what a syncing receiver's commit task does.
+fn store_verified(n: u64) -> Duration {
+    let dir = temp_dir("verified");
+    let mut objects: Vec<(Cid, Vec<u8>)> = (0..n).map(object).collect();
+    objects.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let store =
+        chum_store_redb::RedbStore::open(dir.join("store.redb")).unwrap_or_else(|e| panic!("{e}"));
+    let limits = chum_store::Store::limits(&store);
+    let batches: Vec<chum_store::index::Verified> = objects
+        .chunks(2_400)
+        .map(|chunk| {
+            chum_store::index::Verified::check(chunk.to_vec(), &limits)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    drop(objects);
+    let start = Instant::now();
+    for batch in batches {
+        futures::executor::block_on(chum_store::Store::put_verified(
+            &store,
+            batch,
+            chum_store::Scope::Shared,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let elapsed = start.elapsed();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    elapsed
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let count = |text: Option<&String>| {
@@ -324,12 +356,13 @@ fn main() {
             let dir = std::path::PathBuf::from(args.get(1).unwrap_or_else(|| panic!("DIR")));
             serve(&dir, count(args.get(2)));
         }
-        Some(scenario @ ("memory" | "tcp-redb" | "raw-redb" | "store-redb")) => {
+        Some(scenario @ ("memory" | "tcp-redb" | "raw-redb" | "store-redb" | "store-verified")) => {
             let n = count(args.get(1));
             let (elapsed, other_peak) = match scenario {
                 "memory" => (memory(n), f64::NAN),
                 "tcp-redb" => tcp_redb(n),
                 "store-redb" => (store_redb(n), f64::NAN),
+                "store-verified" => (store_verified(n), f64::NAN),
                 _ => (raw_redb(n), f64::NAN),
             };
             println!(
@@ -344,7 +377,13 @@ fn main() {
             // Disk timings on a shared machine vary run to run: each scenario runs ROUNDS times,
             // interleaved, and the medians are compared.
             const ROUNDS: usize = 3;
-            let scenarios = ["raw-redb", "store-redb", "tcp-redb", "memory"];
+            let scenarios = [
+                "raw-redb",
+                "store-redb",
+                "store-verified",
+                "tcp-redb",
+                "memory",
+            ];
             let mut samples: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); scenarios.len()];
             for _ in 0..ROUNDS {
                 for (slot, scenario) in scenarios.iter().enumerate() {
@@ -395,6 +434,9 @@ fn main() {
             );
             println!(
                 "store-redb: the same batches through RedbStore::put_many (verification, indexes, digest), no network"
+            );
+            println!(
+                "store-verified: the same batches verified in advance (untimed), then written with put_verified: a receiver's commit task"
             );
             println!(
                 "tcp-redb: receiver (this process) and sender (a child process) on their own redb files"
