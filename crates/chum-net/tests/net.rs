@@ -241,7 +241,6 @@ async fn a_listener_refuses_floods_with_a_reason_and_garbage_with_a_close() {
 /// Sends a hello and one batch holding `json` to a node configured with the preset recipes;
 /// returns how the node closed the session (None: it stored the object and stayed up).
 async fn send_to_recipe_node(json: &str) -> Option<CloseCode> {
-    use chum_sync::wire::Hello;
     let node =
         Arc::new(Node::new(Arc::new(MemoryStore::new())).with_recipes(chum_crdt::preset::seed()));
     assert_eq!(
@@ -256,17 +255,9 @@ async fn send_to_recipe_node(json: &str) -> Option<CloseCode> {
             .run(Role::Responder, theirs, SessionOptions::default())
             .await
     });
-    let hello = Hello {
-        min_version: 1,
-        max_version: 1,
-        capabilities: 0,
-        limits: Limits::default(),
-        window: 8,
-        types: Vec::new(),
-    };
     let object = Object::from_value(&dagjson::from_str(json).unwrap()).unwrap();
     for message in [
-        Message::Hello(hello),
+        support::hello(),
         Message::Objects {
             seq: 0,
             objects: vec![(object.cid().clone(), object.bytes().to_vec())],
@@ -331,7 +322,6 @@ async fn objects_are_checked_against_recipes_before_they_are_stored() {
 /// A node (initiator) and a hand-driven peer that is "in sync" and then pushes a message whose
 /// conversation it sends only when asked (`send_target`), or never.
 async fn message_before_its_conversation(send_target: bool) -> Vec<NodeEvent> {
-    use chum_sync::wire::Hello;
     let node = Arc::new(Node::new(Arc::new(MemoryStore::new())));
     let mut events = node.events();
     let (ours, mut peer) = memory_pair(16);
@@ -354,16 +344,8 @@ async fn message_before_its_conversation(send_target: bool) -> Vec<NodeEvent> {
     )
     .unwrap();
     let pair = |o: &Object| (o.cid().clone(), o.bytes().to_vec());
-    let hello = Hello {
-        min_version: 1,
-        max_version: 1,
-        capabilities: 0,
-        limits: Limits::default(),
-        window: 8,
-        types: Vec::new(),
-    };
     for frame in [
-        Message::Hello(hello).encode(),
+        support::hello().encode(),
         Message::InSync.encode(),
         Message::Objects {
             seq: 0,
@@ -432,7 +414,6 @@ async fn an_object_is_announced_only_once_what_it_links_to_is_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_never_returns_an_instance_local_object() {
-    use chum_sync::wire::Hello;
     let node = Arc::new(Node::new(Arc::new(MemoryStore::new())));
     let shared = object(1);
     let local = object(2);
@@ -448,17 +429,9 @@ async fn a_fetch_never_returns_an_instance_local_object() {
             .run(Role::Responder, ours, SessionOptions::default())
             .await
     });
-    let hello = Hello {
-        min_version: 1,
-        max_version: 1,
-        capabilities: 0,
-        limits: Limits::default(),
-        window: 8,
-        types: Vec::new(),
-    };
     let unknown = object(3).0;
     for frame in [
-        Message::Hello(hello).encode(),
+        support::hello().encode(),
         Message::Fetch {
             cids: vec![local.0.clone(), shared.0.clone(), unknown],
         }

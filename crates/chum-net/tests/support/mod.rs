@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chum_net::NodeEvent;
 use chum_object::Cid;
+use chum_sync::wire::{Hello, Limits, Message};
 use tokio::sync::broadcast::Receiver;
 
 /// Waits (at most 10 s) for the first event `wanted` accepts; a closed session fails the test.
@@ -35,4 +36,16 @@ pub async fn received(events: &mut Receiver<NodeEvent>, cid: &Cid) {
         |event| matches!(event, NodeEvent::Received { cids, .. } if cids.contains(cid)),
     )
     .await;
+}
+
+/// A version-1 hello with the default limits, for a hand-driven peer.
+pub fn hello() -> Message {
+    Message::Hello(Hello {
+        min_version: 1,
+        max_version: 1,
+        capabilities: 0,
+        limits: Limits::default(),
+        window: 8,
+        types: Vec::new(),
+    })
 }
