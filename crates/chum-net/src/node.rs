@@ -51,6 +51,13 @@ pub enum NodeEvent {
         /// Their CIDs.
         cids: Vec<Cid>,
     },
+    /// Objects the peer cannot take: each is larger than its frame limit.
+    NotSent {
+        /// The session.
+        session: u64,
+        /// Their CIDs.
+        cids: Vec<Cid>,
+    },
     /// A session's first reconciliation is complete both ways.
     Synced {
         /// The session.
@@ -527,6 +534,7 @@ impl Node {
                     session.handle_input(now, Input::Fetch(deps.take_fetches()));
                 }
             }
+            Event::TooLarge(cids) => self.emit(NodeEvent::NotSent { session: id, cids }),
             Event::PeerStored(cids) => {
                 report.sent += cids.len() as u64;
                 self.emit(NodeEvent::PeerStored { session: id, cids });

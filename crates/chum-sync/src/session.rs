@@ -213,6 +213,8 @@ pub enum Event {
     Received(Vec<Cid>),
     /// The peer acknowledged durably storing these objects.
     PeerStored(Vec<Cid>),
+    /// These objects were not sent: each is larger than the peer's frame limit.
+    TooLarge(Vec<Cid>),
     /// Both directions of the reconciliation's transfer are complete; from now on new objects
     /// are pushed live.
     Synced,
@@ -1300,10 +1302,12 @@ impl Session {
         let max_objects = self.peer_limits.max_batch_objects;
         let mut batch = Vec::new();
         let mut bytes = 0usize;
+        let mut too_large = Vec::new();
         for (cid, data) in objects {
             let size = data.len() + OBJECT_OVERHEAD;
             if size > self.peer_limits.max_frame.saturating_sub(BATCH_OVERHEAD) {
-                continue; // larger than the peer accepts at all: it cannot have it
+                too_large.push(cid); // larger than the peer accepts at all: it cannot have it
+                continue;
             }
             if !batch.is_empty() && (bytes + size > max_bytes || batch.len() >= max_objects) {
                 self.ready.push_back(std::mem::take(&mut batch));
@@ -1314,6 +1318,9 @@ impl Session {
         }
         if !batch.is_empty() {
             self.ready.push_back(batch);
+        }
+        if !too_large.is_empty() {
+            self.event(Event::TooLarge(too_large));
         }
     }
 

@@ -409,3 +409,25 @@ fn a_peer_that_answers_pings_but_never_acknowledges_is_timed_out() {
     assert_eq!(peer.closed(), Some((CloseCode::Timeout, false)));
     assert!(now <= Config::new(Role::Responder).progress_timeout + Duration::from_secs(5));
 }
+
+#[test]
+fn an_object_larger_than_the_peers_frames_is_reported_not_sent() {
+    let mut small = Peer::new(Role::Responder, MemorySet::new());
+    let mut big = Peer::new(Role::Initiator, MemorySet::new());
+    let mut responder_config = Config::new(Role::Responder);
+    responder_config.limits.max_frame = 1_024;
+    small.session = Session::new(responder_config, Duration::ZERO);
+    let bytes = vec![7u8; 4_000];
+    let cid = Cid::hash(Codec::Raw, &bytes);
+    big.set.insert(cid.clone(), bytes).unwrap();
+    let (cid_small, bytes_small) = object(1);
+    big.set.insert(cid_small.clone(), bytes_small).unwrap();
+    run(&mut big, &mut small);
+    assert!(small.set.contains(&cid_small), "the small object arrives");
+    assert!(!small.set.contains(&cid));
+    assert!(
+        big.events.contains(&Event::TooLarge(vec![cid])),
+        "{:?}",
+        big.events
+    );
+}
