@@ -260,11 +260,13 @@ impl Node {
             remote,
         } = connection;
         // The reader runs on its own task so that reading is never cancelled half-way.
-        let (frames_tx, mut frames) = mpsc::channel::<Option<Vec<u8>>>(32);
+        // Frames; `Ok(None)` when the transport closed; `Err` when it received something that
+        // is not a frame (too large, a text message), which the peer hears about in a close.
+        let (frames_tx, mut frames) = mpsc::channel::<std::io::Result<Option<Vec<u8>>>>(32);
         let reader_task = tokio::spawn(async move {
             loop {
-                let frame = reader.read_frame().await.ok().flatten();
-                let end = frame.is_none();
+                let frame = reader.read_frame().await;
+                let end = !matches!(frame, Ok(Some(_)));
                 if frames_tx.send(frame).await.is_err() || end {
                     break;
                 }
@@ -405,7 +407,12 @@ impl Node {
                     }
                 }
                 frame = frames.recv() => match frame {
-                    Some(Some(frame)) => session.handle_input(now(), Input::Frame(frame)),
+                    Some(Ok(Some(frame))) => session.handle_input(now(), Input::Frame(frame)),
+                    Some(Err(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
+                        let too_large = crate::transport::is_too_large(&error);
+                        let reason = error.to_string();
+                        session.handle_input(now(), Input::BadFrame { too_large, reason });
+                    }
                     _ => session.handle_input(now(), Input::TransportClosed),
                 },
                 stored = fanout.recv() => match stored {

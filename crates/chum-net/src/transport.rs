@@ -13,7 +13,32 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-/// Reads whole frames.
+/// A frame over the receiver's limit (the error inside an `InvalidData` I/O error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a frame of {length} bytes exceeds the limit of {limit}")]
+pub struct FrameTooLarge {
+    /// The frame's length.
+    pub length: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+impl FrameTooLarge {
+    /// As an I/O error of kind `InvalidData`.
+    pub fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+}
+
+/// Whether a transport error is a frame over the limit.
+pub fn is_too_large(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<FrameTooLarge>().is_some())
+}
+
+/// Reads whole frames. Bytes that are not a frame (over the limit, a message of the wrong
+/// kind) are an error of kind `InvalidData`.
 #[async_trait::async_trait]
 pub trait FrameReader: Send + 'static {
     /// The next frame; `Ok(None)` when the other side closed cleanly.
@@ -119,13 +144,11 @@ pub mod tcp {
             }
             let length = u32::from_be_bytes(length) as usize;
             if length > self.max_frame {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "a frame of {length} bytes exceeds the limit of {}",
-                        self.max_frame
-                    ),
-                ));
+                return Err(FrameTooLarge {
+                    length,
+                    limit: self.max_frame,
+                }
+                .into_io());
             }
             let mut frame = vec![0u8; length];
             self.inner.read_exact(&mut frame).await?;

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, WebSocketStream};
 
-use crate::transport::{Connection, FrameReader, FrameWriter};
+use crate::transport::{Connection, FrameReader, FrameTooLarge, FrameWriter};
 
 /// WebSocket limits for frames of at most `max_frame` bytes.
 fn config(max_frame: usize) -> WebSocketConfig {
@@ -45,6 +45,18 @@ where
                         io::ErrorKind::InvalidData,
                         "a text message where CHUM sends binary frames",
                     ));
+                }
+                Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(
+                    tokio_tungstenite::tungstenite::error::CapacityError::MessageTooLong {
+                        size,
+                        max_size,
+                    },
+                ))) => {
+                    return Err(FrameTooLarge {
+                        length: size,
+                        limit: max_size,
+                    }
+                    .into_io());
                 }
                 Some(Err(error)) => return Err(other(error)),
             }

@@ -218,11 +218,15 @@ async fn a_listener_refuses_floods_with_a_reason_and_garbage_with_a_close() {
     garbage.writer.flush().await.unwrap();
     let (code, _) = close_frame_of(&mut garbage).await.unwrap();
     assert_eq!(code, CloseCode::ProtocolViolation);
-    // A length prefix above the frame limit: the connection is dropped without reading it.
+    // A length prefix above the frame limit: refused before anything is read for it, with a
+    // close frame saying so.
     let mut oversized = tokio::net::TcpStream::connect(&address).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut oversized, &u32::MAX.to_be_bytes())
         .await
         .unwrap();
+    let mut oversized = tcp::connection(oversized, 1 << 20).unwrap();
+    let (code, reason) = close_frame_of(&mut oversized).await.unwrap();
+    assert_eq!(code, CloseCode::LimitExceeded, "{reason}");
     let _idle = tcp::connect(&address, 1 << 20).await.unwrap();
     // The burst is used up (3 connections); the next is refused with a retry hint.
     let mut refused = tcp::connect(&address, 1 << 20).await.unwrap();

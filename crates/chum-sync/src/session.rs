@@ -175,6 +175,15 @@ pub enum Input {
     Tick,
     /// The transport closed or failed.
     TransportClosed,
+    /// The transport received something that is not a frame: one over the frame limit
+    /// (`too_large`: the session closes with `limit exceeded`) or a message of the wrong kind
+    /// (`protocol violation`), telling the peer why.
+    BadFrame {
+        /// Whether the frame was over the limit.
+        too_large: bool,
+        /// What was wrong.
+        reason: String,
+    },
     /// The application ends the session.
     Close,
 }
@@ -513,6 +522,14 @@ impl Session {
                 Ok(())
             }
             Input::Close => Err(Fail(CloseCode::Normal, "closed by the application".into())),
+            Input::BadFrame { too_large, reason } => {
+                let code = if too_large {
+                    CloseCode::LimitExceeded
+                } else {
+                    CloseCode::ProtocolViolation
+                };
+                Err(Fail(code, reason))
+            }
         };
         let result = result.and_then(|()| self.pump());
         if let Err(Fail(code, reason)) = result {
