@@ -418,7 +418,7 @@ impl Node {
                 stored = fanout.recv() => match stored {
                     Ok(stored) if stored.origin != id => {
                         // Targets may also arrive through another session or the app.
-                        self.release(id, &stored.cids, false, &mut deps);
+                        self.release(id, None, &stored.cids, &mut deps);
                         session.handle_input(now(), Input::LocalStored(stored.cids.clone()));
                     }
                     Ok(_) => {}
@@ -479,27 +479,26 @@ impl Node {
         incomplete
     }
 
-    /// `cids` are stored: announces the waiting objects they complete, and — when they came
-    /// through this session (`ours`) — those of them not waiting for a target themselves.
-    fn release(&self, id: u64, cids: &[Cid], ours: bool, deps: &mut Dependencies) {
+    /// Objects are stored — `cids` through this session, or `others` through another session
+    /// or the app: announces the waiting objects they complete, and those of `cids` not
+    /// waiting for a target themselves.
+    fn release(&self, id: u64, cids: Option<Vec<Cid>>, others: &[Cid], deps: &mut Dependencies) {
         if deps.is_empty() {
             // Nothing waits: everything of ours is announced as it is.
-            if ours && !cids.is_empty() {
-                self.emit(NodeEvent::Received {
-                    session: id,
-                    cids: cids.to_vec(),
-                });
+            if let Some(cids) = cids.filter(|cids| !cids.is_empty()) {
+                self.emit(NodeEvent::Received { session: id, cids });
             }
             return;
         }
+        let arrived = cids.as_deref().unwrap_or(others);
         let mut completed: Vec<Cid> = Vec::new();
-        for cid in cids {
+        for cid in arrived {
             completed.extend(deps.arrived(cid));
         }
         let own = cids
-            .iter()
-            .filter(|cid| ours && !deps.is_waiting(cid))
-            .cloned();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|cid| !deps.is_waiting(cid));
         let ready: Vec<Cid> = own.chain(completed).collect();
         if !ready.is_empty() {
             self.emit(NodeEvent::Received {
@@ -535,7 +534,7 @@ impl Node {
             }),
             Event::Received(cids) => {
                 report.received += cids.len() as u64;
-                self.release(id, &cids, true, deps);
+                self.release(id, Some(cids), &[], deps);
                 if report.synced {
                     // Live: ask at once for what live objects link to and we lack.
                     session.handle_input(now, Input::Fetch(deps.take_fetches()));
