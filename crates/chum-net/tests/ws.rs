@@ -96,3 +96,71 @@ async fn wss_with_a_trusted_certificate_syncs_and_an_untrusted_one_is_refused() 
     let untrusted = ws::connect(&url, Limits::default().max_frame, None).await;
     assert!(untrusted.is_err(), "an untrusted certificate is refused");
 }
+
+/// Reads until a CHUM close frame; `None` if the connection ends first.
+async fn close_code<S>(socket: &mut S) -> Option<chum_sync::CloseCode>
+where
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
+            .await
+            .ok()??
+        {
+            Ok(WsMessage::Binary(frame)) => {
+                if let Ok(chum_sync::Message::Close { code, .. }) =
+                    chum_sync::Message::decode(&frame, &Limits::default())
+                {
+                    return Some(code);
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_message_or_an_oversized_one_is_refused() {
+    use chum_sync::CloseCode;
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let server = Arc::new(Node::new(Arc::new(MemoryStore::new())));
+    server.put(&[object(1)]).await.unwrap();
+    let port = listen(Arc::clone(&server), None).await;
+    let url = format!("ws://127.0.0.1:{port}");
+
+    // A text message: a protocol violation, said in a close frame.
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    socket.send(WsMessage::Text("hello".into())).await.unwrap();
+    assert_eq!(
+        close_code(&mut socket).await,
+        Some(CloseCode::ProtocolViolation)
+    );
+
+    // A message over the frame limit: refused from its header, the connection ends (the
+    // close frame may be lost to the reset of a connection still sending).
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let oversized = vec![0u8; Limits::default().max_frame + 1];
+    let _ = socket.send(WsMessage::Binary(oversized.into())).await;
+    let code = close_code(&mut socket).await;
+    assert!(
+        matches!(code, None | Some(CloseCode::LimitExceeded)),
+        "{code:?}"
+    );
+
+    // The server is unharmed.
+    let client = Node::new(Arc::new(MemoryStore::new()));
+    let connection = ws::connect(&url, Limits::default().max_frame, None)
+        .await
+        .unwrap();
+    let report = client.run(Role::Initiator, connection, SYNC_ONCE).await;
+    assert!(report.synced && report.received == 1, "{report:?}");
+}
