@@ -1061,6 +1061,47 @@ impl Store for RedbStore {
         })
     }
 
+    async fn sync_objects(
+        &self,
+        after: Option<&Cid>,
+        limit: usize,
+    ) -> Result<(Vec<(Cid, Vec<u8>)>, Option<Cid>)> {
+        guarded("sync_objects", || {
+            let snapshot = self.read()?;
+            let locals = snapshot.txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
+            let any_local = locals.len().map_err(storage)? > 0;
+            let start = after.map_or(Bound::Unbounded, |cid| Bound::Excluded(cid.as_bytes()));
+            let mut objects = Vec::new();
+            let mut listed = 0usize;
+            let mut last = None;
+            if limit > 0 {
+                for entry in snapshot
+                    .objects
+                    .range::<&[u8]>((start, Bound::Unbounded))
+                    .map_err(storage)?
+                {
+                    let (key, value) = entry.map_err(storage)?;
+                    let cid = Cid::from_bytes(key.value())
+                        .map_err(|e| Error::Damaged(format!("object key: {e}")))?;
+                    if any_local && locals.get(cid.as_bytes()).map_err(storage)?.is_some() {
+                        continue;
+                    }
+                    listed += 1;
+                    // Bytes that no longer verify are left out (a peer is never sent them).
+                    if let Ok(bytes) = verified(&cid, value.value()) {
+                        objects.push((cid.clone(), bytes));
+                    }
+                    last = Some(cid);
+                    if listed >= limit {
+                        break;
+                    }
+                }
+            }
+            let next = if listed < limit { None } else { last };
+            Ok((objects, next))
+        })
+    }
+
     async fn sync_digest(&self) -> Result<SyncDigest> {
         guarded("sync_digest", || {
             let snapshot = self.read()?;

@@ -743,6 +743,26 @@ pub async fn scopes_and_the_sync_digest(store: &dyn Store) {
             .is_empty(),
         "a local object is never resolved for a peer"
     );
+    // Bulk reads of the shared set, paged.
+    let (all, next) = store.sync_objects(None, usize::MAX).await.unwrap();
+    assert_eq!(next, None);
+    assert_eq!(
+        all.iter().map(|(cid, _)| cid.clone()).collect::<Vec<_>>(),
+        expected,
+        "sync_objects reads exactly the shared set"
+    );
+    for (cid, bytes) in &all {
+        assert!(cid.verify(bytes).unwrap(), "sync_objects bytes verify");
+    }
+    let (first, next) = store.sync_objects(None, 5).await.unwrap();
+    assert_eq!(first.len(), 5);
+    assert_eq!(next.as_ref(), Some(&expected[4]));
+    let (rest, _) = store.sync_objects(next.as_ref(), usize::MAX).await.unwrap();
+    assert_eq!(
+        rest.len(),
+        expected.len() - 5,
+        "paging continues after the cursor"
+    );
     let (summary, kept) = sync::shared_sketch(store, KEPT_SKETCH_CELLS[1], 0)
         .await
         .unwrap();

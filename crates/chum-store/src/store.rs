@@ -155,6 +155,32 @@ pub trait Store: MaybeSendSync {
     /// gives without the local objects.
     async fn sync_list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>>;
 
+    /// Shared objects with their bytes, ascending by CID, strictly after `after`, at most
+    /// `limit` listed; objects whose bytes no longer verify are left out. Also returns the CID
+    /// to continue after (`None` when no shared object follows). The default lists with
+    /// [`Store::sync_list`] and reads with [`Store::get_many`]; backends with ordered storage
+    /// read the range once.
+    async fn sync_objects(
+        &self,
+        after: Option<&Cid>,
+        limit: usize,
+    ) -> Result<(Vec<(Cid, Vec<u8>)>, Option<Cid>)> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let cids = self.sync_list((start, Bound::Unbounded), limit).await?;
+        let next = if cids.len() < limit {
+            None
+        } else {
+            cids.last().cloned()
+        };
+        let loaded = self.get_many(&cids).await?;
+        let objects = cids
+            .into_iter()
+            .zip(loaded)
+            .filter_map(|(cid, bytes)| Some((cid, bytes.ok()?)))
+            .collect();
+        Ok((objects, next))
+    }
+
     /// The [`SyncDigest`] of the shared set, as of one snapshot. Constant time in the number of
     /// objects: stores keep it current on every write, in the write's transaction.
     async fn sync_digest(&self) -> Result<SyncDigest>;

@@ -256,6 +256,10 @@ pub async fn answer<S: Store + ?Sized>(store: &S, request: Request) -> (Answer, 
         }
         Request::Resolve(ids) => resolve_short_ids(store, &ids).await.map(Answer::Resolved),
         Request::Shared(cids) => shared_among(store, cids).await.map(Answer::Resolved),
+        Request::Objects { after, limit } => store
+            .sync_objects(after.as_ref(), limit)
+            .await
+            .map(|(objects, next)| Answer::Objects { objects, next }),
         Request::Load(cids) => store.get_many(&cids).await.map(|loaded| {
             Answer::Loaded(
                 cids.into_iter()

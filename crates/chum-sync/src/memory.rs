@@ -202,6 +202,21 @@ impl MemorySet {
                 }
                 Answer::Resolved(cids)
             }
+            Request::Objects { after, limit } => {
+                let start = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+                let objects: Vec<(Cid, Vec<u8>)> = self
+                    .objects
+                    .range::<Cid, _>((start, Bound::Unbounded))
+                    .take(limit)
+                    .map(|(cid, bytes)| (cid.clone(), bytes.clone()))
+                    .collect();
+                let next = if objects.len() < limit {
+                    None
+                } else {
+                    objects.last().map(|(cid, _)| cid.clone())
+                };
+                Answer::Objects { objects, next }
+            }
             Request::Shared(cids) => Answer::Resolved(
                 cids.into_iter()
                     .filter(|cid| self.objects.contains_key(cid))

@@ -128,6 +128,14 @@ pub enum Request {
     Shared(Vec<Cid>),
     /// The bytes of these objects → [`Answer::Loaded`] (absent ones omitted).
     Load(Vec<Cid>),
+    /// Shared objects with their bytes, ascending by CID, strictly after `after`, at most
+    /// `limit` listed → [`Answer::Objects`] (a bulk read, for a peer that lacks everything).
+    Objects {
+        /// Exclusive lower bound.
+        after: Option<Cid>,
+        /// At most this many listed.
+        limit: usize,
+    },
     /// Store these objects (from the peer) durably, verifying each → [`Answer::Stored`], or
     /// [`Answer::Invalid`] naming the first that failed verification.
     Store(Vec<(Cid, Vec<u8>)>),
@@ -149,6 +157,14 @@ pub enum Answer {
     Resolved(Vec<Cid>),
     /// For [`Request::Load`].
     Loaded(Vec<(Cid, Vec<u8>)>),
+    /// For [`Request::Objects`]: the objects (unreadable ones omitted) and the CID to continue
+    /// after, `None` when the shared set is exhausted.
+    Objects {
+        /// The objects.
+        objects: Vec<(Cid, Vec<u8>)>,
+        /// Where to continue.
+        next: Option<Cid>,
+    },
     /// For [`Request::Store`]: all stored durably.
     Stored,
     /// For [`Request::Store`]: an object failed verification; nothing of the batch was stored.
@@ -265,10 +281,8 @@ enum Pending {
         limit: usize,
         full: bool,
     },
-    /// Our shared CIDs, all of which the peer lacks.
-    Enumerate {
-        limit: usize,
-    },
+    /// Our shared objects, all of which the peer lacks (read in bulk).
+    Enumerate,
     /// Responder: our summary, to size the first sketch.
     SizeFirstSketch,
     Resolve,
@@ -977,14 +991,15 @@ impl Session {
                 );
                 Ok(())
             }
-            (Pending::Enumerate { limit }, Answer::Cids(cids)) => {
-                if cids.len() < limit {
-                    self.enumerate = None;
-                    self.round.owe_complete = true;
-                } else {
-                    self.enumerate = Some(cids.last().cloned());
+            (Pending::Enumerate, Answer::Objects { objects, next }) => {
+                match next {
+                    None => {
+                        self.enumerate = None;
+                        self.round.owe_complete = true;
+                    }
+                    Some(next) => self.enumerate = Some(Some(next)),
                 }
-                self.to_load.extend(cids);
+                self.make_batches(objects);
                 Ok(())
             }
             (Pending::SketchForPeer { compare }, Answer::Sketch(summary, sketch)) => {
@@ -1358,20 +1373,12 @@ impl Session {
         }
         let chunk = self.config.request_chunk.max(1);
         if let Some(after) = &self.enumerate
-            && self.to_load.len() < chunk
-            && !self
-                .pending
-                .iter()
-                .any(|(_, pending)| matches!(pending, Pending::Enumerate { .. }))
+            && self.ready.is_empty()
+            && !self.has_pending(Pending::Enumerate)
         {
             let after = after.clone();
-            self.request(
-                Request::Cids {
-                    after,
-                    limit: chunk,
-                },
-                Pending::Enumerate { limit: chunk },
-            );
+            let limit = chunk.min(self.peer_limits.max_batch_objects * 4);
+            self.request(Request::Objects { after, limit }, Pending::Enumerate);
         }
         if !self.to_fetch.is_empty()
             && self.to_load.len() < chunk
@@ -1488,6 +1495,7 @@ fn answer_name(answer: &Answer) -> &'static str {
         Answer::Cids(_) => "CIDs",
         Answer::Resolved(_) => "resolved CIDs",
         Answer::Loaded(_) => "loaded objects",
+        Answer::Objects { .. } => "objects",
         Answer::Stored => "stored",
         Answer::Invalid(_) => "invalid",
         Answer::Failed(_) => "failed",
