@@ -452,14 +452,11 @@ impl Session {
             storing: VecDeque::new(),
             config,
         };
-        let hello = Hello {
-            min_version: MIN_PROTOCOL_VERSION,
-            max_version: PROTOCOL_VERSION,
-            capabilities: 0,
-            limits: session.config.limits,
-            window: session.config.window,
-            types: session.config.types.clone(),
-        };
+        let hello = Hello::new(
+            session.config.limits,
+            session.config.window,
+            session.config.types.clone(),
+        );
         session.transmit(&Message::Hello(hello));
         if session.config.role == Role::Initiator {
             // The summary goes out right behind the hello, so peers already in sync finish in

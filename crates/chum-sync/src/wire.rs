@@ -121,6 +121,21 @@ pub struct Hello {
     pub types: Vec<String>,
 }
 
+impl Hello {
+    /// The hello of this build: the versions it speaks, no capabilities, and these limits,
+    /// window and synced types.
+    pub fn new(limits: Limits, window: u64, types: Vec<String>) -> Hello {
+        Hello {
+            min_version: MIN_PROTOCOL_VERSION,
+            max_version: PROTOCOL_VERSION,
+            capabilities: 0,
+            limits,
+            window,
+            types,
+        }
+    }
+}
+
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -40,12 +40,5 @@ pub async fn received(events: &mut Receiver<NodeEvent>, cid: &Cid) {
 
 /// A version-1 hello with the default limits, for a hand-driven peer.
 pub fn hello() -> Message {
-    Message::Hello(Hello {
-        min_version: 1,
-        max_version: 1,
-        capabilities: 0,
-        limits: Limits::default(),
-        window: 8,
-        types: Vec::new(),
-    })
+    Message::Hello(Hello::new(Limits::default(), 8, Vec::new()))
 }
