@@ -13,7 +13,13 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// Crates that do no I/O and must build for `wasm32-unknown-unknown`.
-const WASM_CRATES: &[&str] = &["chum-object", "chum-crdt", "chum-store", "chum-sync"];
+const WASM_CRATES: &[&str] = &[
+    "chum-object",
+    "chum-crdt",
+    "chum-store",
+    "chum-sync",
+    "chum-access",
+];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() -> ExitCode {

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chum_access::handshake::Peer;
+use chum_access::{Coverage, Identity, Invitation, Policy, SignatureCheck, VisibleSet};
 use chum_object::Cid;
+use chum_object::sign::SigningKey;
 use chum_store::index::{Acceptance, RecipeCheck, Verified};
 use chum_store::{Scope, Store};
 use chum_sync::{
@@ -103,6 +106,40 @@ pub struct SessionReport {
     pub frames_out: u64,
     /// Bytes written (frame payloads).
     pub bytes_out: u64,
+    /// Who the peer is (encrypted sessions, once the handshake admitted it).
+    pub peer: Option<Peer>,
+    /// For a session that joined a person with an invitation: the new identity (save it).
+    pub joined: Option<Identity>,
+}
+
+/// How a session authenticates.
+enum Mode {
+    /// Frames in the clear (a node without an identity).
+    Plain,
+    /// Noise, as this node's identity.
+    Member(Arc<Identity>),
+    /// Noise, joining a person with an invitation, as a new instance with this key.
+    Join(Box<Invitation>, Box<SigningKey>),
+}
+
+/// What the peer of an encrypted session may see and send.
+struct Foreign {
+    view: VisibleSet,
+    coverage: Coverage,
+    /// Objects received but not (yet) covered by a grant: stored instance-local, promoted to
+    /// shared when a grant or referrer covering them arrives.
+    quarantine: Vec<Cid>,
+}
+
+/// Objects from a peer of another person that wait for a covering grant, per session.
+const MAX_QUARANTINE: usize = 100_000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// How one session runs.
@@ -118,6 +155,8 @@ pub struct Node {
     store: Arc<dyn Store>,
     config: Config,
     acceptance: Option<Arc<dyn Acceptance>>,
+    identity: Option<Arc<Identity>>,
+    policy: Policy,
     stored: broadcast::Sender<Arc<Stored>>,
     events: broadcast::Sender<NodeEvent>,
     next_session: AtomicU64,
@@ -177,7 +216,9 @@ impl Node {
         Node {
             store,
             config: Config::new(Role::Initiator),
-            acceptance: None,
+            acceptance: Some(Arc::new(SignatureCheck::new(None))),
+            identity: None,
+            policy: Policy::default(),
             stored: broadcast::channel(FANOUT_CAPACITY).0,
             events: broadcast::channel(FANOUT_CAPACITY).0,
             next_session: AtomicU64::new(1),
@@ -195,15 +236,35 @@ impl Node {
     /// with `invalid object`. E.g. `RecipeCheck::new(chum_crdt::preset::seed())`: objects must
     /// satisfy their type's recipe, versions must be well-formed, and instance-local types are
     /// refused.
+    ///
+    /// Objects of `chum-access`'s signed types (grants, certificates, revocations) must
+    /// carry a valid signature in any case.
     pub fn with_acceptance(mut self, acceptance: Arc<dyn Acceptance>) -> Node {
-        self.acceptance = Some(acceptance);
+        self.acceptance = Some(Arc::new(SignatureCheck::new(Some(acceptance))));
         self
+    }
+
+    /// Encrypts and authenticates every session as `identity` (Noise XX; see
+    /// `chum_access::handshake`). Instances of the same person see every shared object;
+    /// instances of another person see what its grants cover, and only grant-covered objects
+    /// are taken from them. Without an identity, sessions run in the clear.
+    pub fn with_identity(mut self, identity: Identity) -> Node {
+        self.identity = Some(Arc::new(identity));
+        self
+    }
+
+    /// The node's identity, if it has one.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_deref()
     }
 
     /// Syncs the types of `recipes` with their strategies: received objects are checked with
     /// [`RecipeCheck`] over them, and the hello announces the types that travel (every recipe
     /// that is not instance-local). `chum_crdt::preset::seed()` is the seed's configuration.
-    pub fn with_recipes(mut self, recipes: Vec<chum_object::recipe::Recipe>) -> Node {
+    /// `chum-access`'s own types (grants, certificates, …) are added to `recipes`.
+    pub fn with_recipes(mut self, mut recipes: Vec<chum_object::recipe::Recipe>) -> Node {
+        recipes.extend(chum_access::recipes());
+        self.policy = Policy::new(&recipes);
         self.config.types = recipes
             .iter()
             .filter(|recipe| recipe.strategy != chum_object::recipe::Strategy::InstanceLocal)
@@ -246,12 +307,187 @@ impl Node {
         let _ = self.events.send(event);
     }
 
-    /// Runs one session over `connection` until it ends.
+    /// Runs one session over `connection` until it ends: encrypted and authenticated when
+    /// the node has an identity.
     pub async fn run(
         &self,
         role: Role,
         connection: Connection,
         options: SessionOptions,
+    ) -> SessionReport {
+        let mode = match &self.identity {
+            Some(identity) => Mode::Member(Arc::clone(identity)),
+            None => Mode::Plain,
+        };
+        self.run_mode(role, connection, options, mode).await
+    }
+
+    /// Joins the person of `invitation` over `connection` (to the inviting instance) as a new
+    /// instance with `instance_key`, then syncs as that person's instance. The new identity is
+    /// in the report's `joined` (save it, e.g. with [`Identity::save`]); `None` when the
+    /// inviter refused (the report says why).
+    pub async fn join(
+        &self,
+        invitation: Invitation,
+        instance_key: SigningKey,
+        connection: Connection,
+        options: SessionOptions,
+    ) -> SessionReport {
+        let mode = Mode::Join(Box::new(invitation), Box::new(instance_key));
+        self.run_mode(Role::Initiator, connection, options, mode)
+            .await
+    }
+
+    /// The encryption keys and payload of one session.
+    fn security(&self, mode: &Mode) -> Result<Option<chum_sync::noise::Security>, String> {
+        let random = || chum_access::keys::random_bytes::<32>().map_err(|e| e.to_string());
+        let (static_secret, static_public) = chum_sync::noise::static_keypair(random()?);
+        let payload = match mode {
+            Mode::Plain => return Ok(None),
+            Mode::Member(identity) => chum_access::handshake::payload(identity, &static_public),
+            Mode::Join(invitation, key) => {
+                chum_access::handshake::join_payload(key, &invitation.secret, &static_public)
+            }
+        }
+        .map_err(|error| error.to_string())?;
+        Ok(Some(chum_sync::noise::Security {
+            static_secret,
+            payload,
+            entropy: random()?,
+        }))
+    }
+
+    /// Decides on a peer's handshake payload; sets up what a peer of another person sees.
+    async fn admit(
+        &self,
+        mode: &Mode,
+        payload: &[u8],
+        remote_static: &[u8; 32],
+    ) -> Result<(Peer, Option<Foreign>), String> {
+        match mode {
+            Mode::Plain => Err("this node has no identity".into()),
+            Mode::Join(invitation, _) => invitation
+                .check_inviter(payload, remote_static)
+                .map(|peer| (peer, None))
+                .map_err(|error| error.to_string()),
+            Mode::Member(identity) => {
+                let peer =
+                    chum_access::admit(&*self.store, identity, payload, remote_static, now_ms())
+                        .await
+                        .map_err(|error| error.to_string())?;
+                if peer.same_person {
+                    return Ok((peer, None));
+                }
+                let store = &*self.store;
+                let view = VisibleSet::compute(
+                    store,
+                    self.policy.clone(),
+                    *identity.person_public(),
+                    peer.person.clone(),
+                )
+                .await
+                .map_err(|error| error.to_string())?;
+                let coverage = Coverage::new(
+                    store,
+                    self.policy.clone(),
+                    identity.person(),
+                    peer.person_key,
+                )
+                .await
+                .map_err(|error| error.to_string())?;
+                Ok((
+                    peer,
+                    Some(Foreign {
+                        view,
+                        coverage,
+                        quarantine: Vec::new(),
+                    }),
+                ))
+            }
+        }
+    }
+
+    /// Stores a batch from a peer of another person: covered objects shared, the others
+    /// instance-local until a grant covers them; then promotes what became covered.
+    async fn store_foreign(
+        &self,
+        foreign: &mut Foreign,
+        batch: Verified,
+    ) -> chum_store::Result<(Answer, Vec<Cid>)> {
+        let store = &*self.store;
+        let mut covered = Vec::new();
+        let mut uncovered = Vec::new();
+        for (cid, bytes) in batch.objects() {
+            let value = Coverage::decode(cid, bytes);
+            let ok = foreign
+                .coverage
+                .check(store, cid, value.as_ref())
+                .await
+                .map_err(|error| chum_store::Error::Backend(error.to_string()))?;
+            if ok {
+                covered.push((cid.clone(), bytes.clone()));
+            } else {
+                uncovered.push((cid.clone(), bytes.clone()));
+            }
+        }
+        if foreign.quarantine.len() + uncovered.len() > MAX_QUARANTINE {
+            return Ok((
+                Answer::Invalid(format!(
+                    "more than {MAX_QUARANTINE} objects not covered by any grant"
+                )),
+                Vec::new(),
+            ));
+        }
+        let mut new = Vec::new();
+        if !covered.is_empty() {
+            let changed = store.put_scoped(&covered, Scope::Shared).await?;
+            new.extend(
+                covered
+                    .iter()
+                    .zip(changed)
+                    .filter(|(_, changed)| *changed)
+                    .map(|((cid, _), _)| cid.clone()),
+            );
+        }
+        if !uncovered.is_empty() {
+            store.put_scoped(&uncovered, Scope::Local).await?;
+            foreign
+                .quarantine
+                .extend(uncovered.into_iter().map(|(cid, _)| cid));
+        }
+        // Objects waiting in quarantine may be covered now (repeat until nothing changes).
+        loop {
+            let mut promoted = Vec::new();
+            let waiting = std::mem::take(&mut foreign.quarantine);
+            for cid in waiting {
+                let bytes = store.get(&cid).await?;
+                let value = Coverage::decode(&cid, &bytes);
+                let ok = foreign
+                    .coverage
+                    .check(store, &cid, value.as_ref())
+                    .await
+                    .map_err(|error| chum_store::Error::Backend(error.to_string()))?;
+                if ok {
+                    promoted.push((cid, bytes));
+                } else {
+                    foreign.quarantine.push(cid);
+                }
+            }
+            if promoted.is_empty() {
+                break;
+            }
+            store.put_scoped(&promoted, Scope::Shared).await?;
+            new.extend(promoted.into_iter().map(|(cid, _)| cid));
+        }
+        Ok((Answer::Stored, new))
+    }
+
+    async fn run_mode(
+        &self,
+        role: Role,
+        connection: Connection,
+        options: SessionOptions,
+        mode: Mode,
     ) -> SessionReport {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let Connection {
@@ -277,7 +513,12 @@ impl Node {
         let now = || start.elapsed();
         let mut config = self.config.clone();
         config.role = role;
+        let security = self.security(&mode);
+        if let Ok(security) = &security {
+            config.security.clone_from(security);
+        }
         let mut session = Session::new(config, now());
+        let mut foreign: Option<Foreign> = None;
         let mut report = SessionReport {
             session: id,
             synced: false,
@@ -288,7 +529,15 @@ impl Node {
             sent: 0,
             frames_out: 0,
             bytes_out: 0,
+            peer: None,
+            joined: None,
         };
+        if let Err(reason) = security {
+            reader_task.abort();
+            report.code = CloseCode::Other(0);
+            report.reason = format!("cannot set up encryption: {reason}");
+            return report;
+        }
         let mut transport_ok = true;
         let mut deps = Dependencies::new(MAX_WAITING);
         // Store requests wait here briefly, so that batches already received are committed
@@ -299,6 +548,67 @@ impl Node {
         loop {
             while let Some(output) = session.poll_output() {
                 match output {
+                    Output::Request(
+                        request_id,
+                        Request::Admit {
+                            payload,
+                            remote_static,
+                        },
+                    ) => {
+                        let answer = match self.admit(&mode, &payload, &remote_static).await {
+                            Ok((peer, view)) => {
+                                let welcome =
+                                    peer.issued.as_ref().map(|c| c.object().bytes().to_vec());
+                                report.peer = Some(peer);
+                                foreign = view;
+                                Answer::Admitted { welcome }
+                            }
+                            Err(reason) => Answer::Refused(reason),
+                        };
+                        session.handle_input(now(), Input::Answer(request_id, answer));
+                    }
+                    Output::Request(request_id, Request::Store(objects)) if foreign.is_some() => {
+                        let answer = match Verified::check_with(
+                            objects,
+                            &self.store.limits(),
+                            self.acceptance.as_deref(),
+                        ) {
+                            Ok(batch) => {
+                                let Some(foreign) = foreign.as_mut() else {
+                                    continue;
+                                };
+                                match self.store_foreign(foreign, batch).await {
+                                    Ok((answer, new)) => {
+                                        self.announce(id, new);
+                                        answer
+                                    }
+                                    Err(error) => Answer::Failed(error.to_string()),
+                                }
+                            }
+                            Err(chum_store::Error::Invalid { cid, reason }) => {
+                                Answer::Invalid(format!("object {cid}: {reason}"))
+                            }
+                            Err(other) => Answer::Failed(other.to_string()),
+                        };
+                        session.handle_input(now(), Input::Answer(request_id, answer));
+                    }
+                    Output::Event(Event::Welcomed { certificate }) => {
+                        if let Mode::Join(invitation, key) = &mode {
+                            match chum_access::Certificate::from_bytes(&certificate).and_then(
+                                |certificate| {
+                                    if *certificate.person_key() != invitation.person_key {
+                                        return Err(chum_access::AccessError::Invitation(
+                                            "the certificate is for another person".into(),
+                                        ));
+                                    }
+                                    Identity::joined((**key).clone(), certificate)
+                                },
+                            ) {
+                                Ok(identity) => report.joined = Some(identity),
+                                Err(_) => session.handle_input(now(), Input::Close),
+                            }
+                        }
+                    }
                     Output::Request(request_id, Request::Store(objects)) => {
                         // Verified here, beside the commit of the previous group.
                         match Verified::check_with(
@@ -336,8 +646,15 @@ impl Node {
                         }
                     }
                     Output::Request(request_id, request) => {
-                        let (answer, new) = chum_store::sync::answer(&*self.store, request).await;
-                        self.announce(id, new);
+                        let answer = match &foreign {
+                            Some(foreign) => foreign.view.answer(&*self.store, request).await,
+                            None => {
+                                let (answer, new) =
+                                    chum_store::sync::answer(&*self.store, request).await;
+                                self.announce(id, new);
+                                answer
+                            }
+                        };
                         session.handle_input(now(), Input::Answer(request_id, answer));
                     }
                     Output::Event(event) => self.on_event(
@@ -419,7 +736,19 @@ impl Node {
                     Ok(stored) if stored.origin != id => {
                         // Targets may also arrive through another session or the app.
                         self.release(id, None, &stored.cids, &mut deps);
-                        session.handle_input(now(), Input::LocalStored(stored.cids.clone()));
+                        match foreign.as_mut() {
+                            // A peer of another person hears of what became visible to it.
+                            Some(foreign) => {
+                                match foreign.view.on_stored(&*self.store, &stored.cids).await {
+                                    Ok(visible) if !visible.is_empty() => session
+                                        .handle_input(now(), Input::LocalStored(visible)),
+                                    Ok(_) => {}
+                                    Err(_) => session.handle_input(now(), Input::Close),
+                                }
+                            }
+                            None => session
+                                .handle_input(now(), Input::LocalStored(stored.cids.clone())),
+                        }
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -248,10 +248,12 @@ async fn send_to_recipe_node(json: &str) -> Option<CloseCode> {
     let node =
         Arc::new(Node::new(Arc::new(MemoryStore::new())).with_recipes(chum_crdt::preset::seed()));
     assert_eq!(
-        node.config().types,
+        node.config().types[..3],
         ["Message", "Conversation", "Contact"],
         "announced types"
     );
+    assert!(node.config().types.iter().any(|name| name == "Access"));
+    assert!(!node.config().types.iter().any(|name| name == "Settings"));
     let (mut peer, theirs) = memory_pair(16);
     let running = Arc::clone(&node);
     let session = tokio::spawn(async move {

@@ -234,9 +234,12 @@ pub async fn shared_sketch<S: Store + ?Sized>(
 /// Answers a session's request from `store`. For [`Request::Store`], also returns the CIDs
 /// that became shared here (a driver tells its other sessions with
 /// [`chum_sync::Input::LocalStored`]). Store errors become [`Answer::Failed`]; objects that
-/// fail verification become [`Answer::Invalid`] (nothing of that batch is stored).
+/// fail verification become [`Answer::Invalid`] (nothing of that batch is stored). A store
+/// has no admission policy: [`Request::Admit`] is refused (the driver of an encrypted session
+/// decides admission itself, e.g. with `chum-access`).
 pub async fn answer<S: Store + ?Sized>(store: &S, request: Request) -> (Answer, Vec<Cid>) {
     let result = match request {
+        Request::Admit { .. } => Ok(Answer::Refused("no admission policy".into())),
         Request::Summary => store
             .sync_digest()
             .await

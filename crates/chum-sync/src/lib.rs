@@ -72,6 +72,7 @@
 
 pub mod ids;
 pub mod memory;
+pub mod noise;
 pub mod reconcile;
 pub mod session;
 pub mod sketch;

@@ -144,8 +144,12 @@ impl MemorySet {
     /// new here (a driver reports them to its other sessions as [`Input::LocalStored`]).
     ///
     /// [`Input::LocalStored`]: crate::Input::LocalStored
+    ///
+    /// A set has no admission policy: it refuses [`Request::Admit`] (drivers of encrypted
+    /// sessions decide admission themselves).
     pub fn answer(&mut self, request: Request) -> (Answer, Vec<Cid>) {
         let answer = match request {
+            Request::Admit { .. } => Answer::Refused("no admission policy".into()),
             Request::Summary => Answer::Summary(self.summary),
             Request::Sketch { cells, salt } => {
                 let wanted = Sketch::with_salt(cells, salt);

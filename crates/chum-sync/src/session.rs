@@ -5,7 +5,11 @@
 //! events for the application. The session does no I/O, reads no clock and never waits; every
 //! call does a bounded amount of work (at most one frame or one answer is processed).
 //!
-//! A session runs the phases hello → reconcile → transfer → live:
+//! A session runs the phases (handshake →) hello → reconcile → transfer → live:
+//! - with [`Config::security`] set, a Noise XX handshake comes first (see [`crate::noise`]):
+//!   the session hands the peer's handshake payload to the driver in a [`Request::Admit`] and
+//!   sends nothing but handshake bytes until the driver admits the peer; every later frame
+//!   travels encrypted;
 //! - both sides send a [`Hello`]; the newest version both speak is used;
 //! - the initiator sends its set [`Summary`] at once; equal summaries end reconciliation
 //!   (one round trip); otherwise the responder answers with a sketch of its set and the
@@ -24,6 +28,7 @@ use std::time::Duration;
 use chum_object::Cid;
 
 use crate::ids::{Summary, short_id};
+use crate::noise::{self, MAX_RECORD, MAX_RECORD_PLAINTEXT, Security};
 use crate::reconcile::SKETCH_SIZES;
 use crate::sketch::{Sketch, SketchError};
 use crate::wire::{
@@ -67,6 +72,9 @@ pub struct Config {
     /// The most objects queued for sending; live objects beyond it close the session with
     /// [`CloseCode::LimitExceeded`] (the next session's reconciliation catches up).
     pub max_send_queue: usize,
+    /// Encrypt and authenticate the session (Noise XX) with these keys and payload. `None`
+    /// sends frames in the clear — for tests and trusted in-process pipes only.
+    pub security: Option<Security>,
 }
 
 impl Config {
@@ -83,6 +91,7 @@ impl Config {
             idle_timeout: Duration::from_secs(45),
             progress_timeout: Duration::from_secs(60),
             max_send_queue: 1 << 20,
+            security: None,
         }
     }
 }
@@ -139,6 +148,16 @@ pub enum Request {
     /// Store these objects (from the peer) durably, verifying each → [`Answer::Stored`], or
     /// [`Answer::Invalid`] naming the first that failed verification.
     Store(Vec<(Cid, Vec<u8>)>),
+    /// Decide whether to talk to this peer → [`Answer::Admitted`] or [`Answer::Refused`].
+    /// Asked once, during the handshake of an encrypted session: `payload` is the peer's
+    /// handshake payload and `remote_static` the static key the handshake proved it holds.
+    /// Every later request of the session is on behalf of the admitted peer.
+    Admit {
+        /// The peer's handshake payload.
+        payload: Vec<u8>,
+        /// The peer's static X25519 public key.
+        remote_static: [u8; 32],
+    },
 }
 
 /// The driver's answer to a [`Request`].
@@ -171,6 +190,15 @@ pub enum Answer {
     Invalid(String),
     /// The store failed; the session closes with [`CloseCode::StoreFailure`].
     Failed(String),
+    /// For [`Request::Admit`]: go on; `welcome` is a certificate to hand a peer that joined
+    /// with an invitation (sent in a [`Message::Welcome`]).
+    Admitted {
+        /// The joining peer's new certificate.
+        welcome: Option<Vec<u8>>,
+    },
+    /// For [`Request::Admit`]: the peer may not connect; the session closes with
+    /// [`CloseCode::Unauthorized`] and this reason.
+    Refused(String),
 }
 
 /// Something that happened to the session.
@@ -220,6 +248,12 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
+    /// The peer that admitted this side (as joining with an invitation) issued this
+    /// certificate for it.
+    Welcomed {
+        /// The certificate object's bytes.
+        certificate: Vec<u8>,
+    },
     /// Hellos exchanged; `version` is the protocol version in use.
     Connected {
         /// The negotiated version.
@@ -256,6 +290,7 @@ pub enum Event {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    Handshake,
     Hello,
     Running,
     Closed,
@@ -291,6 +326,7 @@ enum Pending {
     Store {
         seq: u64,
     },
+    Admit,
 }
 
 /// Why the session must end: sent to the peer in a close frame.
@@ -409,7 +445,29 @@ pub struct Session {
     // Receiving.
     next_recv_seq: u64,
     storing: VecDeque<(u64, Vec<Cid>, bool)>,
+    /// The encrypted channel, when [`Config::security`] is set.
+    channel: Option<Channel>,
 }
+
+/// The Noise state of an encrypted session.
+#[derive(Debug)]
+struct Channel {
+    handshake: Option<Box<snow::HandshakeState>>,
+    transport: Option<Box<snow::TransportState>>,
+    /// This side's handshake payload, until sent.
+    payload: Vec<u8>,
+    /// The driver admitted the peer.
+    admitted: bool,
+    /// Records that arrived while the driver was deciding (bounded).
+    held: Vec<Vec<u8>>,
+    /// Plaintext frames (length-prefixed) not yet sealed into records.
+    outbox: Vec<u8>,
+    /// Decrypted stream bytes not yet parsed into frames.
+    inbox: Vec<u8>,
+}
+
+/// Bytes of records held while the driver decides on admission.
+const MAX_HELD_BYTES: usize = 1 << 20;
 
 /// Bytes a batch frame spends besides the objects: tag, sequence number, count.
 const BATCH_OVERHEAD: usize = 1 + 10 + 10;
@@ -450,8 +508,44 @@ impl Session {
             in_flight: VecDeque::new(),
             next_recv_seq: 0,
             storing: VecDeque::new(),
+            channel: None,
             config,
         };
+        if let Some(security) = session.config.security.clone() {
+            session.phase = Phase::Handshake;
+            match noise::handshake(&security, session.config.role == Role::Initiator) {
+                Ok(state) => {
+                    session.channel = Some(Channel {
+                        handshake: Some(Box::new(state)),
+                        transport: None,
+                        payload: security.payload,
+                        admitted: false,
+                        held: Vec::new(),
+                        outbox: Vec::new(),
+                        inbox: Vec::new(),
+                    });
+                    if session.config.role == Role::Initiator {
+                        // → e
+                        if let Err(fail) = session.write_handshake(&[]) {
+                            session.fail(fail);
+                        }
+                    }
+                }
+                Err(error) => session.fail(Fail(
+                    CloseCode::ProtocolViolation,
+                    format!("cannot start the handshake: {error}"),
+                )),
+            }
+            return session;
+        }
+        session.start();
+        session
+    }
+
+    /// Sends the hello (and, for the initiator, asks for the summary): the session proper.
+    fn start(&mut self) {
+        self.phase = Phase::Hello;
+        let session = self;
         let hello = Hello::new(
             session.config.limits,
             session.config.window,
@@ -468,7 +562,7 @@ impl Session {
             session.finding = Finding::OwnSummary;
             session.request(Request::Summary, Pending::Summary);
         }
-        session
+        session.flush();
     }
 
     /// The role this session plays.
@@ -515,11 +609,13 @@ impl Session {
             Input::Frame(frame) => {
                 self.last_heard = self.last_heard.max(now);
                 self.ping_sent = false;
-                // Keepalives show the peer is there, not that it moves.
-                if !matches!(frame.first(), Some(0x0c | 0x0d)) {
-                    self.last_progress = self.last_progress.max(now);
+                match &self.channel {
+                    None => self.on_plain_frame(now, &frame),
+                    Some(channel) if channel.transport.is_some() && channel.admitted => {
+                        self.on_record(now, &frame)
+                    }
+                    Some(_) => self.on_handshake(frame),
                 }
-                self.on_frame(&frame)
             }
             Input::Answer(id, answer) => self.on_answer(id, answer),
             Input::LocalStored(cids) => self.on_local_stored(cids),
@@ -543,13 +639,265 @@ impl Session {
             }
         };
         let result = result.and_then(|()| self.pump());
-        if let Err(Fail(code, reason)) = result {
-            self.transmit(&Message::Close {
-                code,
-                reason: reason.clone(),
-            });
-            self.finish(code, reason, false);
+        if let Err(fail) = result {
+            self.fail(fail);
         }
+        self.flush();
+    }
+
+    /// Ends the session with a close frame (sent when the channel allows it).
+    fn fail(&mut self, Fail(code, reason): Fail) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.transmit(&Message::Close {
+            code,
+            reason: reason.clone(),
+        });
+        self.flush();
+        self.finish(code, reason, false);
+    }
+
+    fn on_plain_frame(&mut self, now: Duration, frame: &[u8]) -> Result<(), Fail> {
+        // Keepalives show the peer is there, not that it moves.
+        if !matches!(frame.first(), Some(0x0c | 0x0d)) {
+            self.last_progress = self.last_progress.max(now);
+        }
+        self.on_frame(frame)
+    }
+
+    fn write_handshake(&mut self, payload: &[u8]) -> Result<(), Fail> {
+        let Some(state) = self.channel.as_mut().and_then(|c| c.handshake.as_mut()) else {
+            return Err(violation("no handshake in progress"));
+        };
+        let mut message = vec![0u8; MAX_RECORD];
+        let len = state
+            .write_message(payload, &mut message)
+            .map_err(|error| {
+                Fail(
+                    CloseCode::ProtocolViolation,
+                    format!("handshake failed: {error}"),
+                )
+            })?;
+        message.truncate(len);
+        self.outputs.push_back(Output::Transmit(message));
+        Ok(())
+    }
+
+    /// One handshake message from the peer (or a record that arrived while the driver decides
+    /// whether to admit the peer).
+    fn on_handshake(&mut self, frame: Vec<u8>) -> Result<(), Fail> {
+        let initiator = self.config.role == Role::Initiator;
+        let deciding = self.has_pending(Pending::Admit);
+        let Some(channel) = self.channel.as_mut() else {
+            return Err(violation("no handshake in progress"));
+        };
+        if channel.transport.is_some() || deciding {
+            // The responder has read the last handshake message and awaits the driver; the
+            // initiator may already send its first records. Hold them, bounded.
+            if !initiator && channel.transport.is_some() {
+                let held: usize = channel.held.iter().map(Vec::len).sum();
+                if held + frame.len() > MAX_HELD_BYTES {
+                    return Err(Fail(
+                        CloseCode::LimitExceeded,
+                        "too much data before authentication".into(),
+                    ));
+                }
+                channel.held.push(frame);
+                return Ok(());
+            }
+            return Err(violation("data before the handshake completed"));
+        }
+        let Some(state) = channel.handshake.as_mut() else {
+            return Err(violation("no handshake in progress"));
+        };
+        if frame.len() > MAX_RECORD {
+            return Err(Fail(
+                CloseCode::LimitExceeded,
+                "handshake message over 65,535 bytes".into(),
+            ));
+        }
+        let mut payload = vec![0u8; MAX_RECORD];
+        let len = state.read_message(&frame, &mut payload).map_err(|error| {
+            Fail(
+                CloseCode::ProtocolViolation,
+                format!("handshake failed: {error}"),
+            )
+        })?;
+        payload.truncate(len);
+        if payload.len() > noise::MAX_PAYLOAD {
+            return Err(Fail(
+                CloseCode::LimitExceeded,
+                "handshake payload over the limit".into(),
+            ));
+        }
+        if state.is_my_turn() && !initiator && !state.is_handshake_finished() {
+            // Responder after → e: ← e, ee, s, es, with our credentials.
+            if !payload.is_empty() {
+                return Err(violation("the first handshake message carries no payload"));
+            }
+            let ours = std::mem::take(&mut channel.payload);
+            return self.write_handshake(&ours);
+        }
+        let remote_static: [u8; 32] = state
+            .get_remote_static()
+            .and_then(|key| key.try_into().ok())
+            .ok_or_else(|| violation("the handshake carried no static key"))?;
+        if state.is_handshake_finished() {
+            // Responder after → s, se: the channel is up; nothing flows until admission.
+            let Some(state) = channel.handshake.take() else {
+                return Err(violation("no handshake in progress"));
+            };
+            let transport = state.into_transport_mode().map_err(|error| {
+                Fail(
+                    CloseCode::ProtocolViolation,
+                    format!("handshake failed: {error}"),
+                )
+            })?;
+            channel.transport = Some(Box::new(transport));
+        }
+        self.request(
+            Request::Admit {
+                payload,
+                remote_static,
+            },
+            Pending::Admit,
+        );
+        Ok(())
+    }
+
+    /// The driver admitted the peer.
+    fn on_admitted(&mut self, welcome: Option<Vec<u8>>) -> Result<(), Fail> {
+        let initiator = self.config.role == Role::Initiator;
+        if initiator {
+            // → s, se with our credentials, then the channel is up.
+            let ours = self
+                .channel
+                .as_mut()
+                .map(|channel| std::mem::take(&mut channel.payload))
+                .unwrap_or_default();
+            self.write_handshake(&ours)?;
+            let Some(channel) = self.channel.as_mut() else {
+                return Err(violation("no handshake in progress"));
+            };
+            let Some(state) = channel.handshake.take() else {
+                return Err(violation("no handshake in progress"));
+            };
+            let transport = state.into_transport_mode().map_err(|error| {
+                Fail(
+                    CloseCode::ProtocolViolation,
+                    format!("handshake failed: {error}"),
+                )
+            })?;
+            channel.transport = Some(Box::new(transport));
+        }
+        let Some(channel) = self.channel.as_mut() else {
+            return Err(violation("no handshake in progress"));
+        };
+        channel.admitted = true;
+        let held = std::mem::take(&mut channel.held);
+        if let Some(certificate) = welcome {
+            self.phase = Phase::Hello;
+            self.transmit(&Message::Welcome { certificate });
+        }
+        self.start();
+        for record in held {
+            self.on_record(self.last_heard, &record)?;
+        }
+        Ok(())
+    }
+
+    /// One encrypted record: decrypt, then handle every frame it completes.
+    fn on_record(&mut self, now: Duration, record: &[u8]) -> Result<(), Fail> {
+        let max_frame = self.config.limits.max_frame;
+        let Some(channel) = self.channel.as_mut() else {
+            return Err(violation("no channel"));
+        };
+        let Some(transport) = channel.transport.as_mut() else {
+            return Err(violation("no channel"));
+        };
+        if record.len() > MAX_RECORD {
+            return Err(Fail(
+                CloseCode::LimitExceeded,
+                "record over 65,535 bytes".into(),
+            ));
+        }
+        let start = channel.inbox.len();
+        channel.inbox.resize(start + record.len(), 0);
+        let len = transport
+            .read_message(record, &mut channel.inbox[start..])
+            .map_err(|_| {
+                Fail(
+                    CloseCode::ProtocolViolation,
+                    "a record failed to decrypt".into(),
+                )
+            })?;
+        channel.inbox.truncate(start + len);
+        let mut frames = Vec::new();
+        let mut at = 0;
+        loop {
+            let mut rest = &channel.inbox[at..];
+            let before = rest.len();
+            let Ok(frame_len) = crate::varint::get_varint(&mut rest) else {
+                // A length still arriving (or broken: at most 10 bytes are waited for).
+                if before > 10 {
+                    return Err(violation("malformed frame length in the stream"));
+                }
+                break;
+            };
+            if frame_len > max_frame as u64 {
+                return Err(Fail(
+                    CloseCode::LimitExceeded,
+                    format!("a frame of {frame_len} bytes, limit {max_frame}"),
+                ));
+            }
+            let head = before - rest.len();
+            let frame_len = frame_len as usize;
+            if rest.len() < frame_len {
+                break;
+            }
+            frames.push(at + head..at + head + frame_len);
+            at += head + frame_len;
+        }
+        let inbox = std::mem::take(&mut channel.inbox);
+        for range in frames {
+            if self.phase == Phase::Closed {
+                return Ok(());
+            }
+            self.on_plain_frame(now, &inbox[range])?;
+        }
+        if let Some(channel) = self.channel.as_mut() {
+            channel.inbox = inbox;
+            channel.inbox.drain(..at);
+        }
+        Ok(())
+    }
+
+    /// Seals the frames written since the last flush into records.
+    fn flush(&mut self) {
+        let Some(channel) = self.channel.as_mut() else {
+            return;
+        };
+        if channel.outbox.is_empty() {
+            return;
+        }
+        let Some(transport) = channel.transport.as_mut() else {
+            // Nothing but handshake bytes before the channel is up.
+            channel.outbox.clear();
+            return;
+        };
+        for chunk in channel.outbox.chunks(MAX_RECORD_PLAINTEXT) {
+            let mut record = vec![0u8; chunk.len() + 16];
+            match transport.write_message(chunk, &mut record) {
+                Ok(len) => {
+                    record.truncate(len);
+                    self.outputs.push_back(Output::Transmit(record));
+                }
+                // Only a nonce overflow (2^64 records) fails.
+                Err(_) => break,
+            }
+        }
+        channel.outbox.clear();
     }
 
     fn finish(&mut self, code: CloseCode, reason: String, by_peer: bool) {
@@ -565,7 +913,20 @@ impl Session {
     }
 
     fn transmit(&mut self, message: &Message) {
-        self.outputs.push_back(Output::Transmit(message.encode()));
+        let frame = message.encode();
+        match self.channel.as_mut() {
+            None => self.outputs.push_back(Output::Transmit(frame)),
+            Some(channel) => {
+                // Before admission only a close may go out (once the channel is up): it tells
+                // a refused peer why, and carries nothing else.
+                if channel.admitted
+                    || (channel.transport.is_some() && matches!(message, Message::Close { .. }))
+                {
+                    crate::varint::put_varint(&mut channel.outbox, frame.len() as u64);
+                    channel.outbox.extend_from_slice(&frame);
+                }
+            }
+        }
     }
 
     fn event(&mut self, event: Event) {
@@ -624,6 +985,12 @@ impl Session {
                 Ok(())
             }
             (Phase::Hello, Message::Hello(hello)) => self.on_hello(hello),
+            (Phase::Hello, Message::Welcome { certificate })
+                if self.channel.is_some() && self.config.role == Role::Initiator =>
+            {
+                self.event(Event::Welcomed { certificate });
+                Ok(())
+            }
             (Phase::Hello, other) => {
                 Err(violation(format!("expected a hello, got {}", name(&other))))
             }
@@ -956,6 +1323,8 @@ impl Session {
         let (_, pending) = self.pending.remove(index);
         match (pending, answer) {
             (_, Answer::Failed(reason)) => Err(Fail(CloseCode::StoreFailure, reason)),
+            (Pending::Admit, Answer::Admitted { welcome }) => self.on_admitted(welcome),
+            (Pending::Admit, Answer::Refused(reason)) => Err(Fail(CloseCode::Unauthorized, reason)),
             (Pending::Summary, Answer::Summary(summary)) => {
                 self.transmit(&Message::Summary(summary));
                 self.initiator_summary = Some(summary);
@@ -1478,6 +1847,7 @@ fn name(message: &Message) -> &'static str {
         Message::SendDone => "send-done",
         Message::WantAll => "want-all",
         Message::Fetch { .. } => "fetch",
+        Message::Welcome { .. } => "welcome",
         Message::Ping => "ping",
         Message::Pong => "pong",
         Message::Close { .. } => "close",
@@ -1496,5 +1866,7 @@ fn answer_name(answer: &Answer) -> &'static str {
         Answer::Stored => "stored",
         Answer::Invalid(_) => "invalid",
         Answer::Failed(_) => "failed",
+        Answer::Admitted { .. } => "admitted",
+        Answer::Refused(_) => "refused",
     }
 }

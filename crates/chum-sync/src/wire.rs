@@ -70,6 +70,8 @@ pub enum CloseCode {
     InvalidObject,
     /// The local store failed; the session cannot continue.
     StoreFailure,
+    /// The peer's credentials were refused (certificate, revocation, invitation, policy).
+    Unauthorized,
     /// A code this build does not know (from a newer peer).
     Other(u64),
 }
@@ -85,6 +87,7 @@ impl CloseCode {
             CloseCode::Timeout => 4,
             CloseCode::InvalidObject => 5,
             CloseCode::StoreFailure => 6,
+            CloseCode::Unauthorized => 7,
             CloseCode::Other(code) => code,
         }
     }
@@ -99,6 +102,7 @@ impl CloseCode {
             4 => CloseCode::Timeout,
             5 => CloseCode::InvalidObject,
             6 => CloseCode::StoreFailure,
+            7 => CloseCode::Unauthorized,
             other => CloseCode::Other(other),
         }
     }
@@ -214,6 +218,12 @@ pub enum Message {
     },
     /// The sender has sent every object the reconciliation found the peer lacks.
     SendDone,
+    /// Sent once, before the hello, by an instance that admitted a peer joining with an
+    /// invitation: the certificate it issued for the joining instance.
+    Welcome {
+        /// The certificate object's bytes.
+        certificate: Vec<u8>,
+    },
     /// Keepalive request.
     Ping,
     /// Keepalive answer.
@@ -270,6 +280,7 @@ mod tag {
     pub const CID_LIST: u8 = 0x10;
     pub const WANT_ALL: u8 = 0x11;
     pub const FETCH: u8 = 0x12;
+    pub const WELCOME: u8 = 0x13;
 }
 
 /// Hello field keys (ascending on the wire; unknown keys are skipped).
@@ -414,6 +425,10 @@ impl Message {
                     put_bytes(out, cid.as_bytes());
                 }
             }
+            Message::Welcome { certificate } => {
+                out.push(tag::WELCOME);
+                put_bytes(out, certificate);
+            }
             Message::Ping => out.push(tag::PING),
             Message::Pong => out.push(tag::PONG),
             Message::Close { code, reason } => {
@@ -510,6 +525,9 @@ impl Message {
             tag::WANT_ALL => Message::WantAll,
             tag::FETCH => Message::Fetch {
                 cids: get_cids(&mut input, limits)?,
+            },
+            tag::WELCOME => Message::Welcome {
+                certificate: get_bytes(&mut input)?.to_vec(),
             },
             tag::PING => Message::Ping,
             tag::PONG => Message::Pong,
@@ -756,6 +774,9 @@ mod tests {
             Message::WantAll,
             Message::Fetch {
                 cids: vec![Cid::hash(Codec::Raw, b"x")],
+            },
+            Message::Welcome {
+                certificate: vec![0xa0],
             },
             Message::Ping,
             Message::Pong,

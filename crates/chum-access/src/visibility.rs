@@ -1,0 +1,670 @@
+//! What a peer of another person may see, and what this side accepts from one.
+//!
+//! **Sending** ([`VisibleSet`]): instances of the same person see every shared object; a peer
+//! of another person sees, for each grant its person holds from this side's person (directly
+//! or through a group, and not revoked):
+//! - the grant itself and everything it links to, transitively (the target, the grantee, …);
+//! - the versions of a granted ID hash, with what they link to;
+//! - the entries of the target's collections — objects that link to the target through a
+//!   field their recipe marks as a collection (e.g. Messages whose `conversation` is a granted
+//!   Conversation) — with what they link to;
+//! - and the public identity of this side's person: its `Person`, instance certificates and
+//!   revocations (so peers learn of revocations).
+//!
+//! Instance-local objects are never in the set. A session with such a peer reconciles against
+//! this set only, so no CID, size or count of anything outside it reaches the peer.
+//!
+//! **Receiving** ([`Coverage`]): from a peer of another person this side takes objects covered
+//! by a grant from that person to this side's person — one held already, or one that arrives
+//! in the same session — by the same rule, plus that person's public identity objects.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
+
+use chum_crdt::version::VERSION_TYPE;
+use chum_object::recipe::Recipe;
+use chum_object::{Cid, Codec, Limits, Object, Value};
+use chum_store::{Query, Store};
+use chum_sync::sketch::Sketch;
+use chum_sync::{Answer, Request, Summary, short_id};
+
+use crate::error::Result;
+use crate::grant::{
+    ACCESS_REVOCATION_TYPE, ACCESS_TYPE, Access, AccessRevocation, GROUP_MEMBERS_TYPE, GROUP_TYPE,
+    GroupMembers, POLICY_TYPES, group_owner,
+};
+use crate::keys::{
+    CERTIFICATE_TYPE, Certificate, PERSON_TYPE, PersonId, REVOCATION_TYPE, Revocation,
+    person_object,
+};
+
+/// Which fields make an object an entry of a collection, by type (from the recipes).
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    collections: HashMap<String, Vec<String>>,
+}
+
+impl Policy {
+    /// The collection fields of `recipes`.
+    pub fn new<'a>(recipes: impl IntoIterator<Item = &'a Recipe>) -> Policy {
+        let mut collections = HashMap::new();
+        for recipe in recipes {
+            let fields: Vec<String> = recipe
+                .fields
+                .iter()
+                .filter(|field| field.collection)
+                .map(|field| field.name.clone())
+                .collect();
+            if !fields.is_empty() {
+                collections.insert(recipe.name.clone(), fields);
+            }
+        }
+        Policy { collections }
+    }
+
+    /// The collections `value` is an entry of (the targets of its collection fields).
+    pub fn collection_links(&self, value: &Value) -> Vec<Cid> {
+        let Some(map) = value.as_map() else {
+            return Vec::new();
+        };
+        let Some(fields) = value
+            .type_name()
+            .and_then(|name| self.collections.get(name))
+        else {
+            return Vec::new();
+        };
+        fields
+            .iter()
+            .filter_map(|field| map.get(field).and_then(Value::as_link).cloned())
+            .collect()
+    }
+}
+
+const PAGE: usize = 1_024;
+
+async fn all_of_type(store: &dyn Store, type_name: &str) -> Result<Vec<Cid>> {
+    let mut all = Vec::new();
+    loop {
+        let page = store
+            .query(Query::ByType {
+                type_name,
+                after: all.last(),
+                limit: PAGE,
+            })
+            .await?;
+        let done = page.len() < PAGE;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
+async fn links_to(store: &dyn Store, target: &Cid) -> Result<Vec<Cid>> {
+    let mut all: Vec<Cid> = Vec::new();
+    loop {
+        let page = store
+            .query(Query::LinksTo {
+                target,
+                after: all.last(),
+                limit: PAGE,
+            })
+            .await?;
+        let done = page.len() < PAGE;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
+/// The decoded object stored under `cid`, if it is stored and a DAG-CBOR object.
+async fn load(store: &dyn Store, cid: &Cid) -> Result<Option<(Object, Value)>> {
+    if cid.codec() != Codec::DagCbor.code() {
+        return Ok(None);
+    }
+    match store.get(cid).await {
+        Ok(bytes) => Ok(Object::from_bytes(bytes, &chum_store::index::widest_limits()).ok()),
+        Err(chum_store::Error::NotFound(_)) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The `personKey` field of a signed object (its signature is checked separately).
+fn signer_key(value: &Value) -> Option<[u8; 32]> {
+    match value.as_map()?.get("personKey")? {
+        Value::Bytes(bytes) => bytes.as_slice().try_into().ok(),
+        _ => None,
+    }
+}
+
+fn links(value: &Value) -> Vec<Cid> {
+    let mut out = Vec::new();
+    value.for_each_link(&mut |cid| out.push(cid.clone()));
+    out
+}
+
+/// The grants this side's person (`owner`) has given `peer`, directly or through its groups,
+/// and not revoked; with the objects that make them so (group identities and statements).
+async fn grants_for(
+    store: &dyn Store,
+    owner: &[u8; 32],
+    peer: &PersonId,
+) -> Result<(Vec<Access>, Vec<Cid>)> {
+    let owner_id = PersonId::of_key(owner);
+    let mut revoked = HashSet::new();
+    for cid in all_of_type(store, ACCESS_REVOCATION_TYPE).await? {
+        if let Some((object, value)) = load(store, &cid).await?
+            && let Ok(revocation) = AccessRevocation::from_value(object, &value)
+            && revocation.granter_key == *owner
+        {
+            revoked.insert(revocation.access);
+        }
+    }
+    // The latest statement of each group the owner owns.
+    let mut latest: BTreeMap<Cid, (u64, Cid, GroupMembers)> = BTreeMap::new();
+    for cid in all_of_type(store, GROUP_MEMBERS_TYPE).await? {
+        if let Some((object, value)) = load(store, &cid).await? {
+            let Ok(statement) = GroupMembers::from_value(object, &value) else {
+                continue;
+            };
+            if statement.signer_key != *owner {
+                continue;
+            }
+            let key = (statement.created_ms, cid.clone());
+            if latest
+                .get(&statement.group)
+                .is_none_or(|(created, at, _)| (*created, at) < (key.0, &key.1))
+            {
+                latest.insert(statement.group.clone(), (key.0, key.1, statement));
+            }
+        }
+    }
+    let mut groups = BTreeMap::new();
+    for (group, (_, statement_cid, statement)) in latest {
+        if !statement.members.contains(peer) {
+            continue;
+        }
+        let Some((_, value)) = load(store, &group).await? else {
+            continue;
+        };
+        if group_owner(&value).ok().as_ref() == Some(&owner_id) {
+            groups.insert(group, statement_cid);
+        }
+    }
+    let mut grants = Vec::new();
+    let mut supporting = Vec::new();
+    for cid in all_of_type(store, ACCESS_TYPE).await? {
+        if revoked.contains(&cid) {
+            continue;
+        }
+        let Some((object, value)) = load(store, &cid).await? else {
+            continue;
+        };
+        let Ok(access) = Access::from_value(object, &value) else {
+            continue;
+        };
+        if access.granter_key != *owner {
+            continue;
+        }
+        if access.grantee == peer.0 {
+            grants.push(access);
+        } else if let Some(statement) = groups.get(&access.grantee) {
+            supporting.push(access.grantee.clone());
+            supporting.push(statement.clone());
+            grants.push(access);
+        }
+    }
+    Ok((grants, supporting))
+}
+
+/// The set of shared objects a peer of another person may see (see the module docs), kept up
+/// to date as objects are stored, and able to answer a session's requests.
+#[derive(Debug, Clone)]
+pub struct VisibleSet {
+    owner: [u8; 32],
+    peer: PersonId,
+    policy: Policy,
+    cids: BTreeSet<Cid>,
+    by_short: BTreeMap<u64, Vec<Cid>>,
+    summary: Summary,
+    targets: BTreeSet<Cid>,
+}
+
+impl VisibleSet {
+    /// Computes what `peer` may see of the store of an instance of `owner` (a person key).
+    pub async fn compute(
+        store: &dyn Store,
+        policy: Policy,
+        owner: [u8; 32],
+        peer: PersonId,
+    ) -> Result<VisibleSet> {
+        let mut set = VisibleSet {
+            owner,
+            peer,
+            policy,
+            cids: BTreeSet::new(),
+            by_short: BTreeMap::new(),
+            summary: Summary::EMPTY,
+            targets: BTreeSet::new(),
+        };
+        set.rebuild(store).await?;
+        Ok(set)
+    }
+
+    async fn rebuild(&mut self, store: &dyn Store) -> Result<Vec<Cid>> {
+        let mut found = BTreeSet::new();
+        // The owner's public identity.
+        found.insert(person_object(&self.owner).cid().clone());
+        for type_name in [CERTIFICATE_TYPE, REVOCATION_TYPE] {
+            for cid in all_of_type(store, type_name).await? {
+                if let Some((object, value)) = load(store, &cid).await? {
+                    let valid = match type_name {
+                        CERTIFICATE_TYPE => Certificate::from_value(object, &value).is_ok(),
+                        _ => Revocation::from_value(object, &value).is_ok(),
+                    };
+                    if valid && signer_key(&value) == Some(self.owner) {
+                        found.insert(cid);
+                    }
+                }
+            }
+        }
+        let (grants, supporting) = grants_for(store, &self.owner, &self.peer).await?;
+        let mut roots: Vec<Cid> = supporting;
+        let mut targets = BTreeSet::new();
+        for grant in &grants {
+            roots.push(grant.object.cid().clone());
+            targets.insert(grant.target.clone());
+        }
+        for target in &targets {
+            roots.extend(self.expansions(store, target).await?);
+        }
+        self.closure(store, roots, &mut found).await?;
+        self.targets = targets;
+        // Only what is stored and shared.
+        let candidates: Vec<Cid> = found.into_iter().collect();
+        let mut shared = BTreeSet::new();
+        for chunk in candidates.chunks(PAGE) {
+            shared.extend(chum_store::sync::shared_among(store, chunk.to_vec()).await?);
+        }
+        let added: Vec<Cid> = shared.difference(&self.cids).cloned().collect();
+        self.cids = shared;
+        self.reindex();
+        Ok(added)
+    }
+
+    /// A granted target's versions and collection entries.
+    async fn expansions(&self, store: &dyn Store, target: &Cid) -> Result<Vec<Cid>> {
+        let mut out = store.query(Query::Versions(target)).await?;
+        for cid in links_to(store, target).await? {
+            if let Some((_, value)) = load(store, &cid).await?
+                && self.policy.collection_links(&value).contains(target)
+            {
+                out.push(cid);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds `roots` and everything they link to, transitively, to `found`.
+    async fn closure(
+        &self,
+        store: &dyn Store,
+        roots: Vec<Cid>,
+        found: &mut BTreeSet<Cid>,
+    ) -> Result<()> {
+        let mut stack = roots;
+        let mut seen = HashSet::new();
+        while let Some(cid) = stack.pop() {
+            if !seen.insert(cid.clone()) {
+                continue;
+            }
+            found.insert(cid.clone());
+            if let Some((_, value)) = load(store, &cid).await? {
+                stack.extend(links(&value).into_iter().filter(|c| !seen.contains(c)));
+            }
+        }
+        Ok(())
+    }
+
+    fn reindex(&mut self) {
+        self.by_short.clear();
+        for cid in &self.cids {
+            self.by_short
+                .entry(short_id(cid))
+                .or_default()
+                .push(cid.clone());
+        }
+        self.summary = Summary::of(self.cids.iter());
+    }
+
+    /// Whether `cid` is visible.
+    pub fn contains(&self, cid: &Cid) -> bool {
+        self.cids.contains(cid)
+    }
+
+    /// How many objects are visible.
+    pub fn len(&self) -> usize {
+        self.cids.len()
+    }
+
+    /// Whether nothing is visible.
+    pub fn is_empty(&self) -> bool {
+        self.cids.is_empty()
+    }
+
+    /// The visible CIDs.
+    pub fn cids(&self) -> impl Iterator<Item = &Cid> {
+        self.cids.iter()
+    }
+
+    /// Objects were stored (`new`): returns those that became visible — new objects covered
+    /// by the grants (versions, entries, link targets of visible objects), or, when a grant,
+    /// revocation, group statement or certificate arrived, whatever the recomputed set adds.
+    /// (Objects a revocation hides stop being offered; they are not announced.)
+    pub async fn on_stored(&mut self, store: &dyn Store, new: &[Cid]) -> Result<Vec<Cid>> {
+        let mut loaded = Vec::with_capacity(new.len());
+        for cid in new {
+            let value = load(store, cid).await?.map(|(_, value)| value);
+            if value
+                .as_ref()
+                .and_then(Value::type_name)
+                .is_some_and(|name| POLICY_TYPES.contains(&name))
+            {
+                return self.rebuild(store).await;
+            }
+            loaded.push((cid, value));
+        }
+        let mut roots = Vec::new();
+        for (cid, value) in loaded {
+            if self.cids.contains(cid) {
+                continue;
+            }
+            let covered = match &value {
+                Some(value) => {
+                    let version_of_target = value.type_name() == Some(VERSION_TYPE)
+                        && value
+                            .as_map()
+                            .and_then(|map| map.get("of"))
+                            .and_then(Value::as_link)
+                            .is_some_and(|of| self.targets.contains(of));
+                    version_of_target
+                        || self.targets.contains(cid)
+                        || self
+                            .policy
+                            .collection_links(value)
+                            .iter()
+                            .any(|target| self.targets.contains(target))
+                        || self.linked_from_visible(store, cid).await?
+                }
+                // Raw blocks and other codecs: visible when a visible object links to them.
+                None => self.linked_from_visible(store, cid).await?,
+            };
+            if covered {
+                roots.push(cid.clone());
+            }
+        }
+        if roots.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found = BTreeSet::new();
+        self.closure(store, roots, &mut found).await?;
+        found.retain(|cid| !self.cids.contains(cid));
+        let found: Vec<Cid> = found.into_iter().collect();
+        let mut added = Vec::new();
+        for chunk in found.chunks(PAGE) {
+            added.extend(chum_store::sync::shared_among(store, chunk.to_vec()).await?);
+        }
+        for cid in &added {
+            self.cids.insert(cid.clone());
+            self.by_short
+                .entry(short_id(cid))
+                .or_default()
+                .push(cid.clone());
+            self.summary.insert(cid);
+        }
+        Ok(added)
+    }
+
+    async fn linked_from_visible(&self, store: &dyn Store, cid: &Cid) -> Result<bool> {
+        Ok(links_to(store, cid)
+            .await?
+            .iter()
+            .any(|referrer| self.cids.contains(referrer)))
+    }
+
+    /// Answers a session's request against this set (loading bytes from `store`).
+    /// [`Request::Store`] and [`Request::Admit`] are the driver's: answered with a failure.
+    pub async fn answer(&self, store: &dyn Store, request: Request) -> Answer {
+        match request {
+            Request::Summary => Answer::Summary(self.summary),
+            Request::Sketch { cells, salt } => {
+                let mut sketch = Sketch::with_salt(cells, salt);
+                for id in self
+                    .by_short
+                    .iter()
+                    .flat_map(|(id, cids)| cids.iter().map(move |_| *id))
+                {
+                    sketch.insert(id);
+                }
+                Answer::Sketch(self.summary, sketch)
+            }
+            Request::ShortIds { after, limit } => {
+                let low = match after {
+                    None => Bound::Unbounded,
+                    Some(after) => Bound::Excluded(after),
+                };
+                Answer::ShortIds(
+                    self.by_short
+                        .range((low, Bound::Unbounded))
+                        .flat_map(|(id, cids)| cids.iter().map(move |_| *id))
+                        .take(limit)
+                        .collect(),
+                )
+            }
+            Request::Cids { after, limit } => {
+                let low = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+                Answer::Cids(
+                    self.cids
+                        .range::<Cid, _>((low, Bound::Unbounded))
+                        .take(limit)
+                        .cloned()
+                        .collect(),
+                )
+            }
+            Request::Resolve(ids) => Answer::Resolved(
+                ids.iter()
+                    .filter_map(|id| self.by_short.get(id))
+                    .flatten()
+                    .cloned()
+                    .collect(),
+            ),
+            Request::Shared(cids) => Answer::Resolved(
+                cids.into_iter()
+                    .filter(|cid| self.cids.contains(cid))
+                    .collect(),
+            ),
+            Request::Load(cids) => {
+                let cids: Vec<Cid> = cids
+                    .into_iter()
+                    .filter(|cid| self.cids.contains(cid))
+                    .collect();
+                self.load_all(store, cids).await
+            }
+            Request::Objects { after, limit } => {
+                let low = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+                let cids: Vec<Cid> = self
+                    .cids
+                    .range::<Cid, _>((low, Bound::Unbounded))
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                let next = if cids.len() < limit {
+                    None
+                } else {
+                    cids.last().cloned()
+                };
+                match self.load_all(store, cids).await {
+                    Answer::Loaded(objects) => Answer::Objects { objects, next },
+                    other => other,
+                }
+            }
+            _ => Answer::Failed("not a request for the visible set".into()),
+        }
+    }
+
+    async fn load_all(&self, store: &dyn Store, cids: Vec<Cid>) -> Answer {
+        match store.get_many(&cids).await {
+            Ok(results) => Answer::Loaded(
+                cids.into_iter()
+                    .zip(results)
+                    .filter_map(|(cid, bytes)| Some((cid, bytes.ok()?)))
+                    .collect(),
+            ),
+            Err(error) => Answer::Failed(error.to_string()),
+        }
+    }
+}
+
+/// What this side accepts from a peer of another person (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    me: PersonId,
+    peer_key: [u8; 32],
+    policy: Policy,
+    targets: BTreeSet<Cid>,
+    groups: BTreeSet<Cid>,
+    expected: HashSet<Cid>,
+}
+
+impl Coverage {
+    /// The coverage of grants from the person `peer_key` to `me` held in `store`.
+    pub async fn new(
+        store: &dyn Store,
+        policy: Policy,
+        me: PersonId,
+        peer_key: [u8; 32],
+    ) -> Result<Coverage> {
+        let mut coverage = Coverage {
+            me,
+            peer_key,
+            policy,
+            targets: BTreeSet::new(),
+            groups: BTreeSet::new(),
+            expected: HashSet::new(),
+        };
+        for type_name in [GROUP_MEMBERS_TYPE, ACCESS_TYPE] {
+            for cid in all_of_type(store, type_name).await? {
+                if let Some((_, value)) = load(store, &cid).await? {
+                    coverage.grant_like(&cid, &value);
+                }
+            }
+        }
+        Ok(coverage)
+    }
+
+    /// For a grant or group statement from the peer's person that concerns `me`: records it
+    /// and returns true.
+    fn grant_like(&mut self, cid: &Cid, value: &Value) -> bool {
+        let Ok(object) = Object::from_value(value) else {
+            return false;
+        };
+        if object.cid() != cid {
+            return false;
+        }
+        match value.type_name() {
+            Some(ACCESS_TYPE) => match Access::from_value(object, value) {
+                Ok(access)
+                    if access.granter_key == self.peer_key
+                        && (access.grantee == self.me.0
+                            || self.groups.contains(&access.grantee)) =>
+                {
+                    self.targets.insert(access.target.clone());
+                    self.expected.extend(links(value));
+                    true
+                }
+                _ => false,
+            },
+            Some(GROUP_MEMBERS_TYPE) => match GroupMembers::from_value(object, value) {
+                Ok(statement)
+                    if statement.signer_key == self.peer_key
+                        && statement.members.contains(&self.me) =>
+                {
+                    self.groups.insert(statement.group.clone());
+                    self.expected.extend(links(value));
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether the object `cid` (decoded: `value`, `None` for a raw block) from the peer is
+    /// covered; if so, what it links to becomes expected.
+    pub async fn check(
+        &mut self,
+        store: &dyn Store,
+        cid: &Cid,
+        value: Option<&Value>,
+    ) -> Result<bool> {
+        let peer_person = PersonId::of_key(&self.peer_key);
+        let covered = match value {
+            None => self.expected.contains(cid) || self.held_referrer(store, cid).await?,
+            Some(value) => match value.type_name() {
+                Some(ACCESS_TYPE | GROUP_MEMBERS_TYPE) => self.grant_like(cid, value),
+                Some(PERSON_TYPE) => {
+                    *cid == peer_person.0 || *cid == self.me.0 || self.expected.contains(cid)
+                }
+                Some(CERTIFICATE_TYPE | REVOCATION_TYPE | ACCESS_REVOCATION_TYPE) => {
+                    signer_key(value) == Some(self.peer_key)
+                        && crate::grant::verify_value(value).is_ok()
+                }
+                Some(GROUP_TYPE) => {
+                    group_owner(value).is_ok_and(|owner| owner == peer_person)
+                        && (self.expected.contains(cid) || self.groups.contains(cid))
+                }
+                _ => {
+                    let version_of_target = value.type_name() == Some(VERSION_TYPE)
+                        && value
+                            .as_map()
+                            .and_then(|map| map.get("of"))
+                            .and_then(Value::as_link)
+                            .is_some_and(|of| self.targets.contains(of));
+                    version_of_target
+                        || self.targets.contains(cid)
+                        || self.expected.contains(cid)
+                        || self
+                            .policy
+                            .collection_links(value)
+                            .iter()
+                            .any(|target| self.targets.contains(target))
+                        || self.held_referrer(store, cid).await?
+                }
+            },
+        };
+        if covered && let Some(value) = value {
+            self.expected.extend(links(value));
+        }
+        Ok(covered)
+    }
+
+    /// Whether a stored shared object links to `cid` (it is part of data already held here).
+    async fn held_referrer(&self, store: &dyn Store, cid: &Cid) -> Result<bool> {
+        let referrers = links_to(store, cid).await?;
+        if referrers.is_empty() {
+            return Ok(false);
+        }
+        Ok(!chum_store::sync::shared_among(store, referrers)
+            .await?
+            .is_empty())
+    }
+
+    /// Decodes received bytes for [`Coverage::check`] (`None` for raw blocks).
+    pub fn decode(cid: &Cid, bytes: &[u8]) -> Option<Value> {
+        if cid.codec() != Codec::DagCbor.code() {
+            return None;
+        }
+        chum_object::dagcbor::decode_with_limits(bytes, &Limits::default()).ok()
+    }
+}
