@@ -132,6 +132,8 @@ pub struct Peer {
     pub instance: InstanceId,
     /// Whether it is an instance of this side's own person.
     pub same_person: bool,
+    /// The certificate it presented (verified).
+    pub certificate: Option<Certificate>,
     /// For a peer that joined with an invitation: the certificate issued for it (sent to it in
     /// the session's welcome).
     pub issued: Option<Certificate>,
@@ -231,6 +233,7 @@ pub async fn admit(
                 person,
                 person_key,
                 instance,
+                certificate: Some(certificate),
                 issued: None,
             })
         }
@@ -241,6 +244,7 @@ pub async fn admit(
                 person_key: *identity.person_public(),
                 instance,
                 same_person: true,
+                certificate: None,
                 issued: Some(certificate),
             })
         }

@@ -121,6 +121,7 @@ impl Invitation {
                     person_key: self.person_key,
                     instance: certificate.instance(),
                     same_person: true,
+                    certificate: Some(certificate),
                     issued: None,
                 })
             }

@@ -375,6 +375,30 @@ impl Node {
                     chum_access::admit(&*self.store, identity, payload, remote_static, now_ms())
                         .await
                         .map_err(|error| error.to_string())?;
+                // The peer's public identity (verified in the handshake) is kept, so grants
+                // to its person and its instance's certificate resolve here.
+                if let Some(certificate) = &peer.certificate {
+                    let person = chum_access::keys::person_object(&peer.person_key);
+                    let identity = [
+                        (person.cid().clone(), person.into_bytes()),
+                        (
+                            certificate.object().cid().clone(),
+                            certificate.object().bytes().to_vec(),
+                        ),
+                    ];
+                    let new = self
+                        .store
+                        .put_scoped(&identity, Scope::Shared)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    let new: Vec<Cid> = identity
+                        .into_iter()
+                        .zip(new)
+                        .filter(|(_, new)| *new)
+                        .map(|((cid, _), _)| cid)
+                        .collect();
+                    self.announce(0, new);
+                }
                 if peer.same_person {
                     return Ok((peer, None));
                 }

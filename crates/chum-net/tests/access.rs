@@ -339,3 +339,434 @@ async fn a_person_without_grants_connects_and_receives_nothing_private() {
     let _ = NodeEvent::Synced { session: 0 };
     let _ = Value::Null;
 }
+
+mod attacks {
+    use super::*;
+    use chum_access::keys::{Certificate, generate_key};
+    use chum_access::{InstanceId, handshake};
+    use chum_net::transport::Connection;
+    use chum_sync::memory::MemorySet;
+    use chum_sync::noise::{Security, static_keypair};
+    use chum_sync::{Answer, Config, Event, Input, Output, Request, Session};
+    use std::time::Duration;
+
+    /// What a hand-driven client saw, and the frames it sent.
+    struct Seen {
+        events: Vec<Event>,
+        sent: Vec<Vec<u8>>,
+        received_frames: usize,
+    }
+
+    /// Security for a client presenting `payload` built for its static key.
+    fn security(payload: impl FnOnce(&[u8; 32]) -> Vec<u8>) -> Security {
+        let (static_secret, static_public) =
+            static_keypair(chum_access::keys::random_bytes().unwrap());
+        Security {
+            static_secret,
+            payload: payload(&static_public),
+            entropy: chum_access::keys::random_bytes().unwrap(),
+        }
+    }
+
+    /// Runs a client session (admitting any server) over `connection` until it closes.
+    async fn drive(security: Security, connection: Connection) -> Seen {
+        drive_with(security, connection, MemorySet::new()).await
+    }
+
+    /// [`drive`], offering the objects of `set`.
+    async fn drive_with(
+        security: Security,
+        mut connection: Connection,
+        mut set: MemorySet,
+    ) -> Seen {
+        let mut config = Config::new(Role::Initiator);
+        config.security = Some(security);
+        let start = tokio::time::Instant::now();
+        let mut session = Session::new(config, Duration::ZERO);
+        let mut seen = Seen {
+            events: Vec::new(),
+            sent: Vec::new(),
+            received_frames: 0,
+        };
+        loop {
+            while let Some(output) = session.poll_output() {
+                match output {
+                    Output::Transmit(frame) => {
+                        seen.sent.push(frame.clone());
+                        let _ = connection.writer.write_frame(frame).await;
+                        let _ = connection.writer.flush().await;
+                    }
+                    Output::Request(id, Request::Admit { .. }) => session.handle_input(
+                        start.elapsed(),
+                        Input::Answer(id, Answer::Admitted { welcome: None }),
+                    ),
+                    Output::Request(id, request) => {
+                        let (answer, _) = set.answer(request);
+                        session.handle_input(start.elapsed(), Input::Answer(id, answer));
+                    }
+                    Output::Event(event) => {
+                        let synced = matches!(event, Event::Synced);
+                        seen.events.push(event);
+                        if synced {
+                            session.handle_input(start.elapsed(), Input::Close);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if session.is_closed() {
+                return seen;
+            }
+            let frame =
+                tokio::time::timeout(Duration::from_secs(10), connection.reader.read_frame())
+                    .await
+                    .expect("the server answered within 10 s");
+            match frame {
+                Ok(Some(frame)) => {
+                    seen.received_frames += 1;
+                    session.handle_input(start.elapsed(), Input::Frame(frame));
+                }
+                _ => session.handle_input(start.elapsed(), Input::TransportClosed),
+            }
+        }
+    }
+
+    fn refused_with(seen: &Seen, words: &str) {
+        assert!(
+            !seen
+                .events
+                .iter()
+                .any(|event| matches!(event, Event::Connected { .. } | Event::Received(_))),
+            "application data was exchanged: {:?}",
+            seen.events
+        );
+        let closed = seen
+            .events
+            .iter()
+            .find_map(|event| match event {
+                Event::Closed { code, reason, .. } => Some((*code, reason.clone())),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(closed.0, CloseCode::Unauthorized, "{closed:?}");
+        assert!(closed.1.contains(words), "{words:?} not in {:?}", closed.1);
+        // The server sent its handshake message and the close, nothing else.
+        assert!(seen.received_frames <= 2, "{} frames", seen.received_frames);
+    }
+
+    async fn server() -> (Arc<Node>, Identity, String) {
+        let (alice, alice_id) = person_node().await;
+        let private: Vec<_> = (0..30).map(|i| message(&format!("p{i}"), None)).collect();
+        alice.put(&private).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(serve_tcp(
+            Arc::clone(&alice),
+            listener,
+            ListenerLimits::default(),
+        ));
+        (alice, alice_id, address)
+    }
+
+    async fn connect(address: &str) -> Connection {
+        tcp::connect(address, Limits::default().max_frame)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stolen_forged_and_revoked_credentials_are_refused() {
+        let (alice, alice_id, address) = server().await;
+        let before = shared(&**alice.store()).await;
+
+        // A genuine second instance of Alice syncs (the control).
+        let key = generate_key().unwrap();
+        let certificate = alice_id
+            .certify(InstanceId(key.verifying_key().to_bytes()), now_ms())
+            .unwrap();
+        let laptop = Identity::joined(key.clone(), certificate.clone()).unwrap();
+        let good = drive(
+            security(|static_public| handshake::payload(&laptop, static_public).unwrap()),
+            connect(&address).await,
+        )
+        .await;
+        assert!(
+            good.events
+                .iter()
+                .any(|event| matches!(event, Event::Synced)),
+            "{:?}",
+            good.events
+        );
+
+        // Wrong key: the laptop's certificate presented by someone without the laptop's key.
+        let mallory = Identity::new_person(now_ms()).unwrap();
+        let stolen = drive(
+            security(|static_public| {
+                let mut payload = handshake::payload(&mallory, static_public).unwrap();
+                // Swap in the stolen certificate, keep mallory's binding signature.
+                let value = chum_object::dagcbor::decode(&payload).unwrap();
+                let mut map = value.as_map().unwrap().clone();
+                map.insert("cert", certificate.object().bytes().to_vec());
+                payload = chum_object::dagcbor::encode(&Value::Map(map)).unwrap();
+                payload
+            }),
+            connect(&address).await,
+        )
+        .await;
+        refused_with(&stolen, "signature");
+
+        // A certificate naming Alice's person but signed by another person's key.
+        let forged_key = generate_key().unwrap();
+        let forged = forged_certificate(&alice_id, &mallory, &forged_key);
+        let forger = Identity::joined(forged_key, forged);
+        assert!(
+            forger.is_err(),
+            "a forged certificate does not even verify locally"
+        );
+        let forged_payload = drive(
+            security(|static_public| {
+                let mut payload = handshake::payload(&mallory, static_public).unwrap();
+                let value = chum_object::dagcbor::decode(&payload).unwrap();
+                let mut map = value.as_map().unwrap().clone();
+                map.insert("cert", forged_certificate_bytes(&alice_id, &mallory));
+                payload = chum_object::dagcbor::encode(&Value::Map(map)).unwrap();
+                payload
+            }),
+            connect(&address).await,
+        )
+        .await;
+        refused_with(&forged_payload, "signature");
+
+        // Revoked: the laptop, once Alice revokes it, is refused.
+        let revocation = alice_id
+            .revoke(InstanceId(key.verifying_key().to_bytes()), now_ms())
+            .unwrap();
+        alice.put(&[of(revocation.object())]).await.unwrap();
+        let revoked = drive(
+            security(|static_public| handshake::payload(&laptop, static_public).unwrap()),
+            connect(&address).await,
+        )
+        .await;
+        refused_with(&revoked, "revoked");
+
+        // Blocked persons are refused too.
+        chum_access::handshake::set_blocked(&**alice.store(), &mallory.person(), true)
+            .await
+            .unwrap();
+        let blocked = drive(
+            security(|static_public| handshake::payload(&mallory, static_public).unwrap()),
+            connect(&address).await,
+        )
+        .await;
+        refused_with(&blocked, "blocked");
+
+        // Nothing the refused peers did reached Alice's store (the laptop's sync aside).
+        let after = shared(&**alice.store()).await;
+        assert_eq!(
+            after.len(),
+            before.len() + 2,
+            "the laptop's certificate and the revocation"
+        );
+    }
+
+    /// A certificate for `mallory`'s instance that claims Alice's person, signed by Mallory.
+    fn forged_certificate(
+        alice: &Identity,
+        mallory: &Identity,
+        _key: &chum_object::sign::SigningKey,
+    ) -> Certificate {
+        // Re-sign Alice's certificate shape with Mallory's person key: `person` stays Alice's.
+        let bytes = forged_certificate_bytes(alice, mallory);
+        match Certificate::from_bytes(&bytes) {
+            Ok(certificate) => certificate,
+            Err(_) => mallory.certificate().clone(),
+        }
+    }
+
+    fn forged_certificate_bytes(alice: &Identity, mallory: &Identity) -> Vec<u8> {
+        let value = chum_object::dagcbor::decode(alice.certificate().object().bytes()).unwrap();
+        let mut map = value.as_map().unwrap().clone();
+        map.remove("signature");
+        map.insert("instance", mallory.instance().0.to_vec());
+        let unsigned = Object::from_value(&Value::Map(map.clone())).unwrap();
+        let signature = chum_object::sign::sign(mallory.person_key().unwrap(), unsigned.cid());
+        map.insert("signature", signature.to_vec());
+        Object::from_value(&Value::Map(map))
+            .unwrap()
+            .bytes()
+            .to_vec()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forged_objects_are_refused_and_nothing_is_stored() {
+        let (alice, alice_id, address) = server().await;
+        let key = generate_key().unwrap();
+        let certificate = alice_id
+            .certify(InstanceId(key.verifying_key().to_bytes()), now_ms())
+            .unwrap();
+        let laptop = Identity::joined(key, certificate).unwrap();
+        // A grant that claims Alice as granter but carries Mallory's signature.
+        let mallory = Identity::new_person(now_ms()).unwrap();
+        let grant = Access::issue(
+            mallory.person_key().unwrap(),
+            message("x", None).0,
+            mallory.person().0,
+            now_ms(),
+        )
+        .unwrap();
+        let value = chum_object::dagcbor::decode(grant.object.bytes()).unwrap();
+        let mut map = value.as_map().unwrap().clone();
+        map.insert("person", alice_id.person().0);
+        map.insert("personKey", alice_id.person_public().to_vec());
+        let forged = Object::from_value(&Value::Map(map)).unwrap();
+        let innocent = message("sent beside the forgery", None);
+        let mut set = MemorySet::new();
+        set.insert(forged.cid().clone(), forged.bytes().to_vec())
+            .unwrap();
+        set.insert(innocent.0.clone(), innocent.1.clone()).unwrap();
+        let seen = drive_with(
+            security(|static_public| handshake::payload(&laptop, static_public).unwrap()),
+            connect(&address).await,
+            set,
+        )
+        .await;
+        let closed = seen
+            .events
+            .iter()
+            .find_map(|event| match event {
+                Event::Closed { code, reason, .. } => Some((*code, reason.clone())),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(closed.0, CloseCode::InvalidObject, "{closed:?}");
+        assert!(closed.1.contains("signature"), "{}", closed.1);
+        assert!(!alice.store().has(forged.cid()).await.unwrap());
+        assert!(
+            !alice.store().has(&innocent.0).await.unwrap(),
+            "the batch is refused whole"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replayed_truncated_and_garbage_handshakes_are_refused() {
+        let (alice, alice_id, address) = server().await;
+        let before = shared(&**alice.store()).await;
+        let mut events = alice.events();
+        let key = generate_key().unwrap();
+        let certificate = alice_id
+            .certify(InstanceId(key.verifying_key().to_bytes()), now_ms())
+            .unwrap();
+        let laptop = Identity::joined(key, certificate).unwrap();
+        let good = drive(
+            security(|static_public| handshake::payload(&laptop, static_public).unwrap()),
+            connect(&address).await,
+        )
+        .await;
+        assert!(
+            good.events
+                .iter()
+                .any(|event| matches!(event, Event::Synced))
+        );
+        let connected_before = drain_connected(&mut events);
+        assert_eq!(connected_before, 1);
+
+        // Replay: the recorded first and third handshake messages, on a new connection.
+        let mut replay = connect(&address).await;
+        replay
+            .writer
+            .write_frame(good.sent[0].clone())
+            .await
+            .unwrap();
+        replay.writer.flush().await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), replay.reader.read_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            answer.is_some(),
+            "the server answers the replayed first message"
+        );
+        replay
+            .writer
+            .write_frame(good.sent[1].clone())
+            .await
+            .unwrap();
+        replay.writer.flush().await.unwrap();
+        assert_closed_without_data(&mut replay).await;
+
+        // Truncated first message.
+        let mut truncated = connect(&address).await;
+        truncated
+            .writer
+            .write_frame(good.sent[0][..10].to_vec())
+            .await
+            .unwrap();
+        truncated.writer.flush().await.unwrap();
+        assert_closed_without_data(&mut truncated).await;
+
+        // Garbage after a valid first message.
+        let mut garbage = connect(&address).await;
+        garbage
+            .writer
+            .write_frame(good.sent[0].clone())
+            .await
+            .unwrap();
+        garbage.writer.flush().await.unwrap();
+        let _ = garbage.reader.read_frame().await.unwrap();
+        garbage.writer.write_frame(vec![0x5a; 96]).await.unwrap();
+        garbage.writer.flush().await.unwrap();
+        assert_closed_without_data(&mut garbage).await;
+
+        // A plaintext hello instead of a handshake.
+        let mut plain = connect(&address).await;
+        plain
+            .writer
+            .write_frame(support::hello().encode())
+            .await
+            .unwrap();
+        plain.writer.flush().await.unwrap();
+        // A hello is a well-formed first message's length? It is refused either way: the
+        // server may answer with its handshake message, never with data.
+        let mut frames = 0;
+        while let Ok(Ok(Some(_))) =
+            tokio::time::timeout(Duration::from_secs(10), plain.reader.read_frame()).await
+        {
+            frames += 1;
+            assert!(frames <= 1, "data after a plaintext hello");
+        }
+
+        assert_eq!(
+            drain_connected(&mut events),
+            0,
+            "no session got past the handshake"
+        );
+        assert_eq!(shared(&**alice.store()).await.len(), before.len() + 1);
+    }
+
+    fn drain_connected(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>) -> usize {
+        let mut connected = 0;
+        while let Ok(event) = events.try_recv() {
+            if matches!(event, NodeEvent::Connected { .. }) {
+                connected += 1;
+            }
+        }
+        connected
+    }
+
+    /// The server closes the connection, having sent nothing (beyond a handshake message).
+    async fn assert_closed_without_data(connection: &mut Connection) {
+        let mut frames = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), connection.reader.read_frame())
+                .await
+                .expect("the server closed within 10 s")
+            {
+                Ok(Some(_)) => {
+                    frames += 1;
+                    assert!(frames <= 1, "more than a handshake message");
+                }
+                _ => return,
+            }
+        }
+    }
+}
