@@ -25,6 +25,7 @@ pub mod identity;
 pub mod invite;
 pub mod keys;
 pub mod secrets;
+pub mod session;
 mod signed;
 pub mod visibility;
 
@@ -34,5 +35,6 @@ pub use crate::handshake::{Peer, admit};
 pub use crate::identity::Identity;
 pub use crate::invite::Invitation;
 pub use crate::keys::{Certificate, PersonId, Revocation};
+pub use crate::session::{Admission, PeerAccess, admit_peer};
 pub use crate::visibility::{Coverage, Policy, VisibleSet};
 pub use chum_crdt::InstanceId;

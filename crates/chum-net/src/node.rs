@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chum_access::handshake::Peer;
-use chum_access::{Coverage, Identity, Invitation, Policy, SignatureCheck, VisibleSet};
+use chum_access::{Identity, Invitation, PeerAccess, Policy, SignatureCheck};
 use chum_object::Cid;
 use chum_object::sign::SigningKey;
 use chum_store::index::{Acceptance, RecipeCheck, Verified};
@@ -121,18 +121,6 @@ enum Mode {
     /// Noise, joining a person with an invitation, as a new instance with this key.
     Join(Box<Invitation>, Box<SigningKey>),
 }
-
-/// What the peer of an encrypted session may see and send.
-struct Foreign {
-    view: VisibleSet,
-    coverage: Coverage,
-    /// Objects received but not (yet) covered by a grant: stored instance-local, promoted to
-    /// shared when a grant or referrer covering them arrives.
-    quarantine: Vec<Cid>,
-}
-
-/// Objects from a peer of another person that wait for a covering grant, per session.
-const MAX_QUARANTINE: usize = 100_000;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -357,13 +345,15 @@ impl Node {
         }))
     }
 
-    /// Decides on a peer's handshake payload; sets up what a peer of another person sees.
+    /// Decides on a peer's handshake payload; for a peer of another person, sets up what it
+    /// sees and may send (`None`: an instance of the same person, which has full access).
     async fn admit(
         &self,
+        id: u64,
         mode: &Mode,
         payload: &[u8],
         remote_static: &[u8; 32],
-    ) -> Result<(Peer, Option<Foreign>), String> {
+    ) -> Result<(Peer, Option<PeerAccess>), String> {
         match mode {
             Mode::Plain => Err("this node has no identity".into()),
             Mode::Join(invitation, _) => invitation
@@ -371,139 +361,24 @@ impl Node {
                 .map(|peer| (peer, None))
                 .map_err(|error| error.to_string()),
             Mode::Member(identity) => {
-                let peer =
-                    chum_access::admit(&*self.store, identity, payload, remote_static, now_ms())
-                        .await
-                        .map_err(|error| error.to_string())?;
-                // The peer's public identity (verified in the handshake) is kept, so grants
-                // to its person and its instance's certificate resolve here.
-                if let Some(certificate) = &peer.certificate {
-                    let person = chum_access::keys::person_object(&peer.person_key);
-                    let identity = [
-                        (person.cid().clone(), person.into_bytes()),
-                        (
-                            certificate.object().cid().clone(),
-                            certificate.object().bytes().to_vec(),
-                        ),
-                    ];
-                    let new = self
-                        .store
-                        .put_scoped(&identity, Scope::Shared)
-                        .await
-                        .map_err(|error| error.to_string())?;
-                    let new: Vec<Cid> = identity
-                        .into_iter()
-                        .zip(new)
-                        .filter(|(_, new)| *new)
-                        .map(|((cid, _), _)| cid)
-                        .collect();
-                    self.announce(0, new);
-                }
-                if peer.same_person {
-                    return Ok((peer, None));
-                }
-                let store = &*self.store;
-                let view = VisibleSet::compute(
-                    store,
-                    self.policy.clone(),
-                    *identity.person_public(),
-                    peer.person.clone(),
+                let admission = chum_access::admit_peer(
+                    &*self.store,
+                    identity,
+                    &self.policy,
+                    payload,
+                    remote_static,
+                    now_ms(),
                 )
                 .await
                 .map_err(|error| error.to_string())?;
-                let coverage = Coverage::new(
-                    store,
-                    self.policy.clone(),
-                    identity.person(),
-                    peer.person_key,
-                )
-                .await
-                .map_err(|error| error.to_string())?;
-                Ok((
-                    peer,
-                    Some(Foreign {
-                        view,
-                        coverage,
-                        quarantine: Vec::new(),
-                    }),
-                ))
+                self.announce(id, admission.stored);
+                let access = match admission.access {
+                    PeerAccess::Full => None,
+                    granted => Some(granted),
+                };
+                Ok((admission.peer, access))
             }
         }
-    }
-
-    /// Stores a batch from a peer of another person: covered objects shared, the others
-    /// instance-local until a grant covers them; then promotes what became covered.
-    async fn store_foreign(
-        &self,
-        foreign: &mut Foreign,
-        batch: Verified,
-    ) -> chum_store::Result<(Answer, Vec<Cid>)> {
-        let store = &*self.store;
-        let mut covered = Vec::new();
-        let mut uncovered = Vec::new();
-        for (cid, bytes) in batch.objects() {
-            let value = Coverage::decode(cid, bytes);
-            let ok = foreign
-                .coverage
-                .check(store, cid, value.as_ref())
-                .await
-                .map_err(|error| chum_store::Error::Backend(error.to_string()))?;
-            if ok {
-                covered.push((cid.clone(), bytes.clone()));
-            } else {
-                uncovered.push((cid.clone(), bytes.clone()));
-            }
-        }
-        if foreign.quarantine.len() + uncovered.len() > MAX_QUARANTINE {
-            return Ok((
-                Answer::Invalid(format!(
-                    "more than {MAX_QUARANTINE} objects not covered by any grant"
-                )),
-                Vec::new(),
-            ));
-        }
-        let mut new = Vec::new();
-        if !covered.is_empty() {
-            let changed = store.put_scoped(&covered, Scope::Shared).await?;
-            new.extend(
-                covered
-                    .iter()
-                    .zip(changed)
-                    .filter(|(_, changed)| *changed)
-                    .map(|((cid, _), _)| cid.clone()),
-            );
-        }
-        if !uncovered.is_empty() {
-            store.put_scoped(&uncovered, Scope::Local).await?;
-            foreign
-                .quarantine
-                .extend(uncovered.into_iter().map(|(cid, _)| cid));
-        }
-        // Objects waiting in quarantine may be covered now (repeat until nothing changes).
-        loop {
-            let mut promoted = Vec::new();
-            let waiting = std::mem::take(&mut foreign.quarantine);
-            for cid in waiting {
-                let bytes = store.get(&cid).await?;
-                let value = Coverage::decode(&cid, &bytes);
-                let ok = foreign
-                    .coverage
-                    .check(store, &cid, value.as_ref())
-                    .await
-                    .map_err(|error| chum_store::Error::Backend(error.to_string()))?;
-                if ok {
-                    promoted.push((cid, bytes));
-                } else {
-                    foreign.quarantine.push(cid);
-                }
-            }
-            if promoted.is_empty() {
-                break;
-            }
-            store.put_scoped(&promoted, Scope::Shared).await?;
-            new.extend(promoted.into_iter().map(|(cid, _)| cid));
-        }
-        Ok((Answer::Stored, new))
     }
 
     async fn run_mode(
@@ -542,7 +417,8 @@ impl Node {
             config.security.clone_from(security);
         }
         let mut session = Session::new(config, now());
-        let mut foreign: Option<Foreign> = None;
+        // For a peer of another person: what it sees and may send.
+        let mut foreign: Option<PeerAccess> = None;
         let mut report = SessionReport {
             session: id,
             synced: false,
@@ -579,7 +455,7 @@ impl Node {
                             remote_static,
                         },
                     ) => {
-                        let answer = match self.admit(&mode, &payload, &remote_static).await {
+                        let answer = match self.admit(id, &mode, &payload, &remote_static).await {
                             Ok((peer, view)) => {
                                 let welcome =
                                     peer.issued.as_ref().map(|c| c.object().bytes().to_vec());
@@ -588,31 +464,6 @@ impl Node {
                                 Answer::Admitted { welcome }
                             }
                             Err(reason) => Answer::Refused(reason),
-                        };
-                        session.handle_input(now(), Input::Answer(request_id, answer));
-                    }
-                    Output::Request(request_id, Request::Store(objects)) if foreign.is_some() => {
-                        let answer = match Verified::check_with(
-                            objects,
-                            &self.store.limits(),
-                            self.acceptance.as_deref(),
-                        ) {
-                            Ok(batch) => {
-                                let Some(foreign) = foreign.as_mut() else {
-                                    continue;
-                                };
-                                match self.store_foreign(foreign, batch).await {
-                                    Ok((answer, new)) => {
-                                        self.announce(id, new);
-                                        answer
-                                    }
-                                    Err(error) => Answer::Failed(error.to_string()),
-                                }
-                            }
-                            Err(chum_store::Error::Invalid { cid, reason }) => {
-                                Answer::Invalid(format!("object {cid}: {reason}"))
-                            }
-                            Err(other) => Answer::Failed(other.to_string()),
                         };
                         session.handle_input(now(), Input::Answer(request_id, answer));
                     }
@@ -633,7 +484,7 @@ impl Node {
                             }
                         }
                     }
-                    Output::Request(request_id, Request::Store(objects)) => {
+                    Output::Request(request_id, Request::Store(objects)) if foreign.is_none() => {
                         // Verified here, beside the commit of the previous group.
                         match Verified::check_with(
                             objects,
@@ -670,8 +521,14 @@ impl Node {
                         }
                     }
                     Output::Request(request_id, request) => {
-                        let answer = match &foreign {
-                            Some(foreign) => foreign.view.answer(&*self.store, request).await,
+                        let answer = match foreign.as_mut() {
+                            Some(access) => {
+                                let (answer, new) = access
+                                    .answer(&*self.store, request, self.acceptance.as_deref())
+                                    .await;
+                                self.announce(id, new);
+                                answer
+                            }
                             None => {
                                 let (answer, new) =
                                     chum_store::sync::answer(&*self.store, request).await;
@@ -762,8 +619,8 @@ impl Node {
                         self.release(id, None, &stored.cids, &mut deps);
                         match foreign.as_mut() {
                             // A peer of another person hears of what became visible to it.
-                            Some(foreign) => {
-                                match foreign.view.on_stored(&*self.store, &stored.cids).await {
+                            Some(access) => {
+                                match access.visible(&*self.store, &stored.cids).await {
                                     Ok(visible) if !visible.is_empty() => session
                                         .handle_input(now(), Input::LocalStored(visible)),
                                     Ok(_) => {}

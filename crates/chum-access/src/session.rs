@@ -1,0 +1,257 @@
+//! What a driver does per admitted peer: [`admit_peer`] decides on the handshake payload and
+//! sets up a [`PeerAccess`], which answers the session's requests — everything for instances
+//! of the same person, the [`VisibleSet`] for another person — and stores what the peer sends
+//! under [`Coverage`].
+
+use chum_object::Cid;
+use chum_store::index::{Acceptance, Verified};
+use chum_store::{Scope, Store};
+use chum_sync::{Answer, Request};
+
+use crate::error::{AccessError, Result};
+use crate::handshake::Peer;
+use crate::identity::Identity;
+use crate::keys::person_object;
+use crate::visibility::{Coverage, Policy, VisibleSet};
+
+/// Objects from a peer of another person that wait, per session, for a covering grant.
+pub const MAX_QUARANTINE: usize = 100_000;
+
+/// A peer admitted to a session.
+#[derive(Debug)]
+pub struct Admission {
+    /// Who it is.
+    pub peer: Peer,
+    /// What it may see and send.
+    pub access: PeerAccess,
+    /// Objects that became shared while admitting it (its person and certificate, kept so
+    /// grants to it resolve): tell the other sessions.
+    pub stored: Vec<Cid>,
+}
+
+/// Admits the peer that presented `payload` over a handshake proving `remote_static` (see
+/// [`crate::handshake::admit`] for the rule), keeps its public identity, and prepares its
+/// access.
+pub async fn admit_peer(
+    store: &dyn Store,
+    identity: &Identity,
+    policy: &Policy,
+    payload: &[u8],
+    remote_static: &[u8; 32],
+    now_ms: u64,
+) -> Result<Admission> {
+    let peer = crate::handshake::admit(store, identity, payload, remote_static, now_ms).await?;
+    let mut stored = Vec::new();
+    if let Some(certificate) = &peer.certificate {
+        let person = person_object(&peer.person_key);
+        let objects = [
+            (person.cid().clone(), person.into_bytes()),
+            (
+                certificate.object().cid().clone(),
+                certificate.object().bytes().to_vec(),
+            ),
+        ];
+        let changed = store.put_scoped(&objects, Scope::Shared).await?;
+        stored.extend(
+            objects
+                .into_iter()
+                .zip(changed)
+                .filter(|(_, changed)| *changed)
+                .map(|((cid, _), _)| cid),
+        );
+    }
+    let access = if peer.same_person {
+        PeerAccess::Full
+    } else {
+        PeerAccess::Granted(Box::new(Granted {
+            view: VisibleSet::compute(
+                store,
+                policy.clone(),
+                *identity.person_public(),
+                peer.person.clone(),
+            )
+            .await?,
+            coverage: Coverage::new(store, policy.clone(), identity.person(), peer.person_key)
+                .await?,
+            quarantine: Vec::new(),
+        }))
+    };
+    Ok(Admission {
+        peer,
+        access,
+        stored,
+    })
+}
+
+/// What an admitted peer may see and send.
+#[derive(Debug)]
+pub enum PeerAccess {
+    /// An instance of the same person: every shared object, both ways.
+    Full,
+    /// A peer of another person: what grants cover, both ways.
+    Granted(Box<Granted>),
+}
+
+/// The state of a session with a peer of another person.
+#[derive(Debug)]
+pub struct Granted {
+    view: VisibleSet,
+    coverage: Coverage,
+    /// Objects received but not (yet) covered: stored instance-local (never offered to
+    /// anyone), promoted to shared when a grant or a referrer covering them arrives.
+    quarantine: Vec<Cid>,
+}
+
+impl Granted {
+    /// What the peer sees.
+    pub fn view(&self) -> &VisibleSet {
+        &self.view
+    }
+
+    /// Objects received from the peer that no grant covers (yet).
+    pub fn quarantined(&self) -> &[Cid] {
+        &self.quarantine
+    }
+}
+
+fn backend(error: AccessError) -> chum_store::Error {
+    chum_store::Error::Backend(error.to_string())
+}
+
+impl PeerAccess {
+    /// Answers a session request. Objects to store are verified (CID, strict encoding,
+    /// `acceptance`); from a peer of another person only covered ones become shared. Returns
+    /// the answer and the CIDs that became shared here.
+    pub async fn answer(
+        &mut self,
+        store: &dyn Store,
+        request: Request,
+        acceptance: Option<&dyn Acceptance>,
+    ) -> (Answer, Vec<Cid>) {
+        match (self, request) {
+            (PeerAccess::Full, Request::Store(objects)) => {
+                match Verified::check_with(objects, &store.limits(), acceptance) {
+                    Ok(batch) => {
+                        let cids: Vec<Cid> =
+                            batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
+                        match store.put_verified(batch, Scope::Shared).await {
+                            Ok(changed) => (
+                                Answer::Stored,
+                                cids.into_iter()
+                                    .zip(changed)
+                                    .filter(|(_, changed)| *changed)
+                                    .map(|(cid, _)| cid)
+                                    .collect(),
+                            ),
+                            Err(error) => (refusal(error), Vec::new()),
+                        }
+                    }
+                    Err(error) => (refusal(error), Vec::new()),
+                }
+            }
+            (PeerAccess::Full, request) => chum_store::sync::answer(store, request).await,
+            (PeerAccess::Granted(granted), Request::Store(objects)) => {
+                match Verified::check_with(objects, &store.limits(), acceptance) {
+                    Ok(batch) => match granted.store(store, batch).await {
+                        Ok(outcome) => outcome,
+                        Err(error) => (Answer::Failed(error.to_string()), Vec::new()),
+                    },
+                    Err(error) => (refusal(error), Vec::new()),
+                }
+            }
+            (PeerAccess::Granted(granted), request) => {
+                (granted.view.answer(store, request).await, Vec::new())
+            }
+        }
+    }
+
+    /// Objects were stored here (by the app or another session): those the peer may see.
+    pub async fn visible(&mut self, store: &dyn Store, stored: &[Cid]) -> Result<Vec<Cid>> {
+        match self {
+            PeerAccess::Full => Ok(stored.to_vec()),
+            PeerAccess::Granted(granted) => granted.view.on_stored(store, stored).await,
+        }
+    }
+}
+
+fn refusal(error: chum_store::Error) -> Answer {
+    match error {
+        chum_store::Error::Invalid { cid, reason } => {
+            Answer::Invalid(format!("object {cid}: {reason}"))
+        }
+        other => Answer::Failed(other.to_string()),
+    }
+}
+
+impl Granted {
+    async fn store(
+        &mut self,
+        store: &dyn Store,
+        batch: Verified,
+    ) -> chum_store::Result<(Answer, Vec<Cid>)> {
+        let mut covered = Vec::new();
+        let mut uncovered = Vec::new();
+        for (cid, bytes) in batch.objects() {
+            let value = Coverage::decode(cid, bytes);
+            let ok = self
+                .coverage
+                .check(store, cid, value.as_ref())
+                .await
+                .map_err(backend)?;
+            if ok {
+                covered.push((cid.clone(), bytes.clone()));
+            } else {
+                uncovered.push((cid.clone(), bytes.clone()));
+            }
+        }
+        if self.quarantine.len() + uncovered.len() > MAX_QUARANTINE {
+            return Ok((
+                Answer::Invalid(format!(
+                    "more than {MAX_QUARANTINE} objects not covered by any grant"
+                )),
+                Vec::new(),
+            ));
+        }
+        let mut new = Vec::new();
+        if !covered.is_empty() {
+            let changed = store.put_scoped(&covered, Scope::Shared).await?;
+            new.extend(
+                covered
+                    .iter()
+                    .zip(changed)
+                    .filter(|(_, changed)| *changed)
+                    .map(|((cid, _), _)| cid.clone()),
+            );
+        }
+        if !uncovered.is_empty() {
+            store.put_scoped(&uncovered, Scope::Local).await?;
+            self.quarantine
+                .extend(uncovered.into_iter().map(|(cid, _)| cid));
+        }
+        // Quarantined objects may be covered now (repeat until nothing changes).
+        while !covered.is_empty() && !self.quarantine.is_empty() {
+            let mut promoted = Vec::new();
+            for cid in std::mem::take(&mut self.quarantine) {
+                let bytes = store.get(&cid).await?;
+                let value = Coverage::decode(&cid, &bytes);
+                if self
+                    .coverage
+                    .check(store, &cid, value.as_ref())
+                    .await
+                    .map_err(backend)?
+                {
+                    promoted.push((cid, bytes));
+                } else {
+                    self.quarantine.push(cid);
+                }
+            }
+            if promoted.is_empty() {
+                break;
+            }
+            store.put_scoped(&promoted, Scope::Shared).await?;
+            new.extend(promoted.iter().map(|(cid, _)| cid.clone()));
+            covered = promoted;
+        }
+        Ok((Answer::Stored, new))
+    }
+}
