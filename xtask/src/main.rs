@@ -41,6 +41,11 @@ fn main() -> ExitCode {
             Ok(_) => sim(&[count]),
             Err(_) => Err(format!("N must be a whole number, not {count:?}")),
         },
+        ["sim", "--access", "--seed", seed] => sim(&["--access", "--seed", seed]),
+        ["sim", "--access", count] => match count.parse::<u64>() {
+            Ok(_) => sim(&["--access", count]),
+            Err(_) => Err(format!("N must be a whole number, not {count:?}")),
+        },
         _ => Err(USAGE.trim().to_owned()),
     };
     match result {
@@ -59,6 +64,7 @@ usage: cargo xtask test                    all checks CI runs
        cargo xtask soak-store N            N kill -9 rounds against the redb store
        cargo xtask sim N                   N seeds of the network simulation
        cargo xtask sim --seed S            replay one simulation seed
+       cargo xtask sim --access N          N seeds of the access scenario (grants, 3 persons)
 ";
 
 fn root() -> PathBuf {

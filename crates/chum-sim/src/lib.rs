@@ -20,10 +20,13 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chum_access::{Identity, PeerAccess, Policy, VisibleSet};
 use chum_crdt::{Clock, InstanceId, Resolver, State, Version, preset};
+use chum_object::sign::SigningKey;
 use chum_object::{Cid, Map, Object, Value, dagjson};
 use chum_store::{MemoryStore, Query, Scope, Store};
-use chum_sync::{Config, Event, Input, Output, Role, Session};
+use chum_sync::noise::{Security, static_keypair};
+use chum_sync::{Answer, Config, Event, Input, Output, Request, Role, Session};
 use futures::executor::block_on;
 
 /// What a simulation does.
@@ -49,6 +52,24 @@ pub struct SimConfig {
     pub partitions: usize,
     /// Peer restarts over the faulty phase.
     pub restarts: usize,
+    /// Run the access scenario instead of the open one (see [`AccessTest`]).
+    pub access: Option<AccessTest>,
+}
+
+/// The access scenario: four peers, every session encrypted and authenticated. Peers 0 and
+/// 1 are instances of person P, peer 2 is person Q, peer 3 person R. P starts with `private`
+/// messages and a conversation of `granted` messages that P grants to Q; during the faulty
+/// phase P's instances add both kinds, Q and R their own messages. The run passes when P's
+/// instances hold the same set, Q holds everything P's grant covers, and no object outside
+/// it reached Q or R — checked after every step, so a single leak fails the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessTest {
+    /// P's private messages at the start.
+    pub private: usize,
+    /// Messages of the conversation granted to Q, at the start.
+    pub granted: usize,
+    /// Whether sessions enforce grants (`false` shows the leak check failing).
+    pub check_grants: bool,
 }
 
 impl Default for SimConfig {
@@ -64,6 +85,7 @@ impl Default for SimConfig {
             latency_ms: (1, 40),
             partitions: 4,
             restarts: 4,
+            access: None,
         }
     }
 }
@@ -83,6 +105,12 @@ pub struct SimReport {
     pub faults: u64,
     /// Virtual milliseconds until convergence.
     pub converged_at_ms: u64,
+    /// Access scenario: P's objects outside the grant that reached Q or R (must be 0).
+    pub leaked: usize,
+    /// Access scenario: objects the grant covers that Q holds (all of them at the end).
+    pub granted_received: usize,
+    /// Access scenario: P's private messages written (none may leave P).
+    pub private: usize,
 }
 
 /// Why a run failed.
@@ -127,6 +155,7 @@ impl Rng {
 
 struct Peer {
     store: Arc<MemoryStore>,
+    identity: Option<Identity>,
     instance: InstanceId,
     clock: Clock,
     down_until: u64,
@@ -137,6 +166,8 @@ struct Peer {
 struct Conn {
     peers: [usize; 2],
     sessions: [Session; 2],
+    /// What each side's peer may see (encrypted sessions, once admitted).
+    access: [Option<PeerAccess>; 2],
     /// Last delivery time per direction (towards side 0, side 1): frames stay in order.
     last_at: [u64; 2],
 }
@@ -178,7 +209,14 @@ struct World {
     next_order: u64,
     report: SimReport,
     contacts: Vec<(Value, Cid)>,
+    policy: Policy,
+    /// Access scenario: P's private objects, and the conversation granted to Q.
+    private: Vec<Cid>,
+    conversation: Option<Cid>,
 }
+
+/// The virtual clock's epoch in wall-clock ms (for certificates and clocks).
+const EPOCH_MS: u64 = 1_700_000_000_000;
 
 fn session_config(role: Role) -> Config {
     let mut config = Config::new(role);
@@ -195,9 +233,32 @@ fn ms(duration: Duration) -> u64 {
 impl World {
     fn new(seed: u64, config: SimConfig) -> World {
         let mut rng = Rng::new(seed);
+        let key = |rng: &mut Rng| {
+            let mut bytes = [0u8; 32];
+            for chunk in bytes.chunks_mut(8) {
+                chunk.copy_from_slice(&rng.next().to_le_bytes());
+            }
+            SigningKey::from_bytes(&bytes)
+        };
+        let identities: Vec<Option<Identity>> = if config.access.is_some() {
+            let p = Identity::from_keys(key(&mut rng), key(&mut rng), EPOCH_MS).ok();
+            let second = key(&mut rng);
+            let p2 = p.as_ref().and_then(|p| {
+                let certificate = p
+                    .certify(InstanceId(second.verifying_key().to_bytes()), EPOCH_MS)
+                    .ok()?;
+                Identity::joined(second, certificate).ok()
+            });
+            let q = Identity::from_keys(key(&mut rng), key(&mut rng), EPOCH_MS).ok();
+            let r = Identity::from_keys(key(&mut rng), key(&mut rng), EPOCH_MS).ok();
+            vec![p, p2, q, r]
+        } else {
+            vec![None; config.peers]
+        };
         let peers = (0..config.peers)
             .map(|i| Peer {
                 store: Arc::new(MemoryStore::new()),
+                identity: identities.get(i).cloned().flatten(),
                 instance: InstanceId([i as u8 + 1; 32]),
                 clock: Clock::new(),
                 down_until: 0,
@@ -259,7 +320,81 @@ impl World {
             next_order: 0,
             report: SimReport::default(),
             contacts,
+            policy: Policy::new(
+                &preset::seed()
+                    .into_iter()
+                    .chain(chum_access::recipes())
+                    .collect::<Vec<_>>(),
+            ),
+            private: Vec::new(),
+            conversation: None,
         }
+    }
+
+    /// The access scenario's starting state: identities saved, P's private messages, the
+    /// conversation and P's grant of it to Q.
+    fn seed_access(&mut self, test: AccessTest) -> Result<(), SimFailure> {
+        for peer in &self.peers {
+            if let Some(identity) = &peer.identity {
+                block_on(identity.save(&*peer.store, None))
+                    .map_err(|e| self.fail(e.to_string()))?;
+            }
+        }
+        let conversation = preset::conversation()
+            .id_object(
+                &dagjson::from_str(r#"{"$type":"Conversation","id":"granted"}"#)
+                    .map_err(|e| self.fail(e.to_string()))?,
+            )
+            .map_err(|e| self.fail(e.to_string()))?;
+        let conversation =
+            Object::from_value(&conversation).map_err(|e| self.fail(e.to_string()))?;
+        let chat = conversation.cid().clone();
+        self.conversation = Some(chat.clone());
+        let mut objects = vec![(chat.clone(), conversation.bytes().to_vec())];
+        for i in 0..test.private {
+            let object = object_of(&format!(r#"{{"$type":"Message","text":"private {i}"}}"#))
+                .map_err(|e| self.fail(e))?;
+            self.private.push(object.0.clone());
+            objects.push(object);
+        }
+        for i in 0..test.granted {
+            objects.push(
+                object_of(&format!(
+                    r#"{{"$type":"Message","text":"chat {i}","conversation":{{"/":"{chat}"}}}}"#
+                ))
+                .map_err(|e| self.fail(e))?,
+            );
+        }
+        let (Some(p), Some(q)) = (&self.peers[0].identity, &self.peers[2].identity) else {
+            return Err(self.fail("the access scenario needs identities"));
+        };
+        let person_key = p.person_key().map_err(|e| self.fail(e.to_string()))?;
+        let grant = chum_access::Access::issue(person_key, chat, q.person().0, EPOCH_MS)
+            .map_err(|e| self.fail(e.to_string()))?;
+        objects.push((grant.object.cid().clone(), grant.object.bytes().to_vec()));
+        block_on(self.peers[0].store.put_scoped(&objects, Scope::Shared))
+            .map_err(|e| self.fail(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The Noise keys and payload for `peer`'s side of a new session.
+    fn security(&mut self, peer: usize) -> Option<Security> {
+        let identity = self.peers[peer].identity.as_ref()?;
+        let mut entropy = || {
+            let mut bytes = [0u8; 32];
+            for chunk in bytes.chunks_mut(8) {
+                chunk.copy_from_slice(&self.rng.next().to_le_bytes());
+            }
+            bytes
+        };
+        let (static_secret, static_public) = static_keypair(entropy());
+        let entropy = entropy();
+        let payload = chum_access::handshake::payload(identity, &static_public).ok()?;
+        Some(Security {
+            static_secret,
+            payload,
+            entropy,
+        })
     }
 
     fn fail(&self, reason: impl Into<String>) -> SimFailure {
@@ -298,12 +433,14 @@ impl World {
         self.next_conn += 1;
         self.report.sessions += 1;
         let now = Duration::from_millis(self.now);
+        let mut initiator = session_config(Role::Initiator);
+        initiator.security = self.security(a);
+        let mut responder = session_config(Role::Responder);
+        responder.security = self.security(b);
         let conn = Conn {
             peers: [a, b],
-            sessions: [
-                Session::new(session_config(Role::Initiator), now),
-                Session::new(session_config(Role::Responder), now),
-            ],
+            sessions: [Session::new(initiator, now), Session::new(responder, now)],
+            access: [None, None],
             last_at: [self.now, self.now],
         };
         self.conns.insert(id, conn);
@@ -326,10 +463,63 @@ impl World {
                 };
                 match output {
                     Output::Transmit(bytes) => self.transmit(id, 1 - side, bytes),
+                    Output::Request(
+                        request_id,
+                        Request::Admit {
+                            payload,
+                            remote_static,
+                        },
+                    ) => {
+                        let peer = conn.peers[side];
+                        let store = Arc::clone(&self.peers[peer].store);
+                        let (answer, access, new) = match &self.peers[peer].identity {
+                            None => (Answer::Refused("no identity".into()), None, Vec::new()),
+                            Some(identity) => match block_on(chum_access::admit_peer(
+                                &*store,
+                                identity,
+                                &self.policy,
+                                &payload,
+                                &remote_static,
+                                EPOCH_MS + self.now,
+                            )) {
+                                Ok(admission) => {
+                                    let check = self.config.access.is_none_or(|t| t.check_grants);
+                                    let access = match admission.access {
+                                        // The deliberately broken configuration: grants ignored.
+                                        PeerAccess::Granted(_) if !check => PeerAccess::Full,
+                                        access => access,
+                                    };
+                                    (
+                                        Answer::Admitted { welcome: None },
+                                        Some(access),
+                                        admission.stored,
+                                    )
+                                }
+                                Err(error) => {
+                                    (Answer::Refused(error.to_string()), None, Vec::new())
+                                }
+                            },
+                        };
+                        if let Some(conn) = self.conns.get_mut(&id) {
+                            conn.access[side] = access;
+                            conn.sessions[side]
+                                .handle_input(now, Input::Answer(request_id, answer));
+                        }
+                        if !new.is_empty() {
+                            work.extend(self.notify(peer, Some(id), &new));
+                        }
+                    }
                     Output::Request(request_id, request) => {
                         let peer = conn.peers[side];
                         let store = Arc::clone(&self.peers[peer].store);
-                        let (answer, new) = block_on(chum_store::sync::answer(&*store, request));
+                        let (answer, new) = match self
+                            .conns
+                            .get_mut(&id)
+                            .and_then(|conn| conn.access[side].as_mut())
+                        {
+                            Some(access) => block_on(access.answer(&*store, request, None)),
+                            None => block_on(chum_store::sync::answer(&*store, request)),
+                        };
                         if let Some(conn) = self.conns.get_mut(&id) {
                             conn.sessions[side]
                                 .handle_input(now, Input::Answer(request_id, answer));
@@ -354,14 +544,29 @@ impl World {
     fn notify(&mut self, peer: usize, except: Option<u64>, cids: &[Cid]) -> Vec<(u64, usize)> {
         let now = Duration::from_millis(self.now);
         let mut touched = Vec::new();
+        let store = Arc::clone(&self.peers[peer].store);
         for (id, conn) in &mut self.conns {
             if Some(*id) == except {
                 continue;
             }
             for side in 0..2 {
                 if conn.peers[side] == peer {
-                    conn.sessions[side].handle_input(now, Input::LocalStored(cids.to_vec()));
-                    touched.push((*id, side));
+                    // A peer of another person hears only of what it may see.
+                    let visible = match conn.access[side].as_mut() {
+                        Some(access) => match block_on(access.visible(&*store, cids)) {
+                            Ok(visible) => visible,
+                            Err(_) => {
+                                conn.sessions[side].handle_input(now, Input::Close);
+                                touched.push((*id, side));
+                                continue;
+                            }
+                        },
+                        None => cids.to_vec(),
+                    };
+                    if !visible.is_empty() {
+                        conn.sessions[side].handle_input(now, Input::LocalStored(visible));
+                        touched.push((*id, side));
+                    }
                 }
             }
         }
@@ -414,7 +619,22 @@ impl World {
         let store = Arc::clone(&self.peers[peer].store);
         let n = self.peers[peer].written;
         self.peers[peer].written += 1;
-        let (objects, scope) = if roll < 45 {
+        let (objects, scope) = if let Some(chat) = self.conversation.clone() {
+            // The access scenario: P's instances write private and conversation messages,
+            // Q and R their own.
+            let json = if peer < 2 && roll < 50 {
+                format!(
+                    r#"{{"$type":"Message","text":"chat {n} from peer {peer}","conversation":{{"/":"{chat}"}}}}"#
+                )
+            } else {
+                format!(r#"{{"$type":"Message","text":"note {n} from peer {peer}"}}"#)
+            };
+            let object = object_of(&json).map_err(|e| self.fail(e))?;
+            if peer < 2 && roll >= 50 {
+                self.private.push(object.0.clone());
+            }
+            (vec![object], Scope::Shared)
+        } else if roll < 45 {
             let json = format!(
                 r#"{{"$type":"Message","from":{peer},"n":{n},"text":"message {n} from peer {peer}"}}"#
             );
@@ -619,6 +839,9 @@ impl World {
     /// alike, and no peer holds another's local objects. `Err` explains the first difference
     /// (only meaningful once the run should have converged).
     fn converged(&self) -> Result<(usize, usize), String> {
+        if self.conversation.is_some() {
+            return self.access_converged();
+        }
         let mut reference: Option<Vec<Cid>> = None;
         for (i, peer) in self.peers.iter().enumerate() {
             let shared = block_on(
@@ -666,6 +889,70 @@ impl World {
     }
 }
 
+impl World {
+    fn shared_of(&self, peer: usize) -> Result<Vec<Cid>, String> {
+        block_on(
+            self.peers[peer]
+                .store
+                .sync_list((Bound::Unbounded, Bound::Unbounded), usize::MAX),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// P's objects outside the grant that Q or R hold (in any scope).
+    fn leaks(&self) -> Result<usize, String> {
+        let mut leaked = 0;
+        for outsider in [2, 3] {
+            for cid in &self.private {
+                if block_on(self.peers[outsider].store.has(cid)).map_err(|e| e.to_string())? {
+                    leaked += 1;
+                }
+            }
+        }
+        // R has no grant: nothing of the conversation either.
+        if let Some(chat) = &self.conversation {
+            let entries = block_on(self.peers[0].store.query(Query::LinksTo {
+                target: chat,
+                after: None,
+                limit: usize::MAX,
+            }))
+            .map_err(|e| e.to_string())?;
+            for cid in entries.iter().chain([chat]) {
+                if block_on(self.peers[3].store.has(cid)).map_err(|e| e.to_string())? {
+                    leaked += 1;
+                }
+            }
+        }
+        Ok(leaked)
+    }
+
+    fn access_converged(&self) -> Result<(usize, usize), String> {
+        let p0 = self.shared_of(0)?;
+        if p0 != self.shared_of(1)? {
+            return Err("P's instances hold different sets".into());
+        }
+        let (Some(p), Some(q)) = (&self.peers[0].identity, &self.peers[2].identity) else {
+            return Err("no identities".into());
+        };
+        let visible = block_on(VisibleSet::compute(
+            &*self.peers[0].store,
+            self.policy.clone(),
+            *p.person_public(),
+            q.person(),
+        ))
+        .map_err(|e| e.to_string())?;
+        let q_has: BTreeSet<Cid> = self.shared_of(2)?.into_iter().collect();
+        let missing = visible.cids().filter(|cid| !q_has.contains(*cid)).count();
+        if missing > 0 {
+            return Err(format!(
+                "Q lacks {missing} of {} granted objects",
+                visible.len()
+            ));
+        }
+        Ok((p0.len(), visible.len()))
+    }
+}
+
 fn object_of(json: &str) -> Result<(Cid, Vec<u8>), String> {
     let value = dagjson::from_str(json).map_err(|e| e.to_string())?;
     let object = Object::from_value(&value).map_err(|e| e.to_string())?;
@@ -692,7 +979,16 @@ pub fn run(seed: u64, config: &SimConfig) -> Result<SimReport, SimFailure> {
             reason: "between 2 and 16 peers".into(),
         });
     }
+    if config.access.is_some() && config.peers != 4 {
+        return Err(SimFailure {
+            seed,
+            reason: "the access scenario has 4 peers".into(),
+        });
+    }
     let mut world = World::new(seed, config.clone());
+    if let Some(test) = config.access {
+        world.seed_access(test)?;
+    }
     let limit = config.work_ms + config.heal_limit_ms;
     let mut last_check = 0u64;
     let mut steps = 0u64;
@@ -702,6 +998,14 @@ pub fn run(seed: u64, config: &SimConfig) -> Result<SimReport, SimFailure> {
             return Err(world.fail("twenty million steps without converging: livelock"));
         }
         let active = world.step()?;
+        if config.access.is_some() && steps.is_multiple_of(64) {
+            let leaked = world.leaks().map_err(|e| world.fail(e))?;
+            if leaked > 0 {
+                return Err(
+                    world.fail(format!("{leaked} objects outside P's grant reached Q or R"))
+                );
+            }
+        }
         if world.now > limit {
             let why = world.converged().err().unwrap_or_default();
             return Err(world.fail(format!(
@@ -713,6 +1017,18 @@ pub fn run(seed: u64, config: &SimConfig) -> Result<SimReport, SimFailure> {
         if world.healing() && world.actions.is_empty() && (quiet || world.now >= last_check + 500) {
             last_check = world.now;
             if let Ok((objects, versioned)) = world.converged() {
+                if config.access.is_some() {
+                    let leaked = world.leaks().map_err(|e| world.fail(e))?;
+                    if leaked > 0 {
+                        return Err(world
+                            .fail(format!("{leaked} objects outside P's grant reached Q or R")));
+                    }
+                    world.report.granted_received = versioned;
+                    world.report.private = world.private.len();
+                    world.report.objects = objects;
+                    world.report.converged_at_ms = world.now;
+                    return Ok(world.report);
+                }
                 world.report.objects = objects;
                 world.report.versioned = versioned;
                 world.report.converged_at_ms = world.now;

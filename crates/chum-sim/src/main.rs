@@ -1,18 +1,32 @@
 //! `chum-sim N [--from SEED]` runs N seeds and ends with `N passed, M failed`;
-//! `chum-sim --seed SEED` replays one seed and prints what it did.
+//! `chum-sim --seed SEED` replays one seed and prints what it did. `--access` first runs the
+//! access scenario instead (four peers of three persons, 10,000 private objects, one grant).
 
 use std::process::ExitCode;
 
 use chum_sim::{SimConfig, run};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: chum-sim COUNT [--from SEED] | chum-sim --seed SEED");
+    eprintln!("usage: chum-sim [--access] COUNT [--from SEED] | chum-sim [--access] --seed SEED");
     ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = SimConfig::default();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut config = SimConfig::default();
+    if args.first().is_some_and(|arg| arg == "--access") {
+        args.remove(0);
+        config = SimConfig {
+            peers: 4,
+            writes: 200,
+            access: Some(chum_sim::AccessTest {
+                private: 10_000,
+                granted: 300,
+                check_grants: true,
+            }),
+            ..SimConfig::default()
+        };
+    }
     let number = |text: &str| text.parse::<u64>().ok();
     match args.as_slice() {
         [flag, seed] if flag == "--seed" => {
@@ -43,14 +57,26 @@ fn main() -> ExitCode {
                 _ => return usage(),
             };
             let (mut passed, mut failed) = (0u64, 0u64);
+            let (mut private, mut leaked, mut granted) = (0usize, 0usize, 0usize);
             for seed in from..from + count {
                 match run(seed, &config) {
-                    Ok(_) => passed += 1,
+                    Ok(report) => {
+                        passed += 1;
+                        private += report.private;
+                        leaked += report.leaked;
+                        granted += report.granted_received;
+                    }
                     Err(failure) => {
                         failed += 1;
                         println!("{failure} (replay: cargo xtask sim --seed {seed})");
                     }
                 }
+            }
+            if config.access.is_some() {
+                println!(
+                    "access: {private} private objects written by P, {leaked} reached Q or R; \
+                     Q received all {granted} granted objects"
+                );
             }
             println!("{passed} passed, {failed} failed");
             if failed == 0 {

@@ -33,3 +33,35 @@ fn a_harsh_network_still_converges() {
         assert!(report.faults > 0 && report.objects > 0, "{report:?}");
     }
 }
+
+fn access_config(check_grants: bool) -> SimConfig {
+    SimConfig {
+        peers: 4,
+        writes: 200,
+        access: Some(chum_sim::AccessTest {
+            private: 10_000,
+            granted: 300,
+            check_grants,
+        }),
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn grants_decide_what_other_persons_receive() {
+    let config = access_config(true);
+    for seed in 0..4u64 {
+        let report = run(seed, &config).unwrap_or_else(|failure| panic!("{failure}"));
+        assert_eq!(report.leaked, 0);
+        assert!(report.private >= 10_000, "{report:?}");
+        // Q holds every object P's grant covers (the conversation, its messages, the grant,
+        // P's public identity): at least the 300 starting messages.
+        assert!(report.granted_received > 300, "{report:?}");
+    }
+}
+
+#[test]
+fn the_leak_check_fails_when_grants_are_not_enforced() {
+    let failure = run(0, &access_config(false)).expect_err("private objects leak");
+    assert!(failure.reason.contains("outside P's grant"), "{failure}");
+}
