@@ -63,6 +63,9 @@ fn fields(message: &Message) -> Value {
             "objects": objects.iter().map(|(c, b)| json!({"cid": c.to_string(), "bytes_hex": hex::encode(b)})).collect::<Vec<_>>()}),
         Message::Ack { seq } => json!({"type": "ack", "seq": u(*seq)}),
         Message::SendDone => json!({"type": "send_done"}),
+        Message::Welcome { certificate } => {
+            json!({"type": "welcome", "certificate_hex": hex::encode(certificate)})
+        }
         Message::Ping => json!({"type": "ping"}),
         Message::Pong => json!({"type": "pong"}),
         Message::Close { code, reason } => {
@@ -178,6 +181,12 @@ fn valid() -> Vec<(&'static str, Message)> {
             },
         ),
         ("want-all", Message::WantAll),
+        (
+            "welcome: a certificate's bytes (here an empty map)",
+            Message::Welcome {
+                certificate: vec![0xa0],
+            },
+        ),
         (
             "want, last",
             Message::Want {
@@ -344,7 +353,7 @@ fn protocol_vectors_match_the_file() {
         .iter()
         .map(|c| c["message"]["type"].as_str().unwrap())
         .collect();
-    assert_eq!(tags.len(), 18, "every message type has a vector: {tags:?}");
+    assert_eq!(tags.len(), 19, "every message type has a vector: {tags:?}");
     for case in file["invalid"].as_array().unwrap() {
         let bytes = hex::decode(case["hex"].as_str().unwrap()).unwrap();
         assert!(
