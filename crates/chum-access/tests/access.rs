@@ -27,7 +27,10 @@ fn identities_are_saved_plainly_or_sealed_and_load_back() {
         let identity = Identity::new_person(1).unwrap();
         assert!(Identity::load(&store, None).await.unwrap().is_none());
         identity.save_with_cost(&store, None, CHEAP).await.unwrap();
-        assert_eq!(Identity::load(&store, None).await.unwrap().unwrap(), identity);
+        assert_eq!(
+            Identity::load(&store, None).await.unwrap().unwrap(),
+            identity
+        );
         // The public objects are shared; the secrets stay in the local area.
         for object in identity.public_objects() {
             assert!(store.has(object.cid()).await.unwrap());
@@ -37,10 +40,16 @@ fn identities_are_saved_plainly_or_sealed_and_load_back() {
             .save_with_cost(&store, Some("hunter2"), CHEAP)
             .await
             .unwrap();
-        assert!(Identity::load(&store, None).await.is_err(), "needs the passphrase");
+        assert!(
+            Identity::load(&store, None).await.is_err(),
+            "needs the passphrase"
+        );
         assert!(Identity::load(&store, Some("wrong")).await.is_err());
         assert_eq!(
-            Identity::load(&store, Some("hunter2")).await.unwrap().unwrap(),
+            Identity::load(&store, Some("hunter2"))
+                .await
+                .unwrap()
+                .unwrap(),
             identity
         );
         let raw = store
@@ -49,7 +58,10 @@ fn identities_are_saved_plainly_or_sealed_and_load_back() {
             .unwrap()
             .unwrap();
         let secret = identity.instance_key().to_bytes();
-        assert!(!raw.windows(32).any(|w| w == secret), "sealed keys are not in the clear");
+        assert!(
+            !raw.windows(32).any(|w| w == secret),
+            "sealed keys are not in the clear"
+        );
     });
 }
 
@@ -71,7 +83,10 @@ fn rotation_revocation_and_person_key_backup() {
         .certify(InstanceId(key.verifying_key().to_bytes()), 3)
         .unwrap();
     let mut joined = Identity::joined(key, certificate).unwrap();
-    assert!(joined.revoke(old, 4).is_err(), "no person key, no revocation");
+    assert!(
+        joined.revoke(old, 4).is_err(),
+        "no person key, no revocation"
+    );
     assert!(joined.import_person_key(&exported, "wrong").is_err());
     joined.import_person_key(&exported, "backup words").unwrap();
     assert!(joined.holds_person_key());
@@ -86,13 +101,28 @@ fn invitations_parse_strictly_and_are_used_once() {
     block_on(async {
         let store = MemoryStore::new();
         let identity = Identity::new_person(1).unwrap();
-        let invitation = invite::create(&store, &identity, Some("ws://127.0.0.1:8765".into()), 1_000, 60_000)
-            .await
-            .unwrap();
+        let invitation = invite::create(
+            &store,
+            &identity,
+            Some("ws://127.0.0.1:8765".into()),
+            1_000,
+            60_000,
+        )
+        .await
+        .unwrap();
         let text = invitation.to_text();
         assert!(text.starts_with("chum-invite-b"));
-        assert_eq!(Invitation::from_text(&format!("  {text}\n")).unwrap(), invitation);
-        for bad in ["", "chum-invite-", "chum-invite-bxyz", "hello", &text[..text.len() - 3]] {
+        assert_eq!(
+            Invitation::from_text(&format!("  {text}\n")).unwrap(),
+            invitation
+        );
+        for bad in [
+            "",
+            "chum-invite-",
+            "chum-invite-bxyz",
+            "hello",
+            &text[..text.len() - 3],
+        ] {
             assert!(Invitation::from_text(bad).is_err(), "{bad:?}");
         }
         let joiner = InstanceId([7; 32]);
@@ -104,16 +134,26 @@ fn invitations_parse_strictly_and_are_used_once() {
             .await
             .unwrap();
         assert_eq!(again, first, "the same joiner may retry");
-        let other = invite::redeem(&store, &identity, &invitation.secret, InstanceId([8; 32]), 3_000)
-            .await;
+        let other = invite::redeem(
+            &store,
+            &identity,
+            &invitation.secret,
+            InstanceId([8; 32]),
+            3_000,
+        )
+        .await;
         assert!(other.unwrap_err().to_string().contains("already used"));
-        let late = invite::create(&store, &identity, None, 1_000, 10).await.unwrap();
+        let late = invite::create(&store, &identity, None, 1_000, 10)
+            .await
+            .unwrap();
         let expired = invite::redeem(&store, &identity, &late.secret, joiner, 2_000).await;
         assert!(expired.unwrap_err().to_string().contains("expired"));
         // A joined instance cannot invite: it has no person key.
         let joined = Identity::joined(chum_access::keys::generate_key().unwrap(), {
             let key = chum_access::keys::generate_key().unwrap();
-            identity.certify(InstanceId(key.verifying_key().to_bytes()), 1).unwrap()
+            identity
+                .certify(InstanceId(key.verifying_key().to_bytes()), 1)
+                .unwrap()
         });
         assert!(joined.is_err(), "a certificate for another key is refused");
     });
@@ -138,8 +178,7 @@ fn group_grants_cover_members_until_membership_or_grant_changes() {
         ));
         let private = object(r#"{"$type":"Message","text":"diary"}"#);
         let team = group(&owner.person(), "team").unwrap();
-        let members =
-            GroupMembers::issue(key, team.cid().clone(), &[friend.person()], 10).unwrap();
+        let members = GroupMembers::issue(key, team.cid().clone(), &[friend.person()], 10).unwrap();
         let grant = Access::issue(key, chat.clone(), team.cid().clone(), 10).unwrap();
         let put = |objects: Vec<(Cid, Vec<u8>)>| {
             let store = &store;
@@ -150,7 +189,10 @@ fn group_grants_cover_members_until_membership_or_grant_changes() {
             entry.clone(),
             private.clone(),
             (team.cid().clone(), team.bytes().to_vec()),
-            (members.object.cid().clone(), members.object.bytes().to_vec()),
+            (
+                members.object.cid().clone(),
+                members.object.bytes().to_vec(),
+            ),
             (grant.object.cid().clone(), grant.object.bytes().to_vec()),
         ])
         .await;
@@ -175,7 +217,11 @@ fn group_grants_cover_members_until_membership_or_grant_changes() {
 
         // A later statement without the friend removes the access.
         let later = GroupMembers::issue(key, team.cid().clone(), &[stranger.person()], 20).unwrap();
-        put(vec![(later.object.cid().clone(), later.object.bytes().to_vec())]).await;
+        put(vec![(
+            later.object.cid().clone(),
+            later.object.bytes().to_vec(),
+        )])
+        .await;
         assert!(!seen(&friend).await.contains(&entry.0));
         assert!(seen(&stranger).await.contains(&entry.0));
 
@@ -187,12 +233,20 @@ fn group_grants_cover_members_until_membership_or_grant_changes() {
             30,
         )
         .unwrap();
-        put(vec![(forged.object.cid().clone(), forged.object.bytes().to_vec())]).await;
+        put(vec![(
+            forged.object.cid().clone(),
+            forged.object.bytes().to_vec(),
+        )])
+        .await;
         assert!(!seen(&friend).await.contains(&entry.0));
 
         // Revoking the grant hides the conversation from the group.
         let revocation = AccessRevocation::issue(key, grant.object.cid().clone(), 40).unwrap();
-        put(vec![(revocation.object.cid().clone(), revocation.object.bytes().to_vec())]).await;
+        put(vec![(
+            revocation.object.cid().clone(),
+            revocation.object.bytes().to_vec(),
+        )])
+        .await;
         assert!(!seen(&stranger).await.contains(&entry.0));
     });
 }
