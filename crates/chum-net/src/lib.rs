@@ -7,7 +7,9 @@
 //!
 //! - [`transport`]: an in-memory pipe and TCP; [`ws`]: WebSocket (`ws://`, `wss://` with
 //!   rustls) — all carrying the same frames.
-//! - [`Node`]: a store plus its sessions; [`Node::put`] stores and pushes live.
+//! - [`Node`]: a store plus its sessions — encrypted and authenticated when it has an
+//!   identity ([`Node::with_identity`], [`Node::join`]); [`Node::put`] stores and pushes live.
+//! - [`peers`]: what a node remembers about each peer instance.
 //! - [`listener`]: accepts connections with a cap on concurrent sessions and a per-address
 //!   rate limit that never bans.
 //!
@@ -18,8 +20,10 @@
 mod deps;
 pub mod listener;
 mod node;
+pub mod peers;
 pub mod transport;
 pub mod ws;
 
 pub use crate::node::{Node, NodeEvent, SessionOptions, SessionReport};
+pub use crate::peers::PeerRecord;
 pub use crate::transport::{Connection, memory_pair};

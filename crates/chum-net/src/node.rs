@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::deps::{Dependencies, MAX_WAITING};
+use crate::peers::PeerRecord;
 use crate::transport::Connection;
 
 /// Objects that became shared in the node's store, and who stored them.
@@ -38,6 +39,8 @@ pub enum NodeEvent {
         session: u64,
         /// The remote end.
         remote: String,
+        /// Who the peer is (encrypted sessions).
+        peer: Option<Peer>,
     },
     /// Objects from a peer, durably stored here, with every object they link to stored too
     /// (an object that arrives before its link targets is announced when the last arrives).
@@ -459,6 +462,8 @@ impl Node {
                             Ok((peer, view)) => {
                                 let welcome =
                                     peer.issued.as_ref().map(|c| c.object().bytes().to_vec());
+                                self.remember(&peer, |record| record.last_connected_ms = now_ms())
+                                    .await;
                                 report.peer = Some(peer);
                                 foreign = view;
                                 Answer::Admitted { welcome }
@@ -645,6 +650,17 @@ impl Node {
             let _ = writer.close().await;
         }
         reader_task.abort();
+        if let Some(peer) = report.peer.clone() {
+            let (synced, sent, received) = (report.synced, report.sent, report.received);
+            self.remember(&peer, |record| {
+                if synced {
+                    record.last_synced_ms = Some(now_ms());
+                }
+                record.acknowledged += sent;
+                record.received += received;
+            })
+            .await;
+        }
         let incomplete = deps.drain();
         if !incomplete.is_empty() {
             self.emit(NodeEvent::Incomplete {
@@ -718,6 +734,32 @@ impl Node {
         }
     }
 
+    /// Updates (or starts) the record of a peer instance in the local area. A store failure
+    /// here only loses bookkeeping, never objects: it is ignored.
+    async fn remember(&self, peer: &Peer, update: impl FnOnce(&mut PeerRecord)) {
+        let now = now_ms();
+        let mut record = match PeerRecord::load(&*self.store, &peer.instance).await {
+            Ok(Some(record)) => record,
+            _ => PeerRecord {
+                instance: peer.instance,
+                person: peer.person.clone(),
+                same_person: peer.same_person,
+                first_seen_ms: now,
+                last_connected_ms: now,
+                last_synced_ms: None,
+                acknowledged: 0,
+                received: 0,
+            },
+        };
+        update(&mut record);
+        let _ = record.save(&*self.store).await;
+    }
+
+    /// What this node remembers of the peer instances it has synced with.
+    pub async fn peers(&self) -> chum_store::Result<Vec<PeerRecord>> {
+        PeerRecord::all(&*self.store).await
+    }
+
     /// Tells the other sessions about objects that became shared through session `id`.
     fn announce(&self, id: u64, cids: Vec<Cid>) {
         if !cids.is_empty() {
@@ -741,6 +783,7 @@ impl Node {
             Event::Connected { .. } => self.emit(NodeEvent::Connected {
                 session: id,
                 remote: remote.to_string(),
+                peer: report.peer.clone(),
             }),
             Event::Received(cids) => {
                 report.received += cids.len() as u64;

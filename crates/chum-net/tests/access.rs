@@ -197,6 +197,30 @@ async fn an_invitation_pairs_a_new_instance_once_over_tcp() {
     assert!(report.synced, "{report:?}");
     assert_eq!(report.peer.unwrap().person, alice_id.person());
     assert!(alice.store().has(&mine.0).await.unwrap());
+
+    // Each side remembers the other instance (one record per peer instance, in the local area).
+    let remembered = second.peers().await.unwrap();
+    assert_eq!(remembered.len(), 1);
+    assert_eq!(remembered[0].instance, alice_id.instance());
+    assert!(remembered[0].same_person && remembered[0].last_synced_ms.is_some());
+    assert_eq!(
+        remembered[0].acknowledged, 1,
+        "alice acknowledged the one new message"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let records = alice.peers().await.unwrap();
+        if records
+            .iter()
+            .any(|r| r.instance == second.identity().unwrap().instance() && r.received >= 1)
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{records:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let local_keys = second.store().local_keys(b"chum-net/peer/").await.unwrap();
+    assert_eq!(local_keys.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,10 +398,17 @@ mod attacks {
     }
 
     /// [`drive`], offering the objects of `set`.
-    async fn drive_with(
+    async fn drive_with(security: Security, connection: Connection, set: MemorySet) -> Seen {
+        drive_tampering(security, connection, set, false).await
+    }
+
+    /// [`drive_with`]; with `tamper`, every object loaded for sending has a byte flipped (so
+    /// its bytes no longer hash to its CID).
+    async fn drive_tampering(
         security: Security,
         mut connection: Connection,
         mut set: MemorySet,
+        tamper: bool,
     ) -> Seen {
         let mut config = Config::new(Role::Initiator);
         config.security = Some(security);
@@ -401,7 +432,18 @@ mod attacks {
                         Input::Answer(id, Answer::Admitted { welcome: None }),
                     ),
                     Output::Request(id, request) => {
-                        let (answer, _) = set.answer(request);
+                        let (mut answer, _) = set.answer(request);
+                        if tamper {
+                            match &mut answer {
+                                Answer::Loaded(objects) | Answer::Objects { objects, .. } => {
+                                    for (_, bytes) in objects.iter_mut() {
+                                        let last = bytes.len() - 1;
+                                        bytes[last] ^= 1;
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
                         session.handle_input(start.elapsed(), Input::Answer(id, answer));
                     }
                     Output::Event(event) => {
@@ -645,6 +687,28 @@ mod attacks {
             !alice.store().has(&innocent.0).await.unwrap(),
             "the batch is refused whole"
         );
+
+        // Bytes that do not hash to their CID: refused the same way.
+        let mut set = MemorySet::new();
+        set.insert(innocent.0.clone(), innocent.1.clone()).unwrap();
+        let seen = drive_tampering(
+            security(|static_public| handshake::payload(&laptop, static_public).unwrap()),
+            connect(&address).await,
+            set,
+            true,
+        )
+        .await;
+        let closed = seen
+            .events
+            .iter()
+            .find_map(|event| match event {
+                Event::Closed { code, reason, .. } => Some((*code, reason.clone())),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(closed.0, CloseCode::InvalidObject, "{closed:?}");
+        assert!(closed.1.contains("hash"), "{}", closed.1);
+        assert!(!alice.store().has(&innocent.0).await.unwrap());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
