@@ -40,7 +40,7 @@ pub enum NodeEvent {
         /// The remote end.
         remote: String,
         /// Who the peer is (encrypted sessions).
-        peer: Option<Peer>,
+        peer: Option<Box<Peer>>,
     },
     /// Objects from a peer, durably stored here, with every object they link to stored too
     /// (an object that arrives before its link targets is announced when the last arrives).
@@ -783,7 +783,7 @@ impl Node {
             Event::Connected { .. } => self.emit(NodeEvent::Connected {
                 session: id,
                 remote: remote.to_string(),
-                peer: report.peer.clone(),
+                peer: report.peer.clone().map(Box::new),
             }),
             Event::Received(cids) => {
                 report.received += cids.len() as u64;
