@@ -10,7 +10,7 @@
 //! ```
 //! A person *is* its key: [`PersonId`] is the CID of its `Person` object, which anyone can
 //! compute from the key. Certificates and revocations are signed by the person key (see
-//! [`crate::signed`] for the rule), and are ordinary objects that replicate.
+//! `docs/security.md` for the rule), and are ordinary objects that replicate.
 
 use std::fmt;
 use std::str::FromStr;

@@ -14,7 +14,34 @@
 //!   from a peer of another person.
 //!
 //! Drivers of the sync engine (`chum-net`, `chum-sim`) use this crate to answer a session's
-//! requests per peer; the engine itself (`chum-sync`) stays free of policy.
+//! requests per peer; the engine itself (`chum-sync`) stays free of policy. The policies are in
+//! `docs/security.md`.
+//!
+//! ## A grant, and what it shows another person
+//! ```
+//! use chum_access::{Access, Identity, Policy, VisibleSet};
+//! use chum_object::{Object, dagjson};
+//! use chum_store::{MemoryStore, Store};
+//!
+//! # futures::executor::block_on(async {
+//! let store = MemoryStore::new();
+//! let alice = Identity::new_person(1_700_000_000_000)?;
+//! let bob = Identity::new_person(1_700_000_000_000)?;
+//! alice.save(&store, None).await?; // secrets instance-local, Person + certificate shared
+//!
+//! let note = Object::from_value(&dagjson::from_str(r#"{"$type":"Note","text":"for bob"}"#)?)?;
+//! let diary = Object::from_value(&dagjson::from_str(r#"{"$type":"Note","text":"mine"}"#)?)?;
+//! let grant = Access::issue(alice.person_key()?, note.cid().clone(), bob.person().0, 1)?;
+//! for object in [&note, &diary, &grant.object] {
+//!     store.put(object.cid(), object.bytes()).await?;
+//! }
+//! let seen = VisibleSet::compute(&store, Policy::default(), *alice.person_public(), bob.person())
+//!     .await?;
+//! assert!(seen.contains(note.cid()) && seen.contains(grant.object.cid()));
+//! assert!(!seen.contains(diary.cid()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 #![warn(missing_docs)]
 
 pub mod error;
