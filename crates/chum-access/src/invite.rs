@@ -5,8 +5,9 @@
 //! instance key — and keeps only a hash of the secret in its instance-local area. The new
 //! instance connects, authenticates the inviter as an instance of that person inside the Noise
 //! handshake, and presents the secret (encrypted to the inviter); the inviter issues it a
-//! certificate. One use by default: the same joining instance may retry (it gets the same
-//! certificate), any other instance is refused, and so is a wrong or expired secret.
+//! certificate. One use by default (or up to `max_uses` distinct instances): the same joining
+//! instance may retry (it gets the same certificate), any further instance is refused, and so
+//! is a wrong, expired or cancelled invitation ([`cancel`]).
 //!
 //! The text form is `chum-invite-` followed by the DAG-CBOR map in multibase base32:
 //! `{"secret": <32>, "expires": <ms>, "person": <32: person key>, "inviter": <32: instance
@@ -141,7 +142,7 @@ fn record_key(secret: &[u8; 32]) -> Vec<u8> {
     key
 }
 
-/// Makes an invitation valid for `ttl_ms` and records it (needs the person key).
+/// Makes a one-use invitation valid for `ttl_ms` and records it (needs the person key).
 pub async fn create(
     store: &dyn Store,
     identity: &Identity,
@@ -149,7 +150,24 @@ pub async fn create(
     now_ms: u64,
     ttl_ms: u64,
 ) -> Result<Invitation> {
+    create_with_uses(store, identity, address, now_ms, ttl_ms, 1).await
+}
+
+/// [`create`] for up to `max_uses` distinct joining instances.
+pub async fn create_with_uses(
+    store: &dyn Store,
+    identity: &Identity,
+    address: Option<String>,
+    now_ms: u64,
+    ttl_ms: u64,
+    max_uses: u32,
+) -> Result<Invitation> {
     identity.person_key()?;
+    if max_uses == 0 {
+        return Err(AccessError::Invitation(
+            "an invitation needs at least one use".into(),
+        ));
+    }
     let invitation = Invitation {
         secret: random_bytes()?,
         expires_ms: now_ms.saturating_add(ttl_ms),
@@ -159,6 +177,8 @@ pub async fn create(
     };
     let mut record = Map::new();
     record.insert("expires", invitation.expires_ms);
+    record.insert("uses", max_uses);
+    record.insert("issued", Vec::<Value>::new());
     store
         .local_put(
             &record_key(&invitation.secret),
@@ -179,24 +199,39 @@ pub async fn redeem(
 ) -> Result<Certificate> {
     let key = record_key(secret);
     let refused = |reason: &str| AccessError::Invitation(reason.into());
-    let record = store
-        .local_get(&key)
-        .await?
-        .ok_or_else(|| refused("unknown invitation (wrong secret, or made elsewhere)"))?;
+    let record = store.local_get(&key).await?.ok_or_else(|| {
+        refused("unknown invitation (wrong secret, cancelled, or made elsewhere)")
+    })?;
     let value = dagcbor::decode_with_limits(&record, &Limits::default())
         .map_err(|_| refused("damaged invitation record"))?;
     let mut record = value
         .as_map()
         .cloned()
         .ok_or_else(|| refused("damaged invitation record"))?;
-    if let Some(Value::Bytes(issued)) = record.get("certificate") {
-        let certificate = Certificate::from_bytes(issued)?;
-        if certificate.instance() == joiner {
-            return Ok(certificate);
+    let mut issued: Vec<Value> = record
+        .get("issued")
+        .and_then(Value::as_list)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
+    for bytes in &issued {
+        if let Value::Bytes(bytes) = bytes {
+            let certificate = Certificate::from_bytes(bytes)?;
+            if certificate.instance() == joiner {
+                return Ok(certificate);
+            }
         }
-        return Err(refused(
-            "the invitation was already used by another instance",
-        ));
+    }
+    let uses = record
+        .get("uses")
+        .and_then(Value::as_int)
+        .and_then(|int| int.to_u64())
+        .unwrap_or(1);
+    if issued.len() as u64 >= uses {
+        return Err(refused(if uses == 1 {
+            "the invitation was already used by another instance"
+        } else {
+            "the invitation was already used by as many instances as it allows"
+        }));
     }
     let expires = record
         .get("expires")
@@ -207,7 +242,8 @@ pub async fn redeem(
         return Err(refused("the invitation has expired"));
     }
     let certificate = identity.certify(joiner, now_ms)?;
-    record.insert("certificate", certificate.object().bytes().to_vec());
+    issued.push(Value::Bytes(certificate.object().bytes().to_vec()));
+    record.insert("issued", issued);
     store
         .put_many(&[(
             certificate.object().cid().clone(),
@@ -218,4 +254,10 @@ pub async fn redeem(
         .local_put(&key, &dagcbor::encode(&Value::Map(record))?)
         .await?;
     Ok(certificate)
+}
+
+/// Cancels an invitation: it is refused from now on (instances that already joined stay
+/// joined; revoke them with [`Identity::revoke`]). Returns whether it was known here.
+pub async fn cancel(store: &dyn Store, invitation: &Invitation) -> Result<bool> {
+    Ok(store.local_delete(&record_key(&invitation.secret)).await?)
 }

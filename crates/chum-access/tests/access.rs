@@ -143,6 +143,26 @@ fn invitations_parse_strictly_and_are_used_once() {
         )
         .await;
         assert!(other.unwrap_err().to_string().contains("already used"));
+        // Several uses when asked for; cancelled invitations are refused.
+        let team = invite::create_with_uses(&store, &identity, None, 1_000, 60_000, 2)
+            .await
+            .unwrap();
+        for joiner in [
+            InstanceId([1; 32]),
+            InstanceId([2; 32]),
+            InstanceId([1; 32]),
+        ] {
+            invite::redeem(&store, &identity, &team.secret, joiner, 2_000)
+                .await
+                .unwrap();
+        }
+        let third =
+            invite::redeem(&store, &identity, &team.secret, InstanceId([3; 32]), 2_000).await;
+        assert!(third.unwrap_err().to_string().contains("as many instances"));
+        assert!(invite::cancel(&store, &team).await.unwrap());
+        let cancelled =
+            invite::redeem(&store, &identity, &team.secret, InstanceId([1; 32]), 2_000).await;
+        assert!(cancelled.unwrap_err().to_string().contains("cancelled"));
         let late = invite::create(&store, &identity, None, 1_000, 10)
             .await
             .unwrap();
