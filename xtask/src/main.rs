@@ -142,6 +142,18 @@ fn test() -> Result<(), String> {
         wasm.args(["-p", krate]);
     }
     run("wasm32 build of the I/O-free crates", &mut wasm)?;
+    run(
+        "wasm32 build of the Instance API without its native parts",
+        cargo().args([
+            "build",
+            "--locked",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            "chum",
+            "--no-default-features",
+        ]),
+    )?;
     fuzz_build()?;
     eprintln!("xtask: all checks passed");
     Ok(())

@@ -306,11 +306,29 @@ impl Node {
         connection: Connection,
         options: SessionOptions,
     ) -> SessionReport {
+        let id = self.reserve_session();
+        self.run_reserved(id, role, connection, options).await
+    }
+
+    /// A session number for [`Node::run_reserved`], known before the session starts (so a
+    /// caller can follow that session's events).
+    pub fn reserve_session(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// [`Node::run`] as the session numbered `id` (from [`Node::reserve_session`]).
+    pub async fn run_reserved(
+        &self,
+        id: u64,
+        role: Role,
+        connection: Connection,
+        options: SessionOptions,
+    ) -> SessionReport {
         let mode = match &self.identity {
             Some(identity) => Mode::Member(Arc::clone(identity)),
             None => Mode::Plain,
         };
-        self.run_mode(role, connection, options, mode).await
+        self.run_mode(id, role, connection, options, mode).await
     }
 
     /// Joins the person of `invitation` over `connection` (to the inviting instance) as a new
@@ -325,7 +343,8 @@ impl Node {
         options: SessionOptions,
     ) -> SessionReport {
         let mode = Mode::Join(Box::new(invitation), Box::new(instance_key));
-        self.run_mode(Role::Initiator, connection, options, mode)
+        let id = self.reserve_session();
+        self.run_mode(id, Role::Initiator, connection, options, mode)
             .await
     }
 
@@ -386,12 +405,12 @@ impl Node {
 
     async fn run_mode(
         &self,
+        id: u64,
         role: Role,
         connection: Connection,
         options: SessionOptions,
         mode: Mode,
     ) -> SessionReport {
-        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let Connection {
             mut reader,
             mut writer,

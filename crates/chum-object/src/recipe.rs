@@ -573,6 +573,25 @@ impl Recipe {
         Ok(())
     }
 
+    /// Checks one field's value against its kind (for updates that give only some fields).
+    pub fn validate_field(&self, name: &str, value: &Value) -> Result<(), RecipeError> {
+        let field = self
+            .get_field(name)
+            .ok_or_else(|| RecipeError::UnknownField {
+                recipe: self.name.clone(),
+                field: name.to_owned(),
+            })?;
+        let mut path = name.to_owned();
+        field
+            .kind
+            .check(value, &mut path)
+            .map_err(|(path, reason)| RecipeError::InvalidField {
+                recipe: self.name.clone(),
+                path,
+                reason,
+            })
+    }
+
     /// The ID object of `object`: its `$type` and ID fields only.
     pub fn id_object(&self, object: &Value) -> Result<Value, RecipeError> {
         if !self.is_versioned() {

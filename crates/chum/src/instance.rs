@@ -1,0 +1,815 @@
+//! The [`Instance`]: one instance of a person over one store.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chum_access::{Access, AccessRevocation, Identity, InstanceId, PersonId};
+use chum_crdt::collection::entry_clock;
+use chum_crdt::{Clock, Collection, Resolver, Timestamp, Version, preset};
+use chum_object::recipe::{Recipe, Strategy};
+use chum_object::{Cid, Map, Object, Value, dagcbor};
+use chum_store::{Query, Scope, Store};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::error::{Error, Result};
+use crate::events::{Event, Events, Origin};
+
+/// The `$type` of recipe objects.
+const RECIPE_TYPE: &str = chum_object::recipe::RECIPE_TYPE;
+/// The instance-local key of the last clock reading (so clocks never run backwards across
+/// restarts).
+const CLOCK_KEY: &[u8] = b"chum/clock";
+/// How many "held by a peer" facts are remembered for receipts made after the fact.
+#[cfg_attr(not(feature = "native"), allow(dead_code))]
+const HELD_MEMORY: usize = 1 << 16;
+/// Events buffered per subscriber before it is told it lagged.
+pub const DEFAULT_EVENT_CAPACITY: usize = 4_096;
+
+/// How an [`Instance`] is opened. See [`Instance::builder`].
+#[must_use]
+pub struct Builder {
+    store: Option<Arc<dyn Store>>,
+    #[cfg(feature = "native")]
+    path: Option<std::path::PathBuf>,
+    identity: Option<Identity>,
+    passphrase: Option<String>,
+    recipes: Vec<Recipe>,
+    event_capacity: usize,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("recipes", &self.recipes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// Opens on this store (any [`Store`]: `MemoryStore`, `RedbStore`, …).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Builder {
+        self.store = Some(store);
+        self
+    }
+
+    /// Opens an in-memory store (for tests: nothing survives the process).
+    pub fn memory(self) -> Builder {
+        self.store(Arc::new(chum_store::MemoryStore::new()))
+    }
+
+    /// Opens (or creates) the redb store in directory `dir` (file `chum.redb`).
+    #[cfg(feature = "native")]
+    pub fn path(mut self, dir: impl AsRef<std::path::Path>) -> Builder {
+        self.path = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Uses this identity (saved in the store); without one, the store's saved identity is
+    /// loaded, or a new person is created.
+    pub fn identity(mut self, identity: Identity) -> Builder {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Seals the secret keys at rest with this passphrase (and opens them with it).
+    pub fn passphrase(mut self, passphrase: impl Into<String>) -> Builder {
+        self.passphrase = Some(passphrase.into());
+        self
+    }
+
+    /// Registers a recipe (the seed's preset recipes are always known).
+    pub fn recipe(mut self, recipe: Recipe) -> Builder {
+        self.recipes.push(recipe);
+        self
+    }
+
+    /// Events each subscriber may fall behind by before it gets [`Event::Lagged`].
+    pub fn event_capacity(mut self, capacity: usize) -> Builder {
+        self.event_capacity = capacity.max(16);
+        self
+    }
+
+    /// Opens the instance. With the `native` feature this must run inside a tokio runtime
+    /// (the instance runs its sessions there).
+    pub async fn open(self) -> Result<Instance> {
+        let store: Arc<dyn Store> = match self.store {
+            Some(store) => store,
+            #[cfg(feature = "native")]
+            None => match &self.path {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir).map_err(|error| {
+                        Error::Storage(chum_store::Error::Backend(format!(
+                            "cannot create {}: {error}",
+                            dir.display()
+                        )))
+                    })?;
+                    Arc::new(chum_store_redb::RedbStore::open(dir.join("chum.redb"))?)
+                }
+                None => Arc::new(chum_store::MemoryStore::new()),
+            },
+            #[cfg(not(feature = "native"))]
+            None => Arc::new(chum_store::MemoryStore::new()),
+        };
+        let passphrase = self.passphrase.as_deref();
+        let identity = match self.identity {
+            Some(identity) => {
+                identity.save(&*store, passphrase).await?;
+                identity
+            }
+            None => match Identity::load(&*store, passphrase).await? {
+                Some(identity) => identity,
+                None => {
+                    let identity = Identity::new_person(now_ms())?;
+                    identity.save(&*store, passphrase).await?;
+                    identity
+                }
+            },
+        };
+        Instance::start(store, identity, self.recipes, self.event_capacity).await
+    }
+}
+
+/// Facts "peer P holds CID" for receipts, and receipts waiting for one.
+#[derive(Default)]
+#[cfg_attr(not(feature = "native"), allow(dead_code))]
+pub(crate) struct Held {
+    known: HashMap<Cid, InstanceId>,
+    order: VecDeque<Cid>,
+    waiting: HashMap<Cid, Vec<oneshot::Sender<InstanceId>>>,
+}
+
+#[cfg_attr(not(feature = "native"), allow(dead_code))]
+impl Held {
+    pub(crate) fn record(&mut self, cid: &Cid, peer: InstanceId) {
+        if let Some(waiters) = self.waiting.remove(cid) {
+            for waiter in waiters {
+                let _ = waiter.send(peer);
+            }
+        }
+        if self.known.insert(cid.clone(), peer).is_none() {
+            self.order.push_back(cid.clone());
+            if self.order.len() > HELD_MEMORY
+                && let Some(old) = self.order.pop_front()
+            {
+                self.known.remove(&old);
+            }
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) identity: Identity,
+    pub(crate) recipes: RwLock<BTreeMap<String, Recipe>>,
+    clock: Mutex<Clock>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) held: Mutex<Held>,
+    #[cfg(feature = "native")]
+    pub(crate) net: crate::net::Net,
+}
+
+/// One instance of a person over one store: objects, versions, collections, events, and —
+/// with the `native` feature — listening, connecting and pairing. Cheap to clone (a handle).
+#[derive(Clone)]
+pub struct Instance {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("person", &self.inner.identity.person())
+            .field("instance", &self.inner.identity.instance())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of a write: the CID, and receipts for what happened to it.
+#[derive(Debug)]
+#[must_use = "a receipt tells whether the write is durable or held by a peer"]
+pub struct Written {
+    cid: Cid,
+    id: Option<Cid>,
+    new: bool,
+    instance: Instance,
+}
+
+impl Written {
+    /// The CID of the object (for a versioned type: of the new version).
+    pub fn cid(&self) -> &Cid {
+        &self.cid
+    }
+
+    /// For a versioned type: the ID hash of the object.
+    pub fn id(&self) -> Option<&Cid> {
+        self.id.as_ref()
+    }
+
+    /// Whether the object was new here (storing an object twice is one object).
+    pub fn is_new(&self) -> bool {
+        self.new
+    }
+
+    /// Resolves once the object is committed to the local store. Writes return only after
+    /// their commit, so this is ready at once; it exists so code can say what it relies on.
+    pub async fn durable(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Resolves with the first peer instance known to have durably stored the object (it
+    /// acknowledged storing it, or sent it here). Waits as long as it takes: wrap it in a
+    /// timeout where that matters.
+    pub async fn held_by_peer(&self) -> Result<InstanceId> {
+        self.instance.held_by_peer(&self.cid).await
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+            })
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        0
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Value> {
+    dagcbor::decode_with_limits(bytes, &chum_store::index::widest_limits())
+        .map_err(|error| Error::Decode(error.to_string()))
+}
+
+impl Instance {
+    /// How to open an instance.
+    pub fn builder() -> Builder {
+        Builder {
+            store: None,
+            #[cfg(feature = "native")]
+            path: None,
+            identity: None,
+            passphrase: None,
+            recipes: Vec::new(),
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+        }
+    }
+
+    async fn start(
+        store: Arc<dyn Store>,
+        identity: Identity,
+        recipes: Vec<Recipe>,
+        event_capacity: usize,
+    ) -> Result<Instance> {
+        let mut known: BTreeMap<String, Recipe> = BTreeMap::new();
+        for recipe in preset::seed().into_iter().chain(chum_access::recipes()) {
+            known.insert(recipe.name.clone(), recipe);
+        }
+        // Recipes stored earlier (by this app, or received from peers) are known too.
+        let mut after: Option<Cid> = None;
+        loop {
+            let page = store
+                .query(Query::ByType {
+                    type_name: RECIPE_TYPE,
+                    after: after.as_ref(),
+                    limit: 1_024,
+                })
+                .await?;
+            for cid in &page {
+                if let Ok(bytes) = store.get(cid).await
+                    && let Ok(value) = decode(&bytes)
+                    && let Ok(recipe) = Recipe::from_value(&value)
+                {
+                    let newer = known
+                        .get(&recipe.name)
+                        .is_none_or(|old| old.version <= recipe.version);
+                    if newer {
+                        known.insert(recipe.name.clone(), recipe);
+                    }
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == 1_024 => after = Some(last.clone()),
+                _ => break,
+            }
+        }
+        let mut to_store = Vec::new();
+        for recipe in recipes {
+            recipe
+                .check()
+                .map_err(|error| Error::Invalid(error.to_string()))?;
+            let object = Object::from_value(&recipe.to_value())
+                .map_err(|error| Error::Invalid(error.to_string()))?;
+            to_store.push((object.cid().clone(), object.into_bytes()));
+            known.insert(recipe.name.clone(), recipe);
+        }
+        if !to_store.is_empty() {
+            store.put_many(&to_store).await?;
+        }
+        let last = match store.local_get(CLOCK_KEY).await? {
+            Some(bytes) => decode(&bytes)
+                .ok()
+                .and_then(|value| Timestamp::from_value(&value))
+                .unwrap_or_default(),
+            None => Timestamp::default(),
+        };
+        let clock = Clock::resume(last, 60_000);
+        #[cfg(feature = "native")]
+        let net = crate::net::Net::new(&store, &identity, known.values().cloned().collect());
+        let inner = Arc::new(Inner {
+            store,
+            identity,
+            recipes: RwLock::new(known),
+            clock: Mutex::new(clock),
+            events: broadcast::channel(event_capacity).0,
+            held: Mutex::new(Held::default()),
+            #[cfg(feature = "native")]
+            net,
+        });
+        let instance = Instance { inner };
+        #[cfg(feature = "native")]
+        instance.start_net();
+        Ok(instance)
+    }
+
+    /// This instance's identity (person, instance, certificate).
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    /// The person.
+    pub fn person(&self) -> PersonId {
+        self.inner.identity.person()
+    }
+
+    /// This instance.
+    pub fn instance_id(&self) -> InstanceId {
+        self.inner.identity.instance()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Events from now on (see [`Events`]).
+    pub fn events(&self) -> Events {
+        Events::new(self.inner.events.subscribe())
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        let _ = self.inner.events.send(event);
+    }
+
+    /// The recipe of a type, if known.
+    pub fn recipe(&self, type_name: &str) -> Option<Recipe> {
+        self.inner
+            .recipes
+            .read()
+            .ok()
+            .and_then(|recipes| recipes.get(type_name).cloned())
+    }
+
+    /// Registers (or upgrades to) a recipe at run time; it is stored, so peers learn it.
+    pub async fn register(&self, recipe: Recipe) -> Result<Cid> {
+        recipe
+            .check()
+            .map_err(|error| Error::Invalid(error.to_string()))?;
+        let object = Object::from_value(&recipe.to_value())
+            .map_err(|error| Error::Invalid(error.to_string()))?;
+        let cid = object.cid().clone();
+        self.write(vec![(cid.clone(), object.into_bytes())], Scope::Shared)
+            .await?;
+        if let Ok(mut recipes) = self.inner.recipes.write() {
+            recipes.insert(recipe.name.clone(), recipe);
+        }
+        Ok(cid)
+    }
+
+    /// Stores objects durably (shared ones pushed to live peers) and reports the new ones.
+    pub(crate) async fn write(
+        &self,
+        objects: Vec<(Cid, Vec<u8>)>,
+        scope: Scope,
+    ) -> Result<Vec<bool>> {
+        #[cfg(feature = "native")]
+        if scope == Scope::Shared {
+            let changed = self.inner.net.node.put(&objects).await?;
+            self.announce_local(&objects, &changed);
+            return Ok(changed);
+        }
+        let changed = self.inner.store.put_scoped(&objects, scope).await?;
+        self.announce_local(&objects, &changed);
+        Ok(changed)
+    }
+
+    fn announce_local(&self, objects: &[(Cid, Vec<u8>)], changed: &[bool]) {
+        for ((cid, bytes), new) in objects.iter().zip(changed) {
+            if !new {
+                continue;
+            }
+            let value = decode(bytes).ok();
+            let type_name = value.as_ref().and_then(Value::type_name).map(str::to_owned);
+            if type_name.as_deref() == Some(chum_crdt::version::VERSION_TYPE)
+                && let Some(version) = value.as_ref().and_then(|v| Version::from_value(v).ok())
+            {
+                self.emit(Event::Changed {
+                    id: version.of,
+                    version: cid.clone(),
+                    origin: Origin::Local,
+                });
+            }
+            self.emit(Event::Stored {
+                cid: cid.clone(),
+                type_name,
+                origin: Origin::Local,
+            });
+        }
+    }
+
+    /// Stores an object. An object of an unversioned type (or without a recipe) is stored
+    /// exactly as given — its CID is the hash of its canonical bytes. An object of a versioned
+    /// type becomes a new version of its ID (see [`Instance::update`]).
+    pub async fn put(&self, value: &Value) -> Result<Written> {
+        let type_name = value.type_name().map(str::to_owned);
+        let recipe = type_name.as_deref().and_then(|name| self.recipe(name));
+        if let Some(recipe) = &recipe {
+            if recipe.is_versioned() {
+                return self.update(value).await;
+            }
+            recipe
+                .validate(value)
+                .map_err(|error| Error::Invalid(error.to_string()))?;
+        }
+        let object = Object::from_value(value).map_err(|error| Error::Decode(error.to_string()))?;
+        let scope = match &recipe {
+            Some(recipe) if recipe.strategy == Strategy::InstanceLocal => Scope::Local,
+            _ => Scope::Shared,
+        };
+        let cid = object.cid().clone();
+        let changed = self
+            .write(vec![(cid.clone(), object.into_bytes())], scope)
+            .await?;
+        Ok(Written {
+            cid,
+            id: None,
+            new: changed.first().copied().unwrap_or(false),
+            instance: self.clone(),
+        })
+    }
+
+    /// Stores an append-only entry (e.g. a Message), adding its `clock` (this instance's
+    /// hybrid logical clock) and `author` (this instance) when its recipe has those fields and
+    /// they are absent — so collections order it.
+    pub async fn create(&self, value: &Value) -> Result<Written> {
+        let mut value = value.clone();
+        if let Some(recipe) = value.type_name().and_then(|name| self.recipe(name))
+            && let Value::Map(map) = &mut value
+        {
+            if recipe.get_field("clock").is_some() && !map.contains_key("clock") {
+                let timestamp = self.tick(None).await?;
+                map.insert("clock", timestamp.to_value());
+            }
+            if recipe.get_field("author").is_some() && !map.contains_key("author") {
+                map.insert("author", self.instance_id().0.to_vec());
+            }
+        }
+        self.put(&value).await
+    }
+
+    async fn tick(&self, after: Option<Timestamp>) -> Result<Timestamp> {
+        let timestamp = {
+            let mut clock = self
+                .inner
+                .clock
+                .lock()
+                .map_err(|_| Error::Invalid("the clock lock is poisoned".into()))?;
+            match after {
+                Some(after) => clock.tick_after(after, now_ms()),
+                None => clock.tick(now_ms()),
+            }
+            .map_err(|error| Error::Invalid(error.to_string()))?
+        };
+        let bytes = dagcbor::encode(&timestamp.to_value())
+            .map_err(|error| Error::Invalid(error.to_string()))?;
+        self.inner.store.local_put(CLOCK_KEY, &bytes).await?;
+        Ok(timestamp)
+    }
+
+    fn versioned_recipe(&self, type_name: Option<&str>) -> Result<Recipe> {
+        let name = type_name.ok_or_else(|| Error::Invalid("the object has no `$type`".into()))?;
+        let recipe = self
+            .recipe(name)
+            .ok_or_else(|| Error::UnknownRecipe(name.to_owned()))?;
+        if !recipe.is_versioned() {
+            return Err(Error::Invalid(format!(
+                "{name} is not a versioned type (its recipe has no ID fields)"
+            )));
+        }
+        Ok(recipe)
+    }
+
+    /// The ID hash of a versioned object (its `$type` and ID fields).
+    pub fn id_of(&self, value: &Value) -> Result<Cid> {
+        let recipe = self.versioned_recipe(value.type_name())?;
+        recipe
+            .id_hash(value)
+            .map_err(|error| Error::Invalid(error.to_string()))
+    }
+
+    async fn resolver(&self, recipe: &Recipe, id: &Cid) -> Result<Resolver> {
+        let mut resolver =
+            Resolver::for_recipe(recipe).map_err(|error| Error::Invalid(error.to_string()))?;
+        for cid in self.inner.store.query(Query::Versions(id)).await? {
+            let value = decode(&self.inner.store.get(&cid).await?)?;
+            let version =
+                Version::from_value(&value).map_err(|error| Error::Decode(error.to_string()))?;
+            resolver
+                .add(&cid, &version)
+                .map_err(|error| Error::Invalid(error.to_string()))?;
+        }
+        Ok(resolver)
+    }
+
+    async fn latest_clock(&self, heads: &[Cid]) -> Result<Option<Timestamp>> {
+        let mut latest = None;
+        for head in heads {
+            let value = decode(&self.inner.store.get(head).await?)?;
+            let version =
+                Version::from_value(&value).map_err(|error| Error::Decode(error.to_string()))?;
+            latest = latest.max(Some(version.clock));
+        }
+        Ok(latest)
+    }
+
+    async fn write_version(
+        &self,
+        recipe: &Recipe,
+        id_object: Object,
+        version: Version,
+    ) -> Result<Written> {
+        let id = id_object.cid().clone();
+        let version = version
+            .to_object()
+            .map_err(|error| Error::Invalid(error.to_string()))?;
+        let cid = version.cid().clone();
+        let scope = if recipe.strategy == Strategy::InstanceLocal {
+            Scope::Local
+        } else {
+            Scope::Shared
+        };
+        let changed = self
+            .write(
+                vec![
+                    (id.clone(), id_object.into_bytes()),
+                    (cid.clone(), version.into_bytes()),
+                ],
+                scope,
+            )
+            .await?;
+        Ok(Written {
+            cid,
+            id: Some(id),
+            new: changed.get(1).copied().unwrap_or(false),
+            instance: self.clone(),
+        })
+    }
+
+    /// A new version of a versioned object: `value` holds its `$type`, ID fields and the
+    /// fields to set. Last-write types take the given fields as the whole new state;
+    /// field-merge types change only the given fields (`null` unsets one; a set field given as
+    /// a list becomes exactly that set).
+    pub async fn update(&self, value: &Value) -> Result<Written> {
+        let recipe = self.versioned_recipe(value.type_name())?;
+        let id_value = recipe
+            .id_object(value)
+            .map_err(|error| Error::Invalid(error.to_string()))?;
+        let Some(map) = value.as_map() else {
+            return Err(Error::Invalid("an object is a map".into()));
+        };
+        for (key, field_value) in map.iter() {
+            if key == "$type" || recipe.get_field(key).is_some_and(|field| field.id) {
+                continue;
+            }
+            // `null` unsets a field; anything else must fit the field's kind.
+            if *field_value != Value::Null || recipe.get_field(key).is_none() {
+                recipe
+                    .validate_field(key, field_value)
+                    .map_err(|error| Error::Invalid(error.to_string()))?;
+            }
+        }
+        let id_object =
+            Object::from_value(&id_value).map_err(|error| Error::Invalid(error.to_string()))?;
+        let id = id_object.cid().clone();
+        let resolver = self.resolver(&recipe, &id).await?;
+        let heads: Vec<Cid> = resolver.heads().cloned().collect();
+        let mut body = Map::new();
+        for (key, field_value) in map.iter() {
+            if key == "$type" || recipe.get_field(key).is_some_and(|field| field.id) {
+                continue;
+            }
+            let is_set = recipe
+                .get_field(key)
+                .is_some_and(|field| matches!(field.kind, chum_object::recipe::Kind::Set(_)));
+            match (is_set, field_value) {
+                (true, Value::List(target)) if recipe.strategy == Strategy::FieldMerge => {
+                    body.insert(key, resolver.set_update(key, target));
+                }
+                _ => {
+                    body.insert(key, field_value.clone());
+                }
+            }
+        }
+        let timestamp = self.tick(self.latest_clock(&heads).await?).await?;
+        let version = Version::new(id, heads, timestamp, self.instance_id(), body);
+        self.write_version(&recipe, id_object, version).await
+    }
+
+    /// Deletes a versioned object: a tombstone version (last-write: delete wins over
+    /// concurrent edits; field-merge: concurrent edits survive).
+    pub async fn delete(&self, id: &Cid) -> Result<Written> {
+        let id_value = decode(&self.inner.store.get(id).await?)?;
+        let recipe = self.versioned_recipe(id_value.type_name())?;
+        let id_object =
+            Object::from_value(&id_value).map_err(|error| Error::Decode(error.to_string()))?;
+        if id_object.cid() != id {
+            return Err(Error::Invalid(format!("{id} is not an ID object")));
+        }
+        let resolver = self.resolver(&recipe, id).await?;
+        let heads: Vec<Cid> = resolver.heads().cloned().collect();
+        let body = if recipe.strategy == Strategy::FieldMerge {
+            resolver.tombstone_body()
+        } else {
+            Map::new()
+        };
+        let timestamp = self.tick(self.latest_clock(&heads).await?).await?;
+        let version =
+            Version::new(id.clone(), heads, timestamp, self.instance_id(), body).tombstone();
+        self.write_version(&recipe, id_object, version).await
+    }
+
+    /// The object stored under `cid`.
+    pub async fn get(&self, cid: &Cid) -> Result<Value> {
+        decode(&self.inner.store.get(cid).await?)
+    }
+
+    /// Whether an object is stored here.
+    pub async fn has(&self, cid: &Cid) -> Result<bool> {
+        Ok(self.inner.store.has(cid).await?)
+    }
+
+    /// The current merged state of a versioned object: its `$type`, ID fields and current
+    /// fields, or `None` when it has no versions or is deleted.
+    pub async fn state(&self, id: &Cid) -> Result<Option<Value>> {
+        let id_value = decode(&self.inner.store.get(id).await?)?;
+        let recipe = self.versioned_recipe(id_value.type_name())?;
+        let resolver = self.resolver(&recipe, id).await?;
+        let state = resolver.state();
+        if !state.exists {
+            return Ok(None);
+        }
+        let mut map = id_value.as_map().cloned().unwrap_or_default();
+        for (key, value) in state.fields.iter() {
+            map.insert(key, value.clone());
+        }
+        Ok(Some(Value::Map(map)))
+    }
+
+    /// The CIDs of every stored object of a type, in CID order.
+    pub async fn query(&self, type_name: &str) -> Result<Vec<Cid>> {
+        let mut all: Vec<Cid> = Vec::new();
+        loop {
+            let page = self
+                .inner
+                .store
+                .query(Query::ByType {
+                    type_name,
+                    after: all.last(),
+                    limit: 4_096,
+                })
+                .await?;
+            let done = page.len() < 4_096;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Every CID stored here (shared and local), in CID order.
+    pub async fn list(&self) -> Result<Vec<Cid>> {
+        let mut all: Vec<Cid> = Vec::new();
+        loop {
+            let start = all
+                .last()
+                .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+            let page = self
+                .inner
+                .store
+                .list((start, std::ops::Bound::Unbounded), 4_096)
+                .await?;
+            let done = page.len() < 4_096;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// The entries of `target`'s collection — objects whose recipe marks a link field as a
+    /// collection and that link to `target` through it (e.g. the Messages of a Conversation,
+    /// by its ID hash) — in collection order: clock, then CID.
+    pub async fn collection(&self, target: &Cid) -> Result<Vec<Cid>> {
+        let mut collection = Collection::new();
+        let mut after: Option<Cid> = None;
+        loop {
+            let page = self
+                .inner
+                .store
+                .query(Query::LinksTo {
+                    target,
+                    after: after.as_ref(),
+                    limit: 4_096,
+                })
+                .await?;
+            for cid in &page {
+                let value = decode(&self.inner.store.get(cid).await?)?;
+                let Some(recipe) = value.type_name().and_then(|name| self.recipe(name)) else {
+                    continue;
+                };
+                if chum_crdt::collection::collection_targets(&recipe, &value).any(|t| t == target) {
+                    collection.insert(entry_clock(&value), cid.clone());
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == 4_096 => after = Some(last.clone()),
+                _ => break,
+            }
+        }
+        Ok(collection.iter().map(|(_, cid)| cid.clone()).collect())
+    }
+
+    /// Grants `person` access to `target` (an object or an ID hash; see `docs/security.md`
+    /// for what that covers). Needs the person key. Returns the grant.
+    pub async fn grant(&self, target: &Cid, person: &PersonId) -> Result<Written> {
+        let grant = Access::issue(
+            self.inner.identity.person_key()?,
+            target.clone(),
+            person.0.clone(),
+            now_ms(),
+        )?;
+        self.put_object(grant.object).await
+    }
+
+    /// Withdraws a grant: nothing more is delivered under it.
+    pub async fn revoke_grant(&self, grant: &Cid) -> Result<Written> {
+        let value = self.get(grant).await?;
+        if value.type_name() != Some(chum_access::grant::ACCESS_TYPE) {
+            return Err(Error::Invalid(format!("{grant} is not a grant")));
+        }
+        let revocation =
+            AccessRevocation::issue(self.inner.identity.person_key()?, grant.clone(), now_ms())?;
+        self.put_object(revocation.object).await
+    }
+
+    /// Revokes another instance of this person (needs the person key): peers refuse it from
+    /// the moment the revocation reaches them.
+    pub async fn revoke_instance(&self, instance: InstanceId) -> Result<Written> {
+        let revocation = self.inner.identity.revoke(instance, now_ms())?;
+        self.put_object(revocation.object().clone()).await
+    }
+
+    async fn put_object(&self, object: Object) -> Result<Written> {
+        let cid = object.cid().clone();
+        let changed = self
+            .write(vec![(cid.clone(), object.into_bytes())], Scope::Shared)
+            .await?;
+        Ok(Written {
+            cid,
+            id: None,
+            new: changed.first().copied().unwrap_or(false),
+            instance: self.clone(),
+        })
+    }
+
+    /// Resolves with the first peer instance known to hold `cid` durably.
+    pub async fn held_by_peer(&self, cid: &Cid) -> Result<InstanceId> {
+        let receiver = {
+            let mut held = self
+                .inner
+                .held
+                .lock()
+                .map_err(|_| Error::Invalid("the receipt table is poisoned".into()))?;
+            if let Some(peer) = held.known.get(cid) {
+                return Ok(*peer);
+            }
+            let (sender, receiver) = oneshot::channel();
+            held.waiting.entry(cid.clone()).or_default().push(sender);
+            receiver
+        };
+        receiver.await.map_err(|_| Error::Closed)
+    }
+}

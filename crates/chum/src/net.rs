@@ -1,0 +1,545 @@
+//! Listening, connecting (with reconnect and backoff), pairing: the native side of an
+//! [`Instance`], on tokio, TCP and WebSocket.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chum_access::handshake::Peer;
+use chum_access::{Identity, InstanceId, Invitation, PersonId, invite};
+use chum_net::listener::{ListenerLimits, serve_tcp, serve_ws};
+use chum_net::transport::tcp;
+use chum_net::{Connection, Node, NodeEvent, SessionOptions, SessionReport, ws};
+use chum_object::recipe::Recipe;
+use chum_store::Store;
+use chum_sync::Role;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::events::{Event, Origin};
+use crate::instance::{Instance, now_ms};
+
+/// The node and the tasks of an instance.
+pub(crate) struct Net {
+    pub(crate) node: Arc<Node>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    listening: Mutex<Vec<String>>,
+}
+
+impl Net {
+    pub(crate) fn new(store: &Arc<dyn Store>, identity: &Identity, recipes: Vec<Recipe>) -> Net {
+        let node = Node::new(Arc::clone(store))
+            .with_identity(identity.clone())
+            .with_recipes(recipes);
+        Net {
+            node: Arc::new(node),
+            tasks: Mutex::new(Vec::new()),
+            listening: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.lock() {
+            for task in tasks.iter() {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// A transport address: `ws://host:port`, `wss://…` (connect only) or `tcp://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Url {
+    Ws(String),
+    Tcp(String),
+}
+
+fn parse_url(url: &str) -> Result<Url> {
+    if let Some(rest) = url.strip_prefix("tcp://") {
+        return Ok(Url::Tcp(rest.trim_end_matches('/').to_owned()));
+    }
+    if url.starts_with("ws://") || url.starts_with("wss://") {
+        return Ok(Url::Ws(url.to_owned()));
+    }
+    Err(Error::Transport(format!(
+        "unsupported address {url:?}: use ws://HOST:PORT, wss://HOST:PORT or tcp://HOST:PORT"
+    )))
+}
+
+async fn dial(url: &Url) -> Result<Connection> {
+    let max_frame = chum_sync::Limits::default().max_frame;
+    match url {
+        Url::Tcp(address) => tcp::connect(address, max_frame).await,
+        Url::Ws(url) => ws::connect(url, max_frame, None).await,
+    }
+    .map_err(|error| Error::Transport(error.to_string()))
+}
+
+/// The state of a [`Link`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkState {
+    /// Connecting (attempt `n`, from 1).
+    Connecting {
+        /// The attempt.
+        attempt: u32,
+    },
+    /// A session is up with this peer.
+    Connected {
+        /// The peer instance.
+        instance: InstanceId,
+        /// Its person.
+        person: PersonId,
+    },
+    /// The last attempt failed or the session ended; the next attempt comes after a backoff.
+    Reconnecting {
+        /// The attempt that comes next.
+        attempt: u32,
+        /// Why the last one ended.
+        error: String,
+    },
+    /// Closed by [`Link::close`] (or the instance went away).
+    Closed,
+}
+
+/// A connection to one address that reconnects with backoff until closed. Dropping the handle
+/// does not close it; [`Link::close`] does (and really closes the socket).
+#[derive(Debug)]
+pub struct Link {
+    url: String,
+    state: watch::Receiver<LinkState>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Link {
+    /// The address.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The state now.
+    pub fn state(&self) -> LinkState {
+        self.state.borrow().clone()
+    }
+
+    /// Every change of state, from the current one on.
+    pub fn states(&self) -> watch::Receiver<LinkState> {
+        self.state.clone()
+    }
+
+    /// Waits until a session is up (or the link is closed).
+    pub async fn established(&self) -> Result<(InstanceId, PersonId)> {
+        let mut states = self.state.clone();
+        loop {
+            match states.borrow_and_update().clone() {
+                LinkState::Connected { instance, person } => return Ok((instance, person)),
+                LinkState::Closed => return Err(Error::Closed),
+                _ => {}
+            }
+            states.changed().await.map_err(|_| Error::Closed)?;
+        }
+    }
+
+    /// Closes the link: the session ends, the socket closes, no more attempts.
+    pub async fn close(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().ok().and_then(|mut task| task.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A listening socket serving sessions; [`Listener::close`] stops accepting.
+#[derive(Debug)]
+pub struct Listener {
+    url: String,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Listener {
+    /// The address peers connect to (with the actual port when 0 was asked for).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops accepting connections (sessions already running end on their own).
+    pub fn close(&self) {
+        self.task.abort();
+    }
+}
+
+impl Instance {
+    pub(crate) fn start_net(&self) {
+        let instance = self.clone();
+        let weak = Arc::downgrade(&self.inner);
+        let mut events = self.inner.net.node.events();
+        drop(instance);
+        let task = tokio::spawn(async move {
+            let mut peers: HashMap<u64, Option<Box<Peer>>> = HashMap::new();
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        let Some(inner) = weak.upgrade() else { return };
+                        let _ = inner.events.send(Event::Lagged { missed });
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                let instance = Instance { inner };
+                instance.on_node_event(event, &mut peers).await;
+            }
+        });
+        if let Ok(mut tasks) = self.inner.net.tasks.lock() {
+            tasks.push(task);
+        }
+    }
+
+    async fn on_node_event(&self, event: NodeEvent, peers: &mut HashMap<u64, Option<Box<Peer>>>) {
+        let origin_of = |peer: Option<&Box<Peer>>| match peer {
+            Some(peer) => Origin::Peer {
+                instance: peer.instance,
+                person: peer.person.clone(),
+            },
+            None => Origin::Unknown,
+        };
+        match event {
+            NodeEvent::Connected {
+                session,
+                remote,
+                peer,
+            } => {
+                self.emit(Event::PeerConnected {
+                    instance: peer.as_ref().map(|p| p.instance),
+                    person: peer.as_ref().map(|p| p.person.clone()),
+                    remote,
+                });
+                peers.insert(session, peer);
+            }
+            NodeEvent::Received { session, cids } => {
+                let peer = peers.get(&session).and_then(Option::as_ref);
+                if let Some(peer) = peer
+                    && let Ok(mut held) = self.inner.held.lock()
+                {
+                    for cid in &cids {
+                        held.record(cid, peer.instance);
+                    }
+                }
+                let origin = origin_of(peer);
+                for cid in cids {
+                    let value = self.inner.store.get(&cid).await.ok().and_then(|bytes| {
+                        chum_object::dagcbor::decode_with_limits(
+                            &bytes,
+                            &chum_store::index::widest_limits(),
+                        )
+                        .ok()
+                    });
+                    let type_name = value
+                        .as_ref()
+                        .and_then(chum_object::Value::type_name)
+                        .map(str::to_owned);
+                    if let Some(version) = value
+                        .as_ref()
+                        .filter(|_| type_name.as_deref() == Some(chum_crdt::version::VERSION_TYPE))
+                        .and_then(|value| chum_crdt::Version::from_value(value).ok())
+                    {
+                        self.emit(Event::Changed {
+                            id: version.of,
+                            version: cid.clone(),
+                            origin: origin.clone(),
+                        });
+                    }
+                    if type_name.as_deref() == Some(chum_object::recipe::RECIPE_TYPE)
+                        && let Some(recipe) = value
+                            .as_ref()
+                            .and_then(|v| chum_object::recipe::Recipe::from_value(v).ok())
+                        && let Ok(mut recipes) = self.inner.recipes.write()
+                    {
+                        let newer = recipes
+                            .get(&recipe.name)
+                            .is_none_or(|old| old.version <= recipe.version);
+                        if newer {
+                            recipes.insert(recipe.name.clone(), recipe);
+                        }
+                    }
+                    self.emit(Event::Stored {
+                        cid,
+                        type_name,
+                        origin: origin.clone(),
+                    });
+                }
+            }
+            NodeEvent::PeerStored { session, cids } => {
+                let peer = peers.get(&session).and_then(Option::as_ref);
+                if let Some(peer) = peer
+                    && let Ok(mut held) = self.inner.held.lock()
+                {
+                    for cid in &cids {
+                        held.record(cid, peer.instance);
+                    }
+                }
+                self.emit(Event::HeldByPeer {
+                    instance: peer.map(|p| p.instance),
+                    count: cids.len(),
+                });
+            }
+            NodeEvent::Synced { session } => {
+                let peer = peers.get(&session).and_then(Option::as_ref);
+                self.emit(Event::Synced {
+                    instance: peer.map(|p| p.instance),
+                });
+            }
+            NodeEvent::Closed {
+                session, reason, ..
+            } => {
+                let peer = peers.remove(&session).flatten();
+                self.emit(Event::PeerDisconnected {
+                    instance: peer.map(|p| p.instance),
+                    reason,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The node syncing this instance (for advanced use: running sessions over your own
+    /// transports with [`Node::run`]).
+    pub fn node(&self) -> &Arc<Node> {
+        &self.inner.net.node
+    }
+
+    /// Listens on `url` (`ws://HOST:PORT` or `tcp://HOST:PORT`; port 0 picks a free one) and
+    /// serves every peer that connects: each session is encrypted, authenticated and synced
+    /// live.
+    pub async fn listen(&self, url: &str) -> Result<Listener> {
+        let parsed = parse_url(url)?;
+        let (scheme, address) = match &parsed {
+            Url::Tcp(address) => ("tcp", address.clone()),
+            Url::Ws(url) if url.starts_with("ws://") => (
+                "ws",
+                url.trim_start_matches("ws://")
+                    .trim_end_matches('/')
+                    .to_owned(),
+            ),
+            Url::Ws(_) => {
+                return Err(Error::Transport(
+                    "listening on wss:// needs a TLS certificate: put a TLS proxy in front, or use chum_net::listener::serve_ws with ServerTls".into(),
+                ));
+            }
+        };
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|error| Error::Transport(format!("cannot listen on {address}: {error}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|error| Error::Transport(error.to_string()))?;
+        let url = format!("{scheme}://{local}");
+        let node = Arc::clone(&self.inner.net.node);
+        let task = match scheme {
+            "tcp" => tokio::spawn(serve_tcp(node, listener, ListenerLimits::default())),
+            _ => tokio::spawn(serve_ws(node, listener, ListenerLimits::default(), None)),
+        };
+        if let Ok(mut listening) = self.inner.net.listening.lock() {
+            listening.push(url.clone());
+        }
+        Ok(Listener { url, task })
+    }
+
+    /// Connects to `url` and stays connected: a session syncs both ways and then live; when it
+    /// ends, the link reconnects with backoff (0.1 s doubling to 10 s) until [`Link::close`].
+    /// Offline works: writes go to the store and sync when the peer is back.
+    pub fn connect(&self, url: &str) -> Result<Link> {
+        let parsed = parse_url(url)?;
+        let (state_tx, state) = watch::channel(LinkState::Connecting { attempt: 1 });
+        let (stop, mut stopped) = watch::channel(false);
+        let node = Arc::clone(&self.inner.net.node);
+        let task = tokio::spawn(async move {
+            let mut attempt = 1u32;
+            loop {
+                if *stopped.borrow() {
+                    break;
+                }
+                let _ = state_tx.send(LinkState::Connecting { attempt });
+                let error = tokio::select! {
+                    _ = stopped.changed() => break,
+                    outcome = run_once(&node, &parsed, &state_tx) => match outcome {
+                        Ok(report) => {
+                            if report.synced {
+                                attempt = 0;
+                            }
+                            report.reason
+                        }
+                        Err(error) => error.to_string(),
+                    },
+                };
+                attempt = attempt.saturating_add(1);
+                let _ = state_tx.send(LinkState::Reconnecting {
+                    attempt,
+                    error: error.clone(),
+                });
+                let backoff = Duration::from_millis(100)
+                    .saturating_mul(1u32 << attempt.saturating_sub(1).min(7))
+                    .min(Duration::from_secs(10));
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+            }
+            let _ = state_tx.send(LinkState::Closed);
+        });
+        Ok(Link {
+            url: url.to_owned(),
+            state,
+            stop,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// Connects to `url` once, syncs, and ends the session once both sides hold the same
+    /// visible set and the peer acknowledged what was sent. For scripts (`chum sync`).
+    pub async fn sync_once(&self, url: &str, timeout: Duration) -> Result<SessionReport> {
+        let parsed = parse_url(url)?;
+        let node = Arc::clone(&self.inner.net.node);
+        let run = async {
+            let connection = dial(&parsed).await?;
+            Ok::<_, Error>(
+                node.run(
+                    Role::Initiator,
+                    connection,
+                    SessionOptions {
+                        close_when_synced: true,
+                    },
+                )
+                .await,
+            )
+        };
+        let report = tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| Error::Timeout(format!("no sync with {url} within {timeout:?}")))??;
+        if !report.synced {
+            return Err(Error::Transport(format!(
+                "the session with {url} ended before it synced: {}",
+                report.reason
+            )));
+        }
+        Ok(report)
+    }
+
+    /// The addresses this instance listens on.
+    pub fn listening(&self) -> Vec<String> {
+        self.inner
+            .net
+            .listening
+            .lock()
+            .map(|listening| listening.clone())
+            .unwrap_or_default()
+    }
+
+    /// An invitation for a new instance of this person, valid for `ttl`, naming the first
+    /// address this instance listens on (the joining side connects there). Needs the person
+    /// key.
+    pub async fn invite(&self, ttl: Duration) -> Result<Invitation> {
+        let address = self.listening().into_iter().next();
+        Ok(invite::create(
+            &*self.inner.store,
+            &self.inner.identity,
+            address,
+            now_ms(),
+            u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+        )
+        .await?)
+    }
+
+    /// Joins the person of `invitation` as a new instance over `store`: connects to the
+    /// invitation's address (or `address`, when given), pairs, syncs once, saves the new
+    /// identity (sealed with `passphrase` when given), and opens the instance.
+    pub async fn join(
+        store: Arc<dyn Store>,
+        invitation: Invitation,
+        address: Option<&str>,
+        passphrase: Option<&str>,
+    ) -> Result<Instance> {
+        if Identity::load(&*store, passphrase).await?.is_some() {
+            return Err(Error::Denied(
+                "this store already holds an identity; join with a new store".into(),
+            ));
+        }
+        let url = address
+            .map(str::to_owned)
+            .or_else(|| invitation.address.clone())
+            .ok_or_else(|| Error::Invitation("the invitation names no address; give one".into()))?;
+        let connection = dial(&parse_url(&url)?).await?;
+        let node = Node::new(Arc::clone(&store)).with_recipes(
+            chum_crdt::preset::seed()
+                .into_iter()
+                .chain(chum_access::recipes())
+                .collect(),
+        );
+        let key = chum_access::keys::generate_key()?;
+        let report = node
+            .join(
+                invitation,
+                key,
+                connection,
+                SessionOptions {
+                    close_when_synced: true,
+                },
+            )
+            .await;
+        let identity = report.joined.ok_or_else(|| {
+            if report.code == chum_sync::CloseCode::Unauthorized {
+                Error::Invitation(report.reason.clone())
+            } else {
+                Error::Transport(format!("pairing with {url} failed: {}", report.reason))
+            }
+        })?;
+        let mut builder = Instance::builder().store(store).identity(identity);
+        if let Some(passphrase) = passphrase {
+            builder = builder.passphrase(passphrase);
+        }
+        builder.open().await
+    }
+
+    /// Stops every link, listener and session task of this instance.
+    pub fn shutdown(&self) {
+        if let Ok(tasks) = self.inner.net.tasks.lock() {
+            for task in tasks.iter() {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// One attempt: dial, run a session until it ends, reporting when it is up.
+async fn run_once(
+    node: &Arc<Node>,
+    url: &Url,
+    state: &watch::Sender<LinkState>,
+) -> Result<SessionReport> {
+    let connection = dial(url).await?;
+    let id = node.reserve_session();
+    let mut events = node.events();
+    let run = node.run_reserved(id, Role::Initiator, connection, SessionOptions::default());
+    tokio::pin!(run);
+    loop {
+        tokio::select! {
+            report = &mut run => return Ok(report),
+            event = events.recv() => {
+                if let Ok(NodeEvent::Connected { session, peer: Some(peer), .. }) = event
+                    && session == id
+                {
+                    let _ = state.send(LinkState::Connected {
+                        instance: peer.instance,
+                        person: peer.person.clone(),
+                    });
+                }
+            }
+        }
+    }
+}
