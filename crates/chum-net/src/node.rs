@@ -151,6 +151,31 @@ pub struct Node {
     stored: broadcast::Sender<Arc<Stored>>,
     events: broadcast::Sender<NodeEvent>,
     next_session: AtomicU64,
+    /// Running sessions, for [`Node::close_session`].
+    controls: std::sync::Mutex<std::collections::HashMap<u64, mpsc::UnboundedSender<()>>>,
+}
+
+/// Aborts a task when dropped (a session's reader, when the session future is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Removes a session's control entry when it ends (however it ends).
+struct Unregister<'a> {
+    node: &'a Node,
+    session: u64,
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut controls) = self.node.controls.lock() {
+            controls.remove(&self.session);
+        }
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -213,6 +238,7 @@ impl Node {
             stored: broadcast::channel(FANOUT_CAPACITY).0,
             events: broadcast::channel(FANOUT_CAPACITY).0,
             next_session: AtomicU64::new(1),
+            controls: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -308,6 +334,29 @@ impl Node {
     ) -> SessionReport {
         let id = self.reserve_session();
         self.run_reserved(id, role, connection, options).await
+    }
+
+    /// Ends a running session with a close frame (code `normal`); false when no session with
+    /// this number is running.
+    pub fn close_session(&self, session: u64) -> bool {
+        self.controls
+            .lock()
+            .ok()
+            .and_then(|controls| {
+                controls
+                    .get(&session)
+                    .map(|control| control.send(()).is_ok())
+            })
+            .unwrap_or(false)
+    }
+
+    /// Ends every running session with a close frame.
+    pub fn close_all(&self) {
+        if let Ok(controls) = self.controls.lock() {
+            for control in controls.values() {
+                let _ = control.send(());
+            }
+        }
     }
 
     /// A session number for [`Node::run_reserved`], known before the session starts (so a
@@ -420,7 +469,7 @@ impl Node {
         // Frames; `Ok(None)` when the transport closed; `Err` when it received something that
         // is not a frame (too large, a text message), which the peer hears about in a close.
         let (frames_tx, mut frames) = mpsc::channel::<std::io::Result<Option<Vec<u8>>>>(32);
-        let reader_task = tokio::spawn(async move {
+        let reader_task = AbortOnDrop(tokio::spawn(async move {
             loop {
                 let frame = reader.read_frame().await;
                 let end = !matches!(frame, Ok(Some(_)));
@@ -428,7 +477,16 @@ impl Node {
                     break;
                 }
             }
-        });
+        }));
+        // `close_session(id)` ends this session with a close frame.
+        let (control_tx, mut control) = mpsc::unbounded_channel::<()>();
+        if let Ok(mut controls) = self.controls.lock() {
+            controls.insert(id, control_tx);
+        }
+        let _unregister = Unregister {
+            node: self,
+            session: id,
+        };
         let mut fanout = self.stored.subscribe();
         let start = Instant::now();
         let now = || start.elapsed();
@@ -455,7 +513,7 @@ impl Node {
             joined: None,
         };
         if let Err(reason) = security {
-            reader_task.abort();
+            reader_task.0.abort();
             report.code = CloseCode::Other(0);
             report.reason = format!("cannot set up encryption: {reason}");
             return report;
@@ -662,13 +720,14 @@ impl Node {
                     }
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
+                Some(()) = control.recv() => session.handle_input(now(), Input::Close),
                 () = tokio::time::sleep_until(deadline) => session.handle_input(now(), Input::Tick),
             }
         }
         if transport_ok {
             let _ = writer.close().await;
         }
-        reader_task.abort();
+        reader_task.0.abort();
         if let Some(peer) = report.peer.clone() {
             let (synced, sent, received) = (report.synced, report.sent, report.received);
             self.remember(&peer, |record| {

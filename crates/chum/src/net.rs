@@ -23,7 +23,7 @@ use crate::instance::{Instance, now_ms};
 /// The node and the tasks of an instance.
 pub(crate) struct Net {
     pub(crate) node: Arc<Node>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     listening: Mutex<Vec<String>>,
 }
 
@@ -197,7 +197,7 @@ impl Instance {
             }
         });
         if let Ok(mut tasks) = self.inner.net.tasks.lock() {
-            tasks.push(task);
+            tasks.push(task.abort_handle());
         }
     }
 
@@ -244,11 +244,18 @@ impl Instance {
                         .as_ref()
                         .and_then(chum_object::Value::type_name)
                         .map(str::to_owned);
+                    if let Some(value) = &value {
+                        let clock = chum_crdt::collection::entry_clock(value);
+                        if clock != chum_crdt::Timestamp::default() {
+                            self.observe(clock);
+                        }
+                    }
                     if let Some(version) = value
                         .as_ref()
                         .filter(|_| type_name.as_deref() == Some(chum_crdt::version::VERSION_TYPE))
                         .and_then(|value| chum_crdt::Version::from_value(value).ok())
                     {
+                        self.observe(version.clock);
                         self.emit(Event::Changed {
                             id: version.of,
                             version: cid.clone(),
@@ -348,6 +355,9 @@ impl Instance {
         if let Ok(mut listening) = self.inner.net.listening.lock() {
             listening.push(url.clone());
         }
+        if let Ok(mut tasks) = self.inner.net.tasks.lock() {
+            tasks.push(task.abort_handle());
+        }
         Ok(Listener { url, task })
     }
 
@@ -366,17 +376,15 @@ impl Instance {
                     break;
                 }
                 let _ = state_tx.send(LinkState::Connecting { attempt });
-                let error = tokio::select! {
-                    _ = stopped.changed() => break,
-                    outcome = run_once(&node, &parsed, &state_tx) => match outcome {
-                        Ok(report) => {
-                            if report.synced {
-                                attempt = 0;
-                            }
-                            report.reason
+                let error = match run_once(&node, &parsed, &state_tx, &mut stopped).await {
+                    Ok(None) => break,
+                    Ok(Some(report)) => {
+                        if report.synced {
+                            attempt = 0;
                         }
-                        Err(error) => error.to_string(),
-                    },
+                        report.reason
+                    }
+                    Err(error) => error.to_string(),
                 };
                 attempt = attempt.saturating_add(1);
                 let _ = state_tx.send(LinkState::Reconnecting {
@@ -506,30 +514,50 @@ impl Instance {
         builder.open().await
     }
 
-    /// Stops every link, listener and session task of this instance.
+    /// Stops listening and ends every session of this instance with a close frame (links
+    /// made with [`Instance::connect`] reconnect until their own [`Link::close`]).
     pub fn shutdown(&self) {
         if let Ok(tasks) = self.inner.net.tasks.lock() {
             for task in tasks.iter() {
                 task.abort();
             }
         }
+        self.inner.net.node.close_all();
+    }
+
+    /// [`Instance::shutdown`], then waits (at most 5 s) until every session task has let go
+    /// of the node, so that once the last handle is dropped the store is closed and can be
+    /// opened again.
+    pub async fn close(self) {
+        self.shutdown();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&self.inner.net.node) > 1 && tokio::time::Instant::now() < deadline
+        {
+            self.inner.net.node.close_all();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
-/// One attempt: dial, run a session until it ends, reporting when it is up.
+/// One attempt: dial, run a session until it ends, reporting when it is up. `Ok(None)` when
+/// the link was closed meanwhile (the session was ended with a close frame).
 async fn run_once(
     node: &Arc<Node>,
     url: &Url,
     state: &watch::Sender<LinkState>,
-) -> Result<SessionReport> {
-    let connection = dial(url).await?;
+    stopped: &mut watch::Receiver<bool>,
+) -> Result<Option<SessionReport>> {
+    let connection = tokio::select! {
+        connection = dial(url) => connection?,
+        _ = stopped.changed() => return Ok(None),
+    };
     let id = node.reserve_session();
     let mut events = node.events();
     let run = node.run_reserved(id, Role::Initiator, connection, SessionOptions::default());
     tokio::pin!(run);
     loop {
         tokio::select! {
-            report = &mut run => return Ok(report),
+            report = &mut run => return Ok(Some(report)),
             event = events.recv() => {
                 if let Ok(NodeEvent::Connected { session, peer: Some(peer), .. }) = event
                     && session == id
@@ -539,6 +567,12 @@ async fn run_once(
                         person: peer.person.clone(),
                     });
                 }
+            }
+            _ = stopped.changed() => {
+                // A close frame, then the socket closes; a peer that does not answer is cut off.
+                node.close_session(id);
+                let _ = tokio::time::timeout(Duration::from_secs(3), &mut run).await;
+                return Ok(None);
             }
         }
     }
