@@ -1,14 +1,24 @@
 //! `chum`: the command-line tool for chum stores and objects.
 //!
 //! Results go to stdout; messages and errors go to stderr, one line each. Exit codes: 0 success,
-//! 1 bad input or a failed operation, 2 bad usage.
+//! 1 bad input or a failed operation, 2 bad usage. Logs go to stderr through `tracing`
+//! (`RUST_LOG`). It never prompts: keys are stored unsealed unless `CHUM_PASSPHRASE` or
+//! `--passphrase-file` is given.
+
+mod api;
+mod store_commands;
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
+use chum::Instance;
 use chum_object::{Object, dagcbor, dagjson};
 use clap::{Parser, Subcommand};
+
+use crate::store_commands::{Sink, StoreCommand, Terminal, execute};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,6 +27,12 @@ use clap::{Parser, Subcommand};
     about = "Local-first, content-addressed sync: the chum command-line tool"
 )]
 struct Cli {
+    /// The store directory (before or after the command).
+    #[arg(long, global = true, env = "CHUM_STORE", value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// A file whose first line is the passphrase sealing the keys (or CHUM_PASSPHRASE).
+    #[arg(long, global = true, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +42,96 @@ enum Command {
     /// Work with single objects: hash, encode and decode (no store, no recipe checks).
     #[command(subcommand)]
     Object(ObjectCommand),
+    /// Create a store with a new person and instance, or join a person with an invitation.
+    Init {
+        /// An invitation (`chum invite` on an instance of the person, which must be serving).
+        #[arg(long, value_name = "INVITATION")]
+        join: Option<String>,
+        /// Where the inviting instance listens, when the invitation names no address.
+        #[arg(long, value_name = "URL")]
+        address: Option<String>,
+    },
+    /// Make an invitation for a new instance of this person (printed on the last line).
+    Invite {
+        /// How long it stays valid, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// How many distinct instances may use it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// The address to name (default: where `chum serve` listens for this store).
+        #[arg(long, value_name = "URL")]
+        address: Option<String>,
+    },
+    /// Print `person <id>` and `instance <id>` (and where a running server listens).
+    Whoami,
+    /// Store one DAG-JSON object; print its CID once durable (a versioned type: a new version).
+    Put {
+        /// DAG-JSON input (stdin when absent).
+        file: Option<PathBuf>,
+    },
+    /// Store newline-delimited DAG-JSON objects; print each CID as it becomes durable.
+    Import {
+        /// Newline-delimited DAG-JSON (stdin when absent).
+        file: Option<PathBuf>,
+    },
+    /// Print an object as DAG-JSON (an unknown CID exits non-zero).
+    Get {
+        /// The CID.
+        cid: String,
+    },
+    /// List the stored CIDs, one a line.
+    Ls {
+        /// Only objects of this `$type`.
+        #[arg(long = "type", value_name = "TYPE")]
+        type_name: Option<String>,
+    },
+    /// Print the ID hash of a versioned object.
+    Id {
+        /// DAG-JSON input (stdin when absent).
+        file: Option<PathBuf>,
+    },
+    /// Print the current merged state of a versioned object (by its ID hash) as DAG-JSON.
+    Show {
+        /// The ID hash.
+        id: String,
+    },
+    /// Delete a versioned object (a tombstone version); print the tombstone's CID.
+    Delete {
+        /// The ID hash.
+        id: String,
+    },
+    /// Serve the store in the foreground, syncing live with every peer that connects.
+    Serve {
+        /// Where to listen: ws://HOST:PORT or tcp://HOST:PORT (repeatable; port 0 = any).
+        #[arg(long, required = true, value_name = "URL")]
+        listen: Vec<String>,
+    },
+    /// Connect once, sync both ways, and exit 0 once both sides hold the same visible set.
+    Sync {
+        /// ws://HOST:PORT or tcp://HOST:PORT.
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Grant a person access to an object or an ID (prints the grant's CID).
+    Grant {
+        /// The CID or ID hash.
+        target: String,
+        /// The person, as `chum whoami` prints it.
+        #[arg(long, value_name = "PERSON")]
+        to: String,
+    },
+    /// Withdraw a grant (prints the revocation's CID).
+    Revoke {
+        /// The grant's CID.
+        grant: String,
+    },
+    /// Re-hash every stored object; exit non-zero listing corrupt CIDs.
+    Verify,
+    /// Counts: objects, shared, local, types, peers.
+    Stats,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,15 +186,15 @@ fn parse_json(file: &Option<PathBuf>) -> Result<chum_object::Value, String> {
     dagjson::from_slice(&input).map_err(|error| error.to_string())
 }
 
-fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
+fn run_object(command: ObjectCommand, out: &mut dyn Write) -> Result<(), String> {
     let write_error = |error: std::io::Error| format!("cannot write output: {error}");
-    match cli.command {
-        Command::Object(ObjectCommand::Hash { file }) => {
+    match command {
+        ObjectCommand::Hash { file } => {
             let value = parse_json(&file)?;
             let object = Object::from_value(&value).map_err(|error| error.to_string())?;
             writeln!(out, "{}", object.cid()).map_err(write_error)?;
         }
-        Command::Object(ObjectCommand::Encode { file, hex }) => {
+        ObjectCommand::Encode { file, hex } => {
             let value = parse_json(&file)?;
             let bytes = dagcbor::encode(&value).map_err(|error| error.to_string())?;
             if hex {
@@ -97,7 +203,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
                 out.write_all(&bytes).map_err(write_error)?;
             }
         }
-        Command::Object(ObjectCommand::Decode { file, hex }) => {
+        ObjectCommand::Decode { file, hex } => {
             let mut bytes = read_input(&file)?;
             if hex {
                 let text: String = String::from_utf8_lossy(&bytes).split_whitespace().collect();
@@ -111,18 +217,291 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), String> {
     out.flush().map_err(write_error)
 }
 
+fn passphrase(cli: &Cli) -> Result<Option<String>, String> {
+    if let Some(path) = &cli.passphrase_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
+    }
+    Ok(std::env::var("CHUM_PASSPHRASE")
+        .ok()
+        .filter(|p| !p.is_empty()))
+}
+
+fn store_dir(cli: &Cli) -> Result<PathBuf, String> {
+    cli.store
+        .clone()
+        .ok_or_else(|| "no store: give --store DIR or set CHUM_STORE".to_string())
+}
+
+/// Opens the instance of an initialized store; `Ok(None)` when another process holds it.
+async fn open(dir: &Path, passphrase: Option<&str>) -> Result<Option<Instance>, String> {
+    if !dir.join("chum.redb").exists() {
+        return Err(format!(
+            "{} is not a chum store: run `chum init --store {}`",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    let store = match chum_store_redb::RedbStore::open(dir.join("chum.redb")) {
+        Ok(store) => store,
+        Err(chum_store::Error::Locked(_)) => return Ok(None),
+        Err(error) => return Err(error.to_string()),
+    };
+    let store: Arc<dyn chum_store::Store> = Arc::new(store);
+    if chum::Identity::load(&*store, passphrase)
+        .await
+        .map_err(|error| error.to_string())?
+        .is_none()
+    {
+        return Err(format!(
+            "{} holds no identity: run `chum init --store {}`",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    let mut builder = Instance::builder().store(store);
+    if let Some(passphrase) = passphrase {
+        builder = builder.passphrase(passphrase);
+    }
+    builder
+        .open()
+        .await
+        .map(Some)
+        .map_err(|error| error.to_string())
+}
+
+/// Runs a store command here, or through the server holding the store.
+async fn run_store(cli: &Cli, command: StoreCommand, file: Option<PathBuf>) -> Result<u8, String> {
+    let dir = store_dir(cli)?;
+    let passphrase = passphrase(cli)?;
+    let input = if command.takes_input() {
+        Some(read_input(&file)?)
+    } else {
+        None
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match open(&dir, passphrase.as_deref()).await? {
+            Some(instance) => {
+                api::remove_stale(&dir);
+                let code = execute(&instance, command, input, &mut Terminal).await;
+                instance.close().await;
+                return Ok(code);
+            }
+            None => {
+                if let Some(code) = api::forward(&dir, &command, input.clone(), &mut Terminal).await
+                {
+                    return Ok(code);
+                }
+                // Held by a short command, or a server still starting: try again shortly.
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "{} is in use by another process that does not answer commands",
+                        dir.display()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn init(cli: &Cli, join: Option<String>, address: Option<String>) -> Result<u8, String> {
+    let dir = store_dir(cli)?;
+    let passphrase = passphrase(cli)?;
+    if dir.join("chum.redb").exists() {
+        return Err(format!("{} is already a chum store", dir.display()));
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    let store = chum_store_redb::RedbStore::open(dir.join("chum.redb"))
+        .map_err(|error| error.to_string())?;
+    let store: Arc<dyn chum_store::Store> = Arc::new(store);
+    let instance = match join {
+        None => {
+            let mut builder = Instance::builder().store(store);
+            if let Some(passphrase) = &passphrase {
+                builder = builder.passphrase(passphrase.as_str());
+            }
+            builder.open().await.map_err(|error| error.to_string())?
+        }
+        Some(text) => {
+            let invitation =
+                chum::Invitation::from_text(&text).map_err(|error| error.to_string())?;
+            match Instance::join(store, invitation, address.as_deref(), passphrase.as_deref()).await
+            {
+                Ok(instance) => instance,
+                Err(error) => {
+                    // Leave nothing behind that makes the next `init` fail.
+                    let _ = std::fs::remove_file(dir.join("chum.redb"));
+                    return Err(error.to_string());
+                }
+            }
+        }
+    };
+    let code = execute(&instance, StoreCommand::Whoami, None, &mut Terminal).await;
+    instance.close().await;
+    Ok(code)
+}
+
+async fn serve(cli: &Cli, listen: Vec<String>) -> Result<u8, String> {
+    let dir = store_dir(cli)?;
+    let passphrase = passphrase(cli)?;
+    let Some(instance) = open(&dir, passphrase.as_deref()).await? else {
+        return Err(format!(
+            "{} is already being served by another process",
+            dir.display()
+        ));
+    };
+    api::remove_stale(&dir);
+    let mut listeners = Vec::new();
+    for url in &listen {
+        let listener = instance
+            .listen(url)
+            .await
+            .map_err(|error| error.to_string())?;
+        Terminal.out(format!("{}\n", listener.url()).as_bytes());
+        listeners.push(listener);
+    }
+    let _api = api::serve(instance.clone(), &dir)
+        .await
+        .map_err(|error| format!("cannot start the command API: {error}"))?;
+    eprintln!(
+        "chum: serving {} as instance {} of person {}; stop with Ctrl-C",
+        dir.display(),
+        chum_access::keys::instance_text(&instance.instance_id()),
+        instance.person()
+    );
+    let mut events = instance.events();
+    let log = async {
+        while let Some(event) = events.next().await {
+            match event {
+                chum::Event::PeerConnected { remote, person, .. } => tracing::info!(
+                    %remote,
+                    person = person.map(|p| p.to_string()).unwrap_or_default(),
+                    "peer connected"
+                ),
+                chum::Event::PeerDisconnected { reason, .. } => {
+                    tracing::info!(%reason, "peer disconnected");
+                }
+                _ => {}
+            }
+        }
+    };
+    let stop = async {
+        #[cfg(unix)]
+        {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async {
+                    match terminate.as_mut() {
+                        Some(signal) => { signal.recv().await; }
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    };
+    tokio::select! {
+        () = log => {}
+        () = stop => {}
+    }
+    eprintln!("chum: stopping");
+    drop(_api);
+    for listener in &listeners {
+        listener.close();
+    }
+    instance.close().await;
+    Ok(0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match run(cli, &mut out) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            // A closed stdout (e.g. `| head`) is not worth a message.
-            if !message.contains("Broken pipe") {
-                let _ = writeln!(std::io::stderr(), "chum: error: {message}");
-            }
-            ExitCode::FAILURE
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let report = |message: String| {
+        // A closed stdout (e.g. `| head`) is not worth a message.
+        if !message.contains("Broken pipe") {
+            let _ = writeln!(std::io::stderr(), "chum: error: {message}");
         }
+        ExitCode::FAILURE
+    };
+    if let Command::Object(command) = cli.command {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        return match run_object(command, &mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => report(message),
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return report(format!("cannot start the runtime: {error}")),
+    };
+    let result = runtime.block_on(async {
+        let (command, file) = match &cli.command {
+            Command::Object(_) => return Ok(0),
+            Command::Init { join, address } => {
+                return init(&cli, join.clone(), address.clone()).await;
+            }
+            Command::Serve { listen } => return serve(&cli, listen.clone()).await,
+            Command::Invite { ttl, uses, address } => (
+                StoreCommand::Invite {
+                    ttl_s: *ttl,
+                    uses: *uses,
+                    address: address.clone(),
+                },
+                None,
+            ),
+            Command::Whoami => (StoreCommand::Whoami, None),
+            Command::Put { file } => (StoreCommand::Put, file.clone()),
+            Command::Import { file } => (StoreCommand::Import, file.clone()),
+            Command::Get { cid } => (StoreCommand::Get(cid.clone()), None),
+            Command::Ls { type_name } => (StoreCommand::Ls(type_name.clone()), None),
+            Command::Id { file } => (StoreCommand::Id, file.clone()),
+            Command::Show { id } => (StoreCommand::Show(id.clone()), None),
+            Command::Delete { id } => (StoreCommand::Delete(id.clone()), None),
+            Command::Sync { url, timeout } => (
+                StoreCommand::Sync {
+                    url: url.clone(),
+                    timeout_s: *timeout,
+                },
+                None,
+            ),
+            Command::Grant { target, to } => (
+                StoreCommand::Grant {
+                    target: target.clone(),
+                    to: to.clone(),
+                },
+                None,
+            ),
+            Command::Revoke { grant } => (StoreCommand::Revoke(grant.clone()), None),
+            Command::Verify => (StoreCommand::Verify, None),
+            Command::Stats => (StoreCommand::Stats, None),
+        };
+        run_store(&cli, command, file).await
+    });
+    // Sessions may still be winding down; do not wait for them.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
+        Err(message) => report(message),
     }
 }

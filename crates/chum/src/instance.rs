@@ -461,6 +461,49 @@ impl Instance {
         })
     }
 
+    /// Stores many unversioned objects (each exactly as given) in one commit per scope; a
+    /// versioned one among them is refused (use [`Instance::put`] for those).
+    pub async fn put_many(&self, values: &[Value]) -> Result<Vec<Written>> {
+        let mut shared = Vec::new();
+        let mut local = Vec::new();
+        for value in values {
+            let recipe = value.type_name().and_then(|name| self.recipe(name));
+            if let Some(recipe) = &recipe {
+                if recipe.is_versioned() {
+                    return Err(Error::Invalid(format!(
+                        "{} is versioned: store it with put",
+                        recipe.name
+                    )));
+                }
+                recipe
+                    .validate(value)
+                    .map_err(|error| Error::Invalid(error.to_string()))?;
+            }
+            let object =
+                Object::from_value(value).map_err(|error| Error::Decode(error.to_string()))?;
+            let entry = (object.cid().clone(), object.into_bytes());
+            match &recipe {
+                Some(recipe) if recipe.strategy == Strategy::InstanceLocal => local.push(entry),
+                _ => shared.push(entry),
+            }
+        }
+        let mut written = Vec::with_capacity(values.len());
+        for (objects, scope) in [(shared, Scope::Shared), (local, Scope::Local)] {
+            if objects.is_empty() {
+                continue;
+            }
+            let cids: Vec<Cid> = objects.iter().map(|(cid, _)| cid.clone()).collect();
+            let changed = self.write(objects, scope).await?;
+            written.extend(cids.into_iter().zip(changed).map(|(cid, new)| Written {
+                cid,
+                id: None,
+                new,
+                instance: self.clone(),
+            }));
+        }
+        Ok(written)
+    }
+
     /// Stores an append-only entry (e.g. a Message), adding its `clock` (this instance's
     /// hybrid logical clock) and `author` (this instance) when its recipe has those fields and
     /// they are absent — so collections order it.

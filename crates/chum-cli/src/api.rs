@@ -1,0 +1,220 @@
+//! How commands reach a store that a running `chum serve` holds open: the server listens on a
+//! loopback port and writes `api` (the port and a random token, readable only by the owner)
+//! into the store directory; a command that finds the store locked sends its command there
+//! and relays what comes back. A server killed with SIGKILL leaves a stale `api` file, which
+//! the next command ignores (the store's lock died with the process) and removes.
+//!
+//! Frames: a 4-byte big-endian length and a DAG-CBOR map. Request: `{"token": <32 bytes>,
+//! "command": [<words>], "input": <bytes, optional>}`. Replies, in order: any number of
+//! `{"out": <bytes>}` and `{"err": <text>}`, then `{"exit": <code>}`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chum::Instance;
+use chum_object::{Limits, Map, Value, dagcbor};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::store_commands::{Sink, StoreCommand, execute};
+
+/// Largest request or reply frame.
+const MAX_FRAME: usize = 128 << 20;
+
+fn api_path(dir: &Path) -> PathBuf {
+    dir.join("api")
+}
+
+async fn write_frame(stream: &mut TcpStream, map: Map) -> std::io::Result<()> {
+    let bytes = dagcbor::encode(&Value::Map(map))
+        .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string()))?;
+    let length = u32::try_from(bytes.len())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "frame too large"))?;
+    stream.write_all(&length.to_be_bytes()).await?;
+    stream.write_all(&bytes).await?;
+    stream.flush().await
+}
+
+async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Map> {
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).await?;
+    let length = u32::from_be_bytes(length) as usize;
+    if length > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
+    }
+    let mut bytes = vec![0u8; length];
+    stream.read_exact(&mut bytes).await?;
+    let limits = Limits {
+        max_size: MAX_FRAME,
+        ..Limits::default()
+    };
+    match dagcbor::decode_with_limits(&bytes, &limits) {
+        Ok(Value::Map(map)) => Ok(map),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not an API frame",
+        )),
+    }
+}
+
+/// The server side: started by `chum serve` once it holds the store.
+pub struct ApiServer {
+    path: PathBuf,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Listens for commands for `instance` and writes the `api` file into `dir`.
+pub async fn serve(instance: Instance, dir: &Path) -> std::io::Result<ApiServer> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let token = chum_access::keys::random_bytes::<32>()
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    let path = api_path(dir);
+    let temporary = dir.join("api.tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&temporary)?;
+        use std::io::Write;
+        writeln!(file, "{address} {}", hex::encode(token))?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, &path)?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let instance = instance.clone();
+            tokio::spawn(async move {
+                let _ = handle(instance, stream, token).await;
+            });
+        }
+    });
+    Ok(ApiServer { path })
+}
+
+/// Sends output chunks to the client as they come.
+struct Relay(mpsc::UnboundedSender<Map>);
+
+impl Sink for Relay {
+    fn out(&mut self, bytes: &[u8]) {
+        let mut map = Map::new();
+        map.insert("out", bytes.to_vec());
+        let _ = self.0.send(map);
+    }
+    fn err(&mut self, text: &str) {
+        let mut map = Map::new();
+        map.insert("err", text);
+        let _ = self.0.send(map);
+    }
+}
+
+async fn handle(instance: Instance, mut stream: TcpStream, token: [u8; 32]) -> std::io::Result<()> {
+    let request = tokio::time::timeout(Duration::from_secs(30), read_frame(&mut stream))
+        .await
+        .map_err(|_| std::io::Error::other("no request"))??;
+    if request.get("token") != Some(&Value::Bytes(token.to_vec())) {
+        return Ok(()); // not ours: say nothing
+    }
+    let words: Vec<String> = request
+        .get("command")
+        .and_then(Value::as_list)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_text)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let input = match request.get("input") {
+        Some(Value::Bytes(bytes)) => Some(bytes.clone()),
+        _ => None,
+    };
+    let (sender, mut replies) = mpsc::unbounded_channel();
+    let run = async move {
+        let mut relay = Relay(sender);
+        match StoreCommand::from_words(&words) {
+            Some(command) => execute(&instance, command, input, &mut relay).await,
+            None => {
+                relay.err("chum: error: the server does not know this command");
+                2
+            }
+        }
+    };
+    let run = tokio::spawn(run);
+    while let Some(reply) = replies.recv().await {
+        write_frame(&mut stream, reply).await?;
+    }
+    let code = run.await.unwrap_or(1);
+    let mut done = Map::new();
+    done.insert("exit", u64::from(code));
+    write_frame(&mut stream, done).await
+}
+
+/// The client side: forwards `command` to the server holding `dir`, relaying its output.
+/// `None` when no server answers there (no `api` file, or a stale one).
+pub async fn forward(
+    dir: &Path,
+    command: &StoreCommand,
+    input: Option<Vec<u8>>,
+    sink: &mut dyn Sink,
+) -> Option<u8> {
+    let text = std::fs::read_to_string(api_path(dir)).ok()?;
+    let (address, token) = text.trim().split_once(' ')?;
+    let token = hex::decode(token).ok()?;
+    let mut stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(address))
+        .await
+        .ok()?
+        .ok()?;
+    let mut request = Map::new();
+    request.insert("token", token);
+    request.insert(
+        "command",
+        command
+            .to_words()
+            .into_iter()
+            .map(|word| Value::Text(word.into()))
+            .collect::<Vec<_>>(),
+    );
+    if let Some(input) = input {
+        request.insert("input", input);
+    }
+    write_frame(&mut stream, request).await.ok()?;
+    loop {
+        let Ok(reply) = read_frame(&mut stream).await else {
+            sink.err("chum: error: the server closed the connection before the command finished");
+            return Some(1);
+        };
+        if let Some(Value::Bytes(bytes)) = reply.get("out") {
+            sink.out(bytes);
+        } else if let Some(text) = reply.get("err").and_then(Value::as_text) {
+            sink.err(text);
+        } else if let Some(code) = reply.get("exit").and_then(Value::as_int) {
+            return Some(
+                code.to_u64()
+                    .and_then(|c| u8::try_from(c).ok())
+                    .unwrap_or(1),
+            );
+        }
+    }
+}
+
+/// Removes a stale `api` file (its server is gone: the store was not locked).
+pub fn remove_stale(dir: &Path) {
+    let _ = std::fs::remove_file(api_path(dir));
+}
