@@ -26,8 +26,19 @@ fn api_path(dir: &Path) -> PathBuf {
     dir.join("api")
 }
 
+fn frame_limits() -> Limits {
+    Limits {
+        max_size: MAX_FRAME,
+        ..Limits::default()
+    }
+}
+
+/// Output is relayed in chunks of at most this many bytes.
+const CHUNK: usize = 256 << 10;
+
 async fn write_frame(stream: &mut TcpStream, map: Map) -> std::io::Result<()> {
-    let bytes = dagcbor::encode(&Value::Map(map))
+    let mut bytes = Vec::new();
+    dagcbor::encode_into(&Value::Map(map), &frame_limits(), &mut bytes)
         .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error.to_string()))?;
     let length = u32::try_from(bytes.len())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "frame too large"))?;
@@ -48,11 +59,7 @@ async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Map> {
     }
     let mut bytes = vec![0u8; length];
     stream.read_exact(&mut bytes).await?;
-    let limits = Limits {
-        max_size: MAX_FRAME,
-        ..Limits::default()
-    };
-    match dagcbor::decode_with_limits(&bytes, &limits) {
+    match dagcbor::decode_with_limits(&bytes, &frame_limits()) {
         Ok(Value::Map(map)) => Ok(map),
         _ => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -113,9 +120,11 @@ struct Relay(mpsc::UnboundedSender<Map>);
 
 impl Sink for Relay {
     fn out(&mut self, bytes: &[u8]) {
-        let mut map = Map::new();
-        map.insert("out", bytes.to_vec());
-        let _ = self.0.send(map);
+        for chunk in bytes.chunks(CHUNK) {
+            let mut map = Map::new();
+            map.insert("out", chunk.to_vec());
+            let _ = self.0.send(map);
+        }
     }
     fn err(&mut self, text: &str) {
         let mut map = Map::new();

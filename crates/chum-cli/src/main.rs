@@ -245,7 +245,10 @@ async fn open(dir: &Path, passphrase: Option<&str>) -> Result<Option<Instance>, 
     }
     let store = match chum_store_redb::RedbStore::open(dir.join("chum.redb")) {
         Ok(store) => store,
-        Err(chum_store::Error::Locked(_)) => return Ok(None),
+        Err(chum_store::Error::Locked(reason)) => {
+            tracing::debug!(%reason, "the store is locked");
+            return Ok(None);
+        }
         Err(error) => return Err(error.to_string()),
     };
     let store: Arc<dyn chum_store::Store> = Arc::new(store);

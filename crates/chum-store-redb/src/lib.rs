@@ -143,7 +143,7 @@ fn open_guarded(
 fn database_error(error: redb::DatabaseError, path: &str) -> Error {
     match error {
         redb::DatabaseError::DatabaseAlreadyOpen | redb::DatabaseError::LockProtocolMismatch => {
-            Error::Locked(format!("{path} is open elsewhere"))
+            Error::Locked(format!("{path} is open elsewhere ({error:?})"))
         }
         redb::DatabaseError::UpgradeRequired(v) => {
             Error::Damaged(format!("{path}: redb file format {v} needs an upgrade"))

@@ -1,0 +1,359 @@
+//! The store commands as real processes on 127.0.0.1 ports: init and pairing, put/get/ls,
+//! versioned objects, serve + sync, a server killed mid-sync, another person, garbage.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn chum(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chum"))
+        .args(args)
+        .env_remove("CHUM_STORE")
+        .env_remove("CHUM_PASSPHRASE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(args: &[&str], stdin: &[u8]) -> String {
+    let output = chum(args, stdin);
+    assert!(
+        output.status.success(),
+        "chum {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("chum-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn store(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `chum serve`, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(store: &str, listen: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chum"))
+            .args(["serve", "--store", store, "--listen", listen])
+            .env_remove("CHUM_STORE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("ws://") || line.starts_with("tcp://"),
+            "{line:?}"
+        );
+        Server {
+            child,
+            url: line.trim().to_owned(),
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn messages(from: &str, range: std::ops::Range<usize>) -> Vec<u8> {
+    let mut out = String::new();
+    for i in range {
+        out.push_str(&format!(
+            "{{\"$type\":\"Message\",\"text\":\"message {i} from {from}\"}}\n"
+        ));
+    }
+    out.into_bytes()
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn put_get_ls_and_versioned_objects_on_one_store() {
+    let dir = TempDir::new("one");
+    let store = dir.store("a");
+    let whoami = ok(&["init", "--store", &store], b"");
+    assert!(
+        whoami.starts_with("person b") && whoami.contains("\ninstance b"),
+        "{whoami}"
+    );
+    assert!(
+        !chum(&["init", "--store", &store], b"").status.success(),
+        "init twice"
+    );
+    // --store after the command, or in CHUM_STORE.
+    let message = br#"{"$type":"Message","text":"hello"}"#;
+    let cid = ok(&["put", "--store", &store], message);
+    assert_eq!(
+        cid,
+        ok(&["object", "hash"], message),
+        "stored exactly as given"
+    );
+    let via_env = Command::new(env!("CARGO_BIN_EXE_chum"))
+        .args(["get", cid.trim()])
+        .env("CHUM_STORE", &store)
+        .output()
+        .unwrap();
+    assert!(via_env.status.success());
+    assert_eq!(
+        String::from_utf8(via_env.stdout).unwrap().trim(),
+        r#"{"$type":"Message","text":"hello"}"#
+    );
+    assert!(ok(&["--store", &store, "ls"], b"").contains(cid.trim()));
+    assert_eq!(
+        ok(&["--store", &store, "ls", "--type", "Message"], b""),
+        cid
+    );
+    // An unknown CID and a malformed one exit non-zero with a message.
+    let unknown = chum(
+        &[
+            "get",
+            "bafyr4ihhu7ye7ffavepke4we236iykkruow542gksayxfz6ic2c7fwcthq",
+            "--store",
+            &store,
+        ],
+        b"",
+    );
+    assert!(!unknown.status.success() && unknown.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not found"));
+    assert!(
+        !chum(&["get", "nonsense", "--store", &store], b"")
+            .status
+            .success()
+    );
+    // Versioned: put makes versions, show gives the merged object, delete tombstones it.
+    let contact = br#"{"$type":"Contact","email":"ann@example.org","name":"Ann"}"#;
+    ok(&["put", "--store", &store], contact);
+    ok(
+        &["put", "--store", &store],
+        br#"{"$type":"Contact","email":"ann@example.org","phone":"555"}"#,
+    );
+    let id = ok(
+        &["id", "--store", &store],
+        br#"{"$type":"Contact","email":"ann@example.org"}"#,
+    );
+    let shown = ok(&["show", id.trim(), "--store", &store], b"");
+    assert_eq!(
+        shown.trim(),
+        r#"{"$type":"Contact","email":"ann@example.org","name":"Ann","phone":"555"}"#
+    );
+    ok(&["delete", id.trim(), "--store", &store], b"");
+    assert!(
+        !chum(&["show", id.trim(), "--store", &store], b"")
+            .status
+            .success()
+    );
+    // import: one CID a line; bad lines are named.
+    let imported = ok(&["import", "--store", &store], &messages("import", 0..50));
+    assert_eq!(imported.lines().count(), 50);
+    let bad = chum(
+        &["import", "--store", &store],
+        b"{\"$type\":\"Message\",\"text\":\"ok\"}\n{nope\n",
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("line 2"));
+    assert!(ok(&["verify", "--store", &store], b"").is_empty());
+    // A store that does not exist is a clear error, not a new store.
+    let missing = chum(&["ls", "--store", &dir.store("missing")], b"");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("chum init"));
+}
+
+#[test]
+fn serve_and_sync_pair_and_converge_while_commands_keep_working() {
+    let dir = TempDir::new("pair");
+    let (main, laptop) = (dir.store("main"), dir.store("laptop"));
+    ok(&["init", "--store", &main], b"");
+    ok(&["import", "--store", &main], &messages("main", 0..300));
+    let server = Server::start(&main, "ws://127.0.0.1:0");
+    // The server holds the store; other commands go through it.
+    let during = ok(
+        &["put", "--store", &main],
+        br#"{"$type":"Message","text":"during serve"}"#,
+    );
+    assert!(ok(&["ls", "--store", &main], b"").contains(during.trim()));
+    let whoami = ok(&["whoami", "--store", &main], b"");
+    assert!(
+        whoami.contains(&format!("listening {}", server.url)),
+        "{whoami}"
+    );
+    let invitation = ok(&["invite", "--store", &main], b"");
+    let invitation = invitation.lines().last().unwrap();
+    let joined = ok(&["init", "--store", &laptop, "--join", invitation], b"");
+    assert_eq!(joined.lines().next(), whoami.lines().next(), "same person");
+    ok(&["import", "--store", &laptop], &messages("laptop", 0..200));
+    ok(&["sync", &server.url, "--store", &laptop], b"");
+    assert_eq!(
+        lines(&ok(&["ls", "--store", &main], b"")),
+        lines(&ok(&["ls", "--store", &laptop], b""))
+    );
+    // The invitation was for one instance.
+    let other = chum(
+        &["init", "--store", &dir.store("thief"), "--join", invitation],
+        b"",
+    );
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("already used"));
+    assert!(!Path::new(&dir.store("thief")).join("chum.redb").exists());
+    drop(server);
+}
+
+#[test]
+fn a_server_killed_mid_sync_restarts_and_the_union_completes() {
+    let dir = TempDir::new("kill");
+    let (main, laptop) = (dir.store("main"), dir.store("laptop"));
+    ok(&["init", "--store", &main], b"");
+    ok(&["import", "--store", &main], &messages("main", 0..20_000));
+    let server = Server::start(&main, "tcp://127.0.0.1:0");
+    let url = server.url.clone();
+    let invitation = ok(&["invite", "--store", &main], b"");
+    ok(
+        &[
+            "init",
+            "--store",
+            &laptop,
+            "--join",
+            invitation.lines().last().unwrap(),
+        ],
+        b"",
+    );
+    ok(
+        &["import", "--store", &laptop],
+        &messages("laptop", 0..5_000),
+    );
+    // Sync, and kill the server with SIGKILL while it runs.
+    let mut sync = Command::new(env!("CARGO_BIN_EXE_chum"))
+        .args(["sync", &url, "--store", &laptop])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    server.kill();
+    let started = Instant::now();
+    let status = sync.wait().unwrap();
+    // The sync ended by then or fails within seconds; either way it does not hang.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let _ = status;
+    // Nothing the killed server left stops the next command, nor a new server on its port.
+    ok(&["ls", "--store", &main], b"");
+    let port = url.rsplit(':').next().unwrap();
+    let server = Server::start(&main, &format!("tcp://127.0.0.1:{port}"));
+    assert_eq!(server.url, url, "the same port binds at once");
+    ok(&["sync", &url, "--store", &laptop], b"");
+    let union = lines(&ok(&["ls", "--store", &main], b""));
+    assert_eq!(union, lines(&ok(&["ls", "--store", &laptop], b"")));
+    assert!(union.len() >= 25_000, "{}", union.len());
+    drop(server);
+    for store in [&main, &laptop] {
+        let verify = chum(&["verify", "--store", store], b"");
+        assert!(verify.status.success() && verify.stdout.is_empty());
+    }
+}
+
+#[test]
+fn another_person_gets_only_what_is_granted_and_garbage_does_not_hurt() {
+    let dir = TempDir::new("grant");
+    let (main, stranger) = (dir.store("main"), dir.store("stranger"));
+    ok(&["init", "--store", &main], b"");
+    let private = ok(&["import", "--store", &main], &messages("main", 0..100));
+    let conversation = ok(
+        &["put", "--store", &main],
+        br#"{"$type":"Conversation","id":"shared","title":"hi"}"#,
+    );
+    let chat = ok(
+        &["id", "--store", &main],
+        br#"{"$type":"Conversation","id":"shared"}"#,
+    );
+    let entry = format!(
+        r#"{{"$type":"Message","text":"for the stranger","conversation":{{"/":"{}"}}}}"#,
+        chat.trim()
+    );
+    let entry = ok(&["put", "--store", &main], entry.as_bytes());
+    let server = Server::start(&main, "ws://127.0.0.1:0");
+    ok(&["init", "--store", &stranger], b"");
+    let person = ok(&["whoami", "--store", &stranger], b"");
+    let person = person.lines().next().unwrap().trim_start_matches("person ");
+
+    // Garbage on the server's port: it stays up.
+    let address = server.url.trim_start_matches("ws://");
+    for garbage in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0xff; 4096][..], b""] {
+        if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+            let _ = stream.write_all(garbage);
+        }
+    }
+
+    // Without a grant: nothing of main's data.
+    ok(&["sync", &server.url, "--store", &stranger], b"");
+    let held = ok(&["ls", "--store", &stranger], b"");
+    for cid in private.lines().chain([entry.trim(), conversation.trim()]) {
+        assert!(
+            !held.contains(cid),
+            "{cid} reached a person without a grant"
+        );
+    }
+    // With a grant on the conversation: the conversation and its entry, still nothing private.
+    let grant = ok(
+        &["grant", chat.trim(), "--to", person, "--store", &main],
+        b"",
+    );
+    ok(&["sync", &server.url, "--store", &stranger], b"");
+    let held = ok(&["ls", "--store", &stranger], b"");
+    assert!(held.contains(entry.trim()) && held.contains(grant.trim()));
+    assert!(held.contains(conversation.trim()));
+    for cid in private.lines() {
+        assert!(!held.contains(cid), "a private object reached the grantee");
+    }
+    let shown = ok(&["show", chat.trim(), "--store", &stranger], b"");
+    assert!(shown.contains("\"title\":\"hi\""), "{shown}");
+    // Revoked: a new entry does not arrive.
+    ok(&["revoke", grant.trim(), "--store", &main], b"");
+    let later = format!(
+        r#"{{"$type":"Message","text":"after revoking","conversation":{{"/":"{}"}}}}"#,
+        chat.trim()
+    );
+    let later = ok(&["put", "--store", &main], later.as_bytes());
+    ok(&["sync", &server.url, "--store", &stranger], b"");
+    assert!(!ok(&["ls", "--store", &stranger], b"").contains(later.trim()));
+    drop(server);
+}
