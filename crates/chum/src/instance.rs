@@ -34,8 +34,12 @@ pub struct Builder {
     identity: Option<Identity>,
     passphrase: Option<String>,
     recipes: Vec<Recipe>,
+    upgrades: Vec<(String, u64, Upgrade)>,
     event_capacity: usize,
 }
+
+/// Turns an object written under an older recipe version into the current shape.
+pub type Upgrade = Arc<dyn Fn(Value) -> std::result::Result<Value, String> + Send + Sync>;
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,6 +87,21 @@ impl Builder {
         self
     }
 
+    /// Registers an upgrade for objects of `type_name` written under recipe version
+    /// `from_version`: [`Instance::read`] and [`Instance::state`] pass an object that does not
+    /// satisfy the current recipe through the upgrades (oldest first) until it does. Stored
+    /// bytes never change (they are content-addressed); upgrades shape what the app reads.
+    pub fn upgrade(
+        mut self,
+        type_name: impl Into<String>,
+        from_version: u64,
+        upgrade: impl Fn(Value) -> std::result::Result<Value, String> + Send + Sync + 'static,
+    ) -> Builder {
+        self.upgrades
+            .push((type_name.into(), from_version, Arc::new(upgrade)));
+        self
+    }
+
     /// Events each subscriber may fall behind by before it gets [`Event::Lagged`].
     pub fn event_capacity(mut self, capacity: usize) -> Builder {
         self.event_capacity = capacity.max(16);
@@ -125,7 +144,15 @@ impl Builder {
                 }
             },
         };
-        Instance::start(store, identity, self.recipes, self.event_capacity).await
+        let instance = Instance::start(store, identity, self.recipes, self.event_capacity).await?;
+        let mut upgrades = self.upgrades;
+        upgrades.sort_by_key(|(_, from, _)| *from);
+        if let Ok(mut table) = instance.inner.upgrades.write() {
+            for (type_name, _, upgrade) in upgrades {
+                table.entry(type_name).or_default().push(upgrade);
+            }
+        }
+        Ok(instance)
     }
 }
 
@@ -164,6 +191,7 @@ pub(crate) struct Inner {
     clock: Mutex<Clock>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) held: Mutex<Held>,
+    upgrades: RwLock<BTreeMap<String, Vec<Upgrade>>>,
     #[cfg(feature = "native")]
     pub(crate) net: crate::net::Net,
 }
@@ -254,6 +282,7 @@ impl Instance {
             identity: None,
             passphrase: None,
             recipes: Vec::new(),
+            upgrades: Vec::new(),
             event_capacity: DEFAULT_EVENT_CAPACITY,
         }
     }
@@ -326,6 +355,7 @@ impl Instance {
             clock: Mutex::new(clock),
             events: broadcast::channel(event_capacity).0,
             held: Mutex::new(Held::default()),
+            upgrades: RwLock::new(BTreeMap::new()),
             #[cfg(feature = "native")]
             net,
         });
@@ -708,6 +738,52 @@ impl Instance {
         decode(&self.inner.store.get(cid).await?)
     }
 
+    /// The object stored under `cid`, upgraded to its type's current recipe when it was
+    /// written under an older one (see [`Builder::upgrade`]).
+    pub async fn read(&self, cid: &Cid) -> Result<Value> {
+        let value = self.get(cid).await?;
+        self.upgraded(value)
+    }
+
+    /// Passes `value` through its type's upgrades until it satisfies the current recipe.
+    fn upgraded(&self, mut value: Value) -> Result<Value> {
+        let Some(type_name) = value.type_name().map(str::to_owned) else {
+            return Ok(value);
+        };
+        let Some(recipe) = self.recipe(&type_name) else {
+            return Ok(value);
+        };
+        let fits = |value: &Value| {
+            if recipe.is_versioned() {
+                // A merged state: check each field's kind (optional fields may be absent).
+                value.as_map().is_some_and(|map| {
+                    map.iter().all(|(key, field)| {
+                        key == "$type" || recipe.validate_field(key, field).is_ok()
+                    })
+                })
+            } else {
+                recipe.validate(value).is_ok()
+            }
+        };
+        if fits(&value) {
+            return Ok(value);
+        }
+        let upgrades = self
+            .inner
+            .upgrades
+            .read()
+            .map(|table| table.get(&type_name).cloned().unwrap_or_default())
+            .unwrap_or_default();
+        for upgrade in &upgrades {
+            value = upgrade(value)
+                .map_err(|reason| Error::Invalid(format!("upgrading a {type_name}: {reason}")))?;
+            if fits(&value) {
+                return Ok(value);
+            }
+        }
+        Ok(value)
+    }
+
     /// Whether an object is stored here.
     pub async fn has(&self, cid: &Cid) -> Result<bool> {
         Ok(self.inner.store.has(cid).await?)
@@ -727,7 +803,7 @@ impl Instance {
         for (key, value) in state.fields.iter() {
             map.insert(key, value.clone());
         }
-        Ok(Some(Value::Map(map)))
+        self.upgraded(Value::Map(map)).map(Some)
     }
 
     /// The CIDs of every stored object of a type, in CID order.

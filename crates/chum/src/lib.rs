@@ -73,7 +73,7 @@ mod net;
 
 pub use crate::error::{Error, Result};
 pub use crate::events::{Event, Events, Origin};
-pub use crate::instance::{Builder, DEFAULT_EVENT_CAPACITY, Instance, Written};
+pub use crate::instance::{Builder, DEFAULT_EVENT_CAPACITY, Instance, Upgrade, Written};
 #[cfg(feature = "native")]
 pub use crate::net::{Link, LinkState, Listener};
 pub use chum_access::{Identity, InstanceId, Invitation, PersonId};
