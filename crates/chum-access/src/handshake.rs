@@ -238,6 +238,12 @@ pub async fn admit(
             })
         }
         Presented::Join { instance, secret } => {
+            if is_revoked(store, identity.person_public(), &instance).await? {
+                return Err(AccessError::Invitation(format!(
+                    "instance {} is revoked",
+                    keys::instance_text(&instance)
+                )));
+            }
             let certificate = invite::redeem(store, identity, &secret, instance, now_ms).await?;
             Ok(Peer {
                 person: identity.person(),

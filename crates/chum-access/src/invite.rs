@@ -116,7 +116,10 @@ impl Invitation {
     /// and name the invitation's person.
     pub fn check_inviter(&self, payload: &[u8], remote_static: &[u8; 32]) -> Result<Peer> {
         match read_payload(payload, remote_static)? {
-            Presented::Member(certificate) if *certificate.person_key() == self.person_key => {
+            Presented::Member(certificate)
+                if *certificate.person_key() == self.person_key
+                    && certificate.instance() == self.inviter =>
+            {
                 Ok(Peer {
                     person: certificate.person(),
                     person_key: self.person_key,
@@ -127,7 +130,7 @@ impl Invitation {
                 })
             }
             Presented::Member(_) => Err(AccessError::Invitation(
-                "the peer is not an instance of the inviting person".into(),
+                "the peer is not the inviting instance".into(),
             )),
             Presented::Join { .. } => Err(AccessError::Invitation(
                 "the peer is itself joining, not inviting".into(),
@@ -208,6 +211,14 @@ pub async fn redeem(
         .as_map()
         .cloned()
         .ok_or_else(|| refused("damaged invitation record"))?;
+    let expires = record
+        .get("expires")
+        .and_then(Value::as_int)
+        .and_then(|int| int.to_u64())
+        .unwrap_or(0);
+    if now_ms > expires {
+        return Err(refused("the invitation has expired"));
+    }
     let mut issued: Vec<Value> = record
         .get("issued")
         .and_then(Value::as_list)
@@ -233,14 +244,7 @@ pub async fn redeem(
             "the invitation was already used by as many instances as it allows"
         }));
     }
-    let expires = record
-        .get("expires")
-        .and_then(Value::as_int)
-        .and_then(|int| int.to_u64())
-        .unwrap_or(0);
-    if now_ms > expires {
-        return Err(refused("the invitation has expired"));
-    }
+
     let certificate = identity.certify(joiner, now_ms)?;
     issued.push(Value::Bytes(certificate.object().bytes().to_vec()));
     record.insert("issued", issued);

@@ -16,6 +16,8 @@ use crate::visibility::{Coverage, Policy, VisibleSet};
 
 /// Objects from a peer of another person that wait, per session, for a covering grant.
 pub const MAX_QUARANTINE: usize = 100_000;
+/// Bytes of such objects held per session.
+pub const MAX_QUARANTINE_BYTES: usize = 64 << 20;
 
 /// A peer admitted to a session.
 #[derive(Debug)]
@@ -63,17 +65,26 @@ pub async fn admit_peer(
     let access = if peer.same_person {
         PeerAccess::Full
     } else {
+        let view = VisibleSet::compute(
+            store,
+            policy.clone(),
+            *identity.person_public(),
+            peer.person.clone(),
+        )
+        .await?;
+        let granted = view.targets().clone();
         PeerAccess::Granted(Box::new(Granted {
-            view: VisibleSet::compute(
+            view,
+            coverage: Coverage::new(
                 store,
                 policy.clone(),
-                *identity.person_public(),
-                peer.person.clone(),
+                identity.person(),
+                peer.person_key,
+                granted,
             )
             .await?,
-            coverage: Coverage::new(store, policy.clone(), identity.person(), peer.person_key)
-                .await?,
             quarantine: Vec::new(),
+            quarantine_bytes: 0,
         }))
     };
     Ok(Admission {
@@ -97,9 +108,11 @@ pub enum PeerAccess {
 pub struct Granted {
     view: VisibleSet,
     coverage: Coverage,
-    /// Objects received but not (yet) covered: stored instance-local (never offered to
-    /// anyone), promoted to shared when a grant or a referrer covering them arrives.
-    quarantine: Vec<Cid>,
+    /// Objects received but not (yet) covered: held in memory only — never stored, indexed
+    /// or announced — and stored (shared) when a grant or a referrer covering them arrives in
+    /// the same session; dropped when the session ends (the peer offers them again later).
+    quarantine: Vec<(Cid, Vec<u8>)>,
+    quarantine_bytes: usize,
 }
 
 impl Granted {
@@ -108,9 +121,9 @@ impl Granted {
         &self.view
     }
 
-    /// Objects received from the peer that no grant covers (yet).
-    pub fn quarantined(&self) -> &[Cid] {
-        &self.quarantine
+    /// Objects received from the peer that no grant covers (yet), held in memory.
+    pub fn quarantined(&self) -> impl Iterator<Item = &Cid> {
+        self.quarantine.iter().map(|(cid, _)| cid)
     }
 }
 
@@ -204,10 +217,13 @@ impl Granted {
                 uncovered.push((cid.clone(), bytes.clone()));
             }
         }
-        if self.quarantine.len() + uncovered.len() > MAX_QUARANTINE {
+        let incoming: usize = uncovered.iter().map(|(_, bytes)| bytes.len()).sum();
+        if self.quarantine.len() + uncovered.len() > MAX_QUARANTINE
+            || self.quarantine_bytes + incoming > MAX_QUARANTINE_BYTES
+        {
             return Ok((
                 Answer::Invalid(format!(
-                    "more than {MAX_QUARANTINE} objects not covered by any grant"
+                    "more than {MAX_QUARANTINE} objects or {MAX_QUARANTINE_BYTES} bytes not covered by any grant"
                 )),
                 Vec::new(),
             ));
@@ -223,16 +239,12 @@ impl Granted {
                     .map(|((cid, _), _)| cid.clone()),
             );
         }
-        if !uncovered.is_empty() {
-            store.put_scoped(&uncovered, Scope::Local).await?;
-            self.quarantine
-                .extend(uncovered.into_iter().map(|(cid, _)| cid));
-        }
-        // Quarantined objects may be covered now (repeat until nothing changes).
+        self.quarantine_bytes += incoming;
+        self.quarantine.extend(uncovered);
+        // Held objects may be covered now (repeat until nothing changes).
         while !covered.is_empty() && !self.quarantine.is_empty() {
             let mut promoted = Vec::new();
-            for cid in std::mem::take(&mut self.quarantine) {
-                let bytes = store.get(&cid).await?;
+            for (cid, bytes) in std::mem::take(&mut self.quarantine) {
                 let value = Coverage::decode(&cid, &bytes);
                 if self
                     .coverage
@@ -240,16 +252,23 @@ impl Granted {
                     .await
                     .map_err(backend)?
                 {
+                    self.quarantine_bytes -= bytes.len();
                     promoted.push((cid, bytes));
                 } else {
-                    self.quarantine.push(cid);
+                    self.quarantine.push((cid, bytes));
                 }
             }
             if promoted.is_empty() {
                 break;
             }
-            store.put_scoped(&promoted, Scope::Shared).await?;
-            new.extend(promoted.iter().map(|(cid, _)| cid.clone()));
+            let changed = store.put_scoped(&promoted, Scope::Shared).await?;
+            new.extend(
+                promoted
+                    .iter()
+                    .zip(changed)
+                    .filter(|(_, changed)| *changed)
+                    .map(|((cid, _), _)| cid.clone()),
+            );
             covered = promoted;
         }
         Ok((Answer::Stored, new))

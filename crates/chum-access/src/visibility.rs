@@ -138,6 +138,14 @@ fn signer_key(value: &Value) -> Option<[u8; 32]> {
     }
 }
 
+/// Whether `cid` is stored and shared.
+async fn is_shared(store: &dyn Store, cid: &Cid) -> Result<bool> {
+    Ok(!store
+        .sync_list((Bound::Included(cid), Bound::Included(cid)), 1)
+        .await?
+        .is_empty())
+}
+
 fn links(value: &Value) -> Vec<Cid> {
     let mut out = Vec::new();
     value.for_each_link(&mut |cid| out.push(cid.clone()));
@@ -306,7 +314,8 @@ impl VisibleSet {
         Ok(out)
     }
 
-    /// Adds `roots` and everything they link to, transitively, to `found`.
+    /// Adds `roots` and everything they link to, transitively, to `found` — through shared
+    /// objects only (an instance-local object is neither visible nor followed).
     async fn closure(
         &self,
         store: &dyn Store,
@@ -317,6 +326,9 @@ impl VisibleSet {
         let mut seen = HashSet::new();
         while let Some(cid) = stack.pop() {
             if !seen.insert(cid.clone()) {
+                continue;
+            }
+            if !is_shared(store, &cid).await? {
                 continue;
             }
             found.insert(cid.clone());
@@ -356,6 +368,11 @@ impl VisibleSet {
     /// The visible CIDs.
     pub fn cids(&self) -> impl Iterator<Item = &Cid> {
         self.cids.iter()
+    }
+
+    /// The targets of this side's grants to the peer.
+    pub fn targets(&self) -> &BTreeSet<Cid> {
+        &self.targets
     }
 
     /// Objects were stored (`new`): returns those that became visible — new objects covered
@@ -532,6 +549,8 @@ pub struct Coverage {
     me: PersonId,
     peer_key: [u8; 32],
     policy: Policy,
+    /// What this side granted the peer: held targets its grants may name.
+    granted_to_peer: BTreeSet<Cid>,
     targets: BTreeSet<Cid>,
     groups: BTreeSet<Cid>,
     expected: HashSet<Cid>,
@@ -539,16 +558,21 @@ pub struct Coverage {
 
 impl Coverage {
     /// The coverage of grants from the person `peer_key` to `me` held in `store`.
+    /// `granted_to_peer` are the targets of this side's grants to the peer: a grant of the
+    /// peer's that names an object this side holds covers it only when it is one of those (a
+    /// peer cannot write into this side's data by granting it back).
     pub async fn new(
         store: &dyn Store,
         policy: Policy,
         me: PersonId,
         peer_key: [u8; 32],
+        granted_to_peer: BTreeSet<Cid>,
     ) -> Result<Coverage> {
         let mut coverage = Coverage {
             me,
             peer_key,
             policy,
+            granted_to_peer,
             targets: BTreeSet::new(),
             groups: BTreeSet::new(),
             expected: HashSet::new(),
@@ -556,16 +580,34 @@ impl Coverage {
         for type_name in [GROUP_MEMBERS_TYPE, ACCESS_TYPE] {
             for cid in all_of_type(store, type_name).await? {
                 if let Some((_, value)) = load(store, &cid).await? {
-                    coverage.grant_like(&cid, &value);
+                    // Held grants were checked when they arrived.
+                    coverage.grant_like(&cid, &value, true);
                 }
             }
         }
         Ok(coverage)
     }
 
+    /// Whether the target of a grant `value` (if it is one) may be covered: this side does
+    /// not hold it, granted it to the peer itself, or already holds a grant of the peer's for
+    /// it. (Otherwise the peer would be "granting" this side's own data back to it, to write
+    /// into it.)
+    async fn target_allowed(&self, store: &dyn Store, value: &Value) -> Result<bool> {
+        let Some(target) = value
+            .as_map()
+            .and_then(|map| map.get("target"))
+            .and_then(Value::as_link)
+        else {
+            return Ok(true);
+        };
+        Ok(self.granted_to_peer.contains(target)
+            || self.targets.contains(target)
+            || !store.has(target).await?)
+    }
+
     /// For a grant or group statement from the peer's person that concerns `me`: records it
-    /// and returns true.
-    fn grant_like(&mut self, cid: &Cid, value: &Value) -> bool {
+    /// and returns true. `target_allowed`: whether a grant's target may become covered.
+    fn grant_like(&mut self, cid: &Cid, value: &Value, target_allowed: bool) -> bool {
         let Ok(object) = Object::from_value(value) else {
             return false;
         };
@@ -579,9 +621,12 @@ impl Coverage {
                         && (access.grantee == self.me.0
                             || self.groups.contains(&access.grantee)) =>
                 {
-                    self.targets.insert(access.target.clone());
-                    self.expected.extend(links(value));
-                    true
+                    // A grant naming this side's own data is not taken at all.
+                    if target_allowed {
+                        self.targets.insert(access.target.clone());
+                        self.expected.extend(links(value));
+                    }
+                    target_allowed
                 }
                 _ => false,
             },
@@ -612,7 +657,10 @@ impl Coverage {
         let covered = match value {
             None => self.expected.contains(cid) || self.held_referrer(store, cid).await?,
             Some(value) => match value.type_name() {
-                Some(ACCESS_TYPE | GROUP_MEMBERS_TYPE) => self.grant_like(cid, value),
+                Some(ACCESS_TYPE | GROUP_MEMBERS_TYPE) => {
+                    let allowed = self.target_allowed(store, value).await?;
+                    self.grant_like(cid, value, allowed)
+                }
                 Some(PERSON_TYPE) => {
                     *cid == peer_person.0 || *cid == self.me.0 || self.expected.contains(cid)
                 }

@@ -834,3 +834,62 @@ mod attacks {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_person_cannot_write_into_data_it_was_not_given() {
+    let (alice, alice_id) = person_node().await;
+    let (mallory, mallory_id) = person_node().await;
+    // Alice's private conversation; its ID hash is guessable from its type and id.
+    let (chat, chat_bytes) = conversation("family");
+    alice
+        .put(&[(chat.clone(), chat_bytes.clone())])
+        .await
+        .unwrap();
+    let version = |text: &str, author: u8| {
+        let body: chum_object::Map = [("title", text)].into();
+        let version = chum_crdt::Version::new(
+            chat.clone(),
+            Vec::new(),
+            chum_crdt::Timestamp::default(),
+            chum_crdt::InstanceId([author; 32]),
+            body,
+        );
+        of(&version.to_object().unwrap())
+    };
+    let forged = version("hacked", 9);
+    // Mallory "grants" Alice her own conversation, hoping to push a version of it.
+    let grant_back = Access::issue(
+        mallory_id.person_key().unwrap(),
+        chat.clone(),
+        alice_id.person().0,
+        now_ms(),
+    )
+    .unwrap();
+    mallory
+        .put(&[
+            (chat.clone(), chat_bytes),
+            forged.clone(),
+            of(&grant_back.object),
+        ])
+        .await
+        .unwrap();
+    let (left, right) = memory_pair(16);
+    let (rm, ra) = tokio::join!(
+        mallory.run(Role::Initiator, left, SYNC_ONCE),
+        alice.run(Role::Responder, right, SessionOptions::default())
+    );
+    assert!(rm.synced, "{rm:?} {ra:?}");
+    assert!(
+        !alice.store().has(&forged.0).await.unwrap(),
+        "a version of Alice's own data from a person she never shared it with"
+    );
+    assert!(!alice.store().has(grant_back.object.cid()).await.unwrap());
+    assert!(
+        alice
+            .store()
+            .query(chum_store::Query::Versions(&chat))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

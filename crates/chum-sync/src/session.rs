@@ -1075,6 +1075,7 @@ impl Session {
             }
             Message::SketchRequest { cells, salt } => {
                 self.expect_reconciling("sketch request")?;
+                self.one_request_at_a_time("sketch request")?;
                 let limit = self.peer_limits.max_sketch_cells.min(MAX_SKETCH_FOR_PEER);
                 if cells == 0 || cells > limit as u64 {
                     return Err(Fail(
@@ -1096,6 +1097,7 @@ impl Session {
                     self.start_round();
                 }
                 self.expect_reconciling("list request")?;
+                self.one_request_at_a_time("list request")?;
                 let limit = self.list_chunk(false);
                 self.request(
                     Request::ShortIds { after, limit },
@@ -1108,6 +1110,7 @@ impl Session {
                     self.start_round();
                 }
                 self.expect_reconciling("CID list request")?;
+                self.one_request_at_a_time("CID list request")?;
                 let limit = self.list_chunk(true);
                 self.request(
                     Request::Cids { after, limit },
@@ -1136,6 +1139,22 @@ impl Session {
             }
             other => self.on_transfer_message(other),
         }
+    }
+
+    /// A peer asks for one sketch or list at a time: each costs this side a pass over its set.
+    fn one_request_at_a_time(&self, what: &str) -> Result<(), Fail> {
+        let busy = self.pending.iter().any(|(_, pending)| {
+            matches!(
+                pending,
+                Pending::SketchForPeer { .. } | Pending::ListForPeer { .. }
+            )
+        });
+        if busy {
+            return Err(violation(format!(
+                "a {what} before the previous one was answered"
+            )));
+        }
+        Ok(())
     }
 
     fn expect_reconciling(&self, what: &str) -> Result<(), Fail> {

@@ -19,6 +19,17 @@ const RECIPE_TYPE: &str = chum_object::recipe::RECIPE_TYPE;
 /// The instance-local key of the last clock reading (so clocks never run backwards across
 /// restarts).
 const CLOCK_KEY: &[u8] = b"chum/clock";
+/// Instance-local marks of recipes this instance trusts (registered here, or received from an
+/// instance of the same person): key = prefix ‖ recipe CID bytes. Recipes from anyone else are
+/// stored like any object but never change how this instance validates or merges.
+pub(crate) const TRUSTED_RECIPE_PREFIX: &[u8] = b"chum/recipe/";
+
+pub(crate) fn trusted_key(cid: &Cid) -> Vec<u8> {
+    let mut key = TRUSTED_RECIPE_PREFIX.to_vec();
+    key.extend_from_slice(cid.as_bytes());
+    key
+}
+
 /// How many "held by a peer" facts are remembered for receipts made after the fact.
 #[cfg_attr(not(feature = "native"), allow(dead_code))]
 const HELD_MEMORY: usize = 1 << 16;
@@ -308,6 +319,9 @@ impl Instance {
                 })
                 .await?;
             for cid in &page {
+                if store.local_get(&trusted_key(cid)).await?.is_none() {
+                    continue;
+                }
                 if let Ok(bytes) = store.get(cid).await
                     && let Ok(value) = decode(&bytes)
                     && let Ok(recipe) = Recipe::from_value(&value)
@@ -337,6 +351,9 @@ impl Instance {
         }
         if !to_store.is_empty() {
             store.put_many(&to_store).await?;
+            for (cid, _) in &to_store {
+                store.local_put(&trusted_key(cid), b"").await?;
+            }
         }
         let last = match store.local_get(CLOCK_KEY).await? {
             Some(bytes) => decode(&bytes)
@@ -413,6 +430,7 @@ impl Instance {
         let cid = object.cid().clone();
         self.write(vec![(cid.clone(), object.into_bytes())], Scope::Shared)
             .await?;
+        self.inner.store.local_put(&trusted_key(&cid), b"").await?;
         if let Ok(mut recipes) = self.inner.recipes.write() {
             recipes.insert(recipe.name.clone(), recipe);
         }

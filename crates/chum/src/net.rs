@@ -262,17 +262,27 @@ impl Instance {
                             origin: origin.clone(),
                         });
                     }
-                    if type_name.as_deref() == Some(chum_object::recipe::RECIPE_TYPE)
+                    // Recipes change validation and merging: only those from instances of
+                    // this person are adopted.
+                    let same_person = peer.is_some_and(|peer| peer.same_person);
+                    if same_person
+                        && type_name.as_deref() == Some(chum_object::recipe::RECIPE_TYPE)
                         && let Some(recipe) = value
                             .as_ref()
                             .and_then(|v| chum_object::recipe::Recipe::from_value(v).ok())
-                        && let Ok(mut recipes) = self.inner.recipes.write()
                     {
-                        let newer = recipes
-                            .get(&recipe.name)
-                            .is_none_or(|old| old.version <= recipe.version);
-                        if newer {
-                            recipes.insert(recipe.name.clone(), recipe);
+                        let _ = self
+                            .inner
+                            .store
+                            .local_put(&crate::instance::trusted_key(&cid), b"")
+                            .await;
+                        if let Ok(mut recipes) = self.inner.recipes.write() {
+                            let newer = recipes
+                                .get(&recipe.name)
+                                .is_none_or(|old| old.version <= recipe.version);
+                            if newer {
+                                recipes.insert(recipe.name.clone(), recipe);
+                            }
                         }
                     }
                     self.emit(Event::Stored {
