@@ -4,9 +4,12 @@
 //! and relays what comes back. A server killed with SIGKILL leaves a stale `api` file, which
 //! the next command ignores (the store's lock died with the process) and removes.
 //!
-//! Frames: a 4-byte big-endian length and a DAG-CBOR map. Request: `{"token": <32 bytes>,
-//! "command": [<words>], "input": <bytes, optional>}`. Replies, in order: any number of
-//! `{"out": <bytes>}` and `{"err": <text>}`, then `{"exit": <code>}`.
+//! Frames: a 4-byte big-endian length and a DAG-CBOR map. The client first sends `{"nonce":
+//! <32 bytes>}` (at most 1 KiB) and the server answers `{"proof": BLAKE3-keyed(token, nonce)}`,
+//! so the client sends its command and input only to the server that wrote the `api` file (not
+//! to whatever process holds that port after a crash). Then the request: `{"token": <32
+//! bytes>, "command": [<words>], "input": <bytes, optional>}`. Replies, in order: any number
+//! of `{"out": <bytes>}` and `{"err": <text>}`, then `{"exit": <code>}`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,10 +51,14 @@ async fn write_frame(stream: &mut TcpStream, map: Map) -> std::io::Result<()> {
 }
 
 async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Map> {
+    read_frame_limited(stream, MAX_FRAME).await
+}
+
+async fn read_frame_limited(stream: &mut TcpStream, max: usize) -> std::io::Result<Map> {
     let mut length = [0u8; 4];
     stream.read_exact(&mut length).await?;
     let length = u32::from_be_bytes(length) as usize;
-    if length > MAX_FRAME {
+    if length > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "frame too large",
@@ -104,6 +111,8 @@ pub async fn serve(instance: Instance, dir: &Path) -> std::io::Result<ApiServer>
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of file handles or similar: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let instance = instance.clone();
@@ -134,6 +143,22 @@ impl Sink for Relay {
 }
 
 async fn handle(instance: Instance, mut stream: TcpStream, token: [u8; 32]) -> std::io::Result<()> {
+    // Prove to the client that this server wrote the `api` file.
+    let hello = tokio::time::timeout(
+        Duration::from_secs(10),
+        read_frame_limited(&mut stream, 1_024),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("no hello"))??;
+    let Some(Value::Bytes(nonce)) = hello.get("nonce") else {
+        return Ok(());
+    };
+    let mut proof = Map::new();
+    proof.insert(
+        "proof",
+        blake3::keyed_hash(&token, nonce).as_bytes().to_vec(),
+    );
+    write_frame(&mut stream, proof).await?;
     let request = tokio::time::timeout(Duration::from_secs(30), read_frame(&mut stream))
         .await
         .map_err(|_| std::io::Error::other("no request"))??;
@@ -190,6 +215,23 @@ pub async fn forward(
         .await
         .ok()?
         .ok()?;
+    // The server proves it knows the token before the token or the input leave this process.
+    let nonce = chum_access::keys::random_bytes::<32>().ok()?;
+    let mut hello = Map::new();
+    hello.insert("nonce", nonce.to_vec());
+    write_frame(&mut stream, hello).await.ok()?;
+    let proof = tokio::time::timeout(
+        Duration::from_secs(5),
+        read_frame_limited(&mut stream, 1_024),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let key: [u8; 32] = token.as_slice().try_into().ok()?;
+    let expected = blake3::keyed_hash(&key, &nonce);
+    if proof.get("proof") != Some(&Value::Bytes(expected.as_bytes().to_vec())) {
+        return None; // not the server that wrote the file
+    }
     let mut request = Map::new();
     request.insert("token", token);
     request.insert(

@@ -310,16 +310,36 @@ async fn run_store(cli: &Cli, command: StoreCommand, file: Option<PathBuf>) -> R
     }
 }
 
+/// Creates `dir` readable by its owner only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
 async fn init(cli: &Cli, join: Option<String>, address: Option<String>) -> Result<u8, String> {
     let dir = store_dir(cli)?;
     let passphrase = passphrase(cli)?;
     if dir.join("chum.redb").exists() {
         return Err(format!("{} is already a chum store", dir.display()));
     }
-    std::fs::create_dir_all(&dir)
-        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    private_dir(&dir).map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
     let store = chum_store_redb::RedbStore::open(dir.join("chum.redb"))
         .map_err(|error| error.to_string())?;
+    // Without a passphrase the keys are stored plainly: only the owner may read the store.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(
+            dir.join("chum.redb"),
+            std::fs::Permissions::from_mode(0o600),
+        );
+    }
     let store: Arc<dyn chum_store::Store> = Arc::new(store);
     let instance = match join {
         None => {

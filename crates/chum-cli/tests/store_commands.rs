@@ -121,6 +121,16 @@ fn put_get_ls_and_versioned_objects_on_one_store() {
         !chum(&["init", "--store", &store], b"").status.success(),
         "init twice"
     );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&store).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the store (and its keys) is private: {mode:o}"
+        );
+    }
     // --store after the command, or in CHUM_STORE.
     let message = br#"{"$type":"Message","text":"hello"}"#;
     let cid = ok(&["put", "--store", &store], message);

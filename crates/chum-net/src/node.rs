@@ -492,6 +492,7 @@ impl Node {
         let now = || start.elapsed();
         let mut config = self.config.clone();
         config.role = role;
+        let write_timeout = config.idle_timeout;
         let security = self.security(&mode);
         if let Ok(security) = &security {
             config.security.clone_from(security);
@@ -597,7 +598,10 @@ impl Node {
                     Output::Transmit(frame) if transport_ok => {
                         report.frames_out += 1;
                         report.bytes_out += frame.len() as u64;
-                        if writer.write_frame(frame).await.is_err() {
+                        // A peer that stops reading must not freeze the session.
+                        let written =
+                            tokio::time::timeout(write_timeout, writer.write_frame(frame)).await;
+                        if !matches!(written, Ok(Ok(()))) {
                             transport_ok = false;
                             session.handle_input(now(), Input::TransportClosed);
                         }
@@ -646,7 +650,12 @@ impl Node {
                     }),
                 ));
             }
-            if transport_ok && writer.flush().await.is_err() {
+            if transport_ok
+                && !matches!(
+                    tokio::time::timeout(write_timeout, writer.flush()).await,
+                    Ok(Ok(()))
+                )
+            {
                 transport_ok = false;
                 session.handle_input(now(), Input::TransportClosed);
                 continue;
@@ -725,7 +734,7 @@ impl Node {
             }
         }
         if transport_ok {
-            let _ = writer.close().await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), writer.close()).await;
         }
         reader_task.0.abort();
         if let Some(peer) = report.peer.clone() {

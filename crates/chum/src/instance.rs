@@ -127,7 +127,15 @@ impl Builder {
             #[cfg(feature = "native")]
             None => match &self.path {
                 Some(dir) => {
-                    std::fs::create_dir_all(dir).map_err(|error| {
+                    let mut builder = std::fs::DirBuilder::new();
+                    builder.recursive(true);
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::DirBuilderExt;
+                        // Keys may be stored plainly: only the owner may read the store.
+                        builder.mode(0o700);
+                    }
+                    builder.create(dir).map_err(|error| {
                         Error::Storage(chum_store::Error::Backend(format!(
                             "cannot create {}: {error}",
                             dir.display()

@@ -111,7 +111,7 @@ pub enum LinkState {
 pub struct Link {
     url: String,
     state: watch::Receiver<LinkState>,
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -377,9 +377,13 @@ impl Instance {
     pub fn connect(&self, url: &str) -> Result<Link> {
         let parsed = parse_url(url)?;
         let (state_tx, state) = watch::channel(LinkState::Connecting { attempt: 1 });
-        let (stop, mut stopped) = watch::channel(false);
+        let stop = Arc::new(watch::channel(false).0);
+        let mut stopped = stop.subscribe();
+        // The task keeps a sender, so dropping the `Link` handle does not close the link.
+        let keep = Arc::clone(&stop);
         let node = Arc::clone(&self.inner.net.node);
         let task = tokio::spawn(async move {
+            let _keep = keep;
             let mut attempt = 1u32;
             loop {
                 if *stopped.borrow() {
@@ -411,6 +415,9 @@ impl Instance {
             }
             let _ = state_tx.send(LinkState::Closed);
         });
+        if let Ok(mut tasks) = self.inner.net.tasks.lock() {
+            tasks.push(task.abort_handle());
+        }
         Ok(Link {
             url: url.to_owned(),
             state,

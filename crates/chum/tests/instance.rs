@@ -397,3 +397,24 @@ async fn objects_written_under_an_older_recipe_read_upgraded() {
         Err(Error::Invalid(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_link_handle_keeps_the_link() {
+    let (a, b, link) = pair().await;
+    drop(link);
+    let written = b
+        .put(&json(
+            r#"{"$type":"Message","text":"after the handle was dropped"}"#,
+        ))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !a.has(written.cid()).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the link closed with its handle"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.close().await;
+}
