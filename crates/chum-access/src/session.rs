@@ -53,14 +53,24 @@ pub async fn admit_peer(
                 certificate.object().bytes().to_vec(),
             ),
         ];
-        let changed = store.put_scoped(&objects, Scope::Shared).await?;
-        stored.extend(
-            objects
-                .into_iter()
-                .zip(changed)
-                .filter(|(_, changed)| *changed)
-                .map(|((cid, _), _)| cid),
-        );
+        // An instance of this person: its identity syncs to the other instances. Another
+        // person's stays instance-local (a grant to it promotes its Person object), so
+        // strangers cannot fill the shared set by connecting with fresh keys.
+        let scope = if peer.same_person {
+            Scope::Shared
+        } else {
+            Scope::Local
+        };
+        let changed = store.put_scoped(&objects, scope).await?;
+        if scope == Scope::Shared {
+            stored.extend(
+                objects
+                    .into_iter()
+                    .zip(changed)
+                    .filter(|(_, changed)| *changed)
+                    .map(|((cid, _), _)| cid),
+            );
+        }
     }
     let access = if peer.same_person {
         PeerAccess::Full

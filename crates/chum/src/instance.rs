@@ -909,6 +909,12 @@ impl Instance {
     /// Grants `person` access to `target` (an object or an ID hash; see `docs/security.md`
     /// for what that covers). Needs the person key. Returns the grant.
     pub async fn grant(&self, target: &Cid, person: &PersonId) -> Result<Written> {
+        // The grantee's Person object, when known here (e.g. kept instance-local since its
+        // instance connected), becomes shared with the grant that links to it.
+        if let Ok(bytes) = self.inner.store.get(&person.0).await {
+            self.write(vec![(person.0.clone(), bytes)], Scope::Shared)
+                .await?;
+        }
         let grant = Access::issue(
             self.inner.identity.person_key()?,
             target.clone(),
