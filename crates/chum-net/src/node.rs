@@ -149,6 +149,8 @@ pub struct Node {
     identity: Option<Arc<Identity>>,
     policy: Policy,
     stored: broadcast::Sender<Arc<Stored>>,
+    /// Instances revoked by objects stored here: their live sessions end.
+    revoked: broadcast::Sender<chum_access::InstanceId>,
     events: broadcast::Sender<NodeEvent>,
     next_session: AtomicU64,
     /// Running sessions, for [`Node::close_session`].
@@ -194,12 +196,49 @@ impl std::fmt::Debug for Node {
 type StoreGroup = Vec<(RequestId, Verified)>;
 
 /// The answers to a group of store requests, and the CIDs that became shared.
-type StoreOutcome = (Vec<(RequestId, Answer)>, Vec<Cid>);
+type StoreOutcome = (
+    Vec<(RequestId, Answer)>,
+    Vec<Cid>,
+    Vec<chum_access::InstanceId>,
+);
+
+/// The instances revoked by revocation objects among `objects` (`types`: their `$type`s when
+/// known; otherwise a cheap scan for the type name comes first).
+fn revocations<'a>(
+    objects: impl IntoIterator<Item = (&'a [u8], Option<&'a str>)>,
+) -> Vec<chum_access::InstanceId> {
+    const NAME: &[u8] = chum_access::keys::REVOCATION_TYPE.as_bytes();
+    let mut revoked = Vec::new();
+    for (bytes, type_name) in objects {
+        let maybe = match type_name {
+            Some(name) => name == chum_access::keys::REVOCATION_TYPE,
+            None => bytes.windows(NAME.len()).any(|window| window == NAME),
+        };
+        if !maybe {
+            continue;
+        }
+        if let Ok((object, value)) =
+            chum_object::Object::from_bytes(bytes.to_vec(), &chum_object::Limits::default())
+            && let Ok(revocation) = chum_access::Revocation::from_value(object, &value)
+        {
+            revoked.push(revocation.instance());
+        }
+    }
+    revoked
+}
 
 /// Stores the verified objects of several store requests in one transaction and answers each.
 async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
     let ids: Vec<RequestId> = group.iter().map(|(request_id, _)| *request_id).collect();
     let batch = Verified::concat(group.into_iter().map(|(_, batch)| batch).collect());
+    let revoked = revocations(batch.objects().iter().zip(batch.entries()).map(
+        |((_, bytes), entries)| {
+            (
+                bytes.as_slice(),
+                Some(entries.type_name.as_deref().unwrap_or("")),
+            )
+        },
+    ));
     let cids: Vec<Cid> = batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
     match store.put_verified(batch, Scope::Shared).await {
         Ok(changed) => {
@@ -209,7 +248,7 @@ async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
                 .filter_map(|(cid, changed)| changed.then_some(cid))
                 .collect();
             let answers = ids.into_iter().map(|id| (id, Answer::Stored)).collect();
-            (answers, new)
+            (answers, new, revoked)
         }
         Err(error) => {
             let answer = match &error {
@@ -217,7 +256,7 @@ async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
                 _ => Answer::Failed(error.to_string()),
             };
             let answers = ids.into_iter().map(|id| (id, answer.clone())).collect();
-            (answers, Vec::new())
+            (answers, Vec::new(), Vec::new())
         }
     }
 }
@@ -236,6 +275,7 @@ impl Node {
             identity: None,
             policy: Policy::default(),
             stored: broadcast::channel(FANOUT_CAPACITY).0,
+            revoked: broadcast::channel(64).0,
             events: broadcast::channel(FANOUT_CAPACITY).0,
             next_session: AtomicU64::new(1),
             controls: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -311,6 +351,9 @@ impl Node {
             .collect();
         if !cids.is_empty() {
             let _ = self.stored.send(Arc::new(Stored { origin: 0, cids }));
+        }
+        for instance in revocations(objects.iter().map(|(_, bytes)| (bytes.as_slice(), None))) {
+            let _ = self.revoked.send(instance);
         }
         Ok(changed)
     }
@@ -488,6 +531,7 @@ impl Node {
             session: id,
         };
         let mut fanout = self.stored.subscribe();
+        let mut revoked = self.revoked.subscribe();
         let start = Instant::now();
         let now = || start.elapsed();
         let mut config = self.config.clone();
@@ -680,7 +724,10 @@ impl Node {
                 } => {
                     let first = committing.take().map_or(0, |(first, _)| first);
                     match outcome {
-                        Ok((answers, new)) => {
+                        Ok((answers, new, revoked)) => {
+                            for instance in revoked {
+                                let _ = self.revoked.send(instance);
+                            }
                             self.announce(id, new);
                             for (request_id, answer) in answers {
                                 session.handle_input(now(), Input::Answer(request_id, answer));
@@ -704,6 +751,12 @@ impl Node {
                     }
                     _ => session.handle_input(now(), Input::TransportClosed),
                 },
+                Ok(instance) = revoked.recv() => {
+                    // The peer's instance was revoked while connected: end the session now.
+                    if report.peer.as_ref().is_some_and(|peer| peer.instance == instance) {
+                        session.handle_input(now(), Input::Close);
+                    }
+                }
                 stored = fanout.recv() => match stored {
                     Ok(stored) if stored.origin != id => {
                         // Targets may also arrive through another session or the app.

@@ -893,3 +893,44 @@ async fn another_person_cannot_write_into_data_it_was_not_given() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_connected_instance_ends_its_session() {
+    let (alice, alice_id) = person_node().await;
+    let key = generate_key().unwrap();
+    let certificate = alice_id
+        .certify(
+            chum_access::InstanceId(key.verifying_key().to_bytes()),
+            now_ms(),
+        )
+        .unwrap();
+    let laptop_id = Identity::joined(key, certificate).unwrap();
+    let laptop = Arc::new(
+        Node::new(Arc::new(MemoryStore::new()))
+            .with_identity(laptop_id.clone())
+            .with_recipes(preset::seed()),
+    );
+    let (left, right) = memory_pair(16);
+    let mut laptop_events = laptop.events();
+    let live_alice = Arc::clone(&alice);
+    let server = tokio::spawn(async move {
+        live_alice
+            .run(Role::Responder, right, SessionOptions::default())
+            .await
+    });
+    let live_laptop = Arc::clone(&laptop);
+    let client = tokio::spawn(async move {
+        live_laptop
+            .run(Role::Initiator, left, SessionOptions::default())
+            .await
+    });
+    support::synced(&mut laptop_events).await;
+    let revocation = alice_id.revoke(laptop_id.instance(), now_ms()).unwrap();
+    alice.put(&[of(revocation.object())]).await.unwrap();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the session ended")
+        .unwrap();
+    assert_eq!(report.code, CloseCode::Normal, "{report:?}");
+    let _ = client.await;
+}
