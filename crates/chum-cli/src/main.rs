@@ -385,6 +385,7 @@ async fn serve(cli: &Cli, listen: Vec<String>) -> Result<u8, String> {
             .await
             .map_err(|error| error.to_string())?;
         Terminal.out(format!("{}\n", listener.url()).as_bytes());
+        eprintln!("chum: listening on {}", listener.url());
         listeners.push(listener);
     }
     let _api = api::serve(instance.clone(), &dir)
