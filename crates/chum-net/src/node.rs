@@ -57,6 +57,15 @@ pub enum NodeEvent {
         /// Their CIDs.
         cids: Vec<Cid>,
     },
+    /// The peer refused these objects (e.g. they break its recipes); it does not hold them.
+    PeerRefused {
+        /// The session.
+        session: u64,
+        /// Their CIDs.
+        cids: Vec<Cid>,
+        /// The peer's reason.
+        reason: String,
+    },
     /// Objects the peer cannot take: each is larger than its frame limit.
     NotSent {
         /// The session.
@@ -145,7 +154,11 @@ pub struct SessionOptions {
 pub struct Node {
     store: Arc<dyn Store>,
     config: Config,
+    /// Signatures and recipes together (peers of another person: a batch is refused whole).
     acceptance: Option<Arc<dyn Acceptance>>,
+    /// The app's rule (e.g. recipes): an object it refuses from an instance of this person is
+    /// refused alone, and the peer told (signatures stay a rule for the whole batch).
+    soft: Option<Arc<dyn Acceptance>>,
     identity: Option<Arc<Identity>>,
     policy: Policy,
     stored: broadcast::Sender<Arc<Stored>>,
@@ -193,7 +206,7 @@ impl std::fmt::Debug for Node {
 }
 
 /// Store requests waiting to be committed together: request ids and their verified objects.
-type StoreGroup = Vec<(RequestId, Verified)>;
+type StoreGroup = Vec<(RequestId, Verified, Vec<(Cid, String)>)>;
 
 /// The answers to a group of store requests, and the CIDs that became shared.
 type StoreOutcome = (
@@ -229,8 +242,13 @@ fn revocations<'a>(
 
 /// Stores the verified objects of several store requests in one transaction and answers each.
 async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
-    let ids: Vec<RequestId> = group.iter().map(|(request_id, _)| *request_id).collect();
-    let batch = Verified::concat(group.into_iter().map(|(_, batch)| batch).collect());
+    let mut ids = Vec::with_capacity(group.len());
+    let mut batches = Vec::with_capacity(group.len());
+    for (request_id, batch, refused) in group {
+        ids.push((request_id, refused));
+        batches.push(batch);
+    }
+    let batch = Verified::concat(batches);
     let revoked = revocations(batch.objects().iter().zip(batch.entries()).map(
         |((_, bytes), entries)| {
             (
@@ -247,7 +265,16 @@ async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
                 .zip(changed)
                 .filter_map(|(cid, changed)| changed.then_some(cid))
                 .collect();
-            let answers = ids.into_iter().map(|id| (id, Answer::Stored)).collect();
+            let answers = ids
+                .into_iter()
+                .map(|(id, refused)| {
+                    if refused.is_empty() {
+                        (id, Answer::Stored)
+                    } else {
+                        (id, Answer::StoredExcept(refused))
+                    }
+                })
+                .collect();
             (answers, new, revoked)
         }
         Err(error) => {
@@ -255,7 +282,10 @@ async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
                 chum_store::Error::Invalid { .. } => Answer::Invalid(error.to_string()),
                 _ => Answer::Failed(error.to_string()),
             };
-            let answers = ids.into_iter().map(|id| (id, answer.clone())).collect();
+            let answers = ids
+                .into_iter()
+                .map(|(id, _)| (id, answer.clone()))
+                .collect();
             (answers, Vec::new(), Vec::new())
         }
     }
@@ -272,6 +302,7 @@ impl Node {
             store,
             config: Config::new(Role::Initiator),
             acceptance: Some(Arc::new(SignatureCheck::new(None))),
+            soft: None,
             identity: None,
             policy: Policy::default(),
             stored: broadcast::channel(FANOUT_CAPACITY).0,
@@ -289,15 +320,18 @@ impl Node {
     }
 
     /// Checks every object received from a peer with `acceptance` (beyond its CID and strict
-    /// encoding, which are always checked); a peer that sends an object it refuses is closed
-    /// with `invalid object`. E.g. `RecipeCheck::new(chum_crdt::preset::seed())`: objects must
-    /// satisfy their type's recipe, versions must be well-formed, and instance-local types are
-    /// refused.
+    /// encoding, which are always checked). E.g. `RecipeCheck::new(chum_crdt::preset::seed())`:
+    /// objects must satisfy their type's recipe, versions must be well-formed, and
+    /// instance-local types are refused. An object it refuses is refused alone: the rest of its
+    /// batch is stored, the peer is told which objects and why (`refused`), and the session
+    /// goes on — so peers running different app versions keep syncing what they both accept.
     ///
     /// Objects of `chum-access`'s signed types (grants, certificates, revocations) must
-    /// carry a valid signature in any case.
+    /// carry a valid signature in any case; a forged one refuses its whole batch and closes
+    /// the session with `invalid object`.
     pub fn with_acceptance(mut self, acceptance: Arc<dyn Acceptance>) -> Node {
-        self.acceptance = Some(Arc::new(SignatureCheck::new(Some(acceptance))));
+        self.acceptance = Some(Arc::new(SignatureCheck::new(Some(Arc::clone(&acceptance)))));
+        self.soft = Some(acceptance);
         self
     }
 
@@ -613,12 +647,14 @@ impl Node {
                     }
                     Output::Request(request_id, Request::Store(objects)) if foreign.is_none() => {
                         // Verified here, beside the commit of the previous group.
-                        match Verified::check_with(
+                        let signatures = SignatureCheck::new(None);
+                        match Verified::check_split(
                             objects,
                             &self.store.limits(),
-                            self.acceptance.as_deref(),
+                            Some(&signatures),
+                            self.soft.as_deref(),
                         ) {
-                            Ok(batch) => {
+                            Ok((batch, refused)) => {
                                 let incomplete = self.await_links(&batch, &mut deps).await;
                                 if !incomplete.is_empty() {
                                     self.emit(NodeEvent::Incomplete {
@@ -626,7 +662,7 @@ impl Node {
                                         cids: incomplete,
                                     });
                                 }
-                                stores.push((request_id, batch));
+                                stores.push((request_id, batch, refused));
                             }
                             Err(error) => {
                                 let answer = match error {
@@ -934,6 +970,11 @@ impl Node {
                 }
             }
             Event::TooLarge(cids) => self.emit(NodeEvent::NotSent { session: id, cids }),
+            Event::PeerRefused { cids, reason } => self.emit(NodeEvent::PeerRefused {
+                session: id,
+                cids,
+                reason,
+            }),
             Event::PeerStored(cids) => {
                 report.sent += cids.len() as u64;
                 self.emit(NodeEvent::PeerStored { session: id, cids });

@@ -242,9 +242,19 @@ async fn a_listener_refuses_floods_with_a_reason_and_garbage_with_a_close() {
     assert_eq!(report.received, 10);
 }
 
-/// Sends a hello and one batch holding `json` to a node configured with the preset recipes;
-/// returns how the node closed the session (None: it stored the object and stayed up).
-async fn send_to_recipe_node(json: &str) -> Option<CloseCode> {
+/// What a node did with one batch from a hand-driven peer.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Stored and acknowledged.
+    Stored,
+    /// Refused alone (the batch acknowledged, the session up), with the reason.
+    Refused(String),
+    /// The session closed.
+    Closed(CloseCode),
+}
+
+/// Sends a hello and one batch holding `json` to a node configured with the preset recipes.
+async fn send_to_recipe_node(json: &str) -> Outcome {
     let node =
         Arc::new(Node::new(Arc::new(MemoryStore::new())).with_recipes(chum_crdt::preset::seed()));
     assert_eq!(
@@ -271,6 +281,7 @@ async fn send_to_recipe_node(json: &str) -> Option<CloseCode> {
     ] {
         peer.writer.write_frame(message.encode()).await.unwrap();
     }
+    let mut refused = None;
     let outcome = loop {
         let frame = tokio::time::timeout(Duration::from_secs(5), peer.reader.read_frame())
             .await
@@ -278,50 +289,69 @@ async fn send_to_recipe_node(json: &str) -> Option<CloseCode> {
             .unwrap()
             .unwrap();
         match Message::decode(&frame, &Limits::default()).unwrap() {
-            Message::Close { code, .. } => break Some(code),
-            Message::Ack { seq: 0 } => break None,
+            Message::Close { code, .. } => break Outcome::Closed(code),
+            Message::Refused {
+                seq: 0,
+                cids,
+                reason,
+            } => {
+                assert_eq!(cids, [object.cid().clone()]);
+                refused = Some(reason);
+            }
+            Message::Ack { seq: 0 } => match refused.take() {
+                Some(reason) => break Outcome::Refused(reason),
+                None => break Outcome::Stored,
+            },
             _ => {}
         }
     };
     assert_eq!(
         node.store().has(object.cid()).await.unwrap(),
-        outcome.is_none(),
+        outcome == Outcome::Stored,
         "stored exactly when accepted"
     );
     session.abort();
     outcome
 }
 
+fn refused(outcome: Outcome, words: &str) {
+    match outcome {
+        Outcome::Refused(reason) => assert!(reason.contains(words), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_are_checked_against_recipes_before_they_are_stored() {
     assert_eq!(
         send_to_recipe_node(r#"{"$type":"Message","text":"hello"}"#).await,
-        None
+        Outcome::Stored
     );
-    assert_eq!(
+    // Objects that break a recipe are refused one by one; the session goes on.
+    refused(
         send_to_recipe_node(r#"{"$type":"Message","text":"hi","mood":"great"}"#).await,
-        Some(CloseCode::InvalidObject),
-        "an unknown field"
+        "mood",
     );
-    assert_eq!(
-        send_to_recipe_node(r#"{"$type":"Message"}"#).await,
-        Some(CloseCode::InvalidObject),
-        "a missing field"
-    );
-    assert_eq!(
+    refused(send_to_recipe_node(r#"{"$type":"Message"}"#).await, "text");
+    refused(
         send_to_recipe_node(r#"{"$type":"Settings","key":"theme","value":"dark"}"#).await,
-        Some(CloseCode::InvalidObject),
-        "an instance-local type"
+        "instance-local",
     );
-    assert_eq!(
+    refused(
         send_to_recipe_node(r#"{"$type":"Version","of":"not a link"}"#).await,
-        Some(CloseCode::InvalidObject),
-        "a malformed version"
+        "version",
     );
     // A type without a recipe passes.
     assert_eq!(
         send_to_recipe_node(r#"{"$type":"Sticker","emoji":"x"}"#).await,
-        None
+        Outcome::Stored
+    );
+    // A signed type with a broken signature closes the session: that is a forgery, not a
+    // difference of versions.
+    let forged = r#"{"$type":"InstanceRevocation","person":{"/":"bafyr4ihhu7ye7ffavepke4we236iykkruow542gksayxfz6ic2c7fwcthq"},"personKey":{"/":{"bytes":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}},"instance":{"/":{"bytes":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}},"created":1,"signature":{"/":{"bytes":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}}"#;
+    assert_eq!(
+        send_to_recipe_node(forged).await,
+        Outcome::Closed(CloseCode::InvalidObject)
     );
 }
 
@@ -464,4 +494,55 @@ async fn a_fetch_never_returns_an_instance_local_object() {
         "only the shared object, never the local one"
     );
     session.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_with_different_recipes_keep_syncing_what_both_accept() {
+    use chum_object::recipe::{Field, Kind};
+    // A newer app version: Message has an optional `mood`.
+    let newer = chum_crdt::preset::message()
+        .with_version(2)
+        .field(Field::new("mood", Kind::Text).optional());
+    let mut recipes = chum_crdt::preset::seed();
+    recipes[0] = newer;
+    let a = Arc::new(Node::new(Arc::new(MemoryStore::new())).with_recipes(recipes));
+    let b =
+        Arc::new(Node::new(Arc::new(MemoryStore::new())).with_recipes(chum_crdt::preset::seed()));
+    let plain: Vec<(Cid, Vec<u8>)> = (0..100)
+        .map(|i| {
+            let value =
+                dagjson::from_str(&format!(r#"{{"$type":"Message","text":"plain {i}"}}"#)).unwrap();
+            let object = Object::from_value(&value).unwrap();
+            (object.cid().clone(), object.bytes().to_vec())
+        })
+        .collect();
+    let moody = Object::from_value(
+        &dagjson::from_str(r#"{"$type":"Message","text":"hi","mood":"great"}"#).unwrap(),
+    )
+    .unwrap();
+    a.put(&plain).await.unwrap();
+    a.put(&[(moody.cid().clone(), moody.bytes().to_vec())])
+        .await
+        .unwrap();
+    let mut a_events = a.events();
+    let (left, right) = memory_pair(16);
+    let (ra, rb) = tokio::join!(
+        a.run(Role::Initiator, left, SYNC_ONCE),
+        b.run(Role::Responder, right, SessionOptions::default())
+    );
+    assert!(ra.synced, "{ra:?} {rb:?}");
+    for (cid, _) in &plain {
+        assert!(b.store().has(cid).await.unwrap());
+    }
+    assert!(!b.store().has(moody.cid()).await.unwrap());
+    assert_eq!(ra.sent, 100, "the refused object is not counted as held");
+    let mut refused = None;
+    while let Ok(event) = a_events.try_recv() {
+        if let NodeEvent::PeerRefused { cids, reason, .. } = event {
+            refused = Some((cids, reason));
+        }
+    }
+    let (cids, reason) = refused.expect("a PeerRefused event");
+    assert_eq!(cids, [moody.cid().clone()]);
+    assert!(reason.contains("mood"), "{reason}");
 }

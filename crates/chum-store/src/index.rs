@@ -62,6 +62,39 @@ impl Verified {
         })
     }
 
+    /// [`Verified::check_with`] with two rules: an object `hard` refuses (or broken bytes)
+    /// refuses the whole batch, as there; an object `soft` refuses is left out alone and
+    /// listed with the reason (e.g. an object of a newer app version that breaks this side's
+    /// recipe: the rest of the batch is still stored).
+    pub fn check_split(
+        objects: Vec<(Cid, Vec<u8>)>,
+        limits: &Limits,
+        hard: Option<&dyn Acceptance>,
+        soft: Option<&dyn Acceptance>,
+    ) -> Result<(Verified, Vec<(Cid, String)>)> {
+        let checked = verify_all_split(&objects, limits, hard, soft)?;
+        let mut kept = Vec::with_capacity(objects.len());
+        let mut entries = Vec::with_capacity(objects.len());
+        let mut refused = Vec::new();
+        for ((cid, bytes), checked) in objects.into_iter().zip(checked) {
+            match checked {
+                Ok(entry) => {
+                    kept.push((cid, bytes));
+                    entries.push(entry);
+                }
+                Err(reason) => refused.push((cid, reason)),
+            }
+        }
+        Ok((
+            Verified {
+                objects: kept,
+                entries,
+                limits: *limits,
+            },
+            refused,
+        ))
+    }
+
     /// Several verified batches as one (each keeps the limits it was checked under only if
     /// they agree; otherwise the strictest check is redone by the store).
     pub fn concat(batches: Vec<Verified>) -> Verified {
@@ -120,12 +153,31 @@ fn verify_all(
     limits: &Limits,
     accept: Option<&dyn Acceptance>,
 ) -> Result<Vec<IndexEntries>> {
+    verify_all_split(objects, limits, accept, None)?
+        .into_iter()
+        .zip(objects)
+        .map(|(checked, (cid, _))| {
+            checked.map_err(|reason| Error::Invalid {
+                cid: cid.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// [`verify_split`] for a batch, in order, on several threads for large batches.
+fn verify_all_split(
+    objects: &[(Cid, Vec<u8>)],
+    limits: &Limits,
+    accept: Option<&dyn Acceptance>,
+    soft: Option<&dyn Acceptance>,
+) -> Result<Vec<std::result::Result<IndexEntries, String>>> {
     const PER_THREAD: usize = 256;
     let threads = parallelism().min(objects.len() / PER_THREAD);
     if threads <= 1 {
         return objects
             .iter()
-            .map(|(cid, bytes)| verify_accept_index(cid, bytes, limits, accept))
+            .map(|(cid, bytes)| verify_split(cid, bytes, limits, accept, soft))
             .collect();
     }
     let chunk = objects.len().div_ceil(threads);
@@ -135,7 +187,7 @@ fn verify_all(
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(cid, bytes)| verify_accept_index(cid, bytes, limits, accept))
+                        .map(|(cid, bytes)| verify_split(cid, bytes, limits, accept, soft))
                         .collect::<Result<Vec<_>>>()
                 })
             })
@@ -224,6 +276,24 @@ fn verify_accept_index(
     limits: &Limits,
     accept: Option<&dyn Acceptance>,
 ) -> Result<IndexEntries> {
+    match verify_split(cid, bytes, limits, accept, None)? {
+        Ok(entries) => Ok(entries),
+        Err(reason) => Err(Error::Invalid {
+            cid: cid.clone(),
+            reason,
+        }),
+    }
+}
+
+/// Verifies one object: broken bytes and `hard` refusals are errors; a `soft` refusal is
+/// `Ok(Err(reason))` (the object is refused alone).
+fn verify_split(
+    cid: &Cid,
+    bytes: &[u8],
+    limits: &Limits,
+    accept: Option<&dyn Acceptance>,
+    soft: Option<&dyn Acceptance>,
+) -> Result<std::result::Result<IndexEntries, String>> {
     let invalid = |reason: String| Error::Invalid {
         cid: cid.clone(),
         reason,
@@ -237,7 +307,7 @@ fn verify_accept_index(
     }
     if cid.is_blake3(Codec::Raw) {
         return match cid.verify(bytes) {
-            Ok(true) => Ok(IndexEntries::default()),
+            Ok(true) => Ok(Ok(IndexEntries::default())),
             Ok(false) => Err(invalid("bytes do not hash to the CID".into())),
             Err(error) => Err(invalid(error.to_string())),
         };
@@ -267,7 +337,12 @@ fn verify_accept_index(
     {
         return Err(invalid(format!("$type longer than {MAX_TYPE_NAME} bytes")));
     }
-    Ok(entries)
+    if let Some(soft) = soft
+        && let Err(reason) = soft.accept(cid, &value)
+    {
+        return Ok(Err(reason));
+    }
+    Ok(Ok(entries))
 }
 
 /// The widest limits: for re-reading bytes that were accepted earlier (e.g. to remove their

@@ -186,6 +186,9 @@ pub enum Answer {
     },
     /// For [`Request::Store`]: all stored durably.
     Stored,
+    /// For [`Request::Store`]: all stored durably except these, refused one by one (e.g. they
+    /// break a recipe of this side); the peer is told, and the session goes on.
+    StoredExcept(Vec<(Cid, String)>),
     /// For [`Request::Store`]: an object failed verification; nothing of the batch was stored.
     Invalid(String),
     /// The store failed; the session closes with [`CloseCode::StoreFailure`].
@@ -272,6 +275,13 @@ pub enum Event {
     Received(Vec<Cid>),
     /// The peer acknowledged durably storing these objects.
     PeerStored(Vec<Cid>),
+    /// The peer refused these objects we sent (it does not hold them), and why.
+    PeerRefused {
+        /// The objects.
+        cids: Vec<Cid>,
+        /// The peer's reason.
+        reason: String,
+    },
     /// These objects were not sent: each is larger than the peer's frame limit.
     TooLarge(Vec<Cid>),
     /// Both directions of the reconciliation's transfer are complete; from now on new objects
@@ -445,6 +455,8 @@ pub struct Session {
     // Receiving.
     next_recv_seq: u64,
     storing: VecDeque<(u64, Vec<Cid>, bool)>,
+    /// Refusals to send, by batch, before that batch's acknowledgement.
+    refusing: VecDeque<(u64, Vec<Cid>, String)>,
     /// The encrypted channel, when [`Config::security`] is set.
     channel: Option<Channel>,
 }
@@ -508,6 +520,7 @@ impl Session {
             in_flight: VecDeque::new(),
             next_recv_seq: 0,
             storing: VecDeque::new(),
+            refusing: VecDeque::new(),
             channel: None,
             config,
         };
@@ -1292,6 +1305,16 @@ impl Session {
                 self.request(Request::Store(objects), Pending::Store { seq });
                 Ok(())
             }
+            Message::Refused { seq, cids, reason } => {
+                let Some((_, batch)) = self.in_flight.iter_mut().find(|(s, _)| *s == seq) else {
+                    return Err(violation(format!(
+                        "a refusal in batch {seq}, not in flight"
+                    )));
+                };
+                batch.retain(|cid| !cids.contains(cid));
+                self.event(Event::PeerRefused { cids, reason });
+                Ok(())
+            }
             Message::Ack { seq } => match self.in_flight.front() {
                 Some((expected, _)) if *expected == seq => {
                     if let Some((_, cids)) = self.in_flight.pop_front() {
@@ -1433,12 +1456,34 @@ impl Session {
                 self.make_batches(objects);
                 Ok(())
             }
-            (Pending::Store { seq }, Answer::Stored) => {
+            (Pending::Store { seq }, answer @ (Answer::Stored | Answer::StoredExcept(_))) => {
+                let refused = match answer {
+                    Answer::StoredExcept(refused) => refused,
+                    _ => Vec::new(),
+                };
                 if let Some(entry) = self.storing.iter_mut().find(|(s, _, _)| *s == seq) {
                     entry.2 = true;
+                    if !refused.is_empty() {
+                        entry.1.retain(|cid| !refused.iter().any(|(r, _)| r == cid));
+                        let reason = refused
+                            .first()
+                            .map(|(_, reason)| {
+                                reason.chars().take(self.peer_limits.max_text).collect()
+                            })
+                            .unwrap_or_default();
+                        let cids = refused.into_iter().map(|(cid, _)| cid).collect();
+                        self.refusing.push_back((seq, cids, reason));
+                    }
                 }
                 while self.storing.front().is_some_and(|(_, _, done)| *done) {
                     if let Some((seq, cids, _)) = self.storing.pop_front() {
+                        while let Some(position) =
+                            self.refusing.iter().position(|(s, _, _)| *s == seq)
+                        {
+                            if let Some((seq, cids, reason)) = self.refusing.remove(position) {
+                                self.transmit(&Message::Refused { seq, cids, reason });
+                            }
+                        }
                         self.transmit(&Message::Ack { seq });
                         self.event(Event::Received(cids));
                     }
@@ -1867,6 +1912,7 @@ fn name(message: &Message) -> &'static str {
         Message::WantAll => "want-all",
         Message::Fetch { .. } => "fetch",
         Message::Welcome { .. } => "welcome",
+        Message::Refused { .. } => "refused",
         Message::Ping => "ping",
         Message::Pong => "pong",
         Message::Close { .. } => "close",
@@ -1883,6 +1929,7 @@ fn answer_name(answer: &Answer) -> &'static str {
         Answer::Loaded(_) => "loaded objects",
         Answer::Objects { .. } => "objects",
         Answer::Stored => "stored",
+        Answer::StoredExcept(_) => "stored except",
         Answer::Invalid(_) => "invalid",
         Answer::Failed(_) => "failed",
         Answer::Admitted { .. } => "admitted",

@@ -224,6 +224,16 @@ pub enum Message {
         /// The certificate object's bytes.
         certificate: Vec<u8>,
     },
+    /// Objects of batch `seq` that the receiver refused (it stored the rest, and acknowledges
+    /// the batch after this message): e.g. objects that break its recipes. Not held by it.
+    Refused {
+        /// The batch.
+        seq: u64,
+        /// The refused objects.
+        cids: Vec<Cid>,
+        /// Why.
+        reason: String,
+    },
     /// Keepalive request.
     Ping,
     /// Keepalive answer.
@@ -281,6 +291,7 @@ mod tag {
     pub const WANT_ALL: u8 = 0x11;
     pub const FETCH: u8 = 0x12;
     pub const WELCOME: u8 = 0x13;
+    pub const REFUSED: u8 = 0x14;
 }
 
 /// Hello field keys (ascending on the wire; unknown keys are skipped).
@@ -429,6 +440,15 @@ impl Message {
                 out.push(tag::WELCOME);
                 put_bytes(out, certificate);
             }
+            Message::Refused { seq, cids, reason } => {
+                out.push(tag::REFUSED);
+                put_varint(out, *seq);
+                put_varint(out, cids.len() as u64);
+                for cid in cids {
+                    put_bytes(out, cid.as_bytes());
+                }
+                put_bytes(out, reason.as_bytes());
+            }
             Message::Ping => out.push(tag::PING),
             Message::Pong => out.push(tag::PONG),
             Message::Close { code, reason } => {
@@ -528,6 +548,11 @@ impl Message {
             },
             tag::WELCOME => Message::Welcome {
                 certificate: get_bytes(&mut input)?.to_vec(),
+            },
+            tag::REFUSED => Message::Refused {
+                seq: varint(&mut input)?,
+                cids: get_cids(&mut input, limits)?,
+                reason: get_text(&mut input, limits)?,
             },
             tag::PING => Message::Ping,
             tag::PONG => Message::Pong,
@@ -777,6 +802,11 @@ mod tests {
             },
             Message::Welcome {
                 certificate: vec![0xa0],
+            },
+            Message::Refused {
+                seq: 4,
+                cids: vec![Cid::hash(Codec::Raw, b"x")],
+                reason: "breaks its recipe".into(),
             },
             Message::Ping,
             Message::Pong,

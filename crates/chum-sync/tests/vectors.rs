@@ -66,6 +66,9 @@ fn fields(message: &Message) -> Value {
         Message::Welcome { certificate } => {
             json!({"type": "welcome", "certificate_hex": hex::encode(certificate)})
         }
+        Message::Refused { seq, cids, reason } => {
+            json!({"type": "refused", "seq": u(*seq), "cids": cids.iter().map(Cid::to_string).collect::<Vec<_>>(), "reason": reason})
+        }
         Message::Ping => json!({"type": "ping"}),
         Message::Pong => json!({"type": "pong"}),
         Message::Close { code, reason } => {
@@ -181,6 +184,14 @@ fn valid() -> Vec<(&'static str, Message)> {
             },
         ),
         ("want-all", Message::WantAll),
+        (
+            "refused: one object of batch 3 breaks the receiver's recipe",
+            Message::Refused {
+                seq: 3,
+                cids: vec![cid(b"newer shape", Codec::DagCbor)],
+                reason: "breaks its recipe: unknown field `mood`".into(),
+            },
+        ),
         (
             "welcome: a certificate's bytes (here an empty map)",
             Message::Welcome {
@@ -353,7 +364,7 @@ fn protocol_vectors_match_the_file() {
         .iter()
         .map(|c| c["message"]["type"].as_str().unwrap())
         .collect();
-    assert_eq!(tags.len(), 19, "every message type has a vector: {tags:?}");
+    assert_eq!(tags.len(), 20, "every message type has a vector: {tags:?}");
     for case in file["invalid"].as_array().unwrap() {
         let bytes = hex::decode(case["hex"].as_str().unwrap()).unwrap();
         assert!(
