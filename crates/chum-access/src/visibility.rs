@@ -138,6 +138,23 @@ fn signer_key(value: &Value) -> Option<[u8; 32]> {
     }
 }
 
+/// Whether an object is covered by granted `targets` directly: it is one, a version of one, or
+/// an entry of one's collection.
+fn by_target(policy: &Policy, targets: &BTreeSet<Cid>, cid: &Cid, value: &Value) -> bool {
+    let version_of_target = value.type_name() == Some(VERSION_TYPE)
+        && value
+            .as_map()
+            .and_then(|map| map.get("of"))
+            .and_then(Value::as_link)
+            .is_some_and(|of| targets.contains(of));
+    version_of_target
+        || targets.contains(cid)
+        || policy
+            .collection_links(value)
+            .iter()
+            .any(|target| targets.contains(target))
+}
+
 /// Whether `cid` is stored and shared.
 async fn is_shared(store: &dyn Store, cid: &Cid) -> Result<bool> {
     Ok(!store
@@ -399,19 +416,7 @@ impl VisibleSet {
             }
             let covered = match &value {
                 Some(value) => {
-                    let version_of_target = value.type_name() == Some(VERSION_TYPE)
-                        && value
-                            .as_map()
-                            .and_then(|map| map.get("of"))
-                            .and_then(Value::as_link)
-                            .is_some_and(|of| self.targets.contains(of));
-                    version_of_target
-                        || self.targets.contains(cid)
-                        || self
-                            .policy
-                            .collection_links(value)
-                            .iter()
-                            .any(|target| self.targets.contains(target))
+                    by_target(&self.policy, &self.targets, cid, value)
                         || self.linked_from_visible(store, cid).await?
                 }
                 // Raw blocks and other codecs: visible when a visible object links to them.
@@ -673,20 +678,8 @@ impl Coverage {
                         && (self.expected.contains(cid) || self.groups.contains(cid))
                 }
                 _ => {
-                    let version_of_target = value.type_name() == Some(VERSION_TYPE)
-                        && value
-                            .as_map()
-                            .and_then(|map| map.get("of"))
-                            .and_then(Value::as_link)
-                            .is_some_and(|of| self.targets.contains(of));
-                    version_of_target
-                        || self.targets.contains(cid)
+                    by_target(&self.policy, &self.targets, cid, value)
                         || self.expected.contains(cid)
-                        || self
-                            .policy
-                            .collection_links(value)
-                            .iter()
-                            .any(|target| self.targets.contains(target))
                         || self.held_referrer(store, cid).await?
                 }
             },

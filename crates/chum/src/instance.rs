@@ -286,6 +286,26 @@ pub(crate) fn now_ms() -> u64 {
     }
 }
 
+/// Page size of store scans.
+const PAGE: usize = 4_096;
+
+/// Every CID of a paged store query: `page(after)` gives the next page after a CID.
+async fn paged<F, Fut>(mut page: F) -> Result<Vec<Cid>>
+where
+    F: FnMut(Option<Cid>) -> Fut,
+    Fut: std::future::Future<Output = chum_store::Result<Vec<Cid>>>,
+{
+    let mut all: Vec<Cid> = Vec::new();
+    loop {
+        let next = page(all.last().cloned()).await?;
+        let done = next.len() < PAGE;
+        all.extend(next);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
 fn decode(bytes: &[u8]) -> Result<Value> {
     dagcbor::decode_with_limits(bytes, &chum_store::index::widest_limits())
         .map_err(|error| Error::Decode(error.to_string()))
@@ -834,43 +854,33 @@ impl Instance {
 
     /// The CIDs of every stored object of a type, in CID order.
     pub async fn query(&self, type_name: &str) -> Result<Vec<Cid>> {
-        let mut all: Vec<Cid> = Vec::new();
-        loop {
-            let page = self
-                .inner
-                .store
-                .query(Query::ByType {
-                    type_name,
-                    after: all.last(),
-                    limit: 4_096,
-                })
-                .await?;
-            let done = page.len() < 4_096;
-            all.extend(page);
-            if done {
-                return Ok(all);
+        paged(|after| {
+            let store = Arc::clone(&self.inner.store);
+            async move {
+                store
+                    .query(Query::ByType {
+                        type_name,
+                        after: after.as_ref(),
+                        limit: PAGE,
+                    })
+                    .await
             }
-        }
+        })
+        .await
     }
 
     /// Every CID stored here (shared and local), in CID order.
     pub async fn list(&self) -> Result<Vec<Cid>> {
-        let mut all: Vec<Cid> = Vec::new();
-        loop {
-            let start = all
-                .last()
-                .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-            let page = self
-                .inner
-                .store
-                .list((start, std::ops::Bound::Unbounded), 4_096)
-                .await?;
-            let done = page.len() < 4_096;
-            all.extend(page);
-            if done {
-                return Ok(all);
+        paged(|after| {
+            let store = Arc::clone(&self.inner.store);
+            async move {
+                let start = after
+                    .as_ref()
+                    .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+                store.list((start, std::ops::Bound::Unbounded), PAGE).await
             }
-        }
+        })
+        .await
     }
 
     /// The entries of `target`'s collection — objects whose recipe marks a link field as a
