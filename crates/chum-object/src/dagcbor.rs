@@ -403,6 +403,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// A length that must fit in the remaining input at `min_item` bytes per item.
+    #[inline]
     fn length(&mut self, info: u8, start: usize, min_item: usize) -> Result<usize, Fail> {
         let len = self.argument(info, start)?;
         let fits = usize::try_from(len).ok().filter(|&len| {
@@ -412,6 +413,7 @@ impl<'a> Decoder<'a> {
         fits.ok_or_else(|| self.error_at(self.input.len(), Rule::Truncated))
     }
 
+    #[inline]
     fn str(&mut self, info: u8, start: usize) -> Result<&'a str, Fail> {
         let len = self.length(info, start, 1)?;
         let bytes = self.take(len)?;
