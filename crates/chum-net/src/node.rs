@@ -704,16 +704,31 @@ impl Node {
                         };
                         session.handle_input(now(), Input::Answer(request_id, answer));
                     }
-                    Output::Event(event) => self.on_event(
-                        id,
-                        &remote,
-                        event,
-                        &mut report,
-                        options,
-                        &mut session,
-                        &mut deps,
-                        now(),
-                    ),
+                    Output::Event(mut event) => {
+                        // From another person, objects no grant covered were not stored:
+                        // only the stored ones are announced.
+                        if foreign.is_some()
+                            && let Event::Received(cids) = &mut event
+                        {
+                            let mut stored = Vec::with_capacity(cids.len());
+                            for cid in cids.drain(..) {
+                                if self.store.has(&cid).await.unwrap_or(false) {
+                                    stored.push(cid);
+                                }
+                            }
+                            *cids = stored;
+                        }
+                        self.on_event(
+                            id,
+                            &remote,
+                            event,
+                            &mut report,
+                            options,
+                            &mut session,
+                            &mut deps,
+                            now(),
+                        );
+                    }
                     _ => {}
                 }
             }

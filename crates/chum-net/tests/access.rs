@@ -873,12 +873,21 @@ async fn another_person_cannot_write_into_data_it_was_not_given() {
         ])
         .await
         .unwrap();
+    let mut alice_events = alice.events();
     let (left, right) = memory_pair(16);
     let (rm, ra) = tokio::join!(
         mallory.run(Role::Initiator, left, SYNC_ONCE),
         alice.run(Role::Responder, right, SessionOptions::default())
     );
     assert!(rm.synced, "{rm:?} {ra:?}");
+    while let Ok(event) = alice_events.try_recv() {
+        if let NodeEvent::Received { cids, .. } = event {
+            assert!(
+                !cids.contains(&forged.0),
+                "an unstored object was announced"
+            );
+        }
+    }
     assert!(
         !alice.store().has(&forged.0).await.unwrap(),
         "a version of Alice's own data from a person she never shared it with"
