@@ -180,10 +180,10 @@ pub mod tcp {
         let (read, write) = stream.into_split();
         Ok(Connection {
             reader: Box::new(Reader {
-                inner: BufReader::with_capacity(64 << 10, read),
+                inner: BufReader::with_capacity(128 << 10, read),
                 max_frame,
             }),
-            writer: Box::new(Writer(BufWriter::with_capacity(64 << 10, write))),
+            writer: Box::new(Writer(BufWriter::with_capacity(128 << 10, write))),
             remote,
         })
     }
