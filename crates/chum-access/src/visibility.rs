@@ -82,16 +82,31 @@ impl Policy {
 
 const PAGE: usize = 1_024;
 
-async fn all_of_type(store: &dyn Store, type_name: &str) -> Result<Vec<Cid>> {
-    let mut all = Vec::new();
+/// The paged index scans used here.
+#[derive(Clone, Copy)]
+enum Scan<'a> {
+    Type(&'a str),
+    Links(&'a Cid),
+}
+
+/// Every CID a paged index scan yields.
+async fn paged(store: &dyn Store, scan: Scan<'_>) -> Result<Vec<Cid>> {
+    let mut all: Vec<Cid> = Vec::new();
     loop {
-        let page = store
-            .query(Query::ByType {
+        let after = all.last();
+        let query = match scan {
+            Scan::Type(type_name) => Query::ByType {
                 type_name,
-                after: all.last(),
+                after,
                 limit: PAGE,
-            })
-            .await?;
+            },
+            Scan::Links(target) => Query::LinksTo {
+                target,
+                after,
+                limit: PAGE,
+            },
+        };
+        let page = store.query(query).await?;
         let done = page.len() < PAGE;
         all.extend(page);
         if done {
@@ -100,22 +115,12 @@ async fn all_of_type(store: &dyn Store, type_name: &str) -> Result<Vec<Cid>> {
     }
 }
 
+async fn all_of_type(store: &dyn Store, type_name: &str) -> Result<Vec<Cid>> {
+    paged(store, Scan::Type(type_name)).await
+}
+
 async fn links_to(store: &dyn Store, target: &Cid) -> Result<Vec<Cid>> {
-    let mut all: Vec<Cid> = Vec::new();
-    loop {
-        let page = store
-            .query(Query::LinksTo {
-                target,
-                after: all.last(),
-                limit: PAGE,
-            })
-            .await?;
-        let done = page.len() < PAGE;
-        all.extend(page);
-        if done {
-            return Ok(all);
-        }
-    }
+    paged(store, Scan::Links(target)).await
 }
 
 /// The decoded object stored under `cid`, if it is stored and a DAG-CBOR object.

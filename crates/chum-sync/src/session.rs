@@ -478,6 +478,23 @@ struct Channel {
     inbox: Vec<u8>,
 }
 
+impl Channel {
+    /// The handshake is complete: switch to transport mode.
+    fn start_transport(&mut self) -> Result<(), Fail> {
+        let Some(state) = self.handshake.take() else {
+            return Err(violation("no handshake in progress"));
+        };
+        let transport = state.into_transport_mode().map_err(|error| {
+            Fail(
+                CloseCode::ProtocolViolation,
+                format!("handshake failed: {error}"),
+            )
+        })?;
+        self.transport = Some(Box::new(transport));
+        Ok(())
+    }
+}
+
 /// Bytes of records held while the driver decides on admission.
 const MAX_HELD_BYTES: usize = 1 << 20;
 
@@ -758,16 +775,7 @@ impl Session {
             .ok_or_else(|| violation("the handshake carried no static key"))?;
         if state.is_handshake_finished() {
             // Responder after → s, se: the channel is up; nothing flows until admission.
-            let Some(state) = channel.handshake.take() else {
-                return Err(violation("no handshake in progress"));
-            };
-            let transport = state.into_transport_mode().map_err(|error| {
-                Fail(
-                    CloseCode::ProtocolViolation,
-                    format!("handshake failed: {error}"),
-                )
-            })?;
-            channel.transport = Some(Box::new(transport));
+            channel.start_transport()?;
         }
         self.request(
             Request::Admit {
@@ -793,16 +801,7 @@ impl Session {
             let Some(channel) = self.channel.as_mut() else {
                 return Err(violation("no handshake in progress"));
             };
-            let Some(state) = channel.handshake.take() else {
-                return Err(violation("no handshake in progress"));
-            };
-            let transport = state.into_transport_mode().map_err(|error| {
-                Fail(
-                    CloseCode::ProtocolViolation,
-                    format!("handshake failed: {error}"),
-                )
-            })?;
-            channel.transport = Some(Box::new(transport));
+            channel.start_transport()?;
         }
         let Some(channel) = self.channel.as_mut() else {
             return Err(violation("no handshake in progress"));
