@@ -67,6 +67,20 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// For a signed object: checks that `person` is the Person of `personKey` and that the
+    /// signature verifies by that key; returns the key.
+    pub(crate) fn signer(&self) -> Result<[u8; 32]> {
+        let key = self.key("personKey")?;
+        if self.link("person")? != crate::keys::PersonId::of_key(&key).0 {
+            return Err(AccessError::malformed(
+                self.what,
+                "`person` is not the Person of `personKey`",
+            ));
+        }
+        crate::signed::check(self.what, self.map, &key)?;
+        Ok(key)
+    }
+
     /// Refuses fields other than `allowed` (and `$type`), so a signed object has one meaning.
     pub(crate) fn only(&self, allowed: &[&str]) -> Result<()> {
         for key in self.map.keys() {

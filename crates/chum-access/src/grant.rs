@@ -91,7 +91,7 @@ impl Access {
             "created",
             "signature",
         ])?;
-        let granter_key = signer(&fields)?;
+        let granter_key = fields.signer()?;
         fields.int("created")?;
         Ok(Access {
             target: fields.link("target")?,
@@ -105,19 +105,6 @@ impl Access {
     pub fn granter(&self) -> PersonId {
         PersonId::of_key(&self.granter_key)
     }
-}
-
-/// Checks `person` = Person of `personKey` and the signature; returns the key.
-fn signer(fields: &Fields<'_>) -> Result<[u8; 32]> {
-    let key = fields.key("personKey")?;
-    if fields.link("person")? != PersonId::of_key(&key).0 {
-        return Err(AccessError::malformed(
-            fields.what,
-            "`person` is not the Person of `personKey`",
-        ));
-    }
-    signed::check(fields.what, fields.map, &key)?;
-    Ok(key)
 }
 
 /// Withdraws a grant: nothing more is delivered under it.
@@ -153,7 +140,7 @@ impl AccessRevocation {
     pub fn from_value(object: Object, value: &Value) -> Result<AccessRevocation> {
         let fields = Fields::of(value, ACCESS_REVOCATION_TYPE)?;
         fields.only(&["access", "person", "personKey", "created", "signature"])?;
-        let granter_key = signer(&fields)?;
+        let granter_key = fields.signer()?;
         fields.int("created")?;
         Ok(AccessRevocation {
             access: fields.link("access")?,
@@ -238,7 +225,7 @@ impl GroupMembers {
             "created",
             "signature",
         ])?;
-        let signer_key = signer(&fields)?;
+        let signer_key = fields.signer()?;
         let members = fields
             .map
             .get("members")

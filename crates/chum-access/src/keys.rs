@@ -153,17 +153,10 @@ impl Certificate {
             "replaces",
             "signature",
         ])?;
-        let person_key = fields.key("personKey")?;
-        if fields.link("person")? != PersonId::of_key(&person_key).0 {
-            return Err(AccessError::malformed(
-                CERTIFICATE_TYPE,
-                "`person` is not the Person of `personKey`",
-            ));
-        }
+        let person_key = fields.signer()?;
         let instance = InstanceId(fields.key("instance")?);
         let created_ms = fields.int("created")?;
         let replaces = fields.optional_key("replaces")?.map(InstanceId);
-        signed::check(CERTIFICATE_TYPE, fields.map, &person_key)?;
         Ok(Certificate {
             person_key,
             instance,
@@ -243,16 +236,9 @@ impl Revocation {
     pub fn from_value(object: Object, value: &Value) -> Result<Revocation> {
         let fields = Fields::of(value, REVOCATION_TYPE)?;
         fields.only(&["person", "personKey", "instance", "created", "signature"])?;
-        let person_key = fields.key("personKey")?;
-        if fields.link("person")? != PersonId::of_key(&person_key).0 {
-            return Err(AccessError::malformed(
-                REVOCATION_TYPE,
-                "`person` is not the Person of `personKey`",
-            ));
-        }
+        let person_key = fields.signer()?;
         let instance = InstanceId(fields.key("instance")?);
         fields.int("created")?;
-        signed::check(REVOCATION_TYPE, fields.map, &person_key)?;
         Ok(Revocation {
             person_key,
             instance,
