@@ -128,7 +128,7 @@ pub mod reconciliation {
         pub bytes: usize,
         /// Milliseconds until the difference was known.
         pub millis: f64,
-        /// Size of the difference found.
+        /// Size of the difference found (for a whole exchange: the objects each side ends with).
         pub found: usize,
     }
 
@@ -196,6 +196,100 @@ pub mod reconciliation {
                 bytes,
                 millis,
                 found: found.unwrap_or(0),
+            },
+            [a, b],
+        )
+    }
+
+    /// Journal positions a side holds of others' journals.
+    pub type Holds = Vec<(chum_sync::ids::JournalId, u64)>;
+
+    /// Runs two sessions (optionally offering journals, holding these positions of each
+    /// other's) until both report `Synced` and nothing is in flight: the whole exchange,
+    /// transfer included. Counts reconcile messages (not hellos, objects, acknowledgements,
+    /// send-done or keepalives; checkpoints count) and round trips until the initiator is
+    /// synced.
+    pub fn chum_complete_run(
+        a: MemorySet,
+        b: MemorySet,
+        journals: Option<(Holds, Holds)>,
+    ) -> (Row, [MemorySet; 2]) {
+        let now = Duration::ZERO;
+        let config = |role: Role, set: &MemorySet, holds: Option<Holds>| {
+            let mut config = Config::new(role);
+            config.journal = holds.map(|holds| chum_sync::session::Journal {
+                id: set.journal_id(),
+                holds,
+            });
+            config
+        };
+        let (a_holds, b_holds) = match journals {
+            Some((a, b)) => (Some(a), Some(b)),
+            None => (None, None),
+        };
+        let a_config = config(Role::Initiator, &a, a_holds);
+        let b_config = config(Role::Responder, &b, b_holds);
+        let mut peers = [
+            (Session::new(a_config, now), a),
+            (Session::new(b_config, now), b),
+        ];
+        let (mut messages, mut bytes, mut flights) = (0, 0, 0);
+        let mut synced_at = None;
+        let start = Instant::now();
+        let mut in_flight: Vec<(usize, Vec<u8>)> = Vec::new();
+        loop {
+            for (side, (session, set)) in peers.iter_mut().enumerate() {
+                let mut sent = false;
+                while let Some(output) = session.poll_output() {
+                    match output {
+                        Output::Transmit(frame) => {
+                            let counted = !matches!(
+                                Message::decode(&frame, &chum_sync::Limits::default()),
+                                Ok(Message::Hello(_)
+                                    | Message::Objects { .. }
+                                    | Message::Ack { .. }
+                                    | Message::SendDone
+                                    | Message::Ping
+                                    | Message::Pong)
+                            );
+                            if counted {
+                                messages += 1;
+                                bytes += frame.len();
+                                sent = true;
+                            }
+                            in_flight.push((1 - side, frame));
+                        }
+                        Output::Request(id, request) => {
+                            let (answer, _) = set.answer(request);
+                            session.handle_input(now, Input::Answer(id, answer));
+                        }
+                        Output::Event(Event::Synced) if side == 0 => {
+                            synced_at = Some((flights + usize::from(sent), start.elapsed()));
+                        }
+                        Output::Event(Event::Closed { reason, .. }) => panic!("closed: {reason}"),
+                        _ => {}
+                    }
+                }
+                flights += usize::from(sent);
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            for (to, frame) in std::mem::take(&mut in_flight) {
+                peers[to].0.handle_input(now, Input::Frame(frame));
+            }
+        }
+        let (flights, elapsed) = synced_at.unwrap_or((flights, start.elapsed()));
+        let [(_, a), (_, b)] = peers;
+        assert!(a.cids().eq(b.cids()), "both sides hold the same set");
+        let found = a.len();
+        (
+            Row {
+                messages,
+                round_trips: flights.div_ceil(2),
+                bytes,
+                millis: elapsed.as_secs_f64() * 1e3,
+                found,
             },
             [a, b],
         )

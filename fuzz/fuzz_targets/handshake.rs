@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
                 Output::Request(id, Request::Admit { .. }) => {
                     let answer = if admit {
                         admitted = true;
-                        Answer::Admitted { welcome: None }
+                        Answer::Admitted {
+                        welcome: None,
+                        journal: None,
+                    }
                     } else {
                         Answer::Refused("fuzz".into())
                     };

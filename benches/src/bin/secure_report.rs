@@ -72,11 +72,17 @@ fn handshake_us(rounds: usize) -> f64 {
                         Output::Transmit(frame) => frames.push(frame),
                         Output::Request(id, Request::Admit { .. }) => from.handle_input(
                             Duration::ZERO,
-                            Input::Answer(id, Answer::Admitted { welcome: None }),
+                            Input::Answer(
+                                id,
+                                Answer::Admitted {
+                                    welcome: None,
+                                    journal: None,
+                                },
+                            ),
                         ),
                         Output::Request(id, Request::Summary) => from.handle_input(
                             Duration::ZERO,
-                            Input::Answer(id, Answer::Summary(chum_sync::Summary::EMPTY)),
+                            Input::Answer(id, Answer::Summary(chum_sync::Summary::EMPTY, None)),
                         ),
                         Output::Event(chum_sync::Event::Connected { .. }) => connected += 1,
                         _ => {}
@@ -133,7 +139,13 @@ fn sans_io_ms_per_mib(blobs: &[(Cid, Vec<u8>)], encrypted: bool) -> f64 {
                     Output::Transmit(frame) => inboxes[1 - side].push_back(frame),
                     Output::Request(id, Request::Admit { .. }) => sessions[side].handle_input(
                         Duration::ZERO,
-                        Input::Answer(id, Answer::Admitted { welcome: None }),
+                        Input::Answer(
+                            id,
+                            Answer::Admitted {
+                                welcome: None,
+                                journal: None,
+                            },
+                        ),
                     ),
                     Output::Request(id, request) => {
                         let (answer, _) = sets[side].answer(request);

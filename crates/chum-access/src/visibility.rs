@@ -464,7 +464,8 @@ impl VisibleSet {
     /// [`Request::Store`] and [`Request::Admit`] are the driver's: answered with a failure.
     pub async fn answer(&self, store: &dyn Store, request: Request) -> Answer {
         match request {
-            Request::Summary => Answer::Summary(self.summary),
+            // No journal position: positions count every shared object, granted or not.
+            Request::Summary => Answer::Summary(self.summary, None),
             Request::Sketch { cells, salt } => {
                 let mut sketch = Sketch::with_salt(cells, salt);
                 for id in self

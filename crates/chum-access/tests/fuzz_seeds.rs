@@ -16,7 +16,13 @@ fn frames(session: &mut Session) -> Vec<Vec<u8>> {
             Output::Transmit(frame) => out.push(frame),
             Output::Request(id, Request::Admit { .. }) => session.handle_input(
                 Duration::ZERO,
-                Input::Answer(id, Answer::Admitted { welcome: None }),
+                Input::Answer(
+                    id,
+                    Answer::Admitted {
+                        welcome: None,
+                        journal: None,
+                    },
+                ),
             ),
             _ => {}
         }

@@ -9,7 +9,8 @@
 //!   rustls) — all carrying the same frames.
 //! - [`Node`]: a store plus its sessions — encrypted and authenticated when it has an
 //!   identity ([`Node::with_identity`], [`Node::join`]); [`Node::put`] stores and pushes live.
-//! - [`peers`]: what a node remembers about each peer instance.
+//! - [`peers`]: what a node remembers about each peer instance; [`journals`]: the positions it
+//!   holds of peers' journals, which let a reconnecting peer skip reconciliation.
 //! - [`listener`]: accepts connections with a cap on concurrent sessions and a per-address
 //!   rate limit that never bans.
 //!
@@ -18,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod deps;
+pub mod journals;
 pub mod listener;
 mod node;
 pub mod peers;

@@ -11,6 +11,8 @@ use chum_object::Cid;
 use chum_object::sign::SigningKey;
 use chum_store::index::{Acceptance, RecipeCheck, Verified};
 use chum_store::{Scope, Store};
+use chum_sync::session::Journal;
+use chum_sync::wire::MAX_HOLDS;
 use chum_sync::{
     Answer, CloseCode, Config, Event, Input, Output, Request, RequestId, Role, Session,
 };
@@ -18,6 +20,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::deps::{Dependencies, MAX_WAITING};
+use crate::journals;
 use crate::peers::PeerRecord;
 use crate::transport::Connection;
 
@@ -575,6 +578,18 @@ impl Node {
         if let Ok(security) = &security {
             config.security.clone_from(security);
         }
+        // The journal fast path: a plain session offers every position held (there is no
+        // access control to keep); an encrypted one decides at admission, per peer.
+        let own_journal = self.store.journal(0, 0).await.ok().map(|page| page.id);
+        config.journal = match (&mode, own_journal) {
+            (Mode::Plain, Some(id)) => Some(Journal {
+                id,
+                holds: journals::recent(&*self.store, MAX_HOLDS)
+                    .await
+                    .unwrap_or_default(),
+            }),
+            _ => None,
+        };
         let mut session = Session::new(config, now());
         // For a peer of another person: what it sees and may send.
         let mut foreign: Option<PeerAccess> = None;
@@ -618,11 +633,20 @@ impl Node {
                             Ok((peer, view)) => {
                                 let welcome =
                                     peer.issued.as_ref().map(|c| c.object().bytes().to_vec());
+                                // Journals only between instances of one person: positions
+                                // count every shared object, granted or not.
+                                let journal = match (own_journal, &view) {
+                                    (Some(id), None) => Some(Journal {
+                                        id,
+                                        holds: self.held_of(&peer).await,
+                                    }),
+                                    _ => None,
+                                };
                                 self.remember(&peer, |record| record.last_connected_ms = now_ms())
                                     .await;
                                 report.peer = Some(peer);
                                 foreign = view;
-                                Answer::Admitted { welcome }
+                                Answer::Admitted { welcome, journal }
                             }
                             Err(reason) => Answer::Refused(reason),
                         };
@@ -703,6 +727,32 @@ impl Node {
                             }
                         };
                         session.handle_input(now(), Input::Answer(request_id, answer));
+                    }
+                    Output::Event(Event::Checkpoint { journal, position }) => {
+                        // Bookkeeping only: a failure costs the next session the fast path.
+                        let _ = journals::record(&*self.store, &journal, position, now_ms()).await;
+                    }
+                    Output::Event(Event::Connected {
+                        version,
+                        peer: hello,
+                    }) if hello.journal.is_some() => {
+                        if let Some(peer) = &report.peer {
+                            self.remember(peer, |record| record.journal = hello.journal)
+                                .await;
+                        }
+                        self.on_event(
+                            id,
+                            &remote,
+                            Event::Connected {
+                                version,
+                                peer: hello,
+                            },
+                            &mut report,
+                            options,
+                            &mut session,
+                            &mut deps,
+                            now(),
+                        );
                     }
                     Output::Event(mut event) => {
                         // From another person, objects no grant covered were not stored:
@@ -940,10 +990,25 @@ impl Node {
                 last_synced_ms: None,
                 acknowledged: 0,
                 received: 0,
+                journal: None,
             },
         };
         update(&mut record);
         let _ = record.save(&*self.store).await;
+    }
+
+    /// The journal position held of `peer`'s journal, as a hello's version vector.
+    async fn held_of(&self, peer: &Peer) -> Vec<(chum_sync::ids::JournalId, u64)> {
+        let Ok(Some(record)) = PeerRecord::load(&*self.store, &peer.instance).await else {
+            return Vec::new();
+        };
+        let Some(journal) = record.journal else {
+            return Vec::new();
+        };
+        match journals::held(&*self.store, &journal).await {
+            Ok(Some(position)) => vec![(journal, position)],
+            _ => Vec::new(),
+        }
     }
 
     /// What this node remembers of the peer instances it has synced with.

@@ -27,6 +27,8 @@ pub struct PeerRecord {
     pub acknowledged: u64,
     /// Objects received from it, over all sessions.
     pub received: u64,
+    /// The journal its store announced in its latest hello (see [`crate::journals`]).
+    pub journal: Option<chum_sync::ids::JournalId>,
 }
 
 impl PeerRecord {
@@ -47,6 +49,9 @@ impl PeerRecord {
         }
         map.insert("acked", self.acknowledged);
         map.insert("received", self.received);
+        if let Some(journal) = &self.journal {
+            map.insert("journal", Value::Bytes(journal.to_vec()));
+        }
         dagcbor::encode(&Value::Map(map)).unwrap_or_default()
     }
 
@@ -67,6 +72,10 @@ impl PeerRecord {
             last_synced_ms: int("synced"),
             acknowledged: int("acked")?,
             received: int("received")?,
+            journal: match map.get("journal") {
+                Some(Value::Bytes(bytes)) => <[u8; 16]>::try_from(bytes.as_slice()).ok(),
+                _ => None,
+            },
         })
     }
 

@@ -221,6 +221,10 @@ async fn an_invitation_pairs_a_new_instance_once_over_tcp() {
     }
     let local_keys = second.store().local_keys(b"chum-net/peer/").await.unwrap();
     assert_eq!(local_keys.len(), 1);
+    // Instances of one person learn how far they hold each other's journals (even a session
+    // that ends once synced), so their next session can take the journal fast path.
+    support::holds_all_of(&second, &alice).await;
+    support::holds_all_of(&alice, &second).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,6 +326,15 @@ async fn a_peer_of_another_person_sees_only_what_grants_cover() {
     support::received(&mut bob_events, &probe.0).await;
     let _ = &mut alice_events;
     assert!(!alice.store().has(&bobs.0).await.unwrap());
+    // No journal positions between persons: they would count ungranted objects.
+    for node in [&alice, &bob] {
+        assert!(
+            chum_net::journals::recent(&**node.store(), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
     server.abort();
     client.abort();
 }
@@ -429,7 +442,13 @@ mod attacks {
                     }
                     Output::Request(id, Request::Admit { .. }) => session.handle_input(
                         start.elapsed(),
-                        Input::Answer(id, Answer::Admitted { welcome: None }),
+                        Input::Answer(
+                            id,
+                            Answer::Admitted {
+                                welcome: None,
+                                journal: None,
+                            },
+                        ),
                     ),
                     Output::Request(id, request) => {
                         let (mut answer, _) = set.answer(request);

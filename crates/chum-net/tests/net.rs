@@ -140,10 +140,14 @@ async fn tcp_into_redb_syncs_then_pushes_live_then_resumes() {
     let (cid, bytes) = object(50_001);
     client.put(&[(cid.clone(), bytes)]).await.unwrap();
     support::received(&mut server_events, &cid).await;
+    // Once traffic settles (a second), each side learns how far it holds the other's journal.
+    support::holds_all_of(&client, &server).await;
+    support::holds_all_of(&server, &client).await;
     session.abort();
     let _ = session.await;
 
-    // While disconnected both sides write; the next session moves only those.
+    // While disconnected both sides write; the next session moves only those, by the journal
+    // fast path: no sketch, no list.
     server.put(&objects(60_000..60_040)).await.unwrap();
     client.put(&objects(70_000..70_007)).await.unwrap();
     let connection = tcp::connect(&address, Limits::default().max_frame)

@@ -25,7 +25,9 @@ use chum_crdt::{Clock, InstanceId, Resolver, State, Version, preset};
 use chum_object::sign::SigningKey;
 use chum_object::{Cid, Map, Object, Value, dagjson};
 use chum_store::{MemoryStore, Query, Scope, Store};
+use chum_sync::ids::JournalId;
 use chum_sync::noise::{Security, static_keypair};
+use chum_sync::session::Journal;
 use chum_sync::{Answer, Config, Event, Input, Output, Request, Role, Session};
 use futures::executor::block_on;
 
@@ -111,6 +113,11 @@ pub struct SimReport {
     pub granted_received: usize,
     /// Access scenario: P's private messages written (none may leave P).
     pub private: usize,
+    /// Journal positions learned (checkpoints), over all sessions.
+    pub checkpoints: u64,
+    /// Sessions that took the journal fast path (unencrypted sessions; counted by their
+    /// resume message).
+    pub resumes: u64,
 }
 
 /// Why a run failed.
@@ -161,6 +168,9 @@ struct Peer {
     down_until: u64,
     local_objects: Vec<Cid>,
     written: u64,
+    /// Journal positions this peer holds of others' (its version vector); kept across
+    /// restarts like the store's instance-local area.
+    holds: BTreeMap<JournalId, u64>,
 }
 
 struct Conn {
@@ -264,6 +274,7 @@ impl World {
                 down_until: 0,
                 local_objects: Vec::new(),
                 written: 0,
+                holds: BTreeMap::new(),
             })
             .collect();
         let contact = preset::contact();
@@ -428,6 +439,20 @@ impl World {
         }
     }
 
+    /// `peer`'s journal and every position it holds (an encrypted session's driver decides
+    /// again at admission).
+    fn journal(&self, peer: usize) -> Option<Journal> {
+        let page = block_on(self.peers[peer].store.journal(0, 0)).ok()?;
+        Some(Journal {
+            id: page.id,
+            holds: self.peers[peer]
+                .holds
+                .iter()
+                .map(|(journal, position)| (*journal, *position))
+                .collect(),
+        })
+    }
+
     fn connect(&mut self, a: usize, b: usize) -> Result<(), SimFailure> {
         let id = self.next_conn;
         self.next_conn += 1;
@@ -435,8 +460,10 @@ impl World {
         let now = Duration::from_millis(self.now);
         let mut initiator = session_config(Role::Initiator);
         initiator.security = self.security(a);
+        initiator.journal = self.journal(a);
         let mut responder = session_config(Role::Responder);
         responder.security = self.security(b);
+        responder.journal = self.journal(b);
         let conn = Conn {
             peers: [a, b],
             sessions: [Session::new(initiator, now), Session::new(responder, now)],
@@ -462,7 +489,12 @@ impl World {
                     break;
                 };
                 match output {
-                    Output::Transmit(bytes) => self.transmit(id, 1 - side, bytes),
+                    Output::Transmit(bytes) => {
+                        if bytes == [0x15] {
+                            self.report.resumes += 1;
+                        }
+                        self.transmit(id, 1 - side, bytes)
+                    }
                     Output::Request(
                         request_id,
                         Request::Admit {
@@ -489,8 +521,16 @@ impl World {
                                         PeerAccess::Granted(_) if !check => PeerAccess::Full,
                                         access => access,
                                     };
+                                    // Journals between instances of one person only.
+                                    let journal = match access {
+                                        PeerAccess::Full => self.journal(peer),
+                                        _ => None,
+                                    };
                                     (
-                                        Answer::Admitted { welcome: None },
+                                        Answer::Admitted {
+                                            welcome: None,
+                                            journal,
+                                        },
                                         Some(access),
                                         admission.stored,
                                     )
@@ -529,6 +569,11 @@ impl World {
                         }
                     }
                     Output::Event(Event::Closed { .. }) => closed = true,
+                    Output::Event(Event::Checkpoint { journal, position }) => {
+                        let peer = conn.peers[side];
+                        self.peers[peer].holds.insert(journal, position);
+                        self.report.checkpoints += 1;
+                    }
                     Output::Event(_) => {}
                     _ => {}
                 }

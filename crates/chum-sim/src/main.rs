@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             };
             let (mut passed, mut failed) = (0u64, 0u64);
             let (mut private, mut leaked, mut granted) = (0usize, 0usize, 0usize);
+            let (mut sessions, mut resumes, mut checkpoints) = (0u64, 0u64, 0u64);
             for seed in from..from + count {
                 match run(seed, &config) {
                     Ok(report) => {
@@ -65,6 +66,9 @@ fn main() -> ExitCode {
                         private += report.private;
                         leaked += report.leaked;
                         granted += report.granted_received;
+                        sessions += report.sessions;
+                        resumes += report.resumes;
+                        checkpoints += report.checkpoints;
                     }
                     Err(failure) => {
                         failed += 1;
@@ -78,6 +82,10 @@ fn main() -> ExitCode {
                      Q received all {granted} granted objects"
                 );
             }
+            println!(
+                "{sessions} sessions, {resumes} took the journal fast path, \
+                 {checkpoints} journal positions learned"
+            );
             println!("{passed} passed, {failed} failed");
             if failed == 0 {
                 ExitCode::SUCCESS

@@ -12,6 +12,23 @@ fn seeds_converge() {
 }
 
 #[test]
+fn reconnecting_peers_take_the_journal_fast_path_and_still_converge() {
+    let config = SimConfig {
+        partitions: 6,
+        restarts: 4,
+        ..SimConfig::default()
+    };
+    let (mut resumes, mut checkpoints) = (0, 0);
+    for seed in 200..206 {
+        let report = run(seed, &config).unwrap_or_else(|failure| panic!("{failure}"));
+        resumes += report.resumes;
+        checkpoints += report.checkpoints;
+    }
+    assert!(checkpoints > 0, "positions are learned");
+    assert!(resumes > 0, "and used after reconnects");
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     let config = SimConfig::default();
     assert_eq!(run(42, &config), run(42, &config));

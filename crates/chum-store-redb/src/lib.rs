@@ -50,7 +50,7 @@ use chum_object::{Cid, Limits};
 use chum_store::index::Verified;
 use chum_store::index::{self, IndexEntries, VersionTables};
 use chum_store::{Error, Query, Result, Store};
-use chum_store::{Scope, SyncDigest};
+use chum_store::{JournalPage, Scope, SyncDigest};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
@@ -58,7 +58,7 @@ use redb::{
 use crate::keys::{author_key, pair_key, pair_prefix, second_of, type_key, type_prefix};
 
 /// The newest store format this build reads and writes.
-pub const FORMAT_VERSION: u64 = 2;
+pub const FORMAT_VERSION: u64 = 3;
 
 /// The page cache a store opens with: 64 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
@@ -77,6 +77,12 @@ const LOCAL_OBJECTS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("loca
 /// The shared set's [`SyncDigest`], under [`SYNC_DIGEST`].
 const SYNC: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sync");
 const SYNC_DIGEST: &str = "digest";
+/// The journal's random id (16 bytes), in [`SYNC`].
+const SYNC_JOURNAL_ID: &str = "journal_id";
+/// The journal: position → CID of each object that joined the shared set (format 3).
+const JOURNAL: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("journal");
+/// The journal's newest position, in [`META`].
+const META_JOURNAL_HEAD: &str = "journal_head";
 /// Keys for the type, link and author indexes written since they were last settled: one
 /// entry per write, so a write inserts one value instead of a key per object and index. Reads
 /// of those indexes settle the log first (see [`settle_index_log`]).
@@ -297,9 +303,33 @@ impl RedbStore {
                     txn.open_table(LOCAL).map_err(backend)?;
                     txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
                     write_digest(&txn, &SyncDigest::new())?;
+                    start_journal(&txn, &[])?;
                     let mut meta = txn.open_table(META).map_err(backend)?;
                     meta.insert(META_FORMAT, FORMAT_VERSION).map_err(storage)?;
                     meta.insert(META_COUNT, 0).map_err(storage)?;
+                }
+                txn.commit().map_err(backend)
+            })?,
+            Some(2) => guarded("upgrade", || {
+                // Format 2 had no journal: start one holding every shared object.
+                let mut txn = db.begin_write().map_err(backend)?;
+                txn.set_durability(Durability::Immediate).map_err(backend)?;
+                {
+                    let objects = txn.open_table(OBJECTS).map_err(backend)?;
+                    let locals = txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
+                    let mut shared = Vec::new();
+                    for entry in objects.iter().map_err(storage)? {
+                        let (key, _) = entry.map_err(storage)?;
+                        if locals.get(key.value()).map_err(storage)?.is_none() {
+                            shared.push(
+                                Cid::from_bytes(key.value())
+                                    .map_err(|e| Error::Damaged(format!("object key: {e}")))?,
+                            );
+                        }
+                    }
+                    start_journal(&txn, &shared.iter().collect::<Vec<_>>())?;
+                    let mut meta = txn.open_table(META).map_err(backend)?;
+                    meta.insert(META_FORMAT, FORMAT_VERSION).map_err(storage)?;
                 }
                 txn.commit().map_err(backend)
             })?,
@@ -309,15 +339,18 @@ impl RedbStore {
                 txn.set_durability(Durability::Immediate).map_err(backend)?;
                 {
                     let mut digest = SyncDigest::new();
+                    let mut shared = Vec::new();
                     let objects = txn.open_table(OBJECTS).map_err(backend)?;
                     for entry in objects.iter().map_err(storage)? {
                         let (key, _) = entry.map_err(storage)?;
                         let cid = Cid::from_bytes(key.value())
                             .map_err(|e| Error::Damaged(format!("object key: {e}")))?;
                         digest.insert(&cid);
+                        shared.push(cid);
                     }
                     txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
                     write_digest(&txn, &digest)?;
+                    start_journal(&txn, &shared.iter().collect::<Vec<_>>())?;
                     let mut meta = txn.open_table(META).map_err(backend)?;
                     meta.insert(META_FORMAT, FORMAT_VERSION).map_err(storage)?;
                 }
@@ -696,6 +729,33 @@ fn write_digest(txn: &redb::WriteTransaction, digest: &SyncDigest) -> Result<()>
     Ok(())
 }
 
+/// Creates the journal: a fresh id, and `shared` numbered from 1.
+fn start_journal(txn: &redb::WriteTransaction, shared: &[&Cid]) -> Result<()> {
+    let id = chum_store::sync::new_journal_id()?;
+    txn.open_table(SYNC)
+        .map_err(backend)?
+        .insert(SYNC_JOURNAL_ID, id.as_slice())
+        .map_err(storage)?;
+    txn.open_table(JOURNAL).map_err(backend)?;
+    append_journal(txn, shared)
+}
+
+/// Numbers `joined` (objects that just joined the shared set) in the journal.
+fn append_journal(txn: &redb::WriteTransaction, joined: &[&Cid]) -> Result<()> {
+    let mut meta = txn.open_table(META).map_err(backend)?;
+    let mut head = meta
+        .get(META_JOURNAL_HEAD)
+        .map_err(storage)?
+        .map_or(0, |v| v.value());
+    let mut journal = txn.open_table(JOURNAL).map_err(backend)?;
+    for cid in joined {
+        head += 1;
+        journal.insert(head, cid.as_bytes()).map_err(storage)?;
+    }
+    meta.insert(META_JOURNAL_HEAD, head).map_err(storage)?;
+    Ok(())
+}
+
 fn adjust_count(txn: &redb::WriteTransaction, delta: i64) -> Result<()> {
     if delta == 0 {
         return Ok(());
@@ -726,6 +786,7 @@ impl RedbStore {
         let mut stored = vec![false; objects.len()];
         self.write(|txn| {
             let mut new_items = Vec::with_capacity(objects.len());
+            let mut joined = Vec::new();
             let mut digest = read_digest(txn)?;
             let mut digest_changed = false;
             {
@@ -751,6 +812,7 @@ impl RedbStore {
                             Scope::Shared => {
                                 digest.insert(cid);
                                 digest_changed = true;
+                                joined.push(cid);
                             }
                             Scope::Local => {
                                 locals.insert(cid.as_bytes(), ()).map_err(storage)?;
@@ -763,11 +825,13 @@ impl RedbStore {
                         stored[i] = true;
                         digest.insert(cid);
                         digest_changed = true;
+                        joined.push(cid);
                     }
                 }
             }
             if digest_changed {
                 write_digest(txn, &digest)?;
+                append_journal(txn, &joined)?;
             }
             apply_indexes(txn, &new_items, true)?;
             adjust_count(txn, new_items.len() as i64)?;
@@ -1111,6 +1175,51 @@ impl Store for RedbStore {
                 Some(bytes) => SyncDigest::from_bytes(bytes.value()),
                 None => Err(Error::Damaged("the sync digest is missing".into())),
             }
+        })
+    }
+
+    async fn journal(&self, after: u64, limit: usize) -> Result<JournalPage> {
+        guarded("journal", || {
+            let snapshot = self.read()?;
+            let id = snapshot
+                .txn
+                .open_table(SYNC)
+                .map_err(backend)?
+                .get(SYNC_JOURNAL_ID)
+                .map_err(storage)?
+                .and_then(|bytes| <[u8; 16]>::try_from(bytes.value()).ok())
+                .ok_or_else(|| Error::Damaged("the journal id is missing".into()))?;
+            let head = snapshot
+                .txn
+                .open_table(META)
+                .map_err(backend)?
+                .get(META_JOURNAL_HEAD)
+                .map_err(storage)?
+                .map_or(0, |v| v.value());
+            let journal = snapshot.txn.open_table(JOURNAL).map_err(backend)?;
+            let locals = snapshot.txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
+            let mut entries = Vec::new();
+            let mut last = after;
+            if limit > 0 && after < u64::MAX {
+                for entry in journal.range(after + 1..).map_err(storage)?.take(limit) {
+                    let (position, key) = entry.map_err(storage)?;
+                    last = position.value();
+                    let key = key.value();
+                    if snapshot.objects.get(key).map_err(storage)?.is_some()
+                        && locals.get(key).map_err(storage)?.is_none()
+                    {
+                        let cid = Cid::from_bytes(key)
+                            .map_err(|e| Error::Damaged(format!("journal entry: {e}")))?;
+                        entries.push((last, cid));
+                    }
+                }
+            }
+            Ok(JournalPage {
+                id,
+                head,
+                last,
+                entries,
+            })
         })
     }
 }

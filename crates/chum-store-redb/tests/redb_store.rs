@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chum_object::{Cid, Object};
-use chum_store::{Error, Query, Store, SyncDigest, conformance};
+use chum_store::{Error, Query, Scope, Store, SyncDigest, conformance};
 use chum_store_redb::power_loss::SimulatedDisk;
 use chum_store_redb::{RedbStore, count_by_scan};
 use futures::executor::block_on;
@@ -108,10 +108,14 @@ fn a_format_1_store_is_upgraded_with_every_object_shared() {
             .unwrap();
         txn.delete_table(redb::TableDefinition::<&str, &[u8]>::new("sync"))
             .unwrap();
-        txn.open_table(redb::TableDefinition::<&str, u64>::new("meta"))
-            .unwrap()
-            .insert("format", 1)
+        txn.delete_table(redb::TableDefinition::<u64, &[u8]>::new("journal"))
             .unwrap();
+        let mut meta = txn
+            .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+            .unwrap();
+        meta.insert("format", 1).unwrap();
+        meta.remove("journal_head").unwrap();
+        drop(meta);
         txn.commit().unwrap();
     }
     let store = RedbStore::open(dir.file()).unwrap();
@@ -119,6 +123,68 @@ fn a_format_1_store_is_upgraded_with_every_object_shared() {
     assert_eq!(
         block_on(store.sync_digest()).unwrap(),
         SyncDigest::of(&cids)
+    );
+    let journal = block_on(store.journal(0, usize::MAX)).unwrap();
+    assert_eq!(journal.head, 30);
+    let mut journaled: Vec<Cid> = journal.entries.into_iter().map(|(_, cid)| cid).collect();
+    journaled.sort();
+    let mut expected = cids;
+    expected.sort();
+    assert_eq!(journaled, expected, "the new journal holds every object");
+}
+
+#[test]
+fn a_format_2_store_gets_a_journal_of_its_shared_objects() {
+    let dir = TempDir::new();
+    let objects: Vec<Object> = (0..30).map(conformance::message).collect();
+    let pairs: Vec<(Cid, Vec<u8>)> = objects
+        .iter()
+        .map(|o| (o.cid().clone(), o.bytes().to_vec()))
+        .collect();
+    {
+        let store = RedbStore::open(dir.file()).unwrap();
+        block_on(store.put_many(&pairs[..20])).unwrap();
+        block_on(store.put_scoped(&pairs[20..], Scope::Local)).unwrap();
+    }
+    {
+        // Make it what format 2 wrote: no journal.
+        let db = redb::Database::open(dir.file()).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(redb::TableDefinition::<u64, &[u8]>::new("journal"))
+            .unwrap();
+        txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("sync"))
+            .unwrap()
+            .remove("journal_id")
+            .unwrap();
+        let mut meta = txn
+            .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+            .unwrap();
+        meta.insert("format", 2).unwrap();
+        meta.remove("journal_head").unwrap();
+        drop(meta);
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(dir.file()).unwrap();
+    let journal = block_on(store.journal(0, usize::MAX)).unwrap();
+    assert_eq!(journal.head, 20, "local objects are not journaled");
+    let mut journaled: Vec<Cid> = journal.entries.into_iter().map(|(_, cid)| cid).collect();
+    journaled.sort();
+    let mut shared: Vec<Cid> = pairs[..20].iter().map(|(cid, _)| cid.clone()).collect();
+    shared.sort();
+    assert_eq!(journaled, shared);
+    block_on(store.put_many(&pairs[20..21])).unwrap();
+    let tail = block_on(store.journal(20, 10)).unwrap();
+    assert_eq!(
+        tail.entries,
+        [(21, pairs[20].0.clone())],
+        "a promotion joins"
+    );
+    drop(store);
+    let reopened = RedbStore::open(dir.file()).unwrap();
+    assert_eq!(
+        block_on(reopened.journal(0, 0)).unwrap().id,
+        journal.id,
+        "the id is kept"
     );
 }
 

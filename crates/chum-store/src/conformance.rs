@@ -36,6 +36,7 @@ pub async fn run_all(make: MakeStore<'_>) {
     local_area(&*make()).await;
     limits_and_bad_batches(&*make()).await;
     scopes_and_the_sync_digest(&*make()).await;
+    the_journal(&*make()).await;
     verified_batches(&*make()).await;
     model_check(&*make(), 0x5eed_0001, 400).await;
     model_check(&*make(), 0x5eed_0002, 400).await;
@@ -59,8 +60,19 @@ pub async fn run_durable(first: Box<dyn Store>, reopen: &dyn Fn() -> Box<dyn Sto
         .await
         .unwrap();
     let digest = first.sync_digest().await.unwrap();
+    let journal = first.journal(0, usize::MAX).await.unwrap();
     drop(first);
     let store = reopen();
+    assert_eq!(
+        store.journal(0, usize::MAX).await.unwrap(),
+        journal,
+        "the journal (id, positions, entries) survives reopen"
+    );
+    assert_eq!(
+        journal.entries.len(),
+        20,
+        "20 shared, one deleted, one local"
+    );
     assert_eq!(store.count().await.unwrap(), 21, "count survives reopen");
     assert_eq!(
         store.sync_digest().await.unwrap(),
@@ -110,6 +122,69 @@ pub async fn run_durable(first: Box<dyn Store>, reopen: &dyn Fn() -> Box<dyn Sto
         store.local_get(b"peer/alice").await.unwrap().as_deref(),
         Some(&b"state"[..])
     );
+}
+
+/// The journal numbers every object that joins the shared set, in order, from 1: stored as
+/// shared or promoted from local; never a local object, never twice while it stays shared; a
+/// deleted object's entry is left out of pages (its position is not reused); pages are exact.
+pub async fn the_journal(store: &dyn Store) {
+    let empty = store.journal(0, 10).await.unwrap();
+    assert_eq!((empty.head, empty.last), (0, 0));
+    assert!(empty.entries.is_empty());
+    let objects: Vec<Object> = (0..10).map(message).collect();
+    let pair = |o: &Object| (o.cid().clone(), o.bytes().to_vec());
+    store
+        .put_many(&objects[..6].iter().map(pair).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    store
+        .put_scoped(&[pair(&objects[6])], Scope::Local)
+        .await
+        .unwrap();
+    store
+        .put_many(&[pair(&objects[7]), pair(&objects[0])])
+        .await
+        .unwrap();
+    store.put_many(&[pair(&objects[6])]).await.unwrap(); // promoted
+    let page = store.journal(0, usize::MAX).await.unwrap();
+    assert_eq!(page.id, empty.id, "the journal id is stable");
+    assert_eq!(page.head, 8);
+    assert_eq!(page.last, 8);
+    // Within one batch in any order; batch after batch in order.
+    let positions: Vec<u64> = page.entries.iter().map(|(position, _)| *position).collect();
+    assert_eq!(positions, (1..=8).collect::<Vec<u64>>());
+    let first: BTreeSet<&Cid> = page.entries[..6].iter().map(|(_, cid)| cid).collect();
+    assert_eq!(first, objects[..6].iter().map(Object::cid).collect());
+    assert_eq!(&page.entries[6].1, objects[7].cid(), "never twice");
+    assert_eq!(&page.entries[7].1, objects[6].cid(), "a promotion joins");
+    // Pages: after a position, at most `limit` examined.
+    let middle = store.journal(2, 3).await.unwrap();
+    assert_eq!(middle.entries, page.entries[2..5]);
+    assert_eq!(middle.last, 5);
+    let beyond = store.journal(100, 5).await.unwrap();
+    assert!(beyond.entries.is_empty());
+    assert_eq!((beyond.last, beyond.head), (100, 8));
+    // A deleted object's entry is skipped; positions are not reused.
+    let deleted = page.entries[3].1.clone();
+    store.delete(&deleted).await.unwrap();
+    let after_delete = store.journal(2, 3).await.unwrap();
+    assert_eq!(
+        after_delete.entries,
+        [page.entries[2].clone(), page.entries[4].clone()]
+    );
+    assert_eq!(after_delete.last, 5);
+    store.put_many(&[pair(&objects[8])]).await.unwrap();
+    let tail = store.journal(8, 10).await.unwrap();
+    assert_eq!(tail.entries, [(9, objects[8].cid().clone())]);
+    assert_eq!(tail.head, 9);
+    // Stored again, a deleted object joins again, at a new position.
+    let again = objects.iter().find(|o| o.cid() == &deleted).map(pair);
+    store
+        .put_many(&again.into_iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let tail = store.journal(9, 10).await.unwrap();
+    assert_eq!(tail.entries, [(10, deleted)]);
 }
 
 /// A Message object, distinct per `n`.
@@ -991,6 +1066,21 @@ pub async fn model_check(store: &dyn Store, seed: u64, steps: usize) {
                 store.sync_digest().await.unwrap(),
                 SyncDigest::of(&shared),
                 "{context}: sync digest"
+            );
+            let journal = store.journal(0, usize::MAX).await.unwrap();
+            assert!(
+                journal.entries.windows(2).all(|w| w[0].0 < w[1].0),
+                "{context}: journal positions ascend"
+            );
+            let journaled: BTreeSet<Cid> =
+                journal.entries.iter().map(|(_, cid)| cid.clone()).collect();
+            assert_eq!(
+                &journaled, &shared,
+                "{context}: the journal holds the shared set"
+            );
+            assert!(
+                journal.head >= shared.len() as u64,
+                "{context}: journal head"
             );
             let keys = store.local_keys(b"").await.unwrap();
             assert_eq!(

@@ -157,6 +157,11 @@ impl<S: Store> Store for FaultStore<S> {
         self.alive()?;
         self.inner.sync_digest().await
     }
+
+    async fn journal(&self, after: u64, limit: usize) -> Result<crate::sync::JournalPage> {
+        self.alive()?;
+        self.inner.journal(after, limit).await
+    }
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()
     }
@@ -274,6 +279,10 @@ impl<S: Store> Store for CountingStore<S> {
     }
     async fn sync_digest(&self) -> Result<SyncDigest> {
         self.inner.sync_digest().await
+    }
+
+    async fn journal(&self, after: u64, limit: usize) -> Result<crate::sync::JournalPage> {
+        self.inner.journal(after, limit).await
     }
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()

@@ -48,4 +48,4 @@ pub mod sync;
 pub use crate::error::{Error, Result};
 pub use crate::memory::MemoryStore;
 pub use crate::store::{MaybeSendSync, Query, Store};
-pub use crate::sync::{Scope, SyncDigest};
+pub use crate::sync::{JournalPage, Scope, SyncDigest};

@@ -10,7 +10,7 @@ use chum_object::{Cid, Limits};
 use crate::error::{Error, Result};
 use crate::index::{self, IndexEntries, VersionTables};
 use crate::store::{Query, Store};
-use crate::sync::{Scope, SyncDigest};
+use crate::sync::{JournalPage, Scope, SyncDigest};
 
 /// A store in memory. Cloning a handle is not supported; share it behind an `Arc`.
 #[derive(Debug, Default)]
@@ -34,6 +34,9 @@ struct Inner {
     local: BTreeMap<Vec<u8>, Vec<u8>>,
     local_objects: HashSet<Cid>,
     digest: SyncDigest,
+    /// The journal: its id (chosen on first use) and its CIDs, position = index + 1.
+    journal_id: Option<chum_sync::ids::JournalId>,
+    journal: Vec<Cid>,
 }
 
 fn add<K: Ord, V: Ord>(map: &mut MultiMap<K, V>, key: K, value: V) {
@@ -157,12 +160,16 @@ impl Store for MemoryStore {
                 let promoted = scope == Scope::Shared && inner.local_objects.remove(cid);
                 if promoted {
                     inner.digest.insert(cid);
+                    inner.journal.push(cid.clone());
                 }
                 stored.push(promoted);
             } else {
                 insert(&mut inner, cid, bytes, entries)?;
                 match scope {
-                    Scope::Shared => inner.digest.insert(cid),
+                    Scope::Shared => {
+                        inner.digest.insert(cid);
+                        inner.journal.push(cid.clone());
+                    }
                     Scope::Local => {
                         inner.local_objects.insert(cid.clone());
                     }
@@ -288,6 +295,31 @@ impl Store for MemoryStore {
 
     async fn sync_digest(&self) -> Result<SyncDigest> {
         Ok(self.lock().digest.clone())
+    }
+
+    async fn journal(&self, after: u64, limit: usize) -> Result<JournalPage> {
+        let mut inner = self.lock();
+        let id = match inner.journal_id {
+            Some(id) => id,
+            None => *inner.journal_id.insert(crate::sync::new_journal_id()?),
+        };
+        let head = inner.journal.len() as u64;
+        let start = usize::try_from(after.min(head)).unwrap_or(usize::MAX);
+        let end = start.saturating_add(limit).min(inner.journal.len());
+        let entries = inner.journal[start..end]
+            .iter()
+            .zip(start as u64 + 1..)
+            .filter(|(cid, _)| {
+                inner.objects.contains_key(*cid) && !inner.local_objects.contains(*cid)
+            })
+            .map(|(cid, position)| (position, cid.clone()))
+            .collect();
+        Ok(JournalPage {
+            id,
+            head,
+            last: after.max(end as u64),
+            entries,
+        })
     }
 
     fn limits(&self) -> Limits {

@@ -6,7 +6,7 @@ use chum_object::{Cid, Limits};
 
 use crate::error::{Error, Result};
 use crate::index::Verified;
-use crate::sync::{Scope, SyncDigest};
+use crate::sync::{JournalPage, Scope, SyncDigest};
 
 /// `Send + Sync` natively; nothing on wasm32, where IndexedDB handles are not `Send`.
 #[cfg(not(target_arch = "wasm32"))]
@@ -184,4 +184,12 @@ pub trait Store: MaybeSendSync {
     /// The [`SyncDigest`] of the shared set, as of one snapshot. Constant time in the number of
     /// objects: stores keep it current on every write, in the write's transaction.
     async fn sync_digest(&self) -> Result<SyncDigest>;
+
+    /// A page of this store's **journal**: the log that numbers, from 1 upwards and in the
+    /// write's transaction, every object that joins the shared set (stored as shared, or a
+    /// local object promoted). Positions are never reused; the journal's id is random, chosen
+    /// when the store is created, and kept while the store lives. Returns the entries after
+    /// position `after`, in order, at most `limit` examined; entries whose object is no longer
+    /// stored or shared are left out (`last` still moves past them).
+    async fn journal(&self, after: u64, limit: usize) -> Result<JournalPage>;
 }

@@ -10,7 +10,7 @@
 use std::ops::Bound;
 
 use chum_object::Cid;
-use chum_sync::ids::{CODECS, short_id_range};
+use chum_sync::ids::{CODECS, JournalId, short_id_range};
 use chum_sync::sketch::Sketch;
 use chum_sync::{Answer, Request, Summary, short_id};
 
@@ -25,6 +25,27 @@ pub enum Scope {
     /// Kept on this instance only; never offered to a peer. Storing the same object as
     /// shared later makes it shared.
     Local,
+}
+
+/// A page of a store's journal (see [`Store::journal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalPage {
+    /// The journal's id.
+    pub id: JournalId,
+    /// The newest position (0 while nothing joined the shared set).
+    pub head: u64,
+    /// The last position examined (the `after` asked for when none was).
+    pub last: u64,
+    /// The entries examined whose object is stored and shared: position and CID, ascending.
+    pub entries: Vec<(u64, Cid)>,
+}
+
+/// A fresh random journal id, for a store being created.
+pub fn new_journal_id() -> Result<JournalId> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id)
+        .map_err(|error| Error::Backend(format!("no randomness for a journal id: {error}")))?;
+    Ok(id)
 }
 
 /// Sketch sizes (cells, salt 0) every store keeps current: together they decode differences
@@ -240,10 +261,18 @@ pub async fn shared_sketch<S: Store + ?Sized>(
 pub async fn answer<S: Store + ?Sized>(store: &S, request: Request) -> (Answer, Vec<Cid>) {
     let result = match request {
         Request::Admit { .. } => Ok(Answer::Refused("no admission policy".into())),
-        Request::Summary => store
-            .sync_digest()
-            .await
-            .map(|digest| Answer::Summary(digest.summary)),
+        Request::Summary => {
+            // The journal position first: read before the summary's snapshot, it is at most
+            // that snapshot's (a checkpoint may then claim less, never more).
+            match store.journal(0, 0).await {
+                Ok(page) => store
+                    .sync_digest()
+                    .await
+                    .map(|digest| Answer::Summary(digest.summary, Some(page.head))),
+                Err(error) => Err(error),
+            }
+        }
+        Request::Journal { after, limit } => journal_objects(store, after, limit).await,
         Request::Sketch { cells, salt } => shared_sketch(store, cells, salt)
             .await
             .map(|(summary, sketch)| Answer::Sketch(summary, sketch)),
@@ -293,6 +322,22 @@ pub async fn answer<S: Store + ?Sized>(store: &S, request: Request) -> (Answer, 
         Ok(answer) => (answer, Vec::new()),
         Err(error) => (Answer::Failed(error.to_string()), Vec::new()),
     }
+}
+
+/// The objects of a journal page, for [`Request::Journal`].
+async fn journal_objects<S: Store + ?Sized>(store: &S, after: u64, limit: usize) -> Result<Answer> {
+    let page = store.journal(after, limit).await?;
+    let cids: Vec<Cid> = page.entries.into_iter().map(|(_, cid)| cid).collect();
+    let loaded = store.get_many(&cids).await?;
+    Ok(Answer::Journal {
+        objects: cids
+            .into_iter()
+            .zip(loaded)
+            .filter_map(|(cid, bytes)| Some((cid, bytes.ok()?)))
+            .collect(),
+        last: page.last,
+        head: page.head,
+    })
 }
 
 #[cfg(test)]

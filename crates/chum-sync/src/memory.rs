@@ -7,7 +7,7 @@ use std::ops::Bound;
 
 use chum_object::{Cid, Codec, Limits, dagcbor};
 
-use crate::ids::{CODECS, Summary, short_id, short_id_range};
+use crate::ids::{CODECS, JournalId, Summary, short_id, short_id_range};
 use crate::reconcile::SKETCH_SIZES;
 use crate::session::{Answer, Request};
 use crate::sketch::Sketch;
@@ -20,6 +20,9 @@ pub struct MemorySet {
     /// Sketches of the first [`KEPT`] sizes of [`SKETCH_SIZES`], kept current like a store's.
     kept: Vec<Sketch>,
     limits: Limits,
+    /// This set's journal: its id and every CID in the order it joined (position = index + 1).
+    journal_id: JournalId,
+    journal: Vec<Cid>,
 }
 
 /// How many of the smallest sketch sizes a set keeps current.
@@ -70,8 +73,27 @@ impl Default for MemorySet {
                 .map(|&cells| Sketch::new(cells))
                 .collect(),
             limits: Limits::default(),
+            journal_id: next_journal_id(),
+            journal: Vec::new(),
         }
     }
+}
+
+/// A journal id unique within this process (sets are not persisted, so that is enough).
+fn next_journal_id() -> JournalId {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let hash = blake3::hash(
+        &[
+            b"chum-sync memory set journal ".as_slice(),
+            &n.to_be_bytes(),
+        ]
+        .concat(),
+    );
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&hash.as_bytes()[..16]);
+    id
 }
 
 impl MemorySet {
@@ -93,6 +115,7 @@ impl MemorySet {
                 self.summary.insert(entry.key());
                 let id = short_id(entry.key());
                 self.kept.iter_mut().for_each(|sketch| sketch.insert(id));
+                self.journal.push(entry.key().clone());
                 entry.insert(bytes);
                 true
             }
@@ -140,6 +163,16 @@ impl MemorySet {
         self.summary
     }
 
+    /// The set's journal id.
+    pub fn journal_id(&self) -> JournalId {
+        self.journal_id
+    }
+
+    /// The newest journal position: how many objects ever joined the set.
+    pub fn journal_head(&self) -> u64 {
+        self.journal.len() as u64
+    }
+
     /// Answers a session's request. For [`Request::Store`], also returns the CIDs that were
     /// new here (a driver reports them to its other sessions as [`Input::LocalStored`]).
     ///
@@ -150,7 +183,22 @@ impl MemorySet {
     pub fn answer(&mut self, request: Request) -> (Answer, Vec<Cid>) {
         let answer = match request {
             Request::Admit { .. } => Answer::Refused("no admission policy".into()),
-            Request::Summary => Answer::Summary(self.summary),
+            Request::Summary => Answer::Summary(self.summary, Some(self.journal_head())),
+            Request::Journal { after, limit } => {
+                let start = usize::try_from(after)
+                    .unwrap_or(usize::MAX)
+                    .min(self.journal.len());
+                let end = start.saturating_add(limit).min(self.journal.len());
+                let objects = self.journal[start..end]
+                    .iter()
+                    .filter_map(|cid| Some((cid.clone(), self.objects.get(cid)?.clone())))
+                    .collect();
+                Answer::Journal {
+                    objects,
+                    last: after.max(end as u64),
+                    head: self.journal_head(),
+                }
+            }
             Request::Sketch { cells, salt } => {
                 let wanted = Sketch::with_salt(cells, salt);
                 if let Some(kept) = self

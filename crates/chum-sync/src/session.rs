@@ -18,6 +18,17 @@
 //! - each side sends what the other lacks in acknowledged, windowed batches, then `SendDone`;
 //! - afterwards, objects the driver reports as newly stored are pushed at once.
 //!
+//! **Journal fast path.** A store numbers every object that joins its shared set in its
+//! *journal*. When the summaries match, each side tells the other how far its journal goes
+//! ([`Message::Checkpoint`]); the other remembers that position ([`Event::Checkpoint`]) and
+//! names it in its next hello ([`Journal::holds`], a version vector over journals). When both
+//! hellos name a position of the other's journal and the summaries differ, the responder
+//! answers [`Message::Resume`] instead of a sketch: each side sends the entries of its journal
+//! after the position the other holds, and the initiator then compares summaries again. A
+//! difference costs no sketch at all — a few bytes whatever its size. Positions are only a
+//! shortcut: the second summary decides, and if it differs (a peer lost objects, a store was
+//! copied, objects were deleted) the sketch rounds below run as usual.
+//!
 //! The difference found through short ids is checked against full-CID fingerprints once the
 //! transfer is done; if a short-id collision hid a difference, the initiator falls back to
 //! comparing full CIDs, so correctness never rests on short ids being unique.
@@ -27,7 +38,7 @@ use std::time::Duration;
 
 use chum_object::Cid;
 
-use crate::ids::{Summary, short_id};
+use crate::ids::{JournalId, Summary, short_id};
 use crate::noise::{self, MAX_RECORD, MAX_RECORD_PLAINTEXT, Security};
 use crate::reconcile::SKETCH_SIZES;
 use crate::sketch::{Sketch, SketchError};
@@ -75,6 +86,26 @@ pub struct Config {
     /// Encrypt and authenticate the session (Noise XX) with these keys and payload. `None`
     /// sends frames in the clear — for tests and trusted in-process pipes only.
     pub security: Option<Security>,
+    /// This side's journal and what it holds of others' journals, announced in the hello (the
+    /// journal fast path, see the [module documentation](self)). `None` offers no journal:
+    /// summaries and sketches only. An encrypted session takes the journal from the driver's
+    /// [`Answer::Admitted`] instead, once it knows the peer.
+    pub journal: Option<Journal>,
+    /// Quiet time after objects moved in the live phase before the initiator compares
+    /// summaries again, so both sides learn new journal positions (only with journals on both
+    /// sides; a few bytes each time).
+    pub checkpoint_delay: Duration,
+}
+
+/// This side's journal id and its version vector over other journals: every journal listed
+/// with the position up to which this side holds every object of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journal {
+    /// This store's journal.
+    pub id: JournalId,
+    /// Positions held of other journals (at most [`crate::wire::MAX_HOLDS`]; more are not
+    /// sent).
+    pub holds: Vec<(JournalId, u64)>,
 }
 
 impl Config {
@@ -92,6 +123,8 @@ impl Config {
             progress_timeout: Duration::from_secs(60),
             max_send_queue: 1 << 20,
             security: None,
+            journal: None,
+            checkpoint_delay: Duration::from_secs(1),
         }
     }
 }
@@ -148,6 +181,15 @@ pub enum Request {
     /// Store these objects (from the peer) durably, verifying each → [`Answer::Stored`], or
     /// [`Answer::Invalid`] naming the first that failed verification.
     Store(Vec<(Cid, Vec<u8>)>),
+    /// Entries of this store's journal after position `after`, in journal order, at most
+    /// `limit` examined → [`Answer::Journal`]. Only objects still stored and shared are
+    /// returned.
+    Journal {
+        /// Exclusive lower bound.
+        after: u64,
+        /// At most this many entries examined.
+        limit: usize,
+    },
     /// Decide whether to talk to this peer → [`Answer::Admitted`] or [`Answer::Refused`].
     /// Asked once, during the handshake of an encrypted session: `payload` is the peer's
     /// handshake payload and `remote_static` the static key the handshake proved it holds.
@@ -164,8 +206,9 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Answer {
-    /// For [`Request::Summary`].
-    Summary(Summary),
+    /// For [`Request::Summary`]: the summary, and the store's journal position as of that
+    /// snapshot or earlier (`None` without a journal; see [`Message::Checkpoint`]).
+    Summary(Summary, Option<u64>),
     /// For [`Request::Sketch`].
     Sketch(Summary, Sketch),
     /// For [`Request::ShortIds`].
@@ -176,6 +219,17 @@ pub enum Answer {
     Resolved(Vec<Cid>),
     /// For [`Request::Load`].
     Loaded(Vec<(Cid, Vec<u8>)>),
+    /// For [`Request::Journal`]: the objects of the entries examined (in journal order; absent,
+    /// local or unreadable ones omitted), the position of the last entry examined (`after`
+    /// when none) and the journal's newest position.
+    Journal {
+        /// The objects.
+        objects: Vec<(Cid, Vec<u8>)>,
+        /// The last position examined: continue after it.
+        last: u64,
+        /// The newest position of the journal.
+        head: u64,
+    },
     /// For [`Request::Objects`]: the objects (unreadable ones omitted) and the CID to continue
     /// after, `None` when the shared set is exhausted.
     Objects {
@@ -194,10 +248,13 @@ pub enum Answer {
     /// The store failed; the session closes with [`CloseCode::StoreFailure`].
     Failed(String),
     /// For [`Request::Admit`]: go on; `welcome` is a certificate to hand a peer that joined
-    /// with an invitation (sent in a [`Message::Welcome`]).
+    /// with an invitation (sent in a [`Message::Welcome`]); `journal` replaces
+    /// [`Config::journal`] for this peer (`None`: no journal fast path with it).
     Admitted {
         /// The joining peer's new certificate.
         welcome: Option<Vec<u8>>,
+        /// The journal offered to this peer.
+        journal: Option<Journal>,
     },
     /// For [`Request::Admit`]: the peer may not connect; the session closes with
     /// [`CloseCode::Unauthorized`] and this reason.
@@ -287,6 +344,15 @@ pub enum Event {
     /// Both directions of the reconciliation's transfer are complete; from now on new objects
     /// are pushed live.
     Synced,
+    /// The peer's summary matched ours: this side holds every object of the peer's journal
+    /// `journal` up to `position`. Remember it (instance-local) and name it in the next
+    /// session's [`Journal::holds`] with this peer.
+    Checkpoint {
+        /// The peer's journal.
+        journal: JournalId,
+        /// The position held.
+        position: u64,
+    },
     /// The session ended; no further output follows.
     Closed {
         /// Why.
@@ -337,6 +403,8 @@ enum Pending {
         seq: u64,
     },
     Admit,
+    /// Our journal's entries after the position the peer holds.
+    Journal,
 }
 
 /// Why the session must end: sent to the peer in a close frame.
@@ -416,6 +484,8 @@ struct Round {
     peer_send_done: bool,
     /// Responder: the want list is complete.
     wants_done: bool,
+    /// The round exchanges journal entries (after [`Message::Resume`]).
+    resume: bool,
     /// Short ids the peer wants, queued this round (bounded by `max_send_queue`).
     wanted: usize,
 }
@@ -459,6 +529,37 @@ pub struct Session {
     refusing: VecDeque<(u64, Vec<Cid>, String)>,
     /// The encrypted channel, when [`Config::security`] is set.
     channel: Option<Channel>,
+    /// The latest time handed in.
+    now: Duration,
+    /// The peer's journal, when both sides have one (checkpoints are exchanged).
+    peer_journal: Option<JournalId>,
+    /// The position of our journal the peer holds, when each side named the other's journal
+    /// in its hello (the fast path applies).
+    resume_from: Option<u64>,
+    /// The fast path was taken (once per session).
+    resumed: bool,
+    /// Sending our journal's entries: the cursor and the head to stop at.
+    journal_cursor: Option<(u64, Option<u64>)>,
+    /// Initiator: our journal position as of the summary in flight.
+    summary_position: Option<u64>,
+    /// Responder: a summary that arrived while our part of a journal round was finishing.
+    deferred_summary: Option<Summary>,
+    /// Initiator: when to compare summaries again after live traffic (checkpoints).
+    confirm_due: Option<Duration>,
+    /// Objects moved since our last summary was sent.
+    moved: bool,
+    /// Initiator: the comparison before `Synced` (which teaches both sides journal
+    /// positions) was made.
+    confirmed_once: bool,
+    /// Journal pages queued: once every batch below the first number is sent, a checkpoint
+    /// at the second follows them (pages go out in journal order).
+    journal_marks: VecDeque<(u64, u64)>,
+    /// Checkpoints from the peer, each held until the batches that came before it are
+    /// stored: (batches received before it, position).
+    peer_checkpoints: VecDeque<(u64, u64)>,
+    /// This side refused objects of the peer: it no longer holds all of what the peer sent,
+    /// so the peer's checkpoints are not taken.
+    refused_some: bool,
 }
 
 /// The Noise state of an encrypted session.
@@ -539,6 +640,19 @@ impl Session {
             storing: VecDeque::new(),
             refusing: VecDeque::new(),
             channel: None,
+            now,
+            peer_journal: None,
+            resume_from: None,
+            resumed: false,
+            journal_cursor: None,
+            summary_position: None,
+            deferred_summary: None,
+            confirm_due: None,
+            moved: false,
+            confirmed_once: false,
+            journal_marks: VecDeque::new(),
+            peer_checkpoints: VecDeque::new(),
+            refused_some: false,
             config,
         };
         if let Some(security) = session.config.security.clone() {
@@ -576,11 +690,26 @@ impl Session {
     fn start(&mut self) {
         self.phase = Phase::Hello;
         let session = self;
-        let hello = Hello::new(
+        let mut hello = Hello::new(
             session.config.limits,
             session.config.window,
             session.config.types.clone(),
         );
+        if let Some(journal) = &mut session.config.journal {
+            // One position per journal (a later entry wins), never our own, within the limit.
+            let mut holds: Vec<(JournalId, u64)> = Vec::new();
+            for &(id, position) in &journal.holds {
+                match holds.iter_mut().find(|(seen, _)| *seen == id) {
+                    Some(entry) => entry.1 = position,
+                    None if id != journal.id => holds.push((id, position)),
+                    None => {}
+                }
+            }
+            holds.truncate(crate::wire::MAX_HOLDS);
+            journal.holds.clone_from(&holds);
+            hello.journal = Some(journal.id);
+            hello.holds = holds;
+        }
         session.transmit(&Message::Hello(hello));
         if session.config.role == Role::Initiator {
             // The summary goes out right behind the hello, so peers already in sync finish in
@@ -627,6 +756,9 @@ impl Session {
         if self.awaiting_peer() {
             next = next.min(self.last_progress + self.config.progress_timeout);
         }
+        if let Some(due) = self.confirm_due {
+            next = next.min(due);
+        }
         Some(next)
     }
 
@@ -635,6 +767,7 @@ impl Session {
         if self.phase == Phase::Closed {
             return;
         }
+        self.now = self.now.max(now);
         let result = match input {
             Input::Frame(frame) => {
                 self.last_heard = self.last_heard.max(now);
@@ -986,6 +1119,21 @@ impl Session {
             self.ping_sent = true;
             self.transmit(&Message::Ping);
         }
+        if let Some(due) = self.confirm_due
+            && now >= due
+        {
+            let quiet = !self.round.active
+                && self.in_flight.is_empty()
+                && self.storing.is_empty()
+                && self.ready.is_empty()
+                && self.to_load.is_empty()
+                && self.pending.is_empty();
+            if quiet {
+                self.confirm();
+            } else {
+                self.confirm_due = Some(now + self.config.checkpoint_delay);
+            }
+        }
         Ok(())
     }
 
@@ -1012,6 +1160,22 @@ impl Session {
                 Ok(())
             }
             (_, Message::Pong) => Ok(()),
+            (_, Message::Checkpoint { position }) => {
+                if self.peer_journal.is_none() {
+                    return Err(violation("a checkpoint without journals on both sides"));
+                }
+                if self.peer_checkpoints.len() >= self.config.window as usize * 4 + 16 {
+                    return Err(Fail(
+                        CloseCode::LimitExceeded,
+                        "too many checkpoints ahead of the batches they follow".into(),
+                    ));
+                }
+                // Taken once every batch that came before it is stored.
+                self.peer_checkpoints
+                    .push_back((self.next_recv_seq, position));
+                self.take_checkpoints();
+                Ok(())
+            }
             (_, message) => match self.config.role {
                 Role::Initiator => self.on_message_as_initiator(message),
                 Role::Responder => self.on_message_as_responder(message),
@@ -1043,6 +1207,21 @@ impl Session {
         }
         self.peer_limits = hello.limits;
         self.peer_window = usize::try_from(hello.window.min(1_024)).unwrap_or(1_024);
+        if let (Some(ours), Some(theirs)) = (&self.config.journal, hello.journal) {
+            if theirs == ours.id {
+                return Err(violation("the peer announced this side's own journal"));
+            }
+            self.peer_journal = Some(theirs);
+            let they_hold = hello
+                .holds
+                .iter()
+                .find(|(journal, _)| *journal == ours.id)
+                .map(|(_, position)| *position);
+            let we_hold = ours.holds.iter().any(|(journal, _)| *journal == theirs);
+            if we_hold {
+                self.resume_from = they_hold;
+            }
+        }
         self.phase = Phase::Running;
         self.event(Event::Connected {
             version,
@@ -1071,6 +1250,16 @@ impl Session {
         match message {
             Message::Summary(theirs) => {
                 if self.round.active {
+                    // After a journal round the initiator compares again as soon as it has
+                    // our part; ours may still be storing its part. Compare once it is done.
+                    if self.round.resume
+                        && self.round.send_done_sent
+                        && self.round.peer_send_done
+                        && self.deferred_summary.is_none()
+                    {
+                        self.deferred_summary = Some(theirs);
+                        return Ok(());
+                    }
                     return Err(violation("a summary while a reconciliation is running"));
                 }
                 self.start_round();
@@ -1186,10 +1375,24 @@ impl Session {
                 self.round.owe_complete = true;
                 self.round.send_done_sent = true;
                 self.round.peer_send_done = true;
+                let position = self.summary_position.take();
+                self.send_checkpoint(position);
                 self.event(Event::Reconciled {
                     peer_lacks: 0,
                     we_lack: 0,
                 });
+                Ok(())
+            }
+            Message::Resume => {
+                let first_answer = matches!(self.finding, Finding::AwaitSketch { cells: None, .. });
+                let Some(from) = self.resume_from.filter(|_| first_answer && !self.resumed) else {
+                    return Err(violation("an unexpected resume"));
+                };
+                self.resumed = true;
+                self.finding = Finding::Idle;
+                self.summary_position = None;
+                self.round.resume = true;
+                self.journal_cursor = Some((from, None));
                 Ok(())
             }
             Message::Sketch { summary, sketch } => {
@@ -1292,6 +1495,7 @@ impl Session {
                     ));
                 }
                 self.next_recv_seq += 1;
+                self.note_traffic();
                 let cids: Vec<Cid> = objects.iter().map(|(cid, _)| cid.clone()).collect();
                 if let Some(check) = &mut self.check {
                     for cid in &cids {
@@ -1364,27 +1568,45 @@ impl Session {
         let (_, pending) = self.pending.remove(index);
         match (pending, answer) {
             (_, Answer::Failed(reason)) => Err(Fail(CloseCode::StoreFailure, reason)),
-            (Pending::Admit, Answer::Admitted { welcome }) => self.on_admitted(welcome),
+            (Pending::Admit, Answer::Admitted { welcome, journal }) => {
+                self.config.journal = journal;
+                self.on_admitted(welcome)
+            }
             (Pending::Admit, Answer::Refused(reason)) => Err(Fail(CloseCode::Unauthorized, reason)),
-            (Pending::Summary, Answer::Summary(summary)) => {
+            (Pending::Summary, Answer::Summary(summary, position)) => {
+                self.moved = false;
                 self.transmit(&Message::Summary(summary));
                 self.initiator_summary = Some(summary);
+                self.summary_position = position;
                 self.finding = Finding::AwaitSketch {
                     cells: None,
                     salt: 0,
                 };
                 Ok(())
             }
-            (Pending::SizeFirstSketch, Answer::Summary(mine)) => {
+            (Pending::SizeFirstSketch, Answer::Summary(mine, position)) => {
                 let theirs = self.responder_compare.unwrap_or(Summary::EMPTY);
                 if theirs == mine {
                     // In sync: no sketch needed at all.
                     self.responder_compare = None;
+                    // The checkpoint first: an initiator may end the session at the in-sync.
+                    self.send_checkpoint(position);
                     self.transmit(&Message::InSync);
                     self.round.wants_done = true;
                     self.round.owe_complete = true;
                     self.round.send_done_sent = true;
                     self.round.peer_send_done = true;
+                    return Ok(());
+                }
+                if let Some(from) = self.resume_from.filter(|_| !self.resumed) {
+                    // Both sides hold a position of the other's journal: exchange what
+                    // follows it instead of a sketch; the initiator compares again after.
+                    self.resumed = true;
+                    self.responder_compare = None;
+                    self.transmit(&Message::Resume);
+                    self.round.resume = true;
+                    self.round.wants_done = true;
+                    self.journal_cursor = Some((from, None));
                     return Ok(());
                 }
                 let cells = first_sketch_cells(
@@ -1396,6 +1618,35 @@ impl Session {
                     Request::Sketch { cells, salt: 0 },
                     Pending::SketchForPeer { compare: true },
                 );
+                Ok(())
+            }
+            (
+                Pending::Journal,
+                Answer::Journal {
+                    objects,
+                    last,
+                    head,
+                },
+            ) => {
+                let Some((after, until)) = self.journal_cursor else {
+                    return Err(Fail(
+                        CloseCode::StoreFailure,
+                        "internal: a journal answer without a cursor".into(),
+                    ));
+                };
+                let until = until.unwrap_or(head);
+                if last <= after || last >= until {
+                    self.journal_cursor = None;
+                    self.round.owe_complete = true;
+                } else {
+                    self.journal_cursor = Some((last, Some(until)));
+                }
+                self.make_batches(objects);
+                if last > after {
+                    // Batches are numbered in queue order: this page's are all below this.
+                    let bound = self.next_send_seq + self.ready.len() as u64;
+                    self.journal_marks.push_back((bound, last));
+                }
                 Ok(())
             }
             (Pending::Enumerate, Answer::Objects { objects, next }) => {
@@ -1463,6 +1714,7 @@ impl Session {
                 if let Some(entry) = self.storing.iter_mut().find(|(s, _, _)| *s == seq) {
                     entry.2 = true;
                     if !refused.is_empty() {
+                        self.refused_some = true;
                         entry.1.retain(|cid| !refused.iter().any(|(r, _)| r == cid));
                         let reason = refused
                             .first()
@@ -1487,6 +1739,7 @@ impl Session {
                         self.event(Event::Received(cids));
                     }
                 }
+                self.take_checkpoints();
                 Ok(())
             }
             (Pending::Store { .. }, Answer::Invalid(reason)) => {
@@ -1799,6 +2052,34 @@ impl Session {
             let cids = objects.iter().map(|(cid, _)| cid.clone()).collect();
             self.transmit(&Message::Objects { seq, objects });
             self.in_flight.push_back((seq, cids));
+            self.note_traffic();
+        }
+        if let Some((after, until)) = self.journal_cursor
+            && self.ready.is_empty()
+            && !self.has_pending(Pending::Journal)
+        {
+            // Entries after the head seen first are pushed live anyway: never read past it.
+            let limit = self
+                .config
+                .request_chunk
+                .max(1)
+                .min(self.peer_limits.max_batch_objects * 4)
+                .min(until.map_or(usize::MAX, |until| {
+                    usize::try_from(until.saturating_sub(after)).unwrap_or(usize::MAX)
+                }));
+            self.request(Request::Journal { after, limit }, Pending::Journal);
+        }
+        // Journal pages sent: right behind them, tell the peer how far it will hold our
+        // journal once it stored them, so a session cut short resumes where it stopped.
+        let mut reached = None;
+        while let Some(&(bound, position)) = self.journal_marks.front()
+            && bound <= self.next_send_seq
+        {
+            self.journal_marks.pop_front();
+            reached = Some(position);
+        }
+        if let Some(position) = reached {
+            self.send_checkpoint(Some(position));
         }
         let chunk = self.config.request_chunk.max(1);
         if let Some(after) = &self.enumerate
@@ -1842,23 +2123,98 @@ impl Session {
             && self.to_load.is_empty()
             && self.ready.is_empty()
             && self.enumerate.is_none()
+            && self.journal_cursor.is_none()
             && !self.has_pending(Pending::Resolve)
             && !self.has_pending(Pending::Load)
+            && !self.has_pending(Pending::Journal)
         {
             self.round.send_done_sent = true;
             self.transmit(&Message::SendDone);
         }
         let round = &self.round;
+        // The initiator of a journal round need not wait for its own batches' acknowledgements:
+        // the responder compares only after storing them (they precede the summary).
+        let acknowledged =
+            self.in_flight.is_empty() || (round.resume && self.config.role == Role::Initiator);
         if round.active
             && round.send_done_sent
             && round.peer_send_done
-            && self.in_flight.is_empty()
+            && acknowledged
             && self.storing.is_empty()
         {
+            let resume = round.resume;
             self.round = Round::default();
-            self.finish_round();
+            if resume {
+                self.after_journal_round();
+            } else {
+                self.finish_round();
+            }
         }
         Ok(())
+    }
+
+    /// A journal round is done: the initiator compares summaries again (the responder waits
+    /// for that comparison, which may already be here).
+    fn after_journal_round(&mut self) {
+        match self.config.role {
+            Role::Initiator => self.confirm(),
+            Role::Responder => {
+                if let Some(theirs) = self.deferred_summary.take() {
+                    self.start_round();
+                    self.responder_compare = Some(theirs);
+                    self.request(Request::Summary, Pending::SizeFirstSketch);
+                }
+            }
+        }
+    }
+
+    /// Reports the peer's checkpoints whose preceding batches are all stored.
+    fn take_checkpoints(&mut self) {
+        let stored_below = self
+            .storing
+            .front()
+            .map_or(self.next_recv_seq, |(seq, _, _)| *seq);
+        let mut reached = None;
+        while let Some(&(bound, position)) = self.peer_checkpoints.front()
+            && bound <= stored_below
+        {
+            self.peer_checkpoints.pop_front();
+            reached = Some(position);
+        }
+        if let (Some(position), Some(journal), false) =
+            (reached, self.peer_journal, self.refused_some)
+        {
+            self.event(Event::Checkpoint { journal, position });
+        }
+    }
+
+    /// Tells the peer it holds our journal up to `position` (our summary matched its own).
+    fn send_checkpoint(&mut self, position: Option<u64>) {
+        if let (Some(_), Some(position)) = (self.peer_journal, position) {
+            self.transmit(&Message::Checkpoint { position });
+        }
+    }
+
+    /// Objects moved: once things are quiet again, the initiator compares summaries so both
+    /// sides learn new journal positions.
+    fn note_traffic(&mut self) {
+        self.moved = true;
+        if self.peer_journal.is_some()
+            && self.config.role == Role::Initiator
+            && self.synced
+            && !self.round.active
+        {
+            self.confirm_due = Some(self.now + self.config.checkpoint_delay);
+        }
+    }
+
+    /// Initiator: compares summaries again (a checkpoint when they match; an ordinary
+    /// reconciliation round when they do not).
+    fn confirm(&mut self) {
+        self.confirm_due = None;
+        self.start_round();
+        self.finding = Finding::OwnSummary;
+        self.request(Request::Summary, Pending::Summary);
     }
 
     fn finish_round(&mut self) {
@@ -1872,9 +2228,21 @@ impl Session {
             self.start_list(true);
             return;
         }
+        let journals =
+            self.moved && self.peer_journal.is_some() && self.config.role == Role::Initiator;
         if !self.synced {
+            if journals && !self.confirmed_once {
+                // Objects moved: compare once more before reporting `Synced`, so both sides
+                // learn journal positions even when the session ends right after.
+                self.confirmed_once = true;
+                self.confirm();
+                return;
+            }
             self.synced = true;
             self.event(Event::Synced);
+        }
+        if journals {
+            self.confirm_due = Some(self.now + self.config.checkpoint_delay);
         }
     }
 }
@@ -1908,6 +2276,8 @@ fn name(message: &Message) -> &'static str {
         Message::Objects { .. } => "objects",
         Message::Ack { .. } => "ack",
         Message::SendDone => "send-done",
+        Message::Resume => "resume",
+        Message::Checkpoint { .. } => "checkpoint",
         Message::WantAll => "want-all",
         Message::Fetch { .. } => "fetch",
         Message::Welcome { .. } => "welcome",
@@ -1920,13 +2290,14 @@ fn name(message: &Message) -> &'static str {
 
 fn answer_name(answer: &Answer) -> &'static str {
     match answer {
-        Answer::Summary(_) => "a summary",
+        Answer::Summary(..) => "a summary",
         Answer::Sketch(..) => "a sketch",
         Answer::ShortIds(_) => "short ids",
         Answer::Cids(_) => "CIDs",
         Answer::Resolved(_) => "resolved CIDs",
         Answer::Loaded(_) => "loaded objects",
         Answer::Objects { .. } => "objects",
+        Answer::Journal { .. } => "journal entries",
         Answer::Stored => "stored",
         Answer::StoredExcept(_) => "stored except",
         Answer::Invalid(_) => "invalid",

@@ -9,9 +9,12 @@
 
 use chum_object::Cid;
 
-use crate::ids::Summary;
+use crate::ids::{JournalId, Summary};
 use crate::sketch::{Sketch, SketchError};
 use crate::varint::{get_varint, put_varint};
+
+/// The most journal positions a hello may carry (see [`Hello::holds`]).
+pub const MAX_HOLDS: usize = 64;
 
 /// The newest protocol version this build speaks.
 pub const PROTOCOL_VERSION: u64 = 1;
@@ -123,6 +126,12 @@ pub struct Hello {
     pub window: u64,
     /// The types the sender syncs (informative in version 1; empty = every shared object).
     pub types: Vec<String>,
+    /// The sender's journal, when it offers the journal fast path: the id of the log in which
+    /// its store numbers every object that joins its shared set.
+    pub journal: Option<JournalId>,
+    /// The sender's version vector over journals: for each listed journal, the position up to
+    /// which the sender holds every object of it (at most [`MAX_HOLDS`] entries).
+    pub holds: Vec<(JournalId, u64)>,
 }
 
 impl Hello {
@@ -136,6 +145,8 @@ impl Hello {
             limits,
             window,
             types,
+            journal: None,
+            holds: Vec::new(),
         }
     }
 }
@@ -218,6 +229,17 @@ pub enum Message {
     },
     /// The sender has sent every object the reconciliation found the peer lacks.
     SendDone,
+    /// The responder's answer to a summary that differs when both sides hold a journal
+    /// position of the other's (journal fast path): instead of a sketch, each side now sends
+    /// its journal's entries after the position the other holds, then `SendDone`; the
+    /// initiator then sends its summary again.
+    Resume,
+    /// The sender's summary matched the receiver's: the receiver holds every object of the
+    /// sender's journal up to `position` (a position the receiver may claim in later hellos).
+    Checkpoint {
+        /// The sender's journal position as of its summary.
+        position: u64,
+    },
     /// Sent once, before the hello, by an instance that admitted a peer joining with an
     /// invitation: the certificate it issued for the joining instance.
     Welcome {
@@ -292,6 +314,8 @@ mod tag {
     pub const FETCH: u8 = 0x12;
     pub const WELCOME: u8 = 0x13;
     pub const REFUSED: u8 = 0x14;
+    pub const RESUME: u8 = 0x15;
+    pub const CHECKPOINT: u8 = 0x16;
 }
 
 /// Hello field keys (ascending on the wire; unknown keys are skipped).
@@ -303,6 +327,8 @@ mod field {
     pub const MAX_SKETCH_CELLS: u64 = 5;
     pub const WINDOW: u64 = 6;
     pub const TYPES: u64 = 7;
+    pub const JOURNAL: u64 = 8;
+    pub const HOLDS: u64 = 9;
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -370,6 +396,18 @@ impl Message {
                     put_bytes(&mut field_value, name.as_bytes());
                 }
                 put_field(out, field::TYPES, &field_value);
+                if let Some(journal) = &hello.journal {
+                    put_field(out, field::JOURNAL, journal);
+                }
+                if !hello.holds.is_empty() {
+                    field_value.clear();
+                    put_varint(&mut field_value, hello.holds.len() as u64);
+                    for (journal, position) in &hello.holds {
+                        field_value.extend_from_slice(journal);
+                        put_varint(&mut field_value, *position);
+                    }
+                    put_field(out, field::HOLDS, &field_value);
+                }
             }
             Message::Summary(summary) => {
                 out.push(tag::SUMMARY);
@@ -428,6 +466,11 @@ impl Message {
                 put_varint(out, *seq);
             }
             Message::SendDone => out.push(tag::SEND_DONE),
+            Message::Resume => out.push(tag::RESUME),
+            Message::Checkpoint { position } => {
+                out.push(tag::CHECKPOINT);
+                put_varint(out, *position);
+            }
             Message::WantAll => out.push(tag::WANT_ALL),
             Message::Fetch { cids } => {
                 out.push(tag::FETCH);
@@ -542,6 +585,10 @@ impl Message {
                 seq: varint(&mut input)?,
             },
             tag::SEND_DONE => Message::SendDone,
+            tag::RESUME => Message::Resume,
+            tag::CHECKPOINT => Message::Checkpoint {
+                position: varint(&mut input)?,
+            },
             tag::WANT_ALL => Message::WantAll,
             tag::FETCH => Message::Fetch {
                 cids: get_cids(&mut input, limits)?,
@@ -609,6 +656,18 @@ fn get_u64(input: &mut &[u8]) -> Result<u64, WireError> {
     let mut array = [0u8; 8];
     array.copy_from_slice(head);
     Ok(u64::from_be_bytes(array))
+}
+
+/// A 16-byte journal id; `whole`: the id must be all that is left.
+fn get_journal_id(input: &mut &[u8], whole: bool) -> Result<JournalId, WireError> {
+    let Some((id, rest)) = input.split_first_chunk::<16>() else {
+        return Err(malformed("truncated journal id"));
+    };
+    if whole && !rest.is_empty() {
+        return Err(malformed("trailing bytes in a hello field"));
+    }
+    *input = rest;
+    Ok(*id)
 }
 
 fn get_summary(input: &mut &[u8]) -> Result<Summary, WireError> {
@@ -694,6 +753,8 @@ fn decode_hello(input: &mut &[u8], limits: &Limits) -> Result<Hello, WireError> 
         limits: defaults,
         window: 8,
         types: Vec::new(),
+        journal: None,
+        holds: Vec::new(),
     };
     let mut previous_key = 0u64;
     while !input.is_empty() {
@@ -733,6 +794,26 @@ fn decode_hello(input: &mut &[u8], limits: &Limits) -> Result<Hello, WireError> 
                     return Err(malformed("trailing bytes in a hello field"));
                 }
             }
+            field::JOURNAL => hello.journal = Some(get_journal_id(&mut value, true)?),
+            field::HOLDS => {
+                let count = varint(&mut value)?;
+                if count > MAX_HOLDS as u64 {
+                    return Err(WireError::TooLarge(format!(
+                        "{count} journal positions, limit {MAX_HOLDS}"
+                    )));
+                }
+                for _ in 0..count {
+                    let journal = get_journal_id(&mut value, false)?;
+                    let position = varint(&mut value)?;
+                    if hello.holds.iter().any(|(seen, _)| *seen == journal) {
+                        return Err(malformed("a journal listed twice in a hello"));
+                    }
+                    hello.holds.push((journal, position));
+                }
+                if !value.is_empty() {
+                    return Err(malformed("trailing bytes in a hello field"));
+                }
+            }
             _ => {} // a newer peer's field: skipped
         }
     }
@@ -757,6 +838,8 @@ mod tests {
                 limits: Limits::default(),
                 window: 8,
                 types: vec!["Message".into(), "Conversation".into()],
+                journal: Some([7; 16]),
+                holds: vec![([1; 16], 0), ([2; 16], 300)],
             }),
             Message::Summary(Summary {
                 count: 3,
@@ -796,6 +879,8 @@ mod tests {
             },
             Message::Ack { seq: 300 },
             Message::SendDone,
+            Message::Resume,
+            Message::Checkpoint { position: 1 << 33 },
             Message::WantAll,
             Message::Fetch {
                 cids: vec![Cid::hash(Codec::Raw, b"x")],

@@ -85,7 +85,10 @@ fn drain(from: &mut Side, to: &mut Side, tamper: &mut Option<usize>) -> bool {
             ) => {
                 from.presented = Some((payload, remote_static));
                 let answer = if from.admit {
-                    Answer::Admitted { welcome: None }
+                    Answer::Admitted {
+                        welcome: None,
+                        journal: None,
+                    }
                 } else {
                     Answer::Refused("not welcome here".into())
                 };

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chum_object::{Cid, Codec, Object, dagjson};
 use chum_sync::memory::MemorySet;
+use chum_sync::session::Journal;
 use chum_sync::wire::{Hello, Limits};
 use chum_sync::{Answer, CloseCode, Config, Event, Input, Message, Output, Request, Role, Session};
 
@@ -37,6 +38,9 @@ struct Peer {
     objects_received: usize,
     /// The tag byte of every frame sent.
     tags: Vec<u8>,
+    /// Bytes of frames other than hellos, objects, acknowledgements and send-done: what
+    /// finding the difference cost.
+    reconcile_bytes: usize,
 }
 
 impl Peer {
@@ -50,7 +54,31 @@ impl Peer {
             bytes_sent: 0,
             objects_received: 0,
             tags: Vec::new(),
+            reconcile_bytes: 0,
         }
+    }
+
+    /// A peer offering its set's journal, holding these positions of others'.
+    fn with_journal(role: Role, set: MemorySet, holds: Vec<([u8; 16], u64)>) -> Peer {
+        let mut config = Config::new(role);
+        config.journal = Some(Journal {
+            id: set.journal_id(),
+            holds,
+        });
+        let mut peer = Peer::new(role, set);
+        peer.session = Session::new(config, Duration::ZERO);
+        peer
+    }
+
+    /// The journal positions this peer learned, newest last.
+    fn checkpoints(&self) -> Vec<([u8; 16], u64)> {
+        self.events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Checkpoint { journal, position } => Some((*journal, *position)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn closed(&self) -> Option<(CloseCode, bool)> {
@@ -73,6 +101,9 @@ fn drain(now: Duration, from: &mut Peer, to: &mut Peer) -> bool {
                 if !frame.starts_with(&[0x01]) {
                     from.frames_sent += 1;
                     from.bytes_sent += frame.len();
+                }
+                if !matches!(frame[0], 0x01 | 0x09 | 0x0a | 0x0b) {
+                    from.reconcile_bytes += frame.len();
                 }
                 if let Ok(Message::Objects { objects, .. }) =
                     Message::decode(&frame, &Limits::default())
@@ -224,10 +255,7 @@ fn hello_frame(min: u64, max: u64) -> Vec<u8> {
     Message::Hello(Hello {
         min_version: min,
         max_version: max,
-        capabilities: 0,
-        limits: Limits::default(),
-        window: 8,
-        types: Vec::new(),
+        ..Hello::new(Limits::default(), 8, Vec::new())
     })
     .encode()
 }
@@ -429,5 +457,193 @@ fn an_object_larger_than_the_peers_frames_is_reported_not_sent() {
         big.events.contains(&Event::TooLarge(vec![cid])),
         "{:?}",
         big.events
+    );
+}
+
+const SKETCH: u8 = 0x04;
+const SKETCH_REQUEST: u8 = 0x05;
+const LIST_REQUEST: u8 = 0x06;
+const WANT: u8 = 0x08;
+const RESUME: u8 = 0x15;
+
+/// Syncs `a` and `b` with journals on both sides from scratch; returns the sets and the
+/// positions each learned of the other's journal.
+fn first_sync_with_journals(a: MemorySet, b: MemorySet) -> (Peer, Peer) {
+    let mut a = Peer::with_journal(Role::Initiator, a, Vec::new());
+    let mut b = Peer::with_journal(Role::Responder, b, Vec::new());
+    run(&mut a, &mut b);
+    assert!(a.session.is_synced() && b.session.is_synced());
+    (a, b)
+}
+
+#[test]
+fn checkpointed_peers_exchange_journal_tails_instead_of_sketches() {
+    let (a, b) = first_sync_with_journals(set_of(0..4_000), set_of(2_000..6_000));
+    assert!(a.set.cids().eq(b.set.cids()));
+    // Each learned how far the other's journal goes: to its head when they matched.
+    assert_eq!(
+        a.checkpoints(),
+        [(b.set.journal_id(), b.set.journal_head())]
+    );
+    assert_eq!(
+        b.checkpoints(),
+        [(a.set.journal_id(), a.set.journal_head())]
+    );
+    for (only_a, only_b) in [(1u64, 0u64), (0, 1), (1, 1), (1_000, 1_000), (30_000, 5)] {
+        let (mut a_set, mut b_set) = (a.set.clone(), b.set.clone());
+        let (a_holds, b_holds) = (a.checkpoints(), b.checkpoints());
+        let base = 100_000 * (only_a + 1) + only_b;
+        for seed in base..base + only_a {
+            let (cid, bytes) = object(seed);
+            a_set.insert(cid, bytes).unwrap();
+        }
+        for seed in base + 50_000..base + 50_000 + only_b {
+            let (cid, bytes) = object(seed);
+            b_set.insert(cid, bytes).unwrap();
+        }
+        let mut a2 = Peer::with_journal(Role::Initiator, a_set, a_holds);
+        let mut b2 = Peer::with_journal(Role::Responder, b_set, b_holds);
+        run(&mut a2, &mut b2);
+        assert!(a2.session.is_synced() && b2.session.is_synced());
+        assert!(
+            a2.set.cids().eq(b2.set.cids()),
+            "{only_a}/{only_b}: converged"
+        );
+        assert_eq!(
+            b2.objects_received as u64, only_a,
+            "exactly what the responder lacked"
+        );
+        assert_eq!(
+            a2.objects_received as u64, only_b,
+            "exactly what the initiator lacked"
+        );
+        let tags: Vec<u8> = a2.tags.iter().chain(&b2.tags).copied().collect();
+        assert!(tags.contains(&RESUME), "the fast path ran");
+        for tag in [SKETCH, SKETCH_REQUEST, LIST_REQUEST, WANT] {
+            assert!(
+                !tags.contains(&tag),
+                "{only_a}/{only_b}: no sketch or list ({tag:#04x})"
+            );
+        }
+        // Two summaries, resume, in-sync and two checkpoints, whatever the difference.
+        let cost = a2.reconcile_bytes + b2.reconcile_bytes;
+        assert!(
+            cost < 120,
+            "{only_a}/{only_b}: {cost} bytes to find the difference"
+        );
+        // And the new positions are learned for the next time.
+        assert_eq!(
+            a2.checkpoints().last(),
+            Some(&(b2.set.journal_id(), b2.set.journal_head()))
+        );
+    }
+}
+
+#[test]
+fn equal_sets_with_journals_still_finish_in_one_round_trip_under_100_bytes() {
+    let (a, b) = first_sync_with_journals(set_of(0..2_000), set_of(0..2_000));
+    // Summary one way; a checkpoint and in-sync back; a checkpoint forth (needs no answer).
+    assert_eq!(a.tags, [0x01, 0x02, 0x16]);
+    assert_eq!(b.tags, [0x01, 0x16, 0x03]);
+    assert!(a.bytes_sent + b.bytes_sent < 100);
+    let mut a2 = Peer::with_journal(Role::Initiator, a.set.clone(), a.checkpoints());
+    let mut b2 = Peer::with_journal(Role::Responder, b.set.clone(), b.checkpoints());
+    run(&mut a2, &mut b2);
+    assert_eq!(a2.objects_received + b2.objects_received, 0);
+    assert!(a2.bytes_sent + b2.bytes_sent < 100);
+}
+
+#[test]
+fn wrong_journal_positions_fall_back_to_sketches_and_still_converge() {
+    let (a, b) = first_sync_with_journals(set_of(0..3_000), set_of(0..3_000));
+    let (mut a_set, mut b_set) = (a.set.clone(), b.set.clone());
+    // The responder lost objects it had confirmed (a restored backup), and claims a position
+    // beyond the initiator's journal; the initiator's claim is right.
+    let lost: Vec<Cid> = b_set.cids().take(40).cloned().collect();
+    lost.iter().for_each(|cid| {
+        b_set.remove(cid);
+    });
+    for seed in 9_000..9_010 {
+        let (cid, bytes) = object(seed);
+        a_set.insert(cid, bytes).unwrap();
+    }
+    let b_holds = vec![(a_set.journal_id(), a_set.journal_head() + 1_000)];
+    let mut a2 = Peer::with_journal(Role::Initiator, a_set, a.checkpoints());
+    let mut b2 = Peer::with_journal(Role::Responder, b_set, b_holds);
+    run(&mut a2, &mut b2);
+    assert!(a2.session.is_synced() && b2.session.is_synced());
+    assert!(a2.set.cids().eq(b2.set.cids()), "converged");
+    assert!(lost.iter().all(|cid| b2.set.contains(cid)));
+    assert!(a2.tags.contains(&RESUME) || b2.tags.contains(&RESUME));
+    assert!(
+        b2.tags.contains(&SKETCH),
+        "the second summary differed: sketches ran"
+    );
+}
+
+#[test]
+fn live_traffic_is_checkpointed_once_it_settles() {
+    let (mut a, mut b) = first_sync_with_journals(set_of(0..100), set_of(0..100));
+    let before = b.checkpoints().len();
+    let (cid, bytes) = object(7_777);
+    a.set.insert(cid.clone(), bytes).unwrap();
+    a.session.handle_input(
+        Duration::from_secs(1),
+        Input::LocalStored(vec![cid.clone()]),
+    );
+    run(&mut a, &mut b);
+    assert!(b.set.contains(&cid));
+    assert_eq!(b.checkpoints().len(), before, "not while traffic may go on");
+    let due = a.session.poll_timeout().unwrap();
+    assert!(due <= Duration::from_secs(1) + Config::new(Role::Initiator).checkpoint_delay);
+    a.session.handle_input(due, Input::Tick);
+    run(&mut a, &mut b);
+    assert_eq!(
+        b.checkpoints().last(),
+        Some(&(a.set.journal_id(), a.set.journal_head())),
+        "the responder learned the new position"
+    );
+}
+
+#[test]
+fn a_journal_transfer_cut_short_resumes_where_it_stopped() {
+    let (a, b) = first_sync_with_journals(set_of(0..1_000), set_of(0..1_000));
+    let mut a_set = a.set.clone();
+    for seed in 100_000..120_000 {
+        let (cid, bytes) = object(seed);
+        a_set.insert(cid, bytes).unwrap();
+    }
+    let mut a2 = Peer::with_journal(Role::Initiator, a_set, a.checkpoints());
+    let mut b2 = Peer::with_journal(Role::Responder, b.set.clone(), b.checkpoints());
+    // Run until the responder holds about half, then drop the connection.
+    let now = Duration::ZERO;
+    while b2.set.len() < 11_000 {
+        drain(now, &mut a2, &mut b2);
+        drain(now, &mut b2, &mut a2);
+        if let Some(frame) = a2.inbox.pop_front() {
+            a2.session.handle_input(now, Input::Frame(frame));
+        }
+        if let Some(frame) = b2.inbox.pop_front() {
+            b2.session.handle_input(now, Input::Frame(frame));
+        }
+    }
+    drain(now, &mut b2, &mut a2);
+    let held = b2.set.len() - 1_000;
+    let learned = b2.checkpoints();
+    let position = learned.last().map(|(_, position)| *position).unwrap();
+    assert!(
+        position > 1_000,
+        "positions were learned along the way: {learned:?}"
+    );
+    // The next session sends what is missing, and at most one page that was in flight.
+    let mut a3 = Peer::with_journal(Role::Initiator, a2.set.clone(), a.checkpoints());
+    let mut b3 = Peer::with_journal(Role::Responder, b2.set.clone(), learned);
+    run(&mut a3, &mut b3);
+    assert!(a3.set.cids().eq(b3.set.cids()), "converged");
+    let missing = 20_000 - held;
+    assert!(
+        b3.objects_received >= missing && b3.objects_received <= missing + 2_048,
+        "{} sent for {missing} missing",
+        b3.objects_received
     );
 }

@@ -31,7 +31,8 @@ fn fields(message: &Message) -> Value {
             json!({"type": "hello", "min_version": u(h.min_version), "max_version": u(h.max_version),
             "capabilities": u(h.capabilities), "max_frame": u(h.limits.max_frame as u64), "max_ids": u(h.limits.max_ids as u64),
             "max_batch_objects": u(h.limits.max_batch_objects as u64), "max_sketch_cells": u(h.limits.max_sketch_cells as u64),
-            "window": u(h.window), "types": h.types})
+            "window": u(h.window), "types": h.types, "journal_hex": h.journal.map(hex::encode),
+            "holds": h.holds.iter().map(|(journal, position)| json!({"journal_hex": hex::encode(journal), "position": u(*position)})).collect::<Vec<_>>()})
         }
         Message::Summary(s) => json!({"type": "summary", "summary": summary(s)}),
         Message::InSync => json!({"type": "in_sync"}),
@@ -63,6 +64,10 @@ fn fields(message: &Message) -> Value {
             "objects": objects.iter().map(|(c, b)| json!({"cid": c.to_string(), "bytes_hex": hex::encode(b)})).collect::<Vec<_>>()}),
         Message::Ack { seq } => json!({"type": "ack", "seq": u(*seq)}),
         Message::SendDone => json!({"type": "send_done"}),
+        Message::Resume => json!({"type": "resume"}),
+        Message::Checkpoint { position } => {
+            json!({"type": "checkpoint", "position": u(*position)})
+        }
         Message::Welcome { certificate } => {
             json!({"type": "welcome", "certificate_hex": hex::encode(certificate)})
         }
@@ -99,6 +104,21 @@ fn valid() -> Vec<(&'static str, Message)> {
                 limits: Limits::default(),
                 window: 8,
                 types: vec!["Message".into(), "Conversation".into()],
+                journal: None,
+                holds: vec![],
+            }),
+        ),
+        (
+            "hello with a journal and positions held of two others",
+            Message::Hello(Hello {
+                min_version: 1,
+                max_version: 1,
+                capabilities: 0,
+                limits: Limits::default(),
+                window: 8,
+                types: vec![],
+                journal: Some([0x11; 16]),
+                holds: vec![([0x22; 16], 0), ([0x33; 16], 1_000_000)],
             }),
         ),
         (
@@ -113,6 +133,8 @@ fn valid() -> Vec<(&'static str, Message)> {
                 },
                 window: 2,
                 types: vec![],
+                journal: None,
+                holds: vec![],
             }),
         ),
         ("summary", Message::Summary(summary)),
@@ -227,6 +249,11 @@ fn valid() -> Vec<(&'static str, Message)> {
         ),
         ("ack", Message::Ack { seq: 300 }),
         ("send-done", Message::SendDone),
+        ("resume", Message::Resume),
+        (
+            "checkpoint at position 300",
+            Message::Checkpoint { position: 300 },
+        ),
         ("ping", Message::Ping),
         ("pong", Message::Pong),
         (
@@ -254,6 +281,8 @@ fn invalid() -> Vec<(&'static str, String)> {
         limits: Limits::default(),
         window: 8,
         types: vec![],
+        journal: None,
+        holds: vec![],
     })
     .encode();
     let mut wrong_magic = hello.clone();
@@ -306,6 +335,25 @@ fn invalid() -> Vec<(&'static str, String)> {
             hex::encode(&ack_non_shortest),
         ),
         ("in-sync with a trailing byte", "0300".into()),
+        (
+            "hello with a 15-byte journal id",
+            hex::encode([hello.as_slice(), &[8, 15], &[0x11; 15]].concat()),
+        ),
+        (
+            "hello naming one journal twice in its positions",
+            hex::encode(
+                [
+                    hello.as_slice(),
+                    &[9, 37, 2],
+                    &[0x22; 16],
+                    &[1],
+                    &[0x22; 16],
+                    &[2],
+                ]
+                .concat(),
+            ),
+        ),
+        ("checkpoint without a position", "16".into()),
         ("objects with an invalid CID", "0900010300010203".into()),
         ("close reason not UTF-8", "0e0102fffe".into()),
         (
@@ -364,7 +412,7 @@ fn protocol_vectors_match_the_file() {
         .iter()
         .map(|c| c["message"]["type"].as_str().unwrap())
         .collect();
-    assert_eq!(tags.len(), 20, "every message type has a vector: {tags:?}");
+    assert_eq!(tags.len(), 22, "every message type has a vector: {tags:?}");
     for case in file["invalid"].as_array().unwrap() {
         let bytes = hex::decode(case["hex"].as_str().unwrap()).unwrap();
         assert!(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chum_net::NodeEvent;
+use chum_net::{Node, NodeEvent};
 use chum_object::Cid;
 use chum_sync::wire::{Hello, Limits, Message};
 use tokio::sync::broadcast::Receiver;
@@ -41,4 +41,24 @@ pub async fn received(events: &mut Receiver<NodeEvent>, cid: &Cid) {
 /// A version-1 hello with the default limits, for a hand-driven peer.
 pub fn hello() -> Message {
     Message::Hello(Hello::new(Limits::default(), 8, Vec::new()))
+}
+
+/// Waits (at most 10 s) until `holder` holds every object of `owner`'s journal.
+pub async fn holds_all_of(holder: &Node, owner: &Node) {
+    let journal = owner.store().journal(0, 0).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = chum_net::journals::held(&**holder.store(), &journal.id)
+            .await
+            .unwrap();
+        if held >= Some(journal.head) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the position was never learned: {held:?} of {}",
+            journal.head
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
