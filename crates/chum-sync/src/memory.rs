@@ -163,6 +163,12 @@ impl MemorySet {
         self.summary
     }
 
+    /// The same set under another journal id (for tests and fuzzing that must name it).
+    pub fn with_journal_id(mut self, id: JournalId) -> MemorySet {
+        self.journal_id = id;
+        self
+    }
+
     /// The set's journal id.
     pub fn journal_id(&self) -> JournalId {
         self.journal_id
