@@ -389,7 +389,13 @@ impl Node {
         if !cids.is_empty() {
             let _ = self.stored.send(Arc::new(Stored { origin: 0, cids }));
         }
-        for instance in revocations(objects.iter().map(|(_, bytes)| (bytes.as_slice(), None))) {
+        // Only new dag-cbor objects can be revocations not yet acted on.
+        let candidates = objects
+            .iter()
+            .zip(&changed)
+            .filter(|((cid, _), changed)| **changed && cid.is_blake3(chum_object::Codec::DagCbor))
+            .map(|((_, bytes), _)| (bytes.as_slice(), None));
+        for instance in revocations(candidates) {
             let _ = self.revoked.send(instance);
         }
         Ok(changed)

@@ -117,6 +117,12 @@ impl Verified {
         &self.objects
     }
 
+    /// The objects and their index entries, taken apart (a store that keeps the bytes as they
+    /// are moves them in instead of copying).
+    pub fn into_parts(self) -> (Vec<(Cid, Vec<u8>)>, Vec<IndexEntries>) {
+        (self.objects, self.entries)
+    }
+
     /// The index entries, one per object.
     pub fn entries(&self) -> &[IndexEntries] {
         &self.entries

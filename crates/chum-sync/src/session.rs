@@ -575,8 +575,10 @@ struct Channel {
     held: Vec<Vec<u8>>,
     /// Plaintext frames (length-prefixed) not yet sealed into records.
     outbox: Vec<u8>,
-    /// Decrypted stream bytes not yet parsed into frames.
+    /// Decrypted stream bytes not yet parsed into frames: the first `filled` bytes (the rest
+    /// is room, kept to avoid zeroing it again for every record).
     inbox: Vec<u8>,
+    filled: usize,
 }
 
 impl Channel {
@@ -667,6 +669,7 @@ impl Session {
                         held: Vec::new(),
                         outbox: Vec::new(),
                         inbox: Vec::new(),
+                        filled: 0,
                     });
                     if session.config.role == Role::Initiator {
                         // → e
@@ -967,8 +970,10 @@ impl Session {
                 "record over 65,535 bytes".into(),
             ));
         }
-        let start = channel.inbox.len();
-        channel.inbox.resize(start + record.len(), 0);
+        let start = channel.filled;
+        if channel.inbox.len() < start + record.len() {
+            channel.inbox.resize(start + record.len(), 0);
+        }
         let len = transport
             .read_message(record, &mut channel.inbox[start..])
             .map_err(|_| {
@@ -977,11 +982,12 @@ impl Session {
                     "a record failed to decrypt".into(),
                 )
             })?;
-        channel.inbox.truncate(start + len);
+        channel.filled = start + len;
+        let filled = channel.filled;
         let mut frames = Vec::new();
         let mut at = 0;
         loop {
-            let mut rest = &channel.inbox[at..];
+            let mut rest = &channel.inbox[at..filled];
             let before = rest.len();
             let Ok(frame_len) = crate::varint::get_varint(&mut rest) else {
                 // A length still arriving (or broken: at most 10 bytes are waited for).
@@ -1013,7 +1019,8 @@ impl Session {
         }
         if let Some(channel) = self.channel.as_mut() {
             channel.inbox = inbox;
-            channel.inbox.drain(..at);
+            channel.inbox.copy_within(at..filled, 0);
+            channel.filled = filled - at;
         }
         Ok(())
     }
@@ -1058,17 +1065,15 @@ impl Session {
     }
 
     fn transmit(&mut self, message: &Message) {
-        let frame = message.encode();
         match self.channel.as_mut() {
-            None => self.outputs.push_back(Output::Transmit(frame)),
+            None => self.outputs.push_back(Output::Transmit(message.encode())),
             Some(channel) => {
                 // Before admission only a close may go out (once the channel is up): it tells
                 // a refused peer why, and carries nothing else.
                 if channel.admitted
                     || (channel.transport.is_some() && matches!(message, Message::Close { .. }))
                 {
-                    crate::varint::put_varint(&mut channel.outbox, frame.len() as u64);
-                    channel.outbox.extend_from_slice(&frame);
+                    message.encode_framed_into(&mut channel.outbox);
                 }
             }
         }

@@ -502,6 +502,39 @@ impl Message {
         }
     }
 
+    /// Appends the message as a frame of an encrypted record stream: its length (varint),
+    /// then its encoding — written in place, without an intermediate copy of the objects of a
+    /// batch.
+    pub fn encode_framed_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Message::Objects { seq, objects } => {
+                let len = 1
+                    + varint_len(*seq)
+                    + varint_len(objects.len() as u64)
+                    + objects
+                        .iter()
+                        .map(|(cid, bytes)| {
+                            let cid = cid.as_bytes().len();
+                            varint_len(cid as u64)
+                                + cid
+                                + varint_len(bytes.len() as u64)
+                                + bytes.len()
+                        })
+                        .sum::<usize>();
+                out.reserve(len + 10);
+                put_varint(out, len as u64);
+                let start = out.len();
+                self.encode_into(out);
+                debug_assert_eq!(out.len() - start, len);
+            }
+            other => {
+                let frame = other.encode();
+                put_varint(out, frame.len() as u64);
+                out.extend_from_slice(&frame);
+            }
+        }
+    }
+
     /// Decodes one frame under `limits`.
     pub fn decode(frame: &[u8], limits: &Limits) -> Result<Message, WireError> {
         if frame.len() > limits.max_frame {
@@ -615,6 +648,11 @@ impl Message {
         }
         Ok(message)
     }
+}
+
+/// Bytes of `n` as a varint.
+fn varint_len(n: u64) -> usize {
+    (64 - n.max(1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn malformed(what: &str) -> WireError {
@@ -910,6 +948,17 @@ mod tests {
                 Message::decode(&bytes, &Limits::default()).unwrap(),
                 message
             );
+            let mut framed = vec![7];
+            message.encode_framed_into(&mut framed);
+            let mut expected = vec![7];
+            put_varint(&mut expected, bytes.len() as u64);
+            expected.extend_from_slice(&bytes);
+            assert_eq!(framed, expected, "framed in place");
+        }
+        for n in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX] {
+            let mut bytes = Vec::new();
+            put_varint(&mut bytes, n);
+            assert_eq!(varint_len(n), bytes.len(), "{n}");
         }
     }
 
