@@ -79,8 +79,12 @@ const SYNC: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sync");
 const SYNC_DIGEST: &str = "digest";
 /// The journal's random id (16 bytes), in [`SYNC`].
 const SYNC_JOURNAL_ID: &str = "journal_id";
-/// The journal: position → CID of each object that joined the shared set (format 3).
+/// The journal (format 3): the objects that joined the shared set, numbered, in rows of up to
+/// [`JOURNAL_ROW`] consecutive positions — key: the row's first position; value: its CIDs,
+/// each behind a one-byte length. One insert per row keeps a bulk write's cost near zero.
 const JOURNAL: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("journal");
+/// Positions per journal row.
+const JOURNAL_ROW: usize = 1_024;
 /// The journal's newest position, in [`META`].
 const META_JOURNAL_HEAD: &str = "journal_head";
 /// Keys for the type, link and author indexes written since they were last settled: one
@@ -748,9 +752,17 @@ fn append_journal(txn: &redb::WriteTransaction, joined: &[&Cid]) -> Result<()> {
         .map_err(storage)?
         .map_or(0, |v| v.value());
     let mut journal = txn.open_table(JOURNAL).map_err(backend)?;
-    for cid in joined {
-        head += 1;
-        journal.insert(head, cid.as_bytes()).map_err(storage)?;
+    let mut row = Vec::new();
+    for chunk in joined.chunks(JOURNAL_ROW) {
+        row.clear();
+        for cid in chunk {
+            let bytes = cid.as_bytes();
+            // CIDs are far shorter than 256 bytes (36 for every chum CID).
+            row.push(u8::try_from(bytes.len()).unwrap_or(u8::MAX));
+            row.extend_from_slice(&bytes[..bytes.len().min(255)]);
+        }
+        journal.insert(head + 1, row.as_slice()).map_err(storage)?;
+        head += chunk.len() as u64;
     }
     meta.insert(META_JOURNAL_HEAD, head).map_err(storage)?;
     Ok(())
@@ -1198,19 +1210,40 @@ impl Store for RedbStore {
                 .map_or(0, |v| v.value());
             let journal = snapshot.txn.open_table(JOURNAL).map_err(backend)?;
             let locals = snapshot.txn.open_table(LOCAL_OBJECTS).map_err(backend)?;
+            let any_local = locals.len().map_err(storage)? > 0;
             let mut entries = Vec::new();
             let mut last = after;
-            if limit > 0 && after < u64::MAX {
-                for entry in journal.range(after + 1..).map_err(storage)?.take(limit) {
-                    let (position, key) = entry.map_err(storage)?;
-                    last = position.value();
-                    let key = key.value();
-                    if snapshot.objects.get(key).map_err(storage)?.is_some()
-                        && locals.get(key).map_err(storage)?.is_none()
-                    {
-                        let cid = Cid::from_bytes(key)
-                            .map_err(|e| Error::Damaged(format!("journal entry: {e}")))?;
-                        entries.push((last, cid));
+            let mut examined = 0usize;
+            if limit > 0 && after < head {
+                // The row holding position `after + 1` starts at or before it.
+                let from = match journal.range(..=after + 1).map_err(storage)?.next_back() {
+                    Some(row) => row.map_err(storage)?.0.value(),
+                    None => 0,
+                };
+                'rows: for row in journal.range(from..).map_err(storage)? {
+                    let (first, cids) = row.map_err(storage)?;
+                    let mut rest = cids.value();
+                    let mut position = first.value();
+                    while let Some((&len, tail)) = rest.split_first() {
+                        let Some((key, tail)) = tail.split_at_checked(usize::from(len)) else {
+                            return Err(Error::Damaged("a truncated journal row".into()));
+                        };
+                        rest = tail;
+                        if position > after {
+                            if examined == limit {
+                                break 'rows;
+                            }
+                            examined += 1;
+                            last = position;
+                            if snapshot.objects.get(key).map_err(storage)?.is_some()
+                                && (!any_local || locals.get(key).map_err(storage)?.is_none())
+                            {
+                                let cid = Cid::from_bytes(key)
+                                    .map_err(|e| Error::Damaged(format!("journal entry: {e}")))?;
+                                entries.push((position, cid));
+                            }
+                        }
+                        position += 1;
                     }
                 }
             }

@@ -538,3 +538,50 @@ fn an_interrupted_creation_does_not_block_the_next_open() {
     assert_eq!(block_on(store.count()).unwrap(), 0);
     assert!(!dir.0.join("store.redb.creating").exists());
 }
+
+#[test]
+fn journal_pages_cross_the_rows_of_a_large_write() {
+    let dir = TempDir::new();
+    let store = RedbStore::open(dir.file()).unwrap();
+    let objects: Vec<(Cid, Vec<u8>)> = (0..3_000)
+        .map(conformance::message)
+        .map(|o| (o.cid().clone(), o.bytes().to_vec()))
+        .collect();
+    block_on(store.put_many(&objects[..2_500])).unwrap();
+    block_on(store.put_many(&objects[2_500..])).unwrap();
+    let before = block_on(store.journal(0, usize::MAX)).unwrap();
+    let gone = before
+        .entries
+        .iter()
+        .find(|(_, cid)| *cid == objects[1_500].0)
+        .map(|(position, _)| *position)
+        .unwrap();
+    block_on(store.delete(&objects[1_500].0)).unwrap();
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = block_on(store.journal(after, 700)).unwrap();
+        assert!(page.last - after <= 700, "at most the limit examined");
+        seen.extend(page.entries.iter().map(|(position, _)| *position));
+        if page.last == after {
+            break;
+        }
+        after = page.last;
+    }
+    let expected: Vec<u64> = (1..=3_000).filter(|p| *p != gone).collect();
+    assert!(
+        seen == expected,
+        "every position once, in order, but the deleted one"
+    );
+    let all = block_on(store.journal(0, usize::MAX)).unwrap();
+    assert_eq!(all.head, 3_000);
+    let mut journaled: Vec<Cid> = all.entries.into_iter().map(|(_, cid)| cid).collect();
+    journaled.sort();
+    let mut stored: Vec<Cid> = objects
+        .iter()
+        .map(|(cid, _)| cid.clone())
+        .filter(|cid| *cid != objects[1_500].0)
+        .collect();
+    stored.sort();
+    assert!(journaled == stored, "the journal holds every stored object");
+}
