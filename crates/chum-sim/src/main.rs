@@ -83,7 +83,7 @@ fn main() -> ExitCode {
                 );
             }
             println!(
-                "{sessions} sessions, {resumes} took the journal fast path, \
+                "{sessions} sessions, {resumes} took the journal fast path (counted in unencrypted sessions), \
                  {checkpoints} journal positions learned"
             );
             println!("{passed} passed, {failed} failed");
