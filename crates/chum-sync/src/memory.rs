@@ -79,20 +79,21 @@ impl Default for MemorySet {
     }
 }
 
-/// A journal id unique within this process (sets are not persisted, so that is enough).
+/// A fresh journal id: a per-process counter hashed under std's per-process random keys, so
+/// sets of different processes differ too (sets are not persisted).
 fn next_journal_id() -> JournalId {
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let hash = blake3::hash(
-        &[
-            b"chum-sync memory set journal ".as_slice(),
-            &n.to_be_bytes(),
-        ]
-        .concat(),
-    );
+    let keys = std::collections::hash_map::RandomState::new();
     let mut id = [0u8; 16];
-    id.copy_from_slice(&hash.as_bytes()[..16]);
+    for (half, chunk) in id.chunks_mut(8).enumerate() {
+        let mut hasher = keys.build_hasher();
+        hasher.write_u64(n);
+        hasher.write_usize(half);
+        chunk.copy_from_slice(&hasher.finish().to_be_bytes());
+    }
     id
 }
 

@@ -486,6 +486,14 @@ struct Round {
     wants_done: bool,
     /// The round exchanges journal entries (after [`Message::Resume`]).
     resume: bool,
+    /// The initiator started the round to compare again (a checkpoint), not to reconcile.
+    confirm: bool,
+    /// Our batches numbered below this belong to the round (set when we sent send-done):
+    /// the round waits for their acknowledgements only, not for live pushes after them.
+    send_bound: u64,
+    /// The peer's batches numbered below this belong to the round (set when its send-done
+    /// came): the round waits for them to be stored only.
+    recv_bound: u64,
     /// Short ids the peer wants, queued this round (bounded by `max_send_queue`).
     wanted: usize,
 }
@@ -536,14 +544,18 @@ pub struct Session {
     /// The position of our journal the peer holds, when each side named the other's journal
     /// in its hello (the fast path applies).
     resume_from: Option<u64>,
-    /// The fast path was taken (once per session).
-    resumed: bool,
+    /// Journal pages stop carrying checkpoints (an object of a page could not be sent).
+    marks_stopped: bool,
+    /// Objects were refused in this session, either way: the sets cannot match, so the
+    /// initiator stops comparing them again.
+    refusals_seen: bool,
     /// Sending our journal's entries: the cursor and the head to stop at.
     journal_cursor: Option<(u64, Option<u64>)>,
     /// Initiator: our journal position as of the summary in flight.
     summary_position: Option<u64>,
-    /// Responder: a summary that arrived while our part of a journal round was finishing.
-    deferred_summary: Option<Summary>,
+    /// Responder: a summary that arrived while our part of a round was finishing or batches
+    /// sent before it were still being stored; compared once batches below the number are.
+    deferred_summary: Option<(Summary, u64)>,
     /// Initiator: when to compare summaries again after live traffic (checkpoints).
     confirm_due: Option<Duration>,
     /// Objects moved since our last summary was sent.
@@ -645,7 +657,8 @@ impl Session {
             now,
             peer_journal: None,
             resume_from: None,
-            resumed: false,
+            marks_stopped: false,
+            refusals_seen: false,
             journal_cursor: None,
             summary_position: None,
             deferred_summary: None,
@@ -1175,9 +1188,14 @@ impl Session {
                         "too many checkpoints ahead of the batches they follow".into(),
                     ));
                 }
-                // Taken once every batch that came before it is stored.
-                self.peer_checkpoints
-                    .push_back((self.next_recv_seq, position));
+                // Taken once every batch that came before it is stored (a later one waiting on
+                // the same batches replaces it, so the queue stays within the window).
+                match self.peer_checkpoints.back_mut() {
+                    Some((bound, held)) if *bound == self.next_recv_seq => *held = position,
+                    _ => self
+                        .peer_checkpoints
+                        .push_back((self.next_recv_seq, position)),
+                }
                 self.take_checkpoints();
                 Ok(())
             }
@@ -1212,10 +1230,11 @@ impl Session {
         }
         self.peer_limits = hello.limits;
         self.peer_window = usize::try_from(hello.window.min(1_024)).unwrap_or(1_024);
-        if let (Some(ours), Some(theirs)) = (&self.config.journal, hello.journal) {
-            if theirs == ours.id {
-                return Err(violation("the peer announced this side's own journal"));
-            }
+        if let (Some(ours), Some(theirs)) = (&self.config.journal, hello.journal)
+            // The same id: a copy of this store (or of its origin). Positions cannot tell the
+            // two apart, so no journal fast path with it.
+            && theirs != ours.id
+        {
             self.peer_journal = Some(theirs);
             let they_hold = hello
                 .holds
@@ -1254,23 +1273,15 @@ impl Session {
     fn on_message_as_responder(&mut self, message: Message) -> Result<(), Fail> {
         match message {
             Message::Summary(theirs) => {
-                if self.round.active {
-                    // After a journal round the initiator compares again as soon as it has
-                    // our part; ours may still be storing its part. Compare once it is done.
-                    if self.round.resume
-                        && self.round.send_done_sent
-                        && self.round.peer_send_done
-                        && self.deferred_summary.is_none()
-                    {
-                        self.deferred_summary = Some(theirs);
-                        return Ok(());
-                    }
+                if self.deferred_summary.is_some()
+                    || (self.round.active
+                        && !(self.round.send_done_sent && self.round.peer_send_done))
+                {
                     return Err(violation("a summary while a reconciliation is running"));
                 }
-                self.start_round();
-                self.responder_compare = Some(theirs);
-                // The first sketch is sized from both counts: ask for ours first.
-                self.request(Request::Summary, Pending::SizeFirstSketch);
+                // Compared once every batch the initiator sent before it is stored here (and
+                // our part of the last round is done): at once, usually.
+                self.deferred_summary = Some((theirs, self.next_recv_seq));
                 Ok(())
             }
             Message::WantAll => {
@@ -1377,6 +1388,7 @@ impl Session {
                     return Err(violation("an unexpected in-sync"));
                 }
                 self.finding = Finding::Idle;
+                self.resume_from = None;
                 self.round.owe_complete = true;
                 self.round.send_done_sent = true;
                 self.round.peer_send_done = true;
@@ -1390,10 +1402,9 @@ impl Session {
             }
             Message::Resume => {
                 let first_answer = matches!(self.finding, Finding::AwaitSketch { cells: None, .. });
-                let Some(from) = self.resume_from.filter(|_| first_answer && !self.resumed) else {
+                let Some(from) = self.resume_from.take().filter(|_| first_answer) else {
                     return Err(violation("an unexpected resume"));
                 };
-                self.resumed = true;
                 self.finding = Finding::Idle;
                 self.summary_position = None;
                 self.round.resume = true;
@@ -1404,6 +1415,8 @@ impl Session {
                 let Finding::AwaitSketch { cells, salt } = self.finding else {
                     return Err(violation("an unexpected sketch"));
                 };
+                // Only the first comparison of a session may take the journal fast path.
+                self.resume_from = None;
                 let rounded = |cells: usize| cells.div_ceil(3) * 3;
                 let size_ok = match cells {
                     Some(cells) => sketch.len() == rounded(cells),
@@ -1520,6 +1533,7 @@ impl Session {
                     )));
                 };
                 batch.retain(|cid| !cids.contains(cid));
+                self.refusals_seen = true;
                 self.event(Event::PeerRefused { cids, reason });
                 Ok(())
             }
@@ -1539,6 +1553,7 @@ impl Session {
                     return Err(violation("an unexpected send-done"));
                 }
                 self.round.peer_send_done = true;
+                self.round.recv_bound = self.next_recv_seq;
                 Ok(())
             }
             other => Err(violation(format!(
@@ -1591,6 +1606,8 @@ impl Session {
             }
             (Pending::SizeFirstSketch, Answer::Summary(mine, position)) => {
                 let theirs = self.responder_compare.unwrap_or(Summary::EMPTY);
+                // Only the first comparison of a session may take the journal fast path.
+                let resume = self.resume_from.take();
                 if theirs == mine {
                     // In sync: no sketch needed at all.
                     self.responder_compare = None;
@@ -1603,10 +1620,9 @@ impl Session {
                     self.round.peer_send_done = true;
                     return Ok(());
                 }
-                if let Some(from) = self.resume_from.filter(|_| !self.resumed) {
+                if let Some(from) = resume {
                     // Both sides hold a position of the other's journal: exchange what
                     // follows it instead of a sketch; the initiator compares again after.
-                    self.resumed = true;
                     self.responder_compare = None;
                     self.transmit(&Message::Resume);
                     self.round.resume = true;
@@ -1646,8 +1662,13 @@ impl Session {
                 } else {
                     self.journal_cursor = Some((last, Some(until)));
                 }
-                self.make_batches(objects);
-                if last > after {
+                if self.make_batches(objects) > 0 {
+                    // An object of the page cannot be sent to this peer: from here on the
+                    // peer would not hold everything a checkpoint claims.
+                    self.marks_stopped = true;
+                    self.journal_marks.clear();
+                }
+                if last > after && !self.marks_stopped {
                     // Batches are numbered in queue order: this page's are all below this.
                     let bound = self.next_send_seq + self.ready.len() as u64;
                     self.journal_marks.push_back((bound, last));
@@ -1720,6 +1741,7 @@ impl Session {
                     entry.2 = true;
                     if !refused.is_empty() {
                         self.refused_some = true;
+                        self.refusals_seen = true;
                         entry.1.retain(|cid| !refused.iter().any(|(r, _)| r == cid));
                         let reason = refused
                             .first()
@@ -2012,8 +2034,9 @@ impl Session {
         Ok(())
     }
 
-    /// Splits loaded objects into batches within the peer's limits.
-    fn make_batches(&mut self, objects: Vec<(Cid, Vec<u8>)>) {
+    /// Splits loaded objects into batches within the peer's limits; returns how many were too
+    /// large to send at all.
+    fn make_batches(&mut self, objects: Vec<(Cid, Vec<u8>)>) -> usize {
         let max_bytes = self
             .config
             .batch_bytes
@@ -2038,9 +2061,11 @@ impl Session {
         if !batch.is_empty() {
             self.ready.push_back(batch);
         }
-        if !too_large.is_empty() {
+        let skipped = too_large.len();
+        if skipped > 0 {
             self.event(Event::TooLarge(too_large));
         }
+        skipped
     }
 
     /// Moves the transfer along: resolve, load and send within the window; finish rounds.
@@ -2068,7 +2093,7 @@ impl Session {
                 .config
                 .request_chunk
                 .max(1)
-                .min(self.peer_limits.max_batch_objects * 4)
+                .min(self.peer_limits.max_batch_objects.saturating_mul(4))
                 .min(until.map_or(usize::MAX, |until| {
                     usize::try_from(until.saturating_sub(after)).unwrap_or(usize::MAX)
                 }));
@@ -2092,7 +2117,7 @@ impl Session {
             && !self.has_pending(Pending::Enumerate)
         {
             let after = after.clone();
-            let limit = chunk.min(self.peer_limits.max_batch_objects * 4);
+            let limit = chunk.min(self.peer_limits.max_batch_objects.saturating_mul(4));
             self.request(Request::Objects { after, limit }, Pending::Enumerate);
         }
         if !self.to_fetch.is_empty()
@@ -2116,7 +2141,7 @@ impl Session {
                 .to_load
                 .len()
                 .min(chunk)
-                .min(self.peer_limits.max_batch_objects * 4);
+                .min(self.peer_limits.max_batch_objects.saturating_mul(4));
             let cids = self.to_load.drain(..take).collect();
             self.request(Request::Load(cids), Pending::Load);
         }
@@ -2134,43 +2159,50 @@ impl Session {
             && !self.has_pending(Pending::Journal)
         {
             self.round.send_done_sent = true;
+            self.round.send_bound = self.next_send_seq + self.ready.len() as u64;
             self.transmit(&Message::SendDone);
         }
         let round = &self.round;
+        let acked_below = self
+            .in_flight
+            .front()
+            .map_or(self.next_send_seq, |(seq, _)| *seq);
+        let stored_below = self
+            .storing
+            .front()
+            .map_or(self.next_recv_seq, |(seq, _, _)| *seq);
         // The initiator of a journal round need not wait for its own batches' acknowledgements:
         // the responder compares only after storing them (they precede the summary).
-        let acknowledged =
-            self.in_flight.is_empty() || (round.resume && self.config.role == Role::Initiator);
+        let acknowledged = acked_below >= round.send_bound
+            || (round.resume && self.config.role == Role::Initiator);
         if round.active
             && round.send_done_sent
             && round.peer_send_done
             && acknowledged
-            && self.storing.is_empty()
+            && stored_below >= round.recv_bound
         {
-            let resume = round.resume;
+            let (resume, confirm) = (round.resume, round.confirm);
             self.round = Round::default();
             if resume {
-                self.after_journal_round();
+                if self.config.role == Role::Initiator {
+                    self.confirm();
+                }
             } else {
-                self.finish_round();
+                self.finish_round(confirm);
             }
+        }
+        if let Some((theirs, bound)) = self.deferred_summary
+            && !self.round.active
+            && stored_below >= bound
+            && self.phase == Phase::Running
+        {
+            self.deferred_summary = None;
+            self.start_round();
+            self.responder_compare = Some(theirs);
+            // The first sketch is sized from both counts: ask for ours first.
+            self.request(Request::Summary, Pending::SizeFirstSketch);
         }
         Ok(())
-    }
-
-    /// A journal round is done: the initiator compares summaries again (the responder waits
-    /// for that comparison, which may already be here).
-    fn after_journal_round(&mut self) {
-        match self.config.role {
-            Role::Initiator => self.confirm(),
-            Role::Responder => {
-                if let Some(theirs) = self.deferred_summary.take() {
-                    self.start_round();
-                    self.responder_compare = Some(theirs);
-                    self.request(Request::Summary, Pending::SizeFirstSketch);
-                }
-            }
-        }
     }
 
     /// Reports the peer's checkpoints whose preceding batches are all stored.
@@ -2208,6 +2240,7 @@ impl Session {
             && self.config.role == Role::Initiator
             && self.synced
             && !self.round.active
+            && !self.refusals_seen
         {
             self.confirm_due = Some(self.now + self.config.checkpoint_delay);
         }
@@ -2218,11 +2251,13 @@ impl Session {
     fn confirm(&mut self) {
         self.confirm_due = None;
         self.start_round();
+        self.round.confirm = true;
         self.finding = Finding::OwnSummary;
         self.request(Request::Summary, Pending::Summary);
     }
 
-    fn finish_round(&mut self) {
+    /// A round is complete both ways (`confirm`: it began as a comparison after traffic).
+    fn finish_round(&mut self, confirm: bool) {
         if let Some(check) = self.check.take()
             && check.expected != check.theirs
             && !self.full_fallback_used
@@ -2233,8 +2268,10 @@ impl Session {
             self.start_list(true);
             return;
         }
-        let journals =
-            self.moved && self.peer_journal.is_some() && self.config.role == Role::Initiator;
+        let journals = self.moved
+            && self.peer_journal.is_some()
+            && self.config.role == Role::Initiator
+            && !self.refusals_seen;
         if !self.synced {
             if journals && !self.confirmed_once {
                 // Objects moved: compare once more before reporting `Synced`, so both sides
@@ -2246,7 +2283,10 @@ impl Session {
             self.synced = true;
             self.event(Event::Synced);
         }
-        if journals {
+        // After live traffic, compare again once it settles; not after a comparison that
+        // itself found a difference (new traffic schedules the next one), so a difference
+        // that never goes away costs no endless rounds.
+        if journals && !confirm {
             self.confirm_due = Some(self.now + self.config.checkpoint_delay);
         }
     }

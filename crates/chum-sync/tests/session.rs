@@ -41,6 +41,8 @@ struct Peer {
     /// Bytes of frames other than hellos, objects, acknowledgements and send-done: what
     /// finding the difference cost.
     reconcile_bytes: usize,
+    /// An object this peer refuses one by one (as a recipe of another app version would).
+    refuse: Option<Cid>,
 }
 
 impl Peer {
@@ -55,6 +57,7 @@ impl Peer {
             objects_received: 0,
             tags: Vec::new(),
             reconcile_bytes: 0,
+            refuse: None,
         }
     }
 
@@ -113,7 +116,18 @@ fn drain(now: Duration, from: &mut Peer, to: &mut Peer) -> bool {
                 to.inbox.push_back(frame);
             }
             Output::Request(id, request) => {
-                let (answer, _) = from.set.answer(request);
+                let answer = match (request, &from.refuse) {
+                    (Request::Store(objects), Some(refused))
+                        if objects.iter().any(|(cid, _)| cid == refused) =>
+                    {
+                        let rest = objects.into_iter().filter(|(cid, _)| cid != refused);
+                        for (cid, bytes) in rest {
+                            from.set.insert(cid, bytes).unwrap();
+                        }
+                        Answer::StoredExcept(vec![(refused.clone(), "breaks a recipe".into())])
+                    }
+                    (request, _) => from.set.answer(request).0,
+                };
                 from.session.handle_input(now, Input::Answer(id, answer));
             }
             Output::Event(event) => from.events.push(event),
@@ -646,4 +660,99 @@ fn a_journal_transfer_cut_short_resumes_where_it_stopped() {
         "{} sent for {missing} missing",
         b3.objects_received
     );
+}
+
+#[test]
+fn live_pushes_during_rounds_never_break_the_comparison_that_follows() {
+    // Both sides keep storing new objects (pushed live) while they reconcile and compare
+    // again: no protocol violation, and all converge.
+    for seed in 0..6u64 {
+        let mut a = Peer::with_journal(Role::Initiator, set_of(0..400), Vec::new());
+        let mut b = Peer::with_journal(Role::Responder, set_of(200..700), Vec::new());
+        let now = Duration::ZERO;
+        let mut next = 100_000 + seed * 1_000;
+        for step in 0..20_000u64 {
+            let mut progress = drain(now, &mut a, &mut b) | drain(now, &mut b, &mut a);
+            if step % (3 + seed) == 0 && next < 100_000 + seed * 1_000 + 300 {
+                let (side, other) = if step % 2 == 0 {
+                    (&mut a, &mut b)
+                } else {
+                    (&mut b, &mut a)
+                };
+                let _ = other;
+                let (cid, bytes) = object(next);
+                next += 1;
+                side.set.insert(cid.clone(), bytes).unwrap();
+                side.session
+                    .handle_input(now, Input::LocalStored(vec![cid]));
+                progress = true;
+            }
+            if let Some(frame) = a.inbox.pop_front() {
+                a.session.handle_input(now, Input::Frame(frame));
+                progress = true;
+            }
+            if let Some(frame) = b.inbox.pop_front() {
+                b.session.handle_input(now, Input::Frame(frame));
+                progress = true;
+            }
+            if !progress {
+                break;
+            }
+        }
+        run(&mut a, &mut b);
+        assert_eq!(a.closed(), None, "seed {seed}: {:?}", a.events.last());
+        assert_eq!(b.closed(), None, "seed {seed}: {:?}", b.events.last());
+        assert!(
+            a.session.is_synced() && b.session.is_synced(),
+            "seed {seed}"
+        );
+        assert!(a.set.cids().eq(b.set.cids()), "seed {seed}: converged");
+    }
+}
+
+#[test]
+fn a_refused_object_costs_no_endless_comparisons() {
+    let (poison, poison_bytes) = object(66_666);
+    let mut a_set = set_of(0..300);
+    a_set.insert(poison.clone(), poison_bytes).unwrap();
+    let mut a = Peer::with_journal(Role::Initiator, a_set, Vec::new());
+    let mut b = Peer::with_journal(Role::Responder, set_of(0..300), Vec::new());
+    b.refuse = Some(poison.clone());
+    run(&mut a, &mut b);
+    assert!(a.session.is_synced() && b.session.is_synced());
+    assert!(!b.set.contains(&poison));
+    // Live traffic, then ticks for 40 s: the sets can never match, so after the refusal
+    // the initiator stops comparing (each comparison would resend the refused object).
+    let (cid, bytes) = object(77_777);
+    a.set.insert(cid.clone(), bytes).unwrap();
+    a.session
+        .handle_input(Duration::from_secs(1), Input::LocalStored(vec![cid]));
+    run(&mut a, &mut b);
+    let summaries_before = a.tags.iter().filter(|t| **t == 0x02).count();
+    for second in 2..40 {
+        a.session
+            .handle_input(Duration::from_secs(second), Input::Tick);
+        b.session
+            .handle_input(Duration::from_secs(second), Input::Tick);
+        run(&mut a, &mut b);
+    }
+    let summaries_after = a.tags.iter().filter(|t| **t == 0x02).count();
+    assert_eq!(
+        summaries_after, summaries_before,
+        "no comparison after a refusal"
+    );
+    assert_eq!(a.closed(), None);
+}
+
+#[test]
+fn a_copy_of_the_same_store_syncs_without_the_journal_fast_path() {
+    let a_set = set_of(0..500).with_journal_id([9; 16]);
+    let b_set = set_of(250..800).with_journal_id([9; 16]);
+    let mut a = Peer::with_journal(Role::Initiator, a_set, vec![([9; 16], 250)]);
+    let mut b = Peer::with_journal(Role::Responder, b_set, vec![([9; 16], 250)]);
+    run(&mut a, &mut b);
+    assert_eq!((a.closed(), b.closed()), (None, None));
+    assert!(a.session.is_synced() && a.set.cids().eq(b.set.cids()));
+    assert!(!a.tags.contains(&RESUME) && !b.tags.contains(&RESUME));
+    assert!(a.checkpoints().is_empty() && b.checkpoints().is_empty());
 }

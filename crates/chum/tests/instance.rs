@@ -152,19 +152,21 @@ async fn collections_keep_entry_order_and_events_say_where_changes_came_from() {
         .unwrap();
     let chat = conversation.id().unwrap().clone();
     let mut a_events = a.events();
-    let mut sent = Vec::new();
+    let mut arrivals = [a.events(), b.events()];
+    let mut sent: Vec<chum_object::Cid> = Vec::new();
     for i in 0..5 {
-        // Each entry is written after the previous one reached its writer (causal order), so
-        // the hybrid clocks order them as written.
+        // Each entry is written after the previous one reached its writer — announced there,
+        // so its clock was observed (causal order) — and the hybrid clocks order them as
+        // written.
         let entry =
             format!(r#"{{"$type":"Message","text":"m{i}","conversation":{{"/":"{chat}"}}}}"#);
         let instance = if i % 2 == 0 { &a } else { &b };
         if let Some(previous) = sent.last() {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while !instance.has(previous).await.unwrap() {
-                assert!(tokio::time::Instant::now() < deadline);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            wait_for(
+                &mut arrivals[i % 2],
+                |event| matches!(event, Event::Stored { cid, .. } if cid == previous),
+            )
+            .await;
         }
         sent.push(instance.create(&json(&entry)).await.unwrap().cid().clone());
     }
