@@ -132,6 +132,20 @@ pub mod reconciliation {
         pub found: usize,
     }
 
+    /// Whether a frame counts as reconciliation: anything but hellos, objects,
+    /// acknowledgements, send-done and keepalives.
+    fn is_reconciliation(frame: &[u8]) -> bool {
+        !matches!(
+            Message::decode(frame, &chum_sync::Limits::default()),
+            Ok(Message::Hello(_)
+                | Message::Objects { .. }
+                | Message::Ack { .. }
+                | Message::SendDone
+                | Message::Ping
+                | Message::Pong)
+        )
+    }
+
     /// Runs two sessions until the initiator has found the difference and sent its want list;
     /// returns the cost and the two sets (freeing them is left to the caller).
     pub fn chum_run(a: MemorySet, b: MemorySet) -> (Row, [MemorySet; 2]) {
@@ -150,16 +164,7 @@ pub mod reconciliation {
                 while let Some(output) = session.poll_output() {
                     match output {
                         Output::Transmit(frame) => {
-                            let counted = !matches!(
-                                Message::decode(&frame, &chum_sync::Limits::default()),
-                                Ok(Message::Hello(_)
-                                    | Message::Objects { .. }
-                                    | Message::Ack { .. }
-                                    | Message::SendDone
-                                    | Message::Ping
-                                    | Message::Pong)
-                            );
-                            if counted {
+                            if is_reconciliation(&frame) {
                                 messages += 1;
                                 bytes += frame.len();
                                 sent = true;
@@ -243,16 +248,7 @@ pub mod reconciliation {
                 while let Some(output) = session.poll_output() {
                     match output {
                         Output::Transmit(frame) => {
-                            let counted = !matches!(
-                                Message::decode(&frame, &chum_sync::Limits::default()),
-                                Ok(Message::Hello(_)
-                                    | Message::Objects { .. }
-                                    | Message::Ack { .. }
-                                    | Message::SendDone
-                                    | Message::Ping
-                                    | Message::Pong)
-                            );
-                            if counted {
+                            if is_reconciliation(&frame) {
                                 messages += 1;
                                 bytes += frame.len();
                                 sent = true;

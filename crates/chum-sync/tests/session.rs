@@ -137,20 +137,24 @@ fn drain(now: Duration, from: &mut Peer, to: &mut Peer) -> bool {
     progress
 }
 
+/// One step of both peers: their outputs drained, then one frame each delivered. Returns
+/// whether anything happened.
+fn step(a: &mut Peer, b: &mut Peer) -> bool {
+    let now = Duration::ZERO;
+    let mut progress = drain(now, a, b) | drain(now, b, a);
+    for peer in [a, b] {
+        if let Some(frame) = peer.inbox.pop_front() {
+            peer.session.handle_input(now, Input::Frame(frame));
+            progress = true;
+        }
+    }
+    progress
+}
+
 /// Runs both peers until neither has anything left to do.
 fn run(a: &mut Peer, b: &mut Peer) {
-    let now = Duration::ZERO;
     for _ in 0..1_000_000 {
-        let mut progress = drain(now, a, b) | drain(now, b, a);
-        if let Some(frame) = a.inbox.pop_front() {
-            a.session.handle_input(now, Input::Frame(frame));
-            progress = true;
-        }
-        if let Some(frame) = b.inbox.pop_front() {
-            b.session.handle_input(now, Input::Frame(frame));
-            progress = true;
-        }
-        if !progress {
+        if !step(a, b) {
             return;
         }
     }
@@ -248,16 +252,8 @@ fn a_resumed_session_sends_only_what_is_still_missing() {
     let mut a = Peer::new(Role::Initiator, set_of(0..20_000));
     let mut b = Peer::new(Role::Responder, MemorySet::new());
     // Run until the responder holds part of the set, then drop the connection.
-    let now = Duration::ZERO;
     while b.set.len() < 5_000 {
-        drain(now, &mut a, &mut b);
-        drain(now, &mut b, &mut a);
-        if let Some(frame) = a.inbox.pop_front() {
-            a.session.handle_input(now, Input::Frame(frame));
-        }
-        if let Some(frame) = b.inbox.pop_front() {
-            b.session.handle_input(now, Input::Frame(frame));
-        }
+        step(&mut a, &mut b);
     }
     let held = b.set.len();
     let (a_set, b_set) = (a.set, b.set);
@@ -630,18 +626,10 @@ fn a_journal_transfer_cut_short_resumes_where_it_stopped() {
     let mut a2 = Peer::with_journal(Role::Initiator, a_set, a.checkpoints());
     let mut b2 = Peer::with_journal(Role::Responder, b.set.clone(), b.checkpoints());
     // Run until the responder holds about half, then drop the connection.
-    let now = Duration::ZERO;
     while b2.set.len() < 11_000 {
-        drain(now, &mut a2, &mut b2);
-        drain(now, &mut b2, &mut a2);
-        if let Some(frame) = a2.inbox.pop_front() {
-            a2.session.handle_input(now, Input::Frame(frame));
-        }
-        if let Some(frame) = b2.inbox.pop_front() {
-            b2.session.handle_input(now, Input::Frame(frame));
-        }
+        step(&mut a2, &mut b2);
     }
-    drain(now, &mut b2, &mut a2);
+    drain(Duration::ZERO, &mut b2, &mut a2);
     let held = b2.set.len() - 1_000;
     let learned = b2.checkpoints();
     let position = learned.last().map(|(_, position)| *position).unwrap();
@@ -671,15 +659,10 @@ fn live_pushes_during_rounds_never_break_the_comparison_that_follows() {
         let mut b = Peer::with_journal(Role::Responder, set_of(200..700), Vec::new());
         let now = Duration::ZERO;
         let mut next = 100_000 + seed * 1_000;
-        for step in 0..20_000u64 {
-            let mut progress = drain(now, &mut a, &mut b) | drain(now, &mut b, &mut a);
-            if step % (3 + seed) == 0 && next < 100_000 + seed * 1_000 + 300 {
-                let (side, other) = if step % 2 == 0 {
-                    (&mut a, &mut b)
-                } else {
-                    (&mut b, &mut a)
-                };
-                let _ = other;
+        for round in 0..20_000u64 {
+            let mut progress = false;
+            if round % (3 + seed) == 0 && next < 100_000 + seed * 1_000 + 300 {
+                let side = if round % 2 == 0 { &mut a } else { &mut b };
                 let (cid, bytes) = object(next);
                 next += 1;
                 side.set.insert(cid.clone(), bytes).unwrap();
@@ -687,15 +670,7 @@ fn live_pushes_during_rounds_never_break_the_comparison_that_follows() {
                     .handle_input(now, Input::LocalStored(vec![cid]));
                 progress = true;
             }
-            if let Some(frame) = a.inbox.pop_front() {
-                a.session.handle_input(now, Input::Frame(frame));
-                progress = true;
-            }
-            if let Some(frame) = b.inbox.pop_front() {
-                b.session.handle_input(now, Input::Frame(frame));
-                progress = true;
-            }
-            if !progress {
+            if !(step(&mut a, &mut b) || progress) {
                 break;
             }
         }
