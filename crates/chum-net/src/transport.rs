@@ -150,8 +150,14 @@ pub mod tcp {
                 }
                 .into_io());
             }
-            let mut frame = vec![0u8; length];
-            self.inner.read_exact(&mut frame).await?;
+            // Read into spare capacity: no zeroing of bytes about to be overwritten.
+            let mut frame = Vec::with_capacity(length);
+            while frame.len() < length {
+                let rest = (length - frame.len()) as u64;
+                if (&mut self.inner).take(rest).read_buf(&mut frame).await? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
             Ok(Some(frame))
         }
     }
