@@ -132,6 +132,71 @@ pub mod reconciliation {
         pub found: usize,
     }
 
+    /// Two sessions passing frames in memory, each answering from its own set, counting the
+    /// reconcile messages, their bytes and the flights (passes in which a side sent one).
+    struct Exchange {
+        peers: [(Session, MemorySet); 2],
+        messages: usize,
+        bytes: usize,
+        flights: usize,
+        in_flight: Vec<(usize, Vec<u8>)>,
+    }
+
+    impl Exchange {
+        fn new(a: Config, a_set: MemorySet, b: Config, b_set: MemorySet) -> Exchange {
+            Exchange {
+                peers: [
+                    (Session::new(a, Duration::ZERO), a_set),
+                    (Session::new(b, Duration::ZERO), b_set),
+                ],
+                messages: 0,
+                bytes: 0,
+                flights: 0,
+                in_flight: Vec::new(),
+            }
+        }
+
+        /// Drains one side's outputs (requests answered at once); returns its events and
+        /// whether it sent a reconcile message.
+        fn drain(&mut self, side: usize) -> (Vec<Event>, bool) {
+            let (session, set) = &mut self.peers[side];
+            let (mut events, mut sent) = (Vec::new(), false);
+            while let Some(output) = session.poll_output() {
+                match output {
+                    Output::Transmit(frame) => {
+                        if is_reconciliation(&frame) {
+                            self.messages += 1;
+                            self.bytes += frame.len();
+                            sent = true;
+                        }
+                        self.in_flight.push((1 - side, frame));
+                    }
+                    Output::Request(id, request) => {
+                        let (answer, _) = set.answer(request);
+                        session.handle_input(Duration::ZERO, Input::Answer(id, answer));
+                    }
+                    Output::Event(Event::Closed { reason, .. }) => panic!("closed: {reason}"),
+                    Output::Event(event) => events.push(event),
+                    _ => {}
+                }
+            }
+            self.flights += usize::from(sent);
+            (events, sent)
+        }
+
+        /// Delivers the frames in flight; whether there were any.
+        fn deliver(&mut self) -> bool {
+            let frames = std::mem::take(&mut self.in_flight);
+            let any = !frames.is_empty();
+            for (to, frame) in frames {
+                self.peers[to]
+                    .0
+                    .handle_input(Duration::ZERO, Input::Frame(frame));
+            }
+            any
+        }
+    }
+
     /// Whether a frame counts as reconciliation: anything but hellos, objects,
     /// acknowledgements, send-done and keepalives.
     fn is_reconciliation(frame: &[u8]) -> bool {
@@ -149,49 +214,38 @@ pub mod reconciliation {
     /// Runs two sessions until the initiator has found the difference and sent its want list;
     /// returns the cost and the two sets (freeing them is left to the caller).
     pub fn chum_run(a: MemorySet, b: MemorySet) -> (Row, [MemorySet; 2]) {
-        let now = Duration::ZERO;
-        let mut peers = [
-            (Session::new(Config::new(Role::Initiator), now), a),
-            (Session::new(Config::new(Role::Responder), now), b),
-        ];
-        let (mut messages, mut bytes, mut flights) = (0, 0, 0);
+        let mut exchange = Exchange::new(
+            Config::new(Role::Initiator),
+            a,
+            Config::new(Role::Responder),
+            b,
+        );
         let mut found = None;
         let start = Instant::now();
-        let mut in_flight: Vec<(usize, Vec<u8>)> = Vec::new();
         'rounds: loop {
-            for (side, (session, set)) in peers.iter_mut().enumerate() {
-                let mut sent = false;
-                while let Some(output) = session.poll_output() {
-                    match output {
-                        Output::Transmit(frame) => {
-                            if is_reconciliation(&frame) {
-                                messages += 1;
-                                bytes += frame.len();
-                                sent = true;
-                            }
-                            in_flight.push((1 - side, frame));
-                        }
-                        Output::Request(id, request) => {
-                            let (answer, _) = set.answer(request);
-                            session.handle_input(now, Input::Answer(id, answer));
-                        }
-                        Output::Event(Event::Reconciled {
-                            peer_lacks,
-                            we_lack,
-                        }) => found = Some(peer_lacks + we_lack),
-                        Output::Event(Event::Closed { reason, .. }) => panic!("closed: {reason}"),
-                        _ => {}
+            for side in 0..2 {
+                for event in exchange.drain(side).0 {
+                    if let Event::Reconciled {
+                        peer_lacks,
+                        we_lack,
+                    } = event
+                    {
+                        found = Some(peer_lacks + we_lack);
                     }
                 }
-                flights += usize::from(sent);
                 if side == 0 && found.is_some() {
                     break 'rounds;
                 }
             }
-            for (to, frame) in std::mem::take(&mut in_flight) {
-                peers[to].0.handle_input(now, Input::Frame(frame));
-            }
+            exchange.deliver();
         }
+        let Exchange {
+            peers,
+            messages,
+            bytes,
+            flights,
+            ..
+        } = exchange;
         let millis = start.elapsed().as_secs_f64() * 1e3;
         let [(_, a), (_, b)] = peers;
         (
@@ -219,7 +273,6 @@ pub mod reconciliation {
         b: MemorySet,
         journals: Option<(Holds, Holds)>,
     ) -> (Row, [MemorySet; 2]) {
-        let now = Duration::ZERO;
         let config = |role: Role, set: &MemorySet, holds: Option<Holds>| {
             let mut config = Config::new(role);
             config.journal = holds.map(|holds| chum_sync::session::Journal {
@@ -234,48 +287,28 @@ pub mod reconciliation {
         };
         let a_config = config(Role::Initiator, &a, a_holds);
         let b_config = config(Role::Responder, &b, b_holds);
-        let mut peers = [
-            (Session::new(a_config, now), a),
-            (Session::new(b_config, now), b),
-        ];
-        let (mut messages, mut bytes, mut flights) = (0, 0, 0);
+        let mut exchange = Exchange::new(a_config, a, b_config, b);
         let mut synced_at = None;
         let start = Instant::now();
-        let mut in_flight: Vec<(usize, Vec<u8>)> = Vec::new();
         loop {
-            for (side, (session, set)) in peers.iter_mut().enumerate() {
-                let mut sent = false;
-                while let Some(output) = session.poll_output() {
-                    match output {
-                        Output::Transmit(frame) => {
-                            if is_reconciliation(&frame) {
-                                messages += 1;
-                                bytes += frame.len();
-                                sent = true;
-                            }
-                            in_flight.push((1 - side, frame));
-                        }
-                        Output::Request(id, request) => {
-                            let (answer, _) = set.answer(request);
-                            session.handle_input(now, Input::Answer(id, answer));
-                        }
-                        Output::Event(Event::Synced) if side == 0 => {
-                            // What it sends once synced (a checkpoint) is no round trip.
-                            synced_at = Some((flights, start.elapsed()));
-                        }
-                        Output::Event(Event::Closed { reason, .. }) => panic!("closed: {reason}"),
-                        _ => {}
-                    }
+            for side in 0..2 {
+                let (events, sent) = exchange.drain(side);
+                if side == 0 && events.contains(&Event::Synced) {
+                    // What it sends once synced (a checkpoint) is no round trip.
+                    synced_at = Some((exchange.flights - usize::from(sent), start.elapsed()));
                 }
-                flights += usize::from(sent);
             }
-            if in_flight.is_empty() {
+            if !exchange.deliver() {
                 break;
             }
-            for (to, frame) in std::mem::take(&mut in_flight) {
-                peers[to].0.handle_input(now, Input::Frame(frame));
-            }
         }
+        let Exchange {
+            peers,
+            messages,
+            bytes,
+            flights,
+            ..
+        } = exchange;
         let (flights, elapsed) = synced_at.unwrap_or((flights, start.elapsed()));
         let [(_, a), (_, b)] = peers;
         assert!(a.cids().eq(b.cids()), "both sides hold the same set");
