@@ -207,7 +207,7 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) identity: Identity,
     pub(crate) recipes: RwLock<BTreeMap<String, Recipe>>,
-    clock: Mutex<Clock>,
+    clock: Arc<Mutex<Clock>>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) held: Mutex<Held>,
     upgrades: RwLock<BTreeMap<String, Vec<Upgrade>>>,
@@ -390,14 +390,19 @@ impl Instance {
                 .unwrap_or_default(),
             None => Timestamp::default(),
         };
-        let clock = Clock::resume(last, 60_000);
+        let clock = Arc::new(Mutex::new(Clock::resume(last, 60_000)));
         #[cfg(feature = "native")]
-        let net = crate::net::Net::new(&store, &identity, known.values().cloned().collect());
+        let net = crate::net::Net::new(
+            &store,
+            &identity,
+            known.values().cloned().collect(),
+            Arc::clone(&clock),
+        );
         let inner = Arc::new(Inner {
             store,
             identity,
             recipes: RwLock::new(known),
-            clock: Mutex::new(clock),
+            clock,
             events: broadcast::channel(event_capacity).0,
             held: Mutex::new(Held::default()),
             upgrades: RwLock::new(BTreeMap::new()),

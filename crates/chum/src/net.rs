@@ -10,8 +10,10 @@ use chum_access::{Identity, InstanceId, Invitation, PersonId, invite};
 use chum_net::listener::{ListenerLimits, serve_tcp, serve_ws};
 use chum_net::transport::tcp;
 use chum_net::{Connection, Node, NodeEvent, SessionOptions, SessionReport, ws};
+use chum_object::Cid;
 use chum_object::recipe::Recipe;
 use chum_store::Store;
+use chum_store::index::{Acceptance, RecipeCheck};
 use chum_sync::Role;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,6 +21,35 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::events::{Event, Origin};
 use crate::instance::{Instance, now_ms};
+
+/// The recipe check of received objects, which also moves the instance's clock past the
+/// clocks they carry — before they are stored, so an entry written once a peer's entry is
+/// here is always ordered after it.
+struct ObserveClocks {
+    check: RecipeCheck,
+    clock: Arc<Mutex<chum_crdt::Clock>>,
+}
+
+impl Acceptance for ObserveClocks {
+    fn accept(&self, cid: &Cid, value: &chum_object::Value) -> std::result::Result<(), String> {
+        self.check.accept(cid, value)?;
+        let mut clocks = vec![chum_crdt::collection::entry_clock(value)];
+        if value.type_name() == Some(chum_crdt::version::VERSION_TYPE)
+            && let Ok(version) = chum_crdt::Version::from_value(value)
+        {
+            clocks.push(version.clock);
+        }
+        if let Ok(mut clock) = self.clock.lock() {
+            for remote in clocks {
+                if remote != chum_crdt::Timestamp::default() {
+                    // One too far ahead is ignored: the clock's drift bound protects it.
+                    let _ = clock.observe(remote, now_ms());
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// The node and the tasks of an instance.
 pub(crate) struct Net {
@@ -28,10 +59,17 @@ pub(crate) struct Net {
 }
 
 impl Net {
-    pub(crate) fn new(store: &Arc<dyn Store>, identity: &Identity, recipes: Vec<Recipe>) -> Net {
+    pub(crate) fn new(
+        store: &Arc<dyn Store>,
+        identity: &Identity,
+        recipes: Vec<Recipe>,
+        clock: Arc<Mutex<chum_crdt::Clock>>,
+    ) -> Net {
+        let check = RecipeCheck::new(recipes.iter().cloned().chain(chum_access::recipes()));
         let node = Node::new(Arc::clone(store))
             .with_identity(identity.clone())
-            .with_recipes(recipes);
+            .with_recipes(recipes)
+            .with_acceptance(Arc::new(ObserveClocks { check, clock }));
         Net {
             node: Arc::new(node),
             tasks: Mutex::new(Vec::new()),
