@@ -19,6 +19,14 @@ use chum_benches::reconciliation::{chum_complete_run, chum_run, cid, id_bytes, n
 use chum_object::Cid;
 use chum_sync::memory::MemorySet;
 
+/// `set` with `items` inserted.
+fn add(mut set: MemorySet, items: impl IntoIterator<Item = (Cid, Vec<u8>)>) -> MemorySet {
+    for (cid, bytes) in items {
+        set.insert(cid, bytes).unwrap_or_else(|e| panic!("{e}"));
+    }
+    set
+}
+
 fn main() {
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
@@ -50,14 +58,10 @@ fn main() {
                 .collect();
             let a_ids: Vec<[u8; 32]> = a_items.iter().map(|(c, _)| id_bytes(c)).collect();
             let b_ids: Vec<[u8; 32]> = b_items.iter().map(|(c, _)| id_bytes(c)).collect();
-            let set = |items: Vec<(Cid, Vec<u8>)>| {
-                let mut set = MemorySet::new();
-                for (cid, bytes) in items {
-                    set.insert(cid, bytes).unwrap_or_else(|e| panic!("{e}"));
-                }
-                set
-            };
-            let (chum, sets) = chum_run(set(a_items), set(b_items));
+            let (chum, sets) = chum_run(
+                add(MemorySet::new(), a_items),
+                add(MemorySet::new(), b_items),
+            );
             // Freeing two sets of a million objects is not part of the exchange.
             std::mem::forget(sets);
             let neg = match negentropy_run(&a_ids, &b_ids) {
@@ -95,24 +99,13 @@ fn main() {
                 continue;
             }
             let common = (n - d / 2) as u64;
-            let fill = |items: &mut dyn Iterator<Item = u64>| {
-                let mut set = MemorySet::new();
-                for (cid, bytes) in items.map(cid) {
-                    set.insert(cid, bytes).unwrap_or_else(|e| panic!("{e}"));
-                }
-                set
-            };
-            let mut a = fill(&mut (0..common));
-            let mut b = fill(&mut (0..common));
+            let a = add(MemorySet::new(), (0..common).map(cid));
+            let b = add(MemorySet::new(), (0..common).map(cid));
             // The checkpoint both learned when they last matched.
             let a_holds = vec![(b.journal_id(), b.journal_head())];
             let b_holds = vec![(a.journal_id(), a.journal_head())];
-            for (cid, bytes) in (0..(d / 2) as u64).map(|i| cid(i | 1 << 40)) {
-                a.insert(cid, bytes).unwrap_or_else(|e| panic!("{e}"));
-            }
-            for (cid, bytes) in (0..(d - d / 2) as u64).map(|i| cid(i | 1 << 41)) {
-                b.insert(cid, bytes).unwrap_or_else(|e| panic!("{e}"));
-            }
+            let a = add(a, (0..(d / 2) as u64).map(|i| cid(i | 1 << 40)));
+            let b = add(b, (0..(d - d / 2) as u64).map(|i| cid(i | 1 << 41)));
             let (a2, b2) = (a.clone(), b.clone());
             let (journal, sets) = chum_complete_run(a, b, Some((a_holds, b_holds)));
             std::mem::forget(sets);
