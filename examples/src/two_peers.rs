@@ -88,7 +88,7 @@ async fn enhance_one(
 pub async fn enhance_forever(instance: Instance, enhancer: Arc<dyn Enhancer>) {
     let mut events = instance.events();
     // Messages that arrived while main was down.
-    if let Ok(messages) = instance.query("Message").await {
+    if let Ok(messages) = instance.of_type("Message").await {
         for cid in messages {
             if let Ok(value) = instance.get(&cid).await
                 && needs_ai(&value)
@@ -107,7 +107,7 @@ pub async fn enhance_forever(instance: Instance, enhancer: Arc<dyn Enhancer>) {
             } if type_name == "Message" => cid,
             Event::Lagged { .. } => {
                 // Re-scan: something may have been missed.
-                if let Ok(messages) = instance.query("Message").await {
+                if let Ok(messages) = instance.of_type("Message").await {
                     for cid in messages {
                         if let Ok(value) = instance.get(&cid).await
                             && needs_ai(&value)
@@ -280,7 +280,7 @@ pub async fn run(
     let mut duplicates = 0;
     for instance in [&renderer, &main.instance] {
         let mut seen = BTreeSet::new();
-        for cid in instance.query("Message").await? {
+        for cid in instance.of_type("Message").await? {
             let value = instance.get(&cid).await?;
             if let Some(original) = field(&value, "originalId").and_then(Value::as_link)
                 && !seen.insert(original.clone())

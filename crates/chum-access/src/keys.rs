@@ -86,22 +86,16 @@ pub fn person_object(key: &[u8; 32]) -> Object {
     Object::from_value(&Value::Map(map)).expect("a two-field map always encodes")
 }
 
-/// An instance id as text: its public key in base32 (multibase, `b…`).
+/// An instance id as text: its public key in base32 (multibase, `b…`); the same as its
+/// `Display`.
 pub fn instance_text(instance: &InstanceId) -> String {
-    multibase::encode(multibase::Base::Base32Lower, instance.0)
+    instance.to_string()
 }
 
 /// Parses [`instance_text`].
 pub fn parse_instance(text: &str) -> Result<InstanceId> {
-    let (base, bytes) = multibase::decode(text)
-        .map_err(|error| AccessError::malformed("instance id", error.to_string()))?;
-    if base != multibase::Base::Base32Lower {
-        return Err(AccessError::malformed("instance id", "not base32 (b…)"));
-    }
-    let key: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| AccessError::malformed("instance id", "not 32 bytes"))?;
-    Ok(InstanceId(key))
+    text.parse()
+        .map_err(|error: String| AccessError::malformed("instance id", error))
 }
 
 /// An instance certificate: the person vouches that an instance key belongs to it.

@@ -143,48 +143,52 @@ fn backend(error: AccessError) -> chum_store::Error {
 
 impl PeerAccess {
     /// Answers a session request. Objects to store are verified (CID, strict encoding,
-    /// `acceptance`); from a peer of another person only covered ones become shared. Returns
-    /// the answer and the CIDs that became shared here.
+    /// `hard`: a refusal refuses the whole batch) and checked by `soft` (an object it refuses
+    /// is left out alone and listed in [`Answer::StoredExcept`], e.g. one that breaks this
+    /// side's recipes); from a peer of another person only covered ones become shared.
+    /// Returns the answer and the CIDs that became shared here.
     pub async fn answer(
         &mut self,
         store: &dyn Store,
         request: Request,
-        acceptance: Option<&dyn Acceptance>,
+        hard: Option<&dyn Acceptance>,
+        soft: Option<&dyn Acceptance>,
     ) -> (Answer, Vec<Cid>) {
-        match (self, request) {
-            (PeerAccess::Full, Request::Store(objects)) => {
-                match Verified::check_with(objects, &store.limits(), acceptance) {
-                    Ok(batch) => {
-                        let cids: Vec<Cid> =
-                            batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
-                        match store.put_verified(batch, Scope::Shared).await {
-                            Ok(changed) => (
-                                Answer::Stored,
-                                cids.into_iter()
-                                    .zip(changed)
-                                    .filter(|(_, changed)| *changed)
-                                    .map(|(cid, _)| cid)
-                                    .collect(),
-                            ),
-                            Err(error) => (refusal(error), Vec::new()),
-                        }
-                    }
-                    Err(error) => (refusal(error), Vec::new()),
-                }
-            }
-            (PeerAccess::Full, request) => chum_store::sync::answer(store, request).await,
-            (PeerAccess::Granted(granted), Request::Store(objects)) => {
-                match Verified::check_with(objects, &store.limits(), acceptance) {
-                    Ok(batch) => match granted.store(store, batch).await {
-                        Ok(outcome) => outcome,
-                        Err(error) => (Answer::Failed(error.to_string()), Vec::new()),
-                    },
-                    Err(error) => (refusal(error), Vec::new()),
-                }
-            }
+        let (this, objects) = match (self, request) {
+            (PeerAccess::Full, Request::Store(objects)) => (None, objects),
+            (PeerAccess::Granted(granted), Request::Store(objects)) => (Some(granted), objects),
+            (PeerAccess::Full, request) => return chum_store::sync::answer(store, request).await,
             (PeerAccess::Granted(granted), request) => {
-                (granted.view.answer(store, request).await, Vec::new())
+                return (granted.view.answer(store, request).await, Vec::new());
             }
+        };
+        let (batch, refused) = match Verified::check_split(objects, &store.limits(), hard, soft) {
+            Ok(checked) => checked,
+            Err(error) => return (refusal(error), Vec::new()),
+        };
+        let (answer, new) = match this {
+            None => {
+                let cids: Vec<Cid> = batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
+                match store.put_verified(batch, Scope::Shared).await {
+                    Ok(changed) => (
+                        Answer::Stored,
+                        cids.into_iter()
+                            .zip(changed)
+                            .filter(|(_, changed)| *changed)
+                            .map(|(cid, _)| cid)
+                            .collect(),
+                    ),
+                    Err(error) => return (refusal(error), Vec::new()),
+                }
+            }
+            Some(granted) => match granted.store(store, batch).await {
+                Ok(outcome) => outcome,
+                Err(error) => return (Answer::Failed(error.to_string()), Vec::new()),
+            },
+        };
+        match answer {
+            Answer::Stored if !refused.is_empty() => (Answer::StoredExcept(refused), new),
+            answer => (answer, new),
         }
     }
 

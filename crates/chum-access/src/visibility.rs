@@ -47,7 +47,14 @@ pub struct Policy {
 impl Policy {
     /// The collection fields of `recipes`.
     pub fn new<'a>(recipes: impl IntoIterator<Item = &'a Recipe>) -> Policy {
-        let mut collections = HashMap::new();
+        let mut policy = Policy::default();
+        policy.extend(recipes);
+        policy
+    }
+
+    /// Takes the collection fields of `recipes` too (a recipe replaces an earlier one of its
+    /// name).
+    pub fn extend<'a>(&mut self, recipes: impl IntoIterator<Item = &'a Recipe>) {
         for recipe in recipes {
             let fields: Vec<String> = recipe
                 .fields
@@ -55,11 +62,12 @@ impl Policy {
                 .filter(|field| field.collection)
                 .map(|field| field.name.clone())
                 .collect();
-            if !fields.is_empty() {
-                collections.insert(recipe.name.clone(), fields);
+            if fields.is_empty() {
+                self.collections.remove(&recipe.name);
+            } else {
+                self.collections.insert(recipe.name.clone(), fields);
             }
         }
-        Policy { collections }
     }
 
     /// The collections `value` is an entry of (the targets of its collection fields).

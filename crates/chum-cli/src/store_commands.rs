@@ -284,7 +284,7 @@ async fn run(
         }
         StoreCommand::Ls(type_name) => {
             let cids = match type_name {
-                Some(type_name) => instance.query(&type_name).await,
+                Some(type_name) => instance.of_type(&type_name).await,
                 None => instance.list().await,
             }
             .map_err(fail)?;
@@ -371,7 +371,7 @@ async fn run(
             );
             let mut types: Vec<(String, usize)> = Vec::new();
             for name in ["Message", "Conversation", "Contact", "Version", "Access"] {
-                let count = instance.query(name).await.map_err(fail)?.len();
+                let count = instance.of_type(name).await.map_err(fail)?.len();
                 if count > 0 {
                     types.push((name.to_owned(), count));
                 }

@@ -367,3 +367,59 @@ fn another_person_gets_only_what_is_granted_and_garbage_does_not_hurt() {
     assert!(!ok(&["ls", "--store", &stranger], b"").contains(later.trim()));
     drop(server);
 }
+
+#[test]
+fn chum_put_of_a_recipe_registers_the_type_here_and_on_paired_instances() {
+    let dir = TempDir::new("recipes");
+    let (main, laptop) = (dir.store("main"), dir.store("laptop"));
+    ok(&["init", "--store", &main], b"");
+    let note = br#"{"$type":"Recipe","name":"Note","version":1,"strategy":"field-merge","fields":[{"name":"id","kind":"text","id":true},{"name":"title","kind":"text"}]}"#;
+    let recipe = ok(&["put", "--store", &main], note);
+    assert!(recipe.trim().starts_with("bafy"), "{recipe}");
+    ok(
+        &["put", "--store", &main],
+        br#"{"$type":"Note","id":"n1","title":"first"}"#,
+    );
+    let id = ok(&["id", "--store", &main], br#"{"$type":"Note","id":"n1"}"#);
+    let shown = ok(&["show", id.trim(), "--store", &main], b"");
+    assert!(shown.contains(r#""title":"first""#), "{shown}");
+    // The type's rules hold: a new note needs its title.
+    let refused = chum(&["put", "--store", &main], br#"{"$type":"Note","id":"n2"}"#);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("title"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // A paired instance knows the type from its first sync...
+    let server = Server::start(&main, "ws://127.0.0.1:0");
+    let invitation = ok(&["invite", "--store", &main], b"");
+    ok(
+        &[
+            "init",
+            "--store",
+            &laptop,
+            "--join",
+            invitation.lines().last().unwrap(),
+        ],
+        b"",
+    );
+    let shown = ok(&["show", id.trim(), "--store", &laptop], b"");
+    assert!(shown.contains(r#""title":"first""#), "{shown}");
+    // ...and a recipe put later (through the running server) after a sync.
+    let task = br#"{"$type":"Recipe","name":"Task","version":1,"strategy":"last-write","fields":[{"name":"id","kind":"text","id":true},{"name":"done","kind":"bool"}]}"#;
+    ok(&["put", "--store", &main], task);
+    ok(
+        &["put", "--store", &main],
+        br#"{"$type":"Task","id":"t1","done":false}"#,
+    );
+    ok(&["sync", &server.url, "--store", &laptop], b"");
+    let task_id = ok(
+        &["id", "--store", &laptop],
+        br#"{"$type":"Task","id":"t1"}"#,
+    );
+    let shown = ok(&["show", task_id.trim(), "--store", &laptop], b"");
+    assert!(shown.contains(r#""done":false"#), "{shown}");
+    drop(server);
+}

@@ -33,6 +33,29 @@ impl fmt::Debug for InstanceId {
     }
 }
 
+/// Displayed as its public key in base32 multibase (`b…`, 53 characters), the form
+/// `chum whoami` prints and [`InstanceId::from_str`](std::str::FromStr) reads.
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&multibase::encode(multibase::Base::Base32Lower, self.0))
+    }
+}
+
+impl std::str::FromStr for InstanceId {
+    type Err = String;
+    fn from_str(text: &str) -> Result<InstanceId, String> {
+        let (base, bytes) =
+            multibase::decode(text).map_err(|error| format!("not an instance id: {error}"))?;
+        if base != multibase::Base::Base32Lower {
+            return Err("not an instance id: not base32 (b…)".into());
+        }
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "not an instance id: not 32 bytes".to_owned())?;
+        Ok(InstanceId(key))
+    }
+}
+
 /// One change to a versioned object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {

@@ -45,8 +45,9 @@ pub enum NodeEvent {
         /// Who the peer is (encrypted sessions).
         peer: Option<Box<Peer>>,
     },
-    /// Objects from a peer, durably stored here, with every object they link to stored too
-    /// (an object that arrives before its link targets is announced when the last arrives).
+    /// Objects from a peer, newly stored here (objects already held are not announced again),
+    /// with every object they link to stored too (an object that arrives before its link
+    /// targets is announced when the last arrives).
     Received {
         /// The session they came through.
         session: u64,
@@ -68,6 +69,14 @@ pub enum NodeEvent {
         cids: Vec<Cid>,
         /// The peer's reason.
         reason: String,
+    },
+    /// Objects from the peer that this node refused one by one (e.g. they break its recipes):
+    /// they are not stored, the peer was told, the session goes on.
+    Refused {
+        /// The session.
+        session: u64,
+        /// Each refused object with the reason.
+        refused: Vec<(Cid, String)>,
     },
     /// Objects the peer cannot take: each is larger than its frame limit.
     NotSent {
@@ -157,13 +166,11 @@ pub struct SessionOptions {
 pub struct Node {
     store: Arc<dyn Store>,
     config: Config,
-    /// Signatures and recipes together (peers of another person: a batch is refused whole).
-    acceptance: Option<Arc<dyn Acceptance>>,
     /// The app's rule (e.g. recipes): an object it refuses from an instance of this person is
     /// refused alone, and the peer told (signatures stay a rule for the whole batch).
     soft: Option<Arc<dyn Acceptance>>,
     identity: Option<Arc<Identity>>,
-    policy: Policy,
+    policy: std::sync::RwLock<Policy>,
     stored: broadcast::Sender<Arc<Stored>>,
     /// Instances revoked by objects stored here: their live sessions end.
     revoked: broadcast::Sender<chum_access::InstanceId>,
@@ -304,10 +311,9 @@ impl Node {
         Node {
             store,
             config: Config::new(Role::Initiator),
-            acceptance: Some(Arc::new(SignatureCheck::new(None))),
             soft: None,
             identity: None,
-            policy: Policy::default(),
+            policy: std::sync::RwLock::new(Policy::default()),
             stored: broadcast::channel(FANOUT_CAPACITY).0,
             revoked: broadcast::channel(64).0,
             events: broadcast::channel(FANOUT_CAPACITY).0,
@@ -333,7 +339,6 @@ impl Node {
     /// carry a valid signature in any case; a forged one refuses its whole batch and closes
     /// the session with `invalid object`.
     pub fn with_acceptance(mut self, acceptance: Arc<dyn Acceptance>) -> Node {
-        self.acceptance = Some(Arc::new(SignatureCheck::new(Some(Arc::clone(&acceptance)))));
         self.soft = Some(acceptance);
         self
     }
@@ -358,13 +363,34 @@ impl Node {
     /// `chum-access`'s own types (grants, certificates, …) are added to `recipes`.
     pub fn with_recipes(mut self, mut recipes: Vec<chum_object::recipe::Recipe>) -> Node {
         recipes.extend(chum_access::recipes());
-        self.policy = Policy::new(&recipes);
+        self.policy = std::sync::RwLock::new(Policy::new(&recipes));
         self.config.types = recipes
             .iter()
             .filter(|recipe| recipe.strategy != chum_object::recipe::Strategy::InstanceLocal)
             .map(|recipe| recipe.name.clone())
             .collect();
         self.with_acceptance(Arc::new(RecipeCheck::new(recipes)))
+    }
+
+    /// Follows the collection fields of `recipes` too when deciding what another person may
+    /// see (for recipes an app registers while the node runs; sessions admitted from now on
+    /// use them).
+    pub fn add_recipes<'a>(
+        &self,
+        recipes: impl IntoIterator<Item = &'a chum_object::recipe::Recipe>,
+    ) {
+        let mut policy = self
+            .policy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        policy.extend(recipes);
+    }
+
+    fn policy(&self) -> Policy {
+        self.policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The store.
@@ -521,7 +547,7 @@ impl Node {
                 let admission = chum_access::admit_peer(
                     &*self.store,
                     identity,
-                    &self.policy,
+                    &self.policy(),
                     payload,
                     remote_static,
                     now_ms(),
@@ -620,6 +646,9 @@ impl Node {
         }
         let mut transport_ok = true;
         let mut deps = Dependencies::new(MAX_WAITING);
+        // Objects this session stored that were new here, until the session reports them
+        // received (then only these are announced).
+        let mut fresh: std::collections::HashSet<Cid> = std::collections::HashSet::new();
         // Store requests wait here briefly, so that batches already received are committed
         // together (one durable commit for several batches when the store is the bottleneck).
         let mut stores: StoreGroup = Vec::new();
@@ -685,6 +714,12 @@ impl Node {
                             self.soft.as_deref(),
                         ) {
                             Ok((batch, refused)) => {
+                                if !refused.is_empty() {
+                                    self.emit(NodeEvent::Refused {
+                                        session: id,
+                                        refused: refused.clone(),
+                                    });
+                                }
                                 let incomplete = self.await_links(&batch, &mut deps).await;
                                 if !incomplete.is_empty() {
                                     self.emit(NodeEvent::Incomplete {
@@ -719,15 +754,29 @@ impl Node {
                     Output::Request(request_id, request) => {
                         let answer = match foreign.as_mut() {
                             Some(access) => {
+                                let signatures = SignatureCheck::new(None);
                                 let (answer, new) = access
-                                    .answer(&*self.store, request, self.acceptance.as_deref())
+                                    .answer(
+                                        &*self.store,
+                                        request,
+                                        Some(&signatures),
+                                        self.soft.as_deref(),
+                                    )
                                     .await;
+                                if let Answer::StoredExcept(refused) = &answer {
+                                    self.emit(NodeEvent::Refused {
+                                        session: id,
+                                        refused: refused.clone(),
+                                    });
+                                }
+                                fresh.extend(new.iter().cloned());
                                 self.announce(id, new);
                                 answer
                             }
                             None => {
                                 let (answer, new) =
                                     chum_store::sync::answer(&*self.store, request).await;
+                                fresh.extend(new.iter().cloned());
                                 self.announce(id, new);
                                 answer
                             }
@@ -761,18 +810,11 @@ impl Node {
                         );
                     }
                     Output::Event(mut event) => {
-                        // From another person, objects no grant covered were not stored:
-                        // only the stored ones are announced.
-                        if foreign.is_some()
-                            && let Event::Received(cids) = &mut event
-                        {
-                            let mut stored = Vec::with_capacity(cids.len());
-                            for cid in cids.drain(..) {
-                                if self.store.has(&cid).await.unwrap_or(false) {
-                                    stored.push(cid);
-                                }
-                            }
-                            *cids = stored;
+                        // Only objects newly stored here are announced: not those held
+                        // already (sent again after a restart, or our own coming back), nor,
+                        // from another person, those no grant covered (held in memory).
+                        if let Event::Received(cids) = &mut event {
+                            cids.retain(|cid| fresh.remove(cid));
                         }
                         self.on_event(
                             id,
@@ -835,6 +877,7 @@ impl Node {
                             for instance in revoked {
                                 let _ = self.revoked.send(instance);
                             }
+                            fresh.extend(new.iter().cloned());
                             self.announce(id, new);
                             for (request_id, answer) in answers {
                                 session.handle_input(now(), Input::Answer(request_id, answer));

@@ -592,6 +592,35 @@ impl Recipe {
             })
     }
 
+    /// Checks that `object` is an ID object of this versioned type: its `$type` and every ID
+    /// field of the right kind, nothing else. (Objects of a versioned type are only ever
+    /// stored as ID objects; their other fields live in versions, so a required non-ID field
+    /// is checked against the merged state, never here.)
+    pub fn validate_id_object(&self, object: &Value) -> Result<(), RecipeError> {
+        if !self.is_versioned() {
+            return Err(RecipeError::NotVersioned(self.name.clone()));
+        }
+        let map = self.typed_map(object)?;
+        for key in map.keys() {
+            if key != "$type" && !self.get_field(key).is_some_and(|field| field.id) {
+                return Err(RecipeError::UnknownField {
+                    recipe: self.name.clone(),
+                    field: key.to_owned(),
+                });
+            }
+        }
+        for field in self.id_fields() {
+            let value = map
+                .get(&field.name)
+                .ok_or_else(|| RecipeError::MissingField {
+                    recipe: self.name.clone(),
+                    field: field.name.clone(),
+                })?;
+            self.validate_field(&field.name, value)?;
+        }
+        Ok(())
+    }
+
     /// The ID object of `object`: its `$type` and ID fields only.
     pub fn id_object(&self, object: &Value) -> Result<Value, RecipeError> {
         if !self.is_versioned() {
@@ -685,6 +714,32 @@ mod tests {
         assert!(matches!(
             recipe.validate(&json("[1]")),
             Err(RecipeError::NotAMap("list"))
+        ));
+    }
+
+    #[test]
+    fn id_objects_are_checked_as_id_objects() {
+        let note = Recipe::new("Note", Strategy::FieldMerge)
+            .field(Field::new("id", Kind::Text).id())
+            .field(Field::new("title", Kind::Text));
+        // The ID object lacks the required `title`: that is checked on the merged state.
+        note.validate_id_object(&json(r#"{"$type":"Note","id":"n1"}"#))
+            .unwrap();
+        assert!(
+            note.validate(&json(r#"{"$type":"Note","id":"n1"}"#))
+                .is_err()
+        );
+        for bad in [
+            r#"{"$type":"Note","id":"n1","title":"t"}"#,
+            r#"{"$type":"Note"}"#,
+            r#"{"$type":"Note","id":1}"#,
+            r#"{"$type":"Other","id":"n1"}"#,
+        ] {
+            assert!(note.validate_id_object(&json(bad)).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            contact().validate_id_object(&json(r#"{"$type":"Contact","email":"a"}"#)),
+            Ok(())
         ));
     }
 

@@ -557,7 +557,7 @@ impl World {
                             .get_mut(&id)
                             .and_then(|conn| conn.access[side].as_mut())
                         {
-                            Some(access) => block_on(access.answer(&*store, request, None)),
+                            Some(access) => block_on(access.answer(&*store, request, None, None)),
                             None => block_on(chum_store::sync::answer(&*store, request)),
                         };
                         if let Some(conn) = self.conns.get_mut(&id) {

@@ -288,3 +288,141 @@ impl<S: Store> Store for CountingStore<S> {
         self.inner.limits()
     }
 }
+
+/// Wraps a store so that its owner can close it while other handles to the wrapper remain:
+/// after [`ClosableStore::close`] every call answers [`Error::Closed`], and the inner store is
+/// dropped as soon as the calls in flight finish (for a database file: its lock is released,
+/// so it can be opened again at once).
+pub struct ClosableStore {
+    inner: std::sync::RwLock<Option<std::sync::Arc<dyn Store>>>,
+    /// After [`ClosableStore::close`]: the inner store, until the last call in flight lets go.
+    closed: Mutex<Option<std::sync::Weak<dyn Store>>>,
+    limits: chum_object::Limits,
+}
+
+impl std::fmt::Debug for ClosableStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClosableStore")
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClosableStore {
+    /// Wraps `inner`.
+    pub fn new(inner: std::sync::Arc<dyn Store>) -> ClosableStore {
+        ClosableStore {
+            limits: inner.limits(),
+            inner: std::sync::RwLock::new(Some(inner)),
+            closed: Mutex::new(None),
+        }
+    }
+
+    /// Lets go of the inner store: later calls fail with [`Error::Closed`]; the inner store is
+    /// dropped once the calls in flight finish (see [`ClosableStore::released`]).
+    pub fn close(&self) {
+        let taken = self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(store) = taken {
+            *self
+                .closed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(std::sync::Arc::downgrade(&store));
+        }
+    }
+
+    /// Whether the store was closed and the inner store dropped (no call holds it any more,
+    /// and nobody else held it).
+    pub fn released(&self) -> bool {
+        self.is_closed()
+            && self
+                .closed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .is_none_or(|weak| weak.strong_count() == 0)
+    }
+
+    /// Whether [`ClosableStore::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none()
+    }
+
+    fn open(&self) -> Result<std::sync::Arc<dyn Store>> {
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(Error::Closed)
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl Store for ClosableStore {
+    async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>> {
+        self.open()?.put_scoped(objects, scope).await
+    }
+    async fn put_verified(&self, batch: crate::index::Verified, scope: Scope) -> Result<Vec<bool>> {
+        self.open()?.put_verified(batch, scope).await
+    }
+    fn limits(&self) -> chum_object::Limits {
+        self.limits.clone()
+    }
+    async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
+        self.open()?.get(cid).await
+    }
+    async fn get_many(&self, cids: &[Cid]) -> Result<Vec<Result<Vec<u8>>>> {
+        self.open()?.get_many(cids).await
+    }
+    async fn has(&self, cid: &Cid) -> Result<bool> {
+        self.open()?.has(cid).await
+    }
+    async fn delete(&self, cid: &Cid) -> Result<bool> {
+        self.open()?.delete(cid).await
+    }
+    async fn list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
+        self.open()?.list(range, limit).await
+    }
+    async fn count(&self) -> Result<u64> {
+        self.open()?.count().await
+    }
+    async fn query(&self, query: Query<'_>) -> Result<Vec<Cid>> {
+        self.open()?.query(query).await
+    }
+    async fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.open()?.local_get(key).await
+    }
+    async fn local_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.open()?.local_put(key, value).await
+    }
+    async fn local_delete(&self, key: &[u8]) -> Result<bool> {
+        self.open()?.local_delete(key).await
+    }
+    async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.open()?.local_keys(prefix).await
+    }
+    async fn sync_list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>> {
+        self.open()?.sync_list(range, limit).await
+    }
+    async fn sync_objects(
+        &self,
+        after: Option<&Cid>,
+        limit: usize,
+    ) -> Result<(Vec<(Cid, Vec<u8>)>, Option<Cid>)> {
+        self.open()?.sync_objects(after, limit).await
+    }
+    async fn sync_digest(&self) -> Result<SyncDigest> {
+        self.open()?.sync_digest().await
+    }
+    async fn journal(&self, after: u64, limit: usize) -> Result<crate::sync::JournalPage> {
+        self.open()?.journal(after, limit).await
+    }
+}

@@ -48,6 +48,10 @@ pub enum Error {
     /// The backend failed (I/O error, disk full, …).
     #[error("storage backend failed: {0}")]
     Backend(String),
+    /// The store was closed (see `ClosableStore`): its owner let go of it, so it answers
+    /// nothing more. The caller's mistake, or a late call racing a shutdown.
+    #[error("the store is closed")]
+    Closed,
     /// A fault injected by a test decorator.
     #[error("injected fault: {0}")]
     Injected(String),

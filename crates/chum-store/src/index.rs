@@ -239,18 +239,28 @@ pub trait Acceptance: Send + Sync {
 /// must be well-formed. Objects of other types pass.
 #[derive(Debug, Clone, Default)]
 pub struct RecipeCheck {
-    recipes: std::collections::BTreeMap<String, Recipe>,
+    recipes: std::sync::Arc<std::sync::RwLock<std::collections::BTreeMap<String, Recipe>>>,
 }
+
+/// A table of recipes by name that several holders read and one may update (an app that
+/// registers a recipe at run time: its [`RecipeCheck`] sees it at once).
+pub type RecipeTable =
+    std::sync::Arc<std::sync::RwLock<std::collections::BTreeMap<String, Recipe>>>;
 
 impl RecipeCheck {
     /// A check with these recipes (the last of several with one name wins).
     pub fn new(recipes: impl IntoIterator<Item = Recipe>) -> RecipeCheck {
-        RecipeCheck {
-            recipes: recipes
+        RecipeCheck::shared(std::sync::Arc::new(std::sync::RwLock::new(
+            recipes
                 .into_iter()
                 .map(|recipe| (recipe.name.clone(), recipe))
                 .collect(),
-        }
+        )))
+    }
+
+    /// A check that reads `table` on every object, so recipes added to it later apply.
+    pub fn shared(table: RecipeTable) -> RecipeCheck {
+        RecipeCheck { recipes: table }
     }
 }
 
@@ -264,10 +274,19 @@ impl Acceptance for RecipeCheck {
                 .map(|_| ())
                 .map_err(|error| format!("not a well-formed version: {error}"));
         }
-        match self.recipes.get(type_name) {
+        let recipes = self
+            .recipes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match recipes.get(type_name) {
             Some(recipe) if recipe.strategy == Strategy::InstanceLocal => Err(format!(
                 "{type_name} is instance-local and never travels between peers"
             )),
+            // A versioned type's objects are its ID objects; the other fields live in
+            // versions.
+            Some(recipe) if recipe.is_versioned() => recipe
+                .validate_id_object(value)
+                .map_err(|error| format!("breaks its recipe: {error}")),
             Some(recipe) => recipe
                 .validate(value)
                 .map_err(|error| format!("breaks its recipe: {error}")),

@@ -18,6 +18,10 @@ pub enum Error {
     /// An object breaks its type's recipe, or a versioned operation on a type without one.
     #[error("{0}")]
     Invalid(String),
+    /// An object breaks its type's recipe: which field, which rule (match on the
+    /// [`RecipeError`](chum_object::recipe::RecipeError) for the structure).
+    #[error("{0}")]
+    Recipe(chum_object::recipe::RecipeError),
     /// No recipe for this type is known here.
     #[error("no recipe for type {0:?}")]
     UnknownRecipe(String),
@@ -49,6 +53,7 @@ impl From<chum_store::Error> for Error {
         match error {
             chum_store::Error::NotFound(cid) => Error::NotFound(cid.to_string()),
             chum_store::Error::Locked(reason) => Error::StoreLocked(reason),
+            chum_store::Error::Closed => Error::Closed,
             chum_store::Error::Invalid { cid, reason } => {
                 Error::Invalid(format!("object {cid}: {reason}"))
             }
@@ -65,6 +70,18 @@ impl From<AccessError> for Error {
             AccessError::Store(store) => Error::from(store),
             other => Error::Identity(other.to_string()),
         }
+    }
+}
+
+impl From<chum_object::SerdeError> for Error {
+    fn from(error: chum_object::SerdeError) -> Error {
+        Error::Invalid(format!("does not fit the type: {error}"))
+    }
+}
+
+impl From<chum_object::recipe::RecipeError> for Error {
+    fn from(error: chum_object::recipe::RecipeError) -> Error {
+        Error::Recipe(error)
     }
 }
 

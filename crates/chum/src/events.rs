@@ -70,6 +70,25 @@ pub enum Event {
         /// How many objects.
         count: usize,
     },
+    /// Objects a peer sent were refused here, one by one, and not stored: each breaks a
+    /// recipe of this instance (e.g. a peer on another app version), is of an instance-local
+    /// type, or is otherwise not acceptable. The session goes on without them.
+    Refused {
+        /// Each refused object with the reason (naming the recipe and field).
+        refused: Vec<(Cid, String)>,
+        /// Who sent them.
+        origin: Origin,
+    },
+    /// A peer refused objects this instance sent (they break the peer's recipes): it does not
+    /// hold them, and no receipt will say it does.
+    PeerRefused {
+        /// The peer instance.
+        instance: Option<InstanceId>,
+        /// The objects.
+        cids: Vec<Cid>,
+        /// The peer's reason.
+        reason: String,
+    },
     /// A session ended.
     PeerDisconnected {
         /// The peer instance, when it was known.
@@ -77,6 +96,8 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// The instance was closed ([`Instance::close`](crate::Instance::close)): nothing follows.
+    Closed,
     /// This stream fell behind and skipped `missed` events: re-query what you show.
     Lagged {
         /// Events skipped.

@@ -1,13 +1,14 @@
 //! The [`Instance`]: one instance of a person over one store.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use chum_access::{Access, AccessRevocation, Identity, InstanceId, PersonId};
+use chum_access::{Access, AccessRevocation, Identity, InstanceId, Invitation, PersonId};
 use chum_crdt::collection::entry_clock;
 use chum_crdt::{Clock, Collection, Resolver, Timestamp, Version, preset};
 use chum_object::recipe::{Recipe, Strategy};
 use chum_object::{Cid, Map, Object, Value, dagcbor};
+use chum_store::decorators::ClosableStore;
 use chum_store::{Query, Scope, Store};
 use tokio::sync::{broadcast, oneshot};
 
@@ -47,6 +48,8 @@ pub struct Builder {
     recipes: Vec<Recipe>,
     upgrades: Vec<(String, u64, Upgrade)>,
     event_capacity: usize,
+    #[cfg(feature = "native")]
+    join: Option<(Invitation, Option<String>)>,
 }
 
 /// Turns an object written under an older recipe version into the current shape.
@@ -95,6 +98,31 @@ impl Builder {
     /// Registers a recipe (the seed's preset recipes are always known).
     pub fn recipe(mut self, recipe: Recipe) -> Builder {
         self.recipes.push(recipe);
+        self
+    }
+
+    /// Registers the recipe of a typed document (see [`Document`](crate::Document)); the same
+    /// as `.recipe(T::recipe())`.
+    pub fn document<T: crate::Document>(self) -> Builder {
+        self.recipe(T::recipe())
+    }
+
+    /// When the store holds no identity yet: joins the person of `invitation` as a new
+    /// instance — connects to the address the invitation names, pairs, takes that person's
+    /// objects and recipes in one first sync, and saves the new identity (sealed with the
+    /// [`passphrase`](Builder::passphrase) when given). A store that already holds an
+    /// identity opens as itself and the invitation is not used, so the same code serves the
+    /// first start and every later one.
+    #[cfg(feature = "native")]
+    pub fn join(mut self, invitation: Invitation) -> Builder {
+        self.join = Some((invitation, None));
+        self
+    }
+
+    /// [`Builder::join`], connecting to `address` instead of the address in the invitation.
+    #[cfg(feature = "native")]
+    pub fn join_at(mut self, invitation: Invitation, address: impl Into<String>) -> Builder {
+        self.join = Some((invitation, Some(address.into())));
         self
     }
 
@@ -157,9 +185,29 @@ impl Builder {
             None => match Identity::load(&*store, passphrase).await? {
                 Some(identity) => identity,
                 None => {
-                    let identity = Identity::new_person(now_ms())?;
-                    identity.save(&*store, passphrase).await?;
-                    identity
+                    #[cfg(feature = "native")]
+                    let joined = match self.join {
+                        Some((invitation, address)) => Some(
+                            crate::net::join_person(
+                                &store,
+                                invitation,
+                                address.as_deref(),
+                                passphrase,
+                            )
+                            .await?,
+                        ),
+                        None => None,
+                    };
+                    #[cfg(not(feature = "native"))]
+                    let joined: Option<Identity> = None;
+                    match joined {
+                        Some(identity) => identity,
+                        None => {
+                            let identity = Identity::new_person(now_ms())?;
+                            identity.save(&*store, passphrase).await?;
+                            identity
+                        }
+                    }
                 }
             },
         };
@@ -204,9 +252,14 @@ impl Held {
 }
 
 pub(crate) struct Inner {
+    /// The store, behind [`ClosableStore`] so that [`Instance::close`] really closes it
+    /// whatever handles (receipts, clones) remain.
     pub(crate) store: Arc<dyn Store>,
+    closable: Arc<ClosableStore>,
     pub(crate) identity: Identity,
-    pub(crate) recipes: RwLock<BTreeMap<String, Recipe>>,
+    /// The recipes this instance validates and merges with (shared with the receive path's
+    /// check, so a recipe registered at run time applies to what peers send at once).
+    pub(crate) recipes: chum_store::index::RecipeTable,
     clock: Arc<Mutex<Clock>>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) held: Mutex<Held>,
@@ -238,7 +291,8 @@ pub struct Written {
     cid: Cid,
     id: Option<Cid>,
     new: bool,
-    instance: Instance,
+    /// Not a strong handle: a receipt never keeps the instance (and its store) open.
+    instance: Weak<Inner>,
 }
 
 impl Written {
@@ -265,9 +319,10 @@ impl Written {
 
     /// Resolves with the first peer instance known to have durably stored the object (it
     /// acknowledged storing it, or sent it here). Waits as long as it takes: wrap it in a
-    /// timeout where that matters.
+    /// timeout where that matters. Fails with [`Error::Closed`] once the instance is closed.
     pub async fn held_by_peer(&self) -> Result<InstanceId> {
-        self.instance.held_by_peer(&self.cid).await
+        let inner = self.instance.upgrade().ok_or(Error::Closed)?;
+        Instance { inner }.held_by_peer(&self.cid).await
     }
 }
 
@@ -306,6 +361,29 @@ where
     }
 }
 
+/// Marks every recipe stored in `store` as trusted (for a store that was just filled by the
+/// first sync with an instance of its own person).
+#[cfg_attr(not(feature = "native"), allow(dead_code))]
+pub(crate) async fn trust_stored_recipes(store: &dyn Store) -> Result<()> {
+    let mut after: Option<Cid> = None;
+    loop {
+        let page = store
+            .query(Query::ByType {
+                type_name: RECIPE_TYPE,
+                after: after.as_ref(),
+                limit: PAGE,
+            })
+            .await?;
+        for cid in &page {
+            store.local_put(&trusted_key(cid), b"").await?;
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = Some(last.clone()),
+            _ => return Ok(()),
+        }
+    }
+}
+
 fn decode(bytes: &[u8]) -> Result<Value> {
     dagcbor::decode_with_limits(bytes, &chum_store::index::widest_limits())
         .map_err(|error| Error::Decode(error.to_string()))
@@ -323,6 +401,8 @@ impl Instance {
             recipes: Vec::new(),
             upgrades: Vec::new(),
             event_capacity: DEFAULT_EVENT_CAPACITY,
+            #[cfg(feature = "native")]
+            join: None,
         }
     }
 
@@ -332,6 +412,8 @@ impl Instance {
         recipes: Vec<Recipe>,
         event_capacity: usize,
     ) -> Result<Instance> {
+        let closable = Arc::new(ClosableStore::new(store));
+        let store: Arc<dyn Store> = Arc::clone(&closable) as Arc<dyn Store>;
         let mut known: BTreeMap<String, Recipe> = BTreeMap::new();
         for recipe in preset::seed().into_iter().chain(chum_access::recipes()) {
             known.insert(recipe.name.clone(), recipe);
@@ -369,9 +451,7 @@ impl Instance {
         }
         let mut to_store = Vec::new();
         for recipe in recipes {
-            recipe
-                .check()
-                .map_err(|error| Error::Invalid(error.to_string()))?;
+            recipe.check().map_err(Error::from)?;
             let object = Object::from_value(&recipe.to_value())
                 .map_err(|error| Error::Invalid(error.to_string()))?;
             to_store.push((object.cid().clone(), object.into_bytes()));
@@ -391,17 +471,14 @@ impl Instance {
             None => Timestamp::default(),
         };
         let clock = Arc::new(Mutex::new(Clock::resume(last, 60_000)));
+        let recipes: chum_store::index::RecipeTable = Arc::new(RwLock::new(known));
         #[cfg(feature = "native")]
-        let net = crate::net::Net::new(
-            &store,
-            &identity,
-            known.values().cloned().collect(),
-            Arc::clone(&clock),
-        );
+        let net = crate::net::Net::new(&store, &identity, &recipes, Arc::clone(&clock));
         let inner = Arc::new(Inner {
             store,
+            closable,
             identity,
-            recipes: RwLock::new(known),
+            recipes,
             clock,
             events: broadcast::channel(event_capacity).0,
             held: Mutex::new(Held::default()),
@@ -455,19 +532,32 @@ impl Instance {
 
     /// Registers (or upgrades to) a recipe at run time; it is stored, so peers learn it.
     pub async fn register(&self, recipe: Recipe) -> Result<Cid> {
-        recipe
-            .check()
-            .map_err(|error| Error::Invalid(error.to_string()))?;
+        recipe.check().map_err(Error::from)?;
         let object = Object::from_value(&recipe.to_value())
             .map_err(|error| Error::Invalid(error.to_string()))?;
         let cid = object.cid().clone();
         self.write(vec![(cid.clone(), object.into_bytes())], Scope::Shared)
             .await?;
         self.inner.store.local_put(&trusted_key(&cid), b"").await?;
+        self.use_recipe(recipe, true);
+        Ok(cid)
+    }
+
+    /// Validates and merges with `recipe` from now on — also for objects received from peers
+    /// and for what another person may see through grants. `replace`: even when an equal or
+    /// newer version is known (the app's own choice); otherwise only a newer one is taken.
+    pub(crate) fn use_recipe(&self, recipe: Recipe, replace: bool) {
         if let Ok(mut recipes) = self.inner.recipes.write() {
+            let newer = recipes
+                .get(&recipe.name)
+                .is_none_or(|old| old.version <= recipe.version);
+            if !(replace || newer) {
+                return;
+            }
+            #[cfg(feature = "native")]
+            self.inner.net.node.add_recipes([&recipe]);
             recipes.insert(recipe.name.clone(), recipe);
         }
-        Ok(cid)
     }
 
     /// Stores objects durably (shared ones pushed to live peers) and reports the new ones.
@@ -514,16 +604,27 @@ impl Instance {
     /// Stores an object. An object of an unversioned type (or without a recipe) is stored
     /// exactly as given — its CID is the hash of its canonical bytes. An object of a versioned
     /// type becomes a new version of its ID (see [`Instance::update`]).
+    ///
+    /// A `Recipe` object is registered (see [`Instance::register`]): its type is known from
+    /// then on, here and on this person's other instances once they sync.
     pub async fn put(&self, value: &Value) -> Result<Written> {
         let type_name = value.type_name().map(str::to_owned);
+        if type_name.as_deref() == Some(RECIPE_TYPE) {
+            let recipe = Recipe::from_value(value).map_err(Error::from)?;
+            let cid = self.register(recipe).await?;
+            return Ok(Written {
+                cid,
+                id: None,
+                new: true,
+                instance: Arc::downgrade(&self.inner),
+            });
+        }
         let recipe = type_name.as_deref().and_then(|name| self.recipe(name));
         if let Some(recipe) = &recipe {
             if recipe.is_versioned() {
                 return self.update(value).await;
             }
-            recipe
-                .validate(value)
-                .map_err(|error| Error::Invalid(error.to_string()))?;
+            recipe.validate(value).map_err(Error::from)?;
         }
         let object = Object::from_value(value).map_err(|error| Error::Decode(error.to_string()))?;
         let scope = match &recipe {
@@ -538,7 +639,7 @@ impl Instance {
             cid,
             id: None,
             new: changed.first().copied().unwrap_or(false),
-            instance: self.clone(),
+            instance: Arc::downgrade(&self.inner),
         })
     }
 
@@ -556,9 +657,7 @@ impl Instance {
                         recipe.name
                     )));
                 }
-                recipe
-                    .validate(value)
-                    .map_err(|error| Error::Invalid(error.to_string()))?;
+                recipe.validate(value).map_err(Error::from)?;
             }
             let object =
                 Object::from_value(value).map_err(|error| Error::Decode(error.to_string()))?;
@@ -579,7 +678,7 @@ impl Instance {
                 cid,
                 id: None,
                 new,
-                instance: self.clone(),
+                instance: Arc::downgrade(&self.inner),
             }));
         }
         Ok(written)
@@ -648,9 +747,7 @@ impl Instance {
     /// The ID hash of a versioned object (its `$type` and ID fields).
     pub fn id_of(&self, value: &Value) -> Result<Cid> {
         let recipe = self.versioned_recipe(value.type_name())?;
-        recipe
-            .id_hash(value)
-            .map_err(|error| Error::Invalid(error.to_string()))
+        recipe.id_hash(value).map_err(Error::from)
     }
 
     async fn resolver(&self, recipe: &Recipe, id: &Cid) -> Result<Resolver> {
@@ -707,7 +804,7 @@ impl Instance {
             cid,
             id: Some(id),
             new: changed.get(1).copied().unwrap_or(false),
-            instance: self.clone(),
+            instance: Arc::downgrade(&self.inner),
         })
     }
 
@@ -717,9 +814,7 @@ impl Instance {
     /// a list becomes exactly that set).
     pub async fn update(&self, value: &Value) -> Result<Written> {
         let recipe = self.versioned_recipe(value.type_name())?;
-        let id_value = recipe
-            .id_object(value)
-            .map_err(|error| Error::Invalid(error.to_string()))?;
+        let id_value = recipe.id_object(value).map_err(Error::from)?;
         let Some(map) = value.as_map() else {
             return Err(Error::Invalid("an object is a map".into()));
         };
@@ -731,13 +826,31 @@ impl Instance {
             if *field_value != Value::Null || recipe.get_field(key).is_none() {
                 recipe
                     .validate_field(key, field_value)
-                    .map_err(|error| Error::Invalid(error.to_string()))?;
+                    .map_err(Error::from)?;
             }
         }
         let id_object =
             Object::from_value(&id_value).map_err(|error| Error::Invalid(error.to_string()))?;
         let id = id_object.cid().clone();
         let resolver = self.resolver(&recipe, &id).await?;
+        // The state this write leaves must satisfy the recipe (required fields present):
+        // for last-write the given fields are the whole state; for field-merge they change
+        // the current one (`null` unsets).
+        let mut after = id_value.as_map().cloned().unwrap_or_default();
+        let current = resolver.state();
+        if recipe.strategy != Strategy::LastWrite && current.exists {
+            for (key, field_value) in current.fields.iter() {
+                after.insert(key, field_value.clone());
+            }
+        }
+        for (key, field_value) in map.iter() {
+            if *field_value == Value::Null {
+                after.remove(key);
+            } else {
+                after.insert(key, field_value.clone());
+            }
+        }
+        recipe.validate(&Value::Map(after)).map_err(Error::from)?;
         let heads: Vec<Cid> = resolver.heads().cloned().collect();
         let mut body = Map::new();
         for (key, field_value) in map.iter() {
@@ -842,8 +955,15 @@ impl Instance {
 
     /// The current merged state of a versioned object: its `$type`, ID fields and current
     /// fields, or `None` when it has no versions or is deleted.
+    ///
+    /// `None` also when the ID object is not stored here (yet): a state is read locally and
+    /// never waits for a peer.
     pub async fn state(&self, id: &Cid) -> Result<Option<Value>> {
-        let id_value = decode(&self.inner.store.get(id).await?)?;
+        let id_value = match self.inner.store.get(id).await {
+            Ok(bytes) => decode(&bytes)?,
+            Err(chum_store::Error::NotFound(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
         let recipe = self.versioned_recipe(id_value.type_name())?;
         let resolver = self.resolver(&recipe, id).await?;
         let state = resolver.state();
@@ -857,8 +977,40 @@ impl Instance {
         self.upgraded(Value::Map(map)).map(Some)
     }
 
-    /// The CIDs of every stored object of a type, in CID order.
-    pub async fn query(&self, type_name: &str) -> Result<Vec<Cid>> {
+    /// At most `limit` CIDs of stored objects of a type, in CID order, after `after`. (For a
+    /// versioned type these are its ID hashes.)
+    pub async fn of_type_page(
+        &self,
+        type_name: &str,
+        after: Option<&Cid>,
+        limit: usize,
+    ) -> Result<Vec<Cid>> {
+        Ok(self
+            .inner
+            .store
+            .query(Query::ByType {
+                type_name,
+                after,
+                limit,
+            })
+            .await?)
+    }
+
+    /// The values of concurrent edits of a versioned object that lost the merge.
+    pub async fn conflicts(&self, id: &Cid) -> Result<Vec<chum_crdt::Conflict>> {
+        let id_value = match self.inner.store.get(id).await {
+            Ok(bytes) => decode(&bytes)?,
+            Err(chum_store::Error::NotFound(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        let recipe = self.versioned_recipe(id_value.type_name())?;
+        Ok(self.resolver(&recipe, id).await?.conflicts())
+    }
+
+    /// The CIDs of every stored object of a type, in CID order (every one: for a type that
+    /// may hold many, page with [`Instance::of_type_page`] or use a typed
+    /// [`Instance::query`]).
+    pub async fn of_type(&self, type_name: &str) -> Result<Vec<Cid>> {
         paged(|after| {
             let store = Arc::clone(&self.inner.store);
             async move {
@@ -891,7 +1043,7 @@ impl Instance {
     /// The entries of `target`'s collection — objects whose recipe marks a link field as a
     /// collection and that link to `target` through it (e.g. the Messages of a Conversation,
     /// by its ID hash) — in collection order: clock, then CID.
-    pub async fn collection(&self, target: &Cid) -> Result<Vec<Cid>> {
+    pub async fn entries(&self, target: &Cid) -> Result<Vec<Cid>> {
         let mut collection = Collection::new();
         let mut after: Option<Cid> = None;
         loop {
@@ -966,12 +1118,42 @@ impl Instance {
             cid,
             id: None,
             new: changed.first().copied().unwrap_or(false),
-            instance: self.clone(),
+            instance: Arc::downgrade(&self.inner),
         })
+    }
+
+    /// Closes the instance: every session ends with a close frame (see
+    /// [`Instance::shutdown`]), receipts still waiting resolve with [`Error::Closed`], and the
+    /// store is closed — whatever handles remain (clones of this `Instance`, receipts, typed
+    /// handles), which from now on fail with [`Error::Closed`]. Once this returns, the same
+    /// store can be opened again (it waits at most 5 s for calls in flight to finish).
+    pub async fn close(self) {
+        #[cfg(feature = "native")]
+        self.stop_sessions().await;
+        if let Ok(mut held) = self.inner.held.lock() {
+            held.waiting.clear();
+        }
+        self.inner.closable.close();
+        self.emit(Event::Closed);
+        #[cfg(feature = "native")]
+        {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !self.inner.closable.released() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    /// Whether [`Instance::close`] was called (on this or another handle).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closable.is_closed()
     }
 
     /// Resolves with the first peer instance known to hold `cid` durably.
     pub async fn held_by_peer(&self, cid: &Cid) -> Result<InstanceId> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
         let receiver = {
             let mut held = self
                 .inner

@@ -65,17 +65,27 @@
 //! above except the network (the browser's transport comes with the browser peer).
 #![warn(missing_docs)]
 
+mod docs;
 mod error;
 mod events;
 mod instance;
 #[cfg(feature = "native")]
 mod net;
+pub mod typed;
 
+pub use crate::docs::{DocQuery, Docs, Entries, Page, QueryChange, Watch, Watchable};
 pub use crate::error::{Error, Result};
 pub use crate::events::{Event, Events, Origin};
 pub use crate::instance::{Builder, DEFAULT_EVENT_CAPACITY, Instance, Upgrade, Written};
 #[cfg(feature = "native")]
 pub use crate::net::{Link, LinkState, Listener};
+pub use crate::typed::{Document, FieldKind, Id, Ref, fresh_id};
 pub use chum_access::{Identity, InstanceId, Invitation, PersonId};
-pub use chum_crdt::preset;
-pub use chum_object::{Cid, Value, dagjson};
+pub use chum_crdt::{Conflict, preset};
+/// `#[derive(Document)]`: see [`Document`].
+pub use chum_derive::Document;
+pub use chum_object::recipe::{Field, Kind, Recipe, RecipeError, Strategy};
+pub use chum_object::{Cid, Map, Object, SerdeError, Value, dagjson, from_value, to_value};
+pub use chum_store::{MemoryStore, Store};
+#[cfg(feature = "native")]
+pub use chum_store_redb::RedbStore;

@@ -13,7 +13,7 @@ use chum_net::{Connection, Node, NodeEvent, SessionOptions, SessionReport, ws};
 use chum_object::Cid;
 use chum_object::recipe::Recipe;
 use chum_store::Store;
-use chum_store::index::{Acceptance, RecipeCheck};
+use chum_store::index::{Acceptance, RecipeCheck, RecipeTable};
 use chum_sync::Role;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -56,24 +56,32 @@ pub(crate) struct Net {
     pub(crate) node: Arc<Node>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     listening: Mutex<Vec<String>>,
+    /// Told once the instance has handled a session's end (and so everything the session
+    /// reported before it): [`Instance::sync_once`] returns only then.
+    settled: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl Net {
     pub(crate) fn new(
         store: &Arc<dyn Store>,
         identity: &Identity,
-        recipes: Vec<Recipe>,
+        recipes: &RecipeTable,
         clock: Arc<Mutex<chum_crdt::Clock>>,
     ) -> Net {
-        let check = RecipeCheck::new(recipes.iter().cloned().chain(chum_access::recipes()));
+        let check = RecipeCheck::shared(Arc::clone(recipes));
+        let known: Vec<Recipe> = recipes
+            .read()
+            .map(|table| table.values().cloned().collect())
+            .unwrap_or_default();
         let node = Node::new(Arc::clone(store))
             .with_identity(identity.clone())
-            .with_recipes(recipes)
+            .with_recipes(known)
             .with_acceptance(Arc::new(ObserveClocks { check, clock }));
         Net {
             node: Arc::new(node),
             tasks: Mutex::new(Vec::new()),
             listening: Mutex::new(Vec::new()),
+            settled: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -107,13 +115,29 @@ fn parse_url(url: &str) -> Result<Url> {
     )))
 }
 
+/// How long one attempt to reach an address may take (a host that drops packets would
+/// otherwise hold a connect for minutes).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn dial(url: &Url) -> Result<Connection> {
     let max_frame = chum_sync::Limits::default().max_frame;
-    match url {
-        Url::Tcp(address) => tcp::connect(address, max_frame).await,
-        Url::Ws(url) => ws::connect(url, max_frame, None).await,
+    let connect = async {
+        match url {
+            Url::Tcp(address) => tcp::connect(address, max_frame).await,
+            Url::Ws(url) => ws::connect(url, max_frame, None).await,
+        }
+    };
+    let name = match url {
+        Url::Tcp(address) => format!("tcp://{address}"),
+        Url::Ws(url) => url.clone(),
+    };
+    match tokio::time::timeout(DIAL_TIMEOUT, connect).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(Error::Transport(format!("cannot reach {name}: {error}"))),
+        Err(_) => Err(Error::Transport(format!(
+            "cannot reach {name}: no answer within {DIAL_TIMEOUT:?}"
+        ))),
     }
-    .map_err(|error| Error::Transport(error.to_string()))
 }
 
 /// The state of a [`Link`].
@@ -169,8 +193,36 @@ impl Link {
         self.state.clone()
     }
 
-    /// Waits until a session is up (or the link is closed).
+    /// Waits until a session is up: `Ok` with the peer once connected; an
+    /// [`Error::Transport`] naming the address and the reason when the attempt under way (or,
+    /// while the link waits to retry, the next one) fails — nothing listening, no answer
+    /// within 10 s, the peer refused us; [`Error::Closed`] when the link is closed. A failed
+    /// attempt does not stop the link: it keeps reconnecting behind, so calling this again
+    /// waits for the next attempt.
     pub async fn established(&self) -> Result<(InstanceId, PersonId)> {
+        let mut states = self.state.clone();
+        let mut attempting = false;
+        loop {
+            match states.borrow_and_update().clone() {
+                LinkState::Connected { instance, person } => return Ok((instance, person)),
+                LinkState::Closed => return Err(Error::Closed),
+                LinkState::Connecting { .. } => attempting = true,
+                LinkState::Reconnecting { error, .. } if attempting => {
+                    return Err(Error::Transport(format!(
+                        "no session with {}: {error}",
+                        self.url
+                    )));
+                }
+                LinkState::Reconnecting { .. } => {}
+            }
+            states.changed().await.map_err(|_| Error::Closed)?;
+        }
+    }
+
+    /// Waits until a session is up, however many attempts that takes ([`Error::Closed`]
+    /// when the link is closed first). Unlike [`Link::established`], a failed attempt does
+    /// not end the wait.
+    pub async fn connected(&self) -> Result<(InstanceId, PersonId)> {
         let mut states = self.state.clone();
         loop {
             match states.borrow_and_update().clone() {
@@ -314,14 +366,7 @@ impl Instance {
                             .store
                             .local_put(&crate::instance::trusted_key(&cid), b"")
                             .await;
-                        if let Ok(mut recipes) = self.inner.recipes.write() {
-                            let newer = recipes
-                                .get(&recipe.name)
-                                .is_none_or(|old| old.version <= recipe.version);
-                            if newer {
-                                recipes.insert(recipe.name.clone(), recipe);
-                            }
-                        }
+                        self.use_recipe(recipe, false);
                     }
                     self.emit(Event::Stored {
                         cid,
@@ -350,6 +395,25 @@ impl Instance {
                     instance: peer.map(|p| p.instance),
                 });
             }
+            NodeEvent::Refused { session, refused } => {
+                let peer = peers.get(&session).and_then(Option::as_ref);
+                self.emit(Event::Refused {
+                    refused,
+                    origin: origin_of(peer),
+                });
+            }
+            NodeEvent::PeerRefused {
+                session,
+                cids,
+                reason,
+            } => {
+                let peer = peers.get(&session).and_then(Option::as_ref);
+                self.emit(Event::PeerRefused {
+                    instance: peer.map(|p| p.instance),
+                    cids,
+                    reason,
+                });
+            }
             NodeEvent::Closed {
                 session, reason, ..
             } => {
@@ -358,6 +422,16 @@ impl Instance {
                     instance: peer.map(|p| p.instance),
                     reason,
                 });
+                let settled = self
+                    .inner
+                    .net
+                    .settled
+                    .lock()
+                    .ok()
+                    .and_then(|mut settled| settled.remove(&session));
+                if let Some(settled) = settled {
+                    let _ = settled.send(());
+                }
             }
             _ => {}
         }
@@ -469,10 +543,16 @@ impl Instance {
     pub async fn sync_once(&self, url: &str, timeout: Duration) -> Result<SessionReport> {
         let parsed = parse_url(url)?;
         let node = Arc::clone(&self.inner.net.node);
+        let session = node.reserve_session();
+        let (settled_tx, settled) = tokio::sync::oneshot::channel();
+        if let Ok(mut waiting) = self.inner.net.settled.lock() {
+            waiting.insert(session, settled_tx);
+        }
         let run = async {
             let connection = dial(&parsed).await?;
             Ok::<_, Error>(
-                node.run(
+                node.run_reserved(
+                    session,
                     Role::Initiator,
                     connection,
                     SessionOptions {
@@ -482,8 +562,16 @@ impl Instance {
                 .await,
             )
         };
-        let report = tokio::time::timeout(timeout, run)
-            .await
+        let outcome = tokio::time::timeout(timeout, run).await;
+        if let Ok(Ok(_)) = &outcome {
+            // What the session stored is handled (events, recipes adopted) before returning,
+            // so a process may exit right after.
+            let _ = tokio::time::timeout(Duration::from_secs(5), settled).await;
+        }
+        if let Ok(mut waiting) = self.inner.net.settled.lock() {
+            waiting.remove(&session);
+        }
+        let report = outcome
             .map_err(|_| Error::Timeout(format!("no sync with {url} within {timeout:?}")))??;
         if !report.synced {
             return Err(Error::Transport(format!(
@@ -521,7 +609,10 @@ impl Instance {
 
     /// Joins the person of `invitation` as a new instance over `store`: connects to the
     /// invitation's address (or `address`, when given), pairs, syncs once, saves the new
-    /// identity (sealed with `passphrase` when given), and opens the instance.
+    /// identity (sealed with `passphrase` when given), and opens the instance. Fails with
+    /// [`Error::Denied`] when the store already holds an identity. (The same as
+    /// `Instance::builder().store(store).join(invitation).open()`, which instead opens such a
+    /// store as itself.)
     pub async fn join(
         store: Arc<dyn Store>,
         invitation: Invitation,
@@ -533,36 +624,11 @@ impl Instance {
                 "this store already holds an identity; join with a new store".into(),
             ));
         }
-        let url = address
-            .map(str::to_owned)
-            .or_else(|| invitation.address.clone())
-            .ok_or_else(|| Error::Invitation("the invitation names no address; give one".into()))?;
-        let connection = dial(&parse_url(&url)?).await?;
-        let node = Node::new(Arc::clone(&store)).with_recipes(
-            chum_crdt::preset::seed()
-                .into_iter()
-                .chain(chum_access::recipes())
-                .collect(),
-        );
-        let key = chum_access::keys::generate_key()?;
-        let report = node
-            .join(
-                invitation,
-                key,
-                connection,
-                SessionOptions {
-                    close_when_synced: true,
-                },
-            )
-            .await;
-        let identity = report.joined.ok_or_else(|| {
-            if report.code == chum_sync::CloseCode::Unauthorized {
-                Error::Invitation(report.reason.clone())
-            } else {
-                Error::Transport(format!("pairing with {url} failed: {}", report.reason))
-            }
-        })?;
-        let mut builder = Instance::builder().store(store).identity(identity);
+        let mut builder = Instance::builder().store(store);
+        builder = match address {
+            Some(address) => builder.join_at(invitation, address),
+            None => builder.join(invitation),
+        };
         if let Some(passphrase) = passphrase {
             builder = builder.passphrase(passphrase);
         }
@@ -580,10 +646,8 @@ impl Instance {
         self.inner.net.node.close_all();
     }
 
-    /// [`Instance::shutdown`], then waits (at most 5 s) until every session task has let go
-    /// of the node, so that once the last handle is dropped the store is closed and can be
-    /// opened again.
-    pub async fn close(self) {
+    /// Waits (at most 5 s) until every session task has let go of the node.
+    pub(crate) async fn stop_sessions(&self) {
         self.shutdown();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while Arc::strong_count(&self.inner.net.node) > 1 && tokio::time::Instant::now() < deadline
@@ -592,6 +656,50 @@ impl Instance {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// Pairs a new instance over `store` with the person of `invitation` (see
+/// [`crate::Builder::join`]): one session with the inviting instance, which syncs that
+/// person's objects here; the new identity is saved, and the recipes that came with the first
+/// sync — from an instance of this very person — are trusted like the app's own.
+pub(crate) async fn join_person(
+    store: &Arc<dyn Store>,
+    invitation: Invitation,
+    address: Option<&str>,
+    passphrase: Option<&str>,
+) -> Result<Identity> {
+    let url = address
+        .map(str::to_owned)
+        .or_else(|| invitation.address.clone())
+        .ok_or_else(|| Error::Invitation("the invitation names no address; give one".into()))?;
+    let connection = dial(&parse_url(&url)?).await?;
+    let node = Node::new(Arc::clone(store)).with_recipes(
+        chum_crdt::preset::seed()
+            .into_iter()
+            .chain(chum_access::recipes())
+            .collect(),
+    );
+    let key = chum_access::keys::generate_key()?;
+    let report = node
+        .join(
+            invitation,
+            key,
+            connection,
+            SessionOptions {
+                close_when_synced: true,
+            },
+        )
+        .await;
+    let identity = report.joined.ok_or_else(|| {
+        if report.code == chum_sync::CloseCode::Unauthorized {
+            Error::Invitation(report.reason.clone())
+        } else {
+            Error::Transport(format!("pairing with {url} failed: {}", report.reason))
+        }
+    })?;
+    identity.save(&**store, passphrase).await?;
+    crate::instance::trust_stored_recipes(&**store).await?;
+    Ok(identity)
 }
 
 /// One attempt: dial, run a session until it ends, reporting when it is up. `Ok(None)` when

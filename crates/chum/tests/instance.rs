@@ -130,7 +130,7 @@ async fn versions_merge_across_instances_and_unversioned_objects_stay_as_given()
             r#"{"$type":"Contact","email":"ann@example.org","name":7}"#
         ))
         .await,
-        Err(Error::Invalid(_))
+        Err(Error::Recipe(_))
     ));
     assert!(matches!(
         a.update(&json(r#"{"$type":"Nope","x":1}"#)).await,
@@ -182,11 +182,11 @@ async fn collections_keep_entry_order_and_events_say_where_changes_came_from() {
         assert_eq!(instance, b.instance_id());
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while a.collection(&chat).await.unwrap().len() < 5 {
+    while a.entries(&chat).await.unwrap().len() < 5 {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(a.collection(&chat).await.unwrap(), sent, "creation order");
+    assert_eq!(a.entries(&chat).await.unwrap(), sent, "creation order");
     // Each entry got its clock and author.
     let first = a.get(&sent[0]).await.unwrap();
     assert!(first.as_map().unwrap().contains_key("clock"));
@@ -265,7 +265,7 @@ async fn links_reconnect_with_backoff_and_offline_writes_arrive() {
     let main = Instance::builder().path(&dir.0).open().await.unwrap();
     assert_eq!(main.person(), person, "the identity persisted");
     let _listener = main.listen(&url).await.unwrap();
-    link.established().await.unwrap();
+    link.connected().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     for cid in &written {
         while !main.has(cid).await.unwrap() {
@@ -395,7 +395,7 @@ async fn objects_written_under_an_older_recipe_read_upgraded() {
     assert!(matches!(
         new.put(&json(r#"{"$type":"Note","body":"old shape"}"#))
             .await,
-        Err(Error::Invalid(_))
+        Err(Error::Recipe(_))
     ));
 }
 

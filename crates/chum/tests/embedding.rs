@@ -1,0 +1,419 @@
+//! The bugs a new app met first when embedding chum, one regression test each.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use chum::{
+    Error, Event, Field, Instance, Kind, Origin, Recipe, RecipeError, Strategy, Value, dagjson,
+};
+
+fn json(text: &str) -> Value {
+    dagjson::from_str(text).unwrap()
+}
+
+/// `Note { id: text (ID), title: text (required), body: text (optional) }`.
+fn note_recipe() -> Recipe {
+    Recipe::new("Note", Strategy::FieldMerge)
+        .field(Field::new("id", Kind::Text).id())
+        .field(Field::new("title", Kind::Text))
+        .field(Field::new("body", Kind::Text).optional())
+}
+
+async fn wait_for(events: &mut chum::Events, wanted: impl Fn(&Event) -> bool) -> Event {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("the event came within 10 s")
+            .expect("the stream is open");
+        if wanted(&event) {
+            return event;
+        }
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("chum-embedding-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Bugs 1 and 2: a versioned recipe with a required non-ID field syncs between instances of
+/// one person (the joined instance adopts the recipe from its first sync) and to another
+/// person; locally, required fields hold for the merged state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_versioned_recipe_with_a_required_field_syncs_and_is_enforced() {
+    let main = Instance::builder()
+        .memory()
+        .recipe(note_recipe())
+        .open()
+        .await
+        .unwrap();
+    let listener = main.listen("tcp://127.0.0.1:0").await.unwrap();
+    let note = main
+        .put(&json(r#"{"$type":"Note","id":"n1","title":"first"}"#))
+        .await
+        .unwrap();
+    let id = note.id().unwrap().clone();
+
+    // Locally: a new note without its title, and an update that unsets it, are refused.
+    for missing in [
+        r#"{"$type":"Note","id":"n2"}"#,
+        r#"{"$type":"Note","id":"n2","body":"no title"}"#,
+        r#"{"$type":"Note","id":"n1","title":null}"#,
+    ] {
+        let error = main.update(&json(missing)).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Recipe(RecipeError::MissingField { field, .. }) if field == "title"),
+            "{missing}: {error:?}"
+        );
+    }
+    assert!(
+        main.put(&json(r#"{"$type":"Note","id":"n3"}"#))
+            .await
+            .is_err()
+    );
+    // An update of an existing note may give only the fields it changes.
+    let _ = main
+        .update(&json(r#"{"$type":"Note","id":"n1","body":"text"}"#))
+        .await
+        .unwrap();
+
+    // Another instance of the person, joined through the builder: it knows `Note` from its
+    // first sync, without registering it.
+    let invitation = main.invite(Duration::from_secs(60)).await.unwrap();
+    let laptop = Instance::builder()
+        .memory()
+        .join(invitation)
+        .open()
+        .await
+        .unwrap();
+    assert_eq!(laptop.person(), main.person());
+    assert_eq!(laptop.recipe("Note"), Some(note_recipe()));
+    let expected = json(r#"{"$type":"Note","id":"n1","title":"first","body":"text"}"#);
+    assert_eq!(laptop.state(&id).await.unwrap(), Some(expected.clone()));
+
+    // Another person with the same recipe, granted the note: the session syncs it (the ID
+    // object is checked as an ID object) and stays up.
+    let bob = Instance::builder()
+        .memory()
+        .recipe(note_recipe())
+        .open()
+        .await
+        .unwrap();
+    let _ = main.grant(&id, &bob.person()).await.unwrap();
+    let report = bob
+        .sync_once(listener.url(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(report.synced, "{report:?}");
+    assert_eq!(bob.state(&id).await.unwrap(), Some(expected));
+}
+
+/// Bug 1, the other half: an object a peer sends that breaks this side's recipe is refused
+/// alone, and both apps hear of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_object_reaches_both_apps_as_an_event() {
+    let tag_v1 = Recipe::new("Tag", Strategy::AppendOnly).field(Field::new("name", Kind::Text));
+    let tag_v2 = Recipe::new("Tag", Strategy::AppendOnly)
+        .field(Field::new("name", Kind::Integer))
+        .with_version(2);
+    let main = Instance::builder().memory().open().await.unwrap();
+    let listener = main.listen("tcp://127.0.0.1:0").await.unwrap();
+    let invitation = main.invite(Duration::from_secs(60)).await.unwrap();
+    let laptop = Instance::builder()
+        .memory()
+        .join(invitation)
+        .open()
+        .await
+        .unwrap();
+    // The laptop runs a newer app: its Tag names are integers. main still writes text.
+    laptop.register(tag_v2).await.unwrap();
+    main.register(tag_v1).await.unwrap();
+    let mut laptop_events = laptop.events();
+    let mut main_events = main.events();
+    let tag = main
+        .put(&json(r#"{"$type":"Tag","name":"urgent"}"#))
+        .await
+        .unwrap();
+    let link = laptop.connect(listener.url()).unwrap();
+    link.established().await.unwrap();
+    let refused = wait_for(&mut laptop_events, |event| {
+        matches!(event, Event::Refused { refused, .. } if refused.iter().any(|(cid, _)| cid == tag.cid()))
+    })
+    .await;
+    let Event::Refused { refused, origin } = refused else {
+        unreachable!()
+    };
+    assert!(refused[0].1.contains("name"), "{refused:?}");
+    assert!(matches!(origin, Origin::Peer { instance, .. } if instance == main.instance_id()));
+    wait_for(
+        &mut main_events,
+        |event| matches!(event, Event::PeerRefused { cids, .. } if cids.contains(tag.cid())),
+    )
+    .await;
+    assert!(!laptop.has(tag.cid()).await.unwrap());
+    // The session goes on: the next object arrives.
+    let message = main
+        .put(&json(r#"{"$type":"Message","text":"still syncing"}"#))
+        .await
+        .unwrap();
+    eventually("the next object arrives", || async {
+        laptop.has(message.cid()).await.unwrap()
+    })
+    .await;
+    link.close().await;
+}
+
+/// Bug 3: after a restart, the first reconnect reports nothing as new that was already held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_not_repeated_after_a_restart() {
+    let dir = TempDir::new("restart-events");
+    let main = Instance::builder().path(&dir.0).open().await.unwrap();
+    let listener = main.listen("tcp://127.0.0.1:0").await.unwrap();
+    let url = listener.url().to_owned();
+    let invitation = main.invite(Duration::from_secs(60)).await.unwrap();
+    let laptop_dir = TempDir::new("restart-events-laptop");
+    let laptop = Instance::builder()
+        .path(&laptop_dir.0)
+        .join(invitation)
+        .open()
+        .await
+        .unwrap();
+    let link = laptop.connect(&url).unwrap();
+    link.established().await.unwrap();
+    let mut cids = Vec::new();
+    for i in 0..20 {
+        let from_main = main
+            .create(&json(&format!(
+                r#"{{"$type":"Message","text":"main {i}"}}"#
+            )))
+            .await
+            .unwrap();
+        let from_laptop = laptop
+            .create(&json(&format!(
+                r#"{{"$type":"Message","text":"laptop {i}"}}"#
+            )))
+            .await
+            .unwrap();
+        cids.push(from_main.cid().clone());
+        cids.push(from_laptop.cid().clone());
+    }
+    for cid in &cids {
+        eventually("both hold everything", || async {
+            main.has(cid).await.unwrap() && laptop.has(cid).await.unwrap()
+        })
+        .await;
+    }
+    listener.close();
+    link.close().await;
+    laptop.close().await;
+    main.close().await;
+
+    // Both restart; the laptop reconnects.
+    let main = Instance::builder().path(&dir.0).open().await.unwrap();
+    let laptop = Instance::builder()
+        .path(&laptop_dir.0)
+        .open()
+        .await
+        .unwrap();
+    // Each writes while apart, so the two sets differ when they meet (the journal tails since
+    // the last checkpoint then travel, with objects the other side holds already).
+    let offline_main = main
+        .create(&json(r#"{"$type":"Message","text":"main, offline"}"#))
+        .await
+        .unwrap();
+    let offline_laptop = laptop
+        .create(&json(r#"{"$type":"Message","text":"laptop, offline"}"#))
+        .await
+        .unwrap();
+    let mut laptop_events = laptop.events();
+    let mut events = main.events();
+    let _listener = main.listen(&url).await.unwrap();
+    let link = laptop.connect(&url).unwrap();
+    link.connected().await.unwrap();
+    // Whatever the reconnect moves (a journal tail resends what moved since the last
+    // checkpoint), nothing already held is announced again; a new write after it is.
+    let mut fresh: Option<chum::Cid> = None;
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        match event {
+            Event::Synced { .. } if fresh.is_none() => {
+                let written = laptop
+                    .create(&json(r#"{"$type":"Message","text":"after the restart"}"#))
+                    .await
+                    .unwrap();
+                fresh = Some(written.cid().clone());
+            }
+            Event::Stored { cid, .. } if Some(&cid) == fresh.as_ref() => break,
+            Event::Stored { cid, .. } if cid == *offline_laptop.cid() => {}
+            Event::Stored { cid, .. } | Event::Changed { version: cid, .. } => {
+                panic!("{cid} was held already and reported again on the restarted side")
+            }
+            _ => {}
+        }
+    }
+    // The same on the side that stayed up.
+    let from_main = main
+        .create(&json(
+            r#"{"$type":"Message","text":"from main after the restart"}"#,
+        ))
+        .await
+        .unwrap();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), laptop_events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        match event {
+            Event::Stored { cid, .. } if cid == *from_main.cid() => break,
+            Event::Stored { cid, .. } if cid == *offline_main.cid() => {}
+            Event::Stored { cid, origin, .. }
+            | Event::Changed {
+                version: cid,
+                origin,
+                ..
+            } if origin != Origin::Local => {
+                panic!("{cid} was held already and reported again on the side that stayed up")
+            }
+            _ => {}
+        }
+    }
+    link.close().await;
+}
+
+/// Bug 4: `state` of an ID whose object is not here (yet) is `None`, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_is_none_while_the_id_object_is_not_here() {
+    let alone = Instance::builder().memory().open().await.unwrap();
+    let elsewhere = Instance::builder().memory().open().await.unwrap();
+    let id = elsewhere
+        .put(&json(
+            r#"{"$type":"Contact","email":"ann@example.org","name":"Ann"}"#,
+        ))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .clone();
+    assert_eq!(alone.state(&id).await.unwrap(), None);
+    assert!(alone.conflicts(&id).await.unwrap().is_empty());
+}
+
+/// Bug 5: a receipt alive across `close` neither keeps the store open nor waits forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_closes_whatever_handles_remain() {
+    let dir = TempDir::new("close");
+    let instance = Instance::builder().path(&dir.0).open().await.unwrap();
+    let written = instance
+        .put(&json(r#"{"$type":"Message","text":"kept"}"#))
+        .await
+        .unwrap();
+    let clone = instance.clone();
+    let waiting = tokio::spawn({
+        let clone = clone.clone();
+        let cid = written.cid().clone();
+        async move { clone.held_by_peer(&cid).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    instance.close().await;
+    // The same store opens again in this process at once.
+    let reopened = Instance::builder().path(&dir.0).open().await.unwrap();
+    assert!(reopened.has(written.cid()).await.unwrap());
+    // What was still held answers Closed, never hangs.
+    assert!(matches!(written.held_by_peer().await, Err(Error::Closed)));
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap(),
+        Err(Error::Closed)
+    ));
+    assert!(clone.is_closed());
+    assert!(matches!(
+        clone
+            .put(&json(r#"{"$type":"Message","text":"late"}"#))
+            .await,
+        Err(Error::Closed)
+    ));
+    reopened.close().await;
+}
+
+/// Bug 6: `established` on an address where nothing listens ends with an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn established_fails_when_nothing_listens() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let url = format!("ws://127.0.0.1:{port}");
+    let instance = Instance::builder().memory().open().await.unwrap();
+    let link = instance.connect(&url).unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(15), link.established())
+        .await
+        .expect("established() ends")
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(reason) if reason.contains(&url)),
+        "{error:?}"
+    );
+    // The link keeps trying behind: a listener appearing there is found (another person's:
+    // a session between persons is admitted, it only sees what is granted).
+    let server = Instance::builder().memory().open().await.unwrap();
+    let _listener = server.listen(&url).await.unwrap();
+    let (instance_id, _) = tokio::time::timeout(Duration::from_secs(20), link.connected())
+        .await
+        .expect("the link reconnects")
+        .unwrap();
+    assert_eq!(instance_id, server.instance_id());
+    link.close().await;
+}
+
+/// Bug 7 (the API half; the CLI test runs `chum put` on a recipe): storing a `Recipe`
+/// object registers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn putting_a_recipe_registers_it() {
+    let instance = Instance::builder().memory().open().await.unwrap();
+    let _ = instance.put(&note_recipe().to_value()).await.unwrap();
+    assert_eq!(instance.recipe("Note"), Some(note_recipe()));
+    let written = instance
+        .put(&json(r#"{"$type":"Note","id":"n1","title":"t"}"#))
+        .await
+        .unwrap();
+    let id = written.id().unwrap();
+    assert_eq!(
+        instance.state(id).await.unwrap(),
+        Some(json(r#"{"$type":"Note","id":"n1","title":"t"}"#))
+    );
+    // A malformed recipe is refused with the reason.
+    assert!(matches!(
+        instance
+            .put(&json(r#"{"$type":"Recipe","name":"Bad","version":0}"#))
+            .await,
+        Err(Error::Recipe(_))
+    ));
+}
