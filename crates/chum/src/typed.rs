@@ -84,6 +84,11 @@ pub trait Document: Serialize + DeserializeOwned + 'static {
 /// | [`Cid`] | link to anything; [`Id<T>`], [`Ref<T>`]: link to a `T` |
 /// | [`Value`] | any |
 /// | `Option<T>` | `T`, optional |
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no recipe kind, so it cannot be a field of a Document",
+    label = "no recipe kind",
+    note = "use a type from the table in chum::FieldKind's docs, implement chum::FieldKind for it, or hold it as a chum::Value"
+)]
 pub trait FieldKind {
     /// The kind.
     fn kind() -> Kind;

@@ -138,7 +138,7 @@ async fn versions_merge_across_instances_and_unversioned_objects_stay_as_given()
     ));
     assert!(matches!(
         a.put(&json(r#"{"$type":"Message"}"#)).await,
-        Err(Error::Invalid(_))
+        Err(Error::Recipe(_))
     ));
     link.close().await;
 }

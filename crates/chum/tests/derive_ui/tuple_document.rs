@@ -1,0 +1,6 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, chum::Document)]
+struct Pair(String, u32);
+
+fn main() {}
