@@ -7,57 +7,71 @@
 //! (reconnecting with backoff) and pairs with other instances, every session encrypted and
 //! authenticated, filtered by access grants.
 //!
-//! ## Two instances of one person, syncing
+//! ## Two instances of one person, syncing a typed document
 //! ```
 //! use std::time::Duration;
-//! use chum::{Event, Instance};
-//! use chum_object::dagjson;
+//! use chum::{Document, Instance};
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// A field-merge document: edits of different fields on two instances both survive.
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Document)]
+//! struct Note {
+//!     #[chum(id)]
+//!     id: String,
+//!     title: String,
+//!     body: Option<String>,
+//! }
 //!
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // "main": a new person, listening on a free port.
-//! let main = Instance::builder().memory().open().await?;
+//! let main = Instance::builder().memory().document::<Note>().open().await?;
 //! let listener = main.listen("ws://127.0.0.1:0").await?;
 //! let invitation = main.invite(Duration::from_secs(600)).await?;
 //!
-//! // "renderer": joins the person with the invitation, then stays connected.
-//! let renderer = Instance::join(
-//!     std::sync::Arc::new(chum_store::MemoryStore::new()),
-//!     invitation,
-//!     None,
-//!     None,
-//! )
-//! .await?;
+//! // "renderer": joins the person with the invitation (its first open; later opens of the
+//! // same store reuse the identity), then stays connected.
+//! let renderer = Instance::builder().memory().join(invitation).open().await?;
 //! assert_eq!(renderer.person(), main.person());
 //! let link = renderer.connect(listener.url())?;
 //! link.established().await?;
 //!
-//! // A message written on the renderer reaches main, and main's peer holds it.
-//! let mut events = main.events();
-//! let message = dagjson::from_str(r#"{"$type":"Message","text":"hello","needsAI":true}"#)?;
-//! let written = renderer.create(&message).await?;
-//! written.durable().await?;
-//! loop {
-//!     if let Some(Event::Stored { cid, .. }) = events.next().await {
-//!         if &cid == written.cid() {
-//!             break;
-//!         }
-//!     }
-//! }
-//! assert_eq!(written.held_by_peer().await?, main.instance_id());
+//! // A note written on the renderer reaches main live.
+//! let mut watch_on_main = main.doc::<Note>().watch(&main.doc::<Note>().id_of(&Note {
+//!     id: "n1".into(),
+//!     title: String::new(),
+//!     body: None,
+//! })?).await?;
+//! let id = renderer
+//!     .doc::<Note>()
+//!     .create(&Note { id: "n1".into(), title: "hello".into(), body: None })
+//!     .await?;
+//! let seen = watch_on_main.next().await.flatten();
+//! assert_eq!(seen.map(|note| note.title), Some("hello".to_owned()));
+//!
+//! // An update writes only the fields it changes.
+//! main.doc::<Note>().update(&id, |note| note.body = Some("from main".into())).await?;
 //! link.close().await;
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! ## Writing
+//! ## Typed documents
+//! [`Document`] binds a Rust struct to a recipe (`#[derive(Document)]`). [`Instance::doc`]
+//! gives its documents ([`Docs`]: `create`, `get`, `update`, `delete`, `watch`,
+//! `conflicts`), [`Instance::collection`] the entries of one object's collection
+//! ([`Entries`]: `append`, `list`, `page`, `watch`), [`Instance::query`] a read that filters
+//! and pages ([`DocQuery`], with `watch`). [`Id<T>`](Id) names a document across its versions,
+//! [`Ref<T>`](Ref) one immutable object.
+//!
+//! ## Untyped values
 //! - [`Instance::put`] stores an object; an unversioned one exactly as given (its CID is the
 //!   hash of its canonical bytes), a versioned one as a new version of its ID;
 //!   [`Instance::create`] adds an entry's `clock` and `author`; [`Instance::update`] and
 //!   [`Instance::delete`] change a versioned object. Writes return after the local commit with
 //!   a [`Written`] receipt: [`Written::durable`] and [`Written::held_by_peer`].
 //! - Reading is local and bounded: [`Instance::get`], [`Instance::state`] (the merged object),
-//!   [`Instance::query`] (by type), [`Instance::collection`] (entries in order).
+//!   [`Instance::of_type`] (by type), [`Instance::entries`] (a collection in order).
 //! - Sharing: [`Instance::grant`], [`Instance::revoke_grant`], [`Instance::revoke_instance`];
 //!   pairing: [`Instance::invite`] and [`Instance::join`].
 //!
