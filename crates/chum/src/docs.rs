@@ -291,6 +291,13 @@ impl<T: Document> Docs<T> {
         Ok(())
     }
 
+    /// Whether this instance may write the document so that the others sharing it see the
+    /// write (see [`Instance::may_write`]): `false` for a document another person shared
+    /// read-only. Writes it may not are refused with [`Error::Denied`].
+    pub async fn may_write(&self, id: &Id<T>) -> Result<bool> {
+        self.instance.may_write(id.cid()).await
+    }
+
     /// The values of concurrent edits that lost the merge (for apps that show conflicts).
     pub async fn conflicts(&self, id: &Id<T>) -> Result<Vec<Conflict>> {
         self.instance.conflicts(id.cid()).await

@@ -832,6 +832,9 @@ impl Instance {
         let id_object =
             Object::from_value(&id_value).map_err(|error| Error::Invalid(error.to_string()))?;
         let id = id_object.cid().clone();
+        if recipe.strategy != Strategy::InstanceLocal {
+            self.check_writable(&id).await?;
+        }
         let resolver = self.resolver(&recipe, &id).await?;
         // The state this write leaves must satisfy the recipe (required fields present):
         // for last-write the given fields are the whole state; for field-merge they change
@@ -883,6 +886,9 @@ impl Instance {
             Object::from_value(&id_value).map_err(|error| Error::Decode(error.to_string()))?;
         if id_object.cid() != id {
             return Err(Error::Invalid(format!("{id} is not an ID object")));
+        }
+        if recipe.strategy != Strategy::InstanceLocal {
+            self.check_writable(id).await?;
         }
         let resolver = self.resolver(&recipe, id).await?;
         let heads: Vec<Cid> = resolver.heads().cloned().collect();
@@ -1147,6 +1153,72 @@ impl Instance {
     /// Whether [`Instance::close`] was called (on this or another handle).
     pub fn is_closed(&self) -> bool {
         self.inner.closable.is_closed()
+    }
+
+    /// Whether a write to the versioned object `id` can reach everyone who shares it. `true`
+    /// for this person's own data; for data another person granted to this one, only when
+    /// this person granted it back to them (read-write sharing is a grant each way: the owner
+    /// takes versions of a granted object only from a person it granted it to *and* who
+    /// granted it back). A write that may not is refused locally with [`Error::Denied`]
+    /// instead of diverging silently.
+    pub async fn may_write(&self, id: &Cid) -> Result<bool> {
+        Ok(self.read_only_for(id).await?.is_none())
+    }
+
+    /// The person whose grant makes `id` read-only here, if any.
+    async fn read_only_for(&self, id: &Cid) -> Result<Option<PersonId>> {
+        let me = self.person();
+        // The grants of `id` held here: (grant, granter, grantee).
+        let mut grants: Vec<(Cid, Access)> = Vec::new();
+        for cid in self.of_type(chum_access::grant::ACCESS_TYPE).await? {
+            let value = self.get(&cid).await?;
+            if let Ok(object) = Object::from_value(&value)
+                && let Ok(access) = Access::from_value(object, &value)
+                && access.target == *id
+            {
+                grants.push((cid, access));
+            }
+        }
+        if grants.iter().all(|(_, access)| access.grantee != me.0) {
+            return Ok(None); // nobody granted it to this person: its own data
+        }
+        let mut revoked = std::collections::HashSet::new();
+        for cid in self
+            .of_type(chum_access::grant::ACCESS_REVOCATION_TYPE)
+            .await?
+        {
+            let value = self.get(&cid).await?;
+            if let Ok(object) = Object::from_value(&value)
+                && let Ok(revocation) = AccessRevocation::from_value(object, &value)
+            {
+                revoked.insert((revocation.access, revocation.granter_key));
+            }
+        }
+        let live = grants
+            .iter()
+            .filter(|(cid, access)| !revoked.contains(&(cid.clone(), access.granter_key)));
+        let mut owners = Vec::new();
+        let mut granted_back = std::collections::HashSet::new();
+        for (_, access) in live {
+            if access.granter() == me {
+                granted_back.insert(access.grantee.clone());
+            } else if access.grantee == me.0 {
+                owners.push(access.granter());
+            }
+        }
+        Ok(owners
+            .into_iter()
+            .find(|owner| !granted_back.contains(&owner.0)))
+    }
+
+    /// Refuses a write to `id` when [`Instance::may_write`] says it would not travel.
+    async fn check_writable(&self, id: &Cid) -> Result<()> {
+        match self.read_only_for(id).await? {
+            None => Ok(()),
+            Some(owner) => Err(Error::Denied(format!(
+                "{id} is shared with this person read-only by {owner}: a write would never reach them (grant it back to them to share it read-write)"
+            ))),
+        }
     }
 
     /// Resolves with the first peer instance known to hold `cid` durably.

@@ -172,6 +172,7 @@ pub enum LinkState {
 #[derive(Debug)]
 pub struct Link {
     url: String,
+    progress: Arc<Progress>,
     state: watch::Receiver<LinkState>,
     stop: Arc<watch::Sender<bool>>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -231,6 +232,43 @@ impl Link {
                 _ => {}
             }
             states.changed().await.map_err(|_| Error::Closed)?;
+        }
+    }
+
+    /// Resolves once the peer of this link holds everything this instance held when it was
+    /// called: the link's session (the current one, or the next if it is reconnecting) has
+    /// synced, and every object that joined this store's shared set since the session began,
+    /// up to the call, was acknowledged by the peer (or came from it, or it refused it).
+    /// Waits as long as that takes — wrap it in a timeout where that matters. For a link to
+    /// an instance of this person (which sees everything); a link to another person's
+    /// instance gets [`Error::Denied`] (it sees only what is granted: wait for specific
+    /// writes with [`Written::held_by_peer`](crate::Written::held_by_peer)).
+    pub async fn synced(&self) -> Result<()> {
+        let target = self.progress.store.journal(0, 0).await?.head;
+        let mut changes = self.progress.changed.subscribe();
+        let mut states = self.state.clone();
+        loop {
+            if matches!(*states.borrow_and_update(), LinkState::Closed) {
+                return Err(Error::Closed);
+            }
+            {
+                let progress = self.progress.state.lock().map_err(|_| Error::Closed)?;
+                if progress.session.is_some() {
+                    if !progress.same_person {
+                        return Err(Error::Denied(format!(
+                            "the peer of {} is another person's instance: it sees only what is granted",
+                            self.url
+                        )));
+                    }
+                    if progress.synced && progress.base >= target {
+                        return Ok(());
+                    }
+                }
+            }
+            tokio::select! {
+                changed = changes.changed() => changed.map_err(|_| Error::Closed)?,
+                changed = states.changed() => changed.map_err(|_| Error::Closed)?,
+            }
         }
     }
 
@@ -494,6 +532,12 @@ impl Instance {
         // The task keeps a sender, so dropping the `Link` handle does not close the link.
         let keep = Arc::clone(&stop);
         let node = Arc::clone(&self.inner.net.node);
+        let progress = Arc::new(Progress {
+            store: Arc::clone(&self.inner.store),
+            state: Mutex::new(SessionProgress::default()),
+            changed: watch::channel(0).0,
+        });
+        let task_progress = Arc::clone(&progress);
         let task = tokio::spawn(async move {
             let _keep = keep;
             let mut attempt = 1u32;
@@ -502,16 +546,17 @@ impl Instance {
                     break;
                 }
                 let _ = state_tx.send(LinkState::Connecting { attempt });
-                let error = match run_once(&node, &parsed, &state_tx, &mut stopped).await {
-                    Ok(None) => break,
-                    Ok(Some(report)) => {
-                        if report.synced {
-                            attempt = 0;
+                let error =
+                    match run_once(&node, &parsed, &state_tx, &mut stopped, &task_progress).await {
+                        Ok(None) => break,
+                        Ok(Some(report)) => {
+                            if report.synced {
+                                attempt = 0;
+                            }
+                            report.reason
                         }
-                        report.reason
-                    }
-                    Err(error) => error.to_string(),
-                };
+                        Err(error) => error.to_string(),
+                    };
                 attempt = attempt.saturating_add(1);
                 let _ = state_tx.send(LinkState::Reconnecting {
                     attempt,
@@ -532,6 +577,7 @@ impl Instance {
         }
         Ok(Link {
             url: url.to_owned(),
+            progress,
             state,
             stop,
             task: Mutex::new(Some(task)),
@@ -704,11 +750,80 @@ pub(crate) async fn join_person(
 
 /// One attempt: dial, run a session until it ends, reporting when it is up. `Ok(None)` when
 /// the link was closed meanwhile (the session was ended with a close frame).
+/// What a link knows of its current session, for [`Link::synced`].
+struct Progress {
+    store: Arc<dyn Store>,
+    state: Mutex<SessionProgress>,
+    /// Bumped on every change of `state`.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct SessionProgress {
+    /// The session, once its hellos are exchanged.
+    session: Option<u64>,
+    same_person: bool,
+    synced: bool,
+    /// Every object at or below this position of this store's journal is held by the peer
+    /// (once `synced`).
+    base: u64,
+    /// Objects beyond `base` the peer holds: acknowledged, sent by it, or refused by it.
+    held: std::collections::HashSet<Cid>,
+}
+
+impl Progress {
+    fn update(&self, change: impl FnOnce(&mut SessionProgress)) {
+        if let Ok(mut state) = self.state.lock() {
+            change(&mut state);
+        }
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Moves `base` past the journal entries the peer holds.
+    async fn advance(&self) {
+        loop {
+            let base = match self.state.lock() {
+                Ok(state) if !state.held.is_empty() => state.base,
+                _ => return,
+            };
+            let Ok(page) = self.store.journal(base, 256).await else {
+                return;
+            };
+            let mut stop = false;
+            self.update(|state| {
+                if state.base != base {
+                    stop = true; // a new session started meanwhile
+                    return;
+                }
+                for (position, cid) in &page.entries {
+                    if !state.held.remove(cid) {
+                        stop = true;
+                        return;
+                    }
+                    state.base = *position;
+                }
+                // Every shared entry examined is held; the others are not shared any more.
+                state.base = state.base.max(page.last);
+            });
+            if stop || page.last >= page.head {
+                return;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress").finish_non_exhaustive()
+    }
+}
+
 async fn run_once(
     node: &Arc<Node>,
     url: &Url,
     state: &watch::Sender<LinkState>,
     stopped: &mut watch::Receiver<bool>,
+    progress: &Progress,
 ) -> Result<Option<SessionReport>> {
     let connection = tokio::select! {
         connection = dial(url) => connection?,
@@ -720,21 +835,45 @@ async fn run_once(
     tokio::pin!(run);
     loop {
         tokio::select! {
-            report = &mut run => return Ok(Some(report)),
-            event = events.recv() => {
-                if let Ok(NodeEvent::Connected { session, peer: Some(peer), .. }) = event
-                    && session == id
-                {
+            report = &mut run => {
+                progress.update(|progress| *progress = SessionProgress::default());
+                return Ok(Some(report));
+            }
+            event = events.recv() => match event {
+                Ok(NodeEvent::Connected { session, peer: Some(peer), .. }) if session == id => {
+                    let head = progress.store.journal(0, 0).await.map_or(0, |page| page.head);
+                    progress.update(|progress| {
+                        *progress = SessionProgress {
+                            session: Some(id),
+                            same_person: peer.same_person,
+                            base: head,
+                            ..SessionProgress::default()
+                        };
+                    });
                     let _ = state.send(LinkState::Connected {
                         instance: peer.instance,
                         person: peer.person.clone(),
                     });
                 }
-            }
+                Ok(NodeEvent::Synced { session }) if session == id => {
+                    progress.update(|progress| progress.synced = true);
+                    progress.advance().await;
+                }
+                Ok(
+                    NodeEvent::PeerStored { session, cids }
+                    | NodeEvent::Received { session, cids }
+                    | NodeEvent::PeerRefused { session, cids, .. },
+                ) if session == id => {
+                    progress.update(|progress| progress.held.extend(cids));
+                    progress.advance().await;
+                }
+                _ => {}
+            },
             _ = stopped.changed() => {
                 // A close frame, then the socket closes; a peer that does not answer is cut off.
                 node.close_session(id);
                 let _ = tokio::time::timeout(Duration::from_secs(3), &mut run).await;
+                progress.update(|progress| *progress = SessionProgress::default());
                 return Ok(None);
             }
         }

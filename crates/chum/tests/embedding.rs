@@ -417,3 +417,132 @@ async fn putting_a_recipe_registers_it() {
         Err(Error::Recipe(_))
     ));
 }
+
+/// Knowing what may be written: a document another person shared read-only refuses local
+/// writes (they would never reach the owner); granted back, it is read-write and writes
+/// arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_share_refuses_writes_and_a_grant_back_makes_it_read_write() {
+    let alice = Instance::builder()
+        .memory()
+        .recipe(note_recipe())
+        .open()
+        .await
+        .unwrap();
+    let listener = alice.listen("tcp://127.0.0.1:0").await.unwrap();
+    let bob = Instance::builder()
+        .memory()
+        .recipe(note_recipe())
+        .open()
+        .await
+        .unwrap();
+    let id = alice
+        .put(&json(
+            r#"{"$type":"Note","id":"shared","title":"by alice"}"#,
+        ))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .clone();
+    assert!(alice.may_write(&id).await.unwrap(), "her own note");
+    let _ = alice.grant(&id, &bob.person()).await.unwrap();
+    bob.sync_once(listener.url(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(bob.state(&id).await.unwrap().is_some());
+    assert!(!bob.may_write(&id).await.unwrap());
+    let refused = bob
+        .update(&json(r#"{"$type":"Note","id":"shared","title":"by bob"}"#))
+        .await
+        .unwrap_err();
+    assert!(matches!(&refused, Error::Denied(reason) if reason.contains("read-only")));
+    assert!(matches!(bob.delete(&id).await, Err(Error::Denied(_))));
+    // Bob shares it back: read-write, and his edit reaches Alice.
+    let _ = bob.grant(&id, &alice.person()).await.unwrap();
+    assert!(bob.may_write(&id).await.unwrap());
+    let _ = bob
+        .update(&json(r#"{"$type":"Note","id":"shared","title":"by bob"}"#))
+        .await
+        .unwrap();
+    bob.sync_once(listener.url(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    eventually("bob's edit reaches alice", || async {
+        alice.state(&id).await.unwrap()
+            == Some(json(r#"{"$type":"Note","id":"shared","title":"by bob"}"#))
+    })
+    .await;
+}
+
+/// "Synced with link L up to now": resolves once the peer holds what was written before the
+/// call, live and after a reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_says_when_its_peer_holds_everything_written_so_far() {
+    let main = Instance::builder().memory().open().await.unwrap();
+    let listener = main.listen("tcp://127.0.0.1:0").await.unwrap();
+    let invitation = main.invite(Duration::from_secs(60)).await.unwrap();
+    let laptop = Instance::builder()
+        .memory()
+        .join(invitation)
+        .open()
+        .await
+        .unwrap();
+    // Written before the link exists: the first sync carries them.
+    let mut written = Vec::new();
+    for i in 0..50 {
+        written.push(
+            laptop
+                .create(&json(&format!(
+                    r#"{{"$type":"Message","text":"before {i}"}}"#
+                )))
+                .await
+                .unwrap()
+                .cid()
+                .clone(),
+        );
+    }
+    let link = laptop.connect(listener.url()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), link.synced())
+        .await
+        .unwrap()
+        .unwrap();
+    for cid in &written {
+        assert!(
+            main.has(cid).await.unwrap(),
+            "synced() before {cid} arrived"
+        );
+    }
+    // Written live: pushed and acknowledged.
+    written.clear();
+    for i in 0..200 {
+        written.push(
+            laptop
+                .create(&json(&format!(
+                    r#"{{"$type":"Message","text":"live {i}"}}"#
+                )))
+                .await
+                .unwrap()
+                .cid()
+                .clone(),
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(10), link.synced())
+        .await
+        .unwrap()
+        .unwrap();
+    for cid in &written {
+        assert!(
+            main.has(cid).await.unwrap(),
+            "synced() before {cid} arrived"
+        );
+    }
+    link.close().await;
+    assert!(matches!(link.synced().await, Err(Error::Closed)));
+    // Another person's instance: not a question this link can answer.
+    let stranger = Instance::builder().memory().open().await.unwrap();
+    let to_stranger = stranger.connect(listener.url()).unwrap();
+    to_stranger.established().await.unwrap();
+    assert!(matches!(to_stranger.synced().await, Err(Error::Denied(_))));
+    to_stranger.close().await;
+}
