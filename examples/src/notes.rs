@@ -177,7 +177,7 @@ pub async fn run(dir: &Path, url: &str, edits: usize, say: impl Fn(String)) -> R
         .document::<Comment>()
         .open()
         .await?;
-    desk.grant(id.cid(), &friend.person()).await?;
+    let _grant = desk.grant(id.cid(), &friend.person()).await?;
     friend.sync_once(&url, Duration::from_secs(10)).await?;
     say(format!("granted to {}: synced", friend.person()));
 

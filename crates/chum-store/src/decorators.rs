@@ -374,7 +374,7 @@ impl Store for ClosableStore {
         self.open()?.put_verified(batch, scope).await
     }
     fn limits(&self) -> chum_object::Limits {
-        self.limits.clone()
+        self.limits
     }
     async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
         self.open()?.get(cid).await

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use chum_access::{Access, AccessRevocation, Identity, InstanceId, Invitation, PersonId};
+#[cfg(feature = "native")]
+use chum_access::Invitation;
+use chum_access::{Access, AccessRevocation, Identity, InstanceId, PersonId};
 use chum_crdt::collection::entry_clock;
 use chum_crdt::{Clock, Collection, Resolver, Timestamp, Version, preset};
 use chum_object::recipe::{Recipe, Strategy};
