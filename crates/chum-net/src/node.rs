@@ -301,6 +301,10 @@ async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
     }
 }
 
+/// Objects another person's instance may have refused one by one (they break this node's
+/// recipes) in one session before the session ends as `invalid object`.
+const MAX_FOREIGN_REFUSED: usize = 1_000;
+
 /// Notifications a slow session may fall behind by before it is closed (it catches up by
 /// reconciling when it reconnects).
 const FANOUT_CAPACITY: usize = 4_096;
@@ -649,6 +653,8 @@ impl Node {
         // Objects this session stored that were new here, until the session reports them
         // received (then only these are announced).
         let mut fresh: std::collections::HashSet<Cid> = std::collections::HashSet::new();
+        // Objects of another person's refused by recipe in this session.
+        let mut foreign_refused = 0usize;
         // Store requests wait here briefly, so that batches already received are committed
         // together (one durable commit for several batches when the store is the bottleneck).
         let mut stores: StoreGroup = Vec::new();
@@ -763,12 +769,25 @@ impl Node {
                                         self.soft.as_deref(),
                                     )
                                     .await;
-                                if let Answer::StoredExcept(refused) = &answer {
-                                    self.emit(NodeEvent::Refused {
-                                        session: id,
-                                        refused: refused.clone(),
-                                    });
-                                }
+                                let answer = match answer {
+                                    Answer::StoredExcept(refused) => {
+                                        foreign_refused += refused.len();
+                                        self.emit(NodeEvent::Refused {
+                                            session: id,
+                                            refused: refused.clone(),
+                                        });
+                                        // Refusing costs this side work, not the sender: past
+                                        // a bound, another person's session ends.
+                                        if foreign_refused > MAX_FOREIGN_REFUSED {
+                                            Answer::Invalid(format!(
+                                                "more than {MAX_FOREIGN_REFUSED} objects refused in one session"
+                                            ))
+                                        } else {
+                                            Answer::StoredExcept(refused)
+                                        }
+                                    }
+                                    answer => answer,
+                                };
                                 fresh.extend(new.iter().cloned());
                                 self.announce(id, new);
                                 answer

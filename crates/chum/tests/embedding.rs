@@ -546,3 +546,68 @@ async fn a_link_says_when_its_peer_holds_everything_written_so_far() {
     assert!(matches!(to_stranger.synced().await, Err(Error::Denied(_))));
     to_stranger.close().await;
 }
+
+/// Refusing costs the refusing side, not the sender: another person's session ends after
+/// 1,000 objects refused by recipe (a few are refused one by one, and it goes on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_person_cannot_make_a_node_refuse_without_end() {
+    let tag = |kind: Kind, version: u64| {
+        Recipe::new("Tag", Strategy::AppendOnly)
+            .with_version(version)
+            .field(Field::new("name", kind))
+            .field(Field::new("on", Kind::Link(vec!["Conversation".into()])).collection())
+    };
+    let alice = Instance::builder()
+        .memory()
+        .recipe(tag(Kind::Text, 1))
+        .open()
+        .await
+        .unwrap();
+    let listener = alice.listen("tcp://127.0.0.1:0").await.unwrap();
+    let bob = Instance::builder()
+        .memory()
+        .recipe(tag(Kind::Integer, 2))
+        .open()
+        .await
+        .unwrap();
+    let chat = alice
+        .put(&json(r#"{"$type":"Conversation","id":"tags"}"#))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .clone();
+    let _ = alice.grant(&chat, &bob.person()).await.unwrap();
+    // A few tags bob's recipe refuses: refused one by one, the session syncs.
+    let few: Vec<Value> = (0..10)
+        .map(|i| {
+            json(&format!(
+                r#"{{"$type":"Tag","name":"t{i}","on":{{"/":"{chat}"}}}}"#
+            ))
+        })
+        .collect();
+    let _ = alice.put_many(&few).await.unwrap();
+    let report = bob
+        .sync_once(listener.url(), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(report.synced);
+    assert!(bob.state(&chat).await.unwrap().is_some());
+    // Many: the session ends.
+    let many: Vec<Value> = (10..1_200)
+        .map(|i| {
+            json(&format!(
+                r#"{{"$type":"Tag","name":"t{i}","on":{{"/":"{chat}"}}}}"#
+            ))
+        })
+        .collect();
+    let _ = alice.put_many(&many).await.unwrap();
+    let ended = bob
+        .sync_once(listener.url(), Duration::from_secs(20))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&ended, Error::Transport(reason) if reason.contains("refused")),
+        "{ended:?}"
+    );
+}
