@@ -40,7 +40,7 @@ pub struct Comment {
     /// Set by chum when the comment is appended.
     pub clock: Option<Vec<u64>>,
     /// Set by chum when the comment is appended.
-    pub author: Option<serde_bytes::ByteBuf>,
+    pub author: Option<chum::ByteBuf>,
 }
 
 impl Comment {

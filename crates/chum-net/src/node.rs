@@ -301,6 +301,9 @@ async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
     }
 }
 
+/// Why another person's object was dropped when its session ended.
+const UNCOVERED: &str = "from another person and covered by no grant to this person here (if it is an entry of a granted object, this instance may lack its type's recipe): not stored";
+
 /// Objects another person's instance may have refused one by one (they break this node's
 /// recipes) in one session before the session ends as `invalid object`.
 const MAX_FOREIGN_REFUSED: usize = 1_000;
@@ -834,6 +837,23 @@ impl Node {
                         // from another person, those no grant covered (held in memory).
                         if let Event::Received(cids) = &mut event {
                             cids.retain(|cid| fresh.remove(cid));
+                        }
+                        // Another person's objects that no grant here covered are dropped
+                        // with the session: say so (e.g. an entry whose type's recipe is
+                        // unknown here, so no collection field makes it covered).
+                        if matches!(event, Event::Closed { .. })
+                            && let Some(PeerAccess::Granted(access)) = foreign.as_ref()
+                        {
+                            let refused: Vec<(Cid, String)> = access
+                                .quarantined()
+                                .map(|cid| (cid.clone(), UNCOVERED.to_owned()))
+                                .collect();
+                            if !refused.is_empty() {
+                                self.emit(NodeEvent::Refused {
+                                    session: id,
+                                    refused,
+                                });
+                            }
                         }
                         self.on_event(
                             id,

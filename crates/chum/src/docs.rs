@@ -111,7 +111,10 @@ fn from_state<T: Document>(state: Value) -> Result<T> {
 
 impl Instance {
     /// The documents of type `T` (a versioned type: it has `#[chum(id)]` fields). Its recipe
-    /// is registered on first use when this instance does not know it yet.
+    /// is registered on first use (read or write) when this instance does not know it yet;
+    /// register types at open with [`Builder::document`](crate::Builder::document) so that
+    /// the first sync already knows them (another person's objects of a type unknown here
+    /// are not taken: see [`Event::Refused`]).
     pub fn doc<T: Document>(&self) -> Docs<T> {
         Docs {
             instance: self.clone(),
@@ -223,6 +226,7 @@ impl<T: Document> Docs<T> {
     /// The document, merged from every version held here; `None` when it does not exist here
     /// (never created, deleted, or not synced yet).
     pub async fn get(&self, id: &Id<T>) -> Result<Option<T>> {
+        self.instance.ensure_recipe::<T>().await?;
         self.instance
             .state(id.cid())
             .await?
@@ -309,6 +313,7 @@ impl<T: Document> Docs<T> {
     where
         T: Watchable,
     {
+        self.instance.ensure_recipe::<T>().await?;
         let events = self.instance.events();
         let state = self.instance.state(id.cid()).await?;
         let snapshot = state.clone().map(from_state::<T>).transpose()?;
@@ -400,6 +405,7 @@ impl<C: Document> Entries<C> {
     /// At most `limit` entries after `after` (an entry of an earlier page), in collection
     /// order.
     pub async fn page(&self, after: Option<&Ref<C>>, limit: usize) -> Result<Vec<(Ref<C>, C)>> {
+        self.instance.ensure_recipe::<C>().await?;
         let cids = self.instance.entries(&self.of).await?;
         let start = match after {
             Some(after) => cids
@@ -544,6 +550,7 @@ impl<T: Document> DocQuery<T> {
     /// The next page.
     pub async fn page(&self) -> Result<Page<T>> {
         const SCAN: usize = 256;
+        self.instance.ensure_recipe::<T>().await?;
         let mut items = Vec::new();
         let mut after = self.after.as_ref().map(|id| id.cid().clone());
         loop {

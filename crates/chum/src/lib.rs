@@ -92,7 +92,7 @@ pub use crate::error::{Error, Result};
 pub use crate::events::{Event, Events, Origin};
 pub use crate::instance::{Builder, DEFAULT_EVENT_CAPACITY, Instance, Upgrade, Written};
 #[cfg(feature = "native")]
-pub use crate::net::{Link, LinkState, Listener};
+pub use crate::net::{Link, LinkState, Listener, SyncReport};
 pub use crate::typed::{Document, FieldKind, Id, Ref, fresh_id};
 pub use chum_access::{Identity, InstanceId, Invitation, PersonId};
 pub use chum_crdt::{Conflict, preset};
@@ -103,3 +103,6 @@ pub use chum_object::{Cid, Map, Object, SerdeError, Value, dagjson, from_value, 
 pub use chum_store::{MemoryStore, Store};
 #[cfg(feature = "native")]
 pub use chum_store_redb::RedbStore;
+/// Bytes that serialize as bytes (not as a list of integers): a `bytes` field of a
+/// [`Document`].
+pub use serde_bytes::ByteBuf;

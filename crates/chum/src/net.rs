@@ -10,6 +10,7 @@ use chum_access::{Identity, InstanceId, Invitation, PersonId, invite};
 use chum_net::listener::{ListenerLimits, serve_tcp, serve_ws};
 use chum_net::transport::tcp;
 use chum_net::{Connection, Node, NodeEvent, SessionOptions, SessionReport, ws};
+
 use chum_object::Cid;
 use chum_object::recipe::Recipe;
 use chum_store::Store;
@@ -138,6 +139,22 @@ async fn dial(url: &Url) -> Result<Connection> {
             "cannot reach {name}: no answer within {DIAL_TIMEOUT:?}"
         ))),
     }
+}
+
+/// What one [`Instance::sync_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncReport {
+    /// Whether the first reconciliation completed both ways (always, for an `Ok` report).
+    pub synced: bool,
+    /// Objects received and newly stored here.
+    pub received: u64,
+    /// Objects the peer acknowledged storing.
+    pub sent: u64,
+    /// Bytes written to the peer.
+    pub bytes_out: u64,
+    /// The peer instance and its person.
+    pub peer: Option<(InstanceId, PersonId)>,
 }
 
 /// The state of a [`Link`].
@@ -282,7 +299,9 @@ impl Link {
     }
 }
 
-/// A listening socket serving sessions; [`Listener::close`] stops accepting.
+/// A listening socket serving sessions; [`Listener::close`] stops accepting. Dropping the
+/// handle does not: the instance keeps listening until `close`, [`Instance::shutdown`] or
+/// [`Instance::close`].
 #[derive(Debug)]
 pub struct Listener {
     url: String,
@@ -586,7 +605,7 @@ impl Instance {
 
     /// Connects to `url` once, syncs, and ends the session once both sides hold the same
     /// visible set and the peer acknowledged what was sent. For scripts (`chum sync`).
-    pub async fn sync_once(&self, url: &str, timeout: Duration) -> Result<SessionReport> {
+    pub async fn sync_once(&self, url: &str, timeout: Duration) -> Result<SyncReport> {
         let parsed = parse_url(url)?;
         let node = Arc::clone(&self.inner.net.node);
         let session = node.reserve_session();
@@ -625,7 +644,13 @@ impl Instance {
                 report.reason
             )));
         }
-        Ok(report)
+        Ok(SyncReport {
+            synced: report.synced,
+            received: report.received,
+            sent: report.sent,
+            bytes_out: report.bytes_out,
+            peer: report.peer.map(|peer| (peer.instance, peer.person)),
+        })
     }
 
     /// The addresses this instance listens on.

@@ -58,6 +58,11 @@ use serde::{Deserialize, Serialize};
 /// assert!(Comment::recipe().get_field("replyTo").is_some());
 /// ```
 ///
+/// **Entries** (append-only types, e.g. a comment): give the type `clock: Option<Vec<u64>>`
+/// and `author: Option<chum::ByteBuf>` fields and leave them `None`; chum fills them in
+/// when the entry is appended (the clock orders a collection, the author says which instance
+/// wrote it).
+///
 /// **Optional fields and `None`.** A document's `Option` field that is `None` is *absent*: it
 /// is never written as `null`. [`Docs::update`](crate::Docs::update) writes only the fields
 /// the closure changed, so a `None` that stays `None` changes nothing, and a field set from
@@ -77,7 +82,7 @@ pub trait Document: Serialize + DeserializeOwned + 'static {
 /// | integers | integer |
 /// | `f32`, `f64` | float |
 /// | `String` | text |
-/// | `serde_bytes::ByteBuf` | bytes |
+/// | [`ByteBuf`](crate::ByteBuf) (`serde_bytes`) | bytes |
 /// | `Vec<T>` | list of `T` (a plain `Vec<u8>` is a list of integers) |
 /// | `BTreeSet<T>`, `HashSet<T>` | set of `T` (field-merge merges it as an add-wins set) |
 /// | `BTreeMap<String, T>`, `HashMap<String, T>` | map of `T` |

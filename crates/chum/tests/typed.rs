@@ -352,3 +352,64 @@ async fn queries_filter_page_and_watch() {
     ));
     inst.close().await;
 }
+
+/// Another person who does not know a type yet: its entries of a granted note are not taken,
+/// the app hears why (`Event::Refused`), and once it reads the type (which registers it) the
+/// next sync brings them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_of_a_type_unknown_to_another_person_are_reported_then_taken() {
+    let desk = Instance::builder()
+        .memory()
+        .document::<Note>()
+        .document::<Comment>()
+        .open()
+        .await
+        .unwrap();
+    let listener = desk.listen("tcp://127.0.0.1:0").await.unwrap();
+    let id = desk
+        .doc::<Note>()
+        .create(&note("n1", "shared"))
+        .await
+        .unwrap();
+    let comment = desk
+        .collection::<Comment>(id.clone())
+        .append(&Comment {
+            note: id.clone(),
+            text: "hello".into(),
+            reply_to: None,
+            clock: None,
+            author: None,
+        })
+        .await
+        .unwrap();
+    let friend = Instance::builder().memory().open().await.unwrap();
+    let _grant = desk.grant(id.cid(), &friend.person()).await.unwrap();
+    // Reading registers: the note is known before the first sync; comments are not.
+    assert_eq!(friend.doc::<Note>().get(&id).await.unwrap(), None);
+    let mut events = friend.events();
+    friend
+        .sync_once(listener.url(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(friend.doc::<Note>().get(&id).await.unwrap().is_some());
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if let chum::Event::Refused { refused, .. } = event
+            && refused.iter().any(|(cid, _)| cid == comment.cid())
+        {
+            break;
+        }
+    }
+    let comments = friend.collection::<Comment>(id.clone());
+    assert!(comments.list().await.unwrap().is_empty());
+    friend
+        .sync_once(listener.url(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let listed = comments.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, comment);
+}
