@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chum::Instance;
-use chum_object::{Limits, Map, Value, dagcbor};
+use chum::{Limits, Map, Value, dagcbor};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -90,8 +90,7 @@ impl Drop for ApiServer {
 pub async fn serve(instance: Instance, dir: &Path) -> std::io::Result<ApiServer> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    let token = chum_access::keys::random_bytes::<32>()
-        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    let token = random_32().map_err(|error| std::io::Error::other(error.to_string()))?;
     let path = api_path(dir);
     let temporary = dir.join("api.tmp");
     {
@@ -216,7 +215,7 @@ pub async fn forward(
         .ok()?
         .ok()?;
     // The server proves it knows the token before the token or the input leave this process.
-    let nonce = chum_access::keys::random_bytes::<32>().ok()?;
+    let nonce = random_32().ok()?;
     let mut hello = Map::new();
     hello.insert("nonce", nonce.to_vec());
     write_frame(&mut stream, hello).await.ok()?;
@@ -268,4 +267,11 @@ pub async fn forward(
 /// Removes a stale `api` file (its server is gone: the store was not locked).
 pub fn remove_stale(dir: &Path) {
     let _ = std::fs::remove_file(api_path(dir));
+}
+
+/// 32 bytes from the operating system's random source.
+fn random_32() -> Result<[u8; 32], getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes)
 }

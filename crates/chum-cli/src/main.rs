@@ -11,11 +11,10 @@ mod store_commands;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chum::Instance;
-use chum_object::{Object, dagcbor, dagjson};
+use chum::{Object, dagcbor, dagjson};
 use clap::{Parser, Subcommand};
 
 use crate::store_commands::{Sink, StoreCommand, Terminal, execute};
@@ -181,7 +180,7 @@ fn read_input(file: &Option<PathBuf>) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-fn parse_json(file: &Option<PathBuf>) -> Result<chum_object::Value, String> {
+fn parse_json(file: &Option<PathBuf>) -> Result<chum::Value, String> {
     let input = read_input(file)?;
     dagjson::from_slice(&input).map_err(|error| error.to_string())
 }
@@ -236,42 +235,23 @@ fn store_dir(cli: &Cli) -> Result<PathBuf, String> {
 
 /// Opens the instance of an initialized store; `Ok(None)` when another process holds it.
 async fn open(dir: &Path, passphrase: Option<&str>) -> Result<Option<Instance>, String> {
-    if !dir.join("chum.redb").exists() {
-        return Err(format!(
-            "{} is not a chum store: run `chum init --store {}`",
-            dir.display(),
-            dir.display()
-        ));
-    }
-    let store = match chum_store_redb::RedbStore::open(dir.join("chum.redb")) {
-        Ok(store) => store,
-        Err(chum_store::Error::Locked(reason)) => {
-            tracing::debug!(%reason, "the store is locked");
-            return Ok(None);
-        }
-        Err(error) => return Err(error.to_string()),
-    };
-    let store: Arc<dyn chum_store::Store> = Arc::new(store);
-    if chum::Identity::load(&*store, passphrase)
-        .await
-        .map_err(|error| error.to_string())?
-        .is_none()
-    {
-        return Err(format!(
-            "{} holds no identity: run `chum init --store {}`",
-            dir.display(),
-            dir.display()
-        ));
-    }
-    let mut builder = Instance::builder().store(store);
+    let mut builder = Instance::builder().path(dir);
     if let Some(passphrase) = passphrase {
         builder = builder.passphrase(passphrase);
     }
-    builder
-        .open()
-        .await
-        .map(Some)
-        .map_err(|error| error.to_string())
+    match builder.open_existing().await {
+        Ok(instance) => Ok(Some(instance)),
+        Err(chum::Error::StoreLocked(reason)) => {
+            tracing::debug!(%reason, "the store is locked");
+            Ok(None)
+        }
+        Err(chum::Error::NotFound(_)) => Err(format!(
+            "{} is not an initialized chum store: run `chum init --store {}`",
+            dir.display(),
+            dir.display()
+        )),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// Runs a store command here, or through the server holding the store.
@@ -310,57 +290,29 @@ async fn run_store(cli: &Cli, command: StoreCommand, file: Option<PathBuf>) -> R
     }
 }
 
-/// Creates `dir` readable by its owner only.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
 async fn init(cli: &Cli, join: Option<String>, address: Option<String>) -> Result<u8, String> {
     let dir = store_dir(cli)?;
     let passphrase = passphrase(cli)?;
-    if dir.join("chum.redb").exists() {
+    if dir.join(chum::STORE_FILE).exists() {
         return Err(format!("{} is already a chum store", dir.display()));
     }
-    private_dir(&dir).map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
-    let store = chum_store_redb::RedbStore::open(dir.join("chum.redb"))
-        .map_err(|error| error.to_string())?;
-    // Without a passphrase the keys are stored plainly: only the owner may read the store.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(
-            dir.join("chum.redb"),
-            std::fs::Permissions::from_mode(0o600),
-        );
+    let mut builder = Instance::builder().path(&dir);
+    if let Some(passphrase) = &passphrase {
+        builder = builder.passphrase(passphrase.as_str());
     }
-    let store: Arc<dyn chum_store::Store> = Arc::new(store);
-    let instance = match join {
-        None => {
-            let mut builder = Instance::builder().store(store);
-            if let Some(passphrase) = &passphrase {
-                builder = builder.passphrase(passphrase.as_str());
-            }
-            builder.open().await.map_err(|error| error.to_string())?
-        }
-        Some(text) => {
-            let invitation =
-                chum::Invitation::from_text(&text).map_err(|error| error.to_string())?;
-            match Instance::join(store, invitation, address.as_deref(), passphrase.as_deref()).await
-            {
-                Ok(instance) => instance,
-                Err(error) => {
-                    // Leave nothing behind that makes the next `init` fail.
-                    let _ = std::fs::remove_file(dir.join("chum.redb"));
-                    return Err(error.to_string());
-                }
-            }
+    if let Some(text) = join {
+        let invitation = chum::Invitation::from_text(&text).map_err(|error| error.to_string())?;
+        builder = match address {
+            Some(address) => builder.join_at(invitation, address),
+            None => builder.join(invitation),
+        };
+    }
+    let instance = match builder.open().await {
+        Ok(instance) => instance,
+        Err(error) => {
+            // Leave nothing behind that makes the next `init` fail.
+            let _ = std::fs::remove_file(dir.join(chum::STORE_FILE));
+            return Err(error.to_string());
         }
     };
     let code = execute(&instance, StoreCommand::Whoami, None, &mut Terminal).await;
@@ -394,7 +346,7 @@ async fn serve(cli: &Cli, listen: Vec<String>) -> Result<u8, String> {
     eprintln!(
         "chum: serving {} as instance {} of person {}; stop with Ctrl-C",
         dir.display(),
-        chum_access::keys::instance_text(&instance.instance_id()),
+        instance.instance_id(),
         instance.person()
     );
     let mut events = instance.events();

@@ -205,13 +205,7 @@ async fn run(
     match command {
         StoreCommand::Whoami => {
             line(sink, format!("person {}", instance.person()));
-            line(
-                sink,
-                format!(
-                    "instance {}",
-                    chum_access::keys::instance_text(&instance.instance_id())
-                ),
-            );
+            line(sink, format!("instance {}", instance.instance_id()));
             for url in instance.listening() {
                 line(sink, format!("listening {url}"));
             }
@@ -229,16 +223,14 @@ async fn run(
                      with --address)",
                 );
             }
-            let invitation = chum_access::invite::create_with_uses(
-                &**instance.store(),
-                instance.identity(),
-                address,
-                now_ms(),
-                ttl_s.saturating_mul(1_000),
-                uses,
-            )
-            .await
-            .map_err(|error| error.to_string())?;
+            let mut options = chum::InviteOptions::new(Duration::from_secs(ttl_s)).uses(uses);
+            if let Some(address) = address {
+                options = options.address(address);
+            }
+            let invitation = instance
+                .invite_with(options)
+                .await
+                .map_err(|error| error.to_string())?;
             line(sink, invitation.to_text());
         }
         StoreCommand::Put => {
@@ -335,8 +327,7 @@ async fn run(
             let all = instance.list().await.map_err(fail)?;
             for cid in &all {
                 match instance.store().get(cid).await {
-                    Ok(_) => {}
-                    Err(chum_store::Error::NotFound(_)) => {}
+                    Ok(_) | Err(chum::StoreError::NotFound(_)) => {}
                     Err(_) => corrupt.push(cid.clone()),
                 }
             }
@@ -379,11 +370,7 @@ async fn run(
             for (name, count) in types {
                 line(sink, format!("type {name} {count}"));
             }
-            let peers = instance
-                .node()
-                .peers()
-                .await
-                .map_err(|error| error.to_string())?;
+            let peers = instance.peers().await.map_err(|error| error.to_string())?;
             line(sink, format!("peers {}", peers.len()));
             for url in instance.listening() {
                 line(sink, format!("listening {url}"));
@@ -461,12 +448,4 @@ async fn sync(
         report.received, report.sent
     ));
     Ok(())
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
 }

@@ -33,6 +33,10 @@ pub(crate) fn trusted_key(cid: &Cid) -> Vec<u8> {
     key
 }
 
+/// The file name of the redb store inside a store directory ([`Builder::path`]).
+#[cfg(feature = "native")]
+pub const STORE_FILE: &str = "chum.redb";
+
 /// How many "held by a peer" facts are remembered for receipts made after the fact.
 #[cfg_attr(not(feature = "native"), allow(dead_code))]
 const HELD_MEMORY: usize = 1 << 16;
@@ -52,6 +56,8 @@ pub struct Builder {
     event_capacity: usize,
     #[cfg(feature = "native")]
     join: Option<(Invitation, Option<String>)>,
+    /// Only open a store that already holds an identity.
+    existing: bool,
 }
 
 /// Turns an object written under an older recipe version into the current shape.
@@ -149,6 +155,15 @@ impl Builder {
         self
     }
 
+    /// Opens the instance of a store that already holds one: [`Error::NotFound`] when the
+    /// store (at a [`path`](Builder::path): its directory or file) does not exist or holds no
+    /// identity yet; nothing is created. ([`Error::StoreLocked`] when another instance has it
+    /// open, as with [`Builder::open`].)
+    pub async fn open_existing(mut self) -> Result<Instance> {
+        self.existing = true;
+        self.open().await
+    }
+
     /// Opens the instance. With the `native` feature this must run inside a tokio runtime
     /// (the instance runs its sessions there).
     pub async fn open(self) -> Result<Instance> {
@@ -156,6 +171,12 @@ impl Builder {
             Some(store) => store,
             #[cfg(feature = "native")]
             None => match &self.path {
+                Some(dir) if self.existing && !dir.join(STORE_FILE).exists() => {
+                    return Err(Error::NotFound(format!(
+                        "no chum store in {} (create one first)",
+                        dir.display()
+                    )));
+                }
                 Some(dir) => {
                     let mut builder = std::fs::DirBuilder::new();
                     builder.recursive(true);
@@ -171,7 +192,16 @@ impl Builder {
                             dir.display()
                         )))
                     })?;
-                    Arc::new(chum_store_redb::RedbStore::open(dir.join("chum.redb"))?)
+                    let file = dir.join(STORE_FILE);
+                    let store = chum_store_redb::RedbStore::open(&file)?;
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::PermissionsExt;
+                        // Keys may be stored plainly: only the owner may read the file.
+                        let _ =
+                            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+                    }
+                    Arc::new(store)
                 }
                 None => Arc::new(chum_store::MemoryStore::new()),
             },
@@ -186,6 +216,11 @@ impl Builder {
             }
             None => match Identity::load(&*store, passphrase).await? {
                 Some(identity) => identity,
+                None if self.existing => {
+                    return Err(Error::NotFound(
+                        "this store holds no identity yet (create one first)".into(),
+                    ));
+                }
                 None => {
                     #[cfg(feature = "native")]
                     let joined = match self.join {
@@ -405,6 +440,7 @@ impl Instance {
             event_capacity: DEFAULT_EVENT_CAPACITY,
             #[cfg(feature = "native")]
             join: None,
+            existing: false,
         }
     }
 

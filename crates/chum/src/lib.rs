@@ -90,17 +90,21 @@ pub mod typed;
 pub use crate::docs::{DocQuery, Docs, Entries, Page, QueryChange, Watch, Watchable};
 pub use crate::error::{Error, Result};
 pub use crate::events::{Event, Events, Origin};
+#[cfg(feature = "native")]
+pub use crate::instance::STORE_FILE;
 pub use crate::instance::{Builder, DEFAULT_EVENT_CAPACITY, Instance, Upgrade, Written};
 #[cfg(feature = "native")]
-pub use crate::net::{Link, LinkState, Listener, SyncReport};
+pub use crate::net::{InviteOptions, Link, LinkState, LinkStates, Listener, PeerInfo, SyncReport};
 pub use crate::typed::{Document, FieldKind, Id, Ref, fresh_id};
 pub use chum_access::{Identity, InstanceId, Invitation, PersonId};
 pub use chum_crdt::{Conflict, preset};
 /// `#[derive(Document)]`: see [`Document`].
 pub use chum_derive::Document;
 pub use chum_object::recipe::{Field, Kind, Recipe, RecipeError, Strategy};
-pub use chum_object::{Cid, Map, Object, SerdeError, Value, dagjson, from_value, to_value};
-pub use chum_store::{MemoryStore, Store};
+pub use chum_object::{
+    Cid, Limits, Map, Object, SerdeError, Value, dagcbor, dagjson, from_value, to_value,
+};
+pub use chum_store::{Error as StoreError, MemoryStore, Store};
 #[cfg(feature = "native")]
 pub use chum_store_redb::RedbStore;
 /// Bytes that serialize as bytes (not as a list of integers): a `bytes` field of a

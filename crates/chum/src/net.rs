@@ -141,6 +141,117 @@ async fn dial(url: &Url) -> Result<Connection> {
     }
 }
 
+/// The states of a [`Link`] as they change: a [`Stream`](futures::Stream) of [`LinkState`]
+/// that starts with the current state and ends once the link is gone. States in between may
+/// be skipped when they change faster than they are read; the latest is never missed.
+#[must_use = "a state stream does nothing unless polled"]
+pub struct LinkStates {
+    now: watch::Receiver<LinkState>,
+    stream: futures::stream::BoxStream<'static, LinkState>,
+}
+
+impl std::fmt::Debug for LinkStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkStates")
+            .field("now", &*self.now.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LinkStates {
+    fn new(receiver: watch::Receiver<LinkState>) -> LinkStates {
+        let now = receiver.clone();
+        let stream =
+            futures::stream::unfold((receiver, true), |(mut receiver, first)| async move {
+                if !first {
+                    receiver.changed().await.ok()?;
+                }
+                let state = receiver.borrow_and_update().clone();
+                Some((state, (receiver, false)))
+            });
+        LinkStates {
+            now,
+            stream: Box::pin(stream),
+        }
+    }
+
+    /// The state now.
+    pub fn current(&self) -> LinkState {
+        self.now.borrow().clone()
+    }
+
+    /// The next state (the current one on the first call); `None` once the link is gone.
+    pub async fn next(&mut self) -> Option<LinkState> {
+        futures::StreamExt::next(&mut self.stream).await
+    }
+}
+
+impl futures::Stream for LinkStates {
+    type Item = LinkState;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<LinkState>> {
+        self.stream.as_mut().poll_next(cx)
+    }
+}
+
+/// What an instance remembers of a peer instance (see [`Instance::peers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The peer instance.
+    pub instance: InstanceId,
+    /// Its person.
+    pub person: PersonId,
+    /// Whether it is an instance of this instance's person.
+    pub same_person: bool,
+    /// When a session with it was first admitted (ms since the Unix epoch).
+    pub first_seen_ms: u64,
+    /// When a session with it was last admitted.
+    pub last_connected_ms: u64,
+    /// When a session with it last synced both ways.
+    pub last_synced_ms: Option<u64>,
+    /// Objects it acknowledged storing, over all sessions.
+    pub acknowledged: u64,
+    /// Objects received from it, over all sessions.
+    pub received: u64,
+}
+
+/// What an invitation allows: see [`Instance::invite_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct InviteOptions {
+    ttl: Duration,
+    uses: u32,
+    address: Option<String>,
+}
+
+impl InviteOptions {
+    /// One new instance may join within `ttl`, at the first address this instance listens on.
+    pub fn new(ttl: Duration) -> InviteOptions {
+        InviteOptions {
+            ttl,
+            uses: 1,
+            address: None,
+        }
+    }
+
+    /// Up to `uses` distinct new instances may join with it (each may retry).
+    pub fn uses(mut self, uses: u32) -> InviteOptions {
+        self.uses = uses;
+        self
+    }
+
+    /// The address joining instances connect to (default: the first this instance listens
+    /// on; `None` there too means the joining side must be given one).
+    pub fn address(mut self, address: impl Into<String>) -> InviteOptions {
+        self.address = Some(address.into());
+        self
+    }
+}
+
 /// What one [`Instance::sync_once`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -206,9 +317,9 @@ impl Link {
         self.state.borrow().clone()
     }
 
-    /// Every change of state, from the current one on.
-    pub fn states(&self) -> watch::Receiver<LinkState> {
-        self.state.clone()
+    /// Every change of state, from the current one on (see [`LinkStates`]).
+    pub fn states(&self) -> LinkStates {
+        LinkStates::new(self.state.clone())
     }
 
     /// Waits until a session is up: `Ok` with the peer once connected; an
@@ -494,10 +605,26 @@ impl Instance {
         }
     }
 
-    /// The node syncing this instance (for advanced use: running sessions over your own
-    /// transports with [`Node::run`]).
-    pub fn node(&self) -> &Arc<Node> {
-        &self.inner.net.node
+    /// What this instance remembers of the peer instances it has synced with.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>> {
+        Ok(self
+            .inner
+            .net
+            .node
+            .peers()
+            .await?
+            .into_iter()
+            .map(|record| PeerInfo {
+                instance: record.instance,
+                person: record.person,
+                same_person: record.same_person,
+                first_seen_ms: record.first_seen_ms,
+                last_connected_ms: record.last_connected_ms,
+                last_synced_ms: record.last_synced_ms,
+                acknowledged: record.acknowledged,
+                received: record.received,
+            })
+            .collect())
     }
 
     /// Listens on `url` (`ws://HOST:PORT` or `tcp://HOST:PORT`; port 0 picks a free one) and
@@ -667,13 +794,21 @@ impl Instance {
     /// address this instance listens on (the joining side connects there). Needs the person
     /// key.
     pub async fn invite(&self, ttl: Duration) -> Result<Invitation> {
-        let address = self.listening().into_iter().next();
-        Ok(invite::create(
+        self.invite_with(InviteOptions::new(ttl)).await
+    }
+
+    /// An invitation as `options` say (uses, address, lifetime). Needs the person key.
+    pub async fn invite_with(&self, options: InviteOptions) -> Result<Invitation> {
+        let address = options
+            .address
+            .or_else(|| self.listening().into_iter().next());
+        Ok(invite::create_with_uses(
             &*self.inner.store,
             &self.inner.identity,
             address,
             now_ms(),
-            u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            u64::try_from(options.ttl.as_millis()).unwrap_or(u64::MAX),
+            options.uses,
         )
         .await?)
     }
