@@ -12,7 +12,7 @@
 //!   difference between two sets in one message.
 //! - [`ids`]: short ids and set summaries.
 //! - [`memory`]: an in-memory object set that answers a session's requests.
-//! - [`reconcile`]: the reconciliation plan as a pure function, for measuring its cost.
+//! - [`reconcile`]: the reconciliation plan and the sketch sizes it tries.
 //!
 //! ## Invariants
 //! - No I/O, no clock, no threads; builds for `wasm32-unknown-unknown`.

@@ -1,0 +1,294 @@
+//! Sending and receiving object batches: fetches, acknowledgements, refusals, the send window
+//! and live pushes.
+
+use chum_object::Cid;
+
+use super::{Event, Fail, Pending, Phase, Request, Role, Round, Session, name, violation};
+use crate::ids::short_id;
+use crate::wire::{CloseCode, Message};
+
+/// Bytes a batch frame spends besides the objects: tag, sequence number, count.
+const BATCH_OVERHEAD: usize = 1 + 10 + 10;
+/// Bytes one object spends in a batch besides its bytes: two length varints and the CID.
+const OBJECT_OVERHEAD: usize = 5 + 5 + 64;
+
+impl Session {
+    /// Sends fetch messages for `cids`, within the peer's limits.
+    pub(super) fn fetch(&mut self, cids: Vec<Cid>) {
+        if self.phase != Phase::Running || cids.is_empty() {
+            return;
+        }
+        let per_frame = self.list_chunk(true);
+        for chunk in cids.chunks(per_frame) {
+            self.transmit(&Message::Fetch {
+                cids: chunk.to_vec(),
+            });
+        }
+    }
+
+    pub(super) fn on_transfer_message(&mut self, message: Message) -> Result<(), Fail> {
+        match message {
+            // Objects the peer lacks for links: those we hold and share are sent like new ones.
+            Message::Fetch { cids } => {
+                if self.to_fetch.len() + cids.len() > self.config.max_send_queue {
+                    return Err(Fail(
+                        CloseCode::LimitExceeded,
+                        "too many objects fetched at once".into(),
+                    ));
+                }
+                self.to_fetch.extend(cids);
+                Ok(())
+            }
+            Message::Objects { seq, objects } => {
+                if seq != self.next_recv_seq {
+                    return Err(violation(format!(
+                        "batch {seq} where batch {} was due",
+                        self.next_recv_seq
+                    )));
+                }
+                if self.storing.len() >= self.config.window as usize {
+                    return Err(Fail(
+                        CloseCode::LimitExceeded,
+                        format!(
+                            "more than {} unacknowledged batches in flight",
+                            self.config.window
+                        ),
+                    ));
+                }
+                self.next_recv_seq += 1;
+                self.note_traffic();
+                let cids: Vec<Cid> = objects.iter().map(|(cid, _)| cid.clone()).collect();
+                if let Some(check) = &mut self.check {
+                    for cid in &cids {
+                        if check.wanted.remove(&short_id(cid)) {
+                            check.expected.insert(cid);
+                        }
+                    }
+                }
+                self.storing.push_back((seq, cids, false));
+                self.request(Request::Store(objects), Pending::Store { seq });
+                Ok(())
+            }
+            Message::Refused { seq, cids, reason } => {
+                let Some((_, batch)) = self.in_flight.iter_mut().find(|(s, _)| *s == seq) else {
+                    return Err(violation(format!(
+                        "a refusal in batch {seq}, not in flight"
+                    )));
+                };
+                batch.retain(|cid| !cids.contains(cid));
+                self.refusals_seen = true;
+                self.event(Event::PeerRefused { cids, reason });
+                Ok(())
+            }
+            Message::Ack { seq } => match self.in_flight.front() {
+                Some((expected, _)) if *expected == seq => {
+                    if let Some((_, cids)) = self.in_flight.pop_front() {
+                        self.event(Event::PeerStored(cids));
+                    }
+                    Ok(())
+                }
+                _ => Err(violation(format!(
+                    "an acknowledgement of batch {seq}, not in flight"
+                ))),
+            },
+            Message::SendDone => {
+                if !self.round.active || self.round.peer_send_done {
+                    return Err(violation("an unexpected send-done"));
+                }
+                self.round.peer_send_done = true;
+                self.round.recv_bound = self.next_recv_seq;
+                Ok(())
+            }
+            other => Err(violation(format!(
+                "a {} is not expected by the {}",
+                name(&other),
+                match self.config.role {
+                    Role::Initiator => "initiator",
+                    Role::Responder => "responder",
+                }
+            ))),
+        }
+    }
+
+    pub(super) fn on_local_stored(&mut self, cids: Vec<Cid>) -> Result<(), Fail> {
+        if self.to_load.len() + cids.len() > self.config.max_send_queue {
+            return Err(Fail(
+                CloseCode::LimitExceeded,
+                "too many new objects queued for a slow peer; the next session catches up".into(),
+            ));
+        }
+        self.to_load.extend(cids);
+        Ok(())
+    }
+
+    /// Splits loaded objects into batches within the peer's limits; returns how many were too
+    /// large to send at all.
+    pub(super) fn make_batches(&mut self, objects: Vec<(Cid, Vec<u8>)>) -> usize {
+        let max_bytes = self
+            .config
+            .batch_bytes
+            .min(self.peer_limits.max_frame.saturating_sub(BATCH_OVERHEAD));
+        let max_objects = self.peer_limits.max_batch_objects;
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        let mut too_large = Vec::new();
+        for (cid, data) in objects {
+            let size = data.len() + OBJECT_OVERHEAD;
+            if size > self.peer_limits.max_frame.saturating_sub(BATCH_OVERHEAD) {
+                too_large.push(cid); // larger than the peer accepts at all: it cannot have it
+                continue;
+            }
+            if !batch.is_empty() && (bytes + size > max_bytes || batch.len() >= max_objects) {
+                self.ready.push_back(std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            bytes += size;
+            batch.push((cid, data));
+        }
+        if !batch.is_empty() {
+            self.ready.push_back(batch);
+        }
+        let skipped = too_large.len();
+        if skipped > 0 {
+            self.event(Event::TooLarge(too_large));
+        }
+        skipped
+    }
+
+    /// Moves the transfer along: resolve, load and send within the window; finish rounds.
+    pub(super) fn pump(&mut self) -> Result<(), Fail> {
+        if self.phase != Phase::Running {
+            return Ok(());
+        }
+        while self.in_flight.len() < self.peer_window {
+            let Some(objects) = self.ready.pop_front() else {
+                break;
+            };
+            let seq = self.next_send_seq;
+            self.next_send_seq += 1;
+            let cids = objects.iter().map(|(cid, _)| cid.clone()).collect();
+            self.transmit(&Message::Objects { seq, objects });
+            self.in_flight.push_back((seq, cids));
+            self.note_traffic();
+        }
+        if let Some((after, until)) = self.journal_cursor
+            && self.ready.is_empty()
+            && !self.has_pending(Pending::Journal)
+        {
+            // Entries after the head seen first are pushed live anyway: never read past it.
+            let limit = self
+                .config
+                .request_chunk
+                .max(1)
+                .min(self.peer_limits.max_batch_objects.saturating_mul(4))
+                .min(until.map_or(usize::MAX, |until| {
+                    usize::try_from(until.saturating_sub(after)).unwrap_or(usize::MAX)
+                }));
+            self.request(Request::Journal { after, limit }, Pending::Journal);
+        }
+        // Journal pages sent: right behind them, tell the peer how far it will hold our
+        // journal once it stored them, so a session cut short resumes where it stopped.
+        let mut reached = None;
+        while let Some(&(bound, position)) = self.journal_marks.front()
+            && bound <= self.next_send_seq
+        {
+            self.journal_marks.pop_front();
+            reached = Some(position);
+        }
+        if let Some(position) = reached {
+            self.send_checkpoint(Some(position));
+        }
+        let chunk = self.config.request_chunk.max(1);
+        if let Some(after) = &self.enumerate
+            && self.ready.is_empty()
+            && !self.has_pending(Pending::Enumerate)
+        {
+            let after = after.clone();
+            let limit = chunk.min(self.peer_limits.max_batch_objects.saturating_mul(4));
+            self.request(Request::Objects { after, limit }, Pending::Enumerate);
+        }
+        if !self.to_fetch.is_empty()
+            && self.to_load.len() < chunk
+            && !self.has_pending(Pending::Shared)
+        {
+            let take = self.to_fetch.len().min(chunk);
+            let cids = self.to_fetch.drain(..take).collect();
+            self.request(Request::Shared(cids), Pending::Shared);
+        }
+        if !self.to_resolve.is_empty()
+            && self.to_load.len() < chunk
+            && !self.has_pending(Pending::Resolve)
+        {
+            let take = self.to_resolve.len().min(chunk);
+            let ids = self.to_resolve.drain(..take).collect();
+            self.request(Request::Resolve(ids), Pending::Resolve);
+        }
+        if !self.to_load.is_empty() && self.ready.is_empty() && !self.has_pending(Pending::Load) {
+            let take = self
+                .to_load
+                .len()
+                .min(chunk)
+                .min(self.peer_limits.max_batch_objects.saturating_mul(4));
+            let cids = self.to_load.drain(..take).collect();
+            self.request(Request::Load(cids), Pending::Load);
+        }
+        let round = &self.round;
+        if round.active
+            && round.owe_complete
+            && !round.send_done_sent
+            && self.to_resolve.is_empty()
+            && self.to_load.is_empty()
+            && self.ready.is_empty()
+            && self.enumerate.is_none()
+            && self.journal_cursor.is_none()
+            && !self.has_pending(Pending::Resolve)
+            && !self.has_pending(Pending::Load)
+            && !self.has_pending(Pending::Journal)
+        {
+            self.round.send_done_sent = true;
+            self.round.send_bound = self.next_send_seq + self.ready.len() as u64;
+            self.transmit(&Message::SendDone);
+        }
+        let round = &self.round;
+        let acked_below = self
+            .in_flight
+            .front()
+            .map_or(self.next_send_seq, |(seq, _)| *seq);
+        let stored_below = self
+            .storing
+            .front()
+            .map_or(self.next_recv_seq, |(seq, _, _)| *seq);
+        // The initiator of a journal round need not wait for its own batches' acknowledgements:
+        // the responder compares only after storing them (they precede the summary).
+        let acknowledged = acked_below >= round.send_bound
+            || (round.resume && self.config.role == Role::Initiator);
+        if round.active
+            && round.send_done_sent
+            && round.peer_send_done
+            && acknowledged
+            && stored_below >= round.recv_bound
+        {
+            let (resume, confirm) = (round.resume, round.confirm);
+            self.round = Round::default();
+            if resume {
+                if self.config.role == Role::Initiator {
+                    self.confirm();
+                }
+            } else {
+                self.finish_round(confirm);
+            }
+        }
+        if let Some((theirs, bound)) = self.deferred_summary
+            && !self.round.active
+            && stored_below >= bound
+            && self.phase == Phase::Running
+        {
+            self.deferred_summary = None;
+            self.start_round();
+            self.responder_compare = Some(theirs);
+            // The first sketch is sized from both counts: ask for ours first.
+            self.request(Request::Summary, Pending::SizeFirstSketch);
+        }
+        Ok(())
+    }
+}
