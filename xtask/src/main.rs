@@ -15,6 +15,7 @@ use std::time::Instant;
 /// Crates that do no I/O and must build for `wasm32-unknown-unknown`.
 const WASM_CRATES: &[&str] = &[
     "chum-object",
+    "chum-sketch",
     "chum-crdt",
     "chum-store",
     "chum-sync",

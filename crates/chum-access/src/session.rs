@@ -157,7 +157,7 @@ impl PeerAccess {
         let (this, objects) = match (self, request) {
             (PeerAccess::Full, Request::Store(objects)) => (None, objects),
             (PeerAccess::Granted(granted), Request::Store(objects)) => (Some(granted), objects),
-            (PeerAccess::Full, request) => return chum_store::sync::answer(store, request).await,
+            (PeerAccess::Full, request) => return chum_sync::store::answer(store, request).await,
             (PeerAccess::Granted(granted), request) => {
                 return (granted.view.answer(store, request).await, Vec::new());
             }

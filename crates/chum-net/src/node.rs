@@ -797,7 +797,7 @@ impl Node {
                             }
                             None => {
                                 let (answer, new) =
-                                    chum_store::sync::answer(&*self.store, request).await;
+                                    chum_sync::store::answer(&*self.store, request).await;
                                 fresh.extend(new.iter().cloned());
                                 self.announce(id, new);
                                 answer

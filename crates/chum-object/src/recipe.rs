@@ -609,14 +609,16 @@ impl Recipe {
                 });
             }
         }
-        for field in self.id_fields() {
-            let value = map
-                .get(&field.name)
-                .ok_or_else(|| RecipeError::MissingField {
-                    recipe: self.name.clone(),
-                    field: field.name.clone(),
-                })?;
-            self.validate_field(&field.name, value)?;
+        // Every ID field present (as `id_object` requires), each of its kind.
+        for (key, value) in self
+            .id_object(object)?
+            .as_map()
+            .into_iter()
+            .flat_map(Map::iter)
+        {
+            if key != "$type" {
+                self.validate_field(key, value)?;
+            }
         }
         Ok(())
     }

@@ -558,7 +558,7 @@ impl World {
                             .and_then(|conn| conn.access[side].as_mut())
                         {
                             Some(access) => block_on(access.answer(&*store, request, None, None)),
-                            None => block_on(chum_store::sync::answer(&*store, request)),
+                            None => block_on(chum_sync::store::answer(&*store, request)),
                         };
                         if let Some(conn) = self.conns.get_mut(&id) {
                             conn.sessions[side]

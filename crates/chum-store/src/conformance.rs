@@ -784,7 +784,7 @@ pub async fn scopes_and_the_sync_digest(store: &dyn Store) {
         "deletes update the digest"
     );
     // The protocol's helpers.
-    let mut ids: Vec<u64> = expected.iter().map(chum_sync::short_id).collect();
+    let mut ids: Vec<u64> = expected.iter().map(chum_sketch::short_id).collect();
     ids.sort_unstable();
     assert_eq!(
         sync::shared_short_ids(store, None, usize::MAX)
@@ -805,12 +805,12 @@ pub async fn scopes_and_the_sync_digest(store: &dyn Store) {
     resolved.sort();
     let mut wanted: Vec<Cid> = expected
         .iter()
-        .filter(|cid| [ids[3], ids[7]].contains(&chum_sync::short_id(cid)))
+        .filter(|cid| [ids[3], ids[7]].contains(&chum_sketch::short_id(cid)))
         .cloned()
         .collect();
     wanted.sort();
     assert_eq!(resolved, wanted, "short ids resolve to their CIDs");
-    let local_id = chum_sync::short_id(local[2].cid());
+    let local_id = chum_sketch::short_id(local[2].cid());
     assert!(
         sync::resolve_short_ids(store, &[local_id])
             .await
@@ -844,10 +844,10 @@ pub async fn scopes_and_the_sync_digest(store: &dyn Store) {
     assert_eq!(summary, digest.summary);
     assert_eq!(Some(&kept), digest.sketch(KEPT_SKETCH_CELLS[1], 0));
     let (summary, built) = sync::shared_sketch(store, 99, 5).await.unwrap();
-    let mut direct = chum_sync::sketch::Sketch::with_salt(99, 5);
+    let mut direct = chum_sketch::sketch::Sketch::with_salt(99, 5);
     expected
         .iter()
-        .for_each(|cid| direct.insert(chum_sync::short_id(cid)));
+        .for_each(|cid| direct.insert(chum_sketch::short_id(cid)));
     assert_eq!((summary, built), (digest.summary, direct), "built sketches");
 }
 

@@ -36,7 +36,7 @@ struct Inner {
     local_objects: HashSet<Cid>,
     digest: SyncDigest,
     /// The journal: its id (chosen on first use) and its CIDs, position = index + 1.
-    journal_id: Option<chum_sync::ids::JournalId>,
+    journal_id: Option<chum_sketch::ids::JournalId>,
     journal: Vec<Cid>,
 }
 

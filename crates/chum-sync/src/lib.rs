@@ -70,14 +70,13 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod ids;
 pub mod memory;
 pub mod noise;
 pub mod reconcile;
 pub mod session;
-pub mod sketch;
-mod varint;
+pub mod store;
 pub mod wire;
+pub use chum_sketch::{ids, sketch, varint};
 
 pub use crate::ids::{Summary, short_id};
 pub use crate::session::{Answer, Config, Event, Input, Output, Request, RequestId, Role, Session};

@@ -12,9 +12,6 @@
 //!    whole id list (8 bytes an id), it asks for the list instead, which always succeeds — so no
 //!    exchange costs much more than listing the set.
 
-/// Sketch sizes tried in turn, in cells.
-///
-/// This is the one list of sizes: a set that keeps the smallest few sketches current (the
-/// kept sketches of [`MemorySet`](crate::memory::MemorySet) and of every store) takes their
-/// sizes from the start of this list rather than repeating the numbers.
-pub const SKETCH_SIZES: [usize; 7] = [36, 288, 2_304, 18_432, 147_456, 1_179_648, 9_437_184];
+/// Sketch sizes tried in turn, in cells (defined beside the sketch, in `chum-sketch`, so the
+/// stores' kept sketches take their sizes from the same list).
+pub use chum_sketch::SKETCH_SIZES;

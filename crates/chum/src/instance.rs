@@ -402,23 +402,24 @@ where
 /// first sync with an instance of its own person).
 #[cfg_attr(not(feature = "native"), allow(dead_code))]
 pub(crate) async fn trust_stored_recipes(store: &dyn Store) -> Result<()> {
-    let mut after: Option<Cid> = None;
-    loop {
-        let page = store
+    for cid in all_of_type(store, RECIPE_TYPE).await? {
+        store.local_put(&trusted_key(&cid), b"").await?;
+    }
+    Ok(())
+}
+
+/// The CIDs of every stored object of a type, in CID order.
+async fn all_of_type(store: &dyn Store, type_name: &str) -> Result<Vec<Cid>> {
+    paged(|after| async move {
+        store
             .query(Query::ByType {
-                type_name: RECIPE_TYPE,
+                type_name,
                 after: after.as_ref(),
                 limit: PAGE,
             })
-            .await?;
-        for cid in &page {
-            store.local_put(&trusted_key(cid), b"").await?;
-        }
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = Some(last.clone()),
-            _ => return Ok(()),
-        }
-    }
+            .await
+    })
+    .await
 }
 
 fn decode(bytes: &[u8]) -> Result<Value> {
@@ -457,34 +458,20 @@ impl Instance {
             known.insert(recipe.name.clone(), recipe);
         }
         // Recipes stored earlier (by this app, or received from peers) are known too.
-        let mut after: Option<Cid> = None;
-        loop {
-            let page = store
-                .query(Query::ByType {
-                    type_name: RECIPE_TYPE,
-                    after: after.as_ref(),
-                    limit: 1_024,
-                })
-                .await?;
-            for cid in &page {
-                if store.local_get(&trusted_key(cid)).await?.is_none() {
-                    continue;
-                }
-                if let Ok(bytes) = store.get(cid).await
-                    && let Ok(value) = decode(&bytes)
-                    && let Ok(recipe) = Recipe::from_value(&value)
-                {
-                    let newer = known
-                        .get(&recipe.name)
-                        .is_none_or(|old| old.version <= recipe.version);
-                    if newer {
-                        known.insert(recipe.name.clone(), recipe);
-                    }
-                }
+        for cid in all_of_type(&*store, RECIPE_TYPE).await? {
+            if store.local_get(&trusted_key(&cid)).await?.is_none() {
+                continue;
             }
-            match page.last() {
-                Some(last) if page.len() == 1_024 => after = Some(last.clone()),
-                _ => break,
+            if let Ok(bytes) = store.get(&cid).await
+                && let Ok(value) = decode(&bytes)
+                && let Ok(recipe) = Recipe::from_value(&value)
+            {
+                let newer = known
+                    .get(&recipe.name)
+                    .is_none_or(|old| old.version <= recipe.version);
+                if newer {
+                    known.insert(recipe.name.clone(), recipe);
+                }
             }
         }
         let mut to_store = Vec::new();
@@ -1055,19 +1042,7 @@ impl Instance {
     /// may hold many, page with [`Instance::of_type_page`] or use a typed
     /// [`Instance::query`]).
     pub async fn of_type(&self, type_name: &str) -> Result<Vec<Cid>> {
-        paged(|after| {
-            let store = Arc::clone(&self.inner.store);
-            async move {
-                store
-                    .query(Query::ByType {
-                        type_name,
-                        after: after.as_ref(),
-                        limit: PAGE,
-                    })
-                    .await
-            }
-        })
-        .await
+        all_of_type(&*self.inner.store, type_name).await
     }
 
     /// Every CID stored here (shared and local), in CID order.

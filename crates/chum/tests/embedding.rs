@@ -1,15 +1,13 @@
 //! The bugs a new app met first when embedding chum, one regression test each.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{TempDir, eventually, json, wait_for};
+
 use std::time::Duration;
 
-use chum::{
-    Error, Event, Field, Instance, Kind, Origin, Recipe, RecipeError, Strategy, Value, dagjson,
-};
-
-fn json(text: &str) -> Value {
-    dagjson::from_str(text).unwrap()
-}
+use chum::{Error, Event, Field, Instance, Kind, Origin, Recipe, RecipeError, Strategy, Value};
 
 /// `Note { id: text (ID), title: text (required), body: text (optional) }`.
 fn note_recipe() -> Recipe {
@@ -17,47 +15,6 @@ fn note_recipe() -> Recipe {
         .field(Field::new("id", Kind::Text).id())
         .field(Field::new("title", Kind::Text))
         .field(Field::new("body", Kind::Text).optional())
-}
-
-async fn wait_for(events: &mut chum::Events, wanted: impl Fn(&Event) -> bool) -> Event {
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
-            .await
-            .expect("the event came within 10 s")
-            .expect("the stream is open");
-        if wanted(&event) {
-            return event;
-        }
-    }
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("chum-embedding-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Bugs 1 and 2: a versioned recipe with a required non-ID field syncs between instances of
@@ -579,14 +536,16 @@ async fn another_person_cannot_make_a_node_refuse_without_end() {
         .clone();
     let _ = alice.grant(&chat, &bob.person()).await.unwrap();
     // A few tags bob's recipe refuses: refused one by one, the session syncs.
-    let few: Vec<Value> = (0..10)
-        .map(|i| {
-            json(&format!(
-                r#"{{"$type":"Tag","name":"t{i}","on":{{"/":"{chat}"}}}}"#
-            ))
-        })
-        .collect();
-    let _ = alice.put_many(&few).await.unwrap();
+    let tags = |range: std::ops::Range<u32>| -> Vec<Value> {
+        range
+            .map(|i| {
+                json(&format!(
+                    r#"{{"$type":"Tag","name":"t{i}","on":{{"/":"{chat}"}}}}"#
+                ))
+            })
+            .collect()
+    };
+    let _ = alice.put_many(&tags(0..10)).await.unwrap();
     let report = bob
         .sync_once(listener.url(), Duration::from_secs(20))
         .await
@@ -594,14 +553,7 @@ async fn another_person_cannot_make_a_node_refuse_without_end() {
     assert!(report.synced);
     assert!(bob.state(&chat).await.unwrap().is_some());
     // Many: the session ends.
-    let many: Vec<Value> = (10..1_200)
-        .map(|i| {
-            json(&format!(
-                r#"{{"$type":"Tag","name":"t{i}","on":{{"/":"{chat}"}}}}"#
-            ))
-        })
-        .collect();
-    let _ = alice.put_many(&many).await.unwrap();
+    let _ = alice.put_many(&tags(10..1_200)).await.unwrap();
     let ended = bob
         .sync_once(listener.url(), Duration::from_secs(20))
         .await

@@ -2,44 +2,15 @@
 //! reconnect, restarts on disk, grants between persons.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{TempDir, json, wait_for};
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use chum::{Error, Event, Instance, LinkState, Origin, Value, dagjson};
+use chum::{Error, Event, Instance, LinkState, Origin, Value};
 use chum_store::{MemoryStore, Store};
-
-fn json(text: &str) -> Value {
-    dagjson::from_str(text).unwrap()
-}
-
-async fn wait_for(events: &mut chum::Events, wanted: impl Fn(&Event) -> bool) -> Event {
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
-            .await
-            .expect("the event came within 10 s")
-            .expect("the stream is open");
-        if wanted(&event) {
-            return event;
-        }
-    }
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("chum-instance-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Two paired instances of one person; `b` connected to `a`.
 async fn pair() -> (Instance, Instance, chum::Link) {

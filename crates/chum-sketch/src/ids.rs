@@ -61,7 +61,7 @@ pub fn short_id_range(codec: chum_object::Codec, low: u64, high: u64) -> (Cid, C
 /// Names a store's **journal**: the log in which a store numbers, from 1 upwards, every object
 /// that joins its shared set. Random, chosen when the store is created; a peer that holds
 /// every object of a journal up to a position names it with this id (see
-/// [`crate::wire::Hello::holds`]).
+/// `Hello::holds` in chum-sync's wire format).
 pub type JournalId = [u8; 16];
 
 /// A summary of a set of CIDs, updatable one CID at a time in either direction.
