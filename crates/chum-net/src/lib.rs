@@ -26,6 +26,6 @@ pub mod peers;
 pub mod transport;
 pub mod ws;
 
-pub use crate::node::{Node, NodeEvent, SessionOptions, SessionReport};
+pub use crate::node::{Facts, Node, NodeEvent, SessionOptions, SessionReport};
 pub use crate::peers::PeerRecord;
 pub use crate::transport::{Connection, memory_pair};

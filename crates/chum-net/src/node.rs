@@ -53,6 +53,9 @@ pub enum NodeEvent {
         session: u64,
         /// Their CIDs.
         cids: Vec<Cid>,
+        /// What verifying each learned of it (same order as `cids`; `None` where the path
+        /// that stored it kept nothing), so a handler need not read or decode it again.
+        facts: Vec<Option<Facts>>,
     },
     /// A peer acknowledged durably storing these objects.
     PeerStored {
@@ -107,6 +110,61 @@ pub enum NodeEvent {
         /// Detail.
         reason: String,
     },
+}
+
+/// What the receive path learned of an object while verifying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Facts {
+    /// Its `$type`, when it has one.
+    pub type_name: Option<String>,
+    /// For a `Version`: the ID hash of the object it changes.
+    pub version_of: Option<Cid>,
+}
+
+impl Facts {
+    /// Facts of an object: its `$type`, and for a version the ID hash it changes.
+    pub fn new(type_name: Option<String>, version_of: Option<Cid>) -> Facts {
+        Facts {
+            type_name,
+            version_of,
+        }
+    }
+
+    fn of(entries: &chum_store::index::IndexEntries) -> Facts {
+        Facts {
+            type_name: entries.type_name.clone(),
+            version_of: entries.version.as_ref().map(|version| version.of.clone()),
+        }
+    }
+}
+
+/// Objects a session stored that were new here, with what verifying them learned, until they
+/// are announced.
+#[derive(Default)]
+struct Fresh(std::collections::HashMap<Cid, Option<Facts>>);
+
+impl Fresh {
+    fn add(&mut self, cids: impl IntoIterator<Item = (Cid, Option<Facts>)>) {
+        self.0.extend(cids);
+    }
+
+    fn contains(&self, cid: &Cid) -> bool {
+        self.0.contains_key(cid)
+    }
+
+    /// The event announcing `cids`, taking their facts.
+    fn received(&mut self, session: u64, cids: Vec<Cid>) -> NodeEvent {
+        let facts = cids
+            .iter()
+            .map(|cid| self.0.remove(cid).flatten())
+            .collect();
+        NodeEvent::Received {
+            session,
+            cids,
+            facts,
+        }
+    }
 }
 
 /// How a session ended, and what it moved.
@@ -218,10 +276,11 @@ impl std::fmt::Debug for Node {
 /// Store requests waiting to be committed together: request ids and their verified objects.
 type StoreGroup = Vec<(RequestId, Verified, Vec<(Cid, String)>)>;
 
-/// The answers to a group of store requests, and the CIDs that became shared.
+/// The answers to a group of store requests, the objects that became shared (with their
+/// facts), and the instances revoked among them.
 type StoreOutcome = (
     Vec<(RequestId, Answer)>,
-    Vec<Cid>,
+    Vec<(Cid, Option<Facts>)>,
     Vec<chum_access::InstanceId>,
 );
 
@@ -267,13 +326,18 @@ async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
             )
         },
     ));
-    let cids: Vec<Cid> = batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
+    let facts: Vec<(Cid, Option<Facts>)> = batch
+        .objects()
+        .iter()
+        .zip(batch.entries())
+        .map(|((cid, _), entries)| (cid.clone(), Some(Facts::of(entries))))
+        .collect();
     match store.put_verified(batch, Scope::Shared).await {
         Ok(changed) => {
-            let new = cids
+            let new = facts
                 .into_iter()
                 .zip(changed)
-                .filter_map(|(cid, changed)| changed.then_some(cid))
+                .filter_map(|(object, changed)| changed.then_some(object))
                 .collect();
             let answers = ids
                 .into_iter()
@@ -655,7 +719,7 @@ impl Node {
         let mut deps = Dependencies::new(MAX_WAITING);
         // Objects this session stored that were new here, until the session reports them
         // received (then only these are announced).
-        let mut fresh: std::collections::HashSet<Cid> = std::collections::HashSet::new();
+        let mut fresh = Fresh::default();
         // Objects of another person's refused by recipe in this session.
         let mut foreign_refused = 0usize;
         // Store requests wait here briefly, so that batches already received are committed
@@ -791,14 +855,14 @@ impl Node {
                                     }
                                     answer => answer,
                                 };
-                                fresh.extend(new.iter().cloned());
+                                fresh.add(new.iter().map(|cid| (cid.clone(), None)));
                                 self.announce(id, new);
                                 answer
                             }
                             None => {
                                 let (answer, new) =
                                     chum_sync::store::answer(&*self.store, request).await;
-                                fresh.extend(new.iter().cloned());
+                                fresh.add(new.iter().map(|cid| (cid.clone(), None)));
                                 self.announce(id, new);
                                 answer
                             }
@@ -828,6 +892,7 @@ impl Node {
                             options,
                             &mut session,
                             &mut deps,
+                            &mut fresh,
                             now(),
                         );
                     }
@@ -836,7 +901,7 @@ impl Node {
                         // already (sent again after a restart, or our own coming back), nor,
                         // from another person, those no grant covered (held in memory).
                         if let Event::Received(cids) = &mut event {
-                            cids.retain(|cid| fresh.remove(cid));
+                            cids.retain(|cid| fresh.contains(cid));
                         }
                         // Another person's objects that no grant here covered are dropped
                         // with the session: say so (e.g. an entry whose type's recipe is
@@ -863,6 +928,7 @@ impl Node {
                             options,
                             &mut session,
                             &mut deps,
+                            &mut fresh,
                             now(),
                         );
                     }
@@ -916,8 +982,9 @@ impl Node {
                             for instance in revoked {
                                 let _ = self.revoked.send(instance);
                             }
-                            fresh.extend(new.iter().cloned());
-                            self.announce(id, new);
+                            let cids = new.iter().map(|(cid, _)| cid.clone()).collect();
+                            fresh.add(new);
+                            self.announce(id, cids);
                             for (request_id, answer) in answers {
                                 session.handle_input(now(), Input::Answer(request_id, answer));
                             }
@@ -949,7 +1016,7 @@ impl Node {
                 stored = fanout.recv() => match stored {
                     Ok(stored) if stored.origin != id => {
                         // Targets may also arrive through another session or the app.
-                        self.release(id, None, &stored.cids, &mut deps);
+                        self.release(id, None, &stored.cids, &mut deps, &mut fresh);
                         match foreign.as_mut() {
                             // A peer of another person hears of what became visible to it.
                             Some(access) => {
@@ -1037,11 +1104,18 @@ impl Node {
     /// Objects are stored — `cids` through this session, or `others` through another session
     /// or the app: announces the waiting objects they complete, and those of `cids` not
     /// waiting for a target themselves.
-    fn release(&self, id: u64, cids: Option<Vec<Cid>>, others: &[Cid], deps: &mut Dependencies) {
+    fn release(
+        &self,
+        id: u64,
+        cids: Option<Vec<Cid>>,
+        others: &[Cid],
+        deps: &mut Dependencies,
+        fresh: &mut Fresh,
+    ) {
         if deps.is_empty() {
             // Nothing waits: everything of ours is announced as it is.
             if let Some(cids) = cids.filter(|cids| !cids.is_empty()) {
-                self.emit(NodeEvent::Received { session: id, cids });
+                self.emit(fresh.received(id, cids));
             }
             return;
         }
@@ -1056,10 +1130,7 @@ impl Node {
             .filter(|cid| !deps.is_waiting(cid));
         let ready: Vec<Cid> = own.chain(completed).collect();
         if !ready.is_empty() {
-            self.emit(NodeEvent::Received {
-                session: id,
-                cids: ready,
-            });
+            self.emit(fresh.received(id, ready));
         }
     }
 
@@ -1121,6 +1192,7 @@ impl Node {
         options: SessionOptions,
         session: &mut Session,
         deps: &mut Dependencies,
+        fresh: &mut Fresh,
         now: Duration,
     ) {
         match event {
@@ -1131,7 +1203,7 @@ impl Node {
             }),
             Event::Received(cids) => {
                 report.received += cids.len() as u64;
-                self.release(id, Some(cids), &[], deps);
+                self.release(id, Some(cids), &[], deps, fresh);
                 if report.synced {
                     // Live: ask at once for what live objects link to and we lack.
                     session.handle_input(now, Input::Fetch(deps.take_fetches()));

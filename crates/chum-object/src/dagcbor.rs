@@ -287,6 +287,7 @@ pub fn decode(bytes: &[u8]) -> Result<Value, DecodeError> {
 
 /// Decodes one value from `bytes` under `limits`, rejecting anything non-canonical.
 pub fn decode_with_limits(bytes: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
+    crate::counters::decoded();
     run::<true>(bytes, limits)
 }
 
@@ -294,6 +295,7 @@ pub fn decode_with_limits(bytes: &[u8], limits: &Limits) -> Result<Value, Decode
 /// rules as [`decode_with_limits`], with the same errors — without building the value. For
 /// receivers that verify and store bytes without reading them.
 pub fn validate_with_limits(bytes: &[u8], limits: &Limits) -> Result<(), DecodeError> {
+    crate::counters::decoded();
     run::<false>(bytes, limits).map(|_| ())
 }
 

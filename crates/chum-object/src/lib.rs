@@ -35,6 +35,7 @@
 
 pub mod blob;
 pub mod cid;
+pub mod counters;
 pub mod dagcbor;
 pub mod dagjson;
 mod object;

@@ -728,15 +728,6 @@ impl Instance {
         self.put(&value).await
     }
 
-    /// Moves the clock past a timestamp seen on a peer's object (one too far ahead is
-    /// ignored: the clock's drift bound protects it).
-    #[cfg_attr(not(feature = "native"), allow(dead_code))]
-    pub(crate) fn observe(&self, remote: Timestamp) {
-        if let Ok(mut clock) = self.inner.clock.lock() {
-            let _ = clock.observe(remote, now_ms());
-        }
-    }
-
     async fn tick(&self, after: Option<Timestamp>) -> Result<Timestamp> {
         let timestamp = {
             let mut clock = self

@@ -102,7 +102,7 @@ pub use chum_crdt::{Conflict, preset};
 pub use chum_derive::Document;
 pub use chum_object::recipe::{Field, Kind, Recipe, RecipeError, Strategy};
 pub use chum_object::{
-    Cid, Limits, Map, Object, SerdeError, Value, dagcbor, dagjson, from_value, to_value,
+    Cid, Limits, Map, Object, SerdeError, Value, counters, dagcbor, dagjson, from_value, to_value,
 };
 pub use chum_store::{Error as StoreError, MemoryStore, Store};
 #[cfg(feature = "native")]

@@ -480,7 +480,11 @@ impl Instance {
                 });
                 peers.insert(session, peer);
             }
-            NodeEvent::Received { session, cids } => {
+            NodeEvent::Received {
+                session,
+                cids,
+                facts,
+            } => {
                 let peer = peers.get(&session).and_then(Option::as_ref);
                 if let Some(peer) = peer
                     && let Ok(mut held) = self.inner.held.lock()
@@ -490,55 +494,33 @@ impl Instance {
                     }
                 }
                 let origin = origin_of(peer);
-                for cid in cids {
-                    let value = self.inner.store.get(&cid).await.ok().and_then(|bytes| {
-                        chum_object::dagcbor::decode_with_limits(
-                            &bytes,
-                            &chum_store::index::widest_limits(),
-                        )
-                        .ok()
-                    });
-                    let type_name = value
-                        .as_ref()
-                        .and_then(chum_object::Value::type_name)
-                        .map(str::to_owned);
-                    if let Some(value) = &value {
-                        let clock = chum_crdt::collection::entry_clock(value);
-                        if clock != chum_crdt::Timestamp::default() {
-                            self.observe(clock);
-                        }
-                    }
-                    if let Some(version) = value
-                        .as_ref()
-                        .filter(|_| type_name.as_deref() == Some(chum_crdt::version::VERSION_TYPE))
-                        .and_then(|value| chum_crdt::Version::from_value(value).ok())
-                    {
-                        self.observe(version.clock);
+                let same_person = peer.is_some_and(|peer| peer.same_person);
+                let facts = facts.into_iter().chain(std::iter::repeat(None));
+                for (cid, facts) in cids.into_iter().zip(facts) {
+                    // What verifying the object learned travels with it; only a path that
+                    // kept nothing makes this side read and decode it again. (Clocks were
+                    // observed while the object was checked, before it was stored.)
+                    let facts = match facts {
+                        Some(facts) => facts,
+                        None => self.facts_of(&cid).await,
+                    };
+                    if let Some(id) = facts.version_of {
                         self.emit(Event::Changed {
-                            id: version.of,
+                            id,
                             version: cid.clone(),
                             origin: origin.clone(),
                         });
                     }
                     // Recipes change validation and merging: only those from instances of
                     // this person are adopted.
-                    let same_person = peer.is_some_and(|peer| peer.same_person);
                     if same_person
-                        && type_name.as_deref() == Some(chum_object::recipe::RECIPE_TYPE)
-                        && let Some(recipe) = value
-                            .as_ref()
-                            .and_then(|v| chum_object::recipe::Recipe::from_value(v).ok())
+                        && facts.type_name.as_deref() == Some(chum_object::recipe::RECIPE_TYPE)
                     {
-                        let _ = self
-                            .inner
-                            .store
-                            .local_put(&crate::instance::trusted_key(&cid), b"")
-                            .await;
-                        self.use_recipe(recipe, false);
+                        self.adopt_recipe(&cid).await;
                     }
                     self.emit(Event::Stored {
                         cid,
-                        type_name,
+                        type_name: facts.type_name,
                         origin: origin.clone(),
                     });
                 }
@@ -602,6 +584,36 @@ impl Instance {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// What the receive path would have told of a stored object (read and decoded here).
+    async fn facts_of(&self, cid: &Cid) -> chum_net::Facts {
+        let value = self.get(cid).await.ok();
+        let type_name = value
+            .as_ref()
+            .and_then(chum_object::Value::type_name)
+            .map(str::to_owned);
+        let version_of = value
+            .as_ref()
+            .filter(|_| type_name.as_deref() == Some(chum_crdt::version::VERSION_TYPE))
+            .and_then(|value| chum_crdt::Version::from_value(value).ok())
+            .map(|version| version.of);
+        chum_net::Facts::new(type_name, version_of)
+    }
+
+    /// Trusts and uses the recipe stored under `cid` (received from this person's instance).
+    async fn adopt_recipe(&self, cid: &Cid) {
+        let Ok(value) = self.get(cid).await else {
+            return;
+        };
+        if let Ok(recipe) = chum_object::recipe::Recipe::from_value(&value) {
+            let _ = self
+                .inner
+                .store
+                .local_put(&crate::instance::trusted_key(cid), b"")
+                .await;
+            self.use_recipe(recipe, false);
         }
     }
 
@@ -1021,7 +1033,7 @@ async fn run_once(
                 }
                 Ok(
                     NodeEvent::PeerStored { session, cids }
-                    | NodeEvent::Received { session, cids }
+                    | NodeEvent::Received { session, cids, .. }
                     | NodeEvent::PeerRefused { session, cids, .. },
                 ) if session == id => {
                     progress.update(|progress| progress.held.extend(cids));
