@@ -58,6 +58,7 @@ pub struct Builder {
     join: Option<(Invitation, Option<String>)>,
     /// Only open a store that already holds an identity.
     existing: bool,
+    time: Option<TimeSource>,
 }
 
 /// Turns an object written under an older recipe version into the current shape.
@@ -149,6 +150,14 @@ impl Builder {
         self
     }
 
+    /// Reads the wall-clock time (ms since the Unix epoch) from `source` instead of the system
+    /// clock. Needed on wasm32, which has no clock of its own: a browser driver passes
+    /// `Date.now()`. (The hybrid logical clock never runs backwards whatever the source says.)
+    pub fn time_source(mut self, source: TimeSource) -> Builder {
+        self.time = Some(source);
+        self
+    }
+
     /// Events each subscriber may fall behind by before it gets [`Event::Lagged`].
     pub fn event_capacity(mut self, capacity: usize) -> Builder {
         self.event_capacity = capacity.max(16);
@@ -167,6 +176,18 @@ impl Builder {
     /// Opens the instance. With the `native` feature this must run inside a tokio runtime
     /// (the instance runs its sessions there).
     pub async fn open(self) -> Result<Instance> {
+        #[cfg(not(target_arch = "wasm32"))]
+        let time: TimeSource = self
+            .time
+            .clone()
+            .unwrap_or_else(|| Arc::new(system_time_ms));
+        #[cfg(target_arch = "wasm32")]
+        let time: TimeSource = self.time.clone().ok_or_else(|| {
+            Error::Invalid(
+                "wasm32 has no clock: give the instance a time source (Builder::time_source), e.g. Date.now()"
+                    .into(),
+            )
+        })?;
         let store: Arc<dyn Store> = match self.store {
             Some(store) => store,
             #[cfg(feature = "native")]
@@ -240,7 +261,7 @@ impl Builder {
                     match joined {
                         Some(identity) => identity,
                         None => {
-                            let identity = Identity::new_person(now_ms())?;
+                            let identity = Identity::new_person(time())?;
                             identity.save(&*store, passphrase).await?;
                             identity
                         }
@@ -248,7 +269,8 @@ impl Builder {
                 }
             },
         };
-        let instance = Instance::start(store, identity, self.recipes, self.event_capacity).await?;
+        let instance =
+            Instance::start(store, identity, self.recipes, self.event_capacity, time).await?;
         let mut upgrades = self.upgrades;
         upgrades.sort_by_key(|(_, from, _)| *from);
         if let Ok(mut table) = instance.inner.upgrades.write() {
@@ -298,6 +320,8 @@ pub(crate) struct Inner {
     /// check, so a recipe registered at run time applies to what peers send at once).
     pub(crate) recipes: chum_store::index::RecipeTable,
     clock: Arc<Mutex<Clock>>,
+    /// The wall-clock time source.
+    time: TimeSource,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) held: Mutex<Held>,
     upgrades: RwLock<BTreeMap<String, Vec<Upgrade>>>,
@@ -363,19 +387,25 @@ impl Written {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-            })
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        0
-    }
+/// Where an instance reads the wall-clock time (ms since the Unix epoch) for its hybrid
+/// logical clock and the `created` time of what it signs. Natively the system clock; in the
+/// browser the driver gives one (`Date.now()`), see [`Builder::time_source`].
+#[cfg(not(target_arch = "wasm32"))]
+pub type TimeSource = Arc<dyn Fn() -> u64 + Send + Sync>;
+/// Where an instance reads the wall-clock time (ms since the Unix epoch) for its hybrid
+/// logical clock and the `created` time of what it signs. Natively the system clock; in the
+/// browser the driver gives one (`Date.now()`), see [`Builder::time_source`].
+#[cfg(target_arch = "wasm32")]
+pub type TimeSource = Arc<dyn Fn() -> u64>;
+
+/// The system clock, where there is one.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn system_time_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// Page size of store scans.
@@ -442,6 +472,7 @@ impl Instance {
             #[cfg(feature = "native")]
             join: None,
             existing: false,
+            time: None,
         }
     }
 
@@ -450,6 +481,7 @@ impl Instance {
         identity: Identity,
         recipes: Vec<Recipe>,
         event_capacity: usize,
+        time: TimeSource,
     ) -> Result<Instance> {
         let closable = Arc::new(ClosableStore::new(store));
         let store: Arc<dyn Store> = Arc::clone(&closable) as Arc<dyn Store>;
@@ -498,13 +530,20 @@ impl Instance {
         let clock = Arc::new(Mutex::new(Clock::resume(last, 60_000)));
         let recipes: chum_store::index::RecipeTable = Arc::new(RwLock::new(known));
         #[cfg(feature = "native")]
-        let net = crate::net::Net::new(&store, &identity, &recipes, Arc::clone(&clock));
+        let net = crate::net::Net::new(
+            &store,
+            &identity,
+            &recipes,
+            Arc::clone(&clock),
+            Arc::clone(&time),
+        );
         let inner = Arc::new(Inner {
             store,
             closable,
             identity,
             recipes,
             clock,
+            time,
             events: broadcast::channel(event_capacity).0,
             held: Mutex::new(Held::default()),
             upgrades: RwLock::new(BTreeMap::new()),
@@ -515,6 +554,11 @@ impl Instance {
         #[cfg(feature = "native")]
         instance.start_net();
         Ok(instance)
+    }
+
+    /// The wall-clock time now, from the instance's [`TimeSource`] (ms since the Unix epoch).
+    pub fn now_ms(&self) -> u64 {
+        (self.inner.time)()
     }
 
     /// This instance's identity (person, instance, certificate).
@@ -736,8 +780,8 @@ impl Instance {
                 .lock()
                 .map_err(|_| Error::Invalid("the clock lock is poisoned".into()))?;
             match after {
-                Some(after) => clock.tick_after(after, now_ms()),
-                None => clock.tick(now_ms()),
+                Some(after) => clock.tick_after(after, self.now_ms()),
+                None => clock.tick(self.now_ms()),
             }
             .map_err(|error| Error::Invalid(error.to_string()))?
         };
@@ -1096,7 +1140,7 @@ impl Instance {
             self.inner.identity.person_key()?,
             target.clone(),
             person.0.clone(),
-            now_ms(),
+            self.now_ms(),
         )?;
         self.put_object(grant.object).await
     }
@@ -1107,15 +1151,18 @@ impl Instance {
         if value.type_name() != Some(chum_access::grant::ACCESS_TYPE) {
             return Err(Error::Invalid(format!("{grant} is not a grant")));
         }
-        let revocation =
-            AccessRevocation::issue(self.inner.identity.person_key()?, grant.clone(), now_ms())?;
+        let revocation = AccessRevocation::issue(
+            self.inner.identity.person_key()?,
+            grant.clone(),
+            self.now_ms(),
+        )?;
         self.put_object(revocation.object).await
     }
 
     /// Revokes another instance of this person (needs the person key): peers refuse it from
     /// the moment the revocation reaches them.
     pub async fn revoke_instance(&self, instance: InstanceId) -> Result<Written> {
-        let revocation = self.inner.identity.revoke(instance, now_ms())?;
+        let revocation = self.inner.identity.revoke(instance, self.now_ms())?;
         self.put_object(revocation.object().clone()).await
     }
 

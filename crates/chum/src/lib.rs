@@ -92,7 +92,9 @@ pub use crate::error::{Error, Result};
 pub use crate::events::{Event, Events, Origin};
 #[cfg(feature = "native")]
 pub use crate::instance::STORE_FILE;
-pub use crate::instance::{Builder, DEFAULT_EVENT_CAPACITY, Instance, Upgrade, Written};
+pub use crate::instance::{
+    Builder, DEFAULT_EVENT_CAPACITY, Instance, TimeSource, Upgrade, Written,
+};
 #[cfg(feature = "native")]
 pub use crate::net::{InviteOptions, Link, LinkState, LinkStates, Listener, PeerInfo, SyncReport};
 pub use crate::typed::{Document, FieldKind, Id, Ref, fresh_id};

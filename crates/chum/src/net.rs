@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::events::{Event, Origin};
-use crate::instance::{Instance, now_ms};
+use crate::instance::Instance;
 
 /// The recipe check of received objects, which also moves the instance's clock past the
 /// clocks they carry — before they are stored, so an entry written once a peer's entry is
@@ -29,6 +29,7 @@ use crate::instance::{Instance, now_ms};
 struct ObserveClocks {
     check: RecipeCheck,
     clock: Arc<Mutex<chum_crdt::Clock>>,
+    time: crate::instance::TimeSource,
 }
 
 impl Acceptance for ObserveClocks {
@@ -44,7 +45,7 @@ impl Acceptance for ObserveClocks {
             for remote in clocks {
                 if remote != chum_crdt::Timestamp::default() {
                     // One too far ahead is ignored: the clock's drift bound protects it.
-                    let _ = clock.observe(remote, now_ms());
+                    let _ = clock.observe(remote, (self.time)());
                 }
             }
         }
@@ -68,6 +69,7 @@ impl Net {
         identity: &Identity,
         recipes: &RecipeTable,
         clock: Arc<Mutex<chum_crdt::Clock>>,
+        time: crate::instance::TimeSource,
     ) -> Net {
         let check = RecipeCheck::shared(Arc::clone(recipes));
         let known: Vec<Recipe> = recipes
@@ -77,7 +79,7 @@ impl Net {
         let node = Node::new(Arc::clone(store))
             .with_identity(identity.clone())
             .with_recipes(known)
-            .with_acceptance(Arc::new(ObserveClocks { check, clock }));
+            .with_acceptance(Arc::new(ObserveClocks { check, clock, time }));
         Net {
             node: Arc::new(node),
             tasks: Mutex::new(Vec::new()),
@@ -818,7 +820,7 @@ impl Instance {
             &*self.inner.store,
             &self.inner.identity,
             address,
-            now_ms(),
+            self.now_ms(),
             u64::try_from(options.ttl.as_millis()).unwrap_or(u64::MAX),
             options.uses,
         )

@@ -313,7 +313,7 @@ pub fn fresh_id() -> String {
         // time and a counter still differs between calls.
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        blake3_16(format!("{}-{n}", crate::instance::now_ms()).as_bytes())
+        blake3_16(format!("{:p}-{n}", &COUNTER).as_bytes())
     });
     multibase_lower(&bytes)
 }

@@ -563,3 +563,28 @@ async fn another_person_cannot_make_a_node_refuse_without_end() {
         "{ended:?}"
     );
 }
+
+/// The wall clock is the instance's time source (the browser driver passes `Date.now()`;
+/// wasm32 has no clock of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_reads_time_from_its_time_source() {
+    const NOW: u64 = 1_900_000_000_000;
+    let inst = Instance::builder()
+        .memory()
+        .time_source(std::sync::Arc::new(|| NOW))
+        .open()
+        .await
+        .unwrap();
+    assert_eq!(inst.now_ms(), NOW);
+    let written = inst
+        .create(&json(r#"{"$type":"Message","text":"when?"}"#))
+        .await
+        .unwrap();
+    let message = inst.get(written.cid()).await.unwrap();
+    let clock = message.as_map().unwrap().get("clock").unwrap().clone();
+    assert_eq!(
+        clock,
+        json(&format!("[{NOW},0]")),
+        "the entry's clock is the source's time"
+    );
+}
