@@ -186,6 +186,13 @@ fn container(input: &DeriveInput) -> syn::Result<Container> {
                 } else if meta.path.is_ident("rename") {
                     container.name = meta.value()?.parse::<LitStr>()?.value();
                     Ok(())
+                } else if ["transparent", "tag", "content", "untagged", "into", "from", "try_from", "remote"]
+                    .iter()
+                    .any(|name| meta.path.is_ident(name))
+                {
+                    Err(meta.error(
+                        "this serde attribute changes the shape a Document serializes to: its recipe could not describe it",
+                    ))
                 } else {
                     skip_meta(&meta)
                 }
@@ -231,6 +238,20 @@ fn field_spec(field: &syn::Field, rename_all: Option<&str>) -> syn::Result<Optio
                     Err(meta.error(
                         "#[serde(flatten)] is not supported in a Document: its recipe lists every field",
                     ))
+                } else if ["with", "serialize_with", "deserialize_with", "getter"]
+                    .iter()
+                    .any(|name| meta.path.is_ident(name))
+                {
+                    Err(meta.error(
+                        "a custom serde function hides the field's kind from the recipe: use a type with a chum::FieldKind (e.g. chum::ByteBuf for bytes)",
+                    ))
+                } else if (meta.path.is_ident("skip_serializing")
+                    || meta.path.is_ident("skip_serializing_if"))
+                    && !is_option(&field.ty)
+                {
+                    Err(meta.error(
+                        "a field left out when serializing must be an Option (its recipe field is then optional)",
+                    ))
                 } else {
                     skip_meta(&meta)
                 }
@@ -253,6 +274,13 @@ fn field_spec(field: &syn::Field, rename_all: Option<&str>) -> syn::Result<Optio
         collection,
         span: ident.span(),
     }))
+}
+
+/// Whether `ty` is written `Option<…>` (the only way the derive can see optionality).
+fn is_option(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(path)
+        if path.qself.is_none()
+            && path.path.segments.last().is_some_and(|segment| segment.ident == "Option"))
 }
 
 /// Consumes a serde attribute this derive does not need (`default`, `skip_serializing_if`,

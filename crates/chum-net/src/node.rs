@@ -365,6 +365,9 @@ async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
     }
 }
 
+/// How many dropped objects of another person's a session's end names (the rest are counted).
+const MAX_REPORTED: usize = 100;
+
 /// Why another person's object was dropped when its session ended.
 const UNCOVERED: &str = "from another person and covered by no grant to this person here (if it is an entry of a granted object, this instance may lack its type's recipe): not stored";
 
@@ -909,9 +912,20 @@ impl Node {
                         if matches!(event, Event::Closed { .. })
                             && let Some(PeerAccess::Granted(access)) = foreign.as_ref()
                         {
-                            let refused: Vec<(Cid, String)> = access
-                                .quarantined()
-                                .map(|cid| (cid.clone(), UNCOVERED.to_owned()))
+                            // At most MAX_REPORTED named; the count of the rest in the reason.
+                            let held: Vec<&Cid> = access.quarantined().collect();
+                            let reason = if held.len() > MAX_REPORTED {
+                                format!(
+                                    "{UNCOVERED} ({} more like it not listed)",
+                                    held.len() - MAX_REPORTED
+                                )
+                            } else {
+                                UNCOVERED.to_owned()
+                            };
+                            let refused: Vec<(Cid, String)> = held
+                                .into_iter()
+                                .take(MAX_REPORTED)
+                                .map(|cid| (cid.clone(), reason.clone()))
                                 .collect();
                             if !refused.is_empty() {
                                 self.emit(NodeEvent::Refused {

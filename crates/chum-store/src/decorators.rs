@@ -290,13 +290,13 @@ impl<S: Store> Store for CountingStore<S> {
 }
 
 /// Wraps a store so that its owner can close it while other handles to the wrapper remain:
-/// after [`ClosableStore::close`] every call answers [`Error::Closed`], and the inner store is
-/// dropped as soon as the calls in flight finish (for a database file: its lock is released,
-/// so it can be opened again at once).
+/// after [`ClosableStore::close`] every call answers [`Error::Closed`], and the wrapper lets go
+/// of the inner store as soon as the calls in flight finish (for a database file that nobody
+/// else holds: its lock is released, so it can be opened again at once).
 pub struct ClosableStore {
     inner: std::sync::RwLock<Option<std::sync::Arc<dyn Store>>>,
-    /// After [`ClosableStore::close`]: the inner store, until the last call in flight lets go.
-    closed: Mutex<Option<std::sync::Weak<dyn Store>>>,
+    /// Calls running now (each holds the inner store until it returns).
+    in_flight: std::sync::Arc<AtomicU64>,
     limits: chum_object::Limits,
 }
 
@@ -308,43 +308,49 @@ impl std::fmt::Debug for ClosableStore {
     }
 }
 
+/// The inner store for one call, counted as in flight until dropped.
+struct InFlight {
+    store: std::sync::Arc<dyn Store>,
+    count: std::sync::Arc<AtomicU64>,
+}
+
+impl std::ops::Deref for InFlight {
+    type Target = dyn Store;
+    fn deref(&self) -> &(dyn Store + 'static) {
+        &*self.store
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl ClosableStore {
     /// Wraps `inner`.
     pub fn new(inner: std::sync::Arc<dyn Store>) -> ClosableStore {
         ClosableStore {
             limits: inner.limits(),
             inner: std::sync::RwLock::new(Some(inner)),
-            closed: Mutex::new(None),
+            in_flight: std::sync::Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// Lets go of the inner store: later calls fail with [`Error::Closed`]; the inner store is
-    /// dropped once the calls in flight finish (see [`ClosableStore::released`]).
+    /// Lets go of the inner store: later calls fail with [`Error::Closed`]; calls in flight
+    /// finish (see [`ClosableStore::released`]).
     pub fn close(&self) {
         let taken = self
             .inner
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if let Some(store) = taken {
-            *self
-                .closed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(std::sync::Arc::downgrade(&store));
-        }
+        drop(taken);
     }
 
-    /// Whether the store was closed and the inner store dropped (no call holds it any more,
-    /// and nobody else held it).
+    /// Whether the store was closed and no call still holds the inner store.
     pub fn released(&self) -> bool {
-        self.is_closed()
-            && self
-                .closed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_ref()
-                .is_none_or(|weak| weak.strong_count() == 0)
+        self.is_closed() && self.in_flight.load(Ordering::SeqCst) == 0
     }
 
     /// Whether [`ClosableStore::close`] was called.
@@ -355,12 +361,18 @@ impl ClosableStore {
             .is_none()
     }
 
-    fn open(&self) -> Result<std::sync::Arc<dyn Store>> {
-        self.inner
+    fn open(&self) -> Result<InFlight> {
+        let guard = self
+            .inner
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or(Error::Closed)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let store = guard.clone().ok_or(Error::Closed)?;
+        // Counted while the lock is held, so `close` never sees a call about to start as none.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Ok(InFlight {
+            store,
+            count: std::sync::Arc::clone(&self.in_flight),
+        })
     }
 }
 

@@ -105,7 +105,11 @@ fn to_map<T: Document>(document: &T) -> Result<Map> {
     Ok(map)
 }
 
-fn from_state<T: Document>(state: Value) -> Result<T> {
+fn from_state<T: Document>(mut state: Value) -> Result<T> {
+    // `$type` is the recipe's, not a field of the type (so `deny_unknown_fields` works).
+    if let Value::Map(map) = &mut state {
+        map.remove("$type");
+    }
     Ok(chum_object::from_value(state)?)
 }
 
@@ -154,6 +158,11 @@ impl Instance {
                 T::TYPE,
                 known.version,
                 wanted.version
+            ))),
+            Some(known) if known.version == wanted.version => Err(Error::Invalid(format!(
+                "two different recipes of {} are both version {}: give the changed one a higher version (#[chum(version = N)])",
+                T::TYPE,
+                known.version
             ))),
             _ => {
                 self.register(wanted.clone()).await?;
@@ -264,7 +273,7 @@ impl<T: Document> Docs<T> {
             let is_id = key == "$type" || recipe.get_field(key).is_some_and(|field| field.id);
             if is_id {
                 change.insert(key, value.clone());
-            } else if current.get(key) != Some(value) {
+            } else if !same_field(recipe, key, current.get(key), value) {
                 change.insert(key, value.clone());
                 changed = true;
             }
@@ -317,9 +326,10 @@ impl<T: Document> Docs<T> {
         let events = self.instance.events();
         let state = self.instance.state(id.cid()).await?;
         let snapshot = state.clone().map(from_state::<T>).transpose()?;
+        // The stream holds the instance weakly: a watch never keeps it (or its store) open.
         let changes = futures::stream::unfold(
-            (self.clone(), id.clone(), state, events),
-            |(docs, id, mut last, mut events)| async move {
+            (self.instance.downgrade(), id.clone(), state, events),
+            |(weak, id, mut last, mut events)| async move {
                 loop {
                     let relevant = match next_event(&mut events).await? {
                         Event::Changed { id: changed, .. } => changed == *id.cid(),
@@ -329,13 +339,14 @@ impl<T: Document> Docs<T> {
                     if !relevant {
                         continue;
                     }
-                    let state = docs.instance.state(id.cid()).await.ok()?;
+                    let instance = Instance::upgrade(&weak)?;
+                    let state = instance.state(id.cid()).await.ok()?;
                     if state == last {
                         continue;
                     }
                     let document = state.clone().map(from_state::<T>).transpose().ok()?;
                     last = state;
-                    return Some((document, (docs, id, last, events)));
+                    return Some((document, (weak, id, last, events)));
                 }
             },
         );
@@ -360,6 +371,20 @@ fn boxed<C, S: Stream<Item = C> + Send + 'static>(stream: S) -> Changes<C> {
 #[cfg(target_arch = "wasm32")]
 fn boxed<C, S: Stream<Item = C> + 'static>(stream: S) -> Changes<C> {
     Box::pin(stream)
+}
+
+/// Whether a document's field `key` holds `new` already (`current`). A set field compares as a
+/// set: the merged state and a Rust set may list the same elements in different orders.
+fn same_field(recipe: &Recipe, key: &str, current: Option<&Value>, new: &Value) -> bool {
+    let is_set = recipe
+        .get_field(key)
+        .is_some_and(|field| matches!(field.kind, chum_object::recipe::Kind::Set(_)));
+    match (current, new) {
+        (Some(Value::List(have)), Value::List(want)) if is_set => {
+            have.len() == want.len() && want.iter().all(|element| have.contains(element))
+        }
+        (current, new) => current == Some(new),
+    }
 }
 
 /// The entries of one collection; see [`Instance::collection`].
@@ -437,32 +462,55 @@ impl<C: Document> Entries<C> {
     {
         let events = self.instance.events();
         let snapshot = self.list().await?;
-        let instance = self.instance.clone();
-        let of = self.of.clone();
+        let seen: std::collections::HashSet<Cid> =
+            snapshot.iter().map(|(cid, _)| cid.cid().clone()).collect();
+        // Entries found but not yet yielded (after missed events, a re-read finds several).
+        let ready: std::collections::VecDeque<(Ref<C>, C)> = std::collections::VecDeque::new();
         let changes = futures::stream::unfold(
-            (instance, of, events),
-            |(instance, of, mut events)| async move {
+            (
+                self.instance.downgrade(),
+                self.of.clone(),
+                events,
+                seen,
+                ready,
+            ),
+            |(weak, of, mut events, mut seen, mut ready)| async move {
                 loop {
-                    let event = next_event(&mut events).await?;
-                    let Event::Stored { cid, type_name, .. } = event else {
-                        continue;
-                    };
-                    if type_name.as_deref() != Some(C::TYPE) {
-                        continue;
+                    if let Some(entry) = ready.pop_front() {
+                        return Some((entry, (weak, of, events, seen, ready)));
                     }
-                    let Ok(value) = instance.read(&cid).await else {
-                        continue;
+                    let event = next_event(&mut events).await?;
+                    let instance = Instance::upgrade(&weak)?;
+                    let cids = match event {
+                        Event::Stored { cid, type_name, .. }
+                            if type_name.as_deref() == Some(C::TYPE) =>
+                        {
+                            vec![cid]
+                        }
+                        // Events were missed: read the collection again for what is new.
+                        Event::Lagged { .. } => instance.entries(&of).await.ok()?,
+                        _ => continue,
                     };
                     let Some(recipe) = instance.recipe(C::TYPE) else {
                         continue;
                     };
-                    if !chum_crdt::collection_targets(&recipe, &value).any(|t| *t == of) {
-                        continue;
+                    for cid in cids {
+                        if seen.contains(&cid) {
+                            continue;
+                        }
+                        let Ok(value) = instance.read(&cid).await else {
+                            continue;
+                        };
+                        if value.type_name() != Some(C::TYPE)
+                            || !chum_crdt::collection_targets(&recipe, &value).any(|t| *t == of)
+                        {
+                            continue;
+                        }
+                        if let Ok(entry) = from_state::<C>(value) {
+                            seen.insert(cid.clone());
+                            ready.push_back((Ref::from_cid(cid), entry));
+                        }
                     }
-                    let Ok(entry) = from_state::<C>(value) else {
-                        continue;
-                    };
-                    return Some(((Ref::from_cid(cid), entry), (instance, of, events)));
                 }
             },
         );
@@ -514,6 +562,9 @@ pub enum QueryChange<T> {
     Upsert(Id<T>, T),
     /// The document no longer matches (deleted, or changed so the filter refuses it).
     Removed(Id<T>),
+    /// Changes were missed (the consumer fell behind): the first page again, to show instead
+    /// of what was shown.
+    Resync(Page<T>),
 }
 
 impl<T: Document> DocQuery<T> {
@@ -588,30 +639,47 @@ impl<T: Document> DocQuery<T> {
     {
         let events = self.instance.events();
         let snapshot = self.page().await?;
-        let changes = futures::stream::unfold((self, events), |(query, mut events)| async move {
-            loop {
-                let event = next_event(&mut events).await?;
-                let Event::Changed { id, .. } = event else {
-                    continue;
-                };
-                let Ok(id_object) = query.instance.get(&id).await else {
-                    continue;
-                };
-                if id_object.type_name() != Some(T::TYPE) {
-                    continue;
+        let weak = self.instance.downgrade();
+        let (filter, limit) = (self.filter.clone(), self.limit);
+        let changes = futures::stream::unfold((weak, events), move |(weak, mut events)| {
+            let filter = filter.clone();
+            async move {
+                loop {
+                    let event = next_event(&mut events).await?;
+                    let query = DocQuery {
+                        instance: Instance::upgrade(&weak)?,
+                        filter: filter.clone(),
+                        limit,
+                        after: None,
+                    };
+                    let id = match event {
+                        Event::Changed { id, .. } => id,
+                        // Events were missed: the first page again, to show instead.
+                        Event::Lagged { .. } => match query.page().await {
+                            Ok(page) => return Some((QueryChange::Resync(page), (weak, events))),
+                            Err(_) => continue,
+                        },
+                        _ => continue,
+                    };
+                    let Ok(id_object) = query.instance.get(&id).await else {
+                        continue;
+                    };
+                    if id_object.type_name() != Some(T::TYPE) {
+                        continue;
+                    }
+                    let typed = Id::from_cid(id.clone());
+                    let change = match query.instance.state(&id).await {
+                        Ok(Some(state)) => match from_state::<T>(state) {
+                            Ok(document) if query.matches(&document) => {
+                                QueryChange::Upsert(typed, document)
+                            }
+                            _ => QueryChange::Removed(typed),
+                        },
+                        Ok(None) => QueryChange::Removed(typed),
+                        Err(_) => continue,
+                    };
+                    return Some((change, (weak, events)));
                 }
-                let typed = Id::from_cid(id.clone());
-                let change = match query.instance.state(&id).await {
-                    Ok(Some(state)) => match from_state::<T>(state) {
-                        Ok(document) if query.matches(&document) => {
-                            QueryChange::Upsert(typed, document)
-                        }
-                        _ => QueryChange::Removed(typed),
-                    },
-                    Ok(None) => QueryChange::Removed(typed),
-                    Err(_) => continue,
-                };
-                return Some((change, (query, events)));
             }
         });
         Ok(Watch {

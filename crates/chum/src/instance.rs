@@ -8,7 +8,7 @@ use chum_access::Invitation;
 use chum_access::{Access, AccessRevocation, Identity, InstanceId, PersonId};
 use chum_crdt::collection::entry_clock;
 use chum_crdt::{Clock, Collection, Resolver, Timestamp, Version, preset};
-use chum_object::recipe::{Recipe, Strategy};
+use chum_object::recipe::{Recipe, RecipeError, Strategy};
 use chum_object::{Cid, Map, Object, Value, dagcbor};
 use chum_store::decorators::ClosableStore;
 use chum_store::{Query, Scope, Store};
@@ -286,6 +286,8 @@ impl Builder {
 #[derive(Default)]
 #[cfg_attr(not(feature = "native"), allow(dead_code))]
 pub(crate) struct Held {
+    /// Set by `close`: no receipt waits any more.
+    closed: bool,
     known: HashMap<Cid, InstanceId>,
     order: VecDeque<Cid>,
     waiting: HashMap<Cid, Vec<oneshot::Sender<InstanceId>>>,
@@ -556,6 +558,17 @@ impl Instance {
         Ok(instance)
     }
 
+    /// A handle that does not keep the instance open (for streams that outlive a call).
+    pub(crate) fn downgrade(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The instance behind `weak`, while it is open.
+    pub(crate) fn upgrade(weak: &Weak<Inner>) -> Option<Instance> {
+        let inner = weak.upgrade()?;
+        (!inner.closable.is_closed()).then_some(Instance { inner })
+    }
+
     /// The wall-clock time now, from the instance's [`TimeSource`] (ms since the Unix epoch).
     pub fn now_ms(&self) -> u64 {
         (self.inner.time)()
@@ -617,9 +630,11 @@ impl Instance {
     /// newer version is known (the app's own choice); otherwise only a newer one is taken.
     pub(crate) fn use_recipe(&self, recipe: Recipe, replace: bool) {
         if let Ok(mut recipes) = self.inner.recipes.write() {
+            // From peers only a strictly newer version (two different recipes of one version
+            // would otherwise replace each other back and forth).
             let newer = recipes
                 .get(&recipe.name)
-                .is_none_or(|old| old.version <= recipe.version);
+                .is_none_or(|old| old.version < recipe.version);
             if !(replace || newer) {
                 return;
             }
@@ -680,6 +695,14 @@ impl Instance {
         let type_name = value.type_name().map(str::to_owned);
         if type_name.as_deref() == Some(RECIPE_TYPE) {
             let recipe = Recipe::from_value(value).map_err(Error::from)?;
+            if let Some(known) = self.recipe(&recipe.name)
+                && known.version > recipe.version
+            {
+                return Err(Error::Invalid(format!(
+                    "{} recipe version {} is known here; version {} would replace it with an older one (use register to do that on purpose)",
+                    recipe.name, known.version, recipe.version
+                )));
+            }
             let cid = self.register(recipe).await?;
             return Ok(Written {
                 cid,
@@ -882,8 +905,9 @@ impl Instance {
             if key == "$type" || recipe.get_field(key).is_some_and(|field| field.id) {
                 continue;
             }
-            // `null` unsets a field; anything else must fit the field's kind.
-            if *field_value != Value::Null || recipe.get_field(key).is_none() {
+            // `null` unsets a field (also one this recipe does not know, e.g. written by a
+            // newer app); anything else must fit the field's kind.
+            if *field_value != Value::Null {
                 recipe
                     .validate_field(key, field_value)
                     .map_err(Error::from)?;
@@ -913,7 +937,21 @@ impl Instance {
                 after.insert(key, field_value.clone());
             }
         }
-        recipe.validate(&Value::Map(after)).map_err(Error::from)?;
+        // Required fields must be present in the state the write leaves. (Only presence:
+        // fields this write does not give keep whatever kind they have — written by another
+        // app version, or awaiting an upgrade — and must not block it.)
+        for field in recipe
+            .fields
+            .iter()
+            .filter(|field| !field.optional && !field.id)
+        {
+            if !after.contains_key(&field.name) {
+                return Err(Error::Recipe(RecipeError::MissingField {
+                    recipe: recipe.name.clone(),
+                    field: field.name.clone(),
+                }));
+            }
+        }
         let heads: Vec<Cid> = resolver.heads().cloned().collect();
         let mut body = Map::new();
         for (key, field_value) in map.iter() {
@@ -1188,6 +1226,7 @@ impl Instance {
         #[cfg(feature = "native")]
         self.stop_sessions().await;
         if let Ok(mut held) = self.inner.held.lock() {
+            held.closed = true;
             held.waiting.clear();
         }
         self.inner.closable.close();
@@ -1257,9 +1296,44 @@ impl Instance {
                 owners.push(access.granter());
             }
         }
-        Ok(owners
+        let Some(owner) = owners
             .into_iter()
-            .find(|owner| !granted_back.contains(&owner.0)))
+            .find(|owner| !granted_back.contains(&owner.0))
+        else {
+            return Ok(None);
+        };
+        // Data this person writes is its own: an object with no versions yet (about to be
+        // created here), or one an instance of this person has written, stays writable
+        // whoever granted it too (a grant of something already one's own, or a revoked share
+        // of one's own data, must not lock its owner out).
+        let versions = self.inner.store.query(Query::Versions(id)).await?;
+        if versions.is_empty() {
+            return Ok(None);
+        }
+        let mine = self.own_instances().await?;
+        for cid in versions {
+            let version = Version::from_value(&self.get(&cid).await?)
+                .map_err(|error| Error::Decode(error.to_string()))?;
+            if mine.contains(&version.author) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(owner))
+    }
+
+    /// This instance and every instance of its person with a certificate stored here.
+    async fn own_instances(&self) -> Result<std::collections::HashSet<InstanceId>> {
+        let me = self.person();
+        let mut instances = std::collections::HashSet::from([self.instance_id()]);
+        for cid in self.of_type(chum_access::keys::CERTIFICATE_TYPE).await? {
+            if let Ok(bytes) = self.inner.store.get(&cid).await
+                && let Ok(certificate) = chum_access::Certificate::from_bytes(&bytes)
+                && certificate.person() == me
+            {
+                instances.insert(certificate.instance());
+            }
+        }
+        Ok(instances)
     }
 
     /// Refuses a write to `id` when [`Instance::may_write`] says it would not travel.
@@ -1285,6 +1359,9 @@ impl Instance {
                 .map_err(|_| Error::Invalid("the receipt table is poisoned".into()))?;
             if let Some(peer) = held.known.get(cid) {
                 return Ok(*peer);
+            }
+            if held.closed {
+                return Err(Error::Closed);
             }
             let (sender, receiver) = oneshot::channel();
             held.waiting.entry(cid.clone()).or_default().push(sender);

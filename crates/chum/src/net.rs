@@ -368,7 +368,8 @@ impl Link {
     /// Resolves once the peer of this link holds everything this instance held when it was
     /// called: the link's session (the current one, or the next if it is reconnecting) has
     /// synced, and every object that joined this store's shared set since the session began,
-    /// up to the call, was acknowledged by the peer (or came from it, or it refused it).
+    /// up to the call, was acknowledged by the peer (or came from it, or it refused it, or it
+    /// is too large for the peer to take).
     /// Waits as long as that takes — wrap it in a timeout where that matters. For a link to
     /// an instance of this person (which sees everything); a link to another person's
     /// instance gets [`Error::Denied`] (it sees only what is granted: wait for specific
@@ -1005,6 +1006,12 @@ async fn run_once(
     };
     let id = node.reserve_session();
     let mut events = node.events();
+    // Read before the session takes its first summary: everything up to here is in it.
+    let head = progress
+        .store
+        .journal(0, 0)
+        .await
+        .map_or(0, |page| page.head);
     let run = node.run_reserved(id, Role::Initiator, connection, SessionOptions::default());
     tokio::pin!(run);
     loop {
@@ -1015,7 +1022,6 @@ async fn run_once(
             }
             event = events.recv() => match event {
                 Ok(NodeEvent::Connected { session, peer: Some(peer), .. }) if session == id => {
-                    let head = progress.store.journal(0, 0).await.map_or(0, |page| page.head);
                     progress.update(|progress| {
                         *progress = SessionProgress {
                             session: Some(id),
@@ -1036,10 +1042,15 @@ async fn run_once(
                 Ok(
                     NodeEvent::PeerStored { session, cids }
                     | NodeEvent::Received { session, cids, .. }
-                    | NodeEvent::PeerRefused { session, cids, .. },
+                    | NodeEvent::PeerRefused { session, cids, .. }
+                    | NodeEvent::NotSent { session, cids },
                 ) if session == id => {
                     progress.update(|progress| progress.held.extend(cids));
                     progress.advance().await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // This link lost track of what its peer holds: a new session relearns it.
+                    node.close_session(id);
                 }
                 _ => {}
             },

@@ -403,7 +403,7 @@ async fn a_read_only_share_refuses_writes_and_a_grant_back_makes_it_read_write()
         .unwrap()
         .clone();
     assert!(alice.may_write(&id).await.unwrap(), "her own note");
-    let _ = alice.grant(&id, &bob.person()).await.unwrap();
+    let alice_grant = alice.grant(&id, &bob.person()).await.unwrap();
     bob.sync_once(listener.url(), Duration::from_secs(10))
         .await
         .unwrap();
@@ -430,6 +430,38 @@ async fn a_read_only_share_refuses_writes_and_a_grant_back_makes_it_read_write()
             == Some(json(r#"{"$type":"Note","id":"shared","title":"by bob"}"#))
     })
     .await;
+    // Alice ends her share; Bob's grant to her remains. Her own note stays hers to write.
+    let _ = alice.revoke_grant(alice_grant.cid()).await.unwrap();
+    assert!(
+        alice.may_write(&id).await.unwrap(),
+        "the owner is never locked out"
+    );
+    let _ = alice
+        .update(&json(
+            r#"{"$type":"Note","id":"shared","title":"alice again"}"#,
+        ))
+        .await
+        .unwrap();
+    // A stranger's grant of an ID this person has not written yet does not lock it either.
+    let mallory = Instance::builder()
+        .memory()
+        .recipe(note_recipe())
+        .open()
+        .await
+        .unwrap();
+    let predictable = alice
+        .id_of(&json(r#"{"$type":"Note","id":"todo","title":"x"}"#))
+        .unwrap();
+    let _ = mallory.grant(&predictable, &alice.person()).await.unwrap();
+    mallory
+        .sync_once(listener.url(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(alice.may_write(&predictable).await.unwrap());
+    let _ = alice
+        .put(&json(r#"{"$type":"Note","id":"todo","title":"mine"}"#))
+        .await
+        .unwrap();
 }
 
 /// "Synced with link L up to now": resolves once the peer holds what was written before the
