@@ -61,6 +61,8 @@ pub(crate) struct Net {
     /// Told once the instance has handled a session's end (and so everything the session
     /// reported before it): [`Instance::sync_once`] returns only then.
     settled: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>,
+    /// Set by [`Instance::shutdown`]: the event task is gone, nothing will be settled.
+    shut: std::sync::atomic::AtomicBool,
 }
 
 impl Net {
@@ -85,6 +87,7 @@ impl Net {
             tasks: Mutex::new(Vec::new()),
             listening: Mutex::new(Vec::new()),
             settled: Mutex::new(HashMap::new()),
+            shut: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -770,7 +773,14 @@ impl Instance {
             )
         };
         let outcome = tokio::time::timeout(timeout, run).await;
-        if let Ok(Ok(_)) = &outcome {
+        let shut = self
+            .inner
+            .net
+            .shut
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if let Ok(Ok(_)) = &outcome
+            && !shut
+        {
             // What the session stored is handled (events, recipes adopted) before returning,
             // so a process may exit right after.
             let _ = tokio::time::timeout(Duration::from_secs(5), settled).await;
@@ -859,6 +869,10 @@ impl Instance {
     /// Stops listening and ends every session of this instance with a close frame (links
     /// made with [`Instance::connect`] reconnect until their own [`Link::close`]).
     pub fn shutdown(&self) {
+        self.inner
+            .net
+            .shut
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if let Ok(tasks) = self.inner.net.tasks.lock() {
             for task in tasks.iter() {
                 task.abort();
