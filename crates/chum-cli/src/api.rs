@@ -7,9 +7,12 @@
 //! Frames: a 4-byte big-endian length and a DAG-CBOR map. The client first sends `{"nonce":
 //! <32 bytes>}` (at most 1 KiB) and the server answers `{"proof": BLAKE3-keyed(token, nonce)}`,
 //! so the client sends its command and input only to the server that wrote the `api` file (not
-//! to whatever process holds that port after a crash). Then the request: `{"token": <32
-//! bytes>, "command": [<words>], "input": <bytes, optional>}`. Replies, in order: any number
-//! of `{"out": <bytes>}` and `{"err": <text>}`, then `{"exit": <code>}`.
+//! to whatever process holds that port after a crash). Then the client proves itself in a
+//! small frame, `{"token": <32 bytes>}` (at most 1 KiB, compared in constant time): only after
+//! it does the server read a large frame. Then the request: `{"command": [<words>], "input":
+//! <bytes, optional>}`. Replies, in order: any number of `{"out": <bytes>}` and `{"err":
+//! <text>}`, then `{"exit": <code>}`. At most [`MAX_CONNECTIONS`] connections are served at
+//! once; a connection that does not prove itself within 5 s is closed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +27,15 @@ use crate::store_commands::{Sink, StoreCommand, execute};
 
 /// Largest request or reply frame.
 const MAX_FRAME: usize = 128 << 20;
+
+/// Largest frame before the client proved it holds the token.
+const MAX_HELLO: usize = 1_024;
+
+/// Connections served at once (each proving itself within [`PROOF_TIMEOUT`]).
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a connection may take to prove itself.
+const PROOF_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn api_path(dir: &Path) -> PathBuf {
     dir.join("api")
@@ -94,8 +106,11 @@ pub async fn serve(instance: Instance, dir: &Path) -> std::io::Result<ApiServer>
     let path = api_path(dir);
     let temporary = dir.join("api.tmp");
     {
+        // Created new (O_EXCL: never through a link someone placed there) with the owner's
+        // mode from the start, not tightened afterwards.
+        let _ = std::fs::remove_file(&temporary);
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
@@ -107,6 +122,7 @@ pub async fn serve(instance: Instance, dir: &Path) -> std::io::Result<ApiServer>
         file.sync_all()?;
     }
     std::fs::rename(&temporary, &path)?;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -114,9 +130,15 @@ pub async fn serve(instance: Instance, dir: &Path) -> std::io::Result<ApiServer>
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
+            // Beyond the bound a connection is closed at once.
+            let Ok(slot) = std::sync::Arc::clone(&slots).try_acquire_owned() else {
+                drop(stream);
+                continue;
+            };
             let instance = instance.clone();
             tokio::spawn(async move {
                 let _ = handle(instance, stream, token).await;
+                drop(slot);
             });
         }
     });
@@ -143,12 +165,10 @@ impl Sink for Relay {
 
 async fn handle(instance: Instance, mut stream: TcpStream, token: [u8; 32]) -> std::io::Result<()> {
     // Prove to the client that this server wrote the `api` file.
-    let hello = tokio::time::timeout(
-        Duration::from_secs(10),
-        read_frame_limited(&mut stream, 1_024),
-    )
-    .await
-    .map_err(|_| std::io::Error::other("no hello"))??;
+    let deadline = tokio::time::Instant::now() + PROOF_TIMEOUT;
+    let hello = tokio::time::timeout_at(deadline, read_frame_limited(&mut stream, MAX_HELLO))
+        .await
+        .map_err(|_| std::io::Error::other("no hello"))??;
     let Some(Value::Bytes(nonce)) = hello.get("nonce") else {
         return Ok(());
     };
@@ -158,12 +178,21 @@ async fn handle(instance: Instance, mut stream: TcpStream, token: [u8; 32]) -> s
         blake3::keyed_hash(&token, nonce).as_bytes().to_vec(),
     );
     write_frame(&mut stream, proof).await?;
+    // The client proves itself in a small frame before anything large is read.
+    let auth = tokio::time::timeout_at(deadline, read_frame_limited(&mut stream, MAX_HELLO))
+        .await
+        .map_err(|_| std::io::Error::other("no token"))??;
+    let given: Option<[u8; 32]> = match auth.get("token") {
+        Some(Value::Bytes(bytes)) => bytes.as_slice().try_into().ok(),
+        _ => None,
+    };
+    // blake3::Hash compares in constant time.
+    if given.map(blake3::Hash::from_bytes) != Some(blake3::Hash::from_bytes(token)) {
+        return Ok(()); // not ours: say nothing
+    }
     let request = tokio::time::timeout(Duration::from_secs(30), read_frame(&mut stream))
         .await
         .map_err(|_| std::io::Error::other("no request"))??;
-    if request.get("token") != Some(&Value::Bytes(token.to_vec())) {
-        return Ok(()); // not ours: say nothing
-    }
     let words: Vec<String> = request
         .get("command")
         .and_then(Value::as_list)
@@ -231,8 +260,10 @@ pub async fn forward(
     if proof.get("proof") != Some(&Value::Bytes(expected.as_bytes().to_vec())) {
         return None; // not the server that wrote the file
     }
+    let mut auth = Map::new();
+    auth.insert("token", token);
+    write_frame(&mut stream, auth).await.ok()?;
     let mut request = Map::new();
-    request.insert("token", token);
     request.insert(
         "command",
         command

@@ -423,3 +423,87 @@ fn chum_put_of_a_recipe_registers_the_type_here_and_on_paired_instances() {
     assert!(shown.contains(r#""done":false"#), "{shown}");
     drop(server);
 }
+
+/// One API frame: a 4-byte big-endian length and a DAG-CBOR map.
+fn api_frame(map: chum::Map) -> Vec<u8> {
+    let bytes = chum::dagcbor::encode(&chum::Value::Map(map)).unwrap();
+    let mut frame = u32::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend(bytes);
+    frame
+}
+
+/// Whether the server closed `stream` (EOF or reset) within `wait`.
+fn closed_within(stream: &mut std::net::TcpStream, wait: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut buffer = [0u8; 4_096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn the_command_api_wants_the_token_before_a_large_frame_and_bounds_connections() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("api-limits");
+    let store = dir.store("main");
+    ok(&["init", "--store", &store], b"");
+    let _server = Server::start(&store, "ws://127.0.0.1:0");
+    let started = Instant::now();
+    let api = loop {
+        if let Ok(api) = std::fs::read_to_string(Path::new(&store).join("api")) {
+            break api;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no api file");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let address = api.split_whitespace().next().unwrap().to_owned();
+
+    // Without the token, a client that announces a 120 MiB frame after the hello is cut off
+    // (the server reads at most 1 KiB before the token).
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    let mut hello = chum::Map::new();
+    hello.insert("nonce", vec![7u8; 32]);
+    stream.write_all(&api_frame(hello)).unwrap();
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).unwrap();
+    let mut proof = vec![0u8; u32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut proof).unwrap();
+    stream.write_all(&(120u32 << 20).to_be_bytes()).unwrap();
+    let _ = stream.write_all(&[0u8; 65_536]);
+    assert!(closed_within(&mut stream, Duration::from_secs(3)));
+
+    // Idle connections: at most 64 are kept; the rest are closed at once.
+    let mut idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut closed = 0;
+    for stream in &mut idle {
+        if closed_within(stream, Duration::from_millis(50)) {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 200 - 64,
+        "only {closed} of 200 idle connections closed"
+    );
+    // The idle ones that were kept are dropped within 5 s: commands get through again.
+    let started = Instant::now();
+    let whoami = ok(&["whoami", "--store", &store], b"");
+    assert!(whoami.contains("listening"), "{whoami}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(idle);
+}

@@ -240,6 +240,21 @@ impl RedbStore {
         let creating = PathBuf::from(creating);
         // A crash during an earlier creation may have left this; it held nothing.
         let _ = std::fs::remove_file(&creating);
+        // Made new (O_EXCL: never through a link placed there) and readable by the owner only
+        // from the first moment — the store may hold unsealed keys; redb initialises the empty
+        // file.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        drop(
+            options
+                .open(&creating)
+                .map_err(|error| Error::Backend(format!("{shown}: {error}")))?,
+        );
         let db = open_guarded(shown, || Database::builder().create(&creating))?;
         drop(RedbStore::init(db, None, true)?);
         std::fs::rename(&creating, path)

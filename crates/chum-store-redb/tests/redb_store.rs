@@ -585,3 +585,25 @@ fn journal_pages_cross_the_rows_of_a_large_write() {
     stored.sort();
     assert!(journaled == stored, "the journal holds every stored object");
 }
+
+/// A new store file is the owner's alone from its first moment (it may hold unsealed keys),
+/// and a link planted where it is being created is never followed.
+#[cfg(unix)]
+#[test]
+fn a_new_store_is_created_private_and_never_through_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let path = dir.file();
+    drop(RedbStore::open(&path).unwrap());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    // A symlink at the creation path is removed, not written through.
+    let target = dir.0.join("elsewhere");
+    std::fs::write(&target, b"someone else's file").unwrap();
+    let other = dir.0.join("other.redb");
+    let mut creating = other.as_os_str().to_owned();
+    creating.push(".creating");
+    std::os::unix::fs::symlink(&target, &creating).unwrap();
+    drop(RedbStore::open(&other).unwrap());
+    assert_eq!(std::fs::read(&target).unwrap(), b"someone else's file");
+}
