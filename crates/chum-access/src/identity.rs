@@ -20,6 +20,9 @@ pub struct Identity {
     person_public: [u8; 32],
     instance_key: SigningKey,
     certificate: Certificate,
+    /// Invitations being redeemed right now (by the hash of their secret), shared by every
+    /// clone: redeeming one is a read, a certificate and a write, which must not interleave.
+    redeeming: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -63,6 +66,7 @@ impl Identity {
             person_key: Some(person),
             instance_key: instance,
             certificate,
+            redeeming: std::sync::Arc::default(),
         })
     }
 
@@ -79,6 +83,20 @@ impl Identity {
             person_public: *certificate.person_key(),
             instance_key,
             certificate,
+            redeeming: std::sync::Arc::default(),
+        })
+    }
+
+    /// Claims the invitation whose secret hashes to `key` for one redemption at a time:
+    /// `None` while another redemption of it runs (on any clone of this identity).
+    pub(crate) fn claim_invitation(&self, key: [u8; 32]) -> Option<RedeemClaim> {
+        let mut redeeming = self
+            .redeeming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        redeeming.insert(key).then(|| RedeemClaim {
+            key,
+            redeeming: std::sync::Arc::clone(&self.redeeming),
         })
     }
 
@@ -252,5 +270,20 @@ impl Identity {
                 Identity::from_secret_bytes(&secrets::open(&envelope, passphrase)?).map(Some)
             }
         }
+    }
+}
+
+/// One redemption of an invitation in progress; released when dropped.
+pub(crate) struct RedeemClaim {
+    key: [u8; 32],
+    redeeming: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
+}
+
+impl Drop for RedeemClaim {
+    fn drop(&mut self) {
+        self.redeeming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
     }
 }

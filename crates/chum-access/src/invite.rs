@@ -202,6 +202,15 @@ pub async fn redeem(
 ) -> Result<Certificate> {
     let key = record_key(secret);
     let refused = |reason: &str| AccessError::Invitation(reason.into());
+    // Read, certify and write back as one step: a second joiner with the same secret waits
+    // its turn (and then finds the invitation used), never both welcomed.
+    let claim = *blake3::hash(&key).as_bytes();
+    let _claim = loop {
+        if let Some(claim) = identity.claim_invitation(claim) {
+            break claim;
+        }
+        yield_now().await;
+    };
     let record = store.local_get(&key).await?.ok_or_else(|| {
         refused("unknown invitation (wrong secret, cancelled, or made elsewhere)")
     })?;
@@ -264,4 +273,19 @@ pub async fn redeem(
 /// joined; revoke them with [`Identity::revoke`]). Returns whether it was known here.
 pub async fn cancel(store: &dyn Store, invitation: &Invitation) -> Result<bool> {
     Ok(store.local_delete(&record_key(&invitation.secret)).await?)
+}
+
+/// Lets other tasks run before trying again (no timer: this crate reads no clock).
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }

@@ -620,3 +620,39 @@ async fn an_instance_reads_time_from_its_time_source() {
         "the entry's clock is the source's time"
     );
 }
+
+/// A one-use invitation redeemed by several joiners at once welcomes exactly one (issue 15,
+/// finding 5: read, certify and write-back were separate steps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_use_invitation_welcomes_one_of_many_concurrent_joiners() {
+    let dir = TempDir::new("one-use");
+    let main = Instance::builder().path(&dir.0).open().await.unwrap();
+    let listener = main.listen("tcp://127.0.0.1:0").await.unwrap();
+    for _trial in 0..4 {
+        let invitation = main.invite(Duration::from_secs(60)).await.unwrap();
+        let joins: Vec<_> = (0..6)
+            .map(|_| {
+                let invitation = invitation.clone();
+                tokio::spawn(
+                    async move { Instance::builder().memory().join(invitation).open().await },
+                )
+            })
+            .collect();
+        let mut welcomed = 0;
+        for join in joins {
+            match join.await.unwrap() {
+                Ok(instance) => {
+                    welcomed += 1;
+                    instance.close().await;
+                }
+                Err(error) => assert!(
+                    matches!(error, Error::Invitation(_) | Error::Transport(_)),
+                    "{error:?}"
+                ),
+            }
+        }
+        assert_eq!(welcomed, 1, "one use, one instance");
+    }
+    listener.close();
+    main.close().await;
+}
