@@ -230,8 +230,9 @@ pub struct Node {
     identity: Option<Arc<Identity>>,
     policy: std::sync::RwLock<Policy>,
     stored: broadcast::Sender<Arc<Stored>>,
-    /// Instances revoked by objects stored here: their live sessions end.
-    revoked: broadcast::Sender<chum_access::InstanceId>,
+    /// Instances revoked by objects stored here, with the person that signed each revocation:
+    /// a live session with the instance ends when that person is the instance's own.
+    revoked: broadcast::Sender<(chum_access::InstanceId, chum_access::PersonId)>,
     events: broadcast::Sender<NodeEvent>,
     next_session: AtomicU64,
     /// Running sessions, for [`Node::close_session`].
@@ -281,14 +282,14 @@ type StoreGroup = Vec<(RequestId, Verified, Vec<(Cid, String)>)>;
 type StoreOutcome = (
     Vec<(RequestId, Answer)>,
     Vec<(Cid, Option<Facts>)>,
-    Vec<chum_access::InstanceId>,
+    Vec<(chum_access::InstanceId, chum_access::PersonId)>,
 );
 
 /// The instances revoked by revocation objects among `objects` (`types`: their `$type`s when
 /// known; otherwise a cheap scan for the type name comes first).
 fn revocations<'a>(
     objects: impl IntoIterator<Item = (&'a [u8], Option<&'a str>)>,
-) -> Vec<chum_access::InstanceId> {
+) -> Vec<(chum_access::InstanceId, chum_access::PersonId)> {
     const NAME: &[u8] = chum_access::keys::REVOCATION_TYPE.as_bytes();
     let mut revoked = Vec::new();
     for (bytes, type_name) in objects {
@@ -303,7 +304,7 @@ fn revocations<'a>(
             chum_object::Object::from_bytes(bytes.to_vec(), &chum_object::Limits::default())
             && let Ok(revocation) = chum_access::Revocation::from_value(object, &value)
         {
-            revoked.push(revocation.instance());
+            revoked.push((revocation.instance(), revocation.person()));
         }
     }
     revoked
@@ -1021,9 +1022,14 @@ impl Node {
                     }
                     _ => session.handle_input(now(), Input::TransportClosed),
                 },
-                Ok(instance) = revoked.recv() => {
-                    // The peer's instance was revoked while connected: end the session now.
-                    if report.peer.as_ref().is_some_and(|peer| peer.instance == instance) {
+                Ok((instance, by)) = revoked.recv() => {
+                    // The peer's instance was revoked while connected — by its own person (a
+                    // "revocation" signed by anyone else revokes nothing): end the session.
+                    if report
+                        .peer
+                        .as_ref()
+                        .is_some_and(|peer| peer.instance == instance && peer.person == by)
+                    {
                         session.handle_input(now(), Input::Close);
                     }
                 }

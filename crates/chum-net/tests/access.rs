@@ -953,6 +953,16 @@ async fn revoking_a_connected_instance_ends_its_session() {
             .await
     });
     support::synced(&mut laptop_events).await;
+    // A "revocation" of the laptop signed by another person revokes nothing: the session
+    // stays up (issue 15, finding 7).
+    let stranger = Identity::new_person(now_ms()).unwrap();
+    let forged = stranger.revoke(laptop_id.instance(), now_ms()).unwrap();
+    alice.put(&[of(forged.object())]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !server.is_finished(),
+        "another person's revocation ended the session"
+    );
     let revocation = alice_id.revoke(laptop_id.instance(), now_ms()).unwrap();
     alice.put(&[of(revocation.object())]).await.unwrap();
     let report = tokio::time::timeout(std::time::Duration::from_secs(10), server)
