@@ -1,4 +1,5 @@
-//! Accepting connections: a cap on concurrent sessions and a per-address rate limit.
+//! Accepting connections: a cap on concurrent sessions, a per-address rate limit, and a
+//! per-address share of the transport handshakes in progress (8 of 256).
 //!
 //! The rate limit is a token bucket per remote IP address: `burst` connections at once, then
 //! `per_second` more each second. A refused connection gets a close frame saying when to
@@ -140,6 +141,53 @@ pub async fn serve_ws(
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; more connections are dropped unanswered.
 const MAX_HANDSHAKES: usize = 256;
+/// Handshakes in progress at once from one address: half-open connections from one place
+/// cannot take the slots everyone else needs.
+const MAX_HANDSHAKES_PER_ADDRESS: usize = 8;
+
+/// Handshakes in progress per address.
+#[derive(Debug, Default)]
+struct Upgrading(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+/// One handshake in progress from `address`; counted off when dropped.
+struct UpgradeSlot {
+    address: IpAddr,
+    upgrading: Arc<Upgrading>,
+}
+
+impl Upgrading {
+    fn claim(self: &Arc<Upgrading>, address: IpAddr) -> Option<UpgradeSlot> {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(address).or_insert(0);
+        if *count >= MAX_HANDSHAKES_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(UpgradeSlot {
+            address,
+            upgrading: Arc::clone(self),
+        })
+    }
+}
+
+impl Drop for UpgradeSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .upgrading
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
+}
 
 async fn serve<F, Fut>(
     node: Arc<Node>,
@@ -153,6 +201,7 @@ where
 {
     let sessions = Arc::new(Semaphore::new(limits.max_sessions));
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let upgrading = Arc::new(Upgrading::default());
     let mut rate = RateLimiter::new(limits);
     let max_frame = node.config().limits.max_frame;
     loop {
@@ -165,8 +214,14 @@ where
             }
             Err(error) => return Err(error),
         };
+        // One address's share of the handshake slots first, then a slot: a flood of
+        // half-open connections from one place is dropped unanswered before it can take the
+        // slots of everyone else.
+        let Some(per_address) = upgrading.claim(address.ip()) else {
+            continue;
+        };
         let Ok(handshake) = Arc::clone(&handshakes).try_acquire_owned() else {
-            continue; // a flood of half-open connections: drop, answer nothing
+            continue;
         };
         let admitted = rate.admit(address.ip(), Instant::now());
         let permit = Arc::clone(&sessions).try_acquire_owned();
@@ -178,6 +233,7 @@ where
                 _ => return,
             };
             drop(handshake);
+            drop(per_address);
             match (admitted, permit) {
                 (Err(wait), _) => {
                     let reason = format!(

@@ -164,3 +164,52 @@ async fn a_text_message_or_an_oversized_one_is_refused() {
     let report = client.run(Role::Initiator, connection, SYNC_ONCE).await;
     assert!(report.synced && report.received == 1, "{report:?}");
 }
+
+/// Half-open WebSocket upgrades from one address (a byte each, then nothing) cannot take the
+/// handshake slots of everyone else: a client from another address still syncs at once
+/// (issue 15, finding 3 — before, 260 such connections left 0 of 20 syncs through for 40 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_upgrades_from_one_address_do_not_lock_others_out() {
+    let server = Arc::new(Node::new(Arc::new(MemoryStore::new())));
+    server.put(&[object(1), object(2)]).await.unwrap();
+    let port = listen(Arc::clone(&server), None).await;
+    let target: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut half_open = Vec::new();
+    for _ in 0..260 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let Ok(mut stream) = socket.connect(target).await else {
+            continue;
+        };
+        let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, b"G").await;
+        half_open.push(stream);
+    }
+    assert!(
+        half_open.len() >= 200,
+        "{} connections opened",
+        half_open.len()
+    );
+    for _ in 0..5 {
+        let client = Node::new(Arc::new(MemoryStore::new()));
+        let connection = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            ws::connect(
+                &format!("ws://127.0.0.1:{port}"),
+                Limits::default().max_frame,
+                None,
+            ),
+        )
+        .await
+        .expect("the upgrade is answered")
+        .unwrap();
+        let report = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            client.run(Role::Initiator, connection, SYNC_ONCE),
+        )
+        .await
+        .expect("the session syncs");
+        assert!(report.synced, "{report:?}");
+        assert_eq!(report.received, 2);
+    }
+    drop(half_open);
+}
