@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TempDir, eventually, json, wait_for};
+use common::{TempDir, eventually, json, messages, wait_for};
 
 use std::time::Duration;
 
@@ -478,19 +478,7 @@ async fn a_link_says_when_its_peer_holds_everything_written_so_far() {
         .await
         .unwrap();
     // Written before the link exists: the first sync carries them.
-    let mut written = Vec::new();
-    for i in 0..50 {
-        written.push(
-            laptop
-                .create(&json(&format!(
-                    r#"{{"$type":"Message","text":"before {i}"}}"#
-                )))
-                .await
-                .unwrap()
-                .cid()
-                .clone(),
-        );
-    }
+    let written = messages(&laptop, "before", 50).await;
     let link = laptop.connect(listener.url()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), link.synced())
         .await
@@ -503,19 +491,7 @@ async fn a_link_says_when_its_peer_holds_everything_written_so_far() {
         );
     }
     // Written live: pushed and acknowledged.
-    written.clear();
-    for i in 0..200 {
-        written.push(
-            laptop
-                .create(&json(&format!(
-                    r#"{{"$type":"Message","text":"live {i}"}}"#
-                )))
-                .await
-                .unwrap()
-                .cid()
-                .clone(),
-        );
-    }
+    let written = messages(&laptop, "live", 200).await;
     tokio::time::timeout(Duration::from_secs(10), link.synced())
         .await
         .unwrap()

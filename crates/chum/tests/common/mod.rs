@@ -22,6 +22,16 @@ pub async fn wait_for(events: &mut chum::Events, wanted: impl Fn(&Event) -> bool
     }
 }
 
+/// Creates `count` Messages with texts `"{label} {i}"` on `instance`; their CIDs.
+pub async fn messages(instance: &chum::Instance, label: &str, count: usize) -> Vec<chum::Cid> {
+    let mut cids = Vec::with_capacity(count);
+    for i in 0..count {
+        let text = format!(r#"{{"$type":"Message","text":"{label} {i}"}}"#);
+        cids.push(instance.create(&json(&text)).await.unwrap().cid().clone());
+    }
+    cids
+}
+
 /// Waits (at most 10 s) until `check` holds.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
