@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TempDir, eventually, json, messages, wait_for};
+use common::{TempDir, eventually, json, main_and_laptop, messages, wait_for};
 
 use std::time::Duration;
 
@@ -97,15 +97,7 @@ async fn a_refused_object_reaches_both_apps_as_an_event() {
     let tag_v2 = Recipe::new("Tag", Strategy::AppendOnly)
         .field(Field::new("name", Kind::Integer))
         .with_version(2);
-    let main = Instance::builder().memory().open().await.unwrap();
-    let listener = main.listen("tcp://127.0.0.1:0").await.unwrap();
-    let invitation = main.invite(Duration::from_secs(60)).await.unwrap();
-    let laptop = Instance::builder()
-        .memory()
-        .join(invitation)
-        .open()
-        .await
-        .unwrap();
+    let (main, listener, laptop) = main_and_laptop().await;
     // The laptop runs a newer app: its Tag names are integers. main still writes text.
     laptop.register(tag_v2).await.unwrap();
     main.register(tag_v1).await.unwrap();
@@ -468,15 +460,7 @@ async fn a_read_only_share_refuses_writes_and_a_grant_back_makes_it_read_write()
 /// call, live and after a reconnect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_says_when_its_peer_holds_everything_written_so_far() {
-    let main = Instance::builder().memory().open().await.unwrap();
-    let listener = main.listen("tcp://127.0.0.1:0").await.unwrap();
-    let invitation = main.invite(Duration::from_secs(60)).await.unwrap();
-    let laptop = Instance::builder()
-        .memory()
-        .join(invitation)
-        .open()
-        .await
-        .unwrap();
+    let (main, listener, laptop) = main_and_laptop().await;
     // Written before the link exists: the first sync carries them.
     let written = messages(&laptop, "before", 50).await;
     let link = laptop.connect(listener.url()).unwrap();

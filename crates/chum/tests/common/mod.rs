@@ -22,6 +22,21 @@ pub async fn wait_for(events: &mut chum::Events, wanted: impl Fn(&Event) -> bool
     }
 }
 
+/// "main" (a new person, in memory, listening on a free TCP port) and "laptop" (another
+/// instance of the same person, joined with an invitation, not connected yet).
+pub async fn main_and_laptop() -> (chum::Instance, chum::Listener, chum::Instance) {
+    let main = chum::Instance::builder().memory().open().await.unwrap();
+    let listener = main.listen("tcp://127.0.0.1:0").await.unwrap();
+    let invitation = main.invite(Duration::from_secs(60)).await.unwrap();
+    let laptop = chum::Instance::builder()
+        .memory()
+        .join(invitation)
+        .open()
+        .await
+        .unwrap();
+    (main, listener, laptop)
+}
+
 /// Creates `count` Messages with texts `"{label} {i}"` on `instance`; their CIDs.
 pub async fn messages(instance: &chum::Instance, label: &str, count: usize) -> Vec<chum::Cid> {
     let mut cids = Vec::with_capacity(count);
