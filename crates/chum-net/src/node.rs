@@ -139,26 +139,35 @@ impl Facts {
     }
 }
 
-/// Objects a session stored that were new here, with what verifying them learned, until they
-/// are announced.
+/// What a session must know to announce only what is new here, with its facts — kept cheap
+/// for the common case (a first sync, where everything is new).
 #[derive(Default)]
-struct Fresh(std::collections::HashMap<Cid, Option<Facts>>);
+struct Arrivals {
+    /// Sessions of this person (commits grouped here): objects stored that were held already.
+    stale: std::collections::HashSet<Cid>,
+    /// Sessions of another person (stored through their access): objects that were new.
+    fresh: std::collections::HashSet<Cid>,
+    /// What verifying new objects learned, while someone listens to the node's events.
+    facts: std::collections::HashMap<Cid, Facts>,
+}
 
-impl Fresh {
-    fn add(&mut self, cids: impl IntoIterator<Item = (Cid, Option<Facts>)>) {
-        self.0.extend(cids);
-    }
-
-    fn contains(&self, cid: &Cid) -> bool {
-        self.0.contains_key(cid)
+impl Arrivals {
+    /// Whether an object the session reports received is to be announced (newly stored).
+    fn is_new(&mut self, foreign: bool, cid: &Cid) -> bool {
+        if foreign {
+            self.fresh.remove(cid)
+        } else {
+            !self.stale.remove(cid)
+        }
     }
 
     /// The event announcing `cids`, taking their facts.
     fn received(&mut self, session: u64, cids: Vec<Cid>) -> NodeEvent {
-        let facts = cids
-            .iter()
-            .map(|cid| self.0.remove(cid).flatten())
-            .collect();
+        let facts = if self.facts.is_empty() {
+            vec![None; cids.len()]
+        } else {
+            cids.iter().map(|cid| self.facts.remove(cid)).collect()
+        };
         NodeEvent::Received {
             session,
             cids,
@@ -277,13 +286,19 @@ impl std::fmt::Debug for Node {
 /// Store requests waiting to be committed together: request ids and their verified objects.
 type StoreGroup = Vec<(RequestId, Verified, Vec<(Cid, String)>)>;
 
-/// The answers to a group of store requests, the objects that became shared (with their
-/// facts), and the instances revoked among them.
-type StoreOutcome = (
-    Vec<(RequestId, Answer)>,
-    Vec<(Cid, Option<Facts>)>,
-    Vec<(chum_access::InstanceId, chum_access::PersonId)>,
-);
+/// What committing a group of store requests did.
+struct StoreOutcome {
+    /// The answer to each request.
+    answers: Vec<(RequestId, Answer)>,
+    /// Objects that became shared.
+    new: Vec<Cid>,
+    /// Objects that were held already.
+    stale: Vec<Cid>,
+    /// The facts of the new objects (when asked for).
+    facts: Vec<(Cid, Facts)>,
+    /// Instances revoked by revocations among them, with who signed each.
+    revoked: Vec<(chum_access::InstanceId, chum_access::PersonId)>,
+}
 
 /// The instances revoked by revocation objects among `objects` (`types`: their `$type`s when
 /// known; otherwise a cheap scan for the type name comes first).
@@ -310,8 +325,9 @@ fn revocations<'a>(
     revoked
 }
 
-/// Stores the verified objects of several store requests in one transaction and answers each.
-async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
+/// Stores the verified objects of several store requests in one transaction and answers each;
+/// with `want_facts`, keeps what verification learned of the new objects.
+async fn store_together(store: &dyn Store, group: StoreGroup, want_facts: bool) -> StoreOutcome {
     let mut ids = Vec::with_capacity(group.len());
     let mut batches = Vec::with_capacity(group.len());
     for (request_id, batch, refused) in group {
@@ -327,41 +343,59 @@ async fn store_together(store: &dyn Store, group: StoreGroup) -> StoreOutcome {
             )
         },
     ));
-    let facts: Vec<(Cid, Option<Facts>)> = batch
-        .objects()
-        .iter()
-        .zip(batch.entries())
-        .map(|((cid, _), entries)| (cid.clone(), Some(Facts::of(entries))))
-        .collect();
+    let cids: Vec<Cid> = batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
+    let mut facts: Vec<Facts> = if want_facts {
+        batch.entries().iter().map(Facts::of).collect()
+    } else {
+        Vec::new()
+    };
     match store.put_verified(batch, Scope::Shared).await {
         Ok(changed) => {
-            let new = facts
-                .into_iter()
-                .zip(changed)
-                .filter_map(|(object, changed)| changed.then_some(object))
-                .collect();
-            let answers = ids
-                .into_iter()
-                .map(|(id, refused)| {
-                    if refused.is_empty() {
-                        (id, Answer::Stored)
-                    } else {
-                        (id, Answer::StoredExcept(refused))
+            let mut outcome = StoreOutcome {
+                answers: ids
+                    .into_iter()
+                    .map(|(id, refused)| {
+                        if refused.is_empty() {
+                            (id, Answer::Stored)
+                        } else {
+                            (id, Answer::StoredExcept(refused))
+                        }
+                    })
+                    .collect(),
+                new: Vec::with_capacity(cids.len()),
+                stale: Vec::new(),
+                facts: Vec::new(),
+                revoked,
+            };
+            let mut facts = facts.drain(..);
+            for (cid, changed) in cids.into_iter().zip(changed) {
+                let fact = facts.next();
+                if changed {
+                    if let Some(fact) = fact {
+                        outcome.facts.push((cid.clone(), fact));
                     }
-                })
-                .collect();
-            (answers, new, revoked)
+                    outcome.new.push(cid);
+                } else {
+                    outcome.stale.push(cid);
+                }
+            }
+            outcome
         }
         Err(error) => {
             let answer = match &error {
                 chum_store::Error::Invalid { .. } => Answer::Invalid(error.to_string()),
                 _ => Answer::Failed(error.to_string()),
             };
-            let answers = ids
-                .into_iter()
-                .map(|(id, _)| (id, answer.clone()))
-                .collect();
-            (answers, Vec::new(), Vec::new())
+            StoreOutcome {
+                answers: ids
+                    .into_iter()
+                    .map(|(id, _)| (id, answer.clone()))
+                    .collect(),
+                new: Vec::new(),
+                stale: Vec::new(),
+                facts: Vec::new(),
+                revoked: Vec::new(),
+            }
         }
     }
 }
@@ -723,7 +757,7 @@ impl Node {
         let mut deps = Dependencies::new(MAX_WAITING);
         // Objects this session stored that were new here, until the session reports them
         // received (then only these are announced).
-        let mut fresh = Fresh::default();
+        let mut arrivals = Arrivals::default();
         // Objects of another person's refused by recipe in this session.
         let mut foreign_refused = 0usize;
         // Store requests wait here briefly, so that batches already received are committed
@@ -859,14 +893,13 @@ impl Node {
                                     }
                                     answer => answer,
                                 };
-                                fresh.add(new.iter().map(|cid| (cid.clone(), None)));
+                                arrivals.fresh.extend(new.iter().cloned());
                                 self.announce(id, new);
                                 answer
                             }
                             None => {
                                 let (answer, new) =
                                     chum_sync::store::answer(&*self.store, request).await;
-                                fresh.add(new.iter().map(|cid| (cid.clone(), None)));
                                 self.announce(id, new);
                                 answer
                             }
@@ -896,7 +929,7 @@ impl Node {
                             options,
                             &mut session,
                             &mut deps,
-                            &mut fresh,
+                            &mut arrivals,
                             now(),
                         );
                     }
@@ -905,7 +938,8 @@ impl Node {
                         // already (sent again after a restart, or our own coming back), nor,
                         // from another person, those no grant covered (held in memory).
                         if let Event::Received(cids) = &mut event {
-                            cids.retain(|cid| fresh.contains(cid));
+                            let foreign = foreign.is_some();
+                            cids.retain(|cid| arrivals.is_new(foreign, cid));
                         }
                         // Another person's objects that no grant here covered are dropped
                         // with the session: say so (e.g. an entry whose type's recipe is
@@ -943,7 +977,7 @@ impl Node {
                             options,
                             &mut session,
                             &mut deps,
-                            &mut fresh,
+                            &mut arrivals,
                             now(),
                         );
                     }
@@ -956,10 +990,12 @@ impl Node {
                 let store = Arc::clone(&self.store);
                 let group = std::mem::take(&mut stores);
                 let first = group[0].0;
+                // Facts only help someone who listens.
+                let want_facts = self.events.receiver_count() > 0;
                 committing = Some((
                     first,
                     tokio::task::spawn_blocking(move || {
-                        futures::executor::block_on(store_together(&*store, group))
+                        futures::executor::block_on(store_together(&*store, group, want_facts))
                     }),
                 ));
             }
@@ -993,14 +1029,14 @@ impl Node {
                 } => {
                     let first = committing.take().map_or(0, |(first, _)| first);
                     match outcome {
-                        Ok((answers, new, revoked)) => {
-                            for instance in revoked {
+                        Ok(outcome) => {
+                            for instance in outcome.revoked {
                                 let _ = self.revoked.send(instance);
                             }
-                            let cids = new.iter().map(|(cid, _)| cid.clone()).collect();
-                            fresh.add(new);
-                            self.announce(id, cids);
-                            for (request_id, answer) in answers {
+                            arrivals.stale.extend(outcome.stale);
+                            arrivals.facts.extend(outcome.facts);
+                            self.announce(id, outcome.new);
+                            for (request_id, answer) in outcome.answers {
                                 session.handle_input(now(), Input::Answer(request_id, answer));
                             }
                         }
@@ -1036,7 +1072,7 @@ impl Node {
                 stored = fanout.recv() => match stored {
                     Ok(stored) if stored.origin != id => {
                         // Targets may also arrive through another session or the app.
-                        self.release(id, None, &stored.cids, &mut deps, &mut fresh);
+                        self.release(id, None, &stored.cids, &mut deps, &mut arrivals);
                         match foreign.as_mut() {
                             // A peer of another person hears of what became visible to it.
                             Some(access) => {
@@ -1130,12 +1166,12 @@ impl Node {
         cids: Option<Vec<Cid>>,
         others: &[Cid],
         deps: &mut Dependencies,
-        fresh: &mut Fresh,
+        arrivals: &mut Arrivals,
     ) {
         if deps.is_empty() {
             // Nothing waits: everything of ours is announced as it is.
             if let Some(cids) = cids.filter(|cids| !cids.is_empty()) {
-                self.emit(fresh.received(id, cids));
+                self.emit(arrivals.received(id, cids));
             }
             return;
         }
@@ -1150,7 +1186,7 @@ impl Node {
             .filter(|cid| !deps.is_waiting(cid));
         let ready: Vec<Cid> = own.chain(completed).collect();
         if !ready.is_empty() {
-            self.emit(fresh.received(id, ready));
+            self.emit(arrivals.received(id, ready));
         }
     }
 
@@ -1212,7 +1248,7 @@ impl Node {
         options: SessionOptions,
         session: &mut Session,
         deps: &mut Dependencies,
-        fresh: &mut Fresh,
+        arrivals: &mut Arrivals,
         now: Duration,
     ) {
         match event {
@@ -1223,7 +1259,7 @@ impl Node {
             }),
             Event::Received(cids) => {
                 report.received += cids.len() as u64;
-                self.release(id, Some(cids), &[], deps, fresh);
+                self.release(id, Some(cids), &[], deps, arrivals);
                 if report.synced {
                     // Live: ask at once for what live objects link to and we lack.
                     session.handle_input(now, Input::Fetch(deps.take_fetches()));
