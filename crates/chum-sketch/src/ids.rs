@@ -31,6 +31,7 @@ fn digest_word(cid: &Cid, word: usize) -> u64 {
 }
 
 /// The 64-bit short id of a CID: its first 8 digest bytes, big-endian.
+#[inline]
 pub fn short_id(cid: &Cid) -> u64 {
     digest_word(cid, 0)
 }
@@ -38,6 +39,7 @@ pub fn short_id(cid: &Cid) -> u64 {
 /// The part of a CID that [`Summary::fingerprint`] folds in: the next 8 digest bytes mixed
 /// with the codec, so two CIDs that share a short id (or the same bytes under two codecs)
 /// still change the summary.
+#[inline]
 pub fn fingerprint_part(cid: &Cid) -> u64 {
     digest_word(cid, 1) ^ cid.codec().wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
@@ -91,6 +93,7 @@ impl Summary {
     }
 
     /// Adds a CID.
+    #[inline]
     pub fn insert(&mut self, cid: &Cid) {
         self.count = self.count.wrapping_add(1);
         self.sum = self.sum.wrapping_add(short_id(cid));
@@ -98,6 +101,7 @@ impl Summary {
     }
 
     /// Removes a CID that was added.
+    #[inline]
     pub fn remove(&mut self, cid: &Cid) {
         self.count = self.count.wrapping_sub(1);
         self.sum = self.sum.wrapping_sub(short_id(cid));

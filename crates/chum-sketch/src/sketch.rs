@@ -152,12 +152,14 @@ impl Sketch {
     }
 
     /// Adds an id.
+    #[inline]
     pub fn insert(&mut self, id: u64) {
         self.apply(id, 1);
     }
 
     /// Removes an id (the inverse of [`Sketch::insert`]; a store keeps its sketches up to date
     /// this way as objects come and go).
+    #[inline]
     pub fn remove(&mut self, id: u64) {
         self.apply(id, -1);
     }

@@ -3,6 +3,7 @@
 use crate::sketch::SketchError;
 
 /// Appends `value` as a shortest-form LEB128 varint.
+#[inline]
 pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
@@ -12,6 +13,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 }
 
 /// Reads a varint, refusing overlong, non-shortest and truncated forms.
+#[inline]
 pub fn get_varint(input: &mut &[u8]) -> Result<u64, SketchError> {
     let mut value = 0u64;
     for (i, &byte) in input.iter().enumerate().take(10) {
