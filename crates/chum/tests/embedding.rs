@@ -17,17 +17,22 @@ fn note_recipe() -> Recipe {
         .field(Field::new("body", Kind::Text).optional())
 }
 
+/// A new person in memory that knows [`note_recipe`].
+async fn with_notes() -> Instance {
+    Instance::builder()
+        .memory()
+        .recipe(note_recipe())
+        .open()
+        .await
+        .unwrap()
+}
+
 /// Bugs 1 and 2: a versioned recipe with a required non-ID field syncs between instances of
 /// one person (the joined instance adopts the recipe from its first sync) and to another
 /// person; locally, required fields hold for the merged state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_versioned_recipe_with_a_required_field_syncs_and_is_enforced() {
-    let main = Instance::builder()
-        .memory()
-        .recipe(note_recipe())
-        .open()
-        .await
-        .unwrap();
+    let main = with_notes().await;
     let listener = main.listen("tcp://127.0.0.1:0").await.unwrap();
     let note = main
         .put(&json(r#"{"$type":"Note","id":"n1","title":"first"}"#))
@@ -74,12 +79,7 @@ async fn a_versioned_recipe_with_a_required_field_syncs_and_is_enforced() {
 
     // Another person with the same recipe, granted the note: the session syncs it (the ID
     // object is checked as an ID object) and stays up.
-    let bob = Instance::builder()
-        .memory()
-        .recipe(note_recipe())
-        .open()
-        .await
-        .unwrap();
+    let bob = with_notes().await;
     let _ = main.grant(&id, &bob.person()).await.unwrap();
     let report = bob
         .sync_once(listener.url(), Duration::from_secs(10))
@@ -372,19 +372,9 @@ async fn putting_a_recipe_registers_it() {
 /// arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_share_refuses_writes_and_a_grant_back_makes_it_read_write() {
-    let alice = Instance::builder()
-        .memory()
-        .recipe(note_recipe())
-        .open()
-        .await
-        .unwrap();
+    let alice = with_notes().await;
     let listener = alice.listen("tcp://127.0.0.1:0").await.unwrap();
-    let bob = Instance::builder()
-        .memory()
-        .recipe(note_recipe())
-        .open()
-        .await
-        .unwrap();
+    let bob = with_notes().await;
     let id = alice
         .put(&json(
             r#"{"$type":"Note","id":"shared","title":"by alice"}"#,
@@ -435,12 +425,7 @@ async fn a_read_only_share_refuses_writes_and_a_grant_back_makes_it_read_write()
         .await
         .unwrap();
     // A stranger's grant of an ID this person has not written yet does not lock it either.
-    let mallory = Instance::builder()
-        .memory()
-        .recipe(note_recipe())
-        .open()
-        .await
-        .unwrap();
+    let mallory = with_notes().await;
     let predictable = alice
         .id_of(&json(r#"{"$type":"Note","id":"todo","title":"x"}"#))
         .unwrap();
