@@ -20,6 +20,7 @@ const WASM_CRATES: &[&str] = &[
     "chum-store",
     "chum-sync",
     "chum-access",
+    "chum-host",
 ];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 

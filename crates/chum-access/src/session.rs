@@ -154,9 +154,8 @@ impl PeerAccess {
         hard: Option<&dyn Acceptance>,
         soft: Option<&dyn Acceptance>,
     ) -> (Answer, Vec<Cid>) {
-        let (this, objects) = match (self, request) {
-            (PeerAccess::Full, Request::Store(objects)) => (None, objects),
-            (PeerAccess::Granted(granted), Request::Store(objects)) => (Some(granted), objects),
+        let objects = match (&*self, request) {
+            (_, Request::Store(objects)) => objects,
             (PeerAccess::Full, request) => return chum_sync::store::answer(store, request).await,
             (PeerAccess::Granted(granted), request) => {
                 return (granted.view.answer(store, request).await, Vec::new());
@@ -166,8 +165,23 @@ impl PeerAccess {
             Ok(checked) => checked,
             Err(error) => return (refusal(error), Vec::new()),
         };
-        let (answer, new) = match this {
-            None => {
+        match self.store_checked(store, batch).await {
+            (Answer::Stored, new) if !refused.is_empty() => (Answer::StoredExcept(refused), new),
+            outcome => outcome,
+        }
+    }
+
+    /// Stores a batch the peer sent, already verified (e.g. with [`Verified::check_split`]):
+    /// everything from an instance of the same person; from another person, only what its
+    /// grants cover (the rest is held in memory, see [`Granted::quarantined`]). Returns the
+    /// answer and the CIDs that became shared here.
+    pub async fn store_checked(
+        &mut self,
+        store: &dyn Store,
+        batch: Verified,
+    ) -> (Answer, Vec<Cid>) {
+        match self {
+            PeerAccess::Full => {
                 let cids: Vec<Cid> = batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
                 match store.put_verified(batch, Scope::Shared).await {
                     Ok(changed) => (
@@ -178,17 +192,13 @@ impl PeerAccess {
                             .map(|(cid, _)| cid)
                             .collect(),
                     ),
-                    Err(error) => return (refusal(error), Vec::new()),
+                    Err(error) => (refusal(error), Vec::new()),
                 }
             }
-            Some(granted) => match granted.store(store, batch).await {
+            PeerAccess::Granted(granted) => match granted.store(store, batch).await {
                 Ok(outcome) => outcome,
-                Err(error) => return (Answer::Failed(error.to_string()), Vec::new()),
+                Err(error) => (Answer::Failed(error.to_string()), Vec::new()),
             },
-        };
-        match answer {
-            Answer::Stored if !refused.is_empty() => (Answer::StoredExcept(refused), new),
-            answer => (answer, new),
         }
     }
 

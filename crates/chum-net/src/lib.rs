@@ -18,11 +18,9 @@
 //! blocks that task's thread while it writes, so run nodes on the multi-threaded runtime.
 #![warn(missing_docs)]
 
-mod deps;
-pub mod journals;
+pub use chum_host::{journals, peers};
 pub mod listener;
 mod node;
-pub mod peers;
 pub mod transport;
 pub mod ws;
 

@@ -1,0 +1,1151 @@
+//! The [`Host`]: every session of one node, and the policy around them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chum_access::handshake::Peer;
+use chum_access::{Identity, InstanceId, Invitation, PeerAccess, PersonId, Policy, SignatureCheck};
+use chum_object::Cid;
+use chum_object::sign::SigningKey;
+use chum_store::Store;
+use chum_store::index::{Acceptance, RecipeCheck, Verified};
+use chum_sync::session::Journal;
+use chum_sync::wire::MAX_HOLDS;
+use chum_sync::{
+    Answer, CloseCode, Config, Event, Input, Output, Request, RequestId, Role, Session,
+};
+
+use crate::commit::{Commit, Committed, LocalWrite};
+use crate::deps::{Dependencies, MAX_WAITING};
+use crate::events::{Facts, NodeEvent, SessionOptions, SessionReport};
+use crate::journals;
+use crate::peers::PeerRecord;
+
+/// A connection's number, chosen by the driver; it is the session's number in every event.
+/// Number 0 is the application (see [`NodeEvent`]'s `session`): use 1 and up.
+pub type ConnId = u64;
+
+/// The time of an input, passed in by the driver (the host never reads a clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time since any fixed point of the driver's (never going back): session
+    /// timers run on it.
+    pub elapsed: Duration,
+    /// Wall-clock time, ms since the Unix epoch: certificates' validity and peer records.
+    pub unix_ms: u64,
+}
+
+/// What arrived for one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnInput {
+    /// A frame from the transport.
+    Frame(Vec<u8>),
+    /// The transport delivered something that is not a frame (too large, or not binary).
+    BadFrame {
+        /// Larger than the frame limit.
+        too_large: bool,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The transport is gone (closed, reset, or a write failed or timed out). Also for a
+    /// connection the driver abandons.
+    TransportClosed,
+    /// End the session with a close frame (code `normal`).
+    Close,
+}
+
+/// What the host asks of its driver.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HostOutput {
+    /// Send `frame` on the connection (frames in order, flushed when no more are queued).
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// The frame's payload.
+        frame: Vec<u8>,
+    },
+    /// Run `commit` against the store and hand its result to [`Host::committed`]. At most one
+    /// commit per session is out at a time; the session goes on meanwhile.
+    Commit {
+        /// The session whose batches these are.
+        conn: ConnId,
+        /// The batches.
+        commit: Commit,
+    },
+    /// Something for the application.
+    Event(NodeEvent),
+    /// The session ended: send what is queued, then close the transport. The host has
+    /// forgotten the connection.
+    Ended {
+        /// The connection.
+        conn: ConnId,
+        /// How it went.
+        report: Box<SessionReport>,
+    },
+}
+
+/// A session to open ([`Host::open`]).
+#[derive(Debug)]
+pub struct Opening {
+    role: Role,
+    remote: String,
+    options: SessionOptions,
+    join: Option<(Box<Invitation>, Box<SigningKey>)>,
+    entropy: [u8; 64],
+}
+
+impl Opening {
+    /// A session in `role` with the peer at `remote` (shown in events). `entropy`: 64 fresh
+    /// random bytes from the driver (the session's Noise keys), e.g. from `getrandom`.
+    pub fn new(role: Role, remote: impl Into<String>, entropy: [u8; 64]) -> Opening {
+        Opening {
+            role,
+            remote: remote.into(),
+            options: SessionOptions::default(),
+            join: None,
+            entropy,
+        }
+    }
+
+    /// Runs with `options`.
+    #[must_use]
+    pub fn options(mut self, options: SessionOptions) -> Opening {
+        self.options = options;
+        self
+    }
+
+    /// Joins the person of `invitation` as a new instance with `instance_key` (instead of
+    /// running as the host's identity); the report's `joined` has the new identity.
+    #[must_use]
+    pub fn join(mut self, invitation: Invitation, instance_key: SigningKey) -> Opening {
+        self.join = Some((Box::new(invitation), Box::new(instance_key)));
+        self
+    }
+}
+
+/// How a session authenticates.
+enum Mode {
+    /// Frames in the clear (a host without an identity).
+    Plain,
+    /// Noise, as the host's identity.
+    Member(Arc<Identity>),
+    /// Noise, joining a person with an invitation, as a new instance with this key.
+    Join(Box<Invitation>, Box<SigningKey>),
+}
+
+/// What a session must know to announce only what is new here, with its facts — kept cheap
+/// for the common case (a first sync, where everything is new).
+#[derive(Default)]
+struct Arrivals {
+    /// Sessions of this person (commits grouped here): objects stored that were held already.
+    stale: std::collections::HashSet<Cid>,
+    /// Sessions of another person (stored through their access): objects that were new.
+    fresh: std::collections::HashSet<Cid>,
+    /// What verifying new objects learned, while someone listens to the node's events.
+    facts: std::collections::HashMap<Cid, Facts>,
+}
+
+impl Arrivals {
+    /// Whether an object the session reports received is to be announced (newly stored).
+    fn is_new(&mut self, foreign: bool, cid: &Cid) -> bool {
+        if foreign {
+            self.fresh.remove(cid)
+        } else {
+            !self.stale.remove(cid)
+        }
+    }
+
+    /// The event announcing `cids`, taking their facts.
+    fn received(&mut self, session: u64, cids: Vec<Cid>) -> NodeEvent {
+        let facts = if self.facts.is_empty() {
+            vec![None; cids.len()]
+        } else {
+            cids.iter().map(|cid| self.facts.remove(cid)).collect()
+        };
+        NodeEvent::Received {
+            session,
+            cids,
+            facts,
+        }
+    }
+}
+
+/// One session and what the host keeps beside it.
+struct Conn {
+    session: Session,
+    mode: Mode,
+    remote: String,
+    options: SessionOptions,
+    report: SessionReport,
+    /// For a peer of another person: what it sees and may send (`None`: the same person, or
+    /// a plain session).
+    foreign: Option<PeerAccess>,
+    /// The store's own journal, when it keeps one.
+    own_journal: Option<chum_sync::ids::JournalId>,
+    deps: Dependencies,
+    arrivals: Arrivals,
+    /// Objects of another person's refused by recipe in this session.
+    foreign_refused: usize,
+    /// Verified batches waiting to be committed together.
+    pending: Commit,
+    /// A commit of this session is out with the driver.
+    committing: bool,
+    transport_ok: bool,
+}
+
+/// How many dropped objects of another person's a session's end names (the rest are counted).
+const MAX_REPORTED: usize = 100;
+
+/// Why another person's object was dropped when its session ended.
+const UNCOVERED: &str = "from another person and covered by no grant to this person here (if it is an entry of a granted object, this instance may lack its type's recipe): not stored";
+
+/// Objects another person's instance may have refused one by one (they break this node's
+/// recipes) in one session before the session ends as `invalid object`.
+const MAX_FOREIGN_REFUSED: usize = 1_000;
+
+/// Every session of one node, and the policy around them. See the crate documentation.
+pub struct Host {
+    store: Arc<dyn Store>,
+    config: Config,
+    /// The app's rule (e.g. recipes): an object it refuses is refused alone, and the peer
+    /// told (signatures stay a rule for the whole batch).
+    soft: Option<Arc<dyn Acceptance>>,
+    identity: Option<Arc<Identity>>,
+    policy: Policy,
+    listening: bool,
+    ignore_grants: bool,
+    conns: BTreeMap<ConnId, Conn>,
+    outputs: VecDeque<HostOutput>,
+    /// Sessions with output to handle.
+    dirty: VecDeque<ConnId>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("config", &self.config)
+            .field("sessions", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// A host over `store` with the default session configuration, no identity (sessions
+    /// in the clear) and no acceptance rule beyond CIDs and strict encoding.
+    pub fn new(store: Arc<dyn Store>) -> Host {
+        Host {
+            store,
+            config: Config::new(Role::Initiator),
+            soft: None,
+            identity: None,
+            policy: Policy::default(),
+            listening: true,
+            ignore_grants: false,
+            conns: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            dirty: VecDeque::new(),
+        }
+    }
+
+    /// Uses `config` for every session (its role is set per session).
+    #[must_use]
+    pub fn with_config(mut self, config: Config) -> Host {
+        self.config = config;
+        self
+    }
+
+    /// Checks every object received from a peer with `acceptance` (beyond its CID and strict
+    /// encoding, which are always checked). An object it refuses is refused alone: the rest
+    /// of its batch is stored, the peer is told which objects and why, and the session goes
+    /// on. Objects of `chum-access`'s signed types must carry a valid signature in any case; a
+    /// forged one refuses its whole batch and closes the session with `invalid object`.
+    #[must_use]
+    pub fn with_acceptance(mut self, acceptance: Arc<dyn Acceptance>) -> Host {
+        self.soft = Some(acceptance);
+        self
+    }
+
+    /// Encrypts and authenticates every session as `identity` (Noise XX). Instances of the
+    /// same person see every shared object; instances of another person see what its grants
+    /// cover, and only grant-covered objects are taken from them.
+    #[must_use]
+    pub fn with_identity(mut self, identity: Identity) -> Host {
+        self.identity = Some(Arc::new(identity));
+        self
+    }
+
+    /// Syncs the types of `recipes`: received objects are checked with [`RecipeCheck`] over
+    /// them, the hello announces the types that travel, and their collection fields are
+    /// followed when deciding what another person may see. `chum-access`'s own types are added.
+    #[must_use]
+    pub fn with_recipes(mut self, mut recipes: Vec<chum_object::recipe::Recipe>) -> Host {
+        recipes.extend(chum_access::recipes());
+        self.policy = Policy::new(&recipes);
+        self.config.types = recipes
+            .iter()
+            .filter(|recipe| recipe.strategy != chum_object::recipe::Strategy::InstanceLocal)
+            .map(|recipe| recipe.name.clone())
+            .collect();
+        self.with_acceptance(Arc::new(RecipeCheck::new(recipes)))
+    }
+
+    /// Follows the collection fields of `recipes` too when deciding what another person may
+    /// see (sessions admitted from now on).
+    pub fn add_recipes<'a>(
+        &mut self,
+        recipes: impl IntoIterator<Item = &'a chum_object::recipe::Recipe>,
+    ) {
+        self.policy.extend(recipes);
+    }
+
+    /// Whether anyone listens to the events: when not, the receive path keeps no facts.
+    pub fn set_listening(&mut self, listening: bool) {
+        self.listening = listening;
+    }
+
+    /// The deliberately broken configuration: sessions with another person see and send
+    /// everything, as if grants did not exist. Only for showing that a leak check fails.
+    #[cfg(feature = "testing")]
+    pub fn ignore_grants(&mut self) {
+        self.ignore_grants = true;
+    }
+
+    /// The host's identity, if it has one.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_deref()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The session configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether a session with this number is open.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
+    /// The open sessions' numbers.
+    pub fn sessions(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.conns.keys().copied()
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_output(&mut self) -> Option<HostOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Host::timeout`] is due next (in [`Now::elapsed`]'s time), if any session waits
+    /// for time.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.conns
+            .values()
+            .filter_map(|conn| conn.session.poll_timeout())
+            .min()
+    }
+
+    /// Opens a session numbered `conn` (unused so far; see [`ConnId`]).
+    pub async fn open(&mut self, now: Now, conn: ConnId, opening: Opening) {
+        let Opening {
+            role,
+            remote,
+            options,
+            join,
+            entropy,
+        } = opening;
+        let mode = match (join, &self.identity) {
+            (Some((invitation, key)), _) => Mode::Join(invitation, key),
+            (None, Some(identity)) => Mode::Member(Arc::clone(identity)),
+            (None, None) => Mode::Plain,
+        };
+        let mut report = SessionReport {
+            session: conn,
+            synced: false,
+            code: CloseCode::Normal,
+            reason: String::new(),
+            by_peer: false,
+            received: 0,
+            sent: 0,
+            frames_out: 0,
+            bytes_out: 0,
+            peer: None,
+            joined: None,
+        };
+        let mut config = self.config.clone();
+        config.role = role;
+        match security(&mode, &entropy) {
+            Ok(security) => config.security = security,
+            Err(reason) => {
+                report.code = CloseCode::Other(0);
+                report.reason = format!("cannot set up encryption: {reason}");
+                self.outputs.push_back(HostOutput::Ended {
+                    conn,
+                    report: Box::new(report),
+                });
+                return;
+            }
+        }
+        // The journal fast path: a plain session offers every position held (there is no
+        // access control to keep); an encrypted one decides at admission, per peer.
+        let own_journal = self.store.journal(0, 0).await.ok().map(|page| page.id);
+        config.journal = match (&mode, own_journal) {
+            (Mode::Plain, Some(id)) => Some(Journal {
+                id,
+                holds: journals::recent(&*self.store, MAX_HOLDS)
+                    .await
+                    .unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        let session = Session::new(config, now.elapsed);
+        self.conns.insert(
+            conn,
+            Conn {
+                session,
+                mode,
+                remote,
+                options,
+                report,
+                foreign: None,
+                own_journal,
+                deps: Dependencies::new(MAX_WAITING),
+                arrivals: Arrivals::default(),
+                foreign_refused: 0,
+                pending: Commit::new(),
+                committing: false,
+                transport_ok: true,
+            },
+        );
+        self.dirty.push_back(conn);
+        self.drain(now).await;
+    }
+
+    /// Something arrived for session `conn` (ignored when it is not open).
+    pub async fn handle(&mut self, now: Now, conn: ConnId, input: ConnInput) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let input = match input {
+            ConnInput::Frame(frame) => Input::Frame(frame),
+            ConnInput::BadFrame { too_large, reason } => Input::BadFrame { too_large, reason },
+            ConnInput::TransportClosed => {
+                c.transport_ok = false;
+                Input::TransportClosed
+            }
+            ConnInput::Close => Input::Close,
+        };
+        c.session.handle_input(now.elapsed, input);
+        self.dirty.push_back(conn);
+        self.drain(now).await;
+    }
+
+    /// Ends every session with a close frame.
+    pub async fn close_all(&mut self, now: Now) {
+        for (id, conn) in &mut self.conns {
+            conn.session.handle_input(now.elapsed, Input::Close);
+            self.dirty.push_back(*id);
+        }
+        self.drain(now).await;
+    }
+
+    /// Time passed: sessions whose timers are due act on them.
+    pub async fn timeout(&mut self, now: Now) {
+        for (id, conn) in &mut self.conns {
+            if conn
+                .session
+                .poll_timeout()
+                .is_some_and(|at| at <= now.elapsed)
+            {
+                conn.session.handle_input(now.elapsed, Input::Tick);
+                self.dirty.push_back(*id);
+            }
+        }
+        self.drain(now).await;
+    }
+
+    /// The result of a [`HostOutput::Commit`] of session `conn` (also when the session has
+    /// ended meanwhile: what was stored is announced to the others).
+    pub async fn committed(&mut self, now: Now, conn: ConnId, committed: Committed) {
+        self.revoke(now, &committed.revoked);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.committing = false;
+            c.arrivals.stale.extend(committed.stale);
+            c.arrivals.facts.extend(committed.facts);
+            for (request_id, answer) in committed.answers {
+                c.session
+                    .handle_input(now.elapsed, Input::Answer(request_id, answer));
+            }
+            self.dirty.push_back(conn);
+        }
+        self.announce(now, conn, committed.new).await;
+        self.drain(now).await;
+    }
+
+    /// The application stored objects (see [`LocalWrite::of`]): they are offered to every
+    /// session whose peer may see them, and revocations among them end the sessions of the
+    /// instances they revoke.
+    pub async fn local_stored(&mut self, now: Now, write: LocalWrite) {
+        self.revoke(now, &write.revoked);
+        self.announce(now, 0, write.cids).await;
+        self.drain(now).await;
+    }
+
+    /// Closes the sessions with instances revoked by their own person.
+    fn revoke(&mut self, now: Now, revoked: &[(InstanceId, PersonId)]) {
+        if revoked.is_empty() {
+            return;
+        }
+        for (id, conn) in &mut self.conns {
+            // A "revocation" signed by anyone but the instance's own person revokes nothing.
+            let hit = conn.report.peer.as_ref().is_some_and(|peer| {
+                revoked
+                    .iter()
+                    .any(|(instance, by)| peer.instance == *instance && peer.person == *by)
+            });
+            if hit {
+                conn.session.handle_input(now.elapsed, Input::Close);
+                self.dirty.push_back(*id);
+            }
+        }
+    }
+
+    /// Objects became shared through session `origin` (0: the application): every other
+    /// session releases what waited for them and offers those its peer may see.
+    async fn announce(&mut self, now: Now, origin: ConnId, cids: Vec<Cid>) {
+        if cids.is_empty() {
+            return;
+        }
+        let Host {
+            conns,
+            outputs,
+            dirty,
+            store,
+            ..
+        } = self;
+        for (id, conn) in conns.iter_mut() {
+            if *id == origin {
+                continue;
+            }
+            // Targets may also arrive through another session or the app.
+            release(outputs, *id, conn, None, &cids);
+            let visible = match conn.foreign.as_mut() {
+                // A peer of another person hears of what became visible to it.
+                Some(access) => match access.visible(&**store, &cids).await {
+                    Ok(visible) => visible,
+                    Err(_) => {
+                        conn.session.handle_input(now.elapsed, Input::Close);
+                        dirty.push_back(*id);
+                        continue;
+                    }
+                },
+                None => cids.clone(),
+            };
+            if !visible.is_empty() {
+                conn.session
+                    .handle_input(now.elapsed, Input::LocalStored(visible));
+                dirty.push_back(*id);
+            }
+        }
+    }
+
+    /// Handles the outputs of every session with work, and of every session that work
+    /// touches, until none is left.
+    async fn drain(&mut self, now: Now) {
+        while let Some(id) = self.dirty.pop_front() {
+            while let Some(output) = self
+                .conns
+                .get_mut(&id)
+                .and_then(|conn| conn.session.poll_output())
+            {
+                self.on_output(now, id, output).await;
+            }
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if !conn.committing && !conn.pending.is_empty() {
+                // One commit at a time per session; batches that arrive meanwhile are
+                // committed together next.
+                conn.committing = true;
+                let commit =
+                    std::mem::replace(&mut conn.pending, Commit::new()).with_facts(self.listening);
+                self.outputs
+                    .push_back(HostOutput::Commit { conn: id, commit });
+            }
+            // A commit in progress finishes first (its objects are durable either way).
+            if conn.session.is_closed() && !conn.committing {
+                self.finish(now, id).await;
+            }
+        }
+    }
+
+    /// A session ended and its last commit is in: records the peer, reports what never got
+    /// its link targets, and tells the driver.
+    async fn finish(&mut self, now: Now, id: ConnId) {
+        let Some(mut conn) = self.conns.remove(&id) else {
+            return;
+        };
+        let report = &conn.report;
+        if let Some(peer) = report.peer.clone() {
+            let (synced, sent, received) = (report.synced, report.sent, report.received);
+            self.remember(now, &peer, |record| {
+                if synced {
+                    record.last_synced_ms = Some(now.unix_ms);
+                }
+                record.acknowledged += sent;
+                record.received += received;
+            })
+            .await;
+        }
+        let incomplete = conn.deps.drain();
+        if !incomplete.is_empty() {
+            self.outputs
+                .push_back(HostOutput::Event(NodeEvent::Incomplete {
+                    session: id,
+                    cids: incomplete,
+                }));
+        }
+        self.outputs.push_back(HostOutput::Ended {
+            conn: id,
+            report: Box::new(conn.report),
+        });
+    }
+
+    fn emit(&mut self, event: NodeEvent) {
+        self.outputs.push_back(HostOutput::Event(event));
+    }
+
+    /// One output of session `id`'s state machine.
+    async fn on_output(&mut self, now: Now, id: ConnId, output: Output) {
+        let store = Arc::clone(&self.store);
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match output {
+            Output::Transmit(frame) if conn.transport_ok => {
+                conn.report.frames_out += 1;
+                conn.report.bytes_out += frame.len() as u64;
+                self.outputs
+                    .push_back(HostOutput::Transmit { conn: id, frame });
+            }
+            Output::Request(
+                request_id,
+                Request::Admit {
+                    payload,
+                    remote_static,
+                },
+            ) => {
+                self.on_admit(now, id, request_id, &payload, &remote_static)
+                    .await
+            }
+            Output::Request(request_id, Request::Store(objects)) if conn.foreign.is_none() => {
+                // Verified here, beside the commit of the previous group.
+                let signatures = SignatureCheck::new(None);
+                match Verified::check_split(
+                    objects,
+                    &store.limits(),
+                    Some(&signatures),
+                    self.soft.as_deref(),
+                ) {
+                    Ok((batch, refused)) => {
+                        if !refused.is_empty() {
+                            self.outputs
+                                .push_back(HostOutput::Event(NodeEvent::Refused {
+                                    session: id,
+                                    refused: refused.clone(),
+                                }));
+                        }
+                        let links = Links::of(&batch, false);
+                        let incomplete = links.wait(&*store, &mut conn.deps).await;
+                        if !incomplete.is_empty() {
+                            self.outputs
+                                .push_back(HostOutput::Event(NodeEvent::Incomplete {
+                                    session: id,
+                                    cids: incomplete,
+                                }));
+                        }
+                        conn.pending.push(request_id, batch, refused);
+                    }
+                    Err(error) => {
+                        conn.session
+                            .handle_input(now.elapsed, Input::Answer(request_id, refusal(error)));
+                    }
+                }
+            }
+            Output::Request(request_id, Request::Store(objects)) => {
+                let (answer, new) = self.store_foreign(id, objects).await;
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.session
+                        .handle_input(now.elapsed, Input::Answer(request_id, answer));
+                }
+                self.announce(now, id, new).await;
+            }
+            Output::Request(request_id, request) => {
+                let answer = match conn.foreign.as_mut() {
+                    Some(access) => access.answer(&*store, request, None, None).await.0,
+                    None => chum_sync::store::answer(&*store, request).await.0,
+                };
+                conn.session
+                    .handle_input(now.elapsed, Input::Answer(request_id, answer));
+            }
+            Output::Event(Event::Welcomed { certificate }) => {
+                if let Mode::Join(invitation, key) = &conn.mode {
+                    match chum_access::Certificate::from_bytes(&certificate).and_then(
+                        |certificate| {
+                            if *certificate.person_key() != invitation.person_key {
+                                return Err(chum_access::AccessError::Invitation(
+                                    "the certificate is for another person".into(),
+                                ));
+                            }
+                            Identity::joined((**key).clone(), certificate)
+                        },
+                    ) {
+                        Ok(identity) => conn.report.joined = Some(identity),
+                        Err(_) => conn.session.handle_input(now.elapsed, Input::Close),
+                    }
+                }
+            }
+            Output::Event(Event::Checkpoint { journal, position }) => {
+                // Bookkeeping only: a failure costs the next session the fast path.
+                let _ = journals::record(&*store, &journal, position, now.unix_ms).await;
+            }
+            Output::Event(event) => self.on_event(now, id, event).await,
+            _ => {}
+        }
+    }
+
+    /// Decides on a peer's handshake payload; for a peer of another person, sets up what it
+    /// sees and may send.
+    async fn on_admit(
+        &mut self,
+        now: Now,
+        id: ConnId,
+        request_id: RequestId,
+        payload: &[u8],
+        remote_static: &[u8; 32],
+    ) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let admitted: Result<(Peer, Option<PeerAccess>, Vec<Cid>), String> = match &conn.mode {
+            Mode::Plain => Err("this node has no identity".into()),
+            Mode::Join(invitation, _) => invitation
+                .check_inviter(payload, remote_static)
+                .map(|peer| (peer, None, Vec::new()))
+                .map_err(|error| error.to_string()),
+            Mode::Member(identity) => {
+                let identity = Arc::clone(identity);
+                chum_access::admit_peer(
+                    &*self.store,
+                    &identity,
+                    &self.policy,
+                    payload,
+                    remote_static,
+                    now.unix_ms,
+                )
+                .await
+                .map(|admission| {
+                    let access = match admission.access {
+                        PeerAccess::Full => None,
+                        PeerAccess::Granted(_) if self.ignore_grants => None,
+                        granted => Some(granted),
+                    };
+                    (admission.peer, access, admission.stored)
+                })
+                .map_err(|error| error.to_string())
+            }
+        };
+        let answer = match admitted {
+            Ok((peer, view, stored)) => {
+                self.announce(now, id, stored).await;
+                let welcome = peer.issued.as_ref().map(|c| c.object().bytes().to_vec());
+                // Journals only between instances of one person: positions count every shared
+                // object, granted or not.
+                let own_journal = self.conns.get(&id).and_then(|conn| conn.own_journal);
+                let journal = match (own_journal, &view) {
+                    (Some(journal), None) => Some(Journal {
+                        id: journal,
+                        holds: self.held_of(&peer).await,
+                    }),
+                    _ => None,
+                };
+                self.remember(now, &peer, |record| record.last_connected_ms = now.unix_ms)
+                    .await;
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.report.peer = Some(peer);
+                    conn.foreign = view;
+                }
+                Answer::Admitted { welcome, journal }
+            }
+            Err(reason) => Answer::Refused(reason),
+        };
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.session
+                .handle_input(now.elapsed, Input::Answer(request_id, answer));
+        }
+    }
+
+    /// Stores what a peer of another person sent: verified, covered by its grants, its new
+    /// objects waiting for their link targets like any other session's.
+    async fn store_foreign(
+        &mut self,
+        id: ConnId,
+        objects: Vec<(Cid, Vec<u8>)>,
+    ) -> (Answer, Vec<Cid>) {
+        let store = Arc::clone(&self.store);
+        let listening = self.listening;
+        let signatures = SignatureCheck::new(None);
+        let (batch, refused) = match Verified::check_split(
+            objects,
+            &store.limits(),
+            Some(&signatures),
+            self.soft.as_deref(),
+        ) {
+            Ok(checked) => checked,
+            Err(error) => return (refusal(error), Vec::new()),
+        };
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return (Answer::Failed("the session ended".into()), Vec::new());
+        };
+        let Some(access) = conn.foreign.as_mut() else {
+            return (Answer::Failed("the session ended".into()), Vec::new());
+        };
+        let links = Links::of(&batch, listening);
+        let (answer, new) = access.store_checked(&*store, batch).await;
+        let fresh: std::collections::HashSet<&Cid> = new.iter().collect();
+        let links = links.only(|cid| fresh.contains(cid));
+        conn.arrivals.fresh.extend(new.iter().cloned());
+        conn.arrivals.facts.extend(links.facts());
+        let incomplete = links.wait(&*store, &mut conn.deps).await;
+        let answer = match answer {
+            Answer::Stored if !refused.is_empty() => Answer::StoredExcept(refused),
+            answer => answer,
+        };
+        let answer = match answer {
+            Answer::StoredExcept(refused) => {
+                conn.foreign_refused += refused.len();
+                let over = conn.foreign_refused > MAX_FOREIGN_REFUSED;
+                self.emit(NodeEvent::Refused {
+                    session: id,
+                    refused: refused.clone(),
+                });
+                // Refusing costs this side work, not the sender: past a bound, another
+                // person's session ends.
+                if over {
+                    Answer::Invalid(format!(
+                        "more than {MAX_FOREIGN_REFUSED} objects refused in one session"
+                    ))
+                } else {
+                    Answer::StoredExcept(refused)
+                }
+            }
+            answer => answer,
+        };
+        if !incomplete.is_empty() {
+            self.emit(NodeEvent::Incomplete {
+                session: id,
+                cids: incomplete,
+            });
+        }
+        (answer, new)
+    }
+
+    /// An event of session `id`'s state machine.
+    async fn on_event(&mut self, now: Now, id: ConnId, mut event: Event) {
+        let store = Arc::clone(&self.store);
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match &mut event {
+            Event::Connected { peer: hello, .. } if hello.journal.is_some() => {
+                if let Some(peer) = conn.report.peer.clone() {
+                    let journal = hello.journal;
+                    remember_in(&*store, now, &peer, |record| record.journal = journal).await;
+                }
+            }
+            Event::Received(cids) => {
+                // Only objects newly stored here are announced: not those held already (sent
+                // again after a restart, or our own coming back), nor, from another person,
+                // those no grant covered (held in memory).
+                let foreign = conn.foreign.is_some();
+                cids.retain(|cid| conn.arrivals.is_new(foreign, cid));
+            }
+            Event::Closed { .. } => {
+                // Another person's objects that no grant here covered are dropped with the
+                // session: say so (e.g. an entry whose type's recipe is unknown here, so no
+                // collection field makes it covered). At most MAX_REPORTED named.
+                if let Some(PeerAccess::Granted(access)) = conn.foreign.as_ref() {
+                    let held: Vec<&Cid> = access.quarantined().collect();
+                    let reason = if held.len() > MAX_REPORTED {
+                        format!(
+                            "{UNCOVERED} ({} more like it not listed)",
+                            held.len() - MAX_REPORTED
+                        )
+                    } else {
+                        UNCOVERED.to_owned()
+                    };
+                    let refused: Vec<(Cid, String)> = held
+                        .into_iter()
+                        .take(MAX_REPORTED)
+                        .map(|cid| (cid.clone(), reason.clone()))
+                        .collect();
+                    if !refused.is_empty() {
+                        self.outputs
+                            .push_back(HostOutput::Event(NodeEvent::Refused {
+                                session: id,
+                                refused,
+                            }));
+                    }
+                }
+            }
+            _ => {}
+        }
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let outputs = &mut self.outputs;
+        let mut emit = |event| outputs.push_back(HostOutput::Event(event));
+        match event {
+            Event::Connected { .. } => emit(NodeEvent::Connected {
+                session: id,
+                remote: conn.remote.clone(),
+                peer: conn.report.peer.clone().map(Box::new),
+            }),
+            Event::Received(cids) => {
+                conn.report.received += cids.len() as u64;
+                release(outputs, id, conn, Some(cids), &[]);
+                if conn.report.synced {
+                    // Live: ask at once for what live objects link to and we lack.
+                    let fetch = conn.deps.take_fetches();
+                    conn.session.handle_input(now.elapsed, Input::Fetch(fetch));
+                }
+            }
+            Event::TooLarge(cids) => emit(NodeEvent::NotSent { session: id, cids }),
+            Event::PeerRefused { cids, reason } => emit(NodeEvent::PeerRefused {
+                session: id,
+                cids,
+                reason,
+            }),
+            Event::PeerStored(cids) => {
+                conn.report.sent += cids.len() as u64;
+                emit(NodeEvent::PeerStored { session: id, cids });
+            }
+            Event::Synced => {
+                conn.report.synced = true;
+                // Whatever the first round's objects link to and did not come with it.
+                let fetch = conn.deps.take_fetches();
+                conn.session.handle_input(now.elapsed, Input::Fetch(fetch));
+                emit(NodeEvent::Synced { session: id });
+                if conn.options.close_when_synced {
+                    conn.session.handle_input(now.elapsed, Input::Close);
+                }
+            }
+            Event::Closed {
+                code,
+                reason,
+                by_peer,
+            } => {
+                conn.report.code = code;
+                conn.report.reason.clone_from(&reason);
+                conn.report.by_peer = by_peer;
+                emit(NodeEvent::Closed {
+                    session: id,
+                    code,
+                    reason,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Updates (or starts) the record of a peer instance in the local area.
+    async fn remember(&self, now: Now, peer: &Peer, update: impl FnOnce(&mut PeerRecord)) {
+        remember_in(&*self.store, now, peer, update).await;
+    }
+
+    /// The journal position held of `peer`'s journal, as a hello's version vector.
+    async fn held_of(&self, peer: &Peer) -> Vec<(chum_sync::ids::JournalId, u64)> {
+        let Ok(Some(record)) = PeerRecord::load(&*self.store, &peer.instance).await else {
+            return Vec::new();
+        };
+        let Some(journal) = record.journal else {
+            return Vec::new();
+        };
+        match journals::held(&*self.store, &journal).await {
+            Ok(Some(position)) => vec![(journal, position)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Updates (or starts) the record of a peer instance in the local area. A store failure here
+/// only loses bookkeeping, never objects: it is ignored.
+async fn remember_in(
+    store: &dyn Store,
+    now: Now,
+    peer: &Peer,
+    update: impl FnOnce(&mut PeerRecord),
+) {
+    let mut record = match PeerRecord::load(store, &peer.instance).await {
+        Ok(Some(record)) => record,
+        _ => PeerRecord {
+            instance: peer.instance,
+            person: peer.person.clone(),
+            same_person: peer.same_person,
+            first_seen_ms: now.unix_ms,
+            last_connected_ms: now.unix_ms,
+            last_synced_ms: None,
+            acknowledged: 0,
+            received: 0,
+            journal: None,
+        },
+    };
+    update(&mut record);
+    let _ = record.save(store).await;
+}
+
+/// The encryption keys and payload of one session, from the driver's entropy.
+fn security(mode: &Mode, entropy: &[u8; 64]) -> Result<Option<chum_sync::noise::Security>, String> {
+    let (static_seed, noise) = entropy.split_at(32);
+    let static_seed: [u8; 32] = static_seed.try_into().map_err(|_| "entropy".to_string())?;
+    let noise: [u8; 32] = noise.try_into().map_err(|_| "entropy".to_string())?;
+    let (static_secret, static_public) = chum_sync::noise::static_keypair(static_seed);
+    let payload = match mode {
+        Mode::Plain => return Ok(None),
+        Mode::Member(identity) => chum_access::handshake::payload(identity, &static_public),
+        Mode::Join(invitation, key) => {
+            chum_access::handshake::join_payload(key, &invitation.secret, &static_public)
+        }
+    }
+    .map_err(|error| error.to_string())?;
+    Ok(Some(chum_sync::noise::Security {
+        static_secret,
+        payload,
+        entropy: noise,
+    }))
+}
+
+fn refusal(error: chum_store::Error) -> Answer {
+    match error {
+        chum_store::Error::Invalid { .. } => Answer::Invalid(error.to_string()),
+        other => Answer::Failed(other.to_string()),
+    }
+}
+
+/// Objects are stored — `cids` through session `id`, or `others` through another session or
+/// the app: announces the waiting objects they complete, and those of `cids` not waiting for
+/// a target themselves.
+fn release(
+    outputs: &mut VecDeque<HostOutput>,
+    id: ConnId,
+    conn: &mut Conn,
+    cids: Option<Vec<Cid>>,
+    others: &[Cid],
+) {
+    let deps = &mut conn.deps;
+    if deps.is_empty() {
+        // Nothing waits: everything of ours is announced as it is.
+        if let Some(cids) = cids.filter(|cids| !cids.is_empty()) {
+            outputs.push_back(HostOutput::Event(conn.arrivals.received(id, cids)));
+        }
+        return;
+    }
+    let arrived = cids.as_deref().unwrap_or(others);
+    let mut completed: Vec<Cid> = Vec::new();
+    for cid in arrived {
+        completed.extend(deps.arrived(cid));
+    }
+    let own = cids
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|cid| !deps.is_waiting(cid));
+    let ready: Vec<Cid> = own.chain(completed).collect();
+    if !ready.is_empty() {
+        outputs.push_back(HostOutput::Event(conn.arrivals.received(id, ready)));
+    }
+}
+
+/// The links (and, when asked, the facts) of a verified batch's objects, kept apart from the
+/// batch so they outlive its commit.
+struct Links {
+    objects: Vec<(Cid, Vec<Cid>, Option<Facts>)>,
+}
+
+impl Links {
+    /// Of every object of `batch`, with their facts when `facts`.
+    fn of(batch: &Verified, facts: bool) -> Links {
+        let any_links = batch
+            .entries()
+            .iter()
+            .any(|entries| !entries.links.is_empty());
+        if !any_links && !facts {
+            return Links {
+                objects: Vec::new(),
+            };
+        }
+        Links {
+            objects: batch
+                .objects()
+                .iter()
+                .zip(batch.entries())
+                .map(|((cid, _), entries)| {
+                    (
+                        cid.clone(),
+                        entries.links.clone(),
+                        facts.then(|| Facts::of(entries)),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Only the objects `keep` keeps.
+    fn only(mut self, keep: impl Fn(&Cid) -> bool) -> Links {
+        self.objects.retain(|(cid, _, _)| keep(cid));
+        self
+    }
+
+    /// The facts kept.
+    fn facts(&self) -> impl Iterator<Item = (Cid, Facts)> + '_ {
+        self.objects
+            .iter()
+            .filter_map(|(cid, _, facts)| Some((cid.clone(), facts.clone()?)))
+    }
+
+    /// Records which link targets are missing (neither among these objects, nor stored, nor
+    /// in an earlier batch of this session); returns the objects that cannot wait (the limit
+    /// is reached).
+    async fn wait(&self, store: &dyn Store, deps: &mut Dependencies) -> Vec<Cid> {
+        if self.objects.iter().all(|(_, links, _)| links.is_empty()) {
+            return Vec::new(); // nothing here links anywhere: nothing can wait
+        }
+        for (cid, _, _) in &self.objects {
+            deps.note_present(cid);
+        }
+        let mut incomplete = Vec::new();
+        for (cid, links, _) in &self.objects {
+            let mut missing = Vec::new();
+            for target in links {
+                if deps.known_present(target) {
+                    continue;
+                }
+                if store.has(target).await.unwrap_or(false) {
+                    deps.note_present(target);
+                } else {
+                    missing.push(target.clone());
+                }
+            }
+            if !deps.wait(cid, missing) {
+                incomplete.push(cid.clone());
+            }
+        }
+        incomplete
+    }
+}
