@@ -125,6 +125,8 @@ pub struct SessionReport {
     pub reason: String,
     /// Whether the peer ended it.
     pub by_peer: bool,
+    /// Whether its first comparison took the journal fast path (see `chum_sync::Event::Resumed`).
+    pub resumed: bool,
     /// Objects received and stored.
     pub received: u64,
     /// Objects the peer acknowledged.

@@ -221,6 +221,25 @@ pub struct Host {
     outputs: VecDeque<HostOutput>,
     /// Sessions with output to handle.
     dirty: VecDeque<ConnId>,
+    stats: HostStats,
+}
+
+/// What a host's policy did, counted since it started (for reports and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct HostStats {
+    /// Received objects that were stored before some of their link targets, and waited for
+    /// them before being announced: from instances of the same person (or plain sessions) …
+    pub waited: u64,
+    /// … and from another person.
+    pub waited_foreign: u64,
+    /// Journal positions learned from peers (checkpoints recorded).
+    pub checkpoints: u64,
+    /// Received objects refused one by one (recipes, or another person's objects past the
+    /// bound).
+    pub refused: u64,
+    /// Sessions ended because their peer's instance was revoked.
+    pub revoked: u64,
 }
 
 impl std::fmt::Debug for Host {
@@ -247,6 +266,7 @@ impl Host {
             conns: BTreeMap::new(),
             outputs: VecDeque::new(),
             dirty: VecDeque::new(),
+            stats: HostStats::default(),
         }
     }
 
@@ -328,9 +348,19 @@ impl Host {
         &self.config
     }
 
+    /// What the host's policy did so far.
+    pub fn stats(&self) -> HostStats {
+        self.stats
+    }
+
     /// Whether a session with this number is open.
     pub fn is_open(&self, conn: ConnId) -> bool {
         self.conns.contains_key(&conn)
+    }
+
+    /// Who the peer of session `conn` is, once its handshake admitted it.
+    pub fn peer(&self, conn: ConnId) -> Option<&Peer> {
+        self.conns.get(&conn)?.report.peer.as_ref()
     }
 
     /// The open sessions' numbers.
@@ -372,6 +402,7 @@ impl Host {
             code: CloseCode::Normal,
             reason: String::new(),
             by_peer: false,
+            resumed: false,
             received: 0,
             sent: 0,
             frames_out: 0,
@@ -511,6 +542,7 @@ impl Host {
                     .any(|(instance, by)| peer.instance == *instance && peer.person == *by)
             });
             if hit {
+                self.stats.revoked += 1;
                 conn.session.handle_input(now.elapsed, Input::Close);
                 self.dirty.push_back(*id);
             }
@@ -655,6 +687,7 @@ impl Host {
                     self.soft.as_deref(),
                 ) {
                     Ok((batch, refused)) => {
+                        self.stats.refused += refused.len() as u64;
                         if !refused.is_empty() {
                             self.outputs
                                 .push_back(HostOutput::Event(NodeEvent::Refused {
@@ -663,7 +696,9 @@ impl Host {
                                 }));
                         }
                         let links = Links::of(&batch, false);
-                        let incomplete = links.wait(&*store, &mut conn.deps).await;
+                        let incomplete = links
+                            .wait(&*store, &mut conn.deps, &mut self.stats.waited)
+                            .await;
                         if !incomplete.is_empty() {
                             self.outputs
                                 .push_back(HostOutput::Event(NodeEvent::Incomplete {
@@ -714,6 +749,7 @@ impl Host {
             }
             Output::Event(Event::Checkpoint { journal, position }) => {
                 // Bookkeeping only: a failure costs the next session the fast path.
+                self.stats.checkpoints += 1;
                 let _ = journals::record(&*store, &journal, position, now.unix_ms).await;
             }
             Output::Event(event) => self.on_event(now, id, event).await,
@@ -817,13 +853,32 @@ impl Host {
         let Some(access) = conn.foreign.as_mut() else {
             return (Answer::Failed("the session ended".into()), Vec::new());
         };
+        let in_batch: std::collections::HashSet<Cid> =
+            batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
         let links = Links::of(&batch, listening);
         let (answer, new) = access.store_checked(&*store, batch).await;
-        let fresh: std::collections::HashSet<&Cid> = new.iter().collect();
-        let links = links.only(|cid| fresh.contains(cid));
-        conn.arrivals.fresh.extend(new.iter().cloned());
+        // New objects of this batch are announced when the session reports them received;
+        // objects held back from earlier batches (no grant covered them then) that this batch
+        // released are not part of its acknowledgement: they are announced here.
+        let (fresh, released): (Vec<Cid>, Vec<Cid>) =
+            new.iter().cloned().partition(|cid| in_batch.contains(cid));
+        let fresh_set: std::collections::HashSet<&Cid> = fresh.iter().collect();
+        let links = links.only(|cid| fresh_set.contains(cid));
+        conn.arrivals.fresh.extend(fresh.iter().cloned());
         conn.arrivals.facts.extend(links.facts());
-        let incomplete = links.wait(&*store, &mut conn.deps).await;
+        let mut incomplete = links
+            .wait(&*store, &mut conn.deps, &mut self.stats.waited_foreign)
+            .await;
+        if !released.is_empty() {
+            let links = Links::load(&*store, &released, listening).await;
+            conn.arrivals.facts.extend(links.facts());
+            incomplete.extend(
+                links
+                    .wait(&*store, &mut conn.deps, &mut self.stats.waited_foreign)
+                    .await,
+            );
+            release(&mut self.outputs, id, conn, Some(released), &[]);
+        }
         let answer = match answer {
             Answer::Stored if !refused.is_empty() => Answer::StoredExcept(refused),
             answer => answer,
@@ -831,6 +886,7 @@ impl Host {
         let answer = match answer {
             Answer::StoredExcept(refused) => {
                 conn.foreign_refused += refused.len();
+                self.stats.refused += refused.len() as u64;
                 let over = conn.foreign_refused > MAX_FOREIGN_REFUSED;
                 self.emit(NodeEvent::Refused {
                     session: id,
@@ -927,6 +983,7 @@ impl Host {
                     conn.session.handle_input(now.elapsed, Input::Fetch(fetch));
                 }
             }
+            Event::Resumed => conn.report.resumed = true,
             Event::TooLarge(cids) => emit(NodeEvent::NotSent { session: id, cids }),
             Event::PeerRefused { cids, reason } => emit(NodeEvent::PeerRefused {
                 session: id,
@@ -1106,6 +1163,25 @@ impl Links {
         }
     }
 
+    /// Of the stored objects `cids` (read back and indexed: for the rare objects that were
+    /// verified in an earlier batch and stored only now).
+    async fn load(store: &dyn Store, cids: &[Cid], facts: bool) -> Links {
+        let limits = store.limits();
+        let loaded = store.get_many(cids).await.unwrap_or_default();
+        Links {
+            objects: cids
+                .iter()
+                .zip(loaded)
+                .filter_map(|(cid, bytes)| {
+                    let entries =
+                        chum_store::index::verify_and_index(cid, &bytes.ok()?, &limits).ok()?;
+                    let facts = facts.then(|| Facts::of(&entries));
+                    Some((cid.clone(), entries.links, facts))
+                })
+                .collect(),
+        }
+    }
+
     /// Only the objects `keep` keeps.
     fn only(mut self, keep: impl Fn(&Cid) -> bool) -> Links {
         self.objects.retain(|(cid, _, _)| keep(cid));
@@ -1122,7 +1198,7 @@ impl Links {
     /// Records which link targets are missing (neither among these objects, nor stored, nor
     /// in an earlier batch of this session); returns the objects that cannot wait (the limit
     /// is reached).
-    async fn wait(&self, store: &dyn Store, deps: &mut Dependencies) -> Vec<Cid> {
+    async fn wait(&self, store: &dyn Store, deps: &mut Dependencies, waited: &mut u64) -> Vec<Cid> {
         if self.objects.iter().all(|(_, links, _)| links.is_empty()) {
             return Vec::new(); // nothing here links anywhere: nothing can wait
         }
@@ -1142,8 +1218,11 @@ impl Links {
                     missing.push(target.clone());
                 }
             }
+            let waits = !missing.is_empty();
             if !deps.wait(cid, missing) {
                 incomplete.push(cid.clone());
+            } else if waits {
+                *waited += 1;
             }
         }
         incomplete

@@ -49,12 +49,6 @@ enum Message {
     AddRecipes(Vec<chum_object::recipe::Recipe>),
 }
 
-/// What a connection's writer task hears.
-enum Write {
-    Frame(Vec<u8>),
-    Close,
-}
-
 /// The host before its task starts, or the way to reach the task.
 enum State {
     Setup(Box<Host>),
@@ -230,6 +224,8 @@ impl Node {
                     start: Instant::now(),
                     conns: HashMap::new(),
                     frames: SelectAll::new(),
+                    writing: futures::stream::FuturesUnordered::new(),
+                    to_write: Vec::new(),
                 };
                 tokio::spawn(driver.run(messages));
                 *state = State::Running(inbox.clone());
@@ -346,6 +342,7 @@ impl Node {
             code: CloseCode::Other(0),
             reason: String::new(),
             by_peer: false,
+            resumed: false,
             received: 0,
             sent: 0,
             frames_out: 0,
@@ -400,10 +397,21 @@ impl Node {
 
 /// One connection's I/O, as the host task keeps it.
 struct ConnIo {
-    writer: mpsc::UnboundedSender<Write>,
+    /// The writer, while no write is in progress.
+    writer: Option<Box<dyn FrameWriter>>,
+    /// Frames waiting for the writer.
+    queue: Vec<Vec<u8>>,
+    /// The session ended: close once the queue is written.
+    closing: bool,
+    /// A write failed: nothing more is written.
+    broken: bool,
     reader: tokio::task::JoinHandle<()>,
     done: Option<oneshot::Sender<SessionReport>>,
 }
+
+/// A write in progress: the connection, its writer back (`None` once closed), and whether
+/// every frame went out.
+type Writing = futures::future::BoxFuture<'static, (ConnId, Option<Box<dyn FrameWriter>>, bool)>;
 
 /// The host task.
 struct Driver {
@@ -416,6 +424,10 @@ struct Driver {
     start: Instant,
     conns: HashMap<ConnId, ConnIo>,
     frames: SelectAll<BoxStream<'static, (ConnId, ReadFrame)>>,
+    /// Writes in progress (on this task: frames are written where they were made).
+    writing: futures::stream::FuturesUnordered<Writing>,
+    /// Connections with frames queued since the last dispatch.
+    to_write: Vec<ConnId>,
 }
 
 impl Driver {
@@ -462,6 +474,9 @@ impl Driver {
                     let now = self.now();
                     self.host.handle(now, conn, input).await;
                 }
+                Some((conn, writer, ok)) = self.writing.next(), if !self.writing.is_empty() => {
+                    self.written(conn, writer, ok).await;
+                }
                 () = tokio::time::sleep_until(deadline) => {
                     let now = self.now();
                     self.host.timeout(now).await;
@@ -498,18 +513,13 @@ impl Driver {
                 })
                 .map(move |frame| (conn, frame));
                 self.frames.push(frames.boxed());
-                let (writes, queue) = mpsc::unbounded_channel();
-                tokio::spawn(write_loop(
-                    conn,
-                    writer,
-                    queue,
-                    self.write_timeout,
-                    self.inbox.clone(),
-                ));
                 self.conns.insert(
                     conn,
                     ConnIo {
-                        writer: writes,
+                        writer: Some(writer),
+                        queue: Vec::new(),
+                        closing: false,
+                        broken: false,
                         reader,
                         done: Some(done),
                     },
@@ -531,8 +541,13 @@ impl Driver {
         while let Some(output) = self.host.poll_output() {
             match output {
                 HostOutput::Transmit { conn, frame } => {
-                    if let Some(io) = self.conns.get(&conn) {
-                        let _ = io.writer.send(Write::Frame(frame));
+                    if let Some(io) = self.conns.get_mut(&conn)
+                        && !io.broken
+                    {
+                        if io.queue.is_empty() {
+                            self.to_write.push(conn);
+                        }
+                        io.queue.push(frame);
                     }
                 }
                 HostOutput::Commit { conn, commit } => self.commit(conn, commit),
@@ -540,75 +555,108 @@ impl Driver {
                     let _ = self.events.send(event);
                 }
                 HostOutput::Ended { conn, report } => {
-                    if let Some(mut io) = self.conns.remove(&conn) {
-                        let _ = io.writer.send(Write::Close);
+                    if let Some(io) = self.conns.get_mut(&conn) {
+                        io.closing = true;
                         io.reader.abort();
                         if let Some(done) = io.done.take() {
                             let _ = done.send(*report);
                         }
+                        self.to_write.push(conn);
                     }
                 }
                 _ => {}
             }
         }
-    }
-
-    /// Runs a commit on the blocking pool, beside the sessions.
-    fn commit(&self, conn: ConnId, commit: Commit) {
-        let store = Arc::clone(&self.store);
-        let inbox = self.inbox.clone();
-        tokio::spawn(async move {
-            let requests = commit.requests();
-            let committed = tokio::task::spawn_blocking(move || {
-                futures::executor::block_on(commit.run(&*store))
-            })
-            .await
-            .unwrap_or_else(|error| {
-                Committed::failed(&requests, &format!("the store task failed: {error}"))
-            });
-            if let Some(inbox) = inbox.upgrade() {
-                let _ = inbox.send(Message::Committed(conn, committed));
-            }
-        });
-    }
-}
-
-/// Writes a connection's frames in order, flushing when none are queued; a write that fails
-/// or stalls (a peer that stops reading must not hold frames forever) ends the session.
-async fn write_loop(
-    conn: ConnId,
-    mut writer: Box<dyn FrameWriter>,
-    mut queue: mpsc::UnboundedReceiver<Write>,
-    timeout: Duration,
-    inbox: mpsc::WeakUnboundedSender<Message>,
-) {
-    let failed = |inbox: &mpsc::WeakUnboundedSender<Message>| {
-        if let Some(inbox) = inbox.upgrade() {
-            let _ = inbox.send(Message::Input(conn, ConnInput::TransportClosed));
+        for conn in std::mem::take(&mut self.to_write) {
+            self.write(conn);
         }
-    };
-    while let Some(write) = queue.recv().await {
-        match write {
-            Write::Frame(frame) => {
+    }
+
+    /// Starts writing a connection's queued frames (and closing it, once ended), unless a
+    /// write is in progress.
+    fn write(&mut self, conn: ConnId) {
+        let Some(io) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if io.broken && io.closing {
+            self.conns.remove(&conn);
+            return;
+        }
+        let Some(mut writer) = io.writer.take() else {
+            return; // in progress: the rest follows when it returns
+        };
+        let frames = std::mem::take(&mut io.queue);
+        let close = io.closing;
+        let timeout = self.write_timeout;
+        self.writing.push(Box::pin(async move {
+            // A peer that stops reading must not hold frames forever.
+            let mut ok = true;
+            for frame in frames {
                 if !matches!(
                     tokio::time::timeout(timeout, writer.write_frame(frame)).await,
                     Ok(Ok(()))
                 ) {
-                    failed(&inbox);
-                    return;
-                }
-                if queue.is_empty()
-                    && !matches!(
-                        tokio::time::timeout(timeout, writer.flush()).await,
-                        Ok(Ok(()))
-                    )
-                {
-                    failed(&inbox);
-                    return;
+                    ok = false;
+                    break;
                 }
             }
-            Write::Close => break,
+            ok = ok
+                && matches!(
+                    tokio::time::timeout(timeout, writer.flush()).await,
+                    Ok(Ok(()))
+                );
+            if close {
+                let _ = tokio::time::timeout(Duration::from_secs(5), writer.close()).await;
+                return (conn, None, ok);
+            }
+            (conn, Some(writer), ok)
+        }));
+    }
+
+    /// A write returned.
+    async fn written(&mut self, conn: ConnId, writer: Option<Box<dyn FrameWriter>>, ok: bool) {
+        let Some(io) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(writer) = writer else {
+            self.conns.remove(&conn); // written, flushed and closed
+            return;
+        };
+        io.writer = Some(writer);
+        if !ok {
+            io.broken = true;
+            io.queue.clear();
+            if io.closing {
+                self.conns.remove(&conn);
+            } else {
+                let now = self.now();
+                self.host
+                    .handle(now, conn, ConnInput::TransportClosed)
+                    .await;
+            }
+            return;
+        }
+        if !io.queue.is_empty() || io.closing {
+            self.write(conn);
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer.close()).await;
+
+    /// Runs a commit on the blocking pool, beside the sessions; its result goes straight to
+    /// the host task.
+    fn commit(&self, conn: ConnId, commit: Commit) {
+        let store = Arc::clone(&self.store);
+        let inbox = self.inbox.clone();
+        let requests = commit.requests();
+        // Detached: the result comes back through the inbox.
+        drop(tokio::task::spawn_blocking(move || {
+            let run =
+                std::panic::AssertUnwindSafe(|| futures::executor::block_on(commit.run(&*store)));
+            let committed = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                Committed::failed(&requests, "the store task failed: it panicked")
+            });
+            if let Some(inbox) = inbox.upgrade() {
+                let _ = inbox.send(Message::Committed(conn, committed));
+            }
+        }));
+    }
 }

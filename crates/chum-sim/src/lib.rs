@@ -9,6 +9,12 @@
 //! peer's local objects. A run that does not converge within a bound fails (no livelock
 //! hides), and the same seed replays it exactly.
 //!
+//! Every peer runs the same [`chum_host::Host`] the tokio driver runs — admission, grants,
+//! dependency waiting, recipes, revocation, journals — with this crate as its driver: it
+//! moves frames over the simulated network, runs commits inline, and feeds the virtual clock.
+//! Every announcement a host makes is checked against its promise (everything an announced
+//! object links to is stored).
+//!
 //! Sessions close on any frame fault they detect (a batch out of sequence, an unknown
 //! acknowledgement) or time out when a fault leaves them waiting; the simulated driver then
 //! reconnects after a back-off, and the new session's reconciliation repairs the rest — the
@@ -20,15 +26,15 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chum_access::{Identity, PeerAccess, Policy, VisibleSet};
+use chum_access::{Identity, Policy, VisibleSet};
 use chum_crdt::{Clock, InstanceId, Resolver, State, Version, preset};
+use chum_host::{
+    ConnId, ConnInput, Host, HostOutput, HostStats, LocalWrite, NodeEvent, Now, Opening,
+};
 use chum_object::sign::SigningKey;
 use chum_object::{Cid, Map, Object, Value, dagjson};
 use chum_store::{MemoryStore, Query, Scope, Store};
-use chum_sync::ids::JournalId;
-use chum_sync::noise::{Security, static_keypair};
-use chum_sync::session::Journal;
-use chum_sync::{Answer, Config, Event, Input, Output, Request, Role, Session};
+use chum_sync::{Config, Role};
 use futures::executor::block_on;
 
 /// What a simulation does.
@@ -58,12 +64,16 @@ pub struct SimConfig {
     pub access: Option<AccessTest>,
 }
 
-/// The access scenario: four peers, every session encrypted and authenticated. Peers 0 and
-/// 1 are instances of person P, peer 2 is person Q, peer 3 person R. P starts with `private`
-/// messages and a conversation of `granted` messages that P grants to Q; during the faulty
-/// phase P's instances add both kinds, Q and R their own messages. The run passes when P's
-/// instances hold the same set, Q holds everything P's grant covers, and no object outside
-/// it reached Q or R — checked after every step, so a single leak fails the run.
+/// The access scenario: five peers, every session encrypted and authenticated. Peers 0, 1
+/// and 4 are instances of person P, peer 2 is person Q, peer 3 person R. P starts with
+/// `private` messages and a conversation of `granted` messages that P grants to Q; during the
+/// faulty phase P's instances add both kinds, Q and R their own messages, and at a random
+/// moment peer 0 revokes peer 4. Batches are small, so another person's messages often arrive
+/// before the conversation they link to (they wait for it). The run passes when P's first two
+/// instances hold the same set, Q holds everything P's grant covers, no object outside it
+/// reached Q or R (checked after every step, so a single leak fails the run), peer 0's
+/// session with peer 4 ended the moment it revoked it, and no session of peer 4 with
+/// peers 0 or 1 is open at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccessTest {
     /// P's private messages at the start.
@@ -115,9 +125,23 @@ pub struct SimReport {
     pub private: usize,
     /// Journal positions learned (checkpoints), over all sessions.
     pub checkpoints: u64,
-    /// Sessions that took the journal fast path (unencrypted sessions; counted by their
-    /// resume message).
+    /// Sessions that took the journal fast path (counted by their initiators' reports).
     pub resumes: u64,
+    /// Sessions that were encrypted and admitted the peer.
+    pub admitted: u64,
+    /// Objects announced to an application, each checked to have its link targets stored.
+    pub announced: u64,
+    /// Received objects that were stored before some of their link targets and waited for
+    /// them (dependency waiting), in sessions with the same person and with another.
+    pub waited: u64,
+    /// Of `waited`: in sessions with another person.
+    pub waited_foreign: u64,
+    /// Objects written against their recipe (they stay with their writer) …
+    pub misfits: u64,
+    /// … and the refusals of them by receiving hosts.
+    pub refused: u64,
+    /// Sessions ended because their peer's instance was revoked.
+    pub revoked: u64,
 }
 
 /// Why a run failed.
@@ -162,22 +186,21 @@ impl Rng {
 
 struct Peer {
     store: Arc<MemoryStore>,
+    /// The peer's host: every session of it, and their policy.
+    host: Host,
     identity: Option<Identity>,
     instance: InstanceId,
     clock: Clock,
     down_until: u64,
     local_objects: Vec<Cid>,
     written: u64,
-    /// Journal positions this peer holds of others' (its version vector); kept across
-    /// restarts like the store's instance-local area.
-    holds: BTreeMap<JournalId, u64>,
+    /// What earlier hosts of this peer did (before restarts).
+    past: HostStats,
 }
 
 struct Conn {
+    /// The initiator and the responder.
     peers: [usize; 2],
-    sessions: [Session; 2],
-    /// What each side's peer may see (encrypted sessions, once admitted).
-    access: [Option<PeerAccess>; 2],
     /// Last delivery time per direction (towards side 0, side 1): frames stay in order.
     last_at: [u64; 2],
 }
@@ -194,8 +217,16 @@ struct Frame {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
     Write(usize),
-    Partition { group: u64, until: u64 },
-    Restart { peer: usize, until: u64 },
+    Partition {
+        group: u64,
+        until: u64,
+    },
+    Restart {
+        peer: usize,
+        until: u64,
+    },
+    /// Peer 0 revokes peer 4 (the access scenario).
+    Revoke,
 }
 
 enum Link {
@@ -223,21 +254,46 @@ struct World {
     /// Access scenario: P's private objects, and the conversation granted to Q.
     private: Vec<Cid>,
     conversation: Option<Cid>,
+    /// Objects written against their recipe, which only their writer may hold.
+    misfits: BTreeSet<Cid>,
+    /// Sessions each side of which a peer initiated (for counting fast paths once).
+    initiated: BTreeSet<(usize, ConnId)>,
+    revoked: bool,
 }
 
 /// The virtual clock's epoch in wall-clock ms (for certificates and clocks).
 const EPOCH_MS: u64 = 1_700_000_000_000;
 
-fn session_config(role: Role) -> Config {
-    let mut config = Config::new(role);
+fn session_config(access: bool) -> Config {
+    let mut config = Config::new(Role::Initiator);
     config.keepalive = Duration::from_millis(1_000);
     config.idle_timeout = Duration::from_millis(4_000);
     config.progress_timeout = Duration::from_millis(3_000);
+    if access {
+        // Small batches: entries often arrive in a batch before the object they link to.
+        config.batch_bytes = 1_024;
+    }
     config
 }
 
 fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A peer's host over its store, with the seed's recipes (and so their acceptance).
+fn host_of(store: &Arc<MemoryStore>, identity: Option<&Identity>, config: &SimConfig) -> Host {
+    let store: Arc<dyn Store> = store.clone();
+    let mut host = Host::new(store)
+        .with_config(session_config(config.access.is_some()))
+        .with_recipes(preset::seed());
+    if let Some(identity) = identity {
+        host = host.with_identity(identity.clone());
+    }
+    if config.access.is_some_and(|test| !test.check_grants) {
+        // The deliberately broken configuration: grants ignored.
+        host.ignore_grants();
+    }
+    host
 }
 
 impl World {
@@ -261,20 +317,32 @@ impl World {
             });
             let q = Identity::from_keys(key(&mut rng), key(&mut rng), EPOCH_MS).ok();
             let r = Identity::from_keys(key(&mut rng), key(&mut rng), EPOCH_MS).ok();
-            vec![p, p2, q, r]
+            let third = key(&mut rng);
+            let p3 = p.as_ref().and_then(|p| {
+                let certificate = p
+                    .certify(InstanceId(third.verifying_key().to_bytes()), EPOCH_MS)
+                    .ok()?;
+                Identity::joined(third, certificate).ok()
+            });
+            vec![p, p2, q, r, p3]
         } else {
             vec![None; config.peers]
         };
         let peers = (0..config.peers)
-            .map(|i| Peer {
-                store: Arc::new(MemoryStore::new()),
-                identity: identities.get(i).cloned().flatten(),
-                instance: InstanceId([i as u8 + 1; 32]),
-                clock: Clock::new(),
-                down_until: 0,
-                local_objects: Vec::new(),
-                written: 0,
-                holds: BTreeMap::new(),
+            .map(|i| {
+                let store = Arc::new(MemoryStore::new());
+                let identity = identities.get(i).cloned().flatten();
+                Peer {
+                    host: host_of(&store, identity.as_ref(), &config),
+                    store,
+                    identity,
+                    instance: InstanceId([i as u8 + 1; 32]),
+                    clock: Clock::new(),
+                    down_until: 0,
+                    local_objects: Vec::new(),
+                    written: 0,
+                    past: HostStats::default(),
+                }
             })
             .collect();
         let contact = preset::contact();
@@ -310,6 +378,10 @@ impl World {
             let until = at + rng.range(100, 2_000);
             schedule(at, Action::Restart { peer, until }, &mut actions);
         }
+        if config.access.is_some() {
+            let at = rng.range(config.work_ms / 4, config.work_ms * 3 / 4);
+            schedule(at, Action::Revoke, &mut actions);
+        }
         let mut links = BTreeMap::new();
         for a in 0..config.peers {
             for b in a + 1..config.peers {
@@ -327,7 +399,7 @@ impl World {
             frames: BTreeSet::new(),
             actions,
             partitions: Vec::new(),
-            next_conn: 0,
+            next_conn: 1,
             next_order: 0,
             report: SimReport::default(),
             contacts,
@@ -339,6 +411,9 @@ impl World {
             ),
             private: Vec::new(),
             conversation: None,
+            misfits: BTreeSet::new(),
+            initiated: BTreeSet::new(),
+            revoked: false,
         }
     }
 
@@ -388,24 +463,20 @@ impl World {
         Ok(())
     }
 
-    /// The Noise keys and payload for `peer`'s side of a new session.
-    fn security(&mut self, peer: usize) -> Option<Security> {
-        let identity = self.peers[peer].identity.as_ref()?;
-        let mut entropy = || {
-            let mut bytes = [0u8; 32];
-            for chunk in bytes.chunks_mut(8) {
-                chunk.copy_from_slice(&self.rng.next().to_le_bytes());
-            }
-            bytes
-        };
-        let (static_secret, static_public) = static_keypair(entropy());
-        let entropy = entropy();
-        let payload = chum_access::handshake::payload(identity, &static_public).ok()?;
-        Some(Security {
-            static_secret,
-            payload,
-            entropy,
-        })
+    /// Fresh entropy for one side of a new session (from the seed).
+    fn entropy(&mut self) -> [u8; 64] {
+        let mut bytes = [0u8; 64];
+        for chunk in bytes.chunks_mut(8) {
+            chunk.copy_from_slice(&self.rng.next().to_le_bytes());
+        }
+        bytes
+    }
+
+    fn clock(&self) -> Now {
+        Now {
+            elapsed: Duration::from_millis(self.now),
+            unix_ms: EPOCH_MS + self.now,
+        }
     }
 
     fn fail(&self, reason: impl Into<String>) -> SimFailure {
@@ -429,193 +500,143 @@ impl World {
         self.now >= self.peers[peer].down_until
     }
 
-    /// Tears a connection down (like a reset): both sessions and their frames are gone.
-    fn tear_down(&mut self, id: u64) {
-        if let Some(conn) = self.conns.remove(&id) {
-            let retry_at = self.now + self.rng.range(50, 500);
-            let [a, b] = conn.peers;
-            self.links.insert((a, b), Link::Down { retry_at });
-            self.frames.retain(|frame| frame.conn != id);
+    /// Tears a connection down (like a reset): its frames are gone, and both hosts hear that
+    /// the transport closed (unless a host is `gone` itself, e.g. restarting).
+    fn tear_down(&mut self, id: u64, gone: Option<usize>) -> Result<(), SimFailure> {
+        let Some(conn) = self.conns.remove(&id) else {
+            return Ok(());
+        };
+        let retry_at = self.now + self.rng.range(50, 500);
+        let [a, b] = conn.peers;
+        self.links
+            .insert((a.min(b), a.max(b)), Link::Down { retry_at });
+        self.frames.retain(|frame| frame.conn != id);
+        let now = self.clock();
+        let mut work = Vec::new();
+        for peer in conn.peers {
+            if Some(peer) != gone {
+                block_on(
+                    self.peers[peer]
+                        .host
+                        .handle(now, id, ConnInput::TransportClosed),
+                );
+                work.push(peer);
+            }
         }
-    }
-
-    /// `peer`'s journal and every position it holds (an encrypted session's driver decides
-    /// again at admission).
-    fn journal(&self, peer: usize) -> Option<Journal> {
-        let page = block_on(self.peers[peer].store.journal(0, 0)).ok()?;
-        Some(Journal {
-            id: page.id,
-            holds: self.peers[peer]
-                .holds
-                .iter()
-                .map(|(journal, position)| (*journal, *position))
-                .collect(),
-        })
+        self.pump(work)
     }
 
     fn connect(&mut self, a: usize, b: usize) -> Result<(), SimFailure> {
         let id = self.next_conn;
         self.next_conn += 1;
         self.report.sessions += 1;
-        let now = Duration::from_millis(self.now);
-        let mut initiator = session_config(Role::Initiator);
-        initiator.security = self.security(a);
-        initiator.journal = self.journal(a);
-        let mut responder = session_config(Role::Responder);
-        responder.security = self.security(b);
-        responder.journal = self.journal(b);
-        let conn = Conn {
-            peers: [a, b],
-            sessions: [Session::new(initiator, now), Session::new(responder, now)],
-            access: [None, None],
-            last_at: [self.now, self.now],
-        };
-        self.conns.insert(id, conn);
+        let now = self.clock();
+        self.conns.insert(
+            id,
+            Conn {
+                peers: [a, b],
+                last_at: [self.now, self.now],
+            },
+        );
         self.links.insert((a, b), Link::Up);
-        self.pump(vec![(id, 0), (id, 1)])
+        self.initiated.insert((a, id));
+        let (initiator, responder) = (self.entropy(), self.entropy());
+        block_on(self.peers[a].host.open(
+            now,
+            id,
+            Opening::new(Role::Initiator, format!("peer {b}"), initiator),
+        ));
+        block_on(self.peers[b].host.open(
+            now,
+            id,
+            Opening::new(Role::Responder, format!("peer {a}"), responder),
+        ));
+        self.pump(vec![a, b])
     }
 
-    /// Drains the outputs of the given sessions, and of every session they cause work for.
-    fn pump(&mut self, mut work: Vec<(u64, usize)>) -> Result<(), SimFailure> {
-        let now = Duration::from_millis(self.now);
-        while let Some((id, side)) = work.pop() {
-            let mut closed = false;
-            while let Some(output) = self
-                .conns
-                .get_mut(&id)
-                .and_then(|conn| conn.sessions[side].poll_output())
-            {
-                let Some(conn) = self.conns.get(&id) else {
-                    break;
-                };
+    /// Carries out what the given peers' hosts ask for, and what that causes.
+    fn pump(&mut self, mut work: Vec<usize>) -> Result<(), SimFailure> {
+        while let Some(peer) = work.pop() {
+            while let Some(output) = self.peers[peer].host.poll_output() {
                 match output {
-                    Output::Transmit(bytes) => {
-                        if bytes == [0x15] {
+                    HostOutput::Transmit { conn, frame } => {
+                        if let Some(c) = self.conns.get(&conn) {
+                            let to = usize::from(c.peers[0] == peer);
+                            self.transmit(conn, to, frame);
+                        }
+                    }
+                    HostOutput::Commit { conn, commit } => {
+                        let store = Arc::clone(&self.peers[peer].store);
+                        let committed = block_on(commit.run(&*store));
+                        let now = self.clock();
+                        block_on(self.peers[peer].host.committed(now, conn, committed));
+                    }
+                    HostOutput::Event(event) => self.observe(peer, event)?,
+                    HostOutput::Ended { conn, report } => {
+                        if self.initiated.remove(&(peer, conn)) && report.resumed {
                             self.report.resumes += 1;
                         }
-                        self.transmit(id, 1 - side, bytes)
-                    }
-                    Output::Request(
-                        request_id,
-                        Request::Admit {
-                            payload,
-                            remote_static,
-                        },
-                    ) => {
-                        let peer = conn.peers[side];
-                        let store = Arc::clone(&self.peers[peer].store);
-                        let (answer, access, new) = match &self.peers[peer].identity {
-                            None => (Answer::Refused("no identity".into()), None, Vec::new()),
-                            Some(identity) => match block_on(chum_access::admit_peer(
-                                &*store,
-                                identity,
-                                &self.policy,
-                                &payload,
-                                &remote_static,
-                                EPOCH_MS + self.now,
-                            )) {
-                                Ok(admission) => {
-                                    let check = self.config.access.is_none_or(|t| t.check_grants);
-                                    let access = match admission.access {
-                                        // The deliberately broken configuration: grants ignored.
-                                        PeerAccess::Granted(_) if !check => PeerAccess::Full,
-                                        access => access,
-                                    };
-                                    // Journals between instances of one person only.
-                                    let journal = match access {
-                                        PeerAccess::Full => self.journal(peer),
-                                        _ => None,
-                                    };
-                                    (
-                                        Answer::Admitted {
-                                            welcome: None,
-                                            journal,
-                                        },
-                                        Some(access),
-                                        admission.stored,
-                                    )
-                                }
-                                Err(error) => {
-                                    (Answer::Refused(error.to_string()), None, Vec::new())
-                                }
-                            },
-                        };
-                        if let Some(conn) = self.conns.get_mut(&id) {
-                            conn.access[side] = access;
-                            conn.sessions[side]
-                                .handle_input(now, Input::Answer(request_id, answer));
+                        if report.peer.is_some() {
+                            self.report.admitted += 1;
                         }
-                        if !new.is_empty() {
-                            work.extend(self.notify(peer, Some(id), &new));
+                        // The other side hears the transport close.
+                        if let Some(c) = self.conns.remove(&conn) {
+                            let [a, b] = c.peers;
+                            let retry_at = self.now + self.rng.range(50, 500);
+                            self.links
+                                .insert((a.min(b), a.max(b)), Link::Down { retry_at });
+                            self.frames.retain(|frame| frame.conn != conn);
+                            let other = if a == peer { b } else { a };
+                            let now = self.clock();
+                            block_on(self.peers[other].host.handle(
+                                now,
+                                conn,
+                                ConnInput::TransportClosed,
+                            ));
+                            work.push(other);
                         }
                     }
-                    Output::Request(request_id, request) => {
-                        let peer = conn.peers[side];
-                        let store = Arc::clone(&self.peers[peer].store);
-                        let (answer, new) = match self
-                            .conns
-                            .get_mut(&id)
-                            .and_then(|conn| conn.access[side].as_mut())
-                        {
-                            Some(access) => block_on(access.answer(&*store, request, None, None)),
-                            None => block_on(chum_sync::store::answer(&*store, request)),
-                        };
-                        if let Some(conn) = self.conns.get_mut(&id) {
-                            conn.sessions[side]
-                                .handle_input(now, Input::Answer(request_id, answer));
-                        }
-                        if !new.is_empty() {
-                            work.extend(self.notify(peer, Some(id), &new));
-                        }
-                    }
-                    Output::Event(Event::Closed { .. }) => closed = true,
-                    Output::Event(Event::Checkpoint { journal, position }) => {
-                        let peer = conn.peers[side];
-                        self.peers[peer].holds.insert(journal, position);
-                        self.report.checkpoints += 1;
-                    }
-                    Output::Event(_) => {}
                     _ => {}
                 }
-            }
-            if closed {
-                self.tear_down(id);
             }
         }
         Ok(())
     }
 
-    /// Tells `peer`'s sessions (but the one they came through) about newly stored objects.
-    fn notify(&mut self, peer: usize, except: Option<u64>, cids: &[Cid]) -> Vec<(u64, usize)> {
-        let now = Duration::from_millis(self.now);
-        let mut touched = Vec::new();
-        let store = Arc::clone(&self.peers[peer].store);
-        for (id, conn) in &mut self.conns {
-            if Some(*id) == except {
-                continue;
-            }
-            for side in 0..2 {
-                if conn.peers[side] == peer {
-                    // A peer of another person hears only of what it may see.
-                    let visible = match conn.access[side].as_mut() {
-                        Some(access) => match block_on(access.visible(&*store, cids)) {
-                            Ok(visible) => visible,
-                            Err(_) => {
-                                conn.sessions[side].handle_input(now, Input::Close);
-                                touched.push((*id, side));
-                                continue;
-                            }
-                        },
-                        None => cids.to_vec(),
-                    };
-                    if !visible.is_empty() {
-                        conn.sessions[side].handle_input(now, Input::LocalStored(visible));
-                        touched.push((*id, side));
+    /// Checks what a host tells its application: everything an announced object links to is
+    /// stored at that moment.
+    fn observe(&mut self, peer: usize, event: NodeEvent) -> Result<(), SimFailure> {
+        if let NodeEvent::Received { cids, .. } = event {
+            let store = &self.peers[peer].store;
+            let limits = chum_store::index::widest_limits();
+            for cid in &cids {
+                let bytes = block_on(store.get(cid))
+                    .map_err(|e| self.fail(format!("peer {peer} announced {cid}: {e}")))?;
+                let entries = chum_store::index::verify_and_index(cid, &bytes, &limits)
+                    .map_err(|e| self.fail(e.to_string()))?;
+                for target in &entries.links {
+                    if !block_on(store.has(target)).unwrap_or(false) {
+                        let kind = |cid: &Cid| {
+                            self.peers
+                                .iter()
+                                .find_map(|peer| block_on(peer.store.get(cid)).ok())
+                                .and_then(|bytes| chum_object::dagcbor::decode(&bytes).ok())
+                                .map_or_else(
+                                    || "?".to_string(),
+                                    |value| format!("{value:?}").chars().take(300).collect(),
+                                )
+                        };
+                        return Err(self.fail(format!(
+                            "peer {peer} announced {cid} ({}) before its link target {target} ({})",
+                            kind(cid),
+                            kind(target)
+                        )));
                     }
                 }
             }
+            self.report.announced += cids.len() as u64;
         }
-        touched
+        Ok(())
     }
 
     fn transmit(&mut self, id: u64, to: usize, bytes: Vec<u8>) {
@@ -667,7 +688,7 @@ impl World {
         let (objects, scope) = if let Some(chat) = self.conversation.clone() {
             // The access scenario: P's instances write private and conversation messages,
             // Q and R their own.
-            let json = if peer < 2 && roll < 50 {
+            let json = if self.is_p(peer) && roll < 50 {
                 format!(
                     r#"{{"$type":"Message","text":"chat {n} from peer {peer}","conversation":{{"/":"{chat}"}}}}"#
                 )
@@ -675,14 +696,19 @@ impl World {
                 format!(r#"{{"$type":"Message","text":"note {n} from peer {peer}"}}"#)
             };
             let object = object_of(&json).map_err(|e| self.fail(e))?;
-            if peer < 2 && roll >= 50 {
+            if self.is_p(peer) && roll >= 50 {
                 self.private.push(object.0.clone());
             }
             (vec![object], Scope::Shared)
+        } else if roll < 2 {
+            // Against the recipe (`text` must be text): every other host refuses it.
+            let json = format!(r#"{{"$type":"Message","text":{}}}"#, n * 100 + peer as u64);
+            let object = object_of(&json).map_err(|e| self.fail(e))?;
+            self.misfits.insert(object.0.clone());
+            self.report.misfits += 1;
+            (vec![object], Scope::Shared)
         } else if roll < 45 {
-            let json = format!(
-                r#"{{"$type":"Message","from":{peer},"n":{n},"text":"message {n} from peer {peer}"}}"#
-            );
+            let json = format!(r#"{{"$type":"Message","text":"message {n} from peer {peer}"}}"#);
             (
                 vec![object_of(&json).map_err(|e| self.fail(e))?],
                 Scope::Shared,
@@ -692,9 +718,8 @@ impl World {
             let count = self.rng.range(20, 400);
             let mut objects = Vec::new();
             for i in 0..count {
-                let json = format!(
-                    r#"{{"$type":"Message","from":{peer},"n":{n},"i":{i},"text":"burst {n} from peer {peer}"}}"#
-                );
+                let json =
+                    format!(r#"{{"$type":"Message","text":"burst {n}.{i} from peer {peer}"}}"#);
                 objects.push(object_of(&json).map_err(|e| self.fail(e))?);
             }
             (objects, Scope::Shared)
@@ -754,18 +779,59 @@ impl World {
         let changed =
             block_on(store.put_scoped(&objects, scope)).map_err(|e| self.fail(e.to_string()))?;
         if scope == Scope::Shared {
-            let cids: Vec<Cid> = objects
-                .iter()
-                .zip(changed)
-                .filter(|(_, changed)| *changed)
-                .map(|((cid, _), _)| cid.clone())
-                .collect();
-            if !cids.is_empty() {
-                let touched = self.notify(peer, None, &cids);
-                self.pump(touched)?;
-            }
+            let now = self.clock();
+            block_on(
+                self.peers[peer]
+                    .host
+                    .local_stored(now, LocalWrite::of(&objects, &changed)),
+            );
+            self.pump(vec![peer])?;
         }
         Ok(())
+    }
+
+    /// Whether `peer` is an instance of P (the access scenario).
+    fn is_p(&self, peer: usize) -> bool {
+        self.conversation.is_some() && matches!(peer, 0 | 1 | 4)
+    }
+
+    /// Peer 0 revokes peer 4: its session with peer 4 must end at once.
+    fn revoke(&mut self) -> Result<(), SimFailure> {
+        let (Some(p), Some(p3)) = (&self.peers[0].identity, &self.peers[4].identity) else {
+            return Err(self.fail("the access scenario needs identities"));
+        };
+        let revocation = p
+            .revoke(p3.instance(), EPOCH_MS + self.now)
+            .map_err(|e| self.fail(e.to_string()))?;
+        let object = revocation.object();
+        let objects = vec![(object.cid().clone(), object.bytes().to_vec())];
+        let changed = block_on(self.peers[0].store.put_scoped(&objects, Scope::Shared))
+            .map_err(|e| self.fail(e.to_string()))?;
+        let now = self.clock();
+        block_on(
+            self.peers[0]
+                .host
+                .local_stored(now, LocalWrite::of(&objects, &changed)),
+        );
+        self.pump(vec![0])?;
+        self.revoked = true;
+        // A session still in its handshake is refused at admission instead.
+        if let Some(id) = self.session_between(0, 4)
+            && self.peers[0].host.peer(id).is_some()
+        {
+            return Err(self.fail(format!(
+                "session {id} with the revoked instance is still open"
+            )));
+        }
+        Ok(())
+    }
+
+    /// An open session between two peers, if any.
+    fn session_between(&self, a: usize, b: usize) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .find(|(_, conn)| conn.peers.contains(&a) && conn.peers.contains(&b))
+            .map(|(id, _)| *id)
     }
 
     fn act(&mut self, action: Action) -> Result<(), SimFailure> {
@@ -779,7 +845,9 @@ impl World {
                     .filter(|(_, conn)| self.separated(conn.peers[0], conn.peers[1]))
                     .map(|(id, _)| *id)
                     .collect();
-                cut.into_iter().for_each(|id| self.tear_down(id));
+                for id in cut {
+                    self.tear_down(id, None)?;
+                }
                 Ok(())
             }
             Action::Restart { peer, until } => {
@@ -790,9 +858,22 @@ impl World {
                     .filter(|(_, conn)| conn.peers.contains(&peer))
                     .map(|(id, _)| *id)
                     .collect();
-                gone.into_iter().for_each(|id| self.tear_down(id));
+                for id in gone {
+                    self.tear_down(id, Some(peer))?;
+                }
+                // A restart: a new host over the same store (journal positions and peer
+                // records persist in it).
+                let fresh = host_of(
+                    &self.peers[peer].store,
+                    self.peers[peer].identity.as_ref(),
+                    &self.config,
+                );
+                let old = std::mem::replace(&mut self.peers[peer].host, fresh);
+                add_stats(&mut self.peers[peer].past, old.stats());
+                self.initiated.retain(|(p, _)| *p != peer);
                 Ok(())
             }
+            Action::Revoke => self.revoke(),
         }
     }
 
@@ -801,10 +882,9 @@ impl World {
         let frame = self.frames.first().map(|frame| frame.at);
         let action = self.actions.first().map(|(at, _, _)| *at);
         let timeout = self
-            .conns
-            .values()
-            .flat_map(|conn| conn.sessions.iter())
-            .filter_map(|session| session.poll_timeout().map(ms))
+            .peers
+            .iter()
+            .filter_map(|peer| peer.host.poll_timeout().map(ms))
             .min();
         let retry = self
             .links
@@ -832,7 +912,6 @@ impl World {
             return Ok(false);
         };
         self.now = self.now.max(at);
-        let now = Duration::from_millis(self.now);
         while let Some(&(at, order, action)) = self.actions.first() {
             if at > self.now {
                 break;
@@ -856,25 +935,27 @@ impl World {
                 break;
             }
             self.frames.remove(&frame);
-            if let Some(conn) = self.conns.get_mut(&frame.conn) {
+            if let Some(conn) = self.conns.get(&frame.conn) {
                 self.report.frames += 1;
-                conn.sessions[frame.to].handle_input(now, Input::Frame(frame.bytes));
-                self.pump(vec![(frame.conn, frame.to)])?;
+                let peer = conn.peers[frame.to];
+                let now = self.clock();
+                block_on(self.peers[peer].host.handle(
+                    now,
+                    frame.conn,
+                    ConnInput::Frame(frame.bytes),
+                ));
+                self.pump(vec![peer])?;
             }
         }
-        let ids: Vec<u64> = self.conns.keys().copied().collect();
-        for id in ids {
-            for side in 0..2 {
-                let Some(conn) = self.conns.get_mut(&id) else {
-                    break;
-                };
-                if conn.sessions[side]
-                    .poll_timeout()
-                    .is_some_and(|at| ms(at) <= self.now)
-                {
-                    conn.sessions[side].handle_input(now, Input::Tick);
-                    self.pump(vec![(id, side)])?;
-                }
+        for peer in 0..self.peers.len() {
+            if self.peers[peer]
+                .host
+                .poll_timeout()
+                .is_some_and(|at| ms(at) <= self.now)
+            {
+                let now = self.clock();
+                block_on(self.peers[peer].host.timeout(now));
+                self.pump(vec![peer])?;
             }
         }
         Ok(true)
@@ -889,11 +970,13 @@ impl World {
         }
         let mut reference: Option<Vec<Cid>> = None;
         for (i, peer) in self.peers.iter().enumerate() {
-            let shared = block_on(
+            let mut shared = block_on(
                 peer.store
                     .sync_list((Bound::Unbounded, Bound::Unbounded), usize::MAX),
             )
             .map_err(|e| e.to_string())?;
+            // An object against its recipe stays with its writer alone.
+            shared.retain(|cid| !self.misfits.contains(cid));
             match &reference {
                 None => reference = Some(shared),
                 Some(first) if *first != shared => {
@@ -917,6 +1000,18 @@ impl World {
                 }
             }
         }
+        for cid in &self.misfits {
+            let holders = self
+                .peers
+                .iter()
+                .filter(|peer| block_on(peer.store.has(cid)).unwrap_or(false))
+                .count();
+            if holders > 1 {
+                return Err(format!(
+                    "{holders} peers hold {cid}, which breaks its recipe"
+                ));
+            }
+        }
         let mut versioned = 0;
         for (_, id) in &self.contacts {
             let mut states: Vec<(State, Vec<Cid>)> = Vec::new();
@@ -934,7 +1029,31 @@ impl World {
     }
 }
 
+/// `total` plus `more`.
+fn add_stats(total: &mut HostStats, more: HostStats) {
+    total.waited += more.waited;
+    total.waited_foreign += more.waited_foreign;
+    total.refused += more.refused;
+    total.revoked += more.revoked;
+    total.checkpoints += more.checkpoints;
+}
+
 impl World {
+    /// The report, with what every host's policy did.
+    fn finish(mut self) -> SimReport {
+        let mut total = HostStats::default();
+        for peer in &self.peers {
+            add_stats(&mut total, peer.past);
+            add_stats(&mut total, peer.host.stats());
+        }
+        self.report.waited = total.waited + total.waited_foreign;
+        self.report.waited_foreign = total.waited_foreign;
+        self.report.refused = total.refused;
+        self.report.revoked = total.revoked;
+        self.report.checkpoints = total.checkpoints;
+        self.report
+    }
+
     fn shared_of(&self, peer: usize) -> Result<Vec<Cid>, String> {
         block_on(
             self.peers[peer]
@@ -975,6 +1094,16 @@ impl World {
         let p0 = self.shared_of(0)?;
         if p0 != self.shared_of(1)? {
             return Err("P's instances hold different sets".into());
+        }
+        if !self.revoked {
+            return Err("peer 4 is not revoked yet".into());
+        }
+        for p in [0, 1] {
+            if let Some(id) = self.session_between(p, 4) {
+                return Err(format!(
+                    "peer {p} still has session {id} with the revoked peer 4"
+                ));
+            }
         }
         let (Some(p), Some(q)) = (&self.peers[0].identity, &self.peers[2].identity) else {
             return Err("no identities".into());
@@ -1024,10 +1153,10 @@ pub fn run(seed: u64, config: &SimConfig) -> Result<SimReport, SimFailure> {
             reason: "between 2 and 16 peers".into(),
         });
     }
-    if config.access.is_some() && config.peers != 4 {
+    if config.access.is_some() && config.peers != 5 {
         return Err(SimFailure {
             seed,
-            reason: "the access scenario has 4 peers".into(),
+            reason: "the access scenario has 5 peers".into(),
         });
     }
     let mut world = World::new(seed, config.clone());
@@ -1072,12 +1201,12 @@ pub fn run(seed: u64, config: &SimConfig) -> Result<SimReport, SimFailure> {
                     world.report.private = world.private.len();
                     world.report.objects = objects;
                     world.report.converged_at_ms = world.now;
-                    return Ok(world.report);
+                    return Ok(world.finish());
                 }
                 world.report.objects = objects;
                 world.report.versioned = versioned;
                 world.report.converged_at_ms = world.now;
-                return Ok(world.report);
+                return Ok(world.finish());
             }
         }
         if !active {

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     if args.first().is_some_and(|arg| arg == "--access") {
         args.remove(0);
         config = SimConfig {
-            peers: 4,
+            peers: 5,
             writes: 200,
             access: Some(chum_sim::AccessTest {
                 private: 10_000,
@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             let (mut passed, mut failed) = (0u64, 0u64);
             let (mut private, mut leaked, mut granted) = (0usize, 0usize, 0usize);
             let (mut sessions, mut resumes, mut checkpoints) = (0u64, 0u64, 0u64);
+            let mut total = chum_sim::SimReport::default();
             for seed in from..from + count {
                 match run(seed, &config) {
                     Ok(report) => {
@@ -69,6 +70,13 @@ fn main() -> ExitCode {
                         sessions += report.sessions;
                         resumes += report.resumes;
                         checkpoints += report.checkpoints;
+                        total.admitted += report.admitted;
+                        total.announced += report.announced;
+                        total.waited += report.waited;
+                        total.waited_foreign += report.waited_foreign;
+                        total.misfits += report.misfits;
+                        total.refused += report.refused;
+                        total.revoked += report.revoked;
                     }
                     Err(failure) => {
                         failed += 1;
@@ -83,8 +91,19 @@ fn main() -> ExitCode {
                 );
             }
             println!(
-                "{sessions} sessions, {resumes} took the journal fast path (counted in unencrypted sessions), \
-                 {checkpoints} journal positions learned"
+                "{sessions} sessions ({} admitted an authenticated peer), {resumes} took the journal \
+                 fast path, {checkpoints} journal positions learned",
+                total.admitted
+            );
+            println!(
+                "{} objects announced, each with its link targets stored; {} waited for link targets \
+                 ({} of them from another person)",
+                total.announced, total.waited, total.waited_foreign
+            );
+            println!(
+                "{} objects written against their recipe, refused {} times by receiving hosts; \
+                 {} sessions ended by a revocation",
+                total.misfits, total.refused, total.revoked
             );
             println!("{passed} passed, {failed} failed");
             if failed == 0 {

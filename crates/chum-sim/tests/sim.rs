@@ -5,10 +5,26 @@ use chum_sim::{SimConfig, run};
 #[test]
 fn seeds_converge() {
     let config = SimConfig::default();
-    let failures: Vec<String> = (0..12u64)
-        .filter_map(|seed| run(seed, &config).err().map(|f| f.to_string()))
-        .collect();
+    let mut failures = Vec::new();
+    let (mut misfits, mut refused, mut announced) = (0, 0, 0);
+    for seed in 0..12u64 {
+        match run(seed, &config) {
+            Ok(report) => {
+                misfits += report.misfits;
+                refused += report.refused;
+                announced += report.announced;
+            }
+            Err(failure) => failures.push(failure.to_string()),
+        }
+    }
     assert!(failures.is_empty(), "{failures:#?}");
+    // Objects against their recipe were written, and the receiving hosts refused them (they
+    // stay with their writers: the convergence check says no other peer holds one).
+    assert!(
+        misfits > 0 && refused >= misfits,
+        "{misfits} written, {refused} refusals"
+    );
+    assert!(announced > 0);
 }
 
 #[test]
@@ -53,7 +69,7 @@ fn a_harsh_network_still_converges() {
 
 fn access_config(check_grants: bool) -> SimConfig {
     SimConfig {
-        peers: 4,
+        peers: 5,
         writes: 200,
         access: Some(chum_sim::AccessTest {
             private: 10_000,
@@ -74,7 +90,25 @@ fn grants_decide_what_other_persons_receive() {
         // Q holds every object P's grant covers (the conversation, its messages, the grant,
         // P's public identity): at least the 300 starting messages.
         assert!(report.granted_received > 300, "{report:?}");
+        assert!(report.admitted > 0, "{report:?}");
     }
+}
+
+#[test]
+fn the_access_scenario_exercises_dependency_waiting_and_revocation() {
+    let config = access_config(true);
+    let (mut waited_foreign, mut revoked) = (0, 0);
+    for seed in 10..16u64 {
+        let report = run(seed, &config).unwrap_or_else(|failure| panic!("{failure}"));
+        waited_foreign += report.waited_foreign;
+        revoked += report.revoked;
+    }
+    // Another person's messages arrived before the conversation they link to, were stored,
+    // and were announced only once it was (every announcement is checked for that).
+    assert!(waited_foreign > 0, "no foreign object waited");
+    // Peer 0's live session with peer 4 ended when it revoked it (checked at that moment in
+    // every run); here: some runs had one open then.
+    assert!(revoked > 0, "no session was ended by a revocation");
 }
 
 #[test]

@@ -675,6 +675,7 @@ impl Session {
                     // follows it instead of a sketch; the initiator compares again after.
                     self.responder_compare = None;
                     self.transmit(&Message::Resume);
+                    self.event(Event::Resumed);
                     self.round.resume = true;
                     self.round.wants_done = true;
                     self.journal_cursor = Some((from, None));

@@ -220,6 +220,7 @@ impl Session {
                 self.summary_position = None;
                 self.round.resume = true;
                 self.journal_cursor = Some((from, None));
+                self.event(Event::Resumed);
                 Ok(())
             }
             Message::Sketch { summary, sketch } => {

@@ -307,6 +307,9 @@ pub enum Event {
     },
     /// These objects were not sent: each is larger than the peer's frame limit.
     TooLarge(Vec<Cid>),
+    /// The first comparison took the journal fast path: both sides exchange what follows the
+    /// positions they hold of each other's journal instead of a sketch.
+    Resumed,
     /// Both directions of the reconciliation's transfer are complete; from now on new objects
     /// are pushed live.
     Synced,
