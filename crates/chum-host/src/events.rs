@@ -141,6 +141,27 @@ pub struct SessionReport {
     pub joined: Option<Identity>,
 }
 
+impl SessionReport {
+    /// The report of session `session` before anything happened (ended normally, nothing
+    /// moved, no peer).
+    pub fn new(session: u64) -> SessionReport {
+        SessionReport {
+            session,
+            synced: false,
+            code: CloseCode::Normal,
+            reason: String::new(),
+            by_peer: false,
+            resumed: false,
+            received: 0,
+            sent: 0,
+            frames_out: 0,
+            bytes_out: 0,
+            peer: None,
+            joined: None,
+        }
+    }
+}
+
 /// How one session runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SessionOptions {

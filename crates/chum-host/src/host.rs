@@ -396,20 +396,7 @@ impl Host {
             (None, Some(identity)) => Mode::Member(Arc::clone(identity)),
             (None, None) => Mode::Plain,
         };
-        let mut report = SessionReport {
-            session: conn,
-            synced: false,
-            code: CloseCode::Normal,
-            reason: String::new(),
-            by_peer: false,
-            resumed: false,
-            received: 0,
-            sent: 0,
-            frames_out: 0,
-            bytes_out: 0,
-            peer: None,
-            joined: None,
-        };
+        let mut report = SessionReport::new(conn);
         let mut config = self.config.clone();
         config.role = role;
         match security(&mode, &entropy) {

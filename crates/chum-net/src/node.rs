@@ -336,20 +336,8 @@ impl Node {
         options: SessionOptions,
         join: Option<(Invitation, SigningKey)>,
     ) -> SessionReport {
-        let mut report = SessionReport {
-            session: id,
-            synced: false,
-            code: CloseCode::Other(0),
-            reason: String::new(),
-            by_peer: false,
-            resumed: false,
-            received: 0,
-            sent: 0,
-            frames_out: 0,
-            bytes_out: 0,
-            peer: None,
-            joined: None,
-        };
+        let mut report = SessionReport::new(id);
+        report.code = CloseCode::Other(0);
         let entropy = match chum_access::keys::random_bytes::<64>() {
             Ok(entropy) => entropy,
             Err(error) => {
