@@ -15,7 +15,7 @@
 use chum_crdt::InstanceId;
 use chum_object::sign::SigningKey;
 use chum_object::{Limits, Map, Value, dagcbor};
-use chum_store::{Query, Store};
+use chum_store::Store;
 
 use crate::error::{AccessError, Result};
 use crate::identity::Identity;
@@ -161,35 +161,18 @@ pub async fn is_revoked(
     person_key: &[u8; 32],
     instance: &InstanceId,
 ) -> Result<bool> {
-    let mut after = None;
-    loop {
-        let page = store
-            .query(Query::ByType {
-                type_name: REVOCATION_TYPE,
-                after: after.as_ref(),
-                limit: 1_024,
-            })
-            .await?;
-        for cid in &page {
-            let Ok(bytes) = store.get(cid).await else {
-                continue;
-            };
-            let Ok((object, value)) = chum_object::Object::from_bytes(bytes, &Limits::default())
-            else {
-                continue;
-            };
-            if let Ok(revocation) = Revocation::from_value(object, &value)
-                && revocation.instance() == *instance
-                && revocation.person() == PersonId::of_key(person_key)
-            {
-                return Ok(true);
-            }
-        }
-        match page.last() {
-            Some(last) if page.len() == 1_024 => after = Some(last.clone()),
-            _ => return Ok(false),
+    // A person's revocations link to its Person object: an indexed lookup over that person's
+    // own objects, whatever others sent.
+    let person = PersonId::of_key(person_key);
+    for (_, object, value) in crate::visibility::linking(store, &person.0, REVOCATION_TYPE).await? {
+        if let Ok(revocation) = Revocation::from_value(object, &value)
+            && revocation.instance() == *instance
+            && revocation.person() == person
+        {
+            return Ok(true);
         }
     }
+    Ok(false)
 }
 
 /// The admission rule: whether `identity` talks to the peer that presented `payload` over a

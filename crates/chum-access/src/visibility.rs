@@ -90,31 +90,17 @@ impl Policy {
 
 const PAGE: usize = 1_024;
 
-/// The paged index scans used here.
-#[derive(Clone, Copy)]
-enum Scan<'a> {
-    Type(&'a str),
-    Links(&'a Cid),
-}
-
-/// Every CID a paged index scan yields.
-async fn paged(store: &dyn Store, scan: Scan<'_>) -> Result<Vec<Cid>> {
+/// Every object that links to `target` (a paged index scan).
+async fn links_to(store: &dyn Store, target: &Cid) -> Result<Vec<Cid>> {
     let mut all: Vec<Cid> = Vec::new();
     loop {
-        let after = all.last();
-        let query = match scan {
-            Scan::Type(type_name) => Query::ByType {
-                type_name,
-                after,
-                limit: PAGE,
-            },
-            Scan::Links(target) => Query::LinksTo {
+        let page = store
+            .query(Query::LinksTo {
                 target,
-                after,
+                after: all.last(),
                 limit: PAGE,
-            },
-        };
-        let page = store.query(query).await?;
+            })
+            .await?;
         let done = page.len() < PAGE;
         all.extend(page);
         if done {
@@ -123,12 +109,23 @@ async fn paged(store: &dyn Store, scan: Scan<'_>) -> Result<Vec<Cid>> {
     }
 }
 
-async fn all_of_type(store: &dyn Store, type_name: &str) -> Result<Vec<Cid>> {
-    paged(store, Scan::Type(type_name)).await
-}
-
-async fn links_to(store: &dyn Store, target: &Cid) -> Result<Vec<Cid>> {
-    paged(store, Scan::Links(target)).await
+/// The stored objects of `$type` `type_name` that link to `target`, decoded: an indexed lookup
+/// whose cost grows with what links to `target` (e.g. one person's own certificates,
+/// revocations and grants), never with what else the store holds.
+pub(crate) async fn linking(
+    store: &dyn Store,
+    target: &Cid,
+    type_name: &str,
+) -> Result<Vec<(Cid, Object, Value)>> {
+    let mut out = Vec::new();
+    for cid in links_to(store, target).await? {
+        if let Some((object, value)) = load(store, &cid).await?
+            && value.type_name() == Some(type_name)
+        {
+            out.push((cid, object, value));
+        }
+    }
+    Ok(out)
 }
 
 /// The decoded object stored under `cid`, if it is stored and a DAG-CBOR object.
@@ -190,66 +187,82 @@ async fn grants_for(
     peer: &PersonId,
 ) -> Result<(Vec<Access>, Vec<Cid>)> {
     let owner_id = PersonId::of_key(owner);
-    let mut revoked = HashSet::new();
-    for cid in all_of_type(store, ACCESS_REVOCATION_TYPE).await? {
-        if let Some((object, value)) = load(store, &cid).await?
-            && let Ok(revocation) = AccessRevocation::from_value(object, &value)
-            && revocation.granter_key == *owner
+    // Grants to the peer and the owner's statements naming it both link to the peer's Person.
+    let mut candidates: Vec<Access> = Vec::new();
+    for (_, object, value) in linking(store, &peer.0, ACCESS_TYPE).await? {
+        if let Ok(access) = Access::from_value(object, &value)
+            && access.granter_key == *owner
+            && access.grantee == peer.0
         {
-            revoked.insert(revocation.access);
+            candidates.push(access);
         }
     }
-    // The latest statement of each group the owner owns.
-    let mut latest: BTreeMap<Cid, (u64, Cid, GroupMembers)> = BTreeMap::new();
-    for cid in all_of_type(store, GROUP_MEMBERS_TYPE).await? {
-        if let Some((object, value)) = load(store, &cid).await? {
-            let Ok(statement) = GroupMembers::from_value(object, &value) else {
-                continue;
-            };
-            if statement.signer_key != *owner {
-                continue;
-            }
-            let key = (statement.created_ms, cid.clone());
-            if latest
-                .get(&statement.group)
-                .is_none_or(|(created, at, _)| (*created, at) < (key.0, &key.1))
+    // Groups of the owner's whose latest statement (by the owner) names the peer.
+    let mut supporting = Vec::new();
+    let mut named: BTreeSet<Cid> = BTreeSet::new();
+    for (_, object, value) in linking(store, &peer.0, GROUP_MEMBERS_TYPE).await? {
+        if let Ok(statement) = GroupMembers::from_value(object, &value)
+            && statement.signer_key == *owner
+        {
+            named.insert(statement.group);
+        }
+    }
+    for group in named {
+        let Some((_, group_value)) = load(store, &group).await? else {
+            continue;
+        };
+        if group_owner(&group_value).ok().as_ref() != Some(&owner_id) {
+            continue;
+        }
+        let mut latest: Option<(u64, Cid, GroupMembers)> = None;
+        let mut group_grants = Vec::new();
+        for (cid, object, value) in linking(store, &group, GROUP_MEMBERS_TYPE).await? {
+            if let Ok(statement) = GroupMembers::from_value(object, &value)
+                && statement.signer_key == *owner
+                && statement.group == group
+                && latest
+                    .as_ref()
+                    .is_none_or(|(created, at, _)| (*created, at) < (statement.created_ms, &cid))
             {
-                latest.insert(statement.group.clone(), (key.0, key.1, statement));
+                latest = Some((statement.created_ms, cid, statement));
             }
         }
-    }
-    let mut groups = BTreeMap::new();
-    for (group, (_, statement_cid, statement)) in latest {
+        let Some((_, statement_cid, statement)) = latest else {
+            continue;
+        };
         if !statement.members.contains(peer) {
             continue;
         }
-        let Some((_, value)) = load(store, &group).await? else {
-            continue;
-        };
-        if group_owner(&value).ok().as_ref() == Some(&owner_id) {
-            groups.insert(group, statement_cid);
+        for (_, object, value) in linking(store, &group, ACCESS_TYPE).await? {
+            if let Ok(access) = Access::from_value(object, &value)
+                && access.granter_key == *owner
+                && access.grantee == group
+            {
+                group_grants.push(access);
+            }
+        }
+        if !group_grants.is_empty() {
+            supporting.push(group.clone());
+            supporting.push(statement_cid);
+            candidates.extend(group_grants);
         }
     }
+    // Not revoked by the owner (a revocation links to the grant it revokes).
     let mut grants = Vec::new();
-    let mut supporting = Vec::new();
-    for cid in all_of_type(store, ACCESS_TYPE).await? {
-        if revoked.contains(&cid) {
-            continue;
+    for access in candidates {
+        let mut revoked = false;
+        for (_, object, value) in
+            linking(store, access.object.cid(), ACCESS_REVOCATION_TYPE).await?
+        {
+            if let Ok(revocation) = AccessRevocation::from_value(object, &value)
+                && revocation.granter_key == *owner
+                && revocation.access == *access.object.cid()
+            {
+                revoked = true;
+                break;
+            }
         }
-        let Some((object, value)) = load(store, &cid).await? else {
-            continue;
-        };
-        let Ok(access) = Access::from_value(object, &value) else {
-            continue;
-        };
-        if access.granter_key != *owner {
-            continue;
-        }
-        if access.grantee == peer.0 {
-            grants.push(access);
-        } else if let Some(statement) = groups.get(&access.grantee) {
-            supporting.push(access.grantee.clone());
-            supporting.push(statement.clone());
+        if !revoked {
             grants.push(access);
         }
     }
@@ -294,16 +307,17 @@ impl VisibleSet {
         let mut found = BTreeSet::new();
         // The owner's public identity.
         found.insert(person_object(&self.owner).cid().clone());
+        // Its certificates and revocations link to its Person: an indexed lookup, so what
+        // other persons sent costs nothing here.
+        let owner_person = PersonId::of_key(&self.owner).0;
         for type_name in [CERTIFICATE_TYPE, REVOCATION_TYPE] {
-            for cid in all_of_type(store, type_name).await? {
-                if let Some((object, value)) = load(store, &cid).await? {
-                    let valid = match type_name {
-                        CERTIFICATE_TYPE => Certificate::from_value(object, &value).is_ok(),
-                        _ => Revocation::from_value(object, &value).is_ok(),
-                    };
-                    if valid && signer_key(&value) == Some(self.owner) {
-                        found.insert(cid);
-                    }
+            for (cid, object, value) in linking(store, &owner_person, type_name).await? {
+                let valid = match type_name {
+                    CERTIFICATE_TYPE => Certificate::from_value(object, &value).is_ok(),
+                    _ => Revocation::from_value(object, &value).is_ok(),
+                };
+                if valid && signer_key(&value) == Some(self.owner) {
+                    found.insert(cid);
                 }
             }
         }
@@ -573,9 +587,21 @@ pub struct Coverage {
     targets: BTreeSet<Cid>,
     groups: BTreeSet<Cid>,
     expected: HashSet<Cid>,
+    /// Certificates and revocations taken from the peer in this session.
+    identity_objects: usize,
 }
 
+/// Certificates and revocations (instance and access) of its own that a related person's
+/// instance may hand over in one session; beyond, they are not taken.
+pub const MAX_IDENTITY_OBJECTS: usize = 256;
+
 impl Coverage {
+    /// Whether this side and the peer's person share anything: a grant either way. A
+    /// stranger is not related, and may write nothing into the shared set.
+    fn related(&self) -> bool {
+        !self.targets.is_empty() || !self.groups.is_empty() || !self.granted_to_peer.is_empty()
+    }
+
     /// The coverage of grants from the person `peer_key` to `me` held in `store`.
     /// `granted_to_peer` are the targets of this side's grants to the peer: a grant of the
     /// peer's that names an object this side holds covers it only when it is one of those (a
@@ -595,13 +621,21 @@ impl Coverage {
             targets: BTreeSet::new(),
             groups: BTreeSet::new(),
             expected: HashSet::new(),
+            identity_objects: 0,
         };
-        for type_name in [GROUP_MEMBERS_TYPE, ACCESS_TYPE] {
-            for cid in all_of_type(store, type_name).await? {
-                if let Some((_, value)) = load(store, &cid).await? {
-                    // Held grants were checked when they arrived.
-                    coverage.grant_like(&cid, &value, true);
-                }
+        // Held grants and statements were checked when they arrived; those concerning `me`
+        // link to its Person, grants to its groups to the group: indexed lookups.
+        let me_cid = coverage.me.0.clone();
+        for (cid, _, value) in linking(store, &me_cid, GROUP_MEMBERS_TYPE).await? {
+            coverage.grant_like(&cid, &value, true);
+        }
+        for (cid, _, value) in linking(store, &me_cid, ACCESS_TYPE).await? {
+            coverage.grant_like(&cid, &value, true);
+        }
+        let groups: Vec<Cid> = coverage.groups.iter().cloned().collect();
+        for group in groups {
+            for (cid, _, value) in linking(store, &group, ACCESS_TYPE).await? {
+                coverage.grant_like(&cid, &value, true);
             }
         }
         Ok(coverage)
@@ -680,12 +714,22 @@ impl Coverage {
                     let allowed = self.target_allowed(store, value).await?;
                     self.grant_like(cid, value, allowed)
                 }
+                // A stranger (no grant either way) writes nothing into the shared set, not even
+                // its own identity; a related person's identity objects are bounded per session.
                 Some(PERSON_TYPE) => {
-                    *cid == peer_person.0 || *cid == self.me.0 || self.expected.contains(cid)
+                    (*cid == peer_person.0 && self.related())
+                        || *cid == self.me.0
+                        || self.expected.contains(cid)
                 }
                 Some(CERTIFICATE_TYPE | REVOCATION_TYPE | ACCESS_REVOCATION_TYPE) => {
-                    signer_key(value) == Some(self.peer_key)
-                        && crate::grant::verify_value(value).is_ok()
+                    let ok = self.related()
+                        && self.identity_objects < MAX_IDENTITY_OBJECTS
+                        && signer_key(value) == Some(self.peer_key)
+                        && crate::grant::verify_value(value).is_ok();
+                    if ok {
+                        self.identity_objects += 1;
+                    }
+                    ok
                 }
                 Some(GROUP_TYPE) => {
                     group_owner(value).is_ok_and(|owner| owner == peer_person)

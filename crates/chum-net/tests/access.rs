@@ -377,6 +377,83 @@ async fn a_person_without_grants_connects_and_receives_nothing_private() {
     let _ = Value::Null;
 }
 
+/// A stranger (no grant either way) pushes its own identity objects — 2,000 self-signed
+/// revocations of made-up instances, its Person, its certificate: none of it becomes shared
+/// (it would sync on to every instance of Alice's), and a paired instance's admission reads no
+/// more than before (revocations are looked up by person, not scanned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_writes_nothing_shared_and_costs_paired_admission_nothing() {
+    use chum_access::InstanceId;
+    use chum_store::decorators::CountingStore;
+    use std::sync::atomic::Ordering;
+    let counting = Arc::new(CountingStore::new(MemoryStore::new()));
+    let store: Arc<dyn Store> = counting.clone();
+    let alice_id = Identity::new_person(now_ms()).unwrap();
+    alice_id.save(&*store, None).await.unwrap();
+    let alice = Node::new(store)
+        .with_identity(alice_id.clone())
+        .with_recipes(preset::seed());
+    let notes: Vec<_> = (0..20).map(|i| message(&format!("n{i}"), None)).collect();
+    alice.put(&notes).await.unwrap();
+    let key = generate_key().unwrap();
+    let certificate = alice_id
+        .certify(InstanceId(key.verifying_key().to_bytes()), now_ms())
+        .unwrap();
+    let laptop_id = Identity::joined(key, certificate).unwrap();
+    let laptop_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    laptop_id.save(&*laptop_store, None).await.unwrap();
+    let laptop = Node::new(laptop_store)
+        .with_identity(laptop_id)
+        .with_recipes(preset::seed());
+    // Objects Alice's store read during one paired sync.
+    let paired = || async {
+        let before = counting.counts.get.load(Ordering::Relaxed);
+        let (left, right) = memory_pair(16);
+        let (rl, ra) = tokio::join!(
+            laptop.run(Role::Initiator, left, SYNC_ONCE),
+            alice.run(Role::Responder, right, SessionOptions::default())
+        );
+        assert!(rl.synced, "{rl:?} {ra:?}");
+        counting.counts.get.load(Ordering::Relaxed) - before
+    };
+    paired().await;
+    let quiet = paired().await;
+
+    let (mallory, mallory_id) = person_node().await;
+    let revocations: Vec<_> = (0..2_000u32)
+        .map(|i| {
+            let mut instance = [7u8; 32];
+            instance[..4].copy_from_slice(&i.to_le_bytes());
+            of(mallory_id
+                .revoke(InstanceId(instance), now_ms())
+                .unwrap()
+                .object())
+        })
+        .collect();
+    mallory.put(&revocations).await.unwrap();
+    let before = shared(&**alice.store()).await;
+    let (left, right) = memory_pair(16);
+    let (rm, ra) = tokio::join!(
+        mallory.run(Role::Initiator, left, SYNC_ONCE),
+        alice.run(Role::Responder, right, SessionOptions::default())
+    );
+    assert!(rm.synced, "{rm:?} {ra:?}");
+    let after = shared(&**alice.store()).await;
+    let added = after.iter().filter(|cid| !before.contains(cid)).count();
+    assert_eq!(
+        added, 0,
+        "a stranger wrote {added} objects into Alice's shared set"
+    );
+    for (cid, _) in &revocations {
+        assert!(!alice.store().has(cid).await.unwrap());
+    }
+    let attacked = paired().await;
+    assert!(
+        attacked <= quiet + 10,
+        "a paired sync read {attacked} objects, {quiet} before the stranger came"
+    );
+}
+
 mod attacks {
     use super::*;
     use chum_access::keys::{Certificate, generate_key};

@@ -731,3 +731,41 @@ fn a_copy_of_the_same_store_syncs_without_the_journal_fast_path() {
     assert!(!a.tags.contains(&RESUME) && !b.tags.contains(&RESUME));
     assert!(a.checkpoints().is_empty() && b.checkpoints().is_empty());
 }
+
+/// A peer claiming room for huge sketches asks a responder that holds three objects for a sketch
+/// of 4,194,304 cells (54 MB): refused with a reason, after a few hundred bytes — a reply is
+/// bounded by what the responder holds, not by what the peer asks.
+#[test]
+fn a_sketch_request_is_bounded_by_what_the_responder_holds() {
+    let mut peer = Peer::new(Role::Responder, set_of(0..3));
+    let mut sink = Peer::new(Role::Initiator, MemorySet::new());
+    let hello = Message::Hello(Hello::new(
+        Limits {
+            max_sketch_cells: 1 << 22,
+            ..Limits::default()
+        },
+        8,
+        Vec::new(),
+    ))
+    .encode();
+    let (Answer::Summary(theirs, _), _) = set_of(100..110).answer(Request::Summary) else {
+        panic!("a summary");
+    };
+    let frames = [
+        hello,
+        Message::Summary(theirs).encode(),
+        Message::SketchRequest {
+            cells: 1 << 22,
+            salt: 0,
+        }
+        .encode(),
+    ];
+    for frame in frames {
+        peer.session
+            .handle_input(Duration::ZERO, Input::Frame(frame));
+        drain(Duration::ZERO, &mut peer, &mut sink);
+    }
+    assert_eq!(peer.closed(), Some((CloseCode::LimitExceeded, false)));
+    let sent: usize = sink.inbox.iter().map(Vec::len).sum();
+    assert!(sent < 2_000, "{sent} bytes sent");
+}

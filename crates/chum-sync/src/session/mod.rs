@@ -52,7 +52,9 @@ use crate::wire::{
 };
 
 use self::channel::Channel;
-use self::reconcile::{Check, Finding, ListItem, MAX_SKETCH_FOR_PEER, first_sketch_cells};
+use self::reconcile::{
+    Check, Finding, ListItem, MAX_SKETCH_FOR_PEER, first_sketch_cells, sketch_cap,
+};
 pub use self::types::{Answer, Config, Event, Input, Journal, Output, Request, RequestId, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +164,10 @@ pub struct Session {
     enumerate: Option<Option<Cid>>,
     /// Responder: the initiator's summary, compared with ours when our first sketch arrives.
     responder_compare: Option<Summary>,
+    /// Responder: the most sketch cells the peer may ask for in this round — bounded by what
+    /// this side holds (the set it answers from), so a request never amplifies (see
+    /// `reconcile::sketch_cap`).
+    sketch_cap: usize,
     round: Round,
     synced: bool,
     // Sending.
@@ -236,6 +242,7 @@ impl Session {
             initiator_summary: None,
             enumerate: None,
             responder_compare: None,
+            sketch_cap: SKETCH_SIZES[0],
             round: Round::default(),
             synced: false,
             to_resolve: VecDeque::new(),
@@ -686,6 +693,7 @@ impl Session {
                     theirs.count,
                     self.peer_limits.max_sketch_cells.min(MAX_SKETCH_FOR_PEER),
                 );
+                self.sketch_cap = sketch_cap(mine.count).max(cells);
                 self.request(
                     Request::Sketch { cells, salt: 0 },
                     Pending::SketchForPeer { compare: true },

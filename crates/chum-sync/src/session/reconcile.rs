@@ -104,7 +104,15 @@ impl Session {
             Message::SketchRequest { cells, salt } => {
                 self.expect_reconciling("sketch request")?;
                 self.one_request_at_a_time("sketch request")?;
-                let limit = self.peer_limits.max_sketch_cells.min(MAX_SKETCH_FOR_PEER);
+                // Never more than this side's own ids would cost as a list (a sketch costs
+                // about 14 bytes a cell, an id 8): an initiator asks for a larger sketch only
+                // while it is cheaper than listing this side's set, so a larger request is
+                // an attempt to make this side compute and send much more than it holds.
+                let limit = self
+                    .peer_limits
+                    .max_sketch_cells
+                    .min(MAX_SKETCH_FOR_PEER)
+                    .min(self.sketch_cap);
                 if cells == 0 || cells > limit as u64 {
                     return Err(Fail(
                         CloseCode::LimitExceeded,
@@ -568,6 +576,18 @@ impl Session {
             self.confirm_due = Some(self.now + self.config.checkpoint_delay);
         }
     }
+}
+
+/// The most sketch cells a responder holding `own` objects (in the set it answers this peer
+/// from) computes for a peer: the smallest size, or what a legitimate initiator would ask for
+/// before listing instead (`next * 14 < own * 8`, see `on_own_sketch`), with room for the set
+/// to have grown by half since. A sketch reply is so at most about 12 bytes per object held
+/// (and 36 cells at least), however large the peer claims its own set is.
+pub(super) fn sketch_cap(own: u64) -> usize {
+    let cells = own.saturating_mul(8).saturating_mul(3) / 2 / 14;
+    usize::try_from(cells)
+        .unwrap_or(usize::MAX)
+        .max(SKETCH_SIZES[0])
 }
 
 /// The first sketch's size, from the two set sizes: at least 1.5 cells per certain difference
