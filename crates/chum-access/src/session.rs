@@ -43,35 +43,6 @@ pub async fn admit_peer(
     now_ms: u64,
 ) -> Result<Admission> {
     let peer = crate::handshake::admit(store, identity, payload, remote_static, now_ms).await?;
-    let mut stored = Vec::new();
-    if let Some(certificate) = &peer.certificate {
-        let person = person_object(&peer.person_key);
-        let objects = [
-            (person.cid().clone(), person.into_bytes()),
-            (
-                certificate.object().cid().clone(),
-                certificate.object().bytes().to_vec(),
-            ),
-        ];
-        // An instance of this person: its identity syncs to the other instances. Another
-        // person's stays instance-local (a grant to it promotes its Person object), so
-        // strangers cannot fill the shared set by connecting with fresh keys.
-        let scope = if peer.same_person {
-            Scope::Shared
-        } else {
-            Scope::Local
-        };
-        let changed = store.put_scoped(&objects, scope).await?;
-        if scope == Scope::Shared {
-            stored.extend(
-                objects
-                    .into_iter()
-                    .zip(changed)
-                    .filter(|(_, changed)| *changed)
-                    .map(|((cid, _), _)| cid),
-            );
-        }
-    }
     let access = if peer.same_person {
         PeerAccess::Full
     } else {
@@ -97,6 +68,38 @@ pub async fn admit_peer(
             quarantine_bytes: 0,
         }))
     };
+    let mut stored = Vec::new();
+    if let Some(certificate) = &peer.certificate {
+        // An instance of this person: its identity syncs to the other instances. Another
+        // person's stays instance-local (a grant to it promotes its Person object), and only
+        // when the two persons share something: a stranger connecting with fresh keys leaves
+        // nothing behind.
+        let scope = match &access {
+            PeerAccess::Full => Some(Scope::Shared),
+            PeerAccess::Granted(granted) if !granted.is_stranger() => Some(Scope::Local),
+            PeerAccess::Granted(_) => None,
+        };
+        if let Some(scope) = scope {
+            let person = person_object(&peer.person_key);
+            let objects = [
+                (person.cid().clone(), person.into_bytes()),
+                (
+                    certificate.object().cid().clone(),
+                    certificate.object().bytes().to_vec(),
+                ),
+            ];
+            let changed = store.put_scoped(&objects, scope).await?;
+            if scope == Scope::Shared {
+                stored.extend(
+                    objects
+                        .into_iter()
+                        .zip(changed)
+                        .filter(|(_, changed)| *changed)
+                        .map(|((cid, _), _)| cid),
+                );
+            }
+        }
+    }
     Ok(Admission {
         peer,
         access,
@@ -129,6 +132,12 @@ impl Granted {
     /// What the peer sees.
     pub fn view(&self) -> &VisibleSet {
         &self.view
+    }
+
+    /// Whether the peer's person is a stranger here: no grant either way (it sees this
+    /// person's public identity only, and may write nothing).
+    pub fn is_stranger(&self) -> bool {
+        !self.coverage.related()
     }
 
     /// Objects received from the peer that no grant covers (yet), held in memory.

@@ -598,7 +598,7 @@ pub const MAX_IDENTITY_OBJECTS: usize = 256;
 impl Coverage {
     /// Whether this side and the peer's person share anything: a grant either way. A
     /// stranger is not related, and may write nothing into the shared set.
-    fn related(&self) -> bool {
+    pub fn related(&self) -> bool {
         !self.targets.is_empty() || !self.groups.is_empty() || !self.granted_to_peer.is_empty()
     }
 

@@ -126,6 +126,40 @@ impl Opening {
     }
 }
 
+/// What a host allows peers it does not know yet (sessions it accepted, as responder, over an
+/// identity). Instances of its own person and persons it shares with are never refused by
+/// these: they are admitted once their handshake shows who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLimits {
+    /// Accepted sessions whose peer is not admitted yet, at once; a connection beyond is refused
+    /// at once with a plaintext close saying the server is busy.
+    pub max_pending: usize,
+    /// Of those, from one remote address.
+    pub max_pending_per_address: usize,
+    /// How long an accepted session may take to be admitted.
+    pub admission_timeout: Duration,
+    /// Admitted sessions with strangers (another person, no grant either way) at once; a
+    /// stranger beyond is refused as busy.
+    pub max_strangers: usize,
+    /// How long a stranger's session may stay without objects moving either way.
+    pub stranger_idle: Duration,
+}
+
+impl Default for HostLimits {
+    fn default() -> HostLimits {
+        HostLimits {
+            max_pending: 256,
+            max_pending_per_address: 8,
+            admission_timeout: Duration::from_secs(10),
+            max_strangers: 64,
+            stranger_idle: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The reason a busy host gives.
+const BUSY: &str = "the server is busy";
+
 /// How a session authenticates.
 enum Mode {
     /// Frames in the clear (a host without an identity).
@@ -177,7 +211,13 @@ impl Arrivals {
 struct Conn {
     session: Session,
     mode: Mode,
+    role: Role,
     remote: String,
+    /// The remote address without its port (what per-address limits count).
+    address: String,
+    opened_at: Duration,
+    /// When objects last moved either way (or the session was admitted).
+    active_at: Duration,
     options: SessionOptions,
     report: SessionReport,
     /// For a peer of another person: what it sees and may send (`None`: the same person, or
@@ -215,6 +255,7 @@ pub struct Host {
     soft: Option<Arc<dyn Acceptance>>,
     identity: Option<Arc<Identity>>,
     policy: Policy,
+    limits: HostLimits,
     listening: bool,
     ignore_grants: bool,
     conns: BTreeMap<ConnId, Conn>,
@@ -261,6 +302,7 @@ impl Host {
             soft: None,
             identity: None,
             policy: Policy::default(),
+            limits: HostLimits::default(),
             listening: true,
             ignore_grants: false,
             conns: BTreeMap::new(),
@@ -268,6 +310,13 @@ impl Host {
             dirty: VecDeque::new(),
             stats: HostStats::default(),
         }
+    }
+
+    /// What peers not known yet may hold (see [`HostLimits`]).
+    #[must_use]
+    pub fn with_limits(mut self, limits: HostLimits) -> Host {
+        self.limits = limits;
+        self
     }
 
     /// Uses `config` for every session (its role is set per session).
@@ -378,8 +427,40 @@ impl Host {
     pub fn poll_timeout(&self) -> Option<Duration> {
         self.conns
             .values()
-            .filter_map(|conn| conn.session.poll_timeout())
+            .filter_map(|conn| {
+                let policy = self.deadline(conn);
+                match (conn.session.poll_timeout(), policy) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            })
             .min()
+    }
+
+    /// When the host itself ends a session it accepted: a peer not admitted in time, a
+    /// stranger idle too long.
+    fn deadline(&self, conn: &Conn) -> Option<Duration> {
+        if conn.role != Role::Responder || !matches!(conn.mode, Mode::Member(_)) {
+            return None;
+        }
+        if conn.session.is_closed() {
+            return None;
+        }
+        match (&conn.report.peer, &conn.foreign) {
+            (None, _) => Some(conn.opened_at + self.limits.admission_timeout),
+            (Some(_), Some(PeerAccess::Granted(access))) if access.is_stranger() => {
+                Some(conn.active_at + self.limits.stranger_idle)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a session is an accepted one whose peer is not admitted yet.
+    fn pending(conn: &Conn) -> bool {
+        conn.role == Role::Responder
+            && matches!(conn.mode, Mode::Member(_))
+            && conn.report.peer.is_none()
+            && !conn.session.is_closed()
     }
 
     /// Opens a session numbered `conn` (unused so far; see [`ConnId`]).
@@ -423,12 +504,46 @@ impl Host {
             }),
             _ => None,
         };
+        let address = remote
+            .parse::<std::net::SocketAddr>()
+            .map_or_else(|_| remote.clone(), |socket| socket.ip().to_string());
+        if role == Role::Responder && matches!(mode, Mode::Member(_)) {
+            let pending: Vec<&Conn> = self.conns.values().filter(|c| Host::pending(c)).collect();
+            let from_here = pending.iter().filter(|c| c.address == address).count();
+            if pending.len() >= self.limits.max_pending
+                || from_here >= self.limits.max_pending_per_address
+            {
+                // Refused before the handshake: a plaintext close the peer's session reads as
+                // the reason (it cannot be a Noise message).
+                let reason =
+                    format!("{BUSY}: too many connections waiting to be admitted; retry later");
+                self.outputs.push_back(HostOutput::Transmit {
+                    conn,
+                    frame: chum_sync::Message::Close {
+                        code: CloseCode::LimitExceeded,
+                        reason: reason.clone(),
+                    }
+                    .encode(),
+                });
+                report.code = CloseCode::LimitExceeded;
+                report.reason = reason;
+                self.outputs.push_back(HostOutput::Ended {
+                    conn,
+                    report: Box::new(report),
+                });
+                return;
+            }
+        }
         let session = Session::new(config, now.elapsed);
         self.conns.insert(
             conn,
             Conn {
                 session,
                 mode,
+                role,
+                address,
+                opened_at: now.elapsed,
+                active_at: now.elapsed,
                 remote,
                 options,
                 report,
@@ -476,6 +591,18 @@ impl Host {
 
     /// Time passed: sessions whose timers are due act on them.
     pub async fn timeout(&mut self, now: Now) {
+        let expired: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| self.deadline(conn).is_some_and(|at| at <= now.elapsed))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.session.handle_input(now.elapsed, Input::Close);
+                self.dirty.push_back(id);
+            }
+        }
         for (id, conn) in &mut self.conns {
             if conn
                 .session
@@ -612,7 +739,9 @@ impl Host {
             return;
         };
         let report = &conn.report;
-        if let Some(peer) = report.peer.clone() {
+        let stranger =
+            matches!(&conn.foreign, Some(PeerAccess::Granted(access)) if access.is_stranger());
+        if let Some(peer) = report.peer.clone().filter(|_| !stranger) {
             let (synced, sent, received) = (report.synced, report.sent, report.received);
             self.remember(now, &peer, |record| {
                 if synced {
@@ -786,7 +915,17 @@ impl Host {
             }
         };
         let answer = match admitted {
+            Ok((_, Some(PeerAccess::Granted(access)), _))
+                if access.is_stranger() && self.strangers_full(id) =>
+            {
+                Answer::Refused(format!(
+                    "{BUSY}: too many sessions with peers it shares nothing with; retry later"
+                ))
+            }
             Ok((peer, view, stored)) => {
+                // A stranger leaves no record behind (it would grow with every new key).
+                let stranger =
+                    matches!(&view, Some(PeerAccess::Granted(access)) if access.is_stranger());
                 self.announce(now, id, stored).await;
                 let welcome = peer.issued.as_ref().map(|c| c.object().bytes().to_vec());
                 // Journals only between instances of one person: positions count every shared
@@ -799,11 +938,14 @@ impl Host {
                     }),
                     _ => None,
                 };
-                self.remember(now, &peer, |record| record.last_connected_ms = now.unix_ms)
-                    .await;
+                if !stranger {
+                    self.remember(now, &peer, |record| record.last_connected_ms = now.unix_ms)
+                        .await;
+                }
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.report.peer = Some(peer);
                     conn.foreign = view;
+                    conn.active_at = now.elapsed;
                 }
                 Answer::Admitted { welcome, journal }
             }
@@ -813,6 +955,28 @@ impl Host {
             conn.session
                 .handle_input(now.elapsed, Input::Answer(request_id, answer));
         }
+    }
+
+    /// Whether the sessions this host accepted from strangers are at their limit (`id`, the
+    /// session being admitted, not counted).
+    fn strangers_full(&self, id: ConnId) -> bool {
+        let Some(conn) = self.conns.get(&id) else {
+            return true;
+        };
+        if conn.role != Role::Responder {
+            return false; // this side chose to connect
+        }
+        let strangers = self
+            .conns
+            .iter()
+            .filter(|(other, c)| {
+                **other != id
+                    && c.role == Role::Responder
+                    && !c.session.is_closed()
+                    && matches!(&c.foreign, Some(PeerAccess::Granted(access)) if access.is_stranger())
+            })
+            .count();
+        strangers >= self.limits.max_strangers
     }
 
     /// Stores what a peer of another person sent: verified, covered by its grants, its new
@@ -962,6 +1126,7 @@ impl Host {
                 peer: conn.report.peer.clone().map(Box::new),
             }),
             Event::Received(cids) => {
+                conn.active_at = now.elapsed;
                 conn.report.received += cids.len() as u64;
                 release(outputs, id, conn, Some(cids), &[]);
                 if conn.report.synced {
@@ -978,6 +1143,7 @@ impl Host {
                 reason,
             }),
             Event::PeerStored(cids) => {
+                conn.active_at = now.elapsed;
                 conn.report.sent += cids.len() as u64;
                 emit(NodeEvent::PeerStored { session: id, cids });
             }

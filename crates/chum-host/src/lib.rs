@@ -91,5 +91,5 @@ pub mod peers;
 
 pub use crate::commit::{Commit, Committed, LocalWrite};
 pub use crate::events::{Facts, NodeEvent, SessionOptions, SessionReport};
-pub use crate::host::{ConnId, ConnInput, Host, HostOutput, HostStats, Now, Opening};
+pub use crate::host::{ConnId, ConnInput, Host, HostLimits, HostOutput, HostStats, Now, Opening};
 pub use crate::peers::PeerRecord;

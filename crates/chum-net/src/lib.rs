@@ -24,6 +24,6 @@ mod node;
 pub mod transport;
 pub mod ws;
 
-pub use crate::node::{Facts, Node, NodeEvent, SessionOptions, SessionReport};
+pub use crate::node::{Facts, HostLimits, Node, NodeEvent, SessionOptions, SessionReport};
 pub use crate::peers::PeerRecord;
 pub use crate::transport::{Connection, memory_pair};

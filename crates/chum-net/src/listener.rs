@@ -245,7 +245,7 @@ where
                 (Ok(()), Err(_)) => {
                     refuse(
                         connection,
-                        "the server is at its session limit; retry later".into(),
+                        "the server is busy: at its session limit; retry later".into(),
                     )
                     .await;
                 }

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::peers::PeerRecord;
 use crate::transport::{Connection, FrameWriter};
 
-pub use chum_host::{Facts, NodeEvent, SessionOptions, SessionReport};
+pub use chum_host::{Facts, HostLimits, NodeEvent, SessionOptions, SessionReport};
 
 /// Events the application may fall behind by before it misses some.
 const EVENTS_CAPACITY: usize = 4_096;
@@ -132,6 +132,13 @@ impl Node {
             self.config = host.config().clone();
         }
         self
+    }
+
+    /// What peers not known yet may hold: sessions waiting for admission (in all and per
+    /// address), how long admission may take, sessions with strangers and their idle time
+    /// (see [`chum_host::HostLimits`]; the defaults suit a public listener).
+    pub fn with_limits(self, limits: chum_host::HostLimits) -> Node {
+        self.setup(|host| host.with_limits(limits))
     }
 
     /// Uses `config` for every session (its role is set per session).

@@ -447,11 +447,103 @@ async fn a_stranger_writes_nothing_shared_and_costs_paired_admission_nothing() {
     for (cid, _) in &revocations {
         assert!(!alice.store().has(cid).await.unwrap());
     }
+    // Nothing of the stranger is kept: no Person, no certificate, no peer record.
+    assert!(!alice.store().has(&mallory_id.person().0).await.unwrap());
+    assert!(
+        !alice
+            .store()
+            .has(mallory_id.certificate().object().cid())
+            .await
+            .unwrap()
+    );
+    assert!(
+        alice
+            .peers()
+            .await
+            .unwrap()
+            .iter()
+            .all(|record| record.person != mallory_id.person()),
+        "a stranger left a peer record"
+    );
     let attacked = paired().await;
     assert!(
         attacked <= quiet + 10,
         "a paired sync read {attacked} objects, {quiet} before the stranger came"
     );
+}
+
+/// Strangers have their own small share of sessions and an idle budget: with room for one, a
+/// second stranger is refused as busy while an instance of the same person still gets in, and
+/// the first stranger's idle session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_have_their_own_small_share_and_an_idle_budget() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let alice_id = Identity::new_person(now_ms()).unwrap();
+    alice_id.save(&*store, None).await.unwrap();
+    let alice = Arc::new(
+        Node::new(store)
+            .with_identity(alice_id.clone())
+            .with_recipes(preset::seed())
+            .with_limits(chum_net::HostLimits {
+                max_strangers: 1,
+                stranger_idle: std::time::Duration::from_millis(500),
+                ..chum_net::HostLimits::default()
+            }),
+    );
+    let (first, _) = person_node().await;
+    let (second, _) = person_node().await;
+    let (left, right) = memory_pair(16);
+    let alice_side = Arc::clone(&alice);
+    let first_run = tokio::spawn(async move {
+        alice_side
+            .run(Role::Responder, right, SessionOptions::default())
+            .await
+    });
+    let mut first_events = first.events();
+    let first_session = tokio::spawn({
+        let first = Arc::clone(&first);
+        async move {
+            first
+                .run(Role::Initiator, left, SessionOptions::default())
+                .await
+        }
+    });
+    support::synced(&mut first_events).await;
+    // A second stranger while the first is connected: busy.
+    let (left, right) = memory_pair(16);
+    let (rs, ra) = tokio::join!(
+        second.run(Role::Initiator, left, SYNC_ONCE),
+        alice.run(Role::Responder, right, SessionOptions::default())
+    );
+    assert!(!rs.synced && ra.peer.is_none(), "{rs:?} {ra:?}");
+    assert!(rs.reason.contains("busy"), "{rs:?}");
+    // An instance of Alice's own gets in regardless.
+    let key = generate_key().unwrap();
+    let certificate = alice_id
+        .certify(
+            chum_access::InstanceId(key.verifying_key().to_bytes()),
+            now_ms(),
+        )
+        .unwrap();
+    let laptop_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let laptop_id = Identity::joined(key, certificate).unwrap();
+    laptop_id.save(&*laptop_store, None).await.unwrap();
+    let laptop = Node::new(laptop_store)
+        .with_identity(laptop_id)
+        .with_recipes(preset::seed());
+    let (left, right) = memory_pair(16);
+    let (rl, _) = tokio::join!(
+        laptop.run(Role::Initiator, left, SYNC_ONCE),
+        alice.run(Role::Responder, right, SessionOptions::default())
+    );
+    assert!(rl.synced, "{rl:?}");
+    // The first stranger moves nothing: its session ends once idle.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), first_run)
+        .await
+        .expect("the idle stranger's session ended")
+        .unwrap();
+    assert!(ended.peer.is_some());
+    let _ = first_session.await;
 }
 
 mod attacks {
@@ -708,6 +800,67 @@ mod attacks {
     }
 
     /// A certificate for `mallory`'s instance that claims Alice's person, signed by Mallory.
+    /// 600 connections from 20 addresses start a frame and stall (the finding: they held every
+    /// session slot for 45 s). Each address gets 8 waiting sessions, the rest are refused at
+    /// once; a paired instance still syncs; a client from a flooding address hears why.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_that_never_finish_their_handshake_do_not_keep_paired_instances_out() {
+        use tokio::io::AsyncWriteExt;
+        let (_alice, alice_id, address) = server().await;
+        let server_address: std::net::SocketAddr = address.parse().unwrap();
+        let mut held = Vec::new();
+        for a in 2..22u8 {
+            for _ in 0..30 {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket
+                    .bind(std::net::SocketAddr::from(([127, 0, 0, a], 0)))
+                    .unwrap();
+                if let Ok(mut stream) = socket.connect(server_address).await {
+                    // A frame of 100 bytes announced, 3 sent, then nothing.
+                    let _ = stream.write_all(&[0, 0, 0, 100, 1, 2, 3]).await;
+                    held.push(stream);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // A second instance of Alice's connects and syncs.
+        let key = generate_key().unwrap();
+        let certificate = alice_id
+            .certify(InstanceId(key.verifying_key().to_bytes()), now_ms())
+            .unwrap();
+        let laptop_id = Identity::joined(key, certificate).unwrap();
+        let laptop_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        laptop_id.save(&*laptop_store, None).await.unwrap();
+        let laptop = Node::new(laptop_store)
+            .with_identity(laptop_id)
+            .with_recipes(preset::seed());
+        let report = laptop
+            .run(Role::Initiator, connect(&address).await, SYNC_ONCE)
+            .await;
+        assert!(report.synced, "{report:?}");
+        // One more from a flooding address, as a client of the protocol: told it is busy.
+        let mallory = Identity::new_person(now_ms()).unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 2], 0)))
+            .unwrap();
+        let stream = socket.connect(server_address).await.unwrap();
+        let connection = tcp::connection(stream, Limits::default().max_frame).unwrap();
+        let seen = drive(
+            security(|static_public| handshake::payload(&mallory, static_public).unwrap()),
+            connection,
+        )
+        .await;
+        let closed = seen.events.iter().find_map(|event| match event {
+            Event::Closed { code, reason, .. } => Some((*code, reason.clone())),
+            _ => None,
+        });
+        let (code, reason) = closed.unwrap();
+        assert_eq!(code, CloseCode::LimitExceeded, "{reason}");
+        assert!(reason.contains("busy"), "{reason}");
+        drop(held);
+    }
+
     fn forged_certificate(
         alice: &Identity,
         mallory: &Identity,

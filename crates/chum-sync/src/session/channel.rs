@@ -46,6 +46,10 @@ impl Channel {
 /// Bytes of records held while the driver decides on admission.
 const MAX_HELD_BYTES: usize = 1 << 20;
 
+/// The shortest Noise XX answer a responder can send (its ephemeral key, its encrypted static
+/// key with tag, and the payload's tag): anything shorter cannot be one.
+const MIN_RESPONDER_MESSAGE: usize = 32 + 48 + 16;
+
 impl Session {
     pub(super) fn write_handshake(&mut self, payload: &[u8]) -> Result<(), Fail> {
         let Some(state) = self.channel.as_mut().and_then(|c| c.handshake.as_mut()) else {
@@ -69,6 +73,20 @@ impl Session {
     /// whether to admit the peer).
     pub(super) fn on_handshake(&mut self, frame: Vec<u8>) -> Result<(), Fail> {
         let initiator = self.config.role == Role::Initiator;
+        let handshaking = self
+            .channel
+            .as_ref()
+            .is_some_and(|channel| channel.transport.is_none() && channel.handshake.is_some());
+        if initiator && handshaking && frame.len() < MIN_RESPONDER_MESSAGE {
+            // Shorter than any Noise answer: a responder that refuses before the handshake
+            // (e.g. busy) says why in a plaintext close.
+            if let Ok(Message::Close { code, reason }) =
+                Message::decode(&frame, &self.config.limits)
+            {
+                self.finish(code, reason, true);
+                return Ok(());
+            }
+        }
         let deciding = self.has_pending(Pending::Admit);
         let Some(channel) = self.channel.as_mut() else {
             return Err(violation("no handshake in progress"));
