@@ -3,7 +3,7 @@
 //! of the same person, the [`VisibleSet`] for another person — and stores what the peer sends
 //! under [`Coverage`].
 
-use chum_object::Cid;
+use chum_object::{Cid, Value};
 use chum_store::index::{Acceptance, Verified};
 use chum_store::{Scope, Store};
 use chum_sync::{Answer, Request};
@@ -66,6 +66,8 @@ pub async fn admit_peer(
             .await?,
             quarantine: Vec::new(),
             quarantine_bytes: 0,
+            vouched: 0,
+            limit: MAX_QUARANTINE,
         }))
     };
     let mut stored = Vec::new();
@@ -126,6 +128,12 @@ pub struct Granted {
     /// the same session; dropped when the session ends (the peer offers them again later).
     quarantine: Vec<(Cid, Vec<u8>)>,
     quarantine_bytes: usize,
+    /// Grants and membership statements of the peer's taken in this session: they count
+    /// toward the same limit as held objects, so whether a grant was taken (which depends on
+    /// what this side holds) cannot be told from when the limit is reached.
+    vouched: usize,
+    /// The most objects held or vouched for ([`MAX_QUARANTINE`]).
+    limit: usize,
 }
 
 impl Granted {
@@ -237,6 +245,7 @@ impl Granted {
     ) -> chum_store::Result<(Answer, Vec<Cid>)> {
         let mut covered = Vec::new();
         let mut uncovered = Vec::new();
+        let mut vouched = 0;
         for (cid, bytes) in batch.objects() {
             let value = Coverage::decode(cid, bytes);
             let ok = self
@@ -245,13 +254,22 @@ impl Granted {
                 .await
                 .map_err(backend)?;
             if ok {
+                let grant_like = value
+                    .as_ref()
+                    .and_then(Value::type_name)
+                    .is_some_and(|name| {
+                        name == crate::grant::ACCESS_TYPE
+                            || name == crate::grant::GROUP_MEMBERS_TYPE
+                    });
+                vouched += usize::from(grant_like);
                 covered.push((cid.clone(), bytes.clone()));
             } else {
                 uncovered.push((cid.clone(), bytes.clone()));
             }
         }
         let incoming: usize = uncovered.iter().map(|(_, bytes)| bytes.len()).sum();
-        if self.quarantine.len() + uncovered.len() > MAX_QUARANTINE
+        self.vouched += vouched;
+        if self.quarantine.len() + uncovered.len() + self.vouched > self.limit
             || self.quarantine_bytes + incoming > MAX_QUARANTINE_BYTES
         {
             return Ok((
@@ -305,5 +323,93 @@ impl Granted {
             covered = promoted;
         }
         Ok((Answer::Stored, new))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::grant::Access;
+    use chum_object::Object;
+    use chum_store::MemoryStore;
+    use futures::executor::block_on;
+
+    /// What a stranger sees while sending grants to Alice that name `targets`, in batches of
+    /// five: the answer to each batch.
+    fn answers_to_grants_naming(targets: &[Cid], held: bool) -> Vec<String> {
+        let store = MemoryStore::new();
+        let alice = Identity::new_person(1_000).unwrap();
+        block_on(alice.save(&store, None)).unwrap();
+        if held {
+            let objects: Vec<(Cid, Vec<u8>)> = (0..targets.len())
+                .map(|i| {
+                    let object = probe(i);
+                    (object.cid().clone(), object.bytes().to_vec())
+                })
+                .collect();
+            block_on(store.put_scoped(&objects, Scope::Shared)).unwrap();
+        }
+        let mallory = Identity::new_person(1_000).unwrap();
+        let static_public = [7u8; 32];
+        let payload = crate::handshake::payload(&mallory, &static_public).unwrap();
+        let admission = block_on(admit_peer(
+            &store,
+            &alice,
+            &Policy::default(),
+            &payload,
+            &static_public,
+            2_000,
+        ))
+        .unwrap();
+        let PeerAccess::Granted(mut granted) = admission.access else {
+            panic!("a stranger");
+        };
+        granted.limit = 20;
+        let mut access = PeerAccess::Granted(granted);
+        let grants: Vec<(Cid, Vec<u8>)> = targets
+            .iter()
+            .map(|target| {
+                let grant = Access::issue(
+                    mallory.person_key().unwrap(),
+                    target.clone(),
+                    alice.person().0,
+                    3_000,
+                )
+                .unwrap();
+                (grant.object.cid().clone(), grant.object.bytes().to_vec())
+            })
+            .collect();
+        grants
+            .chunks(5)
+            .map(|chunk| {
+                let batch = Verified::check(chunk.to_vec(), &store.limits()).unwrap();
+                let (answer, _) = block_on(access.store_checked(&store, batch));
+                match answer {
+                    Answer::Stored => "stored".to_owned(),
+                    Answer::Invalid(_) => "invalid".to_owned(),
+                    other => format!("{other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    fn probe(i: usize) -> Object {
+        let value =
+            chum_object::dagjson::from_str(&format!(r#"{{"$type":"Message","text":"probe {i}"}}"#))
+                .unwrap();
+        Object::from_value(&value).unwrap()
+    }
+
+    /// Finding 6: grants naming objects Alice holds are not taken (the peer would write into
+    /// her data), others are — but the stranger cannot tell which from the answers: the limit
+    /// is reached after the same batch either way.
+    #[test]
+    fn a_stranger_cannot_tell_from_the_answers_what_is_held() {
+        let targets: Vec<Cid> = (0..40).map(|i| probe(i).cid().clone()).collect();
+        let held = answers_to_grants_naming(&targets, true);
+        let not_held = answers_to_grants_naming(&targets, false);
+        assert_eq!(held, not_held);
+        assert!(held.contains(&"invalid".to_owned()), "{held:?}");
     }
 }
