@@ -242,6 +242,31 @@ const MAX_REPORTED: usize = 100;
 /// Why another person's object was dropped when its session ended.
 const UNCOVERED: &str = "from another person and covered by no grant to this person here (if it is an entry of a granted object, this instance may lack its type's recipe): not stored";
 
+/// Why a stranger's objects are refused.
+const STRANGER: &str = "not covered: this node shares nothing with the sender";
+
+/// Whether received bytes are a grant or a group membership statement (decoded, not verified;
+/// bytes that do not even contain either type's name are not decoded).
+fn grant_like(cid: &Cid, bytes: &[u8]) -> bool {
+    let names = [
+        chum_access::grant::ACCESS_TYPE.as_bytes(),
+        chum_access::grant::GROUP_MEMBERS_TYPE.as_bytes(),
+    ];
+    if !names
+        .iter()
+        .any(|name| bytes.windows(name.len()).any(|window| window == *name))
+    {
+        return false;
+    }
+    chum_access::Coverage::decode(cid, bytes)
+        .as_ref()
+        .and_then(chum_object::Value::type_name)
+        .is_some_and(|name| {
+            name == chum_access::grant::ACCESS_TYPE
+                || name == chum_access::grant::GROUP_MEMBERS_TYPE
+        })
+}
+
 /// Objects another person's instance may have refused one by one (they break this node's
 /// recipes) in one session before the session ends as `invalid object`.
 const MAX_FOREIGN_REFUSED: usize = 1_000;
@@ -988,6 +1013,21 @@ impl Host {
     ) -> (Answer, Vec<Cid>) {
         let store = Arc::clone(&self.store);
         let listening = self.listening;
+        // Nothing of a stranger's can be taken, unless the batch carries a grant or membership
+        // statement of its that makes it related: otherwise its objects are refused as they
+        // are, neither hashed nor their signatures checked — a stranger cannot make this node
+        // spend a signature check on every object it pushes.
+        let stranger = matches!(
+            self.conns.get(&id).and_then(|conn| conn.foreign.as_ref()),
+            Some(PeerAccess::Granted(access)) if access.is_stranger()
+        );
+        if stranger && !objects.iter().any(|(cid, bytes)| grant_like(cid, bytes)) {
+            let refused: Vec<(Cid, String)> = objects
+                .into_iter()
+                .map(|(cid, _)| (cid, STRANGER.to_owned()))
+                .collect();
+            return (self.refused_foreign(id, refused, false), Vec::new());
+        }
         let signatures = SignatureCheck::new(None);
         let (batch, refused) = match Verified::check_split(
             objects,
@@ -1035,24 +1075,7 @@ impl Host {
             answer => answer,
         };
         let answer = match answer {
-            Answer::StoredExcept(refused) => {
-                conn.foreign_refused += refused.len();
-                self.stats.refused += refused.len() as u64;
-                let over = conn.foreign_refused > MAX_FOREIGN_REFUSED;
-                self.emit(NodeEvent::Refused {
-                    session: id,
-                    refused: refused.clone(),
-                });
-                // Refusing costs this side work, not the sender: past a bound, another
-                // person's session ends.
-                if over {
-                    Answer::Invalid(format!(
-                        "more than {MAX_FOREIGN_REFUSED} objects refused in one session"
-                    ))
-                } else {
-                    Answer::StoredExcept(refused)
-                }
-            }
+            Answer::StoredExcept(refused) => self.refused_foreign(id, refused, true),
             answer => answer,
         };
         if !incomplete.is_empty() {
@@ -1062,6 +1085,30 @@ impl Host {
             });
         }
         (answer, new)
+    }
+
+    /// The answer refusing `refused` objects of another person's session `id` one by one
+    /// (reported to the application when `report`); past [`MAX_FOREIGN_REFUSED`] in a session,
+    /// the session ends instead — refusing costs this side work, not the sender.
+    fn refused_foreign(&mut self, id: ConnId, refused: Vec<(Cid, String)>, report: bool) -> Answer {
+        self.stats.refused += refused.len() as u64;
+        let over = self.conns.get_mut(&id).is_none_or(|conn| {
+            conn.foreign_refused += refused.len();
+            conn.foreign_refused > MAX_FOREIGN_REFUSED
+        });
+        if report {
+            self.emit(NodeEvent::Refused {
+                session: id,
+                refused: refused.clone(),
+            });
+        }
+        if over {
+            Answer::Invalid(format!(
+                "more than {MAX_FOREIGN_REFUSED} objects refused in one session"
+            ))
+        } else {
+            Answer::StoredExcept(refused)
+        }
     }
 
     /// An event of session `id`'s state machine.

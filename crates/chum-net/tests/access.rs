@@ -437,7 +437,9 @@ async fn a_stranger_writes_nothing_shared_and_costs_paired_admission_nothing() {
         mallory.run(Role::Initiator, left, SYNC_ONCE),
         alice.run(Role::Responder, right, SessionOptions::default())
     );
-    assert!(rm.synced, "{rm:?} {ra:?}");
+    // Refusing a stranger's flood costs Alice next to nothing (its objects are neither hashed
+    // nor checked), and past 1,000 refusals the session ends.
+    assert!(rm.synced || ra.reason.contains("refused"), "{rm:?} {ra:?}");
     let after = shared(&**alice.store()).await;
     let added = after.iter().filter(|cid| !before.contains(cid)).count();
     assert_eq!(
