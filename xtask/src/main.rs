@@ -1,12 +1,16 @@
 //! `cargo xtask`: the one entry point for the project's checks.
 //!
 //! - `cargo xtask test`: formatting, clippy (warnings denied), all tests, docs (warnings denied),
-//!   the wasm32 build of the I/O-free crates, and a build of the fuzz targets.
+//!   the wasm32 build of the I/O-free crates, the browser crates' tests in headless Chromium
+//!   (Chromium, ChromeDriver and `wasm-bindgen-cli` installed when missing), and a build of the
+//!   fuzz targets.
 //! - `cargo xtask fuzz TARGET SECONDS`: runs one fuzz target (nightly and cargo-fuzz are
 //!   installed when missing).
 //! - `cargo xtask soak-store N`: N kill -9 rounds against the redb store.
 //! - `cargo xtask sim N` runs N simulation seeds (ends with `N passed, M failed`);
 //!   `cargo xtask sim --seed S` replays one.
+
+mod browser;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -156,6 +160,22 @@ fn test() -> Result<(), String> {
             "--no-default-features",
         ]),
     )?;
+    run(
+        "clippy of the browser crates (wasm32)",
+        cargo().args([
+            "clippy",
+            "--locked",
+            "--target",
+            WASM_TARGET,
+            "--all-targets",
+            "-p",
+            "chum-store-idb",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    browser::test_in_chromium(&["chum-store-idb"])?;
     fuzz_build()?;
     eprintln!("xtask: all checks passed");
     Ok(())

@@ -37,7 +37,6 @@
 //! ```
 #![warn(missing_docs)]
 
-mod keys;
 pub mod power_loss;
 
 use std::ops::Bound;
@@ -55,7 +54,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 
-use crate::keys::{author_key, pair_key, pair_prefix, second_of, type_key, type_prefix};
+use chum_store::keys::{author_key, pair_key, pair_prefix, second_of, type_key, type_prefix};
 
 /// The newest store format this build reads and writes.
 pub const FORMAT_VERSION: u64 = 3;
@@ -1069,7 +1068,7 @@ impl Store for RedbStore {
                         author.to_vec(),
                         after,
                         limit,
-                        keys::AUTHOR_PREFIX_LEN,
+                        chum_store::keys::AUTHOR_PREFIX_LEN,
                     )
                 }
             }

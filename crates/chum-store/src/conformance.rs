@@ -14,6 +14,7 @@ use std::ops::Bound;
 
 use chum_crdt::{InstanceId, Timestamp, Version, clock_value};
 use chum_object::{Cid, Codec, Map, Object, Value};
+use futures::future::LocalBoxFuture;
 
 use crate::error::Error;
 use crate::store::{Query, Store};
@@ -22,29 +23,51 @@ use crate::sync::{self, KEPT_SKETCH_CELLS, Scope, SyncDigest};
 /// Makes a fresh, empty store.
 pub type MakeStore<'a> = &'a dyn Fn() -> Box<dyn Store>;
 
+/// Makes a fresh, empty store asynchronously (for backends that open asynchronously, such as
+/// IndexedDB).
+pub type MakeStoreAsync<'a> = &'a dyn Fn() -> LocalBoxFuture<'static, Box<dyn Store>>;
+
+/// A synchronous maker as an asynchronous one.
+fn made_async(make: MakeStore<'_>) -> impl Fn() -> LocalBoxFuture<'static, Box<dyn Store>> + '_ {
+    move || {
+        let store = make();
+        Box::pin(async move { store })
+    }
+}
+
 /// Runs every contract check on fresh stores from `make`.
 pub async fn run_all(make: MakeStore<'_>) {
-    put_get_has_count(&*make()).await;
-    put_is_idempotent(&*make()).await;
-    invalid_objects_are_refused_atomically(&*make()).await;
-    raw_blocks_are_stored(&*make()).await;
-    delete_removes_object_and_indexes(&*make()).await;
-    list_respects_ranges_and_limits(&*make()).await;
-    type_and_link_indexes(&*make()).await;
-    versions_and_heads_in_any_arrival_order(&*make()).await;
-    author_index_orders_by_clock(&*make()).await;
-    local_area(&*make()).await;
-    limits_and_bad_batches(&*make()).await;
-    scopes_and_the_sync_digest(&*make()).await;
-    the_journal(&*make()).await;
-    verified_batches(&*make()).await;
-    model_check(&*make(), 0x5eed_0001, 400).await;
-    model_check(&*make(), 0x5eed_0002, 400).await;
+    run_all_async(&made_async(make)).await;
+}
+
+/// [`run_all`] with stores that open asynchronously.
+pub async fn run_all_async(make: MakeStoreAsync<'_>) {
+    put_get_has_count(&*make().await).await;
+    put_is_idempotent(&*make().await).await;
+    invalid_objects_are_refused_atomically(&*make().await).await;
+    raw_blocks_are_stored(&*make().await).await;
+    delete_removes_object_and_indexes(&*make().await).await;
+    list_respects_ranges_and_limits(&*make().await).await;
+    type_and_link_indexes(&*make().await).await;
+    versions_and_heads_in_any_arrival_order(&*make().await).await;
+    author_index_orders_by_clock(&*make().await).await;
+    local_area(&*make().await).await;
+    limits_and_bad_batches(&*make().await).await;
+    scopes_and_the_sync_digest(&*make().await).await;
+    the_journal(&*make().await).await;
+    verified_batches(&*make().await).await;
+    model_check(&*make().await, 0x5eed_0001, 400).await;
+    model_check(&*make().await, 0x5eed_0002, 400).await;
 }
 
 /// Checks that what one store handle wrote, a reopened handle (from `reopen`, on the same
 /// durable location) still holds: objects, indexes, count and the local area.
 pub async fn run_durable(first: Box<dyn Store>, reopen: &dyn Fn() -> Box<dyn Store>) {
+    run_durable_async(first, &made_async(reopen)).await;
+}
+
+/// [`run_durable`] with a store that reopens asynchronously.
+pub async fn run_durable_async(first: Box<dyn Store>, reopen: MakeStoreAsync<'_>) {
     let objects: Vec<Object> = (0..20).map(message).collect();
     put_objects(&*first, &objects).await;
     let version = version_of(&id(1), vec![], 5, 1);
@@ -62,7 +85,7 @@ pub async fn run_durable(first: Box<dyn Store>, reopen: &dyn Fn() -> Box<dyn Sto
     let digest = first.sync_digest().await.unwrap();
     let journal = first.journal(0, usize::MAX).await.unwrap();
     drop(first);
-    let store = reopen();
+    let store = reopen().await;
     assert_eq!(
         store.journal(0, usize::MAX).await.unwrap(),
         journal,

@@ -41,6 +41,7 @@ pub mod conformance;
 pub mod decorators;
 mod error;
 pub mod index;
+pub mod keys;
 mod memory;
 mod store;
 pub mod sync;

@@ -1,9 +1,10 @@
-//! Composite keys of the index tables. Variable-length parts carry a length prefix, so that a
-//! prefix scan finds exactly one first component and the second sorts bytewise within it.
+//! Composite binary keys for index tables of ordered key-value backends (redb, IndexedDB):
+//! variable-length parts carry a length prefix, so that a prefix scan finds exactly one first
+//! component and the second sorts bytewise within it.
 
+use crate::{Error, Result};
 use chum_crdt::Timestamp;
 use chum_object::Cid;
-use chum_store::{Error, Result};
 
 /// Bytes before the CID in an author key: author (32), wall ms (8), counter (4).
 pub const AUTHOR_PREFIX_LEN: usize = 44;
