@@ -81,6 +81,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![warn(missing_docs)]
+// On wasm32 the same types are shared through `Arc` as natively, where they are `Send + Sync`;
+// in the browser everything runs on one thread.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 mod commit;
 mod deps;

@@ -15,9 +15,10 @@ use chum_store::index::Acceptance;
 use chum_store::{Scope, Store};
 use chum_sync::{CloseCode, Config, Role};
 use futures::StreamExt;
-use futures::stream::{BoxStream, SelectAll};
+use futures::stream::SelectAll;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::time::Instant;
+
+use crate::rt::{self, BoxFuture, BoxStream, Instant, TaskHandle};
 
 use crate::peers::PeerRecord;
 use crate::transport::{Connection, FrameWriter};
@@ -80,11 +81,7 @@ impl std::fmt::Debug for Node {
 }
 
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
+    rt::unix_ms()
 }
 
 /// Ends a session whose [`Node::run`] future was dropped before it finished.
@@ -234,7 +231,7 @@ impl Node {
                     writing: futures::stream::FuturesUnordered::new(),
                     to_write: Vec::new(),
                 };
-                tokio::spawn(driver.run(messages));
+                drop(rt::spawn(driver.run(messages)));
                 *state = State::Running(inbox.clone());
                 inbox
             }
@@ -400,13 +397,13 @@ struct ConnIo {
     closing: bool,
     /// A write failed: nothing more is written.
     broken: bool,
-    reader: tokio::task::JoinHandle<()>,
+    reader: TaskHandle,
     done: Option<oneshot::Sender<SessionReport>>,
 }
 
 /// A write in progress: the connection, its writer back (`None` once closed), and whether
 /// every frame went out.
-type Writing = futures::future::BoxFuture<'static, (ConnId, Option<Box<dyn FrameWriter>>, bool)>;
+type Writing = BoxFuture<'static, (ConnId, Option<Box<dyn FrameWriter>>, bool)>;
 
 /// The host task.
 struct Driver {
@@ -441,8 +438,8 @@ impl Driver {
                 break;
             }
             let deadline = self.host.poll_timeout().map_or_else(
-                || Instant::now() + Duration::from_secs(3600),
-                |at| self.start + at,
+                || Instant::now().add(Duration::from_secs(3600)),
+                |at| self.start.add(at),
             );
             self.host.set_listening(self.events.receiver_count() > 0);
             tokio::select! {
@@ -472,7 +469,7 @@ impl Driver {
                 Some((conn, writer, ok)) = self.writing.next(), if !self.writing.is_empty() => {
                     self.written(conn, writer, ok).await;
                 }
-                () = tokio::time::sleep_until(deadline) => {
+                () = rt::sleep_until(deadline) => {
                     let now = self.now();
                     self.host.timeout(now).await;
                 }
@@ -494,7 +491,7 @@ impl Driver {
                 } = connection;
                 // The reader runs on its own task so that reading is never cancelled half-way.
                 let (frames_tx, frames_rx) = mpsc::channel::<ReadFrame>(READ_AHEAD);
-                let reader = tokio::spawn(async move {
+                let reader = rt::spawn(async move {
                     loop {
                         let frame = reader.read_frame().await;
                         let end = !matches!(frame, Ok(Some(_)));
@@ -507,7 +504,7 @@ impl Driver {
                     frames.recv().await.map(|frame| (frame, frames))
                 })
                 .map(move |frame| (conn, frame));
-                self.frames.push(frames.boxed());
+                self.frames.push(Box::pin(frames));
                 self.conns.insert(
                     conn,
                     ConnIo {
@@ -588,20 +585,16 @@ impl Driver {
             let mut ok = true;
             for frame in frames {
                 if !matches!(
-                    tokio::time::timeout(timeout, writer.write_frame(frame)).await,
+                    rt::timeout(timeout, writer.write_frame(frame)).await,
                     Ok(Ok(()))
                 ) {
                     ok = false;
                     break;
                 }
             }
-            ok = ok
-                && matches!(
-                    tokio::time::timeout(timeout, writer.flush()).await,
-                    Ok(Ok(()))
-                );
+            ok = ok && matches!(rt::timeout(timeout, writer.flush()).await, Ok(Ok(())));
             if close {
-                let _ = tokio::time::timeout(Duration::from_secs(5), writer.close()).await;
+                let _ = rt::timeout(Duration::from_secs(5), writer.close()).await;
                 return (conn, None, ok);
             }
             (conn, Some(writer), ok)
@@ -643,15 +636,18 @@ impl Driver {
         let inbox = self.inbox.clone();
         let requests = commit.requests();
         // Detached: the result comes back through the inbox.
-        drop(tokio::task::spawn_blocking(move || {
-            let run =
-                std::panic::AssertUnwindSafe(|| futures::executor::block_on(commit.run(&*store)));
-            let committed = std::panic::catch_unwind(run).unwrap_or_else(|_| {
-                Committed::failed(&requests, "the store task failed: it panicked")
-            });
-            if let Some(inbox) = inbox.upgrade() {
-                let _ = inbox.send(Message::Committed(conn, committed));
-            }
-        }));
+        rt::spawn_blocking(move || {
+            rt::boxed(async move {
+                let run = std::panic::AssertUnwindSafe(commit.run(&*store));
+                let committed = futures::FutureExt::catch_unwind(run)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Committed::failed(&requests, "the store task failed: it panicked")
+                    });
+                if let Some(inbox) = inbox.upgrade() {
+                    let _ = inbox.send(Message::Committed(conn, committed));
+                }
+            })
+        });
     }
 }

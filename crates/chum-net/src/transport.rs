@@ -4,14 +4,14 @@
 //! - [`memory_pair`]: two connected ends in one process (bounded channels).
 //! - TCP ([`tcp`]): each frame behind a 4-byte big-endian length; a length above the limit is
 //!   refused before anything is allocated for it.
-//! - WebSocket: one binary message per frame (see `docs/protocol.md`).
+//! - WebSocket: one binary message per frame (see `docs/protocol.md`): `ws` natively,
+//!   `browser` (the browser's `WebSocket`) on wasm32.
 
 use std::io;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
+
+use crate::rt::MaybeSend;
 
 /// A frame over the receiver's limit (the error inside an `InvalidData` I/O error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -38,16 +38,18 @@ pub fn is_too_large(error: &io::Error) -> bool {
 }
 
 /// Reads whole frames. Bytes that are not a frame (over the limit, a message of the wrong
-/// kind) are an error of kind `InvalidData`.
-#[async_trait::async_trait]
-pub trait FrameReader: Send + 'static {
+/// kind) are an error of kind `InvalidData`. (`Send` natively; not on wasm32.)
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait FrameReader: MaybeSend + 'static {
     /// The next frame; `Ok(None)` when the other side closed cleanly.
     async fn read_frame(&mut self) -> io::Result<Option<Vec<u8>>>;
 }
 
-/// Writes whole frames.
-#[async_trait::async_trait]
-pub trait FrameWriter: Send + 'static {
+/// Writes whole frames. (`Send` natively; not on wasm32.)
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait FrameWriter: MaybeSend + 'static {
     /// Queues a frame (it may sit in a buffer until [`FrameWriter::flush`]).
     async fn write_frame(&mut self, frame: Vec<u8>) -> io::Result<()>;
     /// Sends everything queued.
@@ -77,14 +79,16 @@ impl std::fmt::Debug for Connection {
 struct ChannelReader(mpsc::Receiver<Vec<u8>>);
 struct ChannelWriter(Option<mpsc::Sender<Vec<u8>>>);
 
-#[async_trait::async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl FrameReader for ChannelReader {
     async fn read_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
         Ok(self.0.recv().await)
     }
 }
 
-#[async_trait::async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl FrameWriter for ChannelWriter {
     async fn write_frame(&mut self, frame: Vec<u8>) -> io::Result<()> {
         match &self.0 {
@@ -122,9 +126,13 @@ pub fn memory_pair(capacity: usize) -> (Connection, Connection) {
     )
 }
 
-/// TCP framing: a 4-byte big-endian length, then the frame.
+/// TCP framing: a 4-byte big-endian length, then the frame. (Not on wasm32.)
+#[cfg(not(target_arch = "wasm32"))]
 pub mod tcp {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+    use tokio::net::TcpStream;
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
     struct Reader {
         inner: BufReader<OwnedReadHalf>,

@@ -31,6 +31,9 @@
 //!
 //! Only for `wasm32` targets in a browser (window or worker).
 #![warn(missing_docs)]
+// On wasm32 the same types are shared through `Arc` as natively, where they are `Send + Sync`;
+// in the browser everything runs on one thread.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 #[cfg(target_arch = "wasm32")]
 mod js;

@@ -180,12 +180,24 @@ fn verify_all_split(
 ) -> Result<Vec<std::result::Result<IndexEntries, String>>> {
     const PER_THREAD: usize = 256;
     let threads = parallelism().min(objects.len() / PER_THREAD);
-    if threads <= 1 {
+    if threads <= 1 || cfg!(target_arch = "wasm32") {
         return objects
             .iter()
             .map(|(cid, bytes)| verify_split(cid, bytes, limits, accept, soft))
             .collect();
     }
+    verify_on_threads(objects, limits, accept, soft, threads)
+}
+
+/// [`verify_all_split`] on `threads` threads (natively; wasm32 has one).
+#[cfg(not(target_arch = "wasm32"))]
+fn verify_on_threads(
+    objects: &[(Cid, Vec<u8>)],
+    limits: &Limits,
+    accept: Option<&dyn Acceptance>,
+    soft: Option<&dyn Acceptance>,
+    threads: usize,
+) -> Result<Vec<std::result::Result<IndexEntries, String>>> {
     let chunk = objects.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let workers: Vec<_> = objects
@@ -209,6 +221,20 @@ fn verify_all_split(
     })
 }
 
+#[cfg(target_arch = "wasm32")]
+fn verify_on_threads(
+    objects: &[(Cid, Vec<u8>)],
+    limits: &Limits,
+    accept: Option<&dyn Acceptance>,
+    soft: Option<&dyn Acceptance>,
+    _threads: usize,
+) -> Result<Vec<std::result::Result<IndexEntries, String>>> {
+    objects
+        .iter()
+        .map(|(cid, bytes)| verify_split(cid, bytes, limits, accept, soft))
+        .collect()
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 fn parallelism() -> usize {
     std::thread::available_parallelism()
@@ -229,7 +255,7 @@ pub fn verify_and_index(cid: &Cid, bytes: &[u8], limits: &Limits) -> Result<Inde
 
 /// What a receiver accepts beyond a valid, canonical object (checked by
 /// [`Verified::check_with`] on the decoded value): recipes, well-formed versions, scopes.
-pub trait Acceptance: Send + Sync {
+pub trait Acceptance: crate::MaybeSendSync {
     /// `Err(reason)` refuses the object (and with it the batch).
     fn accept(&self, cid: &Cid, value: &Value) -> std::result::Result<(), String>;
 }

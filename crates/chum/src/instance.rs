@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-#[cfg(feature = "native")]
+#[cfg(feature = "net")]
 use chum_access::Invitation;
 use chum_access::{Access, AccessRevocation, Identity, InstanceId, PersonId};
 use chum_crdt::collection::entry_clock;
@@ -38,7 +38,7 @@ pub(crate) fn trusted_key(cid: &Cid) -> Vec<u8> {
 pub const STORE_FILE: &str = "chum.redb";
 
 /// How many "held by a peer" facts are remembered for receipts made after the fact.
-#[cfg_attr(not(feature = "native"), allow(dead_code))]
+#[cfg_attr(not(feature = "net"), allow(dead_code))]
 const HELD_MEMORY: usize = 1 << 16;
 /// Events buffered per subscriber before it is told it lagged.
 pub const DEFAULT_EVENT_CAPACITY: usize = 4_096;
@@ -54,7 +54,7 @@ pub struct Builder {
     recipes: Vec<Recipe>,
     upgrades: Vec<(String, u64, Upgrade)>,
     event_capacity: usize,
-    #[cfg(feature = "native")]
+    #[cfg(feature = "net")]
     join: Option<(Invitation, Option<String>)>,
     /// Only open a store that already holds an identity.
     existing: bool,
@@ -122,14 +122,14 @@ impl Builder {
     /// [`passphrase`](Builder::passphrase) when given). A store that already holds an
     /// identity opens as itself and the invitation is not used, so the same code serves the
     /// first start and every later one.
-    #[cfg(feature = "native")]
+    #[cfg(feature = "net")]
     pub fn join(mut self, invitation: Invitation) -> Builder {
         self.join = Some((invitation, None));
         self
     }
 
     /// [`Builder::join`], connecting to `address` instead of the address in the invitation.
-    #[cfg(feature = "native")]
+    #[cfg(feature = "net")]
     pub fn join_at(mut self, invitation: Invitation, address: impl Into<String>) -> Builder {
         self.join = Some((invitation, Some(address.into())));
         self
@@ -243,7 +243,7 @@ impl Builder {
                     ));
                 }
                 None => {
-                    #[cfg(feature = "native")]
+                    #[cfg(feature = "net")]
                     let joined = match self.join {
                         Some((invitation, address)) => Some(
                             crate::net::join_person(
@@ -256,7 +256,7 @@ impl Builder {
                         ),
                         None => None,
                     };
-                    #[cfg(not(feature = "native"))]
+                    #[cfg(not(feature = "net"))]
                     let joined: Option<Identity> = None;
                     match joined {
                         Some(identity) => identity,
@@ -284,7 +284,7 @@ impl Builder {
 
 /// Facts "peer P holds CID" for receipts, and receipts waiting for one.
 #[derive(Default)]
-#[cfg_attr(not(feature = "native"), allow(dead_code))]
+#[cfg_attr(not(feature = "net"), allow(dead_code))]
 pub(crate) struct Held {
     /// Set by `close`: no receipt waits any more.
     closed: bool,
@@ -293,7 +293,7 @@ pub(crate) struct Held {
     waiting: HashMap<Cid, Vec<oneshot::Sender<InstanceId>>>,
 }
 
-#[cfg_attr(not(feature = "native"), allow(dead_code))]
+#[cfg_attr(not(feature = "net"), allow(dead_code))]
 impl Held {
     pub(crate) fn record(&mut self, cid: &Cid, peer: InstanceId) {
         if let Some(waiters) = self.waiting.remove(cid) {
@@ -326,8 +326,10 @@ pub(crate) struct Inner {
     time: TimeSource,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) held: Mutex<Held>,
+    /// Shared objects of this instance no other instance is known to hold.
+    pub(crate) at_risk: crate::at_risk::AtRisk,
     upgrades: RwLock<BTreeMap<String, Vec<Upgrade>>>,
-    #[cfg(feature = "native")]
+    #[cfg(feature = "net")]
     pub(crate) net: crate::net::Net,
 }
 
@@ -432,7 +434,7 @@ where
 
 /// Marks every recipe stored in `store` as trusted (for a store that was just filled by the
 /// first sync with an instance of its own person).
-#[cfg_attr(not(feature = "native"), allow(dead_code))]
+#[cfg_attr(not(feature = "net"), allow(dead_code))]
 pub(crate) async fn trust_stored_recipes(store: &dyn Store) -> Result<()> {
     for cid in all_of_type(store, RECIPE_TYPE).await? {
         store.local_put(&trusted_key(&cid), b"").await?;
@@ -471,7 +473,7 @@ impl Instance {
             recipes: Vec::new(),
             upgrades: Vec::new(),
             event_capacity: DEFAULT_EVENT_CAPACITY,
-            #[cfg(feature = "native")]
+            #[cfg(feature = "net")]
             join: None,
             existing: false,
             time: None,
@@ -531,7 +533,8 @@ impl Instance {
         };
         let clock = Arc::new(Mutex::new(Clock::resume(last, 60_000)));
         let recipes: chum_store::index::RecipeTable = Arc::new(RwLock::new(known));
-        #[cfg(feature = "native")]
+        let at_risk = crate::at_risk::AtRisk::load(&*store).await?;
+        #[cfg(feature = "net")]
         let net = crate::net::Net::new(
             &store,
             &identity,
@@ -548,12 +551,13 @@ impl Instance {
             time,
             events: broadcast::channel(event_capacity).0,
             held: Mutex::new(Held::default()),
+            at_risk,
             upgrades: RwLock::new(BTreeMap::new()),
-            #[cfg(feature = "native")]
+            #[cfg(feature = "net")]
             net,
         });
         let instance = Instance { inner };
-        #[cfg(feature = "native")]
+        #[cfg(feature = "net")]
         instance.start_net();
         Ok(instance)
     }
@@ -638,7 +642,7 @@ impl Instance {
             if !(replace || newer) {
                 return;
             }
-            #[cfg(feature = "native")]
+            #[cfg(feature = "net")]
             self.inner.net.node.add_recipes([&recipe]);
             recipes.insert(recipe.name.clone(), recipe);
         }
@@ -650,13 +654,17 @@ impl Instance {
         objects: Vec<(Cid, Vec<u8>)>,
         scope: Scope,
     ) -> Result<Vec<bool>> {
-        #[cfg(feature = "native")]
-        if scope == Scope::Shared {
-            let changed = self.inner.net.node.put(&objects).await?;
-            self.announce_local(&objects, &changed);
-            return Ok(changed);
-        }
+        #[cfg(feature = "net")]
+        let changed = if scope == Scope::Shared {
+            self.inner.net.node.put(&objects).await?
+        } else {
+            self.inner.store.put_scoped(&objects, scope).await?
+        };
+        #[cfg(not(feature = "net"))]
         let changed = self.inner.store.put_scoped(&objects, scope).await?;
+        if scope == Scope::Shared && changed.iter().any(|new| *new) {
+            self.inner.at_risk.written(&*self.inner.store).await;
+        }
         self.announce_local(&objects, &changed);
         Ok(changed)
     }
@@ -1223,7 +1231,7 @@ impl Instance {
     /// handles), which from now on fail with [`Error::Closed`]. Once this returns, the same
     /// store can be opened again (it waits at most 5 s for calls in flight to finish).
     pub async fn close(self) {
-        #[cfg(feature = "native")]
+        #[cfg(feature = "net")]
         self.stop_sessions().await;
         if let Ok(mut held) = self.inner.held.lock() {
             held.closed = true;
@@ -1231,13 +1239,24 @@ impl Instance {
         }
         self.inner.closable.close();
         self.emit(Event::Closed);
-        #[cfg(feature = "native")]
+        #[cfg(feature = "net")]
         {
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-            while !self.inner.closable.released() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            use chum_net::rt;
+            let deadline = rt::Instant::now().add(std::time::Duration::from_secs(5));
+            while !self.inner.closable.released() && rt::Instant::now() < deadline {
+                rt::sleep(std::time::Duration::from_millis(5)).await;
             }
         }
+    }
+
+    /// How many of this instance's shared objects no other instance is known to hold yet:
+    /// written here and not yet acknowledged by a peer (nor covered by a completed sync with
+    /// an instance of this person). What would be lost with this store — a browser may evict
+    /// a site's storage — so an app can warn before a tab closes. Objects received from peers
+    /// are never at risk. After a restart, objects received but not yet confirmed by a sync
+    /// count until the next sync with an instance of this person.
+    pub fn at_risk(&self) -> u64 {
+        self.inner.at_risk.count()
     }
 
     /// Whether [`Instance::close`] was called (on this or another handle).

@@ -78,12 +78,18 @@
 //! Without the `native` feature the crate builds for `wasm32-unknown-unknown`: everything
 //! above except the network (the browser's transport comes with the browser peer).
 #![warn(missing_docs)]
+// On wasm32 the same types are shared through `Arc` as natively, where they are `Send + Sync`;
+// in the browser everything runs on one thread.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+// Without the network nothing is ever held elsewhere: only the bookkeeping of writes runs.
+#[cfg_attr(not(feature = "net"), allow(dead_code))]
+mod at_risk;
 mod docs;
 mod error;
 mod events;
 mod instance;
-#[cfg(feature = "native")]
+#[cfg(feature = "net")]
 mod net;
 pub mod typed;
 
@@ -96,7 +102,9 @@ pub use crate::instance::{
     Builder, DEFAULT_EVENT_CAPACITY, Instance, TimeSource, Upgrade, Written,
 };
 #[cfg(feature = "native")]
-pub use crate::net::{InviteOptions, Link, LinkState, LinkStates, Listener, PeerInfo, SyncReport};
+pub use crate::net::Listener;
+#[cfg(feature = "net")]
+pub use crate::net::{InviteOptions, Link, LinkState, LinkStates, PeerInfo, SyncReport};
 pub use crate::typed::{Document, FieldKind, Id, Ref, fresh_id};
 pub use chum_access::{Identity, InstanceId, Invitation, PersonId};
 pub use chum_crdt::{Conflict, preset};

@@ -1,5 +1,6 @@
-//! Listening, connecting (with reconnect and backoff), pairing: the native side of an
-//! [`Instance`], on tokio, TCP and WebSocket.
+//! Connecting (with reconnect and backoff), pairing and — natively — listening: the network
+//! side of an [`Instance`], on chum-net's driver of the peer host (tokio, TCP and WebSocket
+//! natively; the browser's event loop and `WebSocket` on wasm32).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,9 +8,14 @@ use std::time::Duration;
 
 use chum_access::handshake::Peer;
 use chum_access::{Identity, InstanceId, Invitation, PersonId, invite};
+#[cfg(feature = "native")]
 use chum_net::listener::{ListenerLimits, serve_tcp, serve_ws};
+use chum_net::rt;
+#[cfg(not(target_arch = "wasm32"))]
 use chum_net::transport::tcp;
-use chum_net::{Connection, Node, NodeEvent, SessionOptions, SessionReport, ws};
+#[cfg(not(target_arch = "wasm32"))]
+use chum_net::ws;
+use chum_net::{Connection, Node, NodeEvent, SessionOptions, SessionReport};
 
 use chum_object::Cid;
 use chum_object::recipe::Recipe;
@@ -17,7 +23,6 @@ use chum_store::Store;
 use chum_store::index::{Acceptance, RecipeCheck, RecipeTable};
 use chum_sync::Role;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::events::{Event, Origin};
@@ -56,7 +61,9 @@ impl Acceptance for ObserveClocks {
 /// The node and the tasks of an instance.
 pub(crate) struct Net {
     pub(crate) node: Arc<Node>,
-    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    tasks: Mutex<Vec<rt::TaskHandle>>,
+    #[cfg(feature = "native")]
+    listeners: Mutex<Vec<tokio::task::AbortHandle>>,
     listening: Mutex<Vec<String>>,
     /// Told once the instance has handled a session's end (and so everything the session
     /// reported before it): [`Instance::sync_once`] returns only then.
@@ -85,6 +92,8 @@ impl Net {
         Net {
             node: Arc::new(node),
             tasks: Mutex::new(Vec::new()),
+            #[cfg(feature = "native")]
+            listeners: Mutex::new(Vec::new()),
             listening: Mutex::new(Vec::new()),
             settled: Mutex::new(HashMap::new()),
             shut: std::sync::atomic::AtomicBool::new(false),
@@ -97,6 +106,12 @@ impl Drop for Net {
         if let Ok(tasks) = self.tasks.lock() {
             for task in tasks.iter() {
                 task.abort();
+            }
+        }
+        #[cfg(feature = "native")]
+        if let Ok(listeners) = self.listeners.lock() {
+            for listener in listeners.iter() {
+                listener.abort();
             }
         }
     }
@@ -129,15 +144,24 @@ async fn dial(url: &Url) -> Result<Connection> {
     let max_frame = chum_sync::Limits::default().max_frame;
     let connect = async {
         match url {
+            #[cfg(not(target_arch = "wasm32"))]
             Url::Tcp(address) => tcp::connect(address, max_frame).await,
+            #[cfg(target_arch = "wasm32")]
+            Url::Tcp(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "a browser has no TCP: use a ws:// or wss:// address",
+            )),
+            #[cfg(not(target_arch = "wasm32"))]
             Url::Ws(url) => ws::connect(url, max_frame, None).await,
+            #[cfg(target_arch = "wasm32")]
+            Url::Ws(url) => chum_net::browser::connect(url, max_frame).await,
         }
     };
     let name = match url {
         Url::Tcp(address) => format!("tcp://{address}"),
         Url::Ws(url) => url.clone(),
     };
-    match tokio::time::timeout(DIAL_TIMEOUT, connect).await {
+    match rt::timeout(DIAL_TIMEOUT, connect).await {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(error)) => Err(Error::Transport(format!("cannot reach {name}: {error}"))),
         Err(_) => Err(Error::Transport(format!(
@@ -308,7 +332,8 @@ pub struct Link {
     progress: Arc<Progress>,
     state: watch::Receiver<LinkState>,
     stop: Arc<watch::Sender<bool>>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// Told when the link's task has ended.
+    ended: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
 
 impl Link {
@@ -409,9 +434,9 @@ impl Link {
     /// Closes the link: the session ends, the socket closes, no more attempts.
     pub async fn close(&self) {
         let _ = self.stop.send(true);
-        let task = self.task.lock().ok().and_then(|mut task| task.take());
-        if let Some(task) = task {
-            let _ = task.await;
+        let ended = self.ended.lock().ok().and_then(|mut ended| ended.take());
+        if let Some(ended) = ended {
+            let _ = ended.await;
         }
     }
 }
@@ -419,12 +444,14 @@ impl Link {
 /// A listening socket serving sessions; [`Listener::close`] stops accepting. Dropping the
 /// handle does not: the instance keeps listening until `close`, [`Instance::shutdown`] or
 /// [`Instance::close`].
+#[cfg(feature = "native")]
 #[derive(Debug)]
 pub struct Listener {
     url: String,
-    task: JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+#[cfg(feature = "native")]
 impl Listener {
     /// The address peers connect to (with the actual port when 0 was asked for).
     pub fn url(&self) -> &str {
@@ -443,7 +470,7 @@ impl Instance {
         let weak = Arc::downgrade(&self.inner);
         let mut events = self.inner.net.node.events();
         drop(instance);
-        let task = tokio::spawn(async move {
+        let task = rt::spawn(async move {
             let mut peers: HashMap<u64, Option<Box<Peer>>> = HashMap::new();
             loop {
                 let event = match events.recv().await {
@@ -461,7 +488,7 @@ impl Instance {
             }
         });
         if let Ok(mut tasks) = self.inner.net.tasks.lock() {
-            tasks.push(task.abort_handle());
+            tasks.push(task);
         }
     }
 
@@ -484,6 +511,12 @@ impl Instance {
                     person: peer.as_ref().map(|p| p.person.clone()),
                     remote,
                 });
+                if peer.as_ref().is_some_and(|peer| peer.same_person) {
+                    self.inner
+                        .at_risk
+                        .connected(&*self.inner.store, session)
+                        .await;
+                }
                 peers.insert(session, peer);
             }
             NodeEvent::Received {
@@ -499,6 +532,7 @@ impl Instance {
                         held.record(cid, peer.instance);
                     }
                 }
+                self.inner.at_risk.held(&*self.inner.store, &cids).await;
                 let origin = origin_of(peer);
                 let same_person = peer.is_some_and(|peer| peer.same_person);
                 let facts = facts.into_iter().chain(std::iter::repeat(None));
@@ -540,6 +574,7 @@ impl Instance {
                         held.record(cid, peer.instance);
                     }
                 }
+                self.inner.at_risk.held(&*self.inner.store, &cids).await;
                 self.emit(Event::HeldByPeer {
                     instance: peer.map(|p| p.instance),
                     count: cids.len(),
@@ -547,6 +582,9 @@ impl Instance {
             }
             NodeEvent::Synced { session } => {
                 let peer = peers.get(&session).and_then(Option::as_ref);
+                if peer.is_some_and(|peer| peer.same_person) {
+                    self.inner.at_risk.synced(&*self.inner.store, session).await;
+                }
                 self.emit(Event::Synced {
                     instance: peer.map(|p| p.instance),
                 });
@@ -574,6 +612,7 @@ impl Instance {
                 session, reason, ..
             } => {
                 let peer = peers.remove(&session).flatten();
+                self.inner.at_risk.ended(session);
                 self.emit(Event::PeerDisconnected {
                     instance: peer.map(|p| p.instance),
                     reason,
@@ -647,7 +686,8 @@ impl Instance {
 
     /// Listens on `url` (`ws://HOST:PORT` or `tcp://HOST:PORT`; port 0 picks a free one) and
     /// serves every peer that connects: each session is encrypted, authenticated and synced
-    /// live.
+    /// live. (Native only: a browser cannot listen.)
+    #[cfg(feature = "native")]
     pub async fn listen(&self, url: &str) -> Result<Listener> {
         let parsed = parse_url(url)?;
         let (scheme, address) = match &parsed {
@@ -679,7 +719,7 @@ impl Instance {
         if let Ok(mut listening) = self.inner.net.listening.lock() {
             listening.push(url.clone());
         }
-        if let Ok(mut tasks) = self.inner.net.tasks.lock() {
+        if let Ok(mut tasks) = self.inner.net.listeners.lock() {
             tasks.push(task.abort_handle());
         }
         Ok(Listener { url, task })
@@ -702,8 +742,10 @@ impl Instance {
             changed: watch::channel(0).0,
         });
         let task_progress = Arc::clone(&progress);
-        let task = tokio::spawn(async move {
+        let (ended_tx, ended) = tokio::sync::oneshot::channel();
+        let task = rt::spawn(async move {
             let _keep = keep;
+            let _ended = ended_tx;
             let mut attempt = 1u32;
             loop {
                 if *stopped.borrow() {
@@ -731,20 +773,20 @@ impl Instance {
                     .min(Duration::from_secs(10));
                 tokio::select! {
                     _ = stopped.changed() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = rt::sleep(backoff) => {}
                 }
             }
             let _ = state_tx.send(LinkState::Closed);
         });
         if let Ok(mut tasks) = self.inner.net.tasks.lock() {
-            tasks.push(task.abort_handle());
+            tasks.push(task);
         }
         Ok(Link {
             url: url.to_owned(),
             progress,
             state,
             stop,
-            task: Mutex::new(Some(task)),
+            ended: Mutex::new(Some(ended)),
         })
     }
 
@@ -772,7 +814,7 @@ impl Instance {
                 .await,
             )
         };
-        let outcome = tokio::time::timeout(timeout, run).await;
+        let outcome = rt::timeout(timeout, run).await;
         let shut = self
             .inner
             .net
@@ -783,7 +825,7 @@ impl Instance {
         {
             // What the session stored is handled (events, recipes adopted) before returning,
             // so a process may exit right after.
-            let _ = tokio::time::timeout(Duration::from_secs(5), settled).await;
+            let _ = rt::timeout(Duration::from_secs(5), settled).await;
         }
         if let Ok(mut waiting) = self.inner.net.settled.lock() {
             waiting.remove(&session);
@@ -878,17 +920,22 @@ impl Instance {
                 task.abort();
             }
         }
+        #[cfg(feature = "native")]
+        if let Ok(listeners) = self.inner.net.listeners.lock() {
+            for listener in listeners.iter() {
+                listener.abort();
+            }
+        }
         self.inner.net.node.close_all();
     }
 
     /// Waits (at most 5 s) until every session task has let go of the node.
     pub(crate) async fn stop_sessions(&self) {
         self.shutdown();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while Arc::strong_count(&self.inner.net.node) > 1 && tokio::time::Instant::now() < deadline
-        {
+        let deadline = rt::Instant::now().add(Duration::from_secs(5));
+        while Arc::strong_count(&self.inner.net.node) > 1 && rt::Instant::now() < deadline {
             self.inner.net.node.close_all();
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            rt::sleep(Duration::from_millis(10)).await;
         }
     }
 }
@@ -934,6 +981,8 @@ pub(crate) async fn join_person(
     })?;
     identity.save(&**store, passphrase).await?;
     crate::instance::trust_stored_recipes(&**store).await?;
+    // Everything here came from the inviting instance, which holds it.
+    crate::at_risk::AtRisk::all_held(&**store).await?;
     Ok(identity)
 }
 
@@ -1071,7 +1120,7 @@ async fn run_once(
             _ = stopped.changed() => {
                 // A close frame, then the socket closes; a peer that does not answer is cut off.
                 node.close_session(id);
-                let _ = tokio::time::timeout(Duration::from_secs(3), &mut run).await;
+                let _ = rt::timeout(Duration::from_secs(3), &mut run).await;
                 progress.update(|progress| *progress = SessionProgress::default());
                 return Ok(None);
             }

@@ -1,0 +1,219 @@
+//! "At risk": this instance's shared objects that no other instance has acknowledged storing
+//! yet — what would be lost with this store (a browser may evict a site's storage; a laptop
+//! may be lost). Kept in memory as journal positions, from the store's journal at open, and
+//! persisted as the position below which everything is held elsewhere.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chum_object::Cid;
+use chum_store::Store;
+
+/// The instance-local key of the position up to which every journal entry is held elsewhere
+/// (8 bytes, big-endian).
+const BASE_KEY: &[u8] = b"chum/at-risk/base";
+
+/// Journal entries read per page.
+const PAGE: usize = 4_096;
+
+/// Objects remembered as held before this tracker learned they were written (an
+/// acknowledgement can overtake the bookkeeping of the write it acknowledges).
+const EARLY: usize = 1 << 16;
+
+#[derive(Debug, Default)]
+struct State {
+    /// Journal position → object, for objects no other instance is known to hold.
+    pending: BTreeMap<u64, Cid>,
+    /// Object → its position in `pending`.
+    positions: HashMap<Cid, u64>,
+    /// The journal head as far as this tracker has read it.
+    known_head: u64,
+    /// The base last written to the store.
+    saved_base: u64,
+    /// Sessions with instances of this person → the journal head when they connected.
+    sessions: HashMap<u64, u64>,
+    /// Every entry up to here is held by an instance of this person (a completed sync).
+    synced_upto: u64,
+    /// Held objects that were not pending (yet), newest last.
+    early: HashSet<Cid>,
+    early_order: VecDeque<Cid>,
+}
+
+impl State {
+    fn remove(&mut self, cid: &Cid) {
+        if let Some(position) = self.positions.remove(cid) {
+            self.pending.remove(&position);
+        } else if self.early.insert(cid.clone()) {
+            self.early_order.push_back(cid.clone());
+            if self.early_order.len() > EARLY
+                && let Some(old) = self.early_order.pop_front()
+            {
+                self.early.remove(&old);
+            }
+        }
+    }
+
+    /// The position below which nothing is pending.
+    fn base(&self) -> u64 {
+        self.pending
+            .keys()
+            .next()
+            .map_or(self.known_head, |first| first - 1)
+    }
+}
+
+/// The at-risk set of one instance.
+#[derive(Debug, Default)]
+pub(crate) struct AtRisk {
+    state: Mutex<State>,
+    count: AtomicU64,
+}
+
+impl AtRisk {
+    /// Loads the set: every journal entry after the saved base (entries received from peers
+    /// among them are cleared by the next sync with an instance of this person).
+    pub(crate) async fn load(store: &dyn Store) -> chum_store::Result<AtRisk> {
+        let base = store
+            .local_get(BASE_KEY)
+            .await?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes);
+        let mut state = State {
+            known_head: base,
+            saved_base: base,
+            ..State::default()
+        };
+        loop {
+            let page = store.journal(state.known_head, PAGE).await?;
+            for (position, cid) in page.entries {
+                state.positions.insert(cid.clone(), position);
+                state.pending.insert(position, cid);
+            }
+            state.known_head = page.last;
+            if page.last >= page.head {
+                break;
+            }
+        }
+        let tracker = AtRisk::default();
+        tracker
+            .count
+            .store(state.pending.len() as u64, Ordering::Relaxed);
+        *tracker.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        Ok(tracker)
+    }
+
+    /// Marks everything in `store`'s journal as held elsewhere (a store just filled by the
+    /// first sync with another instance of its person).
+    pub(crate) async fn all_held(store: &dyn Store) -> chum_store::Result<()> {
+        let head = store.journal(0, 0).await?.head;
+        store.local_put(BASE_KEY, &head.to_be_bytes()).await
+    }
+
+    /// How many objects are at risk.
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn change(&self, change: impl FnOnce(&mut State)) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut state);
+        self.count
+            .store(state.pending.len() as u64, Ordering::Relaxed);
+        let base = state.base();
+        // Saved when it moved far enough or the set emptied: a base saved late only makes a
+        // restarted instance count more, until its next sync.
+        if base != state.saved_base && (base >= state.saved_base + 256 || state.pending.is_empty())
+        {
+            state.saved_base = base;
+            Some(base)
+        } else {
+            None
+        }
+    }
+
+    async fn save(&self, store: &dyn Store, base: Option<u64>) {
+        if let Some(base) = base {
+            let _ = store.local_put(BASE_KEY, &base.to_be_bytes()).await;
+        }
+    }
+
+    /// Reads the journal past what this tracker has seen: every new entry not known to be
+    /// held elsewhere is at risk (the journal is the truth; acknowledgements and received
+    /// objects only take entries out).
+    async fn scan(&self, store: &dyn Store) {
+        let mut from = self.state.lock().map_or(0, |state| state.known_head);
+        let mut found = Vec::new();
+        while let Ok(page) = store.journal(from, PAGE).await {
+            found.extend(page.entries);
+            from = page.last;
+            if page.last >= page.head {
+                break;
+            }
+        }
+        let base = self.change(|state| {
+            for (position, cid) in found {
+                if position <= state.known_head {
+                    continue; // a concurrent scan took it
+                }
+                if position <= state.synced_upto || state.early.remove(&cid) {
+                    continue; // held already
+                }
+                state.positions.insert(cid.clone(), position);
+                state.pending.insert(position, cid);
+            }
+            state.known_head = state.known_head.max(from);
+        });
+        self.save(store, base).await;
+    }
+
+    /// This instance stored new shared objects.
+    pub(crate) async fn written(&self, store: &dyn Store) {
+        self.scan(store).await;
+    }
+
+    /// Another instance holds `cids` (it acknowledged them, or sent them).
+    pub(crate) async fn held(&self, store: &dyn Store, cids: &[Cid]) {
+        let base = self.change(|state| {
+            for cid in cids {
+                state.remove(cid);
+            }
+        });
+        self.save(store, base).await;
+        self.scan(store).await;
+    }
+
+    /// A session with an instance of this person is up: remember the journal head, which
+    /// that instance holds in full once the session has synced.
+    pub(crate) async fn connected(&self, store: &dyn Store, session: u64) {
+        let head = store.journal(0, 0).await.map_or(0, |page| page.head);
+        if let Ok(mut state) = self.state.lock() {
+            state.sessions.insert(session, head);
+        }
+    }
+
+    /// A session with an instance of this person synced: everything up to its head at
+    /// connection is held there.
+    pub(crate) async fn synced(&self, store: &dyn Store, session: u64) {
+        let base = self.change(|state| {
+            let Some(head) = state.sessions.get(&session).copied() else {
+                return;
+            };
+            state.synced_upto = state.synced_upto.max(head);
+            let held: Vec<u64> = state.pending.range(..=head).map(|(p, _)| *p).collect();
+            for position in held {
+                if let Some(cid) = state.pending.remove(&position) {
+                    state.positions.remove(&cid);
+                }
+            }
+        });
+        self.save(store, base).await;
+    }
+
+    /// A session ended.
+    pub(crate) fn ended(&self, session: u64) {
+        if let Ok(mut state) = self.state.lock() {
+            state.sessions.remove(&session);
+        }
+    }
+}
