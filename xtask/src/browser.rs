@@ -100,3 +100,104 @@ pub fn test_in_chromium(packages: &[&str]) -> Result<(), String> {
     }
     run("tests in headless Chromium", &mut command)
 }
+
+/// Builds the JavaScript package of `chum-web` into `target/chum-web/pkg/` (ES module, wasm,
+/// TypeScript types, `package.json`); returns that directory.
+pub fn web() -> Result<std::path::PathBuf, String> {
+    crate::ensure_wasm_target()?;
+    ensure_wasm_bindgen()?;
+    run(
+        "build chum-web (wasm32, release)",
+        cargo().args([
+            "build",
+            "--locked",
+            "--release",
+            "--target",
+            crate::WASM_TARGET,
+            "-p",
+            "chum-web",
+        ]),
+    )?;
+    let target = root().join("target");
+    let out = target.join("chum-web/pkg");
+    let wasm = target
+        .join(crate::WASM_TARGET)
+        .join("release/chum_web.wasm");
+    run(
+        "wasm-bindgen (ES module and TypeScript types)",
+        Command::new("wasm-bindgen")
+            .args(["--target", "web", "--out-dir"])
+            .arg(&out)
+            .arg(&wasm),
+    )?;
+    let optimized = out.join("chum_web_bg.wasm");
+    if Command::new("wasm-opt").arg("--version").output().is_ok() {
+        run(
+            "wasm-opt -Oz (binaryen is installed)",
+            Command::new("wasm-opt")
+                .args([
+                    "-Oz",
+                    "--enable-bulk-memory",
+                    "--enable-nontrapping-float-to-int",
+                    "--enable-sign-ext",
+                    "--enable-mutable-globals",
+                    "-o",
+                ])
+                .arg(&optimized)
+                .arg(&optimized),
+        )?;
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    let manifest = format!(
+        r#"{{
+  "name": "chum-web",
+  "version": "{version}",
+  "description": "chum in the browser: local-first sync over IndexedDB and WebSocket",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "main": "chum_web.js",
+  "types": "chum_web.d.ts",
+  "files": ["chum_web.js", "chum_web_bg.wasm", "chum_web.d.ts", "chum_web_bg.wasm.d.ts"],
+  "sideEffects": ["./snippets/*"]
+}}
+"#
+    );
+    std::fs::write(out.join("package.json"), manifest)
+        .map_err(|error| format!("cannot write package.json: {error}"))?;
+    let size = std::fs::metadata(&optimized).map_or(0, |meta| meta.len());
+    eprintln!(
+        "xtask: the package is in {} (chum_web_bg.wasm: {size} bytes)",
+        out.display()
+    );
+    Ok(out)
+}
+
+/// The page tests (`crates/chum-web/tests/page/run.mjs`): the package in headless Chromium
+/// against a native `chum serve`, driven by Playwright (npm's `playwright-core`, Debian's
+/// Chromium).
+pub fn page_tests() -> Result<(), String> {
+    ensure_chromium()?;
+    let pkg = web()?;
+    run(
+        "build the chum CLI",
+        cargo().args(["build", "--locked", "-p", "chum-cli"]),
+    )?;
+    let tests = root().join("crates/chum-web/tests/page");
+    if !tests.join("node_modules/playwright-core").exists() {
+        run(
+            "npm ci (playwright-core, ws)",
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&tests),
+        )?;
+    }
+    run(
+        "page tests in headless Chromium",
+        Command::new("node")
+            .arg("run.mjs")
+            .current_dir(&tests)
+            .env("CHUM_BIN", root().join("target/debug/chum"))
+            .env("CHUM_WEB_PKG", &pkg)
+            .env("CHROMIUM", CHROMIUM),
+    )
+}

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             Err(_) => Err(format!("SECONDS must be a whole number, not {seconds:?}")),
         },
         ["fuzz-build"] => fuzz_build(),
+        ["web"] => browser::web().map(drop),
         ["soak-store", rounds] => match rounds.parse::<u64>() {
             Ok(rounds) => soak_store(rounds),
             Err(_) => Err(format!("N must be a whole number, not {rounds:?}")),
@@ -67,6 +68,7 @@ const USAGE: &str = "
 usage: cargo xtask test                    all checks CI runs
        cargo xtask fuzz TARGET SECONDS     run one fuzz target (see fuzz/fuzz_targets)
        cargo xtask fuzz-build              build every fuzz target
+       cargo xtask web                     build chum-web's JavaScript package into target/chum-web/pkg
        cargo xtask soak-store N            N kill -9 rounds against the redb store
        cargo xtask sim N                   N seeds of the network simulation
        cargo xtask sim --seed S            replay one simulation seed
@@ -101,7 +103,7 @@ fn succeeds(command: &mut Command) -> bool {
     command.output().is_ok_and(|output| output.status.success())
 }
 
-fn ensure_wasm_target() -> Result<(), String> {
+pub(crate) fn ensure_wasm_target() -> Result<(), String> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -198,6 +200,7 @@ fn test() -> Result<(), String> {
         ]),
     )?;
     browser::test_in_chromium(&["chum-store-idb"])?;
+    browser::page_tests()?;
     fuzz_build()?;
     eprintln!("xtask: all checks passed");
     Ok(())

@@ -31,6 +31,11 @@ const EVENTS_CAPACITY: usize = 4_096;
 /// Frames read ahead of the host per connection.
 const READ_AHEAD: usize = 32;
 
+/// How long a closed connection is still read (and what arrives dropped): closing a socket
+/// with unread bytes makes the kernel reset it, and a reset can destroy the last frames sent
+/// before it — the close frame that tells the peer why — before the peer reads them.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// A frame as the reader saw it: `Ok(None)` when the transport closed; `Err` when it received
 /// something that is not a frame (too large, a text message).
 type ReadFrame = std::io::Result<Option<Vec<u8>>>;
@@ -453,6 +458,9 @@ impl Driver {
                     }
                 },
                 Some((conn, frame)) = self.frames.next(), if !self.frames.is_empty() => {
+                    if self.conns.get(&conn).is_none_or(|io| io.closing) {
+                        continue; // the session ended: read only so the socket closes cleanly
+                    }
                     let input = match frame {
                         Ok(Some(frame)) => ConnInput::Frame(frame),
                         Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
@@ -549,7 +557,6 @@ impl Driver {
                 HostOutput::Ended { conn, report } => {
                     if let Some(io) = self.conns.get_mut(&conn) {
                         io.closing = true;
-                        io.reader.abort();
                         if let Some(done) = io.done.take() {
                             let _ = done.send(*report);
                         }
@@ -571,7 +578,7 @@ impl Driver {
             return;
         };
         if io.broken && io.closing {
-            self.conns.remove(&conn);
+            self.remove(conn);
             return;
         }
         let Some(mut writer) = io.writer.take() else {
@@ -601,13 +608,25 @@ impl Driver {
         }));
     }
 
+    /// Forgets a closed connection; its reader goes on for [`LINGER`] (or until the peer
+    /// closes too), its frames dropped.
+    fn remove(&mut self, conn: ConnId) {
+        if let Some(io) = self.conns.remove(&conn) {
+            let reader = io.reader;
+            drop(rt::spawn(async move {
+                rt::sleep(LINGER).await;
+                reader.abort();
+            }));
+        }
+    }
+
     /// A write returned.
     async fn written(&mut self, conn: ConnId, writer: Option<Box<dyn FrameWriter>>, ok: bool) {
         let Some(io) = self.conns.get_mut(&conn) else {
             return;
         };
         let Some(writer) = writer else {
-            self.conns.remove(&conn); // written, flushed and closed
+            self.remove(conn); // written, flushed and closed
             return;
         };
         io.writer = Some(writer);
@@ -615,7 +634,7 @@ impl Driver {
             io.broken = true;
             io.queue.clear();
             if io.closing {
-                self.conns.remove(&conn);
+                self.remove(conn);
             } else {
                 let now = self.now();
                 self.host

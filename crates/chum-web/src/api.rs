@@ -195,6 +195,14 @@ impl Instance {
         }
     }
 
+    /// The ID hash of a versioned object (its type's ID fields), for `show`.
+    #[wasm_bindgen(js_name = idOf)]
+    pub fn id_of(&self, value: JsValue) -> Result<String, JsValue> {
+        let value = to_value(&value)?;
+        let id = self.inner.id_of(&value).map_err(thrown)?;
+        Ok(id.to_string())
+    }
+
     /// `{ person, instance }`: who this is.
     pub async fn whoami(&self) -> Result<JsValue, JsValue> {
         if self.closed.get() {
