@@ -104,22 +104,33 @@ pub fn test_in_chromium(packages: &[&str]) -> Result<(), String> {
 /// Builds the JavaScript package of `chum-web` into `target/chum-web/pkg/` (ES module, wasm,
 /// TypeScript types, `package.json`); returns that directory.
 pub fn web() -> Result<std::path::PathBuf, String> {
+    package(false)
+}
+
+/// Builds the package (with the `bench` helpers into `target/chum-web/bench-pkg/`).
+fn package(bench: bool) -> Result<std::path::PathBuf, String> {
     crate::ensure_wasm_target()?;
     ensure_wasm_bindgen()?;
-    run(
-        "build chum-web (wasm32, release)",
-        cargo().args([
-            "build",
-            "--locked",
-            "--release",
-            "--target",
-            crate::WASM_TARGET,
-            "-p",
-            "chum-web",
-        ]),
-    )?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--locked",
+        "--release",
+        "--target",
+        crate::WASM_TARGET,
+        "-p",
+        "chum-web",
+    ]);
+    if bench {
+        build.args(["--features", "bench"]);
+    }
+    run("build chum-web (wasm32, release)", &mut build)?;
     let target = root().join("target");
-    let out = target.join("chum-web/pkg");
+    let out = target.join(if bench {
+        "chum-web/bench-pkg"
+    } else {
+        "chum-web/pkg"
+    });
     let wasm = target
         .join(crate::WASM_TARGET)
         .join("release/chum_web.wasm");
@@ -182,6 +193,20 @@ pub fn page_tests() -> Result<(), String> {
         "build the chum CLI",
         cargo().args(["build", "--locked", "-p", "chum-cli"]),
     )?;
+    let tests = npm_packages()?;
+    run(
+        "page tests in headless Chromium",
+        Command::new("node")
+            .arg("run.mjs")
+            .current_dir(&tests)
+            .env("CHUM_BIN", root().join("target/debug/chum"))
+            .env("CHUM_WEB_PKG", &pkg)
+            .env("CHROMIUM", CHROMIUM),
+    )
+}
+
+/// Installs the page tests' npm packages when missing.
+fn npm_packages() -> Result<std::path::PathBuf, String> {
     let tests = root().join("crates/chum-web/tests/page");
     if !tests.join("node_modules/playwright-core").exists() {
         run(
@@ -191,12 +216,34 @@ pub fn page_tests() -> Result<(), String> {
                 .current_dir(&tests),
         )?;
     }
+    Ok(tests)
+}
+
+/// The browser peer's figures (`crates/chum-web/tests/page/bench.mjs`): package size, store
+/// puts beside raw IndexedDB puts, the initial sync from a native peer, the main thread
+/// meanwhile, live push latency. Prints a Markdown report.
+pub fn web_bench() -> Result<(), String> {
+    ensure_chromium()?;
+    let pkg = package(true)?;
     run(
-        "page tests in headless Chromium",
+        "build the native peer (release)",
+        cargo().args([
+            "build",
+            "--locked",
+            "--release",
+            "-p",
+            "chum-benches",
+            "--bin",
+            "browser_peer",
+        ]),
+    )?;
+    let tests = npm_packages()?;
+    run(
+        "the browser peer's figures in headless Chromium",
         Command::new("node")
-            .arg("run.mjs")
+            .arg("bench.mjs")
             .current_dir(&tests)
-            .env("CHUM_BIN", root().join("target/debug/chum"))
+            .env("BROWSER_PEER", root().join("target/release/browser_peer"))
             .env("CHUM_WEB_PKG", &pkg)
             .env("CHROMIUM", CHROMIUM),
     )

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         },
         ["fuzz-build"] => fuzz_build(),
         ["web"] => browser::web().map(drop),
+        ["web-bench"] => browser::web_bench(),
         ["soak-store", rounds] => match rounds.parse::<u64>() {
             Ok(rounds) => soak_store(rounds),
             Err(_) => Err(format!("N must be a whole number, not {rounds:?}")),
@@ -69,6 +70,7 @@ usage: cargo xtask test                    all checks CI runs
        cargo xtask fuzz TARGET SECONDS     run one fuzz target (see fuzz/fuzz_targets)
        cargo xtask fuzz-build              build every fuzz target
        cargo xtask web                     build chum-web's JavaScript package into target/chum-web/pkg
+       cargo xtask web-bench               the browser peer's figures in headless Chromium
        cargo xtask soak-store N            N kill -9 rounds against the redb store
        cargo xtask sim N                   N seeds of the network simulation
        cargo xtask sim --seed S            replay one simulation seed

@@ -1204,3 +1204,36 @@ async fn revoking_a_connected_instance_ends_its_session() {
     assert_eq!(report.code, CloseCode::Normal, "{report:?}");
     let _ = client.await;
 }
+
+/// A joiner that takes few objects per batch (a browser takes 512) pairs and receives all of
+/// its person's objects over an encrypted session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_with_a_small_batch_limit_receives_everything() {
+    let (alice, alice_id) = person_node().await;
+    let messages: Vec<_> = (0..1_500)
+        .map(|i| message(&format!("m{i}"), None))
+        .collect();
+    alice.put(&messages).await.unwrap();
+    let invitation = invite::create(&**alice.store(), &alice_id, None, now_ms(), 60_000)
+        .await
+        .unwrap();
+    let mut config = chum_sync::Config::new(Role::Initiator);
+    config.limits.max_batch_objects = 512;
+    let joiner = Node::new(Arc::new(MemoryStore::new()))
+        .with_recipes(preset::seed())
+        .with_config(config);
+    let (left, right) = memory_pair(16);
+    let (report, served) = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        tokio::join!(
+            joiner.join(invitation, generate_key().unwrap(), left, SYNC_ONCE),
+            alice.run(Role::Responder, right, SessionOptions::default())
+        )
+    })
+    .await
+    .expect("the join finished");
+    assert!(report.synced, "{report:?} {served:?}");
+    assert_eq!(
+        shared(&**joiner.store()).await,
+        shared(&**alice.store()).await
+    );
+}

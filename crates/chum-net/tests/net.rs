@@ -550,3 +550,37 @@ async fn peers_with_different_recipes_keep_syncing_what_both_accept() {
     assert_eq!(cids, [moody.cid().clone()]);
     assert!(reason.contains("mood"), "{reason}");
 }
+
+/// A receiver that takes few objects per batch (a browser takes 512) still gets everything,
+/// from empty and into a store holding part of it, either side initiating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_with_a_small_batch_limit_gets_everything() {
+    for (held, receiver_initiates) in [(0, true), (0, false), (700, true)] {
+        let mut config = chum_sync::Config::new(Role::Initiator);
+        config.limits.max_batch_objects = 512;
+        let sender = Arc::new(Node::new(Arc::new(MemoryStore::new())));
+        let receiver = Arc::new(Node::new(Arc::new(MemoryStore::new())).with_config(config));
+        sender.put(&objects(0..3_000)).await.unwrap();
+        receiver.put(&objects(0..held)).await.unwrap();
+        let (left, right) = memory_pair(16);
+        let (rr, rs) = if receiver_initiates {
+            tokio::join!(
+                receiver.run(Role::Initiator, left, SYNC_ONCE),
+                sender.run(Role::Responder, right, SessionOptions::default())
+            )
+        } else {
+            let (rs, rr) = tokio::join!(
+                sender.run(Role::Initiator, left, SYNC_ONCE),
+                receiver.run(Role::Responder, right, SessionOptions::default())
+            );
+            (rr, rs)
+        };
+        assert!(rr.synced && rs.synced, "held {held}: {rr:?} {rs:?}");
+        assert_eq!(rr.received, 3_000 - held);
+        assert_eq!(
+            shared(&**receiver.store()).await.len(),
+            3_000,
+            "held {held}, receiver initiates: {receiver_initiates}"
+        );
+    }
+}

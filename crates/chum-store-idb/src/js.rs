@@ -7,6 +7,7 @@
 
 use chum_store::{Error, Result};
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DomException, IdbDatabase, IdbKeyRange, IdbRequest, IdbTransaction};
@@ -109,6 +110,43 @@ pub async fn request(what: &str, request: &IdbRequest) -> Result<JsValue> {
         return Err(backend(what, &error));
     }
     request.result().map_err(|error| backend(what, &error))
+}
+
+/// An `error` handler for requests whose failure is an answer, not a fault (an `add` of a
+/// key that exists): it keeps the failure from aborting the transaction and from reaching
+/// the transaction's own handler. Keep it alive until the requests have settled.
+pub fn ignore_errors() -> Closure<dyn FnMut(web_sys::Event)> {
+    Closure::new(|event: web_sys::Event| {
+        event.prevent_default();
+        event.stop_propagation();
+    })
+}
+
+/// Waits until a request has succeeded or failed (a failure is kept from aborting the
+/// transaction, as with [`ignore_errors`]).
+pub async fn settled(request: &IdbRequest) {
+    if request.ready_state() == web_sys::IdbRequestReadyState::Done {
+        return; // its events have fired already: none is coming
+    }
+    let resolver: std::rc::Rc<std::cell::RefCell<Option<Function>>> = std::rc::Rc::default();
+    let on_error = {
+        let resolver = std::rc::Rc::clone(&resolver);
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+            event.prevent_default();
+            event.stop_propagation();
+            if let Some(resolve) = resolver.borrow().as_ref() {
+                let _ = resolve.call0(&JsValue::UNDEFINED);
+            }
+        })
+    };
+    let promise = Promise::new(&mut |resolve, _reject| {
+        request.set_onsuccess(Some(&resolve));
+        *resolver.borrow_mut() = Some(resolve);
+        request.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    });
+    let _ = JsFuture::from(promise).await;
+    request.set_onsuccess(None);
+    request.set_onerror(None);
 }
 
 /// A transaction over `stores`, and a future of its end: `Ok` once committed.

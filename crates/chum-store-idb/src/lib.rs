@@ -21,11 +21,10 @@
 //! Database `chum:NAME`, version 1, with object stores:
 //! - `objects`: CID bytes → `{b: bytes, t?: type key, l?: [link keys], a?: author key,
 //!   s?: 1 when instance-local, j?: journal position}`, with IndexedDB indexes on `t`, `l`
-//!   (multi-entry), `a` and `s`, which the browser keeps in the object's own write. The index
-//!   keys are `chum_store::keys`' binary keys, so each index orders by CID (by clock for
-//!   authors), like every backend's.
+//!   (multi-entry), `a`, `s` and `j` (the journal), which the browser keeps in the object's
+//!   own write and removes with it. The index keys are `chum_store::keys`' binary keys, so
+//!   each index orders by CID (by clock for authors), like every backend's.
 //! - `versions`, `edges`, `heads`: the version tables' pair keys.
-//! - `journal`: position (a number) → CID bytes; an entry is removed with its object.
 //! - `local`: the instance-local key/value area.
 //! - `meta`: `format`, `count`, `journal_id`, `journal_head`, `digest`.
 //!

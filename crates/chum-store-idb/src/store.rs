@@ -25,19 +25,24 @@ use crate::{EDGES, HEADS, VERSIONS};
 const FORMAT: u32 = 1;
 
 const OBJECTS: &str = "objects";
-const JOURNAL: &str = "journal";
 const LOCAL: &str = "local";
 const META: &str = "meta";
 /// Every object store, for transactions that may touch any of them.
-const ALL: [&str; 7] = [OBJECTS, JOURNAL, VERSIONS, EDGES, HEADS, LOCAL, META];
+const ALL: [&str; 6] = [OBJECTS, VERSIONS, EDGES, HEADS, LOCAL, META];
 
-/// The indexes of `objects`: name, the record field, multi-entry.
-const INDEXES: [(&str, &str, bool); 4] = [
+/// The indexes of `objects`: name, the record field, multi-entry. `journal` is the journal:
+/// a shared object's position, kept by the browser in the object's own write and removed with
+/// it.
+const INDEXES: [(&str, &str, bool); 5] = [
     ("type", "t", false),
     ("links", "l", true),
     ("author", "a", false),
     ("local", "s", false),
+    ("journal", "j", false),
 ];
+
+/// Puts issued before a write waits for one (and so lets the page run other tasks).
+const YIELD_EVERY: usize = 256;
 
 /// What every write changes besides the objects, as committed.
 #[derive(Debug, Clone)]
@@ -153,7 +158,7 @@ fn create_schema(db: &IdbDatabase) -> Result<()> {
             .create_index_with_str_and_optional_parameters(name, field, &parameters)
             .map_err(|e| made("createIndex", e))?;
     }
-    for store in [JOURNAL, VERSIONS, EDGES, HEADS, LOCAL, META] {
+    for store in [VERSIONS, EDGES, HEADS, LOCAL, META] {
         db.create_object_store_with_optional_parameters(store, &IdbObjectStoreParameters::new())
             .map_err(|e| made("createObjectStore", e))?;
     }
@@ -503,77 +508,96 @@ impl IdbStore {
         let mut meta = self.meta.borrow().clone();
         let (transaction, done) = js::transaction(&self.db, &ALL, true)?;
         let store = object_store(&transaction, OBJECTS)?;
-        // Which are stored already (all asked at once, then read in order).
-        let mut asked = Vec::with_capacity(objects.len());
-        for (cid, _) in objects {
-            asked.push(
-                store
-                    .count_with_key(&js::bytes(cid.as_bytes()))
-                    .map_err(|error| js::backend("count", &error))?,
-            );
-        }
-        let mut present = Vec::with_capacity(objects.len());
-        for request in &asked {
-            present.push(js::request("count", request).await?.as_f64().unwrap_or(0.0) > 0.0);
-        }
-        let journal = object_store(&transaction, JOURNAL)?;
-        let mut changed = Vec::with_capacity(objects.len());
-        let mut versions: Vec<(&Cid, &VersionEntry)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (((cid, bytes), entries), present) in objects.iter().zip(entries).zip(present) {
-            let key = js::bytes(cid.as_bytes());
-            if present || !seen.insert(cid) {
-                // Stored already (or earlier in this batch): a local one stored as shared
-                // becomes shared.
-                let promoted = if scope == Scope::Shared {
-                    let stored = js::request(
-                        "get",
-                        &store
-                            .get(&key)
-                            .map_err(|error| js::backend("get", &error))?,
-                    )
-                    .await?;
-                    let local = !stored.is_undefined() && js::get(&stored, "s").is_truthy();
-                    if local {
-                        meta.journal_head += 1;
-                        let _ =
-                            Reflect::delete_property(stored.unchecked_ref::<Object>(), &"s".into());
-                        let _ = Reflect::set(&stored, &"j".into(), &number(meta.journal_head));
-                        store
-                            .put_with_key(&stored, &key)
-                            .map_err(|error| js::backend("put", &error))?;
-                        journal
-                            .put_with_key(&key, &number(meta.journal_head))
-                            .map_err(|error| js::backend("put", &error))?;
-                        meta.digest.insert(cid);
-                    }
-                    local
-                } else {
-                    false
-                };
-                changed.push(promoted);
-                continue;
+        // Each object is added with the journal position it gets if it is new; an object
+        // stored already makes its `add` fail alone (`ConstraintError`, kept from aborting the
+        // transaction), so a new object costs one request — no existence check first.
+        let keep_going = js::ignore_errors();
+        let mut first_of = std::collections::HashMap::new();
+        let mut added: Vec<(usize, web_sys::IdbRequest, Option<u64>)> = Vec::new();
+        let mut next = meta.journal_head;
+        for (index, ((cid, bytes), entries)) in objects.iter().zip(entries).enumerate() {
+            if first_of.insert(cid, index).is_some() {
+                continue; // earlier in this batch
             }
-            let position = match scope {
-                Scope::Shared => {
+            let position = (scope == Scope::Shared).then(|| {
+                next += 1;
+                next
+            });
+            let request = store
+                .add_with_key(
+                    &record(cid, bytes, entries, position)?.into(),
+                    &js::bytes(cid.as_bytes()),
+                )
+                .map_err(|error| js::backend("add", &error))?;
+            request.set_onerror(Some(keep_going.as_ref().unchecked_ref()));
+            // Let the page breathe in a long batch: waiting for a request is the one way to
+            // leave the task and keep the transaction (a timer would let it commit).
+            if added.len() % YIELD_EVERY == YIELD_EVERY - 1 {
+                js::settled(&request).await;
+            }
+            added.push((index, request, position));
+        }
+        if let Some((_, last, _)) = added.last() {
+            js::settled(last).await;
+        }
+        let mut changed = vec![false; objects.len()];
+        let mut versions: Vec<(&Cid, &VersionEntry)> = Vec::new();
+        let mut existing = Vec::new();
+        for (index, request, position) in &added {
+            let (cid, bytes) = &objects[*index];
+            match request.error() {
+                Ok(None) => {
+                    changed[*index] = true;
+                    meta.count += 1;
+                    if let Some(version) = &entries[*index].version {
+                        versions.push((cid, version));
+                    }
+                    if let Some(position) = position {
+                        meta.journal_head += 1;
+                        meta.digest.insert(cid);
+                        if *position != meta.journal_head {
+                            // An object before it was stored already: renumber without a gap.
+                            store
+                                .put_with_key(
+                                    &record(cid, bytes, &entries[*index], Some(meta.journal_head))?
+                                        .into(),
+                                    &js::bytes(cid.as_bytes()),
+                                )
+                                .map_err(|error| js::backend("put", &error))?;
+                        }
+                    }
+                }
+                Ok(Some(error)) if error.name() == "ConstraintError" => existing.push(*index),
+                Ok(Some(error)) => return Err(js::backend("add", &error.into())),
+                Err(error) => return Err(js::backend("add", &error)),
+            }
+        }
+        // Stored already: a local one stored as shared becomes shared (the journal index
+        // follows its `j`).
+        if scope == Scope::Shared {
+            for index in existing {
+                let (cid, _) = &objects[index];
+                let key = js::bytes(cid.as_bytes());
+                let stored = js::request(
+                    "get",
+                    &store
+                        .get(&key)
+                        .map_err(|error| js::backend("get", &error))?,
+                )
+                .await?;
+                if !stored.is_undefined() && js::get(&stored, "s").is_truthy() {
                     meta.journal_head += 1;
-                    journal
-                        .put_with_key(&key, &number(meta.journal_head))
+                    let _ = Reflect::delete_property(stored.unchecked_ref::<Object>(), &"s".into());
+                    let _ = Reflect::set(&stored, &"j".into(), &number(meta.journal_head));
+                    store
+                        .put_with_key(&stored, &key)
                         .map_err(|error| js::backend("put", &error))?;
                     meta.digest.insert(cid);
-                    Some(meta.journal_head)
+                    changed[index] = true;
                 }
-                Scope::Local => None,
-            };
-            store
-                .put_with_key(&record(cid, bytes, entries, position)?.into(), &key)
-                .map_err(|error| js::backend("put", &error))?;
-            meta.count += 1;
-            if let Some(version) = &entries.version {
-                versions.push((cid, version));
             }
-            changed.push(true);
         }
+        drop(keep_going);
         if !versions.is_empty() {
             let mut staged = Staged::default();
             let edges = object_store(&transaction, EDGES)?;
@@ -797,11 +821,6 @@ impl Store for IdbStore {
         if !js::get(&record, "s").is_truthy() {
             meta.digest.remove(cid);
         }
-        if let Some(position) = js::get(&record, "j").as_f64() {
-            object_store(&transaction, JOURNAL)?
-                .delete(&JsValue::from_f64(position))
-                .map_err(|error| js::backend("delete", &error))?;
-        }
         store
             .delete(&key)
             .map_err(|error| js::backend("delete", &error))?;
@@ -1001,7 +1020,7 @@ impl Store for IdbStore {
     }
 
     async fn journal(&self, after: u64, limit: usize) -> Result<JournalPage> {
-        let (transaction, _done) = self.read(&[JOURNAL, META])?;
+        let (transaction, _done) = self.read(&[OBJECTS, META])?;
         let head = js::request(
             "get",
             &object_store(&transaction, META)?
@@ -1023,17 +1042,21 @@ impl Store for IdbStore {
                 false,
             )
             .map_err(|error| js::backend("key range", &error))?;
-            let store = object_store(&transaction, JOURNAL)?;
-            let keys = store
+            // The journal index: objects by position. The keys come as CIDs, the positions
+            // from the records, in the same (position) order.
+            let journal = object_store(&transaction, OBJECTS)?
+                .index("journal")
+                .map_err(|error| js::backend("index", &error))?;
+            let keys = journal
                 .get_all_keys_with_key(&range)
                 .map_err(|error| js::backend("getAllKeys", &error))?;
-            let values = store
+            let records = journal
                 .get_all_with_key(&range)
                 .map_err(|error| js::backend("getAll", &error))?;
             let keys = Array::from(&js::request("getAllKeys", &keys).await?);
-            let values = Array::from(&js::request("getAll", &values).await?);
-            for (position, cid) in keys.iter().zip(values.iter()) {
-                let position = position.as_f64().ok_or_else(|| {
+            let records = Array::from(&js::request("getAll", &records).await?);
+            for (cid, record) in keys.iter().zip(records.iter()) {
+                let position = js::get(&record, "j").as_f64().ok_or_else(|| {
                     Error::Damaged("a journal position that is not a number".into())
                 })?;
                 entries.push((position as u64, cid_of(&cid)?));

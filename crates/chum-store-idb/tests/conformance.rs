@@ -153,3 +153,28 @@ async fn damaged_bytes_are_never_returned_and_can_be_deleted() {
     assert_eq!(store.count().await.unwrap(), 2);
     assert!(!store.has(objects[1].cid()).await.unwrap());
 }
+
+/// Batches of every size around the points where a write lets the page run (every 256
+/// objects) commit — a batch ending exactly there once waited forever.
+#[wasm_bindgen_test]
+async fn batches_ending_where_a_write_yields_commit() {
+    let store = IdbStore::open(&fresh_name("yield")).await.unwrap();
+    let mut total = 0;
+    for size in [255usize, 256, 257, 512, 513] {
+        let batch: Vec<_> = (0..size)
+            .map(|i| {
+                let object = conformance::message(u32::try_from(total + i).unwrap());
+                (object.cid().clone(), object.bytes().to_vec())
+            })
+            .collect();
+        let changed = store.put_many(&batch).await.unwrap();
+        assert!(changed.iter().all(|new| *new), "{size}: all new");
+        total += size;
+        assert_eq!(store.count().await.unwrap(), total as u64);
+        // Again: nothing new, and nothing renumbered.
+        let head = store.journal(0, 0).await.unwrap().head;
+        assert!(!store.put_many(&batch).await.unwrap().iter().any(|new| *new));
+        assert_eq!(store.journal(0, 0).await.unwrap().head, head);
+    }
+    store.close().await;
+}

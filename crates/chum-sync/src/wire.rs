@@ -42,12 +42,19 @@ pub struct Limits {
     pub max_text: usize,
 }
 
+/// The most objects in one batch this side takes by default: in a browser, fewer, so that
+/// verifying and storing one batch stays well under a frame of the page's main thread.
+#[cfg(not(target_arch = "wasm32"))]
+const DEFAULT_BATCH_OBJECTS: usize = 4_096;
+#[cfg(target_arch = "wasm32")]
+const DEFAULT_BATCH_OBJECTS: usize = 512;
+
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_frame: 4 << 20,
             max_ids: 1 << 16,
-            max_batch_objects: 4_096,
+            max_batch_objects: DEFAULT_BATCH_OBJECTS,
             max_sketch_cells: 1 << 18,
             max_types: 1_024,
             max_text: 1_024,

@@ -99,6 +99,27 @@ fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &str = r#"
+/** Options of `Instance.open`. */
+export interface OpenOptions {
+    /** The store's name in this site's IndexedDB (default "default"). */
+    name?: string;
+    /** An invitation (text) that pairs a new store with its person; ignored once paired. */
+    join?: string;
+    /** Seals the keys at rest. */
+    passphrase?: string;
+}
+/** A DAG-JSON-shaped object: links are `{"/": "bafy…"}`, bytes `{"/": {"bytes": "…"}}`. */
+export type ChumObject = { [field: string]: any };
+/** Who an instance is. */
+export interface Who { person: string; instance: string; }
+/** An object stored here: by this instance (`"local"`) or from the instance named. */
+export interface Change { cid: string; type: string | null; origin: string; }
+/** The state of a link. */
+export type LinkState = "connecting" | "connected" | "reconnecting" | "closed";
+"#;
+
 /// An instance of a person in this browser: its objects in IndexedDB, synced over WebSocket
 /// links.
 #[wasm_bindgen]
@@ -116,7 +137,9 @@ impl Instance {
     /// instance (ignored when the store already holds an identity); without it a new store
     /// creates a new person. `options.passphrase` seals the keys at rest. Throws
     /// `StoreLocked` when the store is open in another tab or worker.
-    pub async fn open(options: JsValue) -> Result<Instance, JsValue> {
+    pub async fn open(
+        #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
+    ) -> Result<Instance, JsValue> {
         let options = if options.is_undefined() || options.is_null() {
             Object::new().into()
         } else if options.is_object() {
@@ -164,13 +187,17 @@ impl Instance {
 
     /// Stores an object (a DAG-JSON-shaped value with a `$type`, or any map) and resolves to
     /// its CID once it is durable. For a versioned type, a new version of the object.
-    pub async fn put(&self, value: JsValue) -> Result<String, JsValue> {
+    pub async fn put(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ChumObject")] value: JsValue,
+    ) -> Result<String, JsValue> {
         let value = to_value(&value)?;
         let written = self.inner.put(&value).await.map_err(thrown)?;
         Ok(written.cid().to_string())
     }
 
     /// The object stored under `cid`, or `null` when none is.
+    #[wasm_bindgen(unchecked_return_type = "ChumObject | null")]
     pub async fn get(&self, cid: String) -> Result<JsValue, JsValue> {
         let cid = parse_cid(&cid)?;
         match self.inner.get(&cid).await {
@@ -181,12 +208,16 @@ impl Instance {
     }
 
     /// The CIDs of the stored objects of `$type` `type_name`.
-    pub async fn list(&self, type_name: String) -> Result<Vec<String>, JsValue> {
+    pub async fn list(
+        &self,
+        #[wasm_bindgen(js_name = typeName)] type_name: String,
+    ) -> Result<Vec<String>, JsValue> {
         let cids = self.inner.of_type(&type_name).await.map_err(thrown)?;
         Ok(cids.iter().map(ToString::to_string).collect())
     }
 
     /// The merged state of the versioned object `id` (its ID hash), or `null`.
+    #[wasm_bindgen(unchecked_return_type = "ChumObject | null")]
     pub async fn show(&self, id: String) -> Result<JsValue, JsValue> {
         let id = parse_cid(&id)?;
         match self.inner.state(&id).await.map_err(thrown)? {
@@ -197,13 +228,17 @@ impl Instance {
 
     /// The ID hash of a versioned object (its type's ID fields), for `show`.
     #[wasm_bindgen(js_name = idOf)]
-    pub fn id_of(&self, value: JsValue) -> Result<String, JsValue> {
+    pub fn id_of(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ChumObject")] value: JsValue,
+    ) -> Result<String, JsValue> {
         let value = to_value(&value)?;
         let id = self.inner.id_of(&value).map_err(thrown)?;
         Ok(id.to_string())
     }
 
     /// `{ person, instance }`: who this is.
+    #[wasm_bindgen(unchecked_return_type = "Who")]
     pub async fn whoami(&self) -> Result<JsValue, JsValue> {
         if self.closed.get() {
             return Err(thrown(chum::Error::Closed));
@@ -237,7 +272,12 @@ impl Instance {
     /// Calls `callback` for each event of kind `event` until the returned function is
     /// called. `"change"`: an object was stored here — `{ cid, type, origin }`, `origin`
     /// being `"local"` or the writing instance's id.
-    pub fn on(&self, event: String, callback: Function) -> Result<Function, JsValue> {
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn on(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "\"change\"")] event: String,
+        #[wasm_bindgen(unchecked_param_type = "(change: Change) => void")] callback: Function,
+    ) -> Result<Function, JsValue> {
         if event != "change" {
             return Err(type_error(format!(
                 "unknown event {event:?} (known: \"change\")"
@@ -301,6 +341,7 @@ pub struct Link {
 impl Link {
     /// Resolves `{ instance, person }` once a session is up; throws `TransportError` when the
     /// attempt under way fails (the link keeps retrying behind).
+    #[wasm_bindgen(unchecked_return_type = "Who")]
     pub async fn established(&self) -> Result<JsValue, JsValue> {
         let (instance, person) = self.inner.established().await.map_err(thrown)?;
         let peer = Object::new();
@@ -315,7 +356,7 @@ impl Link {
     }
 
     /// `"connecting"`, `"connected"`, `"reconnecting"` or `"closed"`.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "LinkState")]
     pub fn state(&self) -> String {
         match self.inner.state() {
             chum::LinkState::Connecting { .. } => "connecting",

@@ -32,6 +32,10 @@
 
 #[cfg(target_arch = "wasm32")]
 mod api;
+#[cfg(all(target_arch = "wasm32", feature = "bench"))]
+mod bench;
 
 #[cfg(target_arch = "wasm32")]
 pub use crate::api::{Instance, Link};
+#[cfg(all(target_arch = "wasm32", feature = "bench"))]
+pub use crate::bench::Bench;
