@@ -42,7 +42,7 @@ const INDEXES: [(&str, &str, bool); 5] = [
 ];
 
 /// Puts issued before a write waits for one (and so lets the page run other tasks).
-const YIELD_EVERY: usize = 256;
+const YIELD_EVERY: usize = 128;
 
 /// What every write changes besides the objects, as committed.
 #[derive(Debug, Clone)]

@@ -532,10 +532,10 @@ impl Instance {
                         held.record(cid, peer.instance);
                     }
                 }
-                self.inner.at_risk.held(&*self.inner.store, &cids).await;
                 let origin = origin_of(peer);
                 let same_person = peer.is_some_and(|peer| peer.same_person);
                 let facts = facts.into_iter().chain(std::iter::repeat(None));
+                let mut received = Vec::with_capacity(cids.len());
                 for (cid, facts) in cids.into_iter().zip(facts) {
                     // What verifying the object learned travels with it; only a path that
                     // kept nothing makes this side read and decode it again. (Clocks were
@@ -559,11 +559,14 @@ impl Instance {
                         self.adopt_recipe(&cid).await;
                     }
                     self.emit(Event::Stored {
-                        cid,
+                        cid: cid.clone(),
                         type_name: facts.type_name,
                         origin: origin.clone(),
                     });
+                    received.push(cid);
                 }
+                // After the events: the bookkeeping reads the journal, the app need not wait.
+                self.inner.at_risk.held(&*self.inner.store, &received).await;
             }
             NodeEvent::PeerStored { session, cids } => {
                 let peer = peers.get(&session).and_then(Option::as_ref);
