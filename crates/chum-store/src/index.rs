@@ -178,15 +178,19 @@ fn verify_all_split(
     accept: Option<&dyn Acceptance>,
     soft: Option<&dyn Acceptance>,
 ) -> Result<Vec<std::result::Result<IndexEntries, String>>> {
-    const PER_THREAD: usize = 256;
-    let threads = parallelism().min(objects.len() / PER_THREAD);
-    if threads <= 1 || cfg!(target_arch = "wasm32") {
-        return objects
-            .iter()
-            .map(|(cid, bytes)| verify_split(cid, bytes, limits, accept, soft))
-            .collect();
+    // wasm32 has one thread.
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        const PER_THREAD: usize = 256;
+        let threads = parallelism().min(objects.len() / PER_THREAD);
+        if threads > 1 {
+            return verify_on_threads(objects, limits, accept, soft, threads);
+        }
     }
-    verify_on_threads(objects, limits, accept, soft, threads)
+    objects
+        .iter()
+        .map(|(cid, bytes)| verify_split(cid, bytes, limits, accept, soft))
+        .collect()
 }
 
 /// [`verify_all_split`] on `threads` threads (natively; wasm32 has one).
@@ -221,30 +225,11 @@ fn verify_on_threads(
     })
 }
 
-#[cfg(target_arch = "wasm32")]
-fn verify_on_threads(
-    objects: &[(Cid, Vec<u8>)],
-    limits: &Limits,
-    accept: Option<&dyn Acceptance>,
-    soft: Option<&dyn Acceptance>,
-    _threads: usize,
-) -> Result<Vec<std::result::Result<IndexEntries, String>>> {
-    objects
-        .iter()
-        .map(|(cid, bytes)| verify_split(cid, bytes, limits, accept, soft))
-        .collect()
-}
-
 #[cfg(not(target_arch = "wasm32"))]
 fn parallelism() -> usize {
     std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(8)
-}
-
-#[cfg(target_arch = "wasm32")]
-fn parallelism() -> usize {
-    1
 }
 
 /// Verifies `bytes` against `cid` (size, hash; for dag-cbor also strict decoding under
