@@ -38,6 +38,10 @@ struct State {
     /// Held objects that were not pending (yet), newest last.
     early: HashSet<Cid>,
     early_order: VecDeque<Cid>,
+    /// Journal positions after the saved base, up to the head at open, not read yet (all at
+    /// risk): read once a peer is heard from, so that opening a large store never synced —
+    /// a CLI command — reads none of it.
+    unread: Option<(u64, u64)>,
 }
 
 impl State {
@@ -56,10 +60,18 @@ impl State {
 
     /// The position below which nothing is pending.
     fn base(&self) -> u64 {
+        if let Some((from, _)) = self.unread {
+            return from;
+        }
         self.pending
             .keys()
             .next()
             .map_or(self.known_head, |first| first - 1)
+    }
+
+    /// How many objects are at risk.
+    fn count(&self) -> u64 {
+        self.pending.len() as u64 + self.unread.map_or(0, |(from, to)| to - from)
     }
 }
 
@@ -71,36 +83,62 @@ pub(crate) struct AtRisk {
 }
 
 impl AtRisk {
-    /// Loads the set: every journal entry after the saved base (entries received from peers
-    /// among them are cleared by the next sync with an instance of this person).
+    /// Opens the set: the journal entries after the saved base are at risk (read later, see
+    /// `State::unread`; entries received from peers among them are cleared by the next sync
+    /// with an instance of this person).
     pub(crate) async fn load(store: &dyn Store) -> chum_store::Result<AtRisk> {
         let base = store
             .local_get(BASE_KEY)
             .await?
             .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
             .map_or(0, u64::from_be_bytes);
-        let mut state = State {
-            known_head: base,
+        let head = store.journal(0, 0).await?.head;
+        let state = State {
+            known_head: head.max(base),
             saved_base: base,
+            unread: (head > base).then_some((base, head)),
             ..State::default()
         };
-        loop {
-            let page = store.journal(state.known_head, PAGE).await?;
-            for (position, cid) in page.entries {
+        let tracker = AtRisk::default();
+        tracker.count.store(state.count(), Ordering::Relaxed);
+        *tracker.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        Ok(tracker)
+    }
+
+    /// Reads the entries not read since open, once.
+    async fn read_unread(&self, store: &dyn Store) {
+        let Some((from, to)) = self.state.lock().ok().and_then(|state| state.unread) else {
+            return;
+        };
+        let mut after = from;
+        let mut found = Vec::new();
+        while after < to {
+            let Ok(page) = store.journal(after, PAGE).await else {
+                return;
+            };
+            found.extend(
+                page.entries
+                    .into_iter()
+                    .filter(|(position, _)| *position <= to),
+            );
+            if page.last <= after {
+                break;
+            }
+            after = page.last;
+        }
+        self.change(|state| {
+            if state.unread != Some((from, to)) {
+                return; // cleared meanwhile (a sync covered it)
+            }
+            state.unread = None;
+            for (position, cid) in found {
+                if position <= state.synced_upto || state.early.remove(&cid) {
+                    continue;
+                }
                 state.positions.insert(cid.clone(), position);
                 state.pending.insert(position, cid);
             }
-            state.known_head = page.last;
-            if page.last >= page.head {
-                break;
-            }
-        }
-        let tracker = AtRisk::default();
-        tracker
-            .count
-            .store(state.pending.len() as u64, Ordering::Relaxed);
-        *tracker.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
-        Ok(tracker)
+        });
     }
 
     /// Marks everything in `store`'s journal as held elsewhere (a store just filled by the
@@ -118,8 +156,7 @@ impl AtRisk {
     fn change(&self, change: impl FnOnce(&mut State)) -> Option<u64> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         change(&mut state);
-        self.count
-            .store(state.pending.len() as u64, Ordering::Relaxed);
+        self.count.store(state.count(), Ordering::Relaxed);
         let base = state.base();
         // Saved when it moved far enough or the set emptied: a base saved late only makes a
         // restarted instance count more, until its next sync.
@@ -174,6 +211,7 @@ impl AtRisk {
 
     /// Another instance holds `cids` (it acknowledged them, or sent them).
     pub(crate) async fn held(&self, store: &dyn Store, cids: &[Cid]) {
+        self.read_unread(store).await;
         let base = self.change(|state| {
             for cid in cids {
                 state.remove(cid);
@@ -200,6 +238,13 @@ impl AtRisk {
                 return;
             };
             state.synced_upto = state.synced_upto.max(head);
+            if let Some((from, to)) = state.unread {
+                state.unread = if to <= head {
+                    None
+                } else {
+                    Some((from.max(head), to))
+                };
+            }
             let held: Vec<u64> = state.pending.range(..=head).map(|(p, _)| *p).collect();
             for position in held {
                 if let Some(cid) = state.pending.remove(&position) {
