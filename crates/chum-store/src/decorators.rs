@@ -188,6 +188,8 @@ pub struct Counts {
     pub query: AtomicU64,
     /// Calls to the instance-local area.
     pub local: AtomicU64,
+    /// Journal entries returned by `journal` calls.
+    pub journal_entries: AtomicU64,
 }
 
 /// Wraps a store and counts every call (e.g. to prove a sync session never lists the whole
@@ -282,7 +284,9 @@ impl<S: Store> Store for CountingStore<S> {
     }
 
     async fn journal(&self, after: u64, limit: usize) -> Result<crate::sync::JournalPage> {
-        self.inner.journal(after, limit).await
+        let page = self.inner.journal(after, limit).await?;
+        bump(&self.counts.journal_entries, page.entries.len() as u64);
+        Ok(page)
     }
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()

@@ -68,3 +68,32 @@ async fn objects_are_at_risk_until_another_instance_holds_them() {
     );
     laptop.close().await;
 }
+
+/// Opening an instance whose store holds many objects never synced (a CLI command on a big
+/// store) reads none of its journal's entries; they are counted as at risk all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_large_unsynced_store_reads_no_journal_entries() {
+    use chum_store::decorators::CountingStore;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    let counting = Arc::new(CountingStore::new(chum::MemoryStore::new()));
+    let store: Arc<dyn chum::Store> = counting.clone();
+    let first = Instance::builder()
+        .store(Arc::clone(&store))
+        .open()
+        .await
+        .unwrap();
+    let values: Vec<_> = (0..3_000)
+        .map(|i| common::json(&format!(r#"{{"$type":"Message","text":"m {i}"}}"#)))
+        .collect();
+    let _written = first.put_many(&values).await.unwrap();
+    let at_risk = first.at_risk();
+    assert!(at_risk >= 3_000, "{at_risk}");
+    first.close().await;
+    let before = counting.counts.journal_entries.load(Ordering::Relaxed);
+    let again = Instance::builder().store(store).open().await.unwrap();
+    let read = counting.counts.journal_entries.load(Ordering::Relaxed) - before;
+    assert_eq!(read, 0, "opening read {read} journal entries");
+    assert_eq!(again.at_risk(), at_risk, "the count survives the reopen");
+    again.close().await;
+}
