@@ -65,6 +65,23 @@ async fn person_node() -> (Arc<Node>, Identity) {
     (Arc::new(node), identity)
 }
 
+/// A new instance of `person`'s (certified by it, its identity saved in a memory store).
+async fn second_instance(person: &Identity) -> Node {
+    let key = generate_key().unwrap();
+    let certificate = person
+        .certify(
+            chum_access::InstanceId(key.verifying_key().to_bytes()),
+            now_ms(),
+        )
+        .unwrap();
+    let identity = Identity::joined(key, certificate).unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    identity.save(&*store, None).await.unwrap();
+    Node::new(store)
+        .with_identity(identity)
+        .with_recipes(preset::seed())
+}
+
 async fn shared(store: &dyn Store) -> Vec<Cid> {
     store
         .sync_list(
@@ -395,16 +412,7 @@ async fn a_stranger_writes_nothing_shared_and_costs_paired_admission_nothing() {
         .with_recipes(preset::seed());
     let notes: Vec<_> = (0..20).map(|i| message(&format!("n{i}"), None)).collect();
     alice.put(&notes).await.unwrap();
-    let key = generate_key().unwrap();
-    let certificate = alice_id
-        .certify(InstanceId(key.verifying_key().to_bytes()), now_ms())
-        .unwrap();
-    let laptop_id = Identity::joined(key, certificate).unwrap();
-    let laptop_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    laptop_id.save(&*laptop_store, None).await.unwrap();
-    let laptop = Node::new(laptop_store)
-        .with_identity(laptop_id)
-        .with_recipes(preset::seed());
+    let laptop = second_instance(&alice_id).await;
     // Objects Alice's store read during one paired sync.
     let paired = || async {
         let before = counting.counts.get.load(Ordering::Relaxed);
@@ -826,16 +834,7 @@ mod attacks {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         // A second instance of Alice's connects and syncs.
-        let key = generate_key().unwrap();
-        let certificate = alice_id
-            .certify(InstanceId(key.verifying_key().to_bytes()), now_ms())
-            .unwrap();
-        let laptop_id = Identity::joined(key, certificate).unwrap();
-        let laptop_store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        laptop_id.save(&*laptop_store, None).await.unwrap();
-        let laptop = Node::new(laptop_store)
-            .with_identity(laptop_id)
-            .with_recipes(preset::seed());
+        let laptop = second_instance(&alice_id).await;
         let report = laptop
             .run(Role::Initiator, connect(&address).await, SYNC_ONCE)
             .await;

@@ -632,14 +632,13 @@ impl IdbStore {
         Ok(())
     }
 
-    /// CIDs of an index of `objects` within binary keys from `lower` (open or not) to the
-    /// end of `prefix`, at most `limit`.
+    /// CIDs of an index of `objects` whose keys start with `prefix` (strictly after the key
+    /// `after`, when given), at most `limit`.
     async fn index_keys(
         &self,
         index: &str,
         prefix: &[u8],
-        lower: &[u8],
-        lower_open: bool,
+        after: Option<Vec<u8>>,
         limit: usize,
     ) -> Result<Vec<Cid>> {
         if limit == 0 {
@@ -649,7 +648,11 @@ impl IdbStore {
         let index = object_store(&transaction, OBJECTS)?
             .index(index)
             .map_err(|error| js::backend("index", &error))?;
-        let range = js::range(lower, lower_open, js::successor(prefix).as_deref())?;
+        let range = js::range(
+            after.as_deref().unwrap_or(prefix),
+            after.is_some(),
+            js::successor(prefix).as_deref(),
+        )?;
         let request = index
             .get_all_keys_with_key_and_limit(&range, count_arg(limit))
             .map_err(|error| js::backend("getAllKeys", &error))?;
@@ -859,55 +862,27 @@ impl Store for IdbStore {
                 after,
                 limit,
             } => {
-                let prefix = type_prefix(type_name)?;
-                match after {
-                    Some(after) => {
-                        self.index_keys("type", &prefix, &type_key(type_name, after)?, true, limit)
-                            .await
-                    }
-                    None => {
-                        self.index_keys("type", &prefix, &prefix, false, limit)
-                            .await
-                    }
-                }
+                let after = after.map(|cid| type_key(type_name, cid)).transpose()?;
+                self.index_keys("type", &type_prefix(type_name)?, after, limit)
+                    .await
             }
             Query::LinksTo {
                 target,
                 after,
                 limit,
             } => {
-                let prefix = pair_prefix(target);
-                match after {
-                    Some(after) => {
-                        self.index_keys("links", &prefix, &pair_key(target, after), true, limit)
-                            .await
-                    }
-                    None => {
-                        self.index_keys("links", &prefix, &prefix, false, limit)
-                            .await
-                    }
-                }
+                let after = after.map(|cid| pair_key(target, cid));
+                self.index_keys("links", &pair_prefix(target), after, limit)
+                    .await
             }
             Query::ByAuthor {
                 author,
                 after,
                 limit,
-            } => match after {
-                Some((clock, cid)) => {
-                    self.index_keys(
-                        "author",
-                        author,
-                        &author_key(author, clock, Some(cid)),
-                        true,
-                        limit,
-                    )
-                    .await
-                }
-                None => {
-                    self.index_keys("author", author, author, false, limit)
-                        .await
-                }
-            },
+            } => {
+                let after = after.map(|(clock, cid)| author_key(author, clock, Some(cid)));
+                self.index_keys("author", author, after, limit).await
+            }
             Query::Versions(of) => self.pairs(VERSIONS, of).await,
             Query::Heads(of) => self.pairs(HEADS, of).await,
         }
