@@ -158,6 +158,12 @@ fn package(bench: bool) -> Result<std::path::PathBuf, String> {
                 .arg(&optimized),
         )?;
     }
+    // The worker variant of the API (hand-written JavaScript beside the generated module).
+    let js = root().join("crates/chum-web/js");
+    for file in ["worker.js", "chum_worker.js", "worker.d.ts"] {
+        std::fs::copy(js.join(file), out.join(file))
+            .map_err(|error| format!("cannot copy {file} into the package: {error}"))?;
+    }
     let version = env!("CARGO_PKG_VERSION");
     let manifest = format!(
         r#"{{
@@ -168,7 +174,13 @@ fn package(bench: bool) -> Result<std::path::PathBuf, String> {
   "type": "module",
   "main": "chum_web.js",
   "types": "chum_web.d.ts",
-  "files": ["chum_web.js", "chum_web_bg.wasm", "chum_web.d.ts", "chum_web_bg.wasm.d.ts"],
+  "exports": {{
+    ".": {{ "types": "./chum_web.d.ts", "default": "./chum_web.js" }},
+    "./worker": {{ "types": "./worker.d.ts", "default": "./worker.js" }},
+    "./chum_worker.js": "./chum_worker.js",
+    "./chum_web_bg.wasm": "./chum_web_bg.wasm"
+  }},
+  "files": ["chum_web.js", "chum_web_bg.wasm", "chum_web.d.ts", "chum_web_bg.wasm.d.ts", "worker.js", "chum_worker.js", "worker.d.ts"],
   "sideEffects": ["./snippets/*"]
 }}
 "#

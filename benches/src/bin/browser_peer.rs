@@ -3,9 +3,10 @@
 //! WebSocket. It prints one JSON line — `{"url": …, "invitation": …}` — then takes commands on
 //! stdin:
 //!
-//! - `live K MS`: writes K Messages, one every MS milliseconds, each text ending in the wall
-//!   time of its write in microseconds (the page subtracts it from the time it sees it); prints
-//!   `live done`;
+//! - `live K MS`: writes K Messages, one every MS milliseconds, each text `live I T` with T the
+//!   wall time in microseconds when the write began; prints `durable I T2` once it is durable
+//!   here (T2 in microseconds: the page subtracts either from the time it sees the object), and
+//!   `live done` at the end;
 //! - `quit` (or end of input): exits.
 //!
 //! `browser_peer [N]` (default 100,000).
@@ -85,6 +86,7 @@ async fn main() {
                         .put(&message(&text))
                         .await
                         .unwrap_or_else(|e| panic!("{e}"));
+                    println!("durable {i} {}", micros());
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
                 println!("live done");

@@ -43,7 +43,10 @@ function pageServer() {
 function startPeer(objects) {
   const child = spawn(PEER, [String(objects)], { stdio: ["pipe", "pipe", "inherit"] });
   const lines = readline.createInterface({ input: child.stdout });
-  const next = () => new Promise((resolve) => lines.once("line", resolve));
+  const queued = [];
+  const waiting = [];
+  lines.on("line", (line) => (waiting.length ? waiting.shift()(line) : queued.push(line)));
+  const next = () => (queued.length ? Promise.resolve(queued.shift()) : new Promise((resolve) => waiting.push(resolve)));
   return { child, next, send: (line) => child.stdin.write(line + "\n") };
 }
 
@@ -113,60 +116,82 @@ async function main() {
     await context.close();
   }
 
-  // 2. Initial sync from a native peer into an empty browser peer, and the main thread meanwhile.
+  // 2. Initial sync from a native peer into an empty browser peer, and the main thread
+  // meanwhile: with the instance on the page's thread (`chum_web.js`) and in a Worker
+  // (`worker.js`), alternating.
   const peer = startPeer(N);
   const { url, invitation } = JSON.parse(await peer.next());
-  const sync = [];
-  let page;
+  const sync = { thread: [], worker: [] };
+  const pages = {};
   for (let run = 0; run < RUNS; run++) {
-    const opened = await open();
-    page = opened.page;
-    const result = await page.evaluate(async ({ url, invitation, n, run }) => {
-      const longest = { ms: 0, count: 0, tasks: [] };
-      const observer = new PerformanceObserver((list) => {
-        for (const entry of list.getEntries()) {
-          longest.ms = Math.max(longest.ms, entry.duration);
-          longest.count++;
-          longest.tasks.push([Math.round(entry.startTime - start), Math.round(entry.duration)]);
-        }
-      });
-      observer.observe({ type: "longtask" });
-      const start = performance.now();
-      const inst = await window.chum.Instance.open({ name: `sync-${run}`, join: invitation });
-      const joinedMs = performance.now() - start;
-      await new Promise((r) => setTimeout(r, 100)); // let the observer report the last tasks
-      observer.disconnect();
-      const count = (await inst.list("Message")).length;
-      window.inst = inst;
-      return { joinedMs, count, longest };
-    }, { url, invitation, n: N, run });
-    if (result.count !== N) throw new Error(`the sync brought ${result.count} of ${N}`);
-    if (process.env.TASKS) console.error(`run ${run}: joined in ${Math.round(result.joinedMs)} ms; long tasks [start, ms]: ${JSON.stringify(result.longest.tasks)}`);
-    sync.push(result);
-    if (run < RUNS - 1) await opened.context.close();
+    for (const mode of ["thread", "worker"]) {
+      const opened = await open();
+      const result = await opened.page.evaluate(async ({ invitation, run, mode }) => {
+        const api = mode === "worker" ? window.chumWorker : window.chum;
+        const longest = { ms: 0, count: 0, tasks: [] };
+        const observer = new PerformanceObserver((list) => {
+          for (const entry of list.getEntries()) {
+            longest.ms = Math.max(longest.ms, entry.duration);
+            longest.count++;
+            longest.tasks.push([Math.round(entry.startTime - start), Math.round(entry.duration)]);
+          }
+        });
+        observer.observe({ type: "longtask" });
+        const start = performance.now();
+        const inst = await api.Instance.open({ name: `sync-${mode}-${run}`, join: invitation });
+        const joinedMs = performance.now() - start;
+        await new Promise((r) => setTimeout(r, 100)); // let the observer report the last tasks
+        observer.disconnect();
+        const count = (await inst.list("Message")).length;
+        window.inst = inst;
+        return { joinedMs, count, longest };
+      }, { invitation, run, mode });
+      if (result.count !== N) throw new Error(`the sync (${mode}) brought ${result.count} of ${N}`);
+      if (process.env.TASKS) console.error(`run ${run} (${mode}): joined in ${Math.round(result.joinedMs)} ms; long tasks [start, ms]: ${JSON.stringify(result.longest.tasks)}`);
+      sync[mode].push(result);
+      if (run < RUNS - 1) await opened.context.close();
+      else pages[mode] = opened.page;
+    }
   }
 
-  // 3. Live push native → browser, twice: on the last sync's page (right after the bulk
-  // load) and in a fresh browser against a small peer (a quiet page).
+  // 3. Live push native → browser: right after the bulk load (on the last sync's pages) and
+  // in a fresh browser against a small peer (a quiet page), on the page's thread and in a
+  // Worker. Latency from the native write's start and from its being durable there.
   const measureLive = async (page, peer, url) => {
     await page.evaluate(async (url) => {
-      window.latencies = [];
-      window.inst.on("change", async (change) => {
+      window.seen = [];
+      window.inst.on("change", (change) => {
         const seen = performance.timeOrigin + performance.now();
         if (change.type !== "Message" || change.origin === "local") return;
-        const object = await window.inst.get(change.cid);
-        const found = /^live \d+ (\d+)$/.exec(object?.text ?? "");
-        if (found) window.latencies.push((seen * 1000 - Number(found[1])) / 1000);
+        window.inst.get(change.cid).then((object) => {
+          const found = /^live (\d+) (\d+)$/.exec(object?.text ?? "");
+          if (found) window.seen.push([Number(found[1]), seen * 1000, Number(found[2])]);
+        });
       });
       window.link = window.inst.connect(url);
       await window.link.established();
     }, url);
     peer.send(`live ${LIVE} 10`);
-    await peer.next(); // "live done"
-    await page.waitForFunction((n) => window.latencies.length >= n, LIVE, { timeout: 30000 });
-    return page.evaluate(() => window.latencies);
+    const durable = new Map();
+    for (;;) {
+      const line = await peer.next();
+      if (line === "live done") break;
+      const [, i, at] = line.split(" ");
+      durable.set(Number(i), Number(at));
+    }
+    await page.waitForFunction((n) => window.seen.length >= n, LIVE, { timeout: 30000 });
+    const seen = await page.evaluate(() => window.seen);
+    await page.evaluate(async () => {
+      await window.link.close();
+      await window.inst.close();
+    });
+    return {
+      fromWrite: seen.map(([, at, wrote]) => (at - wrote) / 1000),
+      fromDurable: seen.map(([i, at]) => (at - durable.get(i)) / 1000),
+    };
   };
-  const afterBulk = await measureLive(page, peer, url);
+  const afterBulk = {};
+  for (const mode of ["thread", "worker"]) afterBulk[mode] = await measureLive(pages[mode], peer, url);
   peer.send("quit");
   await browser.close();
   const quietPeer = startPeer(1000);
@@ -179,9 +204,6 @@ async function main() {
   const page2 = await browser2.newPage();
   await page2.goto(`${origin}/index.html`);
   await page2.waitForFunction(() => window.chumReady === true);
-  await page2.evaluate(async (invitation) => {
-    window.inst = await window.chum.Instance.open({ name: "live", join: invitation });
-  }, quiet.invitation);
   // The floor under a live push: one small object in its own strict IndexedDB transaction.
   const floor = await page2.evaluate(async (n) => {
     const db = await new Promise((resolve, reject) => {
@@ -206,14 +228,20 @@ async function main() {
     db.close();
     return times;
   }, LIVE);
-  const latencies = await measureLive(page2, quietPeer, quiet.url);
+  const quietLive = {};
+  for (const mode of ["thread", "worker"]) {
+    await page2.evaluate(async ({ invitation, mode }) => {
+      const api = mode === "worker" ? window.chumWorker : window.chum;
+      window.inst = await api.Instance.open({ name: `live-${mode}`, join: invitation });
+    }, { invitation: quiet.invitation, mode });
+    quietLive[mode] = await measureLive(page2, quietPeer, quiet.url);
+  }
   quietPeer.send("quit");
   await browser2.close();
   server.close();
 
   const storeMs = median(puts.store);
   const rawMs = median(puts.raw);
-  const syncMs = median(sync.map((s) => s.joinedMs));
   const fmt = (x, d = 1) => x.toFixed(d);
   const range = (xs) => `${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))}`;
   console.log(`## Browser peer (headless Chromium ${browser.version?.() ?? ""}, ${new Date().toISOString()})\n`);
@@ -222,12 +250,20 @@ async function main() {
   console.log(`| package: chum_web_bg.wasm | ${(size.wasm / 1e6).toFixed(2)} MB raw, ${(size.wasmGzip / 1e6).toFixed(3)} MB gzipped (+ JS ${(size.js / 1e3).toFixed(1)} kB, ${(size.jsGzip / 1e3).toFixed(1)} kB gzipped) | ≤ 1 MB gzipped |`);
   console.log(`| ${N} puts in batches of ${BATCH}: raw IndexedDB | ${fmt(rawMs)} ms (${range(puts.raw)}), ${Math.round(N / rawMs * 1000)}/s | |`);
   console.log(`| the same through IdbStore | ${fmt(storeMs)} ms (${range(puts.store)}), ${Math.round(N / storeMs * 1000)}/s — **${fmt(rawMs / storeMs, 2)}× raw** | ≥ 0.5× |`);
-  console.log(`| initial sync of ${N} from a native peer (join + first sync) | ${fmt(syncMs)} ms (${range(sync.map((s) => s.joinedMs))}), ${Math.round(N / syncMs * 1000)}/s — **${fmt(storeMs / syncMs, 2)}× store-only puts** | ≥ 0.7× |`);
-  const longTasks = sync.map((s) => s.longest.count);
-  console.log(`| longest main-thread task during the sync | ${longTasks.every((n) => n === 0) ? "no task of 50 ms or more (the Long Tasks API reports only those)" : `${fmt(Math.max(...sync.map((s) => s.longest.ms)))} ms (${longTasks.join("/")} tasks of 50 ms or more)`} | ≤ 50 ms |`);
-  console.log(`| live push native → browser, ${latencies.length} writes 10 ms apart (native durable write to the page's change event) | p50 ${fmt(quantile(latencies, 0.5), 2)} ms, p99 ${fmt(quantile(latencies, 0.99), 2)} ms, max ${fmt(Math.max(...latencies), 2)} ms | p99 ≤ 10 ms |`);
-  console.log(`| floor: one small put in its own strict IndexedDB transaction, same page | p50 ${fmt(quantile(floor, 0.5), 2)} ms, p99 ${fmt(quantile(floor, 0.99), 2)} ms, max ${fmt(Math.max(...floor), 2)} ms | |`);
-  console.log(`| the same right after the bulk sync, in the same page | p50 ${fmt(quantile(afterBulk, 0.5), 2)} ms, p99 ${fmt(quantile(afterBulk, 0.99), 2)} ms, max ${fmt(Math.max(...afterBulk), 2)} ms | |`);
+  for (const [mode, label] of [["thread", "on the page's thread"], ["worker", "in a Worker"]]) {
+    const runs = sync[mode];
+    const syncMs = median(runs.map((s) => s.joinedMs));
+    console.log(`| initial sync of ${N} from a native peer (join + first sync), ${label} | ${fmt(syncMs)} ms (${range(runs.map((s) => s.joinedMs))}), ${Math.round(N / syncMs * 1000)}/s — **${fmt(storeMs / syncMs, 2)}× store-only puts** | ≥ 0.7× |`);
+    const longTasks = runs.map((s) => s.longest.count);
+    console.log(`| longest main-thread task during that sync | ${longTasks.every((n) => n === 0) ? "no task of 50 ms or more (the Long Tasks API reports only those)" : `${fmt(Math.max(...runs.map((s) => s.longest.ms)))} ms (${longTasks.join("/")} tasks of 50 ms or more)`} | ≤ 50 ms |`);
+  }
+  const latency = (xs) => `p50 ${fmt(quantile(xs, 0.5), 2)} ms, p99 ${fmt(quantile(xs, 0.99), 2)} ms, max ${fmt(Math.max(...xs), 2)} ms`;
+  for (const [mode, label] of [["thread", "on the page's thread"], ["worker", "in a Worker"]]) {
+    console.log(`| live push native → browser, ${LIVE} writes 10 ms apart, ${label}: from the native write being durable to the page's change event | ${latency(quietLive[mode].fromDurable)} | p99 ≤ 10 ms |`);
+    console.log(`| the same from the native write's start (includes its redb commit) | ${latency(quietLive[mode].fromWrite)} | |`);
+    console.log(`| the same right after the bulk sync, in that page (from durable) | ${latency(afterBulk[mode].fromDurable)} | |`);
+  }
+  console.log(`| floor: one small put in its own strict IndexedDB transaction, same page | ${latency(floor)} | |`);
   console.log(`\nMedians of ${RUNS} runs (min–max).`);
 }
 

@@ -127,6 +127,161 @@ async function inPage(page, fn, arg) {
   );
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The same API with the instance in a Worker (`worker.js`), and shared by tabs in a
+ * SharedWorker. */
+async function inWorker(context, origin, store, wsUrl) {
+  const invitation = (await chum(["invite", "--store", store])).trim().split("\n").pop();
+  const nativeCount = (await chum(["ls", "--store", store, "--type", "Message"])).trim().split("\n").length;
+  const page = await openPage(context, origin, "worker page");
+  const joined = await inPage(page, async (_, { invitation, wsUrl, nativeCount }) => {
+    const api = window.chumWorker;
+    const start = performance.now();
+    const inst = await api.Instance.open({ name: "worker", join: invitation });
+    window.inst = inst;
+    const who = await inst.whoami();
+    window.link = inst.connect(wsUrl);
+    const peer = await window.link.established();
+    let count = 0;
+    while (count < nativeCount && performance.now() - start < 120000) {
+      count = (await inst.list("Message")).length;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    window.changes = [];
+    window.off = inst.on("change", (change) => window.changes.push(change));
+    const cids = [];
+    for (let i = 0; i < 100; i++) cids.push(await inst.put({ $type: "Message", text: `worker ${i}` }));
+    const atRiskAfterPuts = inst.atRisk();
+    await window.link.synced();
+    for (let i = 0; i < 100 && inst.atRisk() > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const name = async (f) => {
+      try {
+        await f();
+        return "none";
+      } catch (error) {
+        return error.name;
+      }
+    };
+    return {
+      who, peer, count, cids, atRiskAfterPuts, atRisk: inst.atRisk(), state: window.link.state,
+      localChanges: window.changes.filter((c) => c.origin === "local").length,
+      errors: {
+        number: await name(() => inst.put(42)),
+        missing: await name(() => inst.put({ $type: "Message" })),
+        uncloneable: await name(() => inst.put({ $type: "Message", text: () => 1 })),
+        badCid: await name(() => inst.get("not a cid")),
+        badEvent: await name(() => inst.on("nothing", () => {})),
+      },
+    };
+  }, { invitation, wsUrl, nativeCount });
+  check(!joined.error, `in a Worker: the page joins (${joined.message ?? "joined"})`);
+  check(joined.count >= nativeCount, `in a Worker: it receives the ${nativeCount} objects of the native side (${joined.count})`);
+  check(joined.state === "connected", `in a Worker: link.state is "connected" (${joined.state})`);
+  check(joined.localChanges === 100, `in a Worker: "change" events reach the page (${joined.localChanges} of 100 local)`);
+  check(joined.atRiskAfterPuts > 0 && joined.atRisk === 0, `in a Worker: atRisk() counts the new objects (${joined.atRiskAfterPuts}) and drops to 0 once the native side holds them (${joined.atRisk})`);
+  const listed = new Set((await chum(["ls", "--store", store])).trim().split("\n"));
+  check(joined.cids.every((cid) => listed.has(cid)), "in a Worker: the native side lists the 100 objects written in the page");
+  check(joined.errors.number === "TypeError" && joined.errors.missing === "RecipeError" && joined.errors.uncloneable === "TypeError"
+    && joined.errors.badCid === "InvalidCid" && joined.errors.badEvent === "TypeError",
+    `in a Worker: errors keep their names (${JSON.stringify(joined.errors)})`);
+
+  const live = (await chum(["put", "--store", store], JSON.stringify({ $type: "Message", text: "live to the worker" }))).trim();
+  const arrived = await inPage(page, async (_, cid) => {
+    for (let i = 0; i < 200; i++) {
+      const change = window.changes.find((c) => c.cid === cid);
+      if (change) return { change, object: await window.inst.get(cid) };
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return { change: null };
+  }, live);
+  check(arrived.change?.origin !== "local" && arrived.object?.text === "live to the worker", "in a Worker: a change written natively arrives live");
+
+  // Another tab: a Worker or the page's own thread gets StoreLocked.
+  const tab = await openPage(context, origin, "worker tab");
+  const locked = await inPage(tab, async (chum) => {
+    const name = async (f) => {
+      try {
+        const inst = await f();
+        await inst.close();
+        return "none";
+      } catch (error) {
+        return error.name;
+      }
+    };
+    return [await name(() => window.chumWorker.Instance.open({ name: "worker" })), await name(() => chum.Instance.open({ name: "worker" }))];
+  });
+  check(locked[0] === "StoreLocked" && locked[1] === "StoreLocked", `in a Worker: a second open from another tab gives StoreLocked (${locked})`);
+
+  const closed = await inPage(page, async () => {
+    window.off();
+    await window.link.close();
+    await window.inst.close();
+    try {
+      await window.inst.put({ $type: "Message", text: "late" });
+      return "none";
+    } catch (error) {
+      return error.name;
+    }
+  });
+  check(closed === "Closed", `in a Worker: a closed instance throws Closed (${closed})`);
+
+  // Shared: two tabs, one instance in a SharedWorker, no StoreLocked.
+  const openShared = (p) => inPage(p, async (_, wsUrl) => {
+    for (let i = 0; i < 100; i++) {
+      try {
+        window.inst = await window.chumWorker.Instance.open({ name: "worker", shared: true });
+        break;
+      } catch (error) {
+        if (error.name !== "StoreLocked") throw error; // the closed worker is still letting go
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    window.changes = [];
+    window.inst.on("change", (change) => window.changes.push(change));
+    window.link = window.inst.connect(wsUrl);
+    await window.link.established();
+    return window.inst.whoami();
+  }, wsUrl);
+  const first = await openShared(page);
+  const second = await openShared(tab);
+  check(!first.error && !second.error && first.instance === second.instance, `shared: two tabs open one instance (${first.message ?? second.message ?? first.instance})`);
+  const cid = await inPage(page, async () => window.inst.put({ $type: "Message", text: "from tab one" }));
+  const seen = await inPage(tab, async (_, cid) => {
+    for (let i = 0; i < 200 && !window.changes.some((c) => c.cid === cid); i++) await new Promise((r) => setTimeout(r, 25));
+    return { change: window.changes.find((c) => c.cid === cid), object: await window.inst.get(cid) };
+  }, cid);
+  check(seen.change?.origin === "local" && seen.object?.text === "from tab one", "shared: what one tab writes, the other sees at once");
+  const after = await inPage(page, async () => {
+    await window.inst.close();
+    return null;
+  });
+  const still = await inPage(tab, async () => {
+    const cid = await window.inst.put({ $type: "Message", text: "after tab one closed" });
+    await window.link.synced();
+    return { cid, state: window.link.state };
+  });
+  check(after === null && !still.error && still.state === "connected", `shared: closing one tab leaves the other's instance and link working (${still.message ?? still.state})`);
+  await inPage(tab, async () => window.inst.close());
+  const reopened = await inPage(page, async (chum) => {
+    for (let i = 0; i < 100; i++) {
+      try {
+        const inst = await chum.Instance.open({ name: "worker" });
+        const count = (await inst.list("Message")).length;
+        await inst.close();
+        return count;
+      } catch (error) {
+        if (error.name !== "StoreLocked") throw error;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    return "still locked";
+  });
+  check(typeof reopened === "number", `shared: with its last tab closed the SharedWorker lets the store go (${reopened})`);
+  await tab.close();
+  await page.close();
+}
+
 async function main() {
   // The native main process: a person with NATIVE messages, serving over WebSocket.
   const store = path.join(work, "main");
@@ -321,6 +476,8 @@ async function main() {
   });
   check(closed === "Closed", `a closed instance throws Closed (${closed})`);
 
+  await inWorker(context, origin, store, wsUrl);
+
   server.close();
 }
 
@@ -332,6 +489,6 @@ try {
   console.error(error);
   process.exitCode = 1;
 } finally {
-  if (browser) await browser.close();
   cleanup();
+  if (browser) await Promise.race([browser.close(), sleep(5000)]);
 }
