@@ -3,11 +3,15 @@
 //! over the limit are errors of kind `InvalidData`; the socket closing ends the stream.
 //!
 //! The browser gives no read backpressure: messages are queued as they arrive (each at most
-//! the frame limit) until the session reads them. Writes wait while more than
+//! the frame limit) until the session reads them. A peer that follows the protocol's flow
+//! control never has more than a few batches unread; one that sends more than
+//! [`MAX_UNREAD_FRAMES`] frame limits' worth the session has not read yet is cut off (the
+//! stream ends with an `InvalidData` error and the socket closes with code 1009), so a hostile
+//! server cannot grow the page's memory without bound. Writes wait while more than
 //! [`MAX_BUFFERED`] bytes sit in the socket's send buffer, so a slow link slows the sender
 //! instead of growing the page's memory.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,6 +26,9 @@ use crate::transport::{Connection, FrameReader, FrameTooLarge, FrameWriter};
 
 /// Bytes the socket may hold unsent before a write waits.
 pub const MAX_BUFFERED: u32 = 4 << 20;
+
+/// How many frame limits' worth of bytes may wait unread before the peer is cut off.
+pub const MAX_UNREAD_FRAMES: usize = 16;
 
 /// What arrived: a frame, or why the stream ended.
 type Arrival = io::Result<Vec<u8>>;
@@ -48,6 +55,8 @@ impl Drop for Socket {
 
 struct Reader {
     arrivals: mpsc::UnboundedReceiver<Arrival>,
+    /// Bytes queued in `arrivals`.
+    unread: Rc<Cell<usize>>,
     _socket: Rc<Socket>,
 }
 
@@ -59,7 +68,11 @@ struct Writer {
 impl FrameReader for Reader {
     async fn read_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
         match self.arrivals.next().await {
-            Some(Ok(frame)) => Ok(Some(frame)),
+            Some(Ok(frame)) => {
+                self.unread
+                    .set(self.unread.get().saturating_sub(frame.len()));
+                Ok(Some(frame))
+            }
             Some(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
             Some(Err(error)) => Err(error),
             None => Ok(None),
@@ -115,9 +128,16 @@ pub async fn connect(url: &str, max_frame: usize) -> io::Result<Connection> {
     let (arrive, arrivals) = mpsc::unbounded::<Arrival>();
     let (opened_tx, opened) = oneshot::channel::<io::Result<()>>();
     let opened_tx = Rc::new(RefCell::new(Some(opened_tx)));
+    let unread = Rc::new(Cell::new(0_usize));
+    let max_unread = max_frame.saturating_mul(MAX_UNREAD_FRAMES);
     let on_message = {
         let arrive = arrive.clone();
+        let unread = Rc::clone(&unread);
+        let ws = ws.clone();
         Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if arrive.is_closed() {
+                return; // cut off: the rest is dropped
+            }
             let data = event.data();
             let arrival = if let Some(buffer) = data.dyn_ref::<js_sys::ArrayBuffer>() {
                 let length = buffer.byte_length() as usize;
@@ -127,7 +147,17 @@ pub async fn connect(url: &str, max_frame: usize) -> io::Result<Connection> {
                         limit: max_frame,
                     }
                     .into_io())
+                } else if unread.get().saturating_add(length) > max_unread {
+                    let _ = ws.close_with_code_and_reason(1009, "too much unread");
+                    Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "the peer sent more than {max_unread} bytes the session has not read \
+                             yet (flow control ignored)"
+                        ),
+                    ))
                 } else {
+                    unread.set(unread.get() + length);
                     Ok(js_sys::Uint8Array::new(buffer).to_vec())
                 }
             } else {
@@ -136,7 +166,11 @@ pub async fn connect(url: &str, max_frame: usize) -> io::Result<Connection> {
                     "a text message where CHUM sends binary frames",
                 ))
             };
+            let failed = arrival.is_err();
             let _ = arrive.unbounded_send(arrival);
+            if failed {
+                arrive.close_channel();
+            }
         })
     };
     let on_close = {
@@ -205,6 +239,7 @@ pub async fn connect(url: &str, max_frame: usize) -> io::Result<Connection> {
     Ok(Connection {
         reader: Box::new(Reader {
             arrivals,
+            unread,
             _socket: Rc::clone(&socket),
         }),
         writer: Box::new(Writer { socket }),
