@@ -69,6 +69,10 @@ class Client {
         return this.open(args[0]);
       case "put":
         return this.instance().put(args[0]);
+      case "create":
+        return this.instance().create(args[0]);
+      case "entries":
+        return this.instance().entries(args[0]);
       case "get":
         return this.instance().get(args[0]);
       case "list":

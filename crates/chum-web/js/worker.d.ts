@@ -23,6 +23,12 @@ export class Instance {
     readonly name: string;
     /** Stores an object; resolves to its CID once it is durable. */
     put(value: ChumObject): Promise<string>;
+    /** Stores an append-only entry (e.g. a Message of a Conversation) with its `clock` and
+     * `author`, so `entries` orders it; resolves to its CID once it is durable. */
+    create(value: ChumObject): Promise<string>;
+    /** The CIDs of a collection's entries in order: objects linking to `target` (e.g. a
+     * Conversation's ID hash) through a collection field. */
+    entries(target: string): Promise<string[]>;
     /** The object stored under `cid`, or `null` when none is. */
     get(cid: string): Promise<ChumObject | null>;
     /** The CIDs of the stored objects of `$type` `typeName`. */

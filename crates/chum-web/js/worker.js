@@ -140,6 +140,16 @@ export class Instance {
     return this._channel.request("put", value);
   }
 
+  /** Stores an append-only entry with its `clock` and `author`; resolves to its CID. */
+  create(value) {
+    return this._channel.request("create", value);
+  }
+
+  /** The CIDs of a collection's entries in order (objects linking to `target`). */
+  entries(target) {
+    return this._channel.request("entries", target);
+  }
+
   /** The object stored under `cid`, or `null`. */
   get(cid) {
     return this._channel.request("get", cid);

@@ -5,6 +5,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use chum::{Cid, Event, Origin, Value};
+
+/// The `$type` of version objects.
+const VERSION_TYPE: &str = "Version";
 use chum_store_idb::IdbStore;
 use js_sys::{Array, Function, JSON, Object, Reflect};
 use wasm_bindgen::prelude::*;
@@ -114,8 +117,10 @@ export interface OpenOptions {
 export type ChumObject = { [field: string]: any };
 /** Who an instance is. */
 export interface Who { person: string; instance: string; }
-/** An object stored here: by this instance (`"local"`) or from the instance named. */
-export interface Change { cid: string; type: string | null; origin: string; }
+/** An object stored here: by this instance (`"local"`) or from the instance named. A new
+ * version of a versioned object (type `"Version"`) also names the object's ID hash (`id`: read
+ * its merged state with `show(id)`). */
+export interface Change { cid: string; type: string | null; origin: string; id?: string; }
 /** The state of a link. */
 export type LinkState = "connecting" | "connected" | "reconnecting" | "closed";
 "#;
@@ -196,6 +201,26 @@ impl Instance {
         Ok(written.cid().to_string())
     }
 
+    /// Stores an append-only entry (e.g. a Message of a Conversation), adding its `clock`
+    /// (this instance's hybrid logical clock) and `author` when its type has those fields, so
+    /// `entries` orders it; resolves to its CID once it is durable.
+    pub async fn create(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ChumObject")] value: JsValue,
+    ) -> Result<String, JsValue> {
+        let value = to_value(&value)?;
+        let written = self.inner.create(&value).await.map_err(thrown)?;
+        Ok(written.cid().to_string())
+    }
+
+    /// The entries of a collection in order (clock, then CID): the CIDs of the objects that
+    /// link to `target` (e.g. a Conversation's ID hash) through a collection field.
+    pub async fn entries(&self, target: String) -> Result<Vec<String>, JsValue> {
+        let target = parse_cid(&target)?;
+        let cids = self.inner.entries(&target).await.map_err(thrown)?;
+        Ok(cids.iter().map(ToString::to_string).collect())
+    }
+
     /// The object stored under `cid`, or `null` when none is.
     #[wasm_bindgen(unchecked_return_type = "ChumObject | null")]
     pub async fn get(&self, cid: String) -> Result<JsValue, JsValue> {
@@ -271,7 +296,8 @@ impl Instance {
 
     /// Calls `callback` for each event of kind `event` until the returned function is
     /// called. `"change"`: an object was stored here — `{ cid, type, origin }`, `origin`
-    /// being `"local"` or the writing instance's id.
+    /// being `"local"` or the writing instance's id; a new version of a versioned object
+    /// comes as `{ cid, type: "Version", origin, id }` with `id` the object's ID hash.
     #[wasm_bindgen(unchecked_return_type = "() => void")]
     pub fn on(
         &self,
@@ -291,23 +317,36 @@ impl Instance {
                 if task_stopped.get() {
                     break;
                 }
-                if let Event::Stored {
-                    cid,
-                    type_name,
-                    origin,
-                } = event
-                {
-                    let change = Object::new();
-                    let _ = Reflect::set(&change, &"cid".into(), &cid.to_string().into());
-                    let _ = Reflect::set(
-                        &change,
-                        &"type".into(),
-                        &type_name.map_or(JsValue::NULL, |name| name.into()),
-                    );
-                    let _ = Reflect::set(&change, &"origin".into(), &origin_text(&origin));
-                    // A callback that throws does not stop the others.
-                    let _ = callback.call1(&JsValue::NULL, &change);
+                let change = Object::new();
+                match event {
+                    // A version is reported once, as the change of its object (with `id`).
+                    Event::Stored {
+                        cid,
+                        type_name,
+                        origin,
+                    } if type_name.as_deref() != Some(VERSION_TYPE) => {
+                        let _ = Reflect::set(&change, &"cid".into(), &cid.to_string().into());
+                        let _ = Reflect::set(
+                            &change,
+                            &"type".into(),
+                            &type_name.map_or(JsValue::NULL, |name| name.into()),
+                        );
+                        let _ = Reflect::set(&change, &"origin".into(), &origin_text(&origin));
+                    }
+                    Event::Changed {
+                        id,
+                        version,
+                        origin,
+                    } => {
+                        let _ = Reflect::set(&change, &"cid".into(), &version.to_string().into());
+                        let _ = Reflect::set(&change, &"type".into(), &VERSION_TYPE.into());
+                        let _ = Reflect::set(&change, &"origin".into(), &origin_text(&origin));
+                        let _ = Reflect::set(&change, &"id".into(), &id.to_string().into());
+                    }
+                    _ => continue,
                 }
+                // A callback that throws does not stop the others.
+                let _ = callback.call1(&JsValue::NULL, &change);
             }
         });
         let off = Closure::<dyn FnMut()>::new(move || stopped.set(true));

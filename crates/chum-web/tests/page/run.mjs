@@ -197,6 +197,26 @@ async function inWorker(context, origin, store, wsUrl) {
   }, live);
   check(arrived.change?.origin !== "local" && arrived.object?.text === "live to the worker", "in a Worker: a change written natively arrives live");
 
+  // Versioned objects and collections: a Conversation, its Messages in order, and the
+  // change event of a new version naming the object's ID hash.
+  const threads = await inPage(page, async () => {
+    const inst = window.inst;
+    const conversation = { $type: "Conversation", id: "c-1", title: "first" };
+    const id = await inst.idOf(conversation);
+    await inst.put(conversation);
+    await inst.put({ ...conversation, title: "renamed" });
+    const texts = ["one", "two", "three"];
+    for (const text of texts) await inst.create({ $type: "Message", text, conversation: { "/": id } });
+    const entries = await inst.entries(id);
+    const inOrder = [];
+    for (const cid of entries) inOrder.push((await inst.get(cid)).text);
+    await new Promise((r) => setTimeout(r, 100));
+    const versions = window.changes.filter((c) => c.type === "Version" && c.id === id).length;
+    return { title: (await inst.show(id))?.title, inOrder, versions, clock: Array.isArray((await inst.get(entries[0])).clock) };
+  });
+  check(threads.title === "renamed" && threads.versions === 2, `versioned: show(id) is the merged state and each version's change names the id (${threads.title}, ${threads.versions} changes)`);
+  check(JSON.stringify(threads.inOrder) === '["one","two","three"]' && threads.clock, `collections: create() stamps a clock and entries(id) lists in order (${threads.inOrder})`);
+
   // Another tab: a Worker or the page's own thread gets StoreLocked.
   const tab = await openPage(context, origin, "worker tab");
   const locked = await inPage(tab, async (chum) => {
