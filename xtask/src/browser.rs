@@ -219,10 +219,15 @@ pub fn page_tests() -> Result<(), String> {
 
 /// Installs the page tests' npm packages when missing.
 fn npm_packages() -> Result<std::path::PathBuf, String> {
-    let tests = root().join("crates/chum-web/tests/page");
+    npm_ci(&root().join("crates/chum-web/tests/page"))
+}
+
+/// `npm ci` in `tests` (a directory with a package-lock.json) unless its packages are there.
+pub fn npm_ci(tests: &Path) -> Result<std::path::PathBuf, String> {
+    let tests = tests.to_path_buf();
     if !tests.join("node_modules/playwright-core").exists() {
         run(
-            "npm ci (playwright-core, ws)",
+            "npm ci (playwright-core)",
             Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&tests),

@@ -11,6 +11,7 @@
 //!   `cargo xtask sim --seed S` replays one.
 
 mod browser;
+mod desktop;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -40,6 +41,8 @@ fn main() -> ExitCode {
         ["fuzz-build"] => fuzz_build(),
         ["web"] => browser::web().map(drop),
         ["web-bench"] => browser::web_bench(),
+        ["desktop", rest @ ..] => desktop::desktop(rest),
+        ["desktop-e2e"] => desktop::e2e(),
         ["soak-store", rounds] => match rounds.parse::<u64>() {
             Ok(rounds) => soak_store(rounds),
             Err(_) => Err(format!("N must be a whole number, not {rounds:?}")),
@@ -71,6 +74,9 @@ usage: cargo xtask test                    all checks CI runs
        cargo xtask fuzz-build              build every fuzz target
        cargo xtask web                     build chum-web's JavaScript package into target/chum-web/pkg
        cargo xtask web-bench               the browser peer's figures in headless Chromium
+       cargo xtask desktop [--build] [-- ARGS]
+                                           build the desktop app and run it (ARGS: chum-desktop's)
+       cargo xtask desktop-e2e             the desktop app end to end in headless Chromium
        cargo xtask soak-store N            N kill -9 rounds against the redb store
        cargo xtask sim N                   N seeds of the network simulation
        cargo xtask sim --seed S            replay one simulation seed
@@ -203,6 +209,7 @@ fn test() -> Result<(), String> {
     )?;
     browser::test_in_chromium(&["chum-store-idb"])?;
     browser::page_tests()?;
+    desktop::e2e()?;
     fuzz_build()?;
     eprintln!("xtask: all checks passed");
     Ok(())

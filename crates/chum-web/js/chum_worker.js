@@ -75,6 +75,8 @@ class Client {
         return this.instance().entries(args[0]);
       case "get":
         return this.instance().get(args[0]);
+      case "delete":
+        return this.instance().delete(args[0]);
       case "list":
         return this.instance().list(args[0]);
       case "show":
@@ -85,10 +87,16 @@ class Client {
         return this.instance().whoami();
       case "connect":
         return this.connect(args[0], args[1]);
-      case "established":
-        return this.link(args[0]).link.established();
-      case "synced":
-        return this.link(args[0]).link.synced();
+      case "established": {
+        const entry = this.link(args[0]);
+        const peer = await entry.link.established();
+        return { peer, state: entry.link.state };
+      }
+      case "synced": {
+        const entry = this.link(args[0]);
+        await entry.link.synced();
+        return { state: entry.link.state };
+      }
       case "closeLink":
         return this.closeLink(args[0]);
       case "subscribe":

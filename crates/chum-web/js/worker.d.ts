@@ -1,7 +1,7 @@
 /* The API of `chum_web.js`, with the instance running in a Worker (see `worker.js`). */
 
 import type { ChumObject, Change, LinkState, OpenOptions, Who } from "./chum_web.js";
-export type { ChumObject, Change, LinkState, OpenOptions, Who } from "./chum_web.js";
+export type { ChumErrorName, ChumObject, Change, LinkState, OpenOptions, Who } from "./chum_web.js";
 
 /** Options of `Instance.open` in a worker. */
 export interface WorkerOpenOptions extends OpenOptions {
@@ -29,6 +29,8 @@ export class Instance {
     /** The CIDs of a collection's entries in order: objects linking to `target` (e.g. a
      * Conversation's ID hash) through a collection field. */
     entries(target: string): Promise<string[]>;
+    /** Deletes the versioned object `id` (its ID hash); resolves to the tombstone's CID. */
+    delete(id: string): Promise<string>;
     /** The object stored under `cid`, or `null` when none is. */
     get(cid: string): Promise<ChumObject | null>;
     /** The CIDs of the stored objects of `$type` `typeName`. */

@@ -150,6 +150,11 @@ export class Instance {
     return this._channel.request("entries", target);
   }
 
+  /** Deletes the versioned object `id`; resolves to the tombstone's CID. */
+  delete(id) {
+    return this._channel.request("delete", id);
+  }
+
   /** The object stored under `cid`, or `null`. */
   get(cid) {
     return this._channel.request("get", cid);
@@ -178,7 +183,8 @@ export class Instance {
   /** Connects to `url` and stays connected (see `chum_web.js`). */
   connect(url) {
     if (this._channel.closed) throw failure({ name: "Closed", message: "the instance is closed" });
-    if (typeof url !== "string") throw failure({ name: "TypeError", message: "connect takes a ws:// or wss:// address" });
+    if (typeof url !== "string") throw failure({ name: "TypeError", message: "connect takes a ws:// or wss:// address (a string)" });
+    if (!/^wss?:\/\//i.test(url)) throw failure({ name: "TransportError", message: `transport: ${url} is not a ws:// or wss:// address` });
     const id = ++links;
     const link = new Link(this._channel, id, url, this._links);
     this._links.set(id, link);
@@ -245,13 +251,16 @@ export class Link {
   /** Resolves `{ instance, person }` once a session is up. */
   async established() {
     await this._ready();
-    return this._channel.request("established", this._id);
+    const { peer, state } = await this._channel.request("established", this._id);
+    this._state = state;
+    return peer;
   }
 
   /** Resolves once the peer holds everything this instance held at the call. */
   async synced() {
     await this._ready();
-    return this._channel.request("synced", this._id);
+    const { state } = await this._channel.request("synced", this._id);
+    this._state = state;
   }
 
   /** `"connecting"`, `"connected"`, `"reconnecting"` or `"closed"`. */

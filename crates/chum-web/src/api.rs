@@ -65,6 +65,13 @@ fn optional_string(options: &JsValue, name: &str) -> Result<Option<String>, JsVa
         .ok_or_else(|| type_error(format!("option {name:?} must be a string")))
 }
 
+/// A string argument of `method`, or a `TypeError` saying what was expected.
+fn string_arg(value: &JsValue, method: &str, expected: &str) -> Result<String, JsValue> {
+    value
+        .as_string()
+        .ok_or_else(|| type_error(format!("{method} takes {expected} (a string)")))
+}
+
 fn parse_cid(text: &str) -> Result<Cid, JsValue> {
     text.parse::<Cid>()
         .map_err(|failure| error("InvalidCid", format!("{text:?} is not a CID: {failure}")))
@@ -77,10 +84,33 @@ fn to_value(value: &JsValue) -> Result<Value, JsValue> {
             "expected an object such as {$type: \"Message\", text: \"hi\"}",
         ));
     }
-    let text = JSON::stringify(value)
+    let text = JSON::stringify_with_replacer(value, &bytes_replacer())
         .map_err(|_| type_error("the value cannot be written as JSON (a cycle, or a BigInt)"))?;
     let text = String::from(text);
     chum::dagjson::from_str(&text).map_err(|failure| error("DecodeError", failure.to_string()))
+}
+
+thread_local! {
+    /// `JSON.stringify`'s replacer: a `Uint8Array` (or `ArrayBuffer`) becomes DAG-JSON bytes.
+    static BYTES_REPLACER: Function = Closure::<dyn Fn(JsValue, JsValue) -> JsValue>::new(
+        |_key: JsValue, value: JsValue| {
+            let bytes = if let Some(array) = value.dyn_ref::<js_sys::Uint8Array>() {
+                array.to_vec()
+            } else if let Some(buffer) = value.dyn_ref::<js_sys::ArrayBuffer>() {
+                js_sys::Uint8Array::new(buffer).to_vec()
+            } else {
+                return value;
+            };
+            let text = chum::dagjson::to_string(&Value::Bytes(bytes)).unwrap_or_default();
+            JSON::parse(&text).unwrap_or(value)
+        },
+    )
+    .into_js_value()
+    .unchecked_into();
+}
+
+fn bytes_replacer() -> JsValue {
+    BYTES_REPLACER.with(|replacer| replacer.clone().into())
 }
 
 /// A chum value as a DAG-JSON-shaped JavaScript value.
@@ -104,6 +134,24 @@ fn now_ms() -> u64 {
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = r#"
+/**
+ * Errors are `Error`s whose `name` is the kind: `TypeError` (a wrong argument), `InvalidCid`,
+ * `RecipeError` (the message names the field or rule), `UnknownRecipe`, `InvalidObject`,
+ * `DecodeError`, `NotFound`, `Denied`, `StoreLocked` (the store is open in another tab or
+ * worker), `StorageError`, `InvitationUsed`, `InvitationExpired`, `InvitationRefused`,
+ * `IdentityError`, `Timeout`, `TransportError`, `Closed`.
+ *
+ * Values are DAG-JSON shapes: a link is `{"/": "bafy…"}`, bytes `{"/": {"bytes": "base64"}}`
+ * (a `Uint8Array` or `ArrayBuffer` is written as bytes); other values go through
+ * `JSON.stringify` (a `Date` becomes its ISO text; integers beyond 2^53 lose precision).
+ * An object whose `$type` has a recipe is checked against it (`Message`, `Conversation`,
+ * `Contact`, `Settings` are built in — see the project's docs); other objects are stored as
+ * given.
+ *
+ * `"change"` events report what is stored from the moment `on` is called: what an `open`
+ * with `join` brought in its first sync is already there — read it with `list`/`entries`.
+ */
+export type ChumErrorName = "TypeError" | "InvalidCid" | "RecipeError" | "UnknownRecipe" | "InvalidObject" | "DecodeError" | "NotFound" | "Denied" | "StoreLocked" | "StorageError" | "InvitationUsed" | "InvitationExpired" | "InvitationRefused" | "IdentityError" | "Timeout" | "TransportError" | "Closed";
 /** Options of `Instance.open`. */
 export interface OpenOptions {
     /** The store's name in this site's IndexedDB (default "default"). */
@@ -112,6 +160,9 @@ export interface OpenOptions {
     join?: string;
     /** Seals the keys at rest. */
     passphrase?: string;
+    /** `false`: open only a store that already holds an identity (else throw `NotFound`);
+     * nothing is created. */
+    create?: boolean;
 }
 /** A DAG-JSON-shaped object: links are `{"/": "bafy…"}`, bytes `{"/": {"bytes": "…"}}`. */
 export type ChumObject = { [field: string]: any };
@@ -140,8 +191,10 @@ impl Instance {
     /// Opens (or creates) the store `options.name` (default `"default"`) of this site.
     /// `options.join`: an invitation (text) to pair a **new** store with its person as a new
     /// instance (ignored when the store already holds an identity); without it a new store
-    /// creates a new person. `options.passphrase` seals the keys at rest. Throws
-    /// `StoreLocked` when the store is open in another tab or worker.
+    /// creates a new person. `options.passphrase` seals the keys at rest. With
+    /// `options.create === false` only a store that already holds an identity opens (else
+    /// `NotFound`, and nothing is created). Throws `StoreLocked` when the store is open in
+    /// another tab or worker.
     pub async fn open(
         #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
     ) -> Result<Instance, JsValue> {
@@ -176,7 +229,13 @@ impl Instance {
         if let Some(passphrase) = passphrase {
             builder = builder.passphrase(passphrase);
         }
-        let inner = builder.open().await.map_err(thrown)?;
+        let create = option(&options, "create");
+        let inner = if create.is_falsy() && !create.is_undefined() && !create.is_null() {
+            builder.open_existing().await
+        } else {
+            builder.open().await
+        }
+        .map_err(thrown)?;
         Ok(Instance {
             inner,
             name,
@@ -215,16 +274,34 @@ impl Instance {
 
     /// The entries of a collection in order (clock, then CID): the CIDs of the objects that
     /// link to `target` (e.g. a Conversation's ID hash) through a collection field.
-    pub async fn entries(&self, target: String) -> Result<Vec<String>, JsValue> {
-        let target = parse_cid(&target)?;
+    pub async fn entries(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] target: JsValue,
+    ) -> Result<Vec<String>, JsValue> {
+        let target = parse_cid(&string_arg(&target, "entries", "a CID")?)?;
         let cids = self.inner.entries(&target).await.map_err(thrown)?;
         Ok(cids.iter().map(ToString::to_string).collect())
     }
 
+    /// Deletes the versioned object `id` (its ID hash): a tombstone version (last-write: the
+    /// delete wins over concurrent edits; field-merge: concurrent edits survive). Resolves to
+    /// the tombstone's CID.
+    pub async fn delete(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+    ) -> Result<String, JsValue> {
+        let id = parse_cid(&string_arg(&id, "delete", "an ID hash")?)?;
+        let written = self.inner.delete(&id).await.map_err(thrown)?;
+        Ok(written.cid().to_string())
+    }
+
     /// The object stored under `cid`, or `null` when none is.
     #[wasm_bindgen(unchecked_return_type = "ChumObject | null")]
-    pub async fn get(&self, cid: String) -> Result<JsValue, JsValue> {
-        let cid = parse_cid(&cid)?;
+    pub async fn get(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] cid: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let cid = parse_cid(&string_arg(&cid, "get", "a CID")?)?;
         match self.inner.get(&cid).await {
             Ok(value) => from_value(&value),
             Err(chum::Error::NotFound(_)) => Ok(JsValue::NULL),
@@ -235,16 +312,20 @@ impl Instance {
     /// The CIDs of the stored objects of `$type` `type_name`.
     pub async fn list(
         &self,
-        #[wasm_bindgen(js_name = typeName)] type_name: String,
+        #[wasm_bindgen(js_name = typeName, unchecked_param_type = "string")] type_name: JsValue,
     ) -> Result<Vec<String>, JsValue> {
+        let type_name = string_arg(&type_name, "list", "a type name")?;
         let cids = self.inner.of_type(&type_name).await.map_err(thrown)?;
         Ok(cids.iter().map(ToString::to_string).collect())
     }
 
     /// The merged state of the versioned object `id` (its ID hash), or `null`.
     #[wasm_bindgen(unchecked_return_type = "ChumObject | null")]
-    pub async fn show(&self, id: String) -> Result<JsValue, JsValue> {
-        let id = parse_cid(&id)?;
+    pub async fn show(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let id = parse_cid(&string_arg(&id, "show", "an ID hash")?)?;
         match self.inner.state(&id).await.map_err(thrown)? {
             Some(state) => from_value(&state),
             None => Ok(JsValue::NULL),
@@ -284,10 +365,14 @@ impl Instance {
 
     /// Connects to `url` (`ws://…` or `wss://…`) and stays connected: syncs, then live;
     /// reconnects with backoff when the connection drops, until `link.close()`.
-    pub fn connect(&self, url: String) -> Result<Link, JsValue> {
+    pub fn connect(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] url: JsValue,
+    ) -> Result<Link, JsValue> {
         if self.closed.get() {
             return Err(thrown(chum::Error::Closed));
         }
+        let url = string_arg(&url, "connect", "a ws:// or wss:// address")?;
         let link = self.inner.connect(&url).map_err(thrown)?;
         Ok(Link {
             inner: Rc::new(link),
@@ -301,9 +386,13 @@ impl Instance {
     #[wasm_bindgen(unchecked_return_type = "() => void")]
     pub fn on(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "\"change\"")] event: String,
-        #[wasm_bindgen(unchecked_param_type = "(change: Change) => void")] callback: Function,
+        #[wasm_bindgen(unchecked_param_type = "\"change\"")] event: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(change: Change) => void")] callback: JsValue,
     ) -> Result<Function, JsValue> {
+        let event = string_arg(&event, "on", "an event name (\"change\")")?;
+        let callback: Function = callback
+            .dyn_into()
+            .map_err(|_| type_error("on takes a callback function"))?;
         if event != "change" {
             return Err(type_error(format!(
                 "unknown event {event:?} (known: \"change\")"
@@ -345,8 +434,11 @@ impl Instance {
                     }
                     _ => continue,
                 }
-                // A callback that throws does not stop the others.
-                let _ = callback.call1(&JsValue::NULL, &change);
+                // A callback that throws does not stop the others; its error is reported as
+                // an unhandled rejection (the console shows it).
+                if let Err(error) = callback.call1(&JsValue::NULL, &change) {
+                    drop(js_sys::Promise::reject(&error));
+                }
             }
         });
         let off = Closure::<dyn FnMut()>::new(move || stopped.set(true));

@@ -110,6 +110,9 @@ pub use chum_access::{Identity, InstanceId, Invitation, PersonId};
 pub use chum_crdt::{Conflict, preset};
 /// `#[derive(Document)]`: see [`Document`].
 pub use chum_derive::Document;
+/// A transport connection (a frame reader and writer), for [`Instance::accept`].
+#[cfg(feature = "native")]
+pub use chum_net::Connection;
 pub use chum_object::recipe::{Field, Kind, Recipe, RecipeError, Strategy};
 pub use chum_object::{
     Cid, Limits, Map, Object, SerdeError, Value, counters, dagcbor, dagjson, from_value, to_value,

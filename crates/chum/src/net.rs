@@ -850,6 +850,18 @@ impl Instance {
         })
     }
 
+    /// Serves one peer on a connection the app accepted itself (its own listener, e.g. a
+    /// WebSocket upgrade on the port of its HTTP server; see `chum_net::ws::accept`): the
+    /// session runs as the responder — encrypted, authenticated, synced, then live — until it
+    /// ends. The app's listener is responsible for limits (connections per address, sessions
+    /// at once) that [`Instance::listen`] applies by itself. (Native only.)
+    #[cfg(feature = "native")]
+    pub async fn accept(&self, connection: Connection) {
+        let node = Arc::clone(&self.inner.net.node);
+        node.run(Role::Responder, connection, SessionOptions::default())
+            .await;
+    }
+
     /// The addresses this instance listens on.
     pub fn listening(&self) -> Vec<String> {
         self.inner

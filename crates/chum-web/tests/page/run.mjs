@@ -212,10 +212,13 @@ async function inWorker(context, origin, store, wsUrl) {
     for (const cid of entries) inOrder.push((await inst.get(cid)).text);
     await new Promise((r) => setTimeout(r, 100));
     const versions = window.changes.filter((c) => c.type === "Version" && c.id === id).length;
-    return { title: (await inst.show(id))?.title, inOrder, versions, clock: Array.isArray((await inst.get(entries[0])).clock) };
+    const title = (await inst.show(id))?.title;
+    await inst.delete(id);
+    return { title, inOrder, versions, clock: Array.isArray((await inst.get(entries[0])).clock), deleted: await inst.show(id) };
   });
   check(threads.title === "renamed" && threads.versions === 2, `versioned: show(id) is the merged state and each version's change names the id (${threads.title}, ${threads.versions} changes)`);
   check(JSON.stringify(threads.inOrder) === '["one","two","three"]' && threads.clock, `collections: create() stamps a clock and entries(id) lists in order (${threads.inOrder})`);
+  check(threads.deleted === null, `delete(id) leaves no state (${JSON.stringify(threads.deleted)})`);
 
   // Another tab: a Worker or the page's own thread gets StoreLocked.
   const tab = await openPage(context, origin, "worker tab");
@@ -427,6 +430,14 @@ async function main() {
       unknown: await window.inst.get(unknown),
       badEvent: await name(() => window.inst.on("nothing", () => {})),
       options: await name(() => chum.Instance.open("renderer")),
+      getNumber: await name(() => window.inst.get(5)),
+      listNothing: await name(() => window.inst.list()),
+      badCallback: await name(() => window.inst.on("change", 5)),
+      connectNumber: await name(() => window.inst.connect(7)),
+      bytes: await (async () => {
+        const cid = await window.inst.put({ $type: "Blobby", data: new Uint8Array([1, 2, 255]) });
+        return (await window.inst.get(cid)).data;
+      })(),
     };
   });
   check(errors.number === "TypeError", `put(42) throws TypeError (${errors.number})`);
@@ -436,6 +447,9 @@ async function main() {
   check(errors.unknown === null, "get(an unknown CID) is null");
   check(errors.badEvent === "TypeError", `on("nothing") throws TypeError (${errors.badEvent})`);
   check(errors.options === "TypeError", `Instance.open("renderer") throws TypeError (${errors.options})`);
+  check(errors.getNumber === "TypeError" && errors.listNothing === "TypeError" && errors.badCallback === "TypeError" && errors.connectNumber === "TypeError",
+    `arguments of the wrong kind throw TypeError, never a trap (${errors.getNumber}, ${errors.listNothing}, ${errors.badCallback}, ${errors.connectNumber})`);
+  check(JSON.stringify(errors.bytes) === JSON.stringify({ "/": { bytes: "AQL/" } }), `a Uint8Array is stored as bytes (${JSON.stringify(errors.bytes)})`);
 
   // A used invitation is refused, in a profile of its own.
   const other = await browser.newContext();

@@ -1,0 +1,140 @@
+//! Pairing the renderer without a shared key: on its first load the renderer asks main for an
+//! invitation (`POST /pair`, loopback only, the app's own `Host` and `Origin` — see `http`),
+//! joins with it, and from then on opens its stored identity. Main hands out one invitation at
+//! a time (the same one until it is used or expires) and none once a renderer has paired;
+//! `--unpair-renderer` revokes the paired renderer so that a new browser store may pair.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chum::{Event, InviteOptions, Value};
+
+use crate::App;
+use crate::settings;
+
+/// How long an invitation handed to the renderer is valid.
+const INVITATION_TTL: Duration = Duration::from_secs(600);
+const RENDERER: &str = "desktop.renderer";
+const INVITATION: &str = "desktop.invitation";
+const INVITATION_EXPIRES: &str = "desktop.invitation.expires";
+
+/// Why main refuses to pair.
+#[derive(Debug)]
+pub enum Refused {
+    /// A renderer (this instance id) is paired already.
+    AlreadyPaired(String),
+    /// The store failed.
+    Failed(chum::Error),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::AlreadyPaired(instance) => write!(
+                f,
+                "a renderer is paired already (instance {instance}); if this browser's site data was cleared, run chum-desktop --unpair-renderer to pair a new one"
+            ),
+            Refused::Failed(error) => write!(f, "cannot make an invitation: {error}"),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// The invitation for the renderer: the outstanding one, or a new one-use invitation naming
+/// main's CHUM address.
+pub async fn invitation(app: &App) -> Result<String, Refused> {
+    let _one_at_a_time = app.pairing.lock().await;
+    let instance = &app.instance;
+    if let Some(renderer) = settings::text(instance, RENDERER)
+        .await
+        .map_err(Refused::Failed)?
+    {
+        return Err(Refused::AlreadyPaired(renderer));
+    }
+    let outstanding = settings::text(instance, INVITATION)
+        .await
+        .map_err(Refused::Failed)?;
+    let expires = settings::get(instance, INVITATION_EXPIRES)
+        .await
+        .map_err(Refused::Failed)?
+        .and_then(|value| value.as_int())
+        .and_then(chum_object::Int::to_u64)
+        .unwrap_or(0);
+    // Still valid for a minute at least: hand out the same one again.
+    if let Some(text) = outstanding
+        && expires > now_ms() + 60_000
+    {
+        return Ok(text);
+    }
+    let invitation = instance
+        .invite_with(
+            InviteOptions::new(INVITATION_TTL)
+                .uses(1)
+                .address(app.chum_url()),
+        )
+        .await
+        .map_err(Refused::Failed)?;
+    let text = invitation.to_text();
+    let expires = now_ms() + INVITATION_TTL.as_millis() as u64;
+    settings::set(instance, INVITATION, Value::from(text.as_str()))
+        .await
+        .map_err(Refused::Failed)?;
+    settings::set(instance, INVITATION_EXPIRES, Value::from(expires))
+        .await
+        .map_err(Refused::Failed)?;
+    Ok(text)
+}
+
+/// Records the renderer once an instance of main's person connects while an invitation is
+/// out: from then on no invitation is handed out.
+pub async fn watch_renderer(app: Arc<App>) {
+    let instance = &app.instance;
+    let mut events = instance.events();
+    while let Some(event) = events.next().await {
+        let Event::PeerConnected {
+            instance: Some(peer),
+            person: Some(person),
+            ..
+        } = event
+        else {
+            continue;
+        };
+        if person != instance.person() || peer == instance.instance_id() {
+            continue;
+        }
+        let _one_at_a_time = app.pairing.lock().await;
+        let paired = settings::text(instance, RENDERER).await.ok().flatten();
+        let outstanding = settings::text(instance, INVITATION).await.ok().flatten();
+        if paired.is_none() && outstanding.is_some() {
+            let _ = settings::set(instance, RENDERER, Value::from(peer.to_string().as_str())).await;
+            let _ = settings::set(instance, INVITATION, Value::from("")).await;
+            eprintln!("chum-desktop: the renderer paired (instance {peer})");
+        }
+    }
+}
+
+/// Revokes the paired renderer and forgets it: a new browser store may pair.
+pub async fn unpair(app: &App) -> chum::Result<String> {
+    let _one_at_a_time = app.pairing.lock().await;
+    let instance = &app.instance;
+    let Some(renderer) = settings::text(instance, RENDERER).await? else {
+        return Ok("no renderer was paired".into());
+    };
+    for peer in instance.peers().await? {
+        if peer.instance.to_string() == renderer {
+            let _revoked = instance.revoke_instance(peer.instance).await?;
+        }
+    }
+    settings::set(instance, RENDERER, Value::from("")).await?;
+    settings::set(instance, INVITATION, Value::from("")).await?;
+    Ok(format!(
+        "the renderer {renderer} is revoked; the next page load pairs a new one"
+    ))
+}

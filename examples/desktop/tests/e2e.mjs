@@ -1,0 +1,281 @@
+// The desktop app end to end: the real main binary (`chum-desktop`) in a temp data dir and its
+// renderer in headless Chromium (Playwright's playwright-core driving Debian's Chromium).
+// Pairing on first load, AI enhancement, main killed and restarted under a renderer that keeps
+// working, reload, a contact edited in two places, instance-local settings, the pairing
+// endpoint's refusals. Screenshots go to SCREENSHOTS (docs/images/ when run by the xtask).
+//
+// Needs DESKTOP_BIN (the chum-desktop binary), CHUM_BIN (the chum CLI), DESKTOP_PKG (the
+// chum-web package) and CHROMIUM (default /usr/bin/chromium). One line per check; exits
+// non-zero on the first failure.
+
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const DESKTOP = process.env.DESKTOP_BIN;
+const CHUM = process.env.CHUM_BIN;
+const PKG = process.env.DESKTOP_PKG;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SCREENSHOTS = process.env.SCREENSHOTS;
+if (!DESKTOP || !CHUM || !PKG) {
+  console.error("set DESKTOP_BIN, CHUM_BIN and DESKTOP_PKG");
+  process.exit(2);
+}
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "chum-desktop-e2e-"));
+const data = path.join(work, "data");
+const children = new Set();
+let browser;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function check(condition, what) {
+  if (!condition) throw new Error(`failed: ${what}`);
+  console.log(`ok: ${what}`);
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts main; resolves once it prints its address. */
+function startMain(port) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(DESKTOP, ["--port", String(port), "--data", data, "--no-open", "--pkg", PKG], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    children.add(child);
+    let err = "";
+    child.stderr.on("data", (d) => {
+      err += d;
+      if (err.includes(`listening on http://127.0.0.1:${port}`)) resolve(child);
+    });
+    child.on("close", (code) => {
+      children.delete(child);
+      reject(new Error(`chum-desktop exited ${code}: ${err}`));
+    });
+  });
+}
+
+function kill(child, signal = "SIGKILL") {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once("close", resolve);
+    child.kill(signal);
+  });
+}
+
+/** Runs the chum CLI to completion; its stdout. */
+function chum(args, input) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(CHUM, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (err += d));
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`chum ${args.join(" ")}: exit ${code}: ${err}`))));
+    child.stdin.end(input ?? "");
+  });
+}
+
+async function openApp(context, url, label) {
+  const page = await context.newPage();
+  page.on("pageerror", (error) => {
+    console.error(`${label}: uncaught: ${error}`);
+    process.exitCode = 1;
+  });
+  page.on("console", (message) => {
+    if (/panicked|unreachable|RuntimeError/.test(message.text())) {
+      console.error(`${label}: ${message.text()}`);
+      process.exitCode = 1;
+    }
+  });
+  await page.goto(url);
+  await page.waitForSelector("body[data-ready=true], #notice:not([hidden])", { timeout: 60000 });
+  return page;
+}
+
+const linkState = (page) => page.textContent("[data-testid=link-state]");
+const waitLink = (page, state, timeout = 20000) =>
+  page.waitForFunction((state) => document.querySelector("[data-testid=link-state]")?.textContent === state, state, { timeout });
+
+async function send(page, text, ai = true) {
+  await page.fill("[data-testid=compose]", text);
+  await page.setChecked("[data-testid=needs-ai]", ai);
+  await page.click("[data-testid=send]");
+  await page.waitForFunction((text) => [...document.querySelectorAll("[data-testid=message]")].some((m) => m.textContent === text), text);
+}
+
+const messageState = (page, text) =>
+  page.evaluate((text) => [...document.querySelectorAll("[data-testid=message]")].find((m) => m.textContent === text)?.dataset.state, text);
+
+async function waitState(page, text, state, timeout) {
+  await page.waitForFunction(
+    ({ text, state }) => [...document.querySelectorAll("[data-testid=message]")].find((m) => m.textContent === text)?.dataset.state === state,
+    { text, state },
+    { timeout },
+  );
+}
+
+/** Answers per original message, from the renderer's instance. */
+async function answersPerMessage(page) {
+  return page.evaluate(async () => {
+    const inst = window.chumApp.inst;
+    const counts = {};
+    for (const id of await inst.list("Conversation")) {
+      for (const cid of await inst.entries(id)) {
+        const value = await inst.get(cid);
+        const original = value?.originalId?.["/"];
+        if (original) counts[original] = (counts[original] ?? 0) + 1;
+      }
+    }
+    return counts;
+  });
+}
+
+async function screenshot(page, name) {
+  if (!SCREENSHOTS) return;
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOTS, name) });
+}
+
+async function main() {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}/`;
+  let mainProcess = await startMain(port);
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-dev-shm-usage"],
+  });
+  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+
+  // First load pairs.
+  let page = await openApp(context, url, "renderer");
+  check(await page.getAttribute("body", "data-ready") === "true", `the first load pairs and opens the renderer (${await page.textContent("#notice")})`);
+  await waitLink(page, "connected");
+  check(true, "the link shows connected");
+  const who = await page.evaluate(() => window.chumApp.inst.whoami());
+  const status = await page.evaluate(async () => (await fetch("/api/status", { method: "POST", body: "{}" })).json());
+  check(who.person === status.person && who.instance !== status.instance, "the renderer is another instance of main's person");
+
+  // Send with AI: enhanced within 2 s.
+  const started = Date.now();
+  await send(page, "hello from the renderer");
+  await waitState(page, "hello from the renderer", "enhanced", 2000);
+  check(true, `a message sent with AI shows enhanced within 2 s (${Date.now() - started} ms)`);
+  await send(page, "no ai here", false);
+  check(await messageState(page, "no ai here") === "sent", "a message without AI is just sent");
+  await screenshot(page, "desktop-chat.png");
+
+  // Main killed: the renderer keeps working and queues.
+  await kill(mainProcess);
+  await waitLink(page, "offline");
+  check(true, "with main killed the link shows offline");
+  const offline = ["offline one", "offline two", "offline three"];
+  for (const text of offline) await send(page, text);
+  check((await Promise.all(offline.map((t) => messageState(page, t)))).every((s) => s === "pending"), "3 messages sent offline show pending");
+  await page.waitForFunction(() => Number(document.querySelector("[data-testid=at-risk]")?.textContent) >= 3, null, { timeout: 5000 });
+  check(true, `they are at risk meanwhile (${await page.textContent("[data-testid=at-risk]")})`);
+  await screenshot(page, "desktop-offline.png");
+
+  // A contact edited in two places while apart: the renderer sets the name, main's store
+  // (through the chum CLI, main being down) the phone.
+  await page.click("nav button[data-view=contacts]");
+  await page.fill("[data-testid=contact-email]", "ada@example.org");
+  await page.fill("[data-testid=contact-name]", "Ada");
+  await page.click("[data-testid=save-contact]");
+  await page.waitForSelector("[data-testid=contact][data-email='ada@example.org']");
+  await chum(["put", "--store", path.join(data, "store")], JSON.stringify({ $type: "Contact", email: "ada@example.org", phone: "+44 1234" }));
+  // Settings of this browser.
+  await page.click("nav button[data-view=settings]");
+  await page.selectOption("[data-testid=theme]", "dark");
+  await page.waitForFunction(() => document.documentElement.dataset.theme === "dark");
+  await page.click("nav button[data-view=chat]");
+
+  // Main back on the same port: everything syncs and is enhanced, once.
+  mainProcess = await startMain(port);
+  await waitLink(page, "connected");
+  for (const text of offline) await waitState(page, text, "enhanced", 20000);
+  check(true, "main back: the 3 offline messages become enhanced");
+  await page.waitForFunction(() => document.querySelector("[data-testid=at-risk]")?.textContent === "0", null, { timeout: 20000 });
+  check(true, "nothing is at risk once main holds it");
+  await sleep(500);
+  const counts = await answersPerMessage(page);
+  check(Object.keys(counts).length === 4 && Object.values(counts).every((n) => n === 1), `each message asking for AI has exactly one answer (${JSON.stringify(Object.values(counts))})`);
+
+  await page.click("nav button[data-view=contacts]");
+  await page.waitForFunction(() => document.querySelector("[data-testid=contact][data-email='ada@example.org']")?.textContent.includes("+44 1234"), null, { timeout: 20000 });
+  const contact = await page.textContent("[data-testid=contact][data-email='ada@example.org']");
+  check(contact.includes("Ada") && contact.includes("+44 1234"), `a contact edited in two places keeps both fields (${contact})`);
+  await screenshot(page, "desktop-contacts.png");
+  await page.click("nav button[data-view=chat]");
+
+  // Reload: the whole history is there.
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]", { timeout: 60000 });
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=message]").length >= 5, null, { timeout: 20000 });
+  const texts = await page.$$eval("[data-testid=message]", (ms) => ms.map((m) => m.textContent));
+  check(["hello from the renderer", "no ai here", ...offline].every((t) => texts.includes(t)), `after a reload the whole history is there (${texts.length} messages)`);
+  check(await page.evaluate(() => document.documentElement.dataset.theme) === "dark", "the theme is kept in this browser");
+
+  // A second tab shares the one instance (no second writer) and sees what the first writes.
+  const tab = await openApp(context, url, "second tab");
+  check(await tab.getAttribute("body", "data-ready") === "true", "a second tab opens the same instance");
+  const tabWho = await tab.evaluate(() => window.chumApp.inst.whoami());
+  check(tabWho.instance === who.instance, "it is the same instance (shared, not a second writer)");
+  await send(page, "seen in both tabs", false);
+  await tab.waitForFunction(() => [...document.querySelectorAll("[data-testid=message]")].some((m) => m.textContent === "seen in both tabs"), null, { timeout: 10000 });
+  check(true, "what one tab sends the other shows");
+  await tab.close();
+
+  // Pairing refusals.
+  const foreign = await fetch(`${url}pair`, { method: "POST", headers: { Origin: "http://evil.example" } });
+  check(foreign.status === 403, `a pairing request from a foreign Origin is refused (${foreign.status})`);
+  const rebound = await new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1", () => {
+      socket.end(`POST /pair HTTP/1.1\r\nHost: evil.example:${port}\r\nOrigin: http://evil.example:${port}\r\nContent-Length: 0\r\n\r\n`);
+    });
+    let answer = "";
+    socket.on("data", (d) => (answer += d));
+    socket.on("close", () => resolve(answer));
+  });
+  check(/^HTTP\/1.1 403/.test(rebound), "a DNS-rebinding request (foreign Host) is refused");
+  const again = await fetch(`${url}pair`, { method: "POST", headers: { Origin: `http://127.0.0.1:${port}` } });
+  check(again.status === 409, `a second pairing is refused once the renderer has paired (${again.status})`);
+  const otherProfile = await browser.newContext();
+  const stranger = await openApp(otherProfile, url, "new browser store");
+  const refusal = await stranger.textContent("#notice");
+  check(/paired already/.test(refusal ?? ""), `a new browser store is not paired a second time (${refusal})`);
+  await otherProfile.close();
+
+  // Settings of the renderer never reach main's store.
+  await kill(mainProcess, "SIGTERM");
+  const settingsOnMain = (await chum(["ls", "--store", path.join(data, "store"), "--type", "Settings"])).trim().split("\n").filter(Boolean);
+  let theme = 0;
+  for (const cid of settingsOnMain) if ((await chum(["get", "--store", path.join(data, "store"), cid])).includes("theme")) theme++;
+  check(theme === 0, `the renderer's settings never reach main's store (${settingsOnMain.length} settings objects there, none the theme)`);
+  await context.close();
+}
+
+try {
+  await main();
+  if (process.exitCode) throw new Error("an uncaught error or panic in a page (above)");
+  console.log("desktop e2e: all passed");
+} catch (error) {
+  console.error(error);
+  process.exitCode = 1;
+} finally {
+  for (const child of children) child.kill("SIGKILL");
+  if (browser) await Promise.race([browser.close(), sleep(5000)]);
+  fs.rmSync(work, { recursive: true, force: true });
+}
