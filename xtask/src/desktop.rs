@@ -64,3 +64,25 @@ pub fn e2e() -> Result<(), String> {
             .env("CHROMIUM", CHROMIUM),
     )
 }
+
+/// The desktop app's figures (`examples/desktop/tests/figures.mjs`, release build): startup
+/// time, RSS, send → enhanced latency, catching up after being away.
+pub fn figures() -> Result<(), String> {
+    browser::ensure_chromium()?;
+    let pkg = build()?;
+    run(
+        "build the chum CLI (release)",
+        cargo().args(["build", "--locked", "--release", "-p", "chum-cli"]),
+    )?;
+    let tests = browser::npm_ci(&root().join("examples/desktop/tests"))?;
+    run(
+        "the desktop app's figures in headless Chromium",
+        Command::new("node")
+            .arg("figures.mjs")
+            .current_dir(&tests)
+            .env("DESKTOP_BIN", root().join("target/release/chum-desktop"))
+            .env("CHUM_BIN", root().join("target/release/chum"))
+            .env("DESKTOP_PKG", &pkg)
+            .env("CHROMIUM", CHROMIUM),
+    )
+}

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         ["web-bench"] => browser::web_bench(),
         ["desktop", rest @ ..] => desktop::desktop(rest),
         ["desktop-e2e"] => desktop::e2e(),
+        ["desktop-bench"] => desktop::figures(),
         ["soak-store", rounds] => match rounds.parse::<u64>() {
             Ok(rounds) => soak_store(rounds),
             Err(_) => Err(format!("N must be a whole number, not {rounds:?}")),
@@ -77,6 +78,7 @@ usage: cargo xtask test                    all checks CI runs
        cargo xtask desktop [--build] [-- ARGS]
                                            build the desktop app and run it (ARGS: chum-desktop's)
        cargo xtask desktop-e2e             the desktop app end to end in headless Chromium
+       cargo xtask desktop-bench           the desktop app's figures (startup, RSS, send → enhanced)
        cargo xtask soak-store N            N kill -9 rounds against the redb store
        cargo xtask sim N                   N seeds of the network simulation
        cargo xtask sim --seed S            replay one simulation seed

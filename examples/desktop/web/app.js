@@ -11,11 +11,14 @@ const STORE = "renderer";
 const CHUM_URL = `ws://${location.host}/chum`;
 /** After this long without a connection the link shows "offline" (before: "reconnecting"). */
 const OFFLINE_AFTER_MS = 1500;
+/** Entries of a conversation shown at first (and added by each "show earlier"). */
+const PAGE = 400;
 
 const app = {
   inst: null,
   link: null,
   conversation: null, // ID hash
+  shown: PAGE, // entries shown
   objects: new Map(), // CID → object (objects never change)
   lostAt: performance.now(),
   rendering: null,
@@ -88,6 +91,7 @@ async function renderConversations() {
     if (id === app.conversation) item.classList.add("selected");
     item.onclick = () => {
       app.conversation = id;
+      app.shown = PAGE;
       render();
     };
     return item;
@@ -97,7 +101,9 @@ async function renderConversations() {
 }
 
 async function renderMessages() {
-  const cids = await app.inst.entries(app.conversation);
+  const all = await app.inst.entries(app.conversation);
+  // The latest `shown` entries (answers included); "show earlier" raises it.
+  const cids = all.slice(-app.shown);
   const values = await Promise.all(cids.map(async (cid) => [cid, await object(cid)]));
   const answers = new Map();
   for (const [, value] of values) {
@@ -125,6 +131,21 @@ async function renderMessages() {
     item.append(text, answer);
     return item;
   }));
+  if (all.length > cids.length) {
+    const earlier = document.createElement("li");
+    earlier.className = "earlier";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.testid = "show-earlier";
+    button.textContent = `show earlier (${all.length - cids.length} more entries)`;
+    button.onclick = () => {
+      app.shown += PAGE;
+      render();
+    };
+    earlier.append(button);
+    list.prepend(earlier);
+  }
+  $("#messages").dataset.entries = String(all.length);
   if (atBottom) list.scrollTop = list.scrollHeight;
 }
 
