@@ -16,6 +16,14 @@ pub fn ensure_chromium() -> Result<(), String> {
     if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
         return Ok(());
     }
+    apt_install(
+        "chromium and chromium-driver",
+        &["chromium", "chromium-driver"],
+    )
+}
+
+/// Installs Debian `packages` (apt-get update first), as root or through sudo.
+pub fn apt_install(what: &str, packages: &[&str]) -> Result<(), String> {
     let root_user = Command::new("id")
         .arg("-u")
         .output()
@@ -32,10 +40,9 @@ pub fn ensure_chromium() -> Result<(), String> {
         command
     };
     run("apt-get update", &mut apt(&["update", "-q"]))?;
-    run(
-        "install chromium and chromium-driver",
-        &mut apt(&["install", "-y", "-q", "chromium", "chromium-driver"]),
-    )
+    let mut install = vec!["install", "-y", "-q"];
+    install.extend_from_slice(packages);
+    run(&format!("install {what}"), &mut apt(&install))
 }
 
 /// The `wasm-bindgen` version `Cargo.lock` holds.

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         ["web-bench"] => browser::web_bench(),
         ["desktop", rest @ ..] => desktop::desktop(rest),
         ["desktop-e2e"] => desktop::e2e(),
+        ["desktop-window"] => desktop::window_test(),
         ["desktop-bench"] => desktop::figures(),
         ["soak-store", rounds] => match rounds.parse::<u64>() {
             Ok(rounds) => soak_store(rounds),
@@ -75,8 +76,10 @@ usage: cargo xtask test                    all checks CI runs
        cargo xtask fuzz-build              build every fuzz target
        cargo xtask web                     build chum-web's JavaScript package into target/chum-web/pkg
        cargo xtask web-bench               the browser peer's figures in headless Chromium
-       cargo xtask desktop [--build] [-- ARGS]
-                                           build the desktop app and run it (ARGS: chum-desktop's)
+       cargo xtask desktop [--build] [--window] [-- ARGS]
+                                           build the desktop app and run it (ARGS: chum-desktop's;
+                                           --window: in a system-webview window)
+       cargo xtask desktop-window          the window mode under Xvfb (a screenshot)
        cargo xtask desktop-e2e             the desktop app end to end in headless Chromium
        cargo xtask desktop-bench           the desktop app's figures (startup, RSS, send → enhanced)
        cargo xtask soak-store N            N kill -9 rounds against the redb store
@@ -212,6 +215,7 @@ fn test() -> Result<(), String> {
     browser::test_in_chromium(&["chum-store-idb"])?;
     browser::page_tests()?;
     desktop::e2e()?;
+    desktop::window_test()?;
     fuzz_build()?;
     eprintln!("xtask: all checks passed");
     Ok(())

@@ -10,6 +10,8 @@ mod enhancer;
 mod http;
 mod pairing;
 mod settings;
+#[cfg(feature = "window")]
+mod window;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +44,11 @@ struct Args {
     /// pair — e.g. after the browser's site data was cleared.
     #[arg(long)]
     unpair_renderer: bool,
+    /// Show the page in a window of its own (the system webview) instead of a browser tab;
+    /// closing the window stops main. (Built with the `window` feature.)
+    #[cfg(feature = "window")]
+    #[arg(long)]
+    window: bool,
 }
 
 fn data_dir(args: &Args) -> PathBuf {
@@ -94,10 +101,53 @@ impl App {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> ExitCode {
+/// Tells the caller main's address once it listens.
+type Ready = std::sync::mpsc::Sender<String>;
+
+fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("chum-desktop: cannot start the runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    #[cfg(feature = "window")]
+    if args.window {
+        return window::run(runtime, args);
+    }
+    let (ready, _address) = std::sync::mpsc::channel();
+    finish(runtime.block_on(run(args, ready, stop_signal())))
+}
+
+/// Resolves on Ctrl-C (or SIGTERM).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("chum-desktop: {message}");
@@ -106,7 +156,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(
+    args: Args,
+    ready: Ready,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
     let data = data_dir(&args);
     let pkg = pkg_dir(&args);
     if !pkg.join("chum_web_bg.wasm").exists() {
@@ -159,13 +213,18 @@ async fn run(args: Args) -> Result<(), String> {
     let url = format!("http://127.0.0.1:{port}");
     eprintln!("chum-desktop: main is person {}", instance.person());
     eprintln!("listening on {url}");
-    if !args.no_open {
+    #[cfg(feature = "window")]
+    let in_window = args.window;
+    #[cfg(not(feature = "window"))]
+    let in_window = false;
+    if !args.no_open && !in_window {
         open_browser(&url);
     }
+    let _ = ready.send(url);
     let serve = http::serve(Arc::clone(&app), listener);
     tokio::select! {
         result = serve => result.map_err(|error| format!("the listener failed: {error}"))?,
-        _ = tokio::signal::ctrl_c() => eprintln!("chum-desktop: stopping"),
+        () = stop => eprintln!("chum-desktop: stopping"),
     }
     instance.close().await;
     Ok(())
