@@ -8,12 +8,12 @@
 // chum-web package) and CHROMIUM (default /usr/bin/chromium). One line per check; exits
 // non-zero on the first failure.
 
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { chumCli, freePort, kill, sleep, startMain as start } from "./lib.mjs";
 
 const DESKTOP = process.env.DESKTOP_BIN;
 const CHUM = process.env.CHUM_BIN;
@@ -29,62 +29,14 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), "chum-desktop-e2e-"));
 const data = path.join(work, "data");
 const children = new Set();
 let browser;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function check(condition, what) {
   if (!condition) throw new Error(`failed: ${what}`);
   console.log(`ok: ${what}`);
 }
 
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts main; resolves once it prints its address. */
-function startMain(port) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(DESKTOP, ["--port", String(port), "--data", data, "--no-open", "--pkg", PKG], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    children.add(child);
-    let err = "";
-    child.stderr.on("data", (d) => {
-      err += d;
-      if (err.includes(`listening on http://127.0.0.1:${port}`)) resolve(child);
-    });
-    child.on("close", (code) => {
-      children.delete(child);
-      reject(new Error(`chum-desktop exited ${code}: ${err}`));
-    });
-  });
-}
-
-function kill(child, signal = "SIGKILL") {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once("close", resolve);
-    child.kill(signal);
-  });
-}
-
-/** Runs the chum CLI to completion; its stdout. */
-function chum(args, input) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(CHUM, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`chum ${args.join(" ")}: exit ${code}: ${err}`))));
-    child.stdin.end(input ?? "");
-  });
-}
+const startMain = (port) => start({ desktop: DESKTOP, port, data, pkg: PKG, children }).then(({ child }) => child);
+const chum = (args, input) => chumCli(CHUM, args, input);
 
 async function openApp(context, url, label) {
   const page = await context.newPage();

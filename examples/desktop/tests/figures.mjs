@@ -5,12 +5,11 @@
 //
 // Needs DESKTOP_BIN (release chum-desktop), CHUM_BIN (the chum CLI), DESKTOP_PKG, CHROMIUM.
 
-import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { chumCli, freePort, kill, sleep, startMain as start } from "./lib.mjs";
 
 const DESKTOP = process.env.DESKTOP_BIN;
 const CHUM = process.env.CHUM_BIN;
@@ -23,54 +22,12 @@ const MANY = Number(process.env.MANY || 10000);
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "chum-desktop-figures-"));
 const data = path.join(work, "data");
 const children = new Set();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))];
 
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function startMain(port) {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(DESKTOP, ["--port", String(port), "--data", data, "--no-open", "--pkg", PKG], { stdio: ["ignore", "ignore", "pipe"] });
-    children.add(child);
-    let err = "";
-    child.stderr.on("data", (d) => {
-      err += d;
-      if (err.includes("listening on")) resolve({ child, ms: performance.now() - started });
-    });
-    child.on("close", (code) => {
-      children.delete(child);
-      reject(new Error(`chum-desktop exited ${code}: ${err}`));
-    });
-  });
-}
-
-const stop = (child) => new Promise((resolve) => {
-  child.once("close", resolve);
-  child.kill("SIGTERM");
-});
-
+const startMain = (port) => start({ desktop: DESKTOP, port, data, pkg: PKG, children });
+const stop = (child) => kill(child, "SIGTERM");
+const chum = (args, input) => chumCli(CHUM, args, input);
 const rssMb = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))[1]) / 1024;
-
-function chum(args, input) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(CHUM, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (err += d));
-    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`chum ${args.join(" ")}: ${err}`))));
-    child.stdin.end(input ?? "");
-  });
-}
 
 async function main() {
   const port = await freePort();
