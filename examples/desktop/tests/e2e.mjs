@@ -190,6 +190,20 @@ async function main() {
   check(true, "what one tab sends the other shows");
   await tab.close();
 
+  // An AI endpoint that is down: the message shows failed with the reason; main keeps going.
+  const setAi = (endpoint) => page.evaluate(async (endpoint) => (await fetch("/api/settings", { method: "POST", body: JSON.stringify({ endpoint }) })).json(), endpoint);
+  const dead = await freePort();
+  const configured = await setAi(`http://127.0.0.1:${dead}`);
+  check(configured.endpoint === `http://127.0.0.1:${dead}`, `main's AI endpoint is set from the page (${configured.enhancer})`);
+  await send(page, "this one cannot be enhanced");
+  await waitState(page, "this one cannot be enhanced", "failed", 20000);
+  const reason = await page.evaluate(() => [...document.querySelectorAll("[data-testid=message]")].find((m) => m.textContent === "this one cannot be enhanced").nextElementSibling.textContent);
+  check(/unavailable/.test(reason), `with the endpoint down the message shows failed and why (${reason.slice(0, 80)}…)`);
+  await setAi("");
+  await send(page, "local again");
+  await waitState(page, "local again", "enhanced", 5000);
+  check(true, "with the endpoint unset the local enhancer answers again");
+
   // Pairing refusals.
   const foreign = await fetch(`${url}pair`, { method: "POST", headers: { Origin: "http://evil.example" } });
   check(foreign.status === 403, `a pairing request from a foreign Origin is refused (${foreign.status})`);
