@@ -98,6 +98,69 @@ impl RateLimiter {
     }
 }
 
+/// A listener's admission rules — the per-address rate limit and the cap on sessions at once
+/// — for connections an app accepts itself (its own listener, e.g. a WebSocket upgrade on the
+/// port of its HTTP server): [`Admission::serve`] serves or refuses each one exactly as
+/// [`serve_ws`] and [`serve_tcp`] do theirs.
+#[derive(Debug)]
+pub struct Admission {
+    sessions: Arc<Semaphore>,
+    rate: std::sync::Mutex<RateLimiter>,
+}
+
+impl Admission {
+    /// Rules with `limits`.
+    pub fn new(limits: ListenerLimits) -> Admission {
+        Admission {
+            sessions: Arc::new(Semaphore::new(limits.max_sessions)),
+            rate: std::sync::Mutex::new(RateLimiter::new(limits)),
+        }
+    }
+
+    /// Serves `connection` (from `address`) for `node` as the responder until the session
+    /// ends — or refuses it with a close frame saying when to retry (too many connections
+    /// from `address`) or that the node is at its session limit.
+    pub async fn serve(&self, node: &Node, connection: Connection, address: IpAddr) {
+        let admitted = self
+            .rate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(address, Instant::now());
+        let permit = Arc::clone(&self.sessions).try_acquire_owned();
+        run_admitted(node, connection, admitted, permit).await;
+    }
+}
+
+/// Runs a session for an admitted connection, or refuses it saying why.
+async fn run_admitted(
+    node: &Node,
+    connection: Connection,
+    admitted: Result<(), Duration>,
+    permit: Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::TryAcquireError>,
+) {
+    match (admitted, permit) {
+        (Err(wait), _) => {
+            let reason = format!(
+                "too many connections from this address; retry in {} ms",
+                wait.as_millis().max(1)
+            );
+            refuse(connection, reason).await;
+        }
+        (Ok(()), Err(_)) => {
+            refuse(
+                connection,
+                "the server is busy: at its session limit; retry later".into(),
+            )
+            .await;
+        }
+        (Ok(()), Ok(permit)) => {
+            node.run(Role::Responder, connection, SessionOptions::default())
+                .await;
+            drop(permit);
+        }
+    }
+}
+
 async fn refuse(mut connection: Connection, reason: String) {
     let frame = Message::Close {
         code: CloseCode::LimitExceeded,
@@ -234,27 +297,7 @@ where
             };
             drop(handshake);
             drop(per_address);
-            match (admitted, permit) {
-                (Err(wait), _) => {
-                    let reason = format!(
-                        "too many connections from this address; retry in {} ms",
-                        wait.as_millis().max(1)
-                    );
-                    refuse(connection, reason).await;
-                }
-                (Ok(()), Err(_)) => {
-                    refuse(
-                        connection,
-                        "the server is busy: at its session limit; retry later".into(),
-                    )
-                    .await;
-                }
-                (Ok(()), Ok(permit)) => {
-                    node.run(Role::Responder, connection, SessionOptions::default())
-                        .await;
-                    drop(permit);
-                }
-            }
+            run_admitted(&node, connection, admitted, permit).await;
         });
     }
 }

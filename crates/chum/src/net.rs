@@ -65,6 +65,9 @@ pub(crate) struct Net {
     #[cfg(feature = "native")]
     listeners: Mutex<Vec<tokio::task::AbortHandle>>,
     listening: Mutex<Vec<String>>,
+    /// The admission rules of [`Instance::accept`].
+    #[cfg(feature = "native")]
+    admission: chum_net::listener::Admission,
     /// Told once the instance has handled a session's end (and so everything the session
     /// reported before it): [`Instance::sync_once`] returns only then.
     settled: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>,
@@ -95,6 +98,8 @@ impl Net {
             #[cfg(feature = "native")]
             listeners: Mutex::new(Vec::new()),
             listening: Mutex::new(Vec::new()),
+            #[cfg(feature = "native")]
+            admission: chum_net::listener::Admission::new(ListenerLimits::default()),
             settled: Mutex::new(HashMap::new()),
             shut: std::sync::atomic::AtomicBool::new(false),
         }
@@ -853,12 +858,24 @@ impl Instance {
     /// Serves one peer on a connection the app accepted itself (its own listener, e.g. a
     /// WebSocket upgrade on the port of its HTTP server; see `chum_net::ws::accept`): the
     /// session runs as the responder — encrypted, authenticated, synced, then live — until it
-    /// ends. The app's listener is responsible for limits (connections per address, sessions
-    /// at once) that [`Instance::listen`] applies by itself. (Native only.)
+    /// ends. The same admission rules as [`Instance::listen`]'s apply, shared by every
+    /// connection given here: a per-address rate limit (by the address in
+    /// `connection.remote`) and a cap on sessions at once; a refused peer gets a close frame
+    /// saying why. The app's listener still bounds its own transport handshakes. (Native
+    /// only.)
     #[cfg(feature = "native")]
     pub async fn accept(&self, connection: Connection) {
+        let address = connection
+            .remote
+            .parse::<std::net::SocketAddr>()
+            .map(|address| address.ip())
+            .or_else(|_| connection.remote.parse::<std::net::IpAddr>())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let node = Arc::clone(&self.inner.net.node);
-        node.run(Role::Responder, connection, SessionOptions::default())
+        self.inner
+            .net
+            .admission
+            .serve(&node, connection, address)
             .await;
     }
 

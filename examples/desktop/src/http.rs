@@ -1,5 +1,5 @@
 //! One loopback port for everything: the renderer's files (`GET /`, `/app.js`, `/app.css`,
-//! `/pkg/…`), the pairing endpoint (`POST /pair`), main's settings (`POST /api/settings`,
+//! `/sw.js`, `/pkg/…`), the pairing endpoint (`POST /pair`), main's settings (`POST /api/settings`,
 //! `POST /api/status`) and CHUM over WebSocket (`/chum`).
 //!
 //! Every request must name the app's own host (`Host: 127.0.0.1:PORT` or `localhost:PORT`):
@@ -28,6 +28,7 @@ const MAX_PENDING: usize = 64;
 const INDEX: &str = include_str!("../web/index.html");
 const APP_JS: &str = include_str!("../web/app.js");
 const APP_CSS: &str = include_str!("../web/app.css");
+const SERVICE_WORKER: &str = include_str!("../web/sw.js");
 /// The package files the page may load.
 const PKG_FILES: [&str; 4] = [
     "chum_web.js",
@@ -274,6 +275,16 @@ async fn handle(
                 "200 OK",
                 "text/javascript",
                 APP_JS.as_bytes(),
+                "",
+            )
+            .await;
+        }
+        ("GET", "/sw.js") => {
+            respond(
+                &mut stream,
+                "200 OK",
+                "text/javascript",
+                SERVICE_WORKER.as_bytes(),
                 "",
             )
             .await;

@@ -139,6 +139,13 @@ async function main() {
   await page.waitForFunction(() => Number(document.querySelector("[data-testid=at-risk]")?.textContent) >= 3, null, { timeout: 5000 });
   check(true, `they are at risk meanwhile (${await page.textContent("[data-testid=at-risk]")})`);
   await screenshot(page, "desktop-offline.png");
+  // A reload while main is down: the app's files come from the service worker's cache, the
+  // data from this browser's store.
+  await page.reload();
+  await page.waitForSelector("body[data-ready=true]", { timeout: 30000 });
+  await page.waitForFunction((n) => document.querySelectorAll("[data-testid=message]").length >= n, 5, { timeout: 20000 });
+  check((await Promise.all(offline.map((t) => messageState(page, t)))).every((s) => s === "pending"), "a reload with main down still opens the renderer with its history (from the service worker's cache)");
+  await waitLink(page, "offline");
 
   // A contact edited in two places while apart: the renderer sets the name, main's store
   // (through the chum CLI, main being down) the phone.

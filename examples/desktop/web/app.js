@@ -306,6 +306,8 @@ function wire() {
 
 async function start() {
   wire();
+  // The app's files stay available while main is down (a reload then still opens this store).
+  navigator.serviceWorker?.register("/sw.js").catch((error) => console.warn(`no offline reload: ${error.message}`));
   try {
     app.inst = await openInstance();
   } catch (error) {
