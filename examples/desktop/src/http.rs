@@ -257,7 +257,7 @@ async fn handle(
     match (head.method.as_str(), path.as_str()) {
         ("GET", "/" | "/index.html") => {
             let csp = format!(
-                "Content-Security-Policy: default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ws://127.0.0.1:{port} ws://localhost:{port}; worker-src 'self'; style-src 'self'; img-src 'self' data:\r\n",
+                "Content-Security-Policy: default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ws://127.0.0.1:{port} ws://localhost:{port}; worker-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'\r\nX-Frame-Options: DENY\r\n",
                 port = app.port
             );
             respond(
@@ -332,7 +332,7 @@ async fn handle(
                 )
                 .await;
             }
-            Err(refused @ pairing::Refused::AlreadyPaired(_)) => {
+            Err(refused @ pairing::Refused::AlreadyPaired(..)) => {
                 refuse(&mut stream, "409 Conflict", &refused.to_string()).await;
             }
             Err(error) => {
@@ -373,6 +373,19 @@ async fn settings_api(app: &App, stream: &mut TcpStream, body: &[u8]) {
             }
         }
     };
+    if let Some(serde_json::Value::String(endpoint)) = request.get("endpoint")
+        && !endpoint.trim().is_empty()
+        && !endpoint.trim().starts_with("http://")
+        && !endpoint.trim().starts_with("https://")
+    {
+        refuse(
+            stream,
+            "400 Bad Request",
+            "the endpoint is an http:// address of an OpenAI-compatible server (e.g. http://127.0.0.1:8080), or empty for the local enhancer",
+        )
+        .await;
+        return;
+    }
     for (field, key) in [
         ("endpoint", "ai.endpoint"),
         ("model", "ai.model"),

@@ -175,7 +175,7 @@ async fn run(
         Ok(listener) => listener,
         Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
             return Err(format!(
-                "port {} is taken (is chum-desktop already running?). The renderer's data belongs to http://127.0.0.1:{}, so the app does not move to another port: stop the other program, or choose one with --port (the renderer then starts a new store there)",
+                "port {} is taken (is chum-desktop already running?). The renderer's data belongs to http://127.0.0.1:{}, so the app does not move to another port: stop the other program, or choose another with --port (a page on another port is another origin: it starts with no store of its own, and main pairs it only after --unpair-renderer)",
                 args.port, args.port
             ));
         }

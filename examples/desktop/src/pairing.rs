@@ -15,14 +15,17 @@ use crate::settings;
 /// How long an invitation handed to the renderer is valid.
 const INVITATION_TTL: Duration = Duration::from_secs(600);
 const RENDERER: &str = "desktop.renderer";
+/// The port the paired renderer's page came from (its origin).
+const RENDERER_PORT: &str = "desktop.renderer.port";
 const INVITATION: &str = "desktop.invitation";
 const INVITATION_EXPIRES: &str = "desktop.invitation.expires";
 
 /// Why main refuses to pair.
 #[derive(Debug)]
 pub enum Refused {
-    /// A renderer (this instance id) is paired already.
-    AlreadyPaired(String),
+    /// A renderer is paired already: its instance id, and the port its page was served from
+    /// (when known).
+    AlreadyPaired(String, Option<u64>),
     /// The store failed.
     Failed(chum::Error),
 }
@@ -30,10 +33,22 @@ pub enum Refused {
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refused::AlreadyPaired(instance) => write!(
-                f,
-                "a renderer is paired already (instance {instance}); if this browser's site data was cleared, run chum-desktop --unpair-renderer to pair a new one"
-            ),
+            Refused::AlreadyPaired(instance, port) => {
+                match port {
+                    Some(port) => write!(
+                        f,
+                        "main's renderer is the page at http://127.0.0.1:{port} (instance {instance}), and this page's origin holds no store of it. "
+                    )?,
+                    None => write!(
+                        f,
+                        "main has a renderer paired already (instance {instance}), and this page's origin holds no store of it. "
+                    )?,
+                }
+                write!(
+                    f,
+                    "If you moved main to another port, start it on the old one again (a page's data belongs to its origin: host and port). If this browser's site data was cleared, or you want this page to be the renderer from now on, restart main with --unpair-renderer (cargo xtask desktop -- --unpair-renderer): what the old page had not synced yet is then lost."
+                )
+            }
             Refused::Failed(error) => write!(f, "cannot make an invitation: {error}"),
         }
     }
@@ -56,7 +71,12 @@ pub async fn invitation(app: &App) -> Result<String, Refused> {
         .await
         .map_err(Refused::Failed)?
     {
-        return Err(Refused::AlreadyPaired(renderer));
+        let port = settings::get(instance, RENDERER_PORT)
+            .await
+            .map_err(Refused::Failed)?
+            .and_then(|value| value.as_int())
+            .and_then(chum_object::Int::to_u64);
+        return Err(Refused::AlreadyPaired(renderer, port));
     }
     let outstanding = settings::text(instance, INVITATION)
         .await
@@ -114,6 +134,7 @@ pub async fn watch_renderer(app: Arc<App>) {
         let outstanding = settings::text(instance, INVITATION).await.ok().flatten();
         if paired.is_none() && outstanding.is_some() {
             let _ = settings::set(instance, RENDERER, Value::from(peer.to_string().as_str())).await;
+            let _ = settings::set(instance, RENDERER_PORT, Value::from(u64::from(app.port))).await;
             let _ = settings::set(instance, INVITATION, Value::from("")).await;
             eprintln!("chum-desktop: the renderer paired (instance {peer})");
         }
@@ -135,6 +156,7 @@ pub async fn unpair(app: &App) -> chum::Result<String> {
     settings::set(instance, RENDERER, Value::from("")).await?;
     settings::set(instance, INVITATION, Value::from("")).await?;
     Ok(format!(
-        "the renderer {renderer} is revoked; the next page load pairs a new one"
+        "the renderer {renderer} is revoked (its page can no longer sync; what it had not synced stays in that browser only); the next page load on http://127.0.0.1:{} pairs a new one",
+        app.port
     ))
 }

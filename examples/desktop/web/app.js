@@ -17,7 +17,7 @@ const PAGE = 400;
 const app = {
   inst: null,
   link: null,
-  conversation: null, // ID hash
+  conversation: localStorage.getItem("chum.conversation"), // ID hash
   shown: PAGE, // entries shown
   objects: new Map(), // CID → object (objects never change)
   lostAt: performance.now(),
@@ -92,6 +92,7 @@ async function renderConversations() {
     item.onclick = () => {
       app.conversation = id;
       app.shown = PAGE;
+      localStorage.setItem("chum.conversation", id);
       render();
     };
     return item;
@@ -125,6 +126,16 @@ async function renderMessages() {
     if (value.needsAI) {
       text.dataset.state = reply ? (reply.status === "failed" ? "failed" : "enhanced") : "pending";
       if (reply) answer.textContent = reply.text;
+      if (reply?.status === "failed") {
+        // An answer is final: a retry sends the text again, as a new message.
+        const retry = document.createElement("button");
+        retry.type = "button";
+        retry.className = "retry";
+        retry.dataset.testid = "retry";
+        retry.textContent = "send again";
+        retry.onclick = () => sendText(value.text, true).catch((error) => notice(`not sent: ${error.name}: ${error.message}`));
+        answer.append(retry);
+      }
     } else {
       text.dataset.state = "sent";
     }
@@ -182,7 +193,15 @@ async function applyTheme() {
 }
 
 async function renderAi(answer) {
-  const settings = answer ?? (await api("/api/settings"));
+  let settings = answer;
+  if (!settings) {
+    try {
+      settings = await api("/api/settings");
+    } catch (error) {
+      $("#ai-status").textContent = `Main is not reachable (${error.message}): its settings can be read and changed once it runs.`;
+      return;
+    }
+  }
   const form = $("#ai-form");
   form.endpoint.value = settings.endpoint;
   form.model.value = settings.model;
@@ -230,6 +249,12 @@ function showLink() {
   if ($("#at-risk").textContent !== atRisk) $("#at-risk").textContent = atRisk;
 }
 
+async function sendText(text, ai) {
+  const message = { $type: "Message", text, conversation: link(app.conversation) };
+  if (ai) Object.assign(message, { needsAI: true, status: "pending" });
+  return app.inst.create(message);
+}
+
 // ---- wiring ----
 
 function wire() {
@@ -243,15 +268,16 @@ function wire() {
   }
   $("#compose-form").onsubmit = async (event) => {
     event.preventDefault();
-    const text = $("#compose").value.trim();
-    if (!text) return;
-    const message = { $type: "Message", text, conversation: link(app.conversation) };
-    if ($("#needs-ai").checked) Object.assign(message, { needsAI: true, status: "pending" });
+    const compose = $("#compose");
+    const text = compose.value.trim();
+    if (!text || !app.inst) return;
+    // Cleared at once: what is typed while the message is stored belongs to the next one.
+    compose.value = "";
     try {
-      await app.inst.create(message);
-      $("#compose").value = "";
+      await sendText(text, $("#needs-ai").checked);
       notice(null);
     } catch (error) {
+      if (!compose.value) compose.value = text;
       notice(`not sent: ${error.name}: ${error.message}`);
     }
   };
@@ -268,6 +294,7 @@ function wire() {
     try {
       await app.inst.put({ $type: "Conversation", id, title });
       app.conversation = await app.inst.idOf({ $type: "Conversation", id });
+      localStorage.setItem("chum.conversation", app.conversation);
       $("#conversation-title").value = "";
       render();
     } catch (error) {
@@ -299,9 +326,32 @@ function wire() {
     try {
       await renderAi(await api("/api/settings", change));
     } catch (error) {
-      notice(`main's settings: ${error.message}`);
+      $("#ai-status").textContent = `Not saved: ${error.message}`;
     }
   };
+}
+
+/** Says why the link cannot come up when it is not just main being down (e.g. this browser's
+ * instance was revoked with --unpair-renderer). */
+async function watchLink(link) {
+  for (;;) {
+    try {
+      await link.established();
+      if ($("#notice").dataset.link) {
+        delete $("#notice").dataset.link;
+        notice(null);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    } catch (error) {
+      if (error.name === "Closed") return;
+      // Main being down is what the link indicator shows; a refusal of this browser is not.
+      if (/revoked|denied|not admitted|IdentityError/i.test(`${error.name} ${error.message}`)) {
+        notice(`main does not accept this browser: ${error.message}`);
+        $("#notice").dataset.link = "refused";
+      }
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
 }
 
 async function start() {
@@ -312,14 +362,16 @@ async function start() {
     app.inst = await openInstance();
   } catch (error) {
     notice(error.status === 409
-      ? `This browser's store is new, but main has a renderer paired already: ${error.message}`
+      ? `This page has no store of its own yet, and main will not pair a second one: ${error.message}`
       : `cannot open this browser's store: ${error.name}: ${error.message}`);
+    for (const control of document.querySelectorAll("form button, form input, form textarea, select")) control.disabled = true;
     return;
   }
   app.inst.on("change", (change) => {
     if (change.type === "Settings" || change.type === "Version" || change.type === "Message" || change.type === "Conversation" || change.type === "Contact") render();
   });
   app.link = app.inst.connect(CHUM_URL);
+  watchLink(app.link);
   const who = await app.inst.whoami();
   $("#who").textContent = `person ${who.person}, this browser's instance ${who.instance}`;
   await applyTheme();
