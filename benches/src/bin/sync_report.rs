@@ -124,6 +124,98 @@ fn memory(n: u64) -> Duration {
     elapsed
 }
 
+/// The node path in one process: two `chum_net::Node`s over `MemoryStore`s joined by an
+/// in-memory transport, on a 2-thread tokio runtime — plaintext, or (`encrypted`) two paired
+/// instances of one person in Noise sessions. Returns the wall time and the CPU seconds of the
+/// session.
+fn node_memory(n: u64, encrypted: bool) -> (Duration, f64) {
+    use chum_access::Identity;
+    use chum_access::keys::generate_key;
+    use chum_net::{Node, SessionOptions, memory_pair};
+    use chum_store::{MemoryStore, Store};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let source: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let target: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (mut sender, mut receiver) = (
+            Node::new(Arc::clone(&source)),
+            Node::new(Arc::clone(&target)),
+        );
+        if encrypted {
+            let person = Identity::new_person(now).unwrap_or_else(|e| panic!("{e}"));
+            person
+                .save(&*source, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let key = generate_key().unwrap_or_else(|e| panic!("{e}"));
+            let certificate = person
+                .certify(chum_access::InstanceId(key.verifying_key().to_bytes()), now)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let joined = Identity::joined(key, certificate).unwrap_or_else(|e| panic!("{e}"));
+            joined
+                .save(&*target, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            sender = sender.with_identity(person);
+            receiver = receiver.with_identity(joined);
+        }
+        let receiver = receiver.with_recipes(chum_crdt::preset::seed());
+        let mut batch = Vec::with_capacity(4_096);
+        for i in 0..n {
+            batch.push(object(i));
+            if batch.len() == 4_096 || i + 1 == n {
+                source
+                    .put_many(&batch)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                batch.clear();
+            }
+        }
+        let held_before = target.count().await.unwrap_or(0);
+        eprintln!("set up; syncing");
+        let sender = Arc::new(sender);
+        let (left, right) = memory_pair(64);
+        let start = Instant::now();
+        let cpu = cpu_seconds();
+        let serving = {
+            let sender = Arc::clone(&sender);
+            tokio::spawn(async move {
+                sender
+                    .run(Role::Responder, right, SessionOptions::default())
+                    .await
+            })
+        };
+        let report = receiver
+            .run(
+                Role::Initiator,
+                left,
+                SessionOptions {
+                    close_when_synced: true,
+                },
+            )
+            .await;
+        let elapsed = start.elapsed();
+        let cpu = cpu_seconds() - cpu;
+        assert!(report.synced, "{report:?}");
+        assert!(
+            target.count().await.unwrap_or(0) >= held_before + n,
+            "everything arrived"
+        );
+        let _ = serving.await;
+        // Freeing two million objects is not part of the sync.
+        std::mem::forget(source);
+        std::mem::forget(target);
+        (elapsed, cpu)
+    })
+}
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("chum-sync-report-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -356,10 +448,16 @@ fn main() {
             let dir = std::path::PathBuf::from(args.get(1).unwrap_or_else(|| panic!("DIR")));
             serve(&dir, count(args.get(2)));
         }
-        Some(scenario @ ("memory" | "tcp-redb" | "raw-redb" | "store-redb" | "store-verified")) => {
+        Some(
+            scenario @ ("memory" | "node-memory" | "node-memory-noise" | "tcp-redb" | "raw-redb"
+            | "store-redb" | "store-verified"),
+        ) => {
             let n = count(args.get(1));
             let (elapsed, other_peak) = match scenario {
                 "memory" => (memory(n), f64::NAN),
+                // The third column carries the session's CPU seconds for the node paths.
+                "node-memory" => node_memory(n, false),
+                "node-memory-noise" => node_memory(n, true),
                 "tcp-redb" => tcp_redb(n),
                 "store-redb" => (store_redb(n), f64::NAN),
                 "store-verified" => (store_verified(n), f64::NAN),
@@ -383,6 +481,8 @@ fn main() {
                 "store-verified",
                 "tcp-redb",
                 "memory",
+                "node-memory",
+                "node-memory-noise",
             ];
             let mut samples: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); scenarios.len()];
             for _ in 0..ROUNDS {
@@ -442,6 +542,9 @@ fn main() {
                 "tcp-redb: receiver (this process) and sender (a child process) on their own redb files"
             );
             println!("memory: both peers in one process, a thread each (peak counts both sets)");
+            println!(
+                "node-memory: two chum_net::Nodes over MemoryStores and an in-memory transport, 2 tokio threads, plaintext (last column: the session's CPU seconds); node-memory-noise: the same as two paired instances of one person, Noise-encrypted"
+            );
         }
     }
 }
