@@ -196,8 +196,9 @@ impl Instance {
     /// `NotFound`, and nothing is created). Throws `StoreLocked` when the store is open in
     /// another tab or worker.
     pub async fn open(
-        #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "OpenOptions")] options: Option<JsValue>,
     ) -> Result<Instance, JsValue> {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         let options = if options.is_undefined() || options.is_null() {
             Object::new().into()
         } else if options.is_object() {
