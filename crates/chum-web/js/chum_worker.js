@@ -6,12 +6,22 @@
 
 import init, { Instance } from "./chum_web.js";
 
-const ready = init();
+/** The wasm module, loaded once; a failed load is tried again by the next request. */
+let loading = null;
+const ready = () => {
+  if (!loading) loading = init().catch((error) => {
+    loading = null;
+    throw error;
+  });
+  return loading;
+};
 
 /** Open instances by store name: `{ inst, clients, links: Map(url → entry), atRisk }`. */
 const stores = new Map();
 /** Opens in progress by store name. */
 const opening = new Map();
+/** Closes in progress by store name (an open waits for the store to be let go). */
+const closing = new Map();
 
 const describe = (error) => ({
   name: error?.name ?? "Error",
@@ -31,16 +41,19 @@ class Client {
   post(message) {
     try {
       this.port.postMessage(message);
+      return true;
     } catch {
-      // A client that went away.
+      return false; // a value that cannot be cloned, or a client that went away
     }
   }
 
   async handle({ id, op, args }) {
     try {
-      await ready;
+      await ready();
       const value = await this.run(op, args ?? []);
-      this.post({ id, ok: true, value, atRisk: this.atRisk() });
+      if (!this.post({ id, ok: true, value, atRisk: this.atRisk() })) {
+        this.post({ id, ok: false, error: { name: "DecodeError", message: "the answer cannot be passed to the page" }, atRisk: this.atRisk() });
+      }
     } catch (error) {
       this.post({ id, ok: false, error: describe(error), atRisk: this.atRisk() });
     }
@@ -66,7 +79,7 @@ class Client {
   async run(op, args) {
     switch (op) {
       case "open":
-        return this.open(args[0]);
+        return this.open(args[0], args[1]);
       case "put":
         return this.instance().put(args[0]);
       case "create":
@@ -110,25 +123,44 @@ class Client {
     }
   }
 
-  async open(options) {
+  async open(options, clientLock) {
     if (this.store) throw Object.assign(new Error("this client has an instance open already"), { name: "TypeError" });
-    const name = options && typeof options === "object" && typeof options.name === "string" ? options.name : "default";
-    let store = stores.get(name);
-    if (!store) {
-      let pending = opening.get(name);
-      if (!pending) {
-        pending = Instance.open(options).then((inst) => {
-          const entry = { name, inst, clients: new Set(), links: new Map(), atRisk: inst.atRisk() };
-          stores.set(name, entry);
-          return entry;
-        });
-        opening.set(name, pending);
-        pending.finally(() => opening.delete(name)).catch(() => {});
+    const given = options && typeof options === "object" ? options : {};
+    const name = typeof given.name === "string" ? given.name : "default";
+    const passphrase = typeof given.passphrase === "string" ? given.passphrase : null;
+    let store;
+    for (;;) {
+      await closing.get(name);
+      store = stores.get(name);
+      if (store) break;
+      const pending = opening.get(name);
+      if (pending) {
+        // Another tab's open: share its instance — or, if it failed (its options, e.g.
+        // `create: false` on a new store), try with ours.
+        await pending.catch(() => {});
+        continue;
       }
-      store = await pending;
+      const attempt = Instance.open(given).then((inst) => {
+        const entry = { name, inst, passphrase, clients: new Set(), links: new Map(), atRisk: inst.atRisk() };
+        stores.set(name, entry);
+        return entry;
+      });
+      opening.set(name, attempt);
+      attempt.finally(() => opening.delete(name)).catch(() => {});
+      store = await attempt;
+      break;
+    }
+    // A tab sharing an open instance proves it knows the keys' passphrase, as opening would.
+    if (store.passphrase !== passphrase) {
+      throw Object.assign(new Error("the passphrase does not match the one this store was opened with"), { name: "IdentityError" });
     }
     store.clients.add(this);
     this.store = store;
+    // A tab that goes away without `close` (closed, reloaded, crashed) releases its lock:
+    // its share of the instance is closed then.
+    if (typeof clientLock === "string" && self.navigator?.locks) {
+      self.navigator.locks.request(clientLock, () => this.close()).catch(() => {});
+    }
     return { name };
   }
 
@@ -198,8 +230,16 @@ class Client {
     store.clients.delete(this);
     if (store.clients.size === 0) {
       stores.delete(store.name);
-      for (const entry of store.links.values()) await entry.link.close();
-      await store.inst.close();
+      const done = (async () => {
+        for (const entry of store.links.values()) await entry.link.close();
+        await store.inst.close();
+      })();
+      closing.set(store.name, done.catch(() => {}));
+      try {
+        await done;
+      } finally {
+        if (closing.get(store.name)) closing.delete(store.name);
+      }
     }
   }
 }

@@ -107,22 +107,45 @@ export class Instance {
     globalThis.navigator?.storage?.persist?.().catch(() => {});
     let channel;
     let stop;
+    let clientLock;
+    let release = () => {};
     if (shared) {
       const worker = new SharedWorker(WORKER, { type: "module", name: `chum:${name}` });
       channel = new Channel(worker.port, (fail) => {
-        worker.onerror = (event) => fail(`the instance's worker failed: ${event.message ?? "error"}`);
+        worker.onerror = (event) => fail(`the instance's worker failed to start: ${event.message ?? "error"}`);
+        worker.port.onmessageerror = () => fail("a message from the instance's worker could not be read");
       });
       worker.port.start();
-      stop = () => worker.port.close();
+      // Held while this page lives: when it goes away without `close` (closed, reloaded,
+      // crashed), the lock is released and the worker lets go of this page's share.
+      if (globalThis.navigator?.locks) {
+        clientLock = `chum-client:${crypto.randomUUID()}`;
+        await new Promise((held) => {
+          navigator.locks.request(clientLock, () => {
+            held();
+            return new Promise((resolve) => (release = resolve));
+          });
+        });
+      }
+      stop = () => {
+        release();
+        worker.port.close();
+      };
     } else {
       const worker = new Worker(WORKER, { type: "module", name: `chum:${name}` });
       channel = new Channel(worker, (fail) => {
-        worker.onerror = (event) => fail(`the instance's worker failed: ${event.message ?? "error"}`);
+        // Any uncaught error in the worker ends it: a half-working instance would keep the
+        // store's lock.
+        worker.onerror = (event) => {
+          fail(`the instance's worker failed: ${event.message ?? "error"}`);
+          worker.terminate();
+        };
+        worker.onmessageerror = () => fail("a message from the instance's worker could not be read");
       });
       stop = () => worker.terminate();
     }
     try {
-      await channel.request("open", rest);
+      await channel.request("open", rest, clientLock);
     } catch (error) {
       stop();
       throw error;
@@ -223,9 +246,10 @@ export class Instance {
   /** Ends this page's use of the instance (in a SharedWorker, the instance closes with its
    * last tab). */
   async close() {
-    if (this._channel.closed) return;
     try {
-      await this._channel.request("close");
+      if (!this._channel.closed) await this._channel.request("close");
+    } catch {
+      // The worker is gone or failed: stopping it is all that is left.
     } finally {
       this._channel.fail("the instance is closed");
       this._stop();

@@ -31,20 +31,30 @@ fn asks(value: &Value) -> bool {
 /// The enhancer main's settings (or else the environment) choose: an OpenAI-compatible
 /// endpoint (`ai.endpoint`, `ai.model`, `ai.key`; `CHUM_AI_ENDPOINT`, `CHUM_AI_MODEL`,
 /// `CHUM_AI_KEY`), or the local one.
+/// The settings come as a whole from one place — main's settings when they name an endpoint,
+/// else the environment — so a key is only ever sent to the endpoint it was given with.
 pub async fn configured(instance: &Instance) -> Arc<dyn Enhancer> {
-    let setting = |key: &'static str, env: &'static str| async move {
-        match settings::text(instance, key).await.ok().flatten() {
-            Some(value) => Some(value),
-            None => std::env::var(env).ok().filter(|value| !value.is_empty()),
-        }
+    let saved =
+        |key: &'static str| async move { settings::text(instance, key).await.ok().flatten() };
+    let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let (endpoint, model, key) = match saved("ai.endpoint").await {
+        Some(endpoint) => (
+            Some(endpoint),
+            saved("ai.model").await,
+            saved("ai.key").await,
+        ),
+        None => (
+            env("CHUM_AI_ENDPOINT"),
+            env("CHUM_AI_MODEL"),
+            env("CHUM_AI_KEY"),
+        ),
     };
-    match setting("ai.endpoint", "CHUM_AI_ENDPOINT").await {
+    match endpoint {
         Some(endpoint) => {
-            let model = setting("ai.model", "CHUM_AI_MODEL")
-                .await
-                .unwrap_or_else(|| "default".into());
-            let mut client = OpenAiEnhancer::new(endpoint, model).with_timeout(TIMEOUT);
-            if let Some(key) = setting("ai.key", "CHUM_AI_KEY").await {
+            let mut client =
+                OpenAiEnhancer::new(endpoint, model.unwrap_or_else(|| "default".into()))
+                    .with_timeout(TIMEOUT);
+            if let Some(key) = key {
                 client = client.with_api_key(key);
             }
             Arc::new(client)

@@ -85,6 +85,10 @@ async fn peek_head(stream: &TcpStream) -> io::Result<Option<Head>> {
         if let Some(end) = buffer[..n].windows(4).position(|w| w == b"\r\n\r\n") {
             return parse_head(&buffer[..end + 4]).map(Some);
         }
+        // Bare line feeds (which HTTP parsers accept) end a head too.
+        if let Some(end) = buffer[..n].windows(2).position(|w| w == b"\n\n") {
+            return parse_head(&buffer[..end + 2]).map(Some);
+        }
         if n == buffer.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -122,6 +126,11 @@ fn parse_head(bytes: &[u8]) -> io::Result<Head> {
             .map_err(|_| invalid("a bad Content-Length"))?,
         None => 0,
     };
+    if header("transfer-encoding").is_some() {
+        return Err(invalid(
+            "a chunked (Transfer-Encoding) body; send a Content-Length",
+        ));
+    }
     let upgrade = header("upgrade").is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
     Ok(Head {
         method: request.method.unwrap_or_default().to_owned(),
@@ -174,7 +183,9 @@ async fn handle(
     if !remote.ip().is_loopback() {
         return;
     }
-    let head = match tokio::time::timeout(REQUEST_TIMEOUT, peek_head(&stream)).await {
+    // One deadline for the whole request: head, body or WebSocket handshake.
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let head = match tokio::time::timeout_at(deadline, peek_head(&stream)).await {
         Ok(Ok(Some(head))) => head,
         Ok(Err(error)) if error.kind() == io::ErrorKind::InvalidData => {
             refuse(&mut stream, "400 Bad Request", &error.to_string()).await;
@@ -221,11 +232,8 @@ async fn handle(
             return;
         }
         let max_frame = chum_sync::Limits::default().max_frame;
-        let Ok(Ok(connection)) = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            chum_net::ws::accept(stream, None, max_frame),
-        )
-        .await
+        let Ok(Ok(connection)) =
+            tokio::time::timeout_at(deadline, chum_net::ws::accept(stream, None, max_frame)).await
         else {
             return;
         };
@@ -248,7 +256,7 @@ async fn handle(
         return;
     }
     let mut body = vec![0_u8; head.content_length];
-    match tokio::time::timeout(REQUEST_TIMEOUT, stream.read_exact(&mut body)).await {
+    match tokio::time::timeout_at(deadline, stream.read_exact(&mut body)).await {
         Ok(Ok(_)) => {}
         _ => return,
     }
@@ -385,6 +393,22 @@ async fn settings_api(app: &App, stream: &mut TcpStream, body: &[u8]) {
         )
         .await;
         return;
+    }
+    // A key belongs to its endpoint: a new endpoint without a key in the same request unsets
+    // the saved one (it is never sent to another server).
+    if let Some(serde_json::Value::String(endpoint)) = request.get("endpoint") {
+        let current = settings::text(&app.instance, "ai.endpoint")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if endpoint.trim() != current
+            && request.get("key").is_none()
+            && let Err(error) = settings::set(&app.instance, "ai.key", chum::Value::from("")).await
+        {
+            refuse(stream, "500 Internal Server Error", &error.to_string()).await;
+            return;
+        }
     }
     for (field, key) in [
         ("endpoint", "ai.endpoint"),

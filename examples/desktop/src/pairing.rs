@@ -15,6 +15,8 @@ use crate::settings;
 /// How long an invitation handed to the renderer is valid.
 const INVITATION_TTL: Duration = Duration::from_secs(600);
 const RENDERER: &str = "desktop.renderer";
+/// The paired renderer's instance key (32 bytes), to revoke it.
+const RENDERER_KEY: &str = "desktop.renderer.key";
 /// The port the paired renderer's page came from (its origin).
 const RENDERER_PORT: &str = "desktop.renderer.port";
 const INVITATION: &str = "desktop.invitation";
@@ -118,23 +120,52 @@ pub async fn watch_renderer(app: Arc<App>) {
     let instance = &app.instance;
     let mut events = instance.events();
     while let Some(event) = events.next().await {
-        let Event::PeerConnected {
-            instance: Some(peer),
-            person: Some(person),
-            ..
-        } = event
-        else {
-            continue;
+        let peer = match event {
+            Event::PeerConnected {
+                instance: Some(peer),
+                person: Some(person),
+                ..
+            } if person == instance.person() && peer != instance.instance_id() => peer,
+            // Events were missed: an instance of the person first seen since the invitation
+            // went out is the one that redeemed it.
+            Event::Lagged { .. } => {
+                let issued = settings::get(instance, INVITATION_EXPIRES)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|value| value.as_int())
+                    .and_then(chum_object::Int::to_u64)
+                    .unwrap_or(0)
+                    .saturating_sub(INVITATION_TTL.as_millis() as u64);
+                let newcomer = instance.peers().await.ok().and_then(|peers| {
+                    peers
+                        .into_iter()
+                        .find(|peer| peer.same_person && peer.first_seen_ms >= issued)
+                        .map(|peer| peer.instance)
+                });
+                match newcomer {
+                    Some(peer) => peer,
+                    None => continue,
+                }
+            }
+            _ => continue,
         };
-        if person != instance.person() || peer == instance.instance_id() {
-            continue;
-        }
         let _one_at_a_time = app.pairing.lock().await;
         let paired = settings::text(instance, RENDERER).await.ok().flatten();
         let outstanding = settings::text(instance, INVITATION).await.ok().flatten();
-        if paired.is_none() && outstanding.is_some() {
+        let expires = settings::get(instance, INVITATION_EXPIRES)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|value| value.as_int())
+            .and_then(chum_object::Int::to_u64)
+            .unwrap_or(0);
+        // Only while an invitation is out and valid: an instance of the person connecting
+        // then is the one that redeemed it (main hands out no other).
+        if paired.is_none() && outstanding.is_some() && expires > now_ms() {
             let _ = settings::set(instance, RENDERER, Value::from(peer.to_string().as_str())).await;
             let _ = settings::set(instance, RENDERER_PORT, Value::from(u64::from(app.port))).await;
+            let _ = settings::set(instance, RENDERER_KEY, Value::from(peer.0.to_vec())).await;
             let _ = settings::set(instance, INVITATION, Value::from("")).await;
             eprintln!("chum-desktop: the renderer paired (instance {peer})");
         }
@@ -148,11 +179,28 @@ pub async fn unpair(app: &App) -> chum::Result<String> {
     let Some(renderer) = settings::text(instance, RENDERER).await? else {
         return Ok("no renderer was paired".into());
     };
-    for peer in instance.peers().await? {
-        if peer.instance.to_string() == renderer {
-            let _revoked = instance.revoke_instance(peer.instance).await?;
-        }
-    }
+    let key = settings::get(instance, RENDERER_KEY)
+        .await?
+        .and_then(|value| match value {
+            Value::Bytes(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).ok(),
+            _ => None,
+        });
+    let revoked = match key {
+        Some(key) => Some(chum::InstanceId(key)),
+        // Paired before the key was kept: find it among the peers.
+        None => instance
+            .peers()
+            .await?
+            .into_iter()
+            .map(|peer| peer.instance)
+            .find(|peer| peer.to_string() == renderer),
+    };
+    let Some(revoked) = revoked else {
+        return Err(chum::Error::NotFound(format!(
+            "the renderer {renderer} is recorded but its key is not: it cannot be revoked"
+        )));
+    };
+    let _revoked = instance.revoke_instance(revoked).await?;
     settings::set(instance, RENDERER, Value::from("")).await?;
     settings::set(instance, INVITATION, Value::from("")).await?;
     Ok(format!(

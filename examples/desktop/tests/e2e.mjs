@@ -200,6 +200,9 @@ async function main() {
 
   // An AI endpoint that is down: the message shows failed with the reason; main keeps going.
   const setAi = (endpoint) => page.evaluate(async (endpoint) => (await fetch("/api/settings", { method: "POST", body: JSON.stringify({ endpoint }) })).json(), endpoint);
+  const keyed = await page.evaluate(async () => (await fetch("/api/settings", { method: "POST", body: JSON.stringify({ endpoint: "http://127.0.0.1:9/one", key: "secret" }) })).json());
+  const moved = await setAi("http://127.0.0.1:9/other");
+  check(keyed.keySet && !moved.keySet, "a saved API key is unset when the endpoint changes without one (never sent to another server)");
   const dead = await freePort();
   const configured = await setAi(`http://127.0.0.1:${dead}`);
   check(configured.endpoint === `http://127.0.0.1:${dead}`, `main's AI endpoint is set from the page (${configured.enhancer})`);
@@ -244,6 +247,16 @@ async function main() {
   let theme = 0;
   for (const cid of settingsOnMain) if ((await chum(["get", "--store", path.join(data, "store"), cid])).includes("theme")) theme++;
   check(theme === 0, `the renderer's settings never reach main's store (${settingsOnMain.length} settings objects there, none the theme)`);
+
+  // --unpair-renderer revokes the old renderer; a new browser store then pairs.
+  const unpaired = await start({ desktop: DESKTOP, port, data, pkg: PKG, children, args: ["--unpair-renderer"] });
+  check(/is revoked/.test(unpaired.err), `--unpair-renderer revokes the paired renderer (${unpaired.err.split("\n").find((l) => /revoked/.test(l))})`);
+  const fresh = await browser.newContext();
+  const newRenderer = await openApp(fresh, url, "new renderer");
+  const newWho = await newRenderer.evaluate(() => window.chumApp?.inst?.whoami());
+  check(newWho?.person === who.person && newWho.instance !== who.instance, "then a new browser store pairs as a new instance of the person");
+  await fresh.close();
+  await kill(unpaired.child, "SIGTERM");
   await context.close();
 }
 

@@ -16,19 +16,20 @@ export function freePort() {
   });
 }
 
-/** Starts `desktop` (chum-desktop) on `port` over `data`; resolves `{ child, ms }` once it
- * listens (`ms`: from spawn). Running children are kept in `children`. */
-export function startMain({ desktop, port, data, pkg, children }) {
+/** Starts `desktop` (chum-desktop) on `port` over `data` (and `args`); resolves `{ child, ms,
+ * err }` once it listens (`ms`: from spawn; `err`: its stderr so far). Running children are
+ * kept in `children`. */
+export function startMain({ desktop, port, data, pkg, children, args = [] }) {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(desktop, ["--port", String(port), "--data", data, "--no-open", "--pkg", pkg], {
+    const child = spawn(desktop, ["--port", String(port), "--data", data, "--no-open", "--pkg", pkg, ...args], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     children.add(child);
     let err = "";
     child.stderr.on("data", (d) => {
       err += d;
-      if (err.includes(`listening on http://127.0.0.1:${port}`)) resolve({ child, ms: performance.now() - started });
+      if (err.includes(`listening on http://127.0.0.1:${port}`)) resolve({ child, ms: performance.now() - started, err });
     });
     child.on("close", (code) => {
       children.delete(child);

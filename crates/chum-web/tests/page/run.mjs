@@ -285,6 +285,14 @@ async function inWorker(context, origin, store, wsUrl) {
     return { cid, state: window.link.state };
   });
   check(after === null && !still.error && still.state === "connected", `shared: closing one tab leaves the other's instance and link working (${still.message ?? still.state})`);
+  // A third tab joins the shared instance and goes away without `close` (closed abruptly):
+  // its share is let go all the same (its Web Lock is released), so the store is not kept
+  // open once the last tab that is still there closes.
+  const gone = await openPage(context, origin, "tab that goes away");
+  const third = await openShared(gone);
+  check(third.instance === first.instance, "shared: a third tab joins the instance");
+  await gone.close();
+  await new Promise((r) => setTimeout(r, 300));
   await inPage(tab, async () => window.inst.close());
   const reopened = await inPage(page, async (chum) => {
     for (let i = 0; i < 100; i++) {
@@ -300,7 +308,7 @@ async function inWorker(context, origin, store, wsUrl) {
     }
     return "still locked";
   });
-  check(typeof reopened === "number", `shared: with its last tab closed the SharedWorker lets the store go (${reopened})`);
+  check(typeof reopened === "number", `shared: with its last tab closed — one of them gone without close() — the SharedWorker lets the store go (${reopened})`);
   await tab.close();
   await page.close();
 }
