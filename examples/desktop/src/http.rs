@@ -157,6 +157,18 @@ async fn respond(
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(body).await;
     let _ = stream.shutdown().await;
+    // Read what the client still sends (an unread body after a refusal) until it closes, for
+    // at most half a second: closing with unread bytes would reset the connection, and the
+    // client could lose the answer.
+    let mut sink = [0_u8; 8 << 10];
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn respond_json(stream: &mut TcpStream, status: &str, json: &serde_json::Value) {

@@ -233,6 +233,8 @@ async function main() {
     socket.on("close", () => resolve(answer));
   });
   check(/^HTTP\/1.1 403/.test(rebound), "a DNS-rebinding request (foreign Host) is refused");
+  const huge = await fetch(`${url}api/settings`, { method: "POST", headers: { Origin: `http://127.0.0.1:${port}` }, body: "x".repeat(200 << 10) });
+  check(huge.status === 413, `a body over 64 KiB is refused with 413, and the client gets the answer (${huge.status})`);
   const again = await fetch(`${url}pair`, { method: "POST", headers: { Origin: `http://127.0.0.1:${port}` } });
   check(again.status === 409, `a second pairing is refused once the renderer has paired (${again.status})`);
   const otherProfile = await browser.newContext();
