@@ -132,7 +132,15 @@ impl MemoryStore {
         let mut inner = self.lock();
         let mut stored = Vec::with_capacity(entries.len());
         for ((cid, bytes), entries) in objects.zip(entries) {
-            if inner.objects.contains_key(&cid) {
+            // One search of the object map: the slot is filled if the object is new.
+            let new = match inner.objects.entry(cid.clone()) {
+                std::collections::btree_map::Entry::Occupied(_) => false,
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(bytes.into_owned());
+                    true
+                }
+            };
+            if !new {
                 let promoted = scope == Scope::Shared && inner.local_objects.remove(&cid);
                 if promoted {
                     inner.digest.insert(&cid);
@@ -140,7 +148,7 @@ impl MemoryStore {
                 }
                 stored.push(promoted);
             } else {
-                insert(&mut inner, &cid, bytes.into_owned(), entries)?;
+                insert_indexes(&mut inner, &cid, entries)?;
                 match scope {
                     Scope::Shared => {
                         inner.digest.insert(&cid);
@@ -165,8 +173,8 @@ impl MemoryStore {
     }
 }
 
-fn insert(inner: &mut Inner, cid: &Cid, bytes: Vec<u8>, entries: IndexEntries) -> Result<()> {
-    inner.objects.insert(cid.clone(), bytes);
+/// Indexes a stored object.
+fn insert_indexes(inner: &mut Inner, cid: &Cid, entries: IndexEntries) -> Result<()> {
     if let Some(type_name) = entries.type_name {
         add(&mut inner.types, type_name, cid.clone());
     }
