@@ -47,16 +47,15 @@ async fn peers_pair_and_sync_through_an_apps_own_listener_under_the_listener_lim
         .unwrap();
     let link = laptop.connect(&url).unwrap();
     link.established().await.unwrap();
-    for cid in &written {
-        let laptop = laptop.clone();
-        let cid = cid.clone();
-        eventually("the laptop holds main's messages", move || {
-            let laptop = laptop.clone();
-            let cid = cid.clone();
-            async move { laptop.has(&cid).await.unwrap_or(false) }
-        })
-        .await;
-    }
+    eventually("the laptop holds main's messages", || async {
+        for cid in &written {
+            if !laptop.has(cid).await.unwrap_or(false) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
 
     // A burst of connections from one address beyond the listener's burst is refused with a
     // close frame saying when to retry.

@@ -187,14 +187,7 @@ async function inWorker(context, origin, store, wsUrl) {
     `in a Worker: errors keep their names (${JSON.stringify(joined.errors)})`);
 
   const live = (await chum(["put", "--store", store], JSON.stringify({ $type: "Message", text: "live to the worker" }))).trim();
-  const arrived = await inPage(page, async (_, cid) => {
-    for (let i = 0; i < 200; i++) {
-      const change = window.changes.find((c) => c.cid === cid);
-      if (change) return { change, object: await window.inst.get(cid) };
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    return { change: null };
-  }, live);
+  const arrived = await arrival(page, live);
   check(arrived.change?.origin !== "local" && arrived.object?.text === "live to the worker", "in a Worker: a change written natively arrives live");
 
   // Versioned objects and collections: a Conversation, its Messages in order, and the
@@ -313,6 +306,19 @@ async function inWorker(context, origin, store, wsUrl) {
   await page.close();
 }
 
+/** Waits (at most 5 s) for the change of `cid` in the page's `window.changes`; `{ change,
+ * object }`, or `{ change: null }`. */
+function arrival(page, cid) {
+  return inPage(page, async (_, cid) => {
+    for (let i = 0; i < 200; i++) {
+      const change = window.changes.find((c) => c.cid === cid);
+      if (change) return { change, object: await window.inst.get(cid) };
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return { change: null };
+  }, cid);
+}
+
 async function main() {
   // The native main process: a person with NATIVE messages, serving over WebSocket.
   const store = path.join(work, "main");
@@ -378,14 +384,7 @@ async function main() {
     window.off = window.inst.on("change", (change) => window.changes.push(change));
   });
   const live = (await chum(["put", "--store", store], JSON.stringify({ $type: "Message", text: "live from native" }))).trim();
-  const arrived = await inPage(page, async (chum, cid) => {
-    for (let i = 0; i < 200; i++) {
-      const change = window.changes.find((c) => c.cid === cid);
-      if (change) return { change, object: await window.inst.get(cid) };
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    return { change: null };
-  }, live);
+  const arrived = await arrival(page, live);
   check(arrived.change && arrived.change.type === "Message" && arrived.change.origin !== "local", "a change written natively arrives live");
   check(arrived.object?.text === "live from native", "and reads back as the object");
 
