@@ -336,6 +336,30 @@ impl Store for MemoryStore {
         Ok(self.listed(range, limit, true))
     }
 
+    // One walk of the ordered map: no search per listed CID.
+    async fn sync_objects(
+        &self,
+        after: Option<&Cid>,
+        limit: usize,
+    ) -> Result<(Vec<(Cid, Vec<u8>)>, Option<Cid>)> {
+        let inner = self.lock();
+        let start = after.map_or(Bound::Unbounded, |cid| Bound::Excluded(cid.clone()));
+        let any_local = !inner.local_objects.is_empty();
+        let objects: Vec<(Cid, Vec<u8>)> = inner
+            .objects
+            .range((start, Bound::Unbounded))
+            .filter(|(cid, _)| !any_local || !inner.local_objects.contains(*cid))
+            .take(limit)
+            .map(|(cid, bytes)| (cid.clone(), bytes.clone()))
+            .collect();
+        let next = if objects.len() < limit {
+            None
+        } else {
+            objects.last().map(|(cid, _)| cid.clone())
+        };
+        Ok((objects, next))
+    }
+
     async fn sync_digest(&self) -> Result<SyncDigest> {
         Ok(self.lock().digest.clone())
     }

@@ -215,6 +215,36 @@ fn disjoint_and_empty_sides_fall_back_to_listing() {
 }
 
 #[test]
+fn an_initiator_holding_next_to_nothing_asks_for_everything_without_a_list() {
+    // A new instance holds a few objects of its own (its identity), one of them already the
+    // peer's; the peer holds thousands. No list of the peer's ids crosses the wire: the
+    // initiator asks for everything and sends the little it holds.
+    let (a, b) = sync(set_of([1, 90_000, 90_001]), set_of(0..5_000));
+    assert_eq!(a.set.len(), 5_002);
+    assert!(
+        !a.tags.iter().any(|tag| [0x05, 0x06, 0x0f].contains(tag))
+            && !b.tags.iter().any(|tag| [0x07, 0x10].contains(tag)),
+        "no second sketch, list requests or lists: {:?} / {:?}",
+        a.tags,
+        b.tags
+    );
+    // Finding the difference cost a summary, a sketch and a want-all.
+    assert!(
+        a.reconcile_bytes + b.reconcile_bytes < 800,
+        "{} + {}",
+        a.reconcile_bytes,
+        b.reconcile_bytes
+    );
+    // At most the initiator's own objects went both ways twice.
+    assert_eq!(b.objects_received, 3, "all of the initiator's");
+    assert!(a.objects_received <= 5_000);
+    // Beyond 1/64 of the peer's set, the exact difference is found instead.
+    let (a, b) = sync(set_of((0..100).chain(90_000..90_100)), set_of(0..5_000));
+    assert_eq!(b.objects_received, 100, "only what the responder lacked");
+    assert_eq!(a.objects_received, 4_900);
+}
+
+#[test]
 fn a_short_id_collision_is_found_by_the_fingerprint_and_resolved_with_full_cids() {
     // The same bytes as a raw block and as a dag-cbor object: one short id, two CIDs.
     let (_, bytes) = object(7);

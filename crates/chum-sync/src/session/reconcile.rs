@@ -270,6 +270,22 @@ impl Session {
                     });
                     return Ok(());
                 }
+                if cells.is_none() && few_beside(mine.count, summary.count) {
+                    // We hold next to nothing (a new instance's own identity objects, say): a
+                    // sketch cannot find a difference this large and a list would cost 8 bytes
+                    // per object the peer holds. Ask for everything and send all we hold; at
+                    // most 1/64 of the transfer is objects the other side already had.
+                    self.finding = Finding::Idle;
+                    self.round.owe_complete = true;
+                    self.transmit(&Message::WantAll);
+                    self.enumerate = Some(None);
+                    self.event(Event::Reconciled {
+                        peer_lacks: usize::try_from(mine.count).unwrap_or(usize::MAX),
+                        we_lack: usize::try_from(summary.count.saturating_sub(mine.count))
+                            .unwrap_or(usize::MAX),
+                    });
+                    return Ok(());
+                }
                 let cells = sketch.len();
                 self.finding = Finding::OwnSketch {
                     theirs: summary,
@@ -588,6 +604,13 @@ pub(super) fn sketch_cap(own: u64) -> usize {
     usize::try_from(cells)
         .unwrap_or(usize::MAX)
         .max(SKETCH_SIZES[0])
+}
+
+/// Whether a set of `mine` objects is so small beside the peer's `theirs` that asking for
+/// everything (and sending all of ours) beats finding the exact difference: ours are at most
+/// 1/64 of theirs. Used only when the first sketch, sized for the counts alone, arrived.
+pub(super) fn few_beside(mine: u64, theirs: u64) -> bool {
+    mine > 0 && mine.saturating_mul(64) <= theirs
 }
 
 /// The first sketch's size, from the two set sizes: at least 1.5 cells per certain difference
