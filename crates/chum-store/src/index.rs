@@ -100,9 +100,10 @@ impl Verified {
     pub fn concat(batches: Vec<Verified>) -> Verified {
         let limits = batches.first().map_or_else(Limits::default, |b| b.limits);
         let same = batches.iter().all(|b| b.limits == limits);
+        let total = batches.iter().map(Verified::len).sum();
         let mut all = Verified {
-            objects: Vec::new(),
-            entries: Vec::new(),
+            objects: Vec::with_capacity(total),
+            entries: Vec::with_capacity(total),
             limits: if same { limits } else { widest_limits() },
         };
         for batch in batches {

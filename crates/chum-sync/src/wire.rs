@@ -125,7 +125,7 @@ pub struct Hello {
     pub min_version: u64,
     /// The newest protocol version the sender speaks.
     pub max_version: u64,
-    /// Capability bits; none are defined in version 1 (unknown bits are ignored).
+    /// Capability bits (see [`capability`]; unknown bits are ignored).
     pub capabilities: u64,
     /// What the sender accepts.
     pub limits: Limits,
@@ -139,6 +139,20 @@ pub struct Hello {
     /// The sender's version vector over journals: for each listed journal, the position up to
     /// which the sender holds every object of it (at most [`MAX_HOLDS`] entries).
     pub holds: Vec<(JournalId, u64)>,
+    /// Object bytes (CIDs and object bytes of the batches) the sender lets the peer have in
+    /// flight before acknowledgement, beside [`Hello::window`]'s count; `None`: no bound
+    /// beyond the count (a peer that does not send the field).
+    pub window_bytes: Option<u64>,
+}
+
+/// Capability bits of [`Hello::capabilities`].
+pub mod capability {
+    /// An initiator offering it sends `WantAll` right behind a summary that counts no
+    /// objects, without waiting for the sketch; a responder that knows the bit answers such a
+    /// summary from such an initiator with its own `Summary` (for the count) instead of a
+    /// sketch, and sends everything. (The initiator needs nothing from the responder's hello,
+    /// which may not have arrived when it sends its summary.)
+    pub const EARLY_WANT_ALL: u64 = 1;
 }
 
 impl Hello {
@@ -154,6 +168,7 @@ impl Hello {
             types,
             journal: None,
             holds: Vec::new(),
+            window_bytes: None,
         }
     }
 }
@@ -336,6 +351,7 @@ mod field {
     pub const TYPES: u64 = 7;
     pub const JOURNAL: u64 = 8;
     pub const HOLDS: u64 = 9;
+    pub const WINDOW_BYTES: u64 = 10;
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -414,6 +430,11 @@ impl Message {
                         put_varint(&mut field_value, *position);
                     }
                     put_field(out, field::HOLDS, &field_value);
+                }
+                if let Some(bytes) = hello.window_bytes {
+                    field_value.clear();
+                    put_varint(&mut field_value, bytes);
+                    put_field(out, field::WINDOW_BYTES, &field_value);
                 }
             }
             Message::Summary(summary) => {
@@ -800,6 +821,7 @@ fn decode_hello(input: &mut &[u8], limits: &Limits) -> Result<Hello, WireError> 
         types: Vec::new(),
         journal: None,
         holds: Vec::new(),
+        window_bytes: None,
     };
     let mut previous_key = 0u64;
     while !input.is_empty() {
@@ -859,6 +881,7 @@ fn decode_hello(input: &mut &[u8], limits: &Limits) -> Result<Hello, WireError> 
                     return Err(malformed("trailing bytes in a hello field"));
                 }
             }
+            field::WINDOW_BYTES => hello.window_bytes = Some(number(&mut value)?),
             _ => {} // a newer peer's field: skipped
         }
     }
@@ -885,6 +908,7 @@ mod tests {
                 types: vec!["Message".into(), "Conversation".into()],
                 journal: Some([7; 16]),
                 holds: vec![([1; 16], 0), ([2; 16], 300)],
+                window_bytes: Some(32 << 20),
             }),
             Message::Summary(Summary {
                 count: 3,

@@ -215,6 +215,31 @@ fn disjoint_and_empty_sides_fall_back_to_listing() {
 }
 
 #[test]
+fn an_empty_initiator_asks_for_everything_right_behind_its_summary() {
+    let (a, b) = sync(MemorySet::new(), set_of(0..3_000));
+    // Hello, summary, want-all at once; never a sketch, list or want from either side.
+    assert_eq!(&a.tags[..3], &[0x01, 0x02, 0x11], "{:x?}", a.tags);
+    assert!(
+        !b.tags.iter().any(|tag| [0x04, 0x07, 0x10].contains(tag)),
+        "{:x?}",
+        b.tags
+    );
+    // The responder answered with its summary (for the count), then the objects.
+    assert_eq!(b.tags[1], 0x02, "{:x?}", b.tags);
+    assert!(a.events.iter().any(|event| matches!(
+        event,
+        Event::Reconciled {
+            peer_lacks: 0,
+            we_lack: 3_000
+        }
+    )));
+    assert_eq!(a.objects_received, 3_000);
+    // Both empty: still in sync, nothing sent.
+    let (a, b) = sync(MemorySet::new(), MemorySet::new());
+    assert_eq!(a.objects_received + b.objects_received, 0);
+}
+
+#[test]
 fn an_initiator_holding_next_to_nothing_asks_for_everything_without_a_list() {
     // A new instance holds a few objects of its own (its identity), one of them already the
     // peer's; the peer holds thousands. No list of the peer's ids crosses the wire: the
@@ -371,19 +396,21 @@ fn a_peer_breaking_the_protocol_is_closed_with_a_reason() {
     assert_eq!(code(vec![hello_frame(1, 5)]), None);
 }
 
-#[test]
-fn a_sender_beyond_the_window_is_closed() {
+/// A responder fed `batches` (of `objects` each) whose store requests stay unanswered:
+/// how it closed, if it did.
+fn flooded(window: u64, window_bytes: u64, batches: u64, per_batch: u64) -> Option<CloseCode> {
+    let mut config = Config::new(Role::Responder);
+    config.window = window;
+    config.window_bytes = window_bytes;
     let mut peer = Peer::new(Role::Responder, MemorySet::new());
+    peer.session = Session::new(config, Duration::ZERO);
     peer.session
         .handle_input(Duration::ZERO, Input::Frame(hello_frame(1, 1)));
-    // Store requests left unanswered: batches pile up unacknowledged.
-    for seq in 0..9 {
-        let (cid, bytes) = object(seq);
-        let frame = Message::Objects {
-            seq,
-            objects: vec![(cid, bytes)],
-        }
-        .encode();
+    for seq in 0..batches {
+        let objects = (0..per_batch)
+            .map(|i| object(seq * per_batch + i))
+            .collect();
+        let frame = Message::Objects { seq, objects }.encode();
         peer.session
             .handle_input(Duration::ZERO, Input::Frame(frame));
     }
@@ -393,7 +420,25 @@ fn a_sender_beyond_the_window_is_closed() {
             closed = Some(code);
         }
     }
-    assert_eq!(closed, Some(CloseCode::LimitExceeded));
+    closed
+}
+
+#[test]
+fn a_sender_beyond_the_window_is_closed() {
+    // Batches beyond the count: closed; up to it, not.
+    assert_eq!(flooded(8, 1 << 30, 9, 1), Some(CloseCode::LimitExceeded));
+    assert_eq!(flooded(8, 1 << 30, 8, 1), None);
+    let default = Config::new(Role::Responder);
+    assert_eq!(
+        flooded(default.window, 1 << 30, default.window + 1, 1),
+        Some(CloseCode::LimitExceeded)
+    );
+    // Bytes beyond the bound, well within the count: closed. An object here is ~60 bytes
+    // with its CID, so 20 batches of 10 are ~12 kB.
+    assert_eq!(flooded(256, 8_000, 20, 10), Some(CloseCode::LimitExceeded));
+    assert_eq!(flooded(256, 64_000, 20, 10), None);
+    // One batch is always taken, however large.
+    assert_eq!(flooded(256, 100, 1, 10), None);
 }
 
 #[test]
@@ -798,4 +843,129 @@ fn a_sketch_request_is_bounded_by_what_the_responder_holds() {
     assert_eq!(peer.closed(), Some((CloseCode::LimitExceeded, false)));
     let sent: usize = sink.inbox.iter().map(Vec::len).sum();
     assert!(sent < 2_000, "{sent} bytes sent");
+}
+
+/// Two sessions over a simulated path: `one_way` delay each way, `bytes_per_ms` of bandwidth
+/// each way, and a receiver whose store takes `store_ms` per batch (one at a time). Runs
+/// until both are synced and idle; returns the finishing time (ms), the largest sending
+/// window the responder reached and the bytes it sent.
+fn over_a_path(
+    a: MemorySet,
+    b: MemorySet,
+    config: impl Fn(Role) -> Config,
+    one_way: u64,
+    bytes_per_ms: u64,
+    store_ms: u64,
+) -> (u64, usize, usize) {
+    use std::collections::BinaryHeap;
+    // (Reverse(time), sequence, to-peer, frame)
+    type Event = (std::cmp::Reverse<u64>, u64, usize, Vec<u8>);
+    let mut peers = [Peer::new(Role::Initiator, a), Peer::new(Role::Responder, b)];
+    for (peer, role) in peers.iter_mut().zip([Role::Initiator, Role::Responder]) {
+        peer.session = Session::new(config(role), Duration::ZERO);
+    }
+    let mut queue: BinaryHeap<Event> = BinaryHeap::new();
+    let mut sequence = 0_u64;
+    let mut link_free = [0_u64; 2];
+    let mut store_free = [0_u64; 2];
+    let mut largest = 0;
+    let mut now = 0_u64;
+    // Store answers come back after the store's time; they are frames of a kind of their own
+    // here (an empty frame marks "answer the oldest store request").
+    let mut answers: [VecDeque<(u64, Answer)>; 2] = [VecDeque::new(), VecDeque::new()];
+    loop {
+        for side in 0..2 {
+            while let Some(output) = peers[side].session.poll_output() {
+                match output {
+                    Output::Transmit(frame) => {
+                        peers[side].bytes_sent += frame.len();
+                        let departs = link_free[side].max(now)
+                            + (frame.len() as u64).div_ceil(bytes_per_ms.max(1));
+                        link_free[side] = departs;
+                        sequence += 1;
+                        queue.push((
+                            std::cmp::Reverse(departs + one_way),
+                            sequence,
+                            1 - side,
+                            frame,
+                        ));
+                    }
+                    Output::Request(id, request) => {
+                        let is_store = matches!(request, Request::Store(_));
+                        let answer = peers[side].set.answer(request).0;
+                        if is_store {
+                            let done = store_free[side].max(now) + store_ms;
+                            store_free[side] = done;
+                            answers[side].push_back((id, answer));
+                            sequence += 1;
+                            queue.push((std::cmp::Reverse(done), sequence, side, Vec::new()));
+                        } else {
+                            peers[side].session.handle_input(
+                                Duration::from_millis(now),
+                                Input::Answer(id, answer),
+                            );
+                        }
+                    }
+                    Output::Event(event) => peers[side].events.push(event),
+                    _ => {}
+                }
+            }
+        }
+        largest = largest.max(peers[1].session.send_window());
+        if peers.iter().all(|p| p.session.is_synced()) && queue.is_empty() {
+            return (now, largest, peers[1].bytes_sent);
+        }
+        let Some((std::cmp::Reverse(at), _, to, frame)) = queue.pop() else {
+            panic!("stuck before both sides synced: {:?}", peers[0].events);
+        };
+        now = at;
+        assert!(now < 3_600_000, "an hour of simulated time: livelock");
+        let time = Duration::from_millis(now);
+        if frame.is_empty() {
+            let (id, answer) = answers[to].pop_front().expect("an answer due");
+            peers[to]
+                .session
+                .handle_input(time, Input::Answer(id, answer));
+        } else {
+            peers[to].session.handle_input(time, Input::Frame(frame));
+        }
+    }
+}
+
+#[test]
+fn the_sending_window_grows_to_fill_a_long_path_and_stays_small_on_a_short_one() {
+    // 40,000 objects of ~110 bytes in batches of 8 kB: ~550 batches, ~4.5 MB.
+    let config = |role| {
+        let mut config = Config::new(role);
+        config.batch_bytes = 8 << 10;
+        config
+    };
+    let source = || set_of(0..40_000);
+    // (ms of bytes / bandwidth + 3 round trips) for what the responder sent.
+    let floor = |sent: usize, bytes_per_ms: u64, rtt: u64| sent as u64 / bytes_per_ms + 3 * rtt;
+    // A 100 ms round trip at 1 MB/s: the path holds ~100 kB, ~12 batches (a window of 8
+    // would leave a third of it idle). Within 1.3× of the floor.
+    let (took, largest, sent) = over_a_path(MemorySet::new(), source(), config, 50, 1_000, 0);
+    let expected = floor(sent, 1_000, 100);
+    assert!(largest >= 12, "window reached {largest}");
+    assert!(
+        took * 10 <= expected * 13,
+        "took {took} ms; bytes/bandwidth + 3 RTT is {expected} ms"
+    );
+    // At 10 MB/s the path holds ~1 MB, ~120 batches: the window grows to them (slow start
+    // costs a few round trips of this short transfer).
+    let (took, largest, sent) = over_a_path(MemorySet::new(), source(), config, 50, 10_000, 0);
+    let expected = floor(sent, 10_000, 100);
+    assert!(largest >= 120, "window reached {largest}");
+    assert!(
+        took <= expected * 2,
+        "took {took} ms; bytes/bandwidth + 3 RTT is {expected} ms"
+    );
+    // No delay to speak of, but a store that takes 2 ms a batch: batches queue at the
+    // store, acknowledgements slow down, and the window stays near where it started.
+    let (_, largest, _) = over_a_path(MemorySet::new(), source(), config, 0, 1_000_000, 2);
+    assert!(
+        largest <= 2 * chum_sync::session::INITIAL_WINDOW,
+        "window reached {largest}"
+    );
 }

@@ -106,6 +106,7 @@ fn valid() -> Vec<(&'static str, Message)> {
                 types: vec!["Message".into(), "Conversation".into()],
                 journal: None,
                 holds: vec![],
+                window_bytes: None,
             }),
         ),
         (
@@ -119,6 +120,7 @@ fn valid() -> Vec<(&'static str, Message)> {
                 types: vec![],
                 journal: Some([0x11; 16]),
                 holds: vec![([0x22; 16], 0), ([0x33; 16], 1_000_000)],
+                window_bytes: None,
             }),
         ),
         (
@@ -135,6 +137,7 @@ fn valid() -> Vec<(&'static str, Message)> {
                 types: vec![],
                 journal: None,
                 holds: vec![],
+                window_bytes: None,
             }),
         ),
         ("summary", Message::Summary(summary)),
@@ -283,6 +286,7 @@ fn invalid() -> Vec<(&'static str, String)> {
         types: vec![],
         journal: None,
         holds: vec![],
+        window_bytes: None,
     })
     .encode();
     let mut wrong_magic = hello.clone();

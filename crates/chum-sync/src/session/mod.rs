@@ -15,7 +15,14 @@
 //!   (one round trip); otherwise the responder answers with a sketch of its set and the
 //!   initiator decodes the difference — asking for larger sketches, and finally the responder's
 //!   whole short-id list, when a sketch is too small;
-//! - each side sends what the other lacks in acknowledged, windowed batches, then `SendDone`;
+//!   An initiator holding nothing asks for everything right behind its summary (when both
+//!   hellos offer [`capability::EARLY_WANT_ALL`]: no sketch round), and one holding next to
+//!   nothing beside the peer asks for everything once the first sketch shows the sizes;
+//! - each side sends what the other lacks in acknowledged, windowed batches, then `SendDone`.
+//!   The sending window starts at [`INITIAL_WINDOW`] batches and grows, within the peer's
+//!   window (batches and bytes), while acknowledgements come back without queueing delay: a
+//!   long path (a high bandwidth-delay product) is kept full, a short one stays at a few
+//!   batches;
 //! - afterwards, objects the driver reports as newly stored are pushed at once.
 //!
 //! **Journal fast path.** A store numbers every object that joins its shared set in its
@@ -49,7 +56,11 @@ use crate::noise;
 use crate::reconcile::SKETCH_SIZES;
 use crate::wire::{
     CloseCode, Hello, Limits, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, WireError,
+    capability,
 };
+
+/// Batches a session sends before its first acknowledgement: the window it grows from.
+pub const INITIAL_WINDOW: usize = 8;
 
 use self::channel::Channel;
 use self::reconcile::{
@@ -152,6 +163,26 @@ pub struct Session {
     pending: Vec<(RequestId, Pending)>,
     peer_limits: Limits,
     peer_window: usize,
+    /// The peer's bound on unacknowledged object bytes (`u64::MAX` when it sent none).
+    peer_window_bytes: u64,
+    /// Our sending window in batches (within the peer's): it starts at
+    /// [`INITIAL_WINDOW`] and grows while acknowledgements come back without queueing
+    /// delay, so a long path is filled (see `on_acknowledged`).
+    cwnd: usize,
+    /// The shortest acknowledgement delay seen: the path's round trip without queueing.
+    min_rtt: Option<Duration>,
+    /// When each in-flight batch was sent and its object bytes (beside `in_flight`).
+    in_flight_meta: VecDeque<(Duration, u64)>,
+    in_flight_bytes: u64,
+    /// The peer's hello offered [`capability::EARLY_WANT_ALL`].
+    early_want_all: bool,
+    /// Initiator: asked for everything at once; the peer's summary (for the count) is due.
+    awaiting_peer_summary: bool,
+    /// Responder: the initiator announced an empty set (early want-all): our summary
+    /// answers it instead of a sketch, and we send everything.
+    early_peer: bool,
+    /// Responder: the initiator's early `WantAll` has yet to arrive.
+    want_all_due: bool,
     last_heard: Duration,
     last_progress: Duration,
     ping_sent: bool,
@@ -181,6 +212,9 @@ pub struct Session {
     // Receiving.
     next_recv_seq: u64,
     storing: VecDeque<(u64, Vec<Cid>, bool)>,
+    /// Object bytes of each batch in `storing` (beside it) and their sum.
+    storing_sizes: VecDeque<u64>,
+    storing_bytes: u64,
     /// Refusals to send, by batch, before that batch's acknowledgement.
     refusing: VecDeque<(u64, Vec<Cid>, String)>,
     /// The encrypted channel, when [`Config::security`] is set.
@@ -233,6 +267,15 @@ impl Session {
             pending: Vec::new(),
             peer_limits: Limits::default(),
             peer_window: 1,
+            peer_window_bytes: u64::MAX,
+            cwnd: INITIAL_WINDOW,
+            min_rtt: None,
+            in_flight_meta: VecDeque::new(),
+            in_flight_bytes: 0,
+            early_want_all: false,
+            awaiting_peer_summary: false,
+            early_peer: false,
+            want_all_due: false,
             last_heard: now,
             last_progress: now,
             ping_sent: false,
@@ -253,6 +296,8 @@ impl Session {
             in_flight: VecDeque::new(),
             next_recv_seq: 0,
             storing: VecDeque::new(),
+            storing_sizes: VecDeque::new(),
+            storing_bytes: 0,
             refusing: VecDeque::new(),
             channel: None,
             now,
@@ -312,6 +357,8 @@ impl Session {
             session.config.window,
             session.config.types.clone(),
         );
+        hello.capabilities = capability::EARLY_WANT_ALL;
+        hello.window_bytes = Some(session.config.window_bytes);
         if let Some(journal) = &mut session.config.journal {
             // One position per journal (a later entry wins), never our own, within the limit.
             let mut holds: Vec<(JournalId, u64)> = Vec::new();
@@ -354,6 +401,13 @@ impl Session {
     /// Whether the first reconciliation and its transfer are complete both ways.
     pub fn is_synced(&self) -> bool {
         self.synced
+    }
+
+    /// Object batches this side may have unacknowledged now: its sending window, which
+    /// starts at [`INITIAL_WINDOW`] and grows towards the path's bandwidth-delay product,
+    /// within the peer's window.
+    pub fn send_window(&self) -> usize {
+        self.cwnd.min(self.peer_window).max(1)
     }
 
     /// The next output, if any. Drain after every [`Session::handle_input`].
@@ -611,6 +665,8 @@ impl Session {
         }
         self.peer_limits = hello.limits;
         self.peer_window = usize::try_from(hello.window.min(1_024)).unwrap_or(1_024);
+        self.peer_window_bytes = hello.window_bytes.unwrap_or(u64::MAX);
+        self.early_want_all = hello.capabilities & capability::EARLY_WANT_ALL != 0;
         if let (Some(ours), Some(theirs)) = (&self.config.journal, hello.journal)
             // The same id: a copy of this store (or of its origin). Positions cannot tell the
             // two apart, so no journal fast path with it.
@@ -655,10 +711,29 @@ impl Session {
                 self.transmit(&Message::Summary(summary));
                 self.initiator_summary = Some(summary);
                 self.summary_position = position;
+                if summary.count == 0 {
+                    // We hold nothing: everything is wanted, no sketch round. Our hello
+                    // offered early want-all, so a peer that knows it answers with its summary
+                    // (one that does not, with a sketch or an in-sync: taken alike).
+                    self.transmit(&Message::WantAll);
+                    self.finding = Finding::Idle;
+                    self.resume_from = None;
+                    self.round.owe_complete = true;
+                    self.awaiting_peer_summary = true;
+                    return Ok(());
+                }
                 self.finding = Finding::AwaitSketch {
                     cells: None,
                     salt: 0,
                 };
+                Ok(())
+            }
+            (Pending::SizeFirstSketch, Answer::Summary(mine, _)) if self.early_peer => {
+                // The initiator holds nothing and asked for everything: our count answers it.
+                self.early_peer = false;
+                self.responder_compare = None;
+                self.resume_from = None;
+                self.transmit(&Message::Summary(mine));
                 Ok(())
             }
             (Pending::SizeFirstSketch, Answer::Summary(mine, position)) => {
@@ -814,6 +889,8 @@ impl Session {
                 }
                 while self.storing.front().is_some_and(|(_, _, done)| *done) {
                     if let Some((seq, cids, _)) = self.storing.pop_front() {
+                        let size = self.storing_sizes.pop_front().unwrap_or(0);
+                        self.storing_bytes = self.storing_bytes.saturating_sub(size);
                         while let Some(position) =
                             self.refusing.iter().position(|(s, _, _)| *s == seq)
                         {

@@ -93,6 +93,14 @@ impl Session {
                 // Compared once every batch the initiator sent before it is stored here (and
                 // our part of the last round is done): at once, usually.
                 self.deferred_summary = Some((theirs, self.next_recv_seq));
+                // An empty initiator's want-all follows at once (early want-all).
+                self.early_peer = self.early_want_all && theirs.count == 0;
+                self.want_all_due = self.early_peer;
+                Ok(())
+            }
+            Message::WantAll if self.want_all_due => {
+                // Announced by the empty summary: the round already sends everything.
+                self.want_all_due = false;
                 Ok(())
             }
             Message::WantAll => {
@@ -202,6 +210,30 @@ impl Session {
 
     pub(super) fn on_message_as_initiator(&mut self, message: Message) -> Result<(), Fail> {
         match message {
+            Message::Summary(theirs)
+            | Message::Sketch {
+                summary: theirs, ..
+            } if self.awaiting_peer_summary => {
+                // The answer to our early want-all: how much is coming.
+                self.awaiting_peer_summary = false;
+                self.event(Event::Reconciled {
+                    peer_lacks: 0,
+                    we_lack: usize::try_from(theirs.count).unwrap_or(usize::MAX),
+                });
+                Ok(())
+            }
+            Message::InSync if self.awaiting_peer_summary => {
+                // Both sides empty, from a peer that does not know early want-all: the round
+                // is over.
+                self.awaiting_peer_summary = false;
+                self.round.send_done_sent = true;
+                self.round.peer_send_done = true;
+                self.event(Event::Reconciled {
+                    peer_lacks: 0,
+                    we_lack: 0,
+                });
+                Ok(())
+            }
             Message::InSync => {
                 if !matches!(self.finding, Finding::AwaitSketch { .. }) {
                     return Err(violation("an unexpected in-sync"));

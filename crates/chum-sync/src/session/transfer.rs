@@ -1,6 +1,8 @@
 //! Sending and receiving object batches: fetches, acknowledgements, refusals, the send window
 //! and live pushes.
 
+use std::time::Duration;
+
 use chum_object::Cid;
 
 use super::{Event, Fail, Pending, Phase, Request, Role, Round, Session, name, violation};
@@ -55,6 +57,22 @@ impl Session {
                         ),
                     ));
                 }
+                let size = batch_bytes(&objects);
+                // One batch is always allowed (it is within the frame limit); beyond, the
+                // bytes bound what a peer makes this side hold.
+                if !self.storing.is_empty()
+                    && self.storing_bytes.saturating_add(size) > self.config.window_bytes
+                {
+                    return Err(Fail(
+                        CloseCode::LimitExceeded,
+                        format!(
+                            "more than {} unacknowledged bytes in flight",
+                            self.config.window_bytes
+                        ),
+                    ));
+                }
+                self.storing_bytes += size;
+                self.storing_sizes.push_back(size);
                 self.next_recv_seq += 1;
                 self.note_traffic();
                 let cids: Vec<Cid> = objects.iter().map(|(cid, _)| cid.clone()).collect();
@@ -82,7 +100,12 @@ impl Session {
             }
             Message::Ack { seq } => match self.in_flight.front() {
                 Some((expected, _)) if *expected == seq => {
+                    let window_full = self.in_flight.len() >= self.send_window();
                     if let Some((_, cids)) = self.in_flight.pop_front() {
+                        if let Some((sent, size)) = self.in_flight_meta.pop_front() {
+                            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(size);
+                            self.on_acknowledged(sent, window_full);
+                        }
                         self.event(Event::PeerStored(cids));
                     }
                     Ok(())
@@ -155,12 +178,38 @@ impl Session {
         skipped
     }
 
+    /// An acknowledgement came `now - sent` after its batch left; `window_full`: the
+    /// window, not a lack of objects, was holding batches back. Like a delay-based
+    /// congestion controller, the window grows by one batch per acknowledgement (doubling
+    /// every round trip) while the delay stays near the shortest seen — the path is not yet
+    /// full — and stops growing once batches start to queue (at the peer's store or on the
+    /// link): the window settles near the bandwidth-delay product, never beyond the peer's.
+    fn on_acknowledged(&mut self, sent: Duration, window_full: bool) {
+        let rtt = self.now.saturating_sub(sent);
+        let min_rtt = *self.min_rtt.get_or_insert(rtt);
+        let min_rtt = min_rtt.min(rtt);
+        self.min_rtt = Some(min_rtt);
+        let slack = (min_rtt / 4).max(Duration::from_millis(1));
+        if window_full && rtt <= min_rtt + slack && self.cwnd < self.peer_window {
+            self.cwnd += 1;
+        }
+    }
+
     /// Moves the transfer along: resolve, load and send within the window; finish rounds.
     pub(super) fn pump(&mut self) -> Result<(), Fail> {
         if self.phase != Phase::Running {
             return Ok(());
         }
-        while self.in_flight.len() < self.peer_window {
+        while self.in_flight.len() < self.send_window() {
+            let Some(objects) = self.ready.front() else {
+                break;
+            };
+            let size = batch_bytes(objects);
+            if !self.in_flight.is_empty()
+                && self.in_flight_bytes.saturating_add(size) > self.peer_window_bytes
+            {
+                break;
+            }
             let Some(objects) = self.ready.pop_front() else {
                 break;
             };
@@ -169,6 +218,8 @@ impl Session {
             let cids = objects.iter().map(|(cid, _)| cid.clone()).collect();
             self.transmit(&Message::Objects { seq, objects });
             self.in_flight.push_back((seq, cids));
+            self.in_flight_meta.push_back((self.now, size));
+            self.in_flight_bytes += size;
             self.note_traffic();
         }
         if let Some((after, until)) = self.journal_cursor
@@ -286,9 +337,22 @@ impl Session {
             self.deferred_summary = None;
             self.start_round();
             self.responder_compare = Some(theirs);
+            if self.early_peer {
+                // An empty initiator: it wants everything (its want-all is on the way).
+                self.round.wants_done = true;
+                self.enumerate = Some(None);
+            }
             // The first sketch is sized from both counts: ask for ours first.
             self.request(Request::Summary, Pending::SizeFirstSketch);
         }
         Ok(())
     }
+}
+
+/// A batch's size for the windows: its CIDs' and objects' bytes (both sides count alike).
+pub(super) fn batch_bytes(objects: &[(Cid, Vec<u8>)]) -> u64 {
+    objects
+        .iter()
+        .map(|(cid, bytes)| (cid.as_bytes().len() + bytes.len()) as u64)
+        .sum()
 }

@@ -29,6 +29,9 @@ pub struct Config {
     pub limits: Limits,
     /// Batches the peer may have in flight towards us before we acknowledge them.
     pub window: u64,
+    /// Object bytes (CIDs and bytes) the peer may have in flight towards us before we
+    /// acknowledge them; with `window`, what a peer can make this side buffer.
+    pub window_bytes: u64,
     /// Types this side syncs (announced; informative in protocol version 1).
     pub types: Vec<String>,
     /// Target payload bytes per object batch (kept below the peer's frame limit).
@@ -78,7 +81,8 @@ impl Config {
         Config {
             role,
             limits: Limits::default(),
-            window: 8,
+            window: 256,
+            window_bytes: 32 << 20,
             types: Vec::new(),
             batch_bytes: 256 << 10,
             request_chunk: 2_048,
