@@ -126,9 +126,15 @@ fn memory(n: u64) -> Duration {
 
 /// The node path in one process: two `chum_net::Node`s over `MemoryStore`s joined by an
 /// in-memory transport, on a 2-thread tokio runtime — plaintext, or (`encrypted`) two paired
-/// instances of one person in Noise sessions. Returns the wall time and the CPU seconds of the
-/// session.
-fn node_memory(n: u64, encrypted: bool) -> (Duration, f64) {
+/// instances of one person in Noise sessions. With a `path`, the transport is a simulated
+/// link instead (delay and bandwidth, see `chum_net::transport::simulated`). Returns the wall
+/// time and the CPU seconds of the session — or, over a path, the floor: every byte that
+/// crossed it at its bandwidth plus three round trips.
+fn node_memory(
+    n: u64,
+    encrypted: bool,
+    path: Option<chum_net::transport::simulated::Path>,
+) -> (Duration, f64) {
     use chum_access::Identity;
     use chum_access::keys::generate_key;
     use chum_net::{Node, SessionOptions, memory_pair};
@@ -181,7 +187,16 @@ fn node_memory(n: u64, encrypted: bool) -> (Duration, f64) {
         let held_before = target.count().await.unwrap_or(0);
         eprintln!("set up; syncing");
         let sender = Arc::new(sender);
-        let (left, right) = memory_pair(64);
+        let (left, right, counters) = match path {
+            Some(path) => {
+                let (left, right, counters) = chum_net::transport::simulated::pair(path);
+                (left, right, Some(counters))
+            }
+            None => {
+                let (left, right) = memory_pair(64);
+                (left, right, None)
+            }
+        };
         let start = Instant::now();
         let cpu = cpu_seconds();
         let serving = {
@@ -212,8 +227,26 @@ fn node_memory(n: u64, encrypted: bool) -> (Duration, f64) {
         // Freeing two million objects is not part of the sync.
         std::mem::forget(source);
         std::mem::forget(target);
-        (elapsed, cpu)
+        match (path, counters) {
+            (Some(path), Some(counters)) => {
+                let bytes = counters
+                    .iter()
+                    .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+                    .max()
+                    .unwrap_or(0);
+                let floor = bytes as f64 / path.bytes_per_second as f64
+                    + 3.0 * 2.0 * path.one_way.as_secs_f64();
+                eprintln!("{bytes} bytes the larger way");
+                (elapsed, floor)
+            }
+            _ => (elapsed, cpu),
+        }
     })
+}
+
+/// A 1 Gbit/s path of round trip `rtt_ms`.
+fn gigabit(rtt_ms: u64) -> chum_net::transport::simulated::Path {
+    chum_net::transport::simulated::Path::new(Duration::from_millis(rtt_ms), 1_000_000_000)
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -449,15 +482,19 @@ fn main() {
             serve(&dir, count(args.get(2)));
         }
         Some(
-            scenario @ ("memory" | "node-memory" | "node-memory-noise" | "tcp-redb" | "raw-redb"
-            | "store-redb" | "store-verified"),
+            scenario @ ("memory" | "node-memory" | "node-memory-noise" | "node-link-50ms"
+            | "node-link-200ms" | "tcp-redb" | "raw-redb" | "store-redb"
+            | "store-verified"),
         ) => {
             let n = count(args.get(1));
             let (elapsed, other_peak) = match scenario {
                 "memory" => (memory(n), f64::NAN),
                 // The third column carries the session's CPU seconds for the node paths.
-                "node-memory" => node_memory(n, false),
-                "node-memory-noise" => node_memory(n, true),
+                "node-memory" => node_memory(n, false, None),
+                "node-memory-noise" => node_memory(n, true, None),
+                // The third column carries the floor for the simulated paths.
+                "node-link-50ms" => node_memory(n, false, Some(gigabit(50))),
+                "node-link-200ms" => node_memory(n, false, Some(gigabit(200))),
                 "tcp-redb" => tcp_redb(n),
                 "store-redb" => (store_redb(n), f64::NAN),
                 "store-verified" => (store_verified(n), f64::NAN),
@@ -483,6 +520,8 @@ fn main() {
                 "memory",
                 "node-memory",
                 "node-memory-noise",
+                "node-link-50ms",
+                "node-link-200ms",
             ];
             let mut samples: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); scenarios.len()];
             for _ in 0..ROUNDS {
@@ -516,18 +555,39 @@ fn main() {
                 rows.push((scenario, seconds, peak, other_peak));
             }
             let raw = rows[0].1;
+            let row = |name: &str| rows.iter().find(|row| row.0 == name).copied();
             println!(
                 "sync {n} objects of ~100 bytes from empty (each scenario in its own process; median of {ROUNDS} interleaved runs, largest peak)"
             );
             println!(
-                "{:<10} {:>9} {:>12} {:>14} {:>14}",
-                "scenario", "seconds", "vs raw redb", "peak MB", "sender peak MB"
+                "{:<18} {:>9} {:>12} {:>10} {:>14}",
+                "scenario", "seconds", "vs raw redb", "peak MB", "last column"
             );
-            for (scenario, seconds, peak, other_peak) in rows {
+            for (scenario, seconds, peak, other_peak) in &rows {
                 println!(
-                    "{scenario:<10} {seconds:>9.3} {:>11.2}× {peak:>14.1} {other_peak:>14.1}",
+                    "{scenario:<18} {seconds:>9.3} {:>11.2}× {peak:>10.1} {other_peak:>14.2}",
                     seconds / raw
                 );
+            }
+            if let (Some(engine), Some(node), Some(noise)) =
+                (row("memory"), row("node-memory"), row("node-memory-noise"))
+            {
+                println!(
+                    "node path / engine: {:.2}× (peak {:.0} MB vs {:.0} MB); encrypted / plaintext: {:.2}× wall, {:.2}× CPU",
+                    node.1 / engine.1,
+                    node.2,
+                    engine.2,
+                    noise.1 / node.1,
+                    noise.3 / node.3
+                );
+            }
+            for name in ["node-link-50ms", "node-link-200ms"] {
+                if let Some((_, seconds, _, floor)) = row(name) {
+                    println!(
+                        "{name}: {seconds:.3} s = {:.2}× its floor of {floor:.3} s",
+                        seconds / floor
+                    );
+                }
             }
             println!(
                 "raw-redb: the same objects, sorted by CID, into one redb table in durable batches of 2,400"
@@ -544,6 +604,9 @@ fn main() {
             println!("memory: both peers in one process, a thread each (peak counts both sets)");
             println!(
                 "node-memory: two chum_net::Nodes over MemoryStores and an in-memory transport, 2 tokio threads, plaintext (last column: the session's CPU seconds); node-memory-noise: the same as two paired instances of one person, Noise-encrypted"
+            );
+            println!(
+                "node-link-50ms / -200ms: node-memory over a simulated 1 Gbit/s path of that round trip (last column: the floor, bytes/bandwidth + 3 round trips, in seconds)"
             );
         }
     }

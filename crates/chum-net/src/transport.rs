@@ -126,6 +126,125 @@ pub fn memory_pair(capacity: usize) -> (Connection, Connection) {
     )
 }
 
+/// A simulated network path for tests and benchmarks (not on wasm32): two connected ends in
+/// one process whose frames each take the path's one-way delay plus their length over its
+/// bandwidth, one after another in each direction, like a link with a bottleneck. A writer
+/// more than `buffer` bytes ahead of the link waits, as on a full socket buffer.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod simulated {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// A path's properties, the same both ways.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Path {
+        /// The one-way delay (half the round trip).
+        pub one_way: Duration,
+        /// Bytes per second each way.
+        pub bytes_per_second: u64,
+        /// Bytes a writer may be ahead of the link.
+        pub buffer: u64,
+    }
+
+    impl Path {
+        /// A path of round trip `rtt` and `bits_per_second`, with a 4 MiB send buffer.
+        pub fn new(rtt: Duration, bits_per_second: u64) -> Path {
+            Path {
+                one_way: rtt / 2,
+                bytes_per_second: (bits_per_second / 8).max(1),
+                buffer: 4 << 20,
+            }
+        }
+
+        fn transmission(&self, bytes: usize) -> Duration {
+            Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64)
+        }
+    }
+
+    struct Reader(mpsc::UnboundedReceiver<(Instant, Vec<u8>)>);
+
+    struct Writer {
+        sender: Option<mpsc::UnboundedSender<(Instant, Vec<u8>)>>,
+        path: Path,
+        /// When the link is done with what was written so far.
+        free_at: Instant,
+        sent: Arc<AtomicU64>,
+    }
+
+    #[async_trait::async_trait]
+    impl FrameReader for Reader {
+        async fn read_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
+            match self.0.recv().await {
+                Some((arrives, frame)) => {
+                    tokio::time::sleep_until(arrives).await;
+                    Ok(Some(frame))
+                }
+                None => Ok(None),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl FrameWriter for Writer {
+        async fn write_frame(&mut self, frame: Vec<u8>) -> io::Result<()> {
+            let Some(sender) = &self.sender else {
+                return Err(io::Error::new(io::ErrorKind::NotConnected, "closed"));
+            };
+            let now = Instant::now();
+            let departs = self.free_at.max(now) + self.path.transmission(frame.len());
+            self.free_at = departs;
+            self.sent.fetch_add(frame.len() as u64, Ordering::Relaxed);
+            sender
+                .send((departs + self.path.one_way, frame))
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the other end is gone"))?;
+            // Ahead of the link by more than the buffer: wait until it drains to it.
+            let ahead = self
+                .path
+                .transmission(usize::try_from(self.path.buffer).unwrap_or(usize::MAX));
+            if departs > now + ahead {
+                tokio::time::sleep_until(departs - ahead).await;
+            }
+            Ok(())
+        }
+        async fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        async fn close(&mut self) -> io::Result<()> {
+            self.sender = None;
+            Ok(())
+        }
+    }
+
+    /// Two connected ends over `path`, and the bytes written at each end so far (first
+    /// end's, second end's).
+    pub fn pair(path: Path) -> (Connection, Connection, [Arc<AtomicU64>; 2]) {
+        let (a_to_b, b_from_a) = mpsc::unbounded_channel();
+        let (b_to_a, a_from_b) = mpsc::unbounded_channel();
+        let counters = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+        let now = Instant::now();
+        let end = |reader, sender, sent: &Arc<AtomicU64>| Connection {
+            reader: Box::new(Reader(reader)),
+            writer: Box::new(Writer {
+                sender: Some(sender),
+                path,
+                free_at: now,
+                sent: Arc::clone(sent),
+            }),
+            remote: "simulated".into(),
+        };
+        (
+            end(a_from_b, a_to_b, &counters[0]),
+            end(b_from_a, b_to_a, &counters[1]),
+            counters,
+        )
+    }
+}
+
 /// TCP framing: a 4-byte big-endian length, then the frame. (Not on wasm32.)
 #[cfg(not(target_arch = "wasm32"))]
 pub mod tcp {

@@ -584,3 +584,32 @@ async fn a_receiver_with_a_small_batch_limit_gets_everything() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_path_delays_each_frame_by_its_delay_and_its_length_over_the_bandwidth() {
+    use chum_net::transport::simulated::{Path, pair};
+    // 20 ms one way, 1 Mbit/s: a 1,000-byte frame takes 8 ms on the link.
+    let path = Path::new(Duration::from_millis(40), 1_000_000);
+    let (mut left, mut right, counters) = pair(path);
+    let start = std::time::Instant::now();
+    for n in 0..3_u8 {
+        left.writer.write_frame(vec![n; 1_000]).await.unwrap();
+    }
+    for n in 0..3_u8 {
+        let frame = right.reader.read_frame().await.unwrap().unwrap();
+        assert_eq!(frame, vec![n; 1_000], "in order, whole");
+        // Never earlier than the delay plus the frames before it and itself on the link.
+        let earliest = Duration::from_millis(20 + 8 * (u64::from(n) + 1));
+        assert!(
+            start.elapsed() >= earliest,
+            "frame {n} at {:?}",
+            start.elapsed()
+        );
+    }
+    assert_eq!(
+        counters[0].load(std::sync::atomic::Ordering::Relaxed),
+        3_000
+    );
+    left.writer.close().await.unwrap();
+    assert!(right.reader.read_frame().await.unwrap().is_none(), "closed");
+}

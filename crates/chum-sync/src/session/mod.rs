@@ -62,6 +62,15 @@ use crate::wire::{
 /// Batches a session sends before its first acknowledgement: the window it grows from.
 pub const INITIAL_WINDOW: usize = 8;
 
+/// What the sending window remembers of a batch in flight.
+#[derive(Debug, Clone, Copy)]
+struct SentBatch {
+    sent: Duration,
+    bytes: u64,
+    delivered: u64,
+    delivered_time: Duration,
+}
+
 use self::channel::Channel;
 use self::reconcile::{
     Check, Finding, ListItem, MAX_SKETCH_FOR_PEER, first_sketch_cells, sketch_cap,
@@ -166,13 +175,21 @@ pub struct Session {
     /// The peer's bound on unacknowledged object bytes (`u64::MAX` when it sent none).
     peer_window_bytes: u64,
     /// Our sending window in batches (within the peer's): it starts at
-    /// [`INITIAL_WINDOW`] and grows while acknowledgements come back without queueing
-    /// delay, so a long path is filled (see `on_acknowledged`).
+    /// [`INITIAL_WINDOW`] and follows twice the measured bandwidth-delay product, so a long
+    /// path is kept full (see `on_acknowledged`).
     cwnd: usize,
     /// The shortest acknowledgement delay seen: the path's round trip without queueing.
     min_rtt: Option<Duration>,
-    /// When each in-flight batch was sent and its object bytes (beside `in_flight`).
-    in_flight_meta: VecDeque<(Duration, u64)>,
+    /// Object bytes the peer acknowledged so far, and when the latest acknowledgement came.
+    delivered: u64,
+    delivered_time: Duration,
+    /// Batches the peer acknowledged so far.
+    acknowledged: u64,
+    /// The latest delivery-rate samples (bytes per second), for their maximum.
+    rates: VecDeque<f64>,
+    /// Each in-flight batch (beside `in_flight`): when it was sent, its object bytes, and
+    /// `delivered`/`delivered_time` as they were then.
+    in_flight_meta: VecDeque<SentBatch>,
     in_flight_bytes: u64,
     /// The peer's hello offered [`capability::EARLY_WANT_ALL`].
     early_want_all: bool,
@@ -270,6 +287,10 @@ impl Session {
             peer_window_bytes: u64::MAX,
             cwnd: INITIAL_WINDOW,
             min_rtt: None,
+            delivered: 0,
+            delivered_time: now,
+            acknowledged: 0,
+            rates: VecDeque::new(),
             in_flight_meta: VecDeque::new(),
             in_flight_bytes: 0,
             early_want_all: false,

@@ -1,11 +1,12 @@
 //! Sending and receiving object batches: fetches, acknowledgements, refusals, the send window
 //! and live pushes.
 
-use std::time::Duration;
-
 use chum_object::Cid;
 
-use super::{Event, Fail, Pending, Phase, Request, Role, Round, Session, name, violation};
+use super::{
+    Event, Fail, INITIAL_WINDOW, Pending, Phase, Request, Role, Round, SentBatch, Session, name,
+    violation,
+};
 use crate::ids::short_id;
 use crate::wire::{CloseCode, Message};
 
@@ -100,11 +101,10 @@ impl Session {
             }
             Message::Ack { seq } => match self.in_flight.front() {
                 Some((expected, _)) if *expected == seq => {
-                    let window_full = self.in_flight.len() >= self.send_window();
                     if let Some((_, cids)) = self.in_flight.pop_front() {
-                        if let Some((sent, size)) = self.in_flight_meta.pop_front() {
-                            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(size);
-                            self.on_acknowledged(sent, window_full);
+                        if let Some(batch) = self.in_flight_meta.pop_front() {
+                            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(batch.bytes);
+                            self.on_acknowledged(batch);
                         }
                         self.event(Event::PeerStored(cids));
                     }
@@ -178,21 +178,35 @@ impl Session {
         skipped
     }
 
-    /// An acknowledgement came `now - sent` after its batch left; `window_full`: the
-    /// window, not a lack of objects, was holding batches back. Like a delay-based
-    /// congestion controller, the window grows by one batch per acknowledgement (doubling
-    /// every round trip) while the delay stays near the shortest seen — the path is not yet
-    /// full — and stops growing once batches start to queue (at the peer's store or on the
-    /// link): the window settles near the bandwidth-delay product, never beyond the peer's.
-    fn on_acknowledged(&mut self, sent: Duration, window_full: bool) {
-        let rtt = self.now.saturating_sub(sent);
-        let min_rtt = *self.min_rtt.get_or_insert(rtt);
-        let min_rtt = min_rtt.min(rtt);
+    /// A batch was acknowledged. The window follows the path as a BBR-style sender does:
+    /// each acknowledgement gives a delivery-rate sample (bytes acknowledged since the batch
+    /// left, over the time since) and a round-trip sample; the window is twice the best
+    /// recent rate times the shortest round trip — the bandwidth-delay product with room to
+    /// grow — in batches, never below [`INITIAL_WINDOW`] nor above the peer's window. While
+    /// the window itself limits the rate it doubles every round trip; once the path (link
+    /// or the peer's store) is the limit, it settles. On a short path it stays small.
+    fn on_acknowledged(&mut self, batch: SentBatch) {
+        const SAMPLES: usize = 32;
+        self.delivered += batch.bytes;
+        self.acknowledged += 1;
+        self.delivered_time = self.now;
+        let rtt = self.now.saturating_sub(batch.sent);
+        let min_rtt = self.min_rtt.map_or(rtt, |min| min.min(rtt));
         self.min_rtt = Some(min_rtt);
-        let slack = (min_rtt / 4).max(Duration::from_millis(1));
-        if window_full && rtt <= min_rtt + slack && self.cwnd < self.peer_window {
-            self.cwnd += 1;
+        let interval = self.now.saturating_sub(batch.delivered_time);
+        if interval.is_zero() || min_rtt.is_zero() {
+            return;
         }
+        let rate = (self.delivered - batch.delivered) as f64 / interval.as_secs_f64();
+        if self.rates.len() == SAMPLES {
+            self.rates.pop_front();
+        }
+        self.rates.push_back(rate);
+        let best = self.rates.iter().copied().fold(0.0, f64::max);
+        // Batches vary in size (a page of objects splits unevenly): count in the average.
+        let per_batch = (self.delivered as f64 / self.acknowledged.max(1) as f64).max(1.0);
+        let target = (2.0 * best * min_rtt.as_secs_f64() / per_batch).ceil();
+        self.cwnd = (target.min(self.peer_window as f64) as usize).max(INITIAL_WINDOW);
     }
 
     /// Moves the transfer along: resolve, load and send within the window; finish rounds.
@@ -217,8 +231,17 @@ impl Session {
             self.next_send_seq += 1;
             let cids = objects.iter().map(|(cid, _)| cid.clone()).collect();
             self.transmit(&Message::Objects { seq, objects });
+            if self.in_flight.is_empty() {
+                // Nothing in flight: rate samples start from now, not from an idle past.
+                self.delivered_time = self.now;
+            }
             self.in_flight.push_back((seq, cids));
-            self.in_flight_meta.push_back((self.now, size));
+            self.in_flight_meta.push_back(SentBatch {
+                sent: self.now,
+                bytes: size,
+                delivered: self.delivered,
+                delivered_time: self.delivered_time,
+            });
             self.in_flight_bytes += size;
             self.note_traffic();
         }
