@@ -209,6 +209,17 @@ impl AtRisk {
         self.scan(store).await;
     }
 
+    /// `cid` was replaced in the store (a coalesced version): no longer at risk, and not
+    /// held anywhere either.
+    pub(crate) async fn replaced(&self, store: &dyn Store, cid: &Cid) {
+        let base = self.change(|state| {
+            if let Some(position) = state.positions.remove(cid) {
+                state.pending.remove(&position);
+            }
+        });
+        self.save(store, base).await;
+    }
+
     /// Another instance holds `cids` (it acknowledged them, or sent them).
     pub(crate) async fn held(&self, store: &dyn Store, cids: &[Cid]) {
         self.read_unread(store).await;

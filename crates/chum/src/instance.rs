@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 #[cfg(feature = "net")]
 use chum_access::Invitation;
@@ -59,6 +60,7 @@ pub struct Builder {
     /// Only open a store that already holds an identity.
     existing: bool,
     time: Option<TimeSource>,
+    coalesce: Option<Duration>,
 }
 
 /// Turns an object written under an older recipe version into the current shape.
@@ -155,6 +157,21 @@ impl Builder {
     /// `Date.now()`. (The hybrid logical clock never runs backwards whatever the source says.)
     pub fn time_source(mut self, source: TimeSource) -> Builder {
         self.time = Some(source);
+        self
+    }
+
+    /// Coalesces this instance's quick successive edits of one object: an
+    /// [`Instance::update`] within `window` of this instance's previous version of the same
+    /// object — while that version is the object's only head and no peer has acknowledged it —
+    /// replaces it with one version carrying both changes (the older one is deleted from the
+    /// store). Peers so receive one version per object per window instead of one per edit, and
+    /// merging stays per field: the replacement has the same parents, every field of both and
+    /// a later clock. A receipt of a replaced version follows its replacement
+    /// ([`Written::held_by_peer`]); [`Instance::get`] of its CID fails with `NotFound`. Edits of
+    /// set fields, tombstones and versions a peer already holds are never replaced. Off by
+    /// default (every update is its own version).
+    pub fn coalesce(mut self, window: Duration) -> Builder {
+        self.coalesce = Some(window);
         self
     }
 
@@ -269,8 +286,15 @@ impl Builder {
                 }
             },
         };
-        let instance =
-            Instance::start(store, identity, self.recipes, self.event_capacity, time).await?;
+        let instance = Instance::start(
+            store,
+            identity,
+            self.recipes,
+            self.event_capacity,
+            time,
+            self.coalesce,
+        )
+        .await?;
         let mut upgrades = self.upgrades;
         upgrades.sort_by_key(|(_, from, _)| *from);
         if let Ok(mut table) = instance.inner.upgrades.write() {
@@ -291,10 +315,43 @@ pub(crate) struct Held {
     known: HashMap<Cid, InstanceId>,
     order: VecDeque<Cid>,
     waiting: HashMap<Cid, Vec<oneshot::Sender<InstanceId>>>,
+    /// Versions replaced by coalescing → their replacement (receipts follow them), oldest
+    /// first in `replaced_order`, at most `HELD_MEMORY`.
+    replaced: HashMap<Cid, Cid>,
+    replaced_order: VecDeque<Cid>,
 }
 
 #[cfg_attr(not(feature = "net"), allow(dead_code))]
 impl Held {
+    /// `old` was replaced by `new` (coalescing): receipts waiting on it wait on `new`.
+    pub(crate) fn replace(&mut self, old: &Cid, new: &Cid) {
+        if let Some(waiters) = self.waiting.remove(old) {
+            self.waiting.entry(new.clone()).or_default().extend(waiters);
+        }
+        if self.replaced.insert(old.clone(), new.clone()).is_none() {
+            self.replaced_order.push_back(old.clone());
+            if self.replaced_order.len() > HELD_MEMORY
+                && let Some(gone) = self.replaced_order.pop_front()
+            {
+                self.replaced.remove(&gone);
+            }
+        }
+    }
+
+    /// What `cid` became: itself, or the version that (through coalescing) replaced it.
+    fn current(&self, cid: &Cid) -> Cid {
+        let mut cid = cid;
+        // Chains are short-lived and bounded by the table; a cycle is impossible (a
+        // replacement is always a new version) but is cut off anyway.
+        for _ in 0..HELD_MEMORY {
+            match self.replaced.get(cid) {
+                Some(next) => cid = next,
+                None => break,
+            }
+        }
+        cid.clone()
+    }
+
     pub(crate) fn record(&mut self, cid: &Cid, peer: InstanceId) {
         if let Some(waiters) = self.waiting.remove(cid) {
             for waiter in waiters {
@@ -324,6 +381,8 @@ pub(crate) struct Inner {
     clock: Arc<Mutex<Clock>>,
     /// The wall-clock time source.
     time: TimeSource,
+    /// See [`Builder::coalesce`].
+    coalesce: Option<Duration>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) held: Mutex<Held>,
     /// Shared objects of this instance no other instance is known to hold.
@@ -477,6 +536,7 @@ impl Instance {
             join: None,
             existing: false,
             time: None,
+            coalesce: None,
         }
     }
 
@@ -486,6 +546,7 @@ impl Instance {
         recipes: Vec<Recipe>,
         event_capacity: usize,
         time: TimeSource,
+        coalesce: Option<Duration>,
     ) -> Result<Instance> {
         let closable = Arc::new(ClosableStore::new(store));
         let store: Arc<dyn Store> = Arc::clone(&closable) as Arc<dyn Store>;
@@ -549,6 +610,7 @@ impl Instance {
             recipes,
             clock,
             time,
+            coalesce,
             events: broadcast::channel(event_capacity).0,
             held: Mutex::new(Held::default()),
             at_risk,
@@ -961,6 +1023,7 @@ impl Instance {
             }
         }
         let heads: Vec<Cid> = resolver.heads().cloned().collect();
+        let mut touches_set = false;
         let mut body = Map::new();
         for (key, field_value) in map.iter() {
             if key == "$type" || recipe.get_field(key).is_some_and(|field| field.id) {
@@ -971,6 +1034,7 @@ impl Instance {
                 .is_some_and(|field| matches!(field.kind, chum_object::recipe::Kind::Set(_)));
             match (is_set, field_value) {
                 (true, Value::List(target)) if recipe.strategy == Strategy::FieldMerge => {
+                    touches_set = true;
                     body.insert(key, resolver.set_update(key, target));
                 }
                 _ => {
@@ -979,8 +1043,73 @@ impl Instance {
             }
         }
         let timestamp = self.tick(self.latest_clock(&heads).await?).await?;
-        let version = Version::new(id, heads, timestamp, self.instance_id(), body);
-        self.write_version(&recipe, id_object, version).await
+        let (parents, body, replaces) = match self.coalescable(&recipe, &heads, touches_set).await?
+        {
+            Some((head, previous)) => {
+                // One version for both edits: the previous one's parents, its fields under
+                // this one's (last-write: this body is the whole state already).
+                let body = if recipe.strategy == Strategy::FieldMerge {
+                    let mut merged = previous.body;
+                    for (key, value) in body.iter() {
+                        merged.insert(key, value.clone());
+                    }
+                    merged
+                } else {
+                    body
+                };
+                (previous.parents, body, Some(head))
+            }
+            None => (heads, body, None),
+        };
+        let version = Version::new(id, parents, timestamp, self.instance_id(), body);
+        let written = self.write_version(&recipe, id_object, version).await?;
+        if let Some(old) = replaces {
+            // Written first, deleted after: a crash between leaves two concurrent heads whose
+            // merge is this state, never a lost edit.
+            self.inner.store.delete(&old).await?;
+            self.inner.at_risk.replaced(&*self.inner.store, &old).await;
+            if let Ok(mut held) = self.inner.held.lock() {
+                held.replace(&old, written.cid());
+            }
+        }
+        Ok(written)
+    }
+
+    /// With [`Builder::coalesce`]: the object's only head and its version, when the next edit
+    /// may replace it — this instance wrote it within the window, it is no tombstone, it
+    /// touches no set field (nor does the edit), and no peer is known to hold it.
+    async fn coalescable(
+        &self,
+        recipe: &Recipe,
+        heads: &[Cid],
+        touches_set: bool,
+    ) -> Result<Option<(Cid, Version)>> {
+        let (Some(window), [head]) = (self.inner.coalesce, heads) else {
+            return Ok(None);
+        };
+        if touches_set || recipe.strategy == Strategy::AppendOnly {
+            return Ok(None);
+        }
+        if self
+            .inner
+            .held
+            .lock()
+            .map_or(true, |held| held.known.contains_key(head))
+        {
+            return Ok(None);
+        }
+        let value = decode(&self.inner.store.get(head).await?)?;
+        let previous =
+            Version::from_value(&value).map_err(|error| Error::Decode(error.to_string()))?;
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let recent = self.now_ms().saturating_sub(previous.clock.wall_ms) <= window_ms;
+        let sets = previous.body.iter().any(|(key, _)| {
+            recipe
+                .get_field(key)
+                .is_some_and(|field| matches!(field.kind, chum_object::recipe::Kind::Set(_)))
+        });
+        let mine = previous.author == self.instance_id();
+        Ok((mine && recent && !previous.deleted && !sets).then(|| (head.clone(), previous)))
     }
 
     /// Deletes a versioned object: a tombstone version (last-write: delete wins over
@@ -1376,14 +1505,15 @@ impl Instance {
                 .held
                 .lock()
                 .map_err(|_| Error::Invalid("the receipt table is poisoned".into()))?;
-            if let Some(peer) = held.known.get(cid) {
+            let cid = held.current(cid);
+            if let Some(peer) = held.known.get(&cid) {
                 return Ok(*peer);
             }
             if held.closed {
                 return Err(Error::Closed);
             }
             let (sender, receiver) = oneshot::channel();
-            held.waiting.entry(cid.clone()).or_default().push(sender);
+            held.waiting.entry(cid).or_default().push(sender);
             receiver
         };
         receiver.await.map_err(|_| Error::Closed)
