@@ -411,12 +411,12 @@ impl Resolver {
         self.versions
             .reserve(other.versions.len().saturating_sub(self.versions.len()));
         for (cid, theirs) in &other.versions {
-            match self.versions.entry(cid.clone()) {
-                std::collections::hash_map::Entry::Occupied(mut mine) => {
-                    mine.get_mut().referenced |= theirs.referenced;
-                }
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(theirs.clone());
+            // A shared history is mostly versions both hold: look up first, clone the key
+            // only for a version that is new here.
+            match self.versions.get_mut(cid) {
+                Some(mine) => mine.referenced |= theirs.referenced,
+                None => {
+                    self.versions.insert(cid.clone(), theirs.clone());
                 }
             }
         }

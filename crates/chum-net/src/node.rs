@@ -253,6 +253,16 @@ impl Node {
         Ok(changed)
     }
 
+    /// Pushes objects already stored (shared) to every live session as if just written:
+    /// for a writer that stores first and decides later what leaves (e.g. coalesced edits).
+    /// Objects no longer stored are skipped by the sessions.
+    pub fn announce(&self, objects: &[(Cid, Vec<u8>)]) {
+        let write = LocalWrite::of(objects, &vec![true; objects.len()]);
+        if !write.is_empty() {
+            let _ = self.inbox().send(Message::Local(write));
+        }
+    }
+
     /// Events of every session of this node.
     pub fn events(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()

@@ -160,16 +160,18 @@ impl Builder {
         self
     }
 
-    /// Coalesces this instance's quick successive edits of one object: an
-    /// [`Instance::update`] within `window` of this instance's previous version of the same
-    /// object — while that version is the object's only head and no peer has acknowledged it —
-    /// replaces it with one version carrying both changes (the older one is deleted from the
-    /// store). Peers so receive one version per object per window instead of one per edit, and
-    /// merging stays per field: the replacement has the same parents, every field of both and
-    /// a later clock. A receipt of a replaced version follows its replacement
-    /// ([`Written::held_by_peer`]); [`Instance::get`] of its CID fails with `NotFound`. Edits of
-    /// set fields, tombstones and versions a peer already holds are never replaced. Off by
-    /// default (every update is its own version).
+    /// Coalesces this instance's quick successive edits of one object, like a debounce with a
+    /// deadline: a version [`Instance::update`] writes is pushed to live peers `window` after
+    /// the first edit of the object not pushed yet, and an update within `window` of the
+    /// previous one, while that version is still waiting (the object's only head, not pushed,
+    /// held by no peer), replaces it with one version carrying both changes (the older one is
+    /// deleted from the store). Peers so receive one version per object per window instead of
+    /// one per edit, at most one window late; merging stays per field: the replacement has the
+    /// same parents, every field of both and a later clock. Every update is durable when it
+    /// returns. A receipt of a replaced version follows its replacement
+    /// ([`Written::held_by_peer`]); [`Instance::get`] of its CID fails with `NotFound`. Edits
+    /// of set fields and tombstones are never coalesced. Off by default (every update is its own
+    /// version, pushed at once).
     pub fn coalesce(mut self, window: Duration) -> Builder {
         self.coalesce = Some(window);
         self
@@ -383,6 +385,9 @@ pub(crate) struct Inner {
     time: TimeSource,
     /// See [`Builder::coalesce`].
     coalesce: Option<Duration>,
+    /// With coalescing: objects (ID hash) whose latest versions wait to be pushed to peers,
+    /// with when the first of them was written (ms) and the one to push.
+    pending_pushes: Mutex<HashMap<Cid, (u64, Cid)>>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) held: Mutex<Held>,
     /// Shared objects of this instance no other instance is known to hold.
@@ -611,6 +616,7 @@ impl Instance {
             clock,
             time,
             coalesce,
+            pending_pushes: Mutex::new(HashMap::new()),
             events: broadcast::channel(event_capacity).0,
             held: Mutex::new(Held::default()),
             at_risk,
@@ -716,8 +722,19 @@ impl Instance {
         objects: Vec<(Cid, Vec<u8>)>,
         scope: Scope,
     ) -> Result<Vec<bool>> {
+        self.write_pushing(objects, scope, true).await
+    }
+
+    /// [`Instance::write`]; with `push` false, shared objects are stored without being pushed
+    /// to live sessions (see `schedule_push`).
+    async fn write_pushing(
+        &self,
+        objects: Vec<(Cid, Vec<u8>)>,
+        scope: Scope,
+        push: bool,
+    ) -> Result<Vec<bool>> {
         #[cfg(feature = "net")]
-        let changed = if scope == Scope::Shared {
+        let changed = if scope == Scope::Shared && push {
             self.inner.net.node.put(&objects).await?
         } else {
             self.inner.store.put_scoped(&objects, scope).await?
@@ -934,6 +951,19 @@ impl Instance {
         id_object: Object,
         version: Version,
     ) -> Result<Written> {
+        self.write_version_pushing(recipe, id_object, version, true)
+            .await
+    }
+
+    /// [`Instance::write_version`]; with `push` false the version is not pushed to live
+    /// sessions at once (coalescing: `schedule_push` does it).
+    async fn write_version_pushing(
+        &self,
+        recipe: &Recipe,
+        id_object: Object,
+        version: Version,
+        push: bool,
+    ) -> Result<Written> {
         let id = id_object.cid().clone();
         let version = version
             .to_object()
@@ -945,12 +975,13 @@ impl Instance {
             Scope::Shared
         };
         let changed = self
-            .write(
+            .write_pushing(
                 vec![
                     (id.clone(), id_object.into_bytes()),
                     (cid.clone(), version.into_bytes()),
                 ],
                 scope,
+                push,
             )
             .await?;
         Ok(Written {
@@ -1061,8 +1092,15 @@ impl Instance {
             }
             None => (heads, body, None),
         };
-        let version = Version::new(id, parents, timestamp, self.instance_id(), body);
-        let written = self.write_version(&recipe, id_object, version).await?;
+        let version = Version::new(id.clone(), parents, timestamp, self.instance_id(), body);
+        let coalescing =
+            self.inner.coalesce.is_some() && recipe.strategy != Strategy::InstanceLocal;
+        let written = self
+            .write_version_pushing(&recipe, id_object, version, !coalescing)
+            .await?;
+        if coalescing {
+            self.schedule_push(&id, written.cid());
+        }
         if let Some(old) = replaces {
             // Written first, deleted after: a crash between leaves two concurrent heads whose
             // merge is this state, never a lost edit.
@@ -1073,6 +1111,60 @@ impl Instance {
             }
         }
         Ok(written)
+    }
+
+    /// With [`Builder::coalesce`]: pushes the object's latest version to live sessions once
+    /// the window has passed since the first edit not pushed yet (later edits within it are
+    /// coalesced into that version, so peers get one version per window, at most one window
+    /// late). Versions not pushed still sync in the next comparison (they are in the journal).
+    fn schedule_push(&self, id: &Cid, version: &Cid) {
+        let Some(window) = self.inner.coalesce else {
+            return;
+        };
+        #[cfg(not(feature = "net"))]
+        let _ = (id, version, window);
+        #[cfg(feature = "net")]
+        let first = {
+            let Ok(mut pending) = self.inner.pending_pushes.lock() else {
+                return;
+            };
+            match pending.get_mut(id) {
+                Some(entry) => {
+                    entry.1 = version.clone();
+                    false
+                }
+                None => {
+                    pending.insert(id.clone(), (self.now_ms(), version.clone()));
+                    true
+                }
+            }
+        };
+        #[cfg(feature = "net")]
+        if first {
+            let inner = Arc::downgrade(&self.inner);
+            let id = id.clone();
+            drop(chum_net::rt::spawn(async move {
+                chum_net::rt::sleep(window).await;
+                let Some(inner) = inner.upgrade() else {
+                    return;
+                };
+                let Some((_, version)) = inner
+                    .pending_pushes
+                    .lock()
+                    .ok()
+                    .and_then(|mut pending| pending.remove(&id))
+                else {
+                    return;
+                };
+                let mut objects = Vec::with_capacity(2);
+                for cid in [id, version] {
+                    if let Ok(bytes) = inner.store.get(&cid).await {
+                        objects.push((cid, bytes));
+                    }
+                }
+                inner.net.node.announce(&objects);
+            }));
+        }
     }
 
     /// With [`Builder::coalesce`]: the object's only head and its version, when the next edit
@@ -1095,6 +1187,16 @@ impl Instance {
             .held
             .lock()
             .map_or(true, |held| held.known.contains_key(head))
+        {
+            return Ok(None);
+        }
+        // With peers possible: only a version not pushed yet (it waits in `pending_pushes`).
+        #[cfg(feature = "net")]
+        if !self
+            .inner
+            .pending_pushes
+            .lock()
+            .is_ok_and(|pending| pending.values().any(|(_, waiting)| waiting == head))
         {
             return Ok(None);
         }

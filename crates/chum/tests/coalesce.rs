@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chum::{Instance, Value};
-use chum_store::{MemoryStore, Query, Store};
+use chum_store::{MemoryStore, Query};
 
 const EMAIL: &str = "ann@example.org";
 
@@ -75,9 +75,10 @@ async fn quick_edits_of_one_object_become_one_version_with_every_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_a_peer_holds_is_never_replaced_and_merging_stays_per_field() {
+    // Pushed 200 ms after the first edit of a burst.
     let a = Instance::builder()
         .memory()
-        .coalesce(Duration::from_secs(60))
+        .coalesce(Duration::from_millis(200))
         .open()
         .await
         .unwrap();
@@ -89,7 +90,8 @@ async fn a_version_a_peer_holds_is_never_replaced_and_merging_stays_per_field() 
     let link = b.connect(listener.url()).unwrap();
     link.established().await.unwrap();
 
-    // Two quick edits: one version, which b comes to hold; the first receipt follows it.
+    // Two quick edits: one version, pushed once the window passed, which b comes to hold;
+    // the first receipt follows it.
     let first = a.update(&contact(r#""name":"Ann""#)).await.unwrap();
     let second = a.update(&contact(r#""phone":"555""#)).await.unwrap();
     assert_eq!(versions(&a).await, 1);
@@ -97,7 +99,7 @@ async fn a_version_a_peer_holds_is_never_replaced_and_merging_stays_per_field() 
     assert_eq!(second.held_by_peer().await.unwrap(), b.instance_id());
     assert_eq!(state(&b).await, contact(r#""name":"Ann","phone":"555""#));
 
-    // b holds it: the next edit is a new version after it, not a replacement.
+    // It was pushed (and b holds it): the next edit is a new version after it.
     let third = a.update(&contact(r#""name":"Ann B""#)).await.unwrap();
     assert_eq!(versions(&a).await, 2);
     assert!(a.has(second.cid()).await.unwrap());
