@@ -244,6 +244,46 @@ fn node_memory(
     })
 }
 
+/// yrs syncing the same N records from empty, as its docs recommend: the source document
+/// holds them (a map from each record's number to its JSON text, inserted in batches of
+/// 4,096 per transaction, untimed); the sync is the source encoding its state as an update against the
+/// empty peer's state vector and the peer decoding and applying it. Wall time of that.
+fn yrs_sync(n: u64) -> Duration {
+    use yrs::updates::decoder::Decode;
+    use yrs::{Doc, Map, ReadTxn, Transact, Update};
+    let source = Doc::new();
+    let messages = source.get_or_insert_map("messages");
+    let mut i = 0;
+    while i < n {
+        let mut txn = source.transact_mut();
+        for n in i..(i + 4_096).min(n) {
+            // The same record as chum's object, as its JSON text under its number.
+            let record = format!(
+                r#"{{"$type":"Message","text":"message number {n:>8} in a long conversation","status":"delivered","needsAI":false}}"#
+            );
+            messages.insert(&mut txn, format!("{n:08}"), record);
+        }
+        i = (i + 4_096).min(n);
+    }
+    eprintln!("set up; syncing");
+    let target = Doc::new();
+    let start = Instant::now();
+    let state = target.transact().state_vector();
+    let update = source.transact().encode_state_as_update_v1(&state);
+    let decoded = Update::decode_v1(&update).unwrap_or_else(|e| panic!("{e}"));
+    target
+        .transact_mut()
+        .apply_update(decoded)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let elapsed = start.elapsed();
+    let len = target.get_or_insert_map("messages").len(&target.transact());
+    assert_eq!(u64::from(len), n, "everything arrived");
+    eprintln!("{} bytes", update.len());
+    std::mem::forget(source);
+    std::mem::forget(target);
+    elapsed
+}
+
 /// A 1 Gbit/s path of round trip `rtt_ms`.
 fn gigabit(rtt_ms: u64) -> chum_net::transport::simulated::Path {
     chum_net::transport::simulated::Path::new(Duration::from_millis(rtt_ms), 1_000_000_000)
@@ -484,7 +524,7 @@ fn main() {
         Some(
             scenario @ ("memory" | "node-memory" | "node-memory-noise" | "node-link-50ms"
             | "node-link-200ms" | "tcp-redb" | "raw-redb" | "store-redb"
-            | "store-verified"),
+            | "store-verified" | "yrs"),
         ) => {
             let n = count(args.get(1));
             let (elapsed, other_peak) = match scenario {
@@ -498,6 +538,7 @@ fn main() {
                 "tcp-redb" => tcp_redb(n),
                 "store-redb" => (store_redb(n), f64::NAN),
                 "store-verified" => (store_verified(n), f64::NAN),
+                "yrs" => (yrs_sync(n), f64::NAN),
                 _ => (raw_redb(n), f64::NAN),
             };
             println!(
@@ -522,6 +563,7 @@ fn main() {
                 "node-memory-noise",
                 "node-link-50ms",
                 "node-link-200ms",
+                "yrs",
             ];
             let mut samples: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); scenarios.len()];
             for _ in 0..ROUNDS {
@@ -581,6 +623,17 @@ fn main() {
                     noise.3 / node.3
                 );
             }
+            if let (Some(engine), Some(node), Some(yrs)) =
+                (row("memory"), row("node-memory"), row("yrs"))
+            {
+                println!(
+                    "beside yrs (state-vector update from empty, same records): engine {:.2}×, node path {:.2}× its time; peak {:.0} MB vs yrs {:.0} MB",
+                    engine.1 / yrs.1,
+                    node.1 / yrs.1,
+                    node.2,
+                    yrs.2
+                );
+            }
             for name in ["node-link-50ms", "node-link-200ms"] {
                 if let Some((_, seconds, _, floor)) = row(name) {
                     println!(
@@ -604,6 +657,9 @@ fn main() {
             println!("memory: both peers in one process, a thread each (peak counts both sets)");
             println!(
                 "node-memory: two chum_net::Nodes over MemoryStores and an in-memory transport, 2 tokio threads, plaintext (last column: the session's CPU seconds); node-memory-noise: the same as two paired instances of one person, Noise-encrypted"
+            );
+            println!(
+                "yrs: the same records as JSON text in a yrs map under their numbers; encode the state as an update from the empty peer's state vector, decode, apply (both documents in this process)"
             );
             println!(
                 "node-link-50ms / -200ms: node-memory over a simulated 1 Gbit/s path of that round trip (last column: the floor, bytes/bandwidth + 3 round trips, in seconds)"
