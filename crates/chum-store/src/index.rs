@@ -194,7 +194,8 @@ fn verify_all_split(
         .collect()
 }
 
-/// [`verify_all_split`] on `threads` threads (natively; wasm32 has one).
+/// [`verify_all_split`] in `threads` parts on rayon's pool (natively; wasm32 has one thread): no
+/// thread is spawned per batch.
 #[cfg(not(target_arch = "wasm32"))]
 fn verify_on_threads(
     objects: &[(Cid, Vec<u8>)],
@@ -203,27 +204,21 @@ fn verify_on_threads(
     soft: Option<&dyn Acceptance>,
     threads: usize,
 ) -> Result<Vec<std::result::Result<IndexEntries, String>>> {
+    use rayon::prelude::*;
     let chunk = objects.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = objects
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(cid, bytes)| verify_split(cid, bytes, limits, accept, soft))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        let mut all = Vec::with_capacity(objects.len());
-        for worker in workers {
-            match worker.join() {
-                Ok(part) => all.extend(part?),
-                Err(_) => return Err(Error::Backend("a verification thread panicked".into())),
-            }
-        }
-        Ok(all)
-    })
+    let parts: Vec<Result<Vec<_>>> = objects
+        .par_chunks(chunk)
+        .map(|part| {
+            part.iter()
+                .map(|(cid, bytes)| verify_split(cid, bytes, limits, accept, soft))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect();
+    let mut all = Vec::with_capacity(objects.len());
+    for part in parts {
+        all.extend(part?);
+    }
+    Ok(all)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
