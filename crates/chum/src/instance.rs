@@ -387,6 +387,7 @@ pub(crate) struct Inner {
     coalesce: Option<Duration>,
     /// With coalescing: objects (ID hash) whose latest versions wait to be pushed to peers,
     /// with when the first of them was written (ms) and the one to push.
+    #[cfg_attr(not(feature = "net"), allow(dead_code))]
     pending_pushes: Mutex<HashMap<Cid, (u64, Cid)>>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) held: Mutex<Held>,
@@ -740,7 +741,10 @@ impl Instance {
             self.inner.store.put_scoped(&objects, scope).await?
         };
         #[cfg(not(feature = "net"))]
-        let changed = self.inner.store.put_scoped(&objects, scope).await?;
+        let changed = {
+            let _ = push; // nothing to push to
+            self.inner.store.put_scoped(&objects, scope).await?
+        };
         if scope == Scope::Shared && changed.iter().any(|new| *new) {
             self.inner.at_risk.written(&*self.inner.store).await;
         }
@@ -1074,24 +1078,24 @@ impl Instance {
             }
         }
         let timestamp = self.tick(self.latest_clock(&heads).await?).await?;
-        let (parents, body, replaces) = match self.coalescable(&recipe, &heads, touches_set).await?
-        {
-            Some((head, previous)) => {
-                // One version for both edits: the previous one's parents, its fields under
-                // this one's (last-write: this body is the whole state already).
-                let body = if recipe.strategy == Strategy::FieldMerge {
-                    let mut merged = previous.body;
-                    for (key, value) in body.iter() {
-                        merged.insert(key, value.clone());
-                    }
-                    merged
-                } else {
-                    body
-                };
-                (previous.parents, body, Some(head))
-            }
-            None => (heads, body, None),
-        };
+        let (parents, body, replaces) =
+            match self.coalescable(&recipe, &id, &heads, touches_set).await? {
+                Some((head, previous)) => {
+                    // One version for both edits: the previous one's parents, its fields under
+                    // this one's (last-write: this body is the whole state already).
+                    let body = if recipe.strategy == Strategy::FieldMerge {
+                        let mut merged = previous.body;
+                        for (key, value) in body.iter() {
+                            merged.insert(key, value.clone());
+                        }
+                        merged
+                    } else {
+                        body
+                    };
+                    (previous.parents, body, Some(head))
+                }
+                None => (heads, body, None),
+            };
         let version = Version::new(id.clone(), parents, timestamp, self.instance_id(), body);
         let coalescing =
             self.inner.coalesce.is_some() && recipe.strategy != Strategy::InstanceLocal;
@@ -1173,6 +1177,7 @@ impl Instance {
     async fn coalescable(
         &self,
         recipe: &Recipe,
+        id: &Cid,
         heads: &[Cid],
         touches_set: bool,
     ) -> Result<Option<(Cid, Version)>> {
@@ -1196,10 +1201,12 @@ impl Instance {
             .inner
             .pending_pushes
             .lock()
-            .is_ok_and(|pending| pending.values().any(|(_, waiting)| waiting == head))
+            .is_ok_and(|pending| pending.get(id).is_some_and(|(_, waiting)| waiting == head))
         {
             return Ok(None);
         }
+        #[cfg(not(feature = "net"))]
+        let _ = id;
         let value = decode(&self.inner.store.get(head).await?)?;
         let previous =
             Version::from_value(&value).map_err(|error| Error::Decode(error.to_string()))?;
