@@ -90,7 +90,7 @@ pub enum NodeEvent {
 #[non_exhaustive]
 pub struct Facts {
     /// Its `$type`, when it has one.
-    pub type_name: Option<String>,
+    pub type_name: Option<chum_object::Text>,
     /// For a `Version`: the ID hash of the object it changes.
     pub version_of: Option<Cid>,
 }
@@ -99,7 +99,7 @@ impl Facts {
     /// Facts of an object: its `$type`, and for a version the ID hash it changes.
     pub fn new(type_name: Option<String>, version_of: Option<Cid>) -> Facts {
         Facts {
-            type_name,
+            type_name: type_name.map(chum_object::Text::from),
             version_of,
         }
     }

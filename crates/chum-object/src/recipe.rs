@@ -25,7 +25,7 @@
 //! # Ok::<(), chum_object::Error>(())
 //! ```
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use crate::cid::Cid;
 use crate::dagcbor;
@@ -184,7 +184,7 @@ impl Kind {
             (Kind::List(of) | Kind::Set(of), Value::List(items)) => {
                 let base = path.len();
                 for (i, item) in items.iter().enumerate() {
-                    path.push_str(&format!("[{i}]"));
+                    let _ = write!(path, "[{i}]");
                     of.check(item, path)?;
                     path.truncate(base);
                 }
@@ -204,7 +204,7 @@ impl Kind {
             (Kind::Map(of), Value::Map(map)) => {
                 let base = path.len();
                 for (key, item) in map.iter() {
-                    path.push_str(&format!(".{key}"));
+                    let _ = write!(path, ".{key}");
                     of.check(item, path)?;
                     path.truncate(base);
                 }
@@ -540,35 +540,43 @@ impl Recipe {
     /// Checks `object` against this recipe: `$type`, required fields, no unknown fields, kinds.
     pub fn validate(&self, object: &Value) -> Result<(), RecipeError> {
         let map = self.typed_map(object)?;
-        for key in map.keys() {
-            if key != "$type" && self.get_field(key).is_none() {
+        // One pass over the object's entries: each names a field (checked against its kind)
+        // or is refused; counting the required fields seen finds a missing one without a
+        // lookup per field.
+        let mut required_seen = 0;
+        for (key, value) in map.iter() {
+            if key == "$type" {
+                continue;
+            }
+            let Some(field) = self.get_field(key) else {
                 return Err(RecipeError::UnknownField {
                     recipe: self.name.clone(),
                     field: key.to_owned(),
                 });
+            };
+            if !field.optional {
+                required_seen += 1;
             }
+            field
+                .kind
+                .check(value, &mut String::new())
+                .map_err(|(path, reason)| RecipeError::InvalidField {
+                    recipe: self.name.clone(),
+                    path: format!("{}{path}", field.name),
+                    reason,
+                })?;
         }
-        for field in &self.fields {
-            match map.get(&field.name) {
-                None if field.optional => {}
-                None => {
-                    return Err(RecipeError::MissingField {
-                        recipe: self.name.clone(),
-                        field: field.name.clone(),
-                    });
-                }
-                Some(value) => {
-                    let mut path = field.name.clone();
-                    field
-                        .kind
-                        .check(value, &mut path)
-                        .map_err(|(path, reason)| RecipeError::InvalidField {
-                            recipe: self.name.clone(),
-                            path,
-                            reason,
-                        })?;
-                }
-            }
+        let required = self.fields.iter().filter(|field| !field.optional).count();
+        if required_seen < required
+            && let Some(missing) = self
+                .fields
+                .iter()
+                .find(|field| !field.optional && map.get(&field.name).is_none())
+        {
+            return Err(RecipeError::MissingField {
+                recipe: self.name.clone(),
+                field: missing.name.clone(),
+            });
         }
         Ok(())
     }
@@ -581,13 +589,12 @@ impl Recipe {
                 recipe: self.name.clone(),
                 field: name.to_owned(),
             })?;
-        let mut path = name.to_owned();
         field
             .kind
-            .check(value, &mut path)
+            .check(value, &mut String::new())
             .map_err(|(path, reason)| RecipeError::InvalidField {
                 recipe: self.name.clone(),
-                path,
+                path: format!("{name}{path}"),
                 reason,
             })
     }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IndexEntries {
     /// The `$type` of a typed object.
-    pub type_name: Option<String>,
+    pub type_name: Option<chum_object::Text>,
     /// Every distinct link in the object, sorted.
     pub links: Vec<Cid>,
     /// For a `Version`: the object it changes and its parents.
@@ -393,7 +393,7 @@ pub fn index_entries(value: &Value) -> IndexEntries {
     value.for_each_link(&mut |cid| links.push(cid.clone()));
     links.sort();
     links.dedup();
-    let type_name = value.type_name().map(str::to_owned);
+    let type_name = value.type_name().map(chum_object::Text::from);
     let mut entries = IndexEntries {
         type_name,
         links,

@@ -57,7 +57,7 @@ impl Arena {
 struct Inner {
     objects: BTreeMap<Cid, Slot>,
     arena: Arena,
-    types: MultiMap<String, Cid>,
+    types: MultiMap<chum_object::Text, Cid>,
     versions: MultiMap<Cid, Cid>,
     heads: MultiMap<Cid, Cid>,
     edges: MultiMap<Cid, Cid>,
@@ -72,7 +72,15 @@ struct Inner {
 }
 
 fn add<K: Ord, V: Ord>(map: &mut MultiMap<K, V>, key: K, value: V) {
-    map.entry(key).or_default().insert(value);
+    // Most keys (types, authors) already have a set: look it up before giving the key away.
+    match map.get_mut(&key) {
+        Some(set) => {
+            set.insert(value);
+        }
+        None => {
+            map.insert(key, BTreeSet::from([value]));
+        }
+    }
 }
 
 fn remove<K: Ord + Clone, V: Ord>(map: &mut MultiMap<K, V>, key: &K, value: &V) {
@@ -84,7 +92,10 @@ fn remove<K: Ord + Clone, V: Ord>(map: &mut MultiMap<K, V>, key: &K, value: &V) 
     }
 }
 
-fn members<'a, K: Ord, V>(map: &'a MultiMap<K, V>, key: &K) -> impl Iterator<Item = &'a V> + 'a {
+fn members<'a, K: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized, V>(
+    map: &'a MultiMap<K, V>,
+    key: &Q,
+) -> impl Iterator<Item = &'a V> + 'a {
     map.get(key).into_iter().flatten()
 }
 
@@ -338,7 +349,7 @@ impl Store for MemoryStore {
                 type_name,
                 after,
                 limit,
-            } => after_in(members(&inner.types, &type_name.to_owned()), after, limit),
+            } => after_in(members(&inner.types, type_name), after, limit),
             Query::Versions(of) => members(&inner.versions, of).cloned().collect(),
             Query::Heads(of) => members(&inner.heads, of).cloned().collect(),
             Query::LinksTo {

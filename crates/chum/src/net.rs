@@ -565,7 +565,7 @@ impl Instance {
                     }
                     self.emit(Event::Stored {
                         cid: cid.clone(),
-                        type_name: facts.type_name,
+                        type_name: facts.type_name.map(String::from),
                         origin: origin.clone(),
                     });
                     received.push(cid);
