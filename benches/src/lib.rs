@@ -95,6 +95,60 @@ pub fn to_ipld(value: &Value) -> ipld_core::ipld::Ipld {
     }
 }
 
+/// What this process has used, read from `/proc/self` (Linux).
+pub mod process {
+    /// CPU seconds this process's live threads have run so far, in nanoseconds' resolution
+    /// (`/proc/self/task/*/schedstat`); where that is unreadable, user + system time of the
+    /// whole process at the kernel's 10 ms tick (`/proc/self/stat`).
+    pub fn cpu_seconds() -> f64 {
+        let from_tasks = std::fs::read_dir("/proc/self/task").ok().map(|tasks| {
+            tasks
+                .filter_map(|task| {
+                    let path = task.ok()?.path().join("schedstat");
+                    let text = std::fs::read_to_string(path).ok()?;
+                    text.split_whitespace().next()?.parse::<u64>().ok()
+                })
+                .sum::<u64>()
+        });
+        match from_tasks {
+            Some(nanos) if nanos > 0 => nanos as f64 / 1e9,
+            _ => ticks_seconds(),
+        }
+    }
+
+    fn ticks_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name (which ends with ')'): utime and stime are 14th and 15th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// The peak resident set size of this process so far, in MB (NaN if unknown).
+    pub fn peak_rss_mb() -> f64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+}
+
 /// Set reconciliation runs shared by `reconcile_report` and the `reconcile` benchmark.
 pub mod reconciliation {
     use std::time::{Duration, Instant};
@@ -139,6 +193,12 @@ pub mod reconciliation {
         messages: usize,
         bytes: usize,
         flights: usize,
+        /// Passes in which a side sent any frame.
+        all_flights: usize,
+        /// Bytes of every frame each side sent.
+        sent: [usize; 2],
+        /// Time each side spent handling input and answering its session's requests.
+        busy: [Duration; 2],
         in_flight: Vec<(usize, Vec<u8>)>,
     }
 
@@ -152,6 +212,9 @@ pub mod reconciliation {
                 messages: 0,
                 bytes: 0,
                 flights: 0,
+                all_flights: 0,
+                sent: [0; 2],
+                busy: [Duration::ZERO; 2],
                 in_flight: Vec::new(),
             }
         }
@@ -159,11 +222,14 @@ pub mod reconciliation {
         /// Drains one side's outputs (requests answered at once); returns its events and
         /// whether it sent a reconcile message.
         fn drain(&mut self, side: usize) -> (Vec<Event>, bool) {
+            let started = Instant::now();
             let (session, set) = &mut self.peers[side];
-            let (mut events, mut sent) = (Vec::new(), false);
+            let (mut events, mut sent, mut any) = (Vec::new(), false, false);
             while let Some(output) = session.poll_output() {
                 match output {
                     Output::Transmit(frame) => {
+                        any = true;
+                        self.sent[side] += frame.len();
                         if is_reconciliation(&frame) {
                             self.messages += 1;
                             self.bytes += frame.len();
@@ -181,6 +247,8 @@ pub mod reconciliation {
                 }
             }
             self.flights += usize::from(sent);
+            self.all_flights += usize::from(any);
+            self.busy[side] += started.elapsed();
             (events, sent)
         }
 
@@ -189,9 +257,11 @@ pub mod reconciliation {
             let frames = std::mem::take(&mut self.in_flight);
             let any = !frames.is_empty();
             for (to, frame) in frames {
+                let started = Instant::now();
                 self.peers[to]
                     .0
                     .handle_input(Duration::ZERO, Input::Frame(frame));
+                self.busy[to] += started.elapsed();
             }
             any
         }
@@ -287,15 +357,41 @@ pub mod reconciliation {
         };
         let a_config = config(Role::Initiator, &a, a_holds);
         let b_config = config(Role::Responder, &b, b_holds);
+        let (whole, sets) = chum_whole_run(a_config, a, b_config, b);
+        (whole.row, sets)
+    }
+
+    /// What a whole exchange cost, beyond the reconcile messages of [`Row`].
+    #[derive(Debug, Clone, Copy)]
+    pub struct Whole {
+        /// Reconcile messages, their bytes and round trips, time until synced.
+        pub row: Row,
+        /// Bytes of every frame each side sent (initiator, responder).
+        pub sent: [usize; 2],
+        /// Round trips of any frame until the initiator was synced.
+        pub all_round_trips: usize,
+        /// Time each side spent in its session and answering it from its set.
+        pub busy: [Duration; 2],
+    }
+
+    /// [`chum_complete_run`] with these configurations, and the whole cost.
+    pub fn chum_whole_run(
+        a_config: Config,
+        a: MemorySet,
+        b_config: Config,
+        b: MemorySet,
+    ) -> (Whole, [MemorySet; 2]) {
         let mut exchange = Exchange::new(a_config, a, b_config, b);
         let mut synced_at = None;
         let start = Instant::now();
         loop {
             for side in 0..2 {
+                let before = exchange.all_flights;
                 let (events, sent) = exchange.drain(side);
-                if side == 0 && events.contains(&Event::Synced) {
+                if side == 0 && synced_at.is_none() && events.contains(&Event::Synced) {
                     // What it sends once synced (a checkpoint) is no round trip.
-                    synced_at = Some((exchange.flights - usize::from(sent), start.elapsed()));
+                    let all = exchange.all_flights - usize::from(exchange.all_flights > before);
+                    synced_at = Some((exchange.flights - usize::from(sent), all, start.elapsed()));
                 }
             }
             if !exchange.deliver() {
@@ -307,22 +403,70 @@ pub mod reconciliation {
             messages,
             bytes,
             flights,
+            all_flights,
+            sent,
+            busy,
             ..
         } = exchange;
-        let (flights, elapsed) = synced_at.unwrap_or((flights, start.elapsed()));
+        let (flights, all_flights, elapsed) =
+            synced_at.unwrap_or((flights, all_flights, start.elapsed()));
         let [(_, a), (_, b)] = peers;
         assert!(a.cids().eq(b.cids()), "both sides hold the same set");
         let found = a.len();
         (
-            Row {
-                messages,
-                round_trips: flights.div_ceil(2),
-                bytes,
-                millis: elapsed.as_secs_f64() * 1e3,
-                found,
+            Whole {
+                row: Row {
+                    messages,
+                    round_trips: flights.div_ceil(2),
+                    bytes,
+                    millis: elapsed.as_secs_f64() * 1e3,
+                    found,
+                },
+                sent,
+                all_round_trips: all_flights.div_ceil(2),
+                busy,
             },
             [a, b],
         )
+    }
+
+    /// Runs two sessions as [`chum_whole_run`] does, as over one stream that breaks once
+    /// `cut` bytes from the second side have crossed it: frames before the break arrive (and
+    /// are stored), the rest is lost. Returns the bytes each side sent (lost ones included),
+    /// and the two sets.
+    pub fn chum_cut_run(
+        a_config: Config,
+        a: MemorySet,
+        b_config: Config,
+        b: MemorySet,
+        cut: usize,
+    ) -> ([usize; 2], [MemorySet; 2]) {
+        let mut exchange = Exchange::new(a_config, a, b_config, b);
+        let mut crossed = 0;
+        'run: loop {
+            exchange.drain(0);
+            exchange.drain(1);
+            let frames = std::mem::take(&mut exchange.in_flight);
+            if frames.is_empty() {
+                break;
+            }
+            for (to, frame) in frames {
+                if to == 0 {
+                    crossed += frame.len();
+                    if crossed > cut {
+                        // The receiver handles what arrived before the break, then both go.
+                        exchange.drain(0);
+                        exchange.in_flight.clear();
+                        break 'run;
+                    }
+                }
+                exchange.peers[to]
+                    .0
+                    .handle_input(Duration::ZERO, Input::Frame(frame));
+            }
+        }
+        let [(_, a), (_, b)] = exchange.peers;
+        (exchange.sent, [a, b])
     }
 
     /// negentropy 0.5 between two sides holding these 32-byte ids (storage built before the

@@ -2,10 +2,12 @@
 //!
 //! - `cargo xtask test`: formatting, clippy (warnings denied), all tests, docs (warnings denied),
 //!   the wasm32 build of the I/O-free crates, the browser crates' tests in headless Chromium
-//!   (Chromium, ChromeDriver and `wasm-bindgen-cli` installed when missing), and a build of the
-//!   fuzz targets.
+//!   (Chromium, ChromeDriver and `wasm-bindgen-cli` installed when missing), a build of the
+//!   fuzz targets and the benchmark report's quick mode.
 //! - `cargo xtask fuzz TARGET SECONDS`: runs one fuzz target (nightly and cargo-fuzz are
 //!   installed when missing).
+//! - `cargo xtask bench-report [--quick]`: chum beside automerge, yrs, Loro and negentropy;
+//!   regenerates `docs/benchmarks.md` and its plots.
 //! - `cargo xtask soak-store N`: N kill -9 rounds against the redb store.
 //! - `cargo xtask sim N` runs N simulation seeds (ends with `N passed, M failed`);
 //!   `cargo xtask sim --seed S` replays one.
@@ -39,6 +41,8 @@ fn main() -> ExitCode {
             Err(_) => Err(format!("SECONDS must be a whole number, not {seconds:?}")),
         },
         ["fuzz-build"] => fuzz_build(),
+        ["bench-report"] => bench_report(false),
+        ["bench-report", "--quick"] => bench_report(true),
         ["web"] => browser::web().map(drop),
         ["web-bench"] => browser::web_bench(),
         ["desktop", rest @ ..] => desktop::desktop(rest),
@@ -82,6 +86,9 @@ usage: cargo xtask test                    all checks CI runs
        cargo xtask desktop-window          the window mode under Xvfb (a screenshot)
        cargo xtask desktop-e2e             the desktop app end to end in headless Chromium
        cargo xtask desktop-bench           the desktop app's figures (startup, RSS, send → enhanced)
+       cargo xtask bench-report [--quick]  chum beside automerge, yrs, Loro and negentropy: regenerates
+                                           docs/benchmarks.md and its plots (--quick: small sizes, into
+                                           target/bench-report-quick)
        cargo xtask soak-store N            N kill -9 rounds against the redb store
        cargo xtask sim N                   N seeds of the network simulation
        cargo xtask sim --seed S            replay one simulation seed
@@ -217,8 +224,43 @@ fn test() -> Result<(), String> {
     desktop::e2e()?;
     desktop::window_test()?;
     fuzz_build()?;
+    run(
+        "the benchmark report, quick (small sizes, debug build: it runs, its figures mean nothing)",
+        cargo().args([
+            "run",
+            "--locked",
+            "-p",
+            "chum-benches",
+            "--bin",
+            "compare",
+            "--",
+            "report",
+            "--quick",
+        ]),
+    )?;
     eprintln!("xtask: all checks passed");
     Ok(())
+}
+
+/// `cargo xtask bench-report [--quick]`: the comparison with the other sync libraries, in
+/// release, every measurement in its own process (see `benches/src/bin/compare`).
+fn bench_report(quick: bool) -> Result<(), String> {
+    let mut command = cargo();
+    command.args([
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "chum-benches",
+        "--bin",
+        "compare",
+        "--",
+        "report",
+    ]);
+    if quick {
+        command.arg("--quick");
+    }
+    run("the benchmark report", &mut command)
 }
 
 /// Builds the fuzz targets with the stable toolchain (no sanitizer instrumentation), which

@@ -20,6 +20,7 @@
 //! attacker's own work does not take the node's core; `--shared-cores` lets them share.
 //! `cargo run --release -p chum-benches --bin stranger_report [-- ATTACK…] [--shared-cores]`.
 
+use chum_benches::process::cpu_seconds;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -148,18 +149,6 @@ fn row(name: &str, times: &[f64], quiet: f64, load: f64) {
         times[times.len() - 1],
         median / quiet,
     );
-}
-
-/// CPU time (user + system) this process used so far, in seconds (Linux: `/proc/self/stat`).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of stat (utime, stime) are the 12th and 13th after the name.
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |t| {
-        t.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
-    });
-    ticks / 100.0
 }
 
 /// A TCP connection to `server` from the local address `from`.

@@ -15,6 +15,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chum_benches::process::{cpu_seconds, peak_rss_mb};
 use chum_object::{Cid, Object, dagjson};
 use chum_sync::memory::MemorySet;
 use chum_sync::{Config, Event, Input, Output, Role, Session};
@@ -27,21 +28,6 @@ fn object(n: u64) -> (Cid, Vec<u8>) {
     let value = dagjson::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
     let object = Object::from_value(&value).unwrap_or_else(|e| panic!("{e}"));
     (object.cid().clone(), object.bytes().to_vec())
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// One peer on its own thread: runs its session against its set until the session closes.
@@ -81,22 +67,6 @@ fn peer(
 
 /// Two peers, each on its own thread with its own in-memory set, frames over channels.
 /// CPU seconds this process has used (user + system), from /proc.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which ends with ')'): utime and stime are 14th and 15th.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn memory(n: u64) -> Duration {
     let mut source = MemorySet::new();
     for i in 0..n {
