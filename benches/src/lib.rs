@@ -97,39 +97,11 @@ pub fn to_ipld(value: &Value) -> ipld_core::ipld::Ipld {
 
 /// What this process has used, read from `/proc/self` (Linux).
 pub mod process {
-    /// CPU seconds this process's live threads have run so far, in nanoseconds' resolution
-    /// (`/proc/self/task/*/schedstat`); where that is unreadable, user + system time of the
-    /// whole process at the kernel's 10 ms tick (`/proc/self/stat`).
+    /// CPU seconds (all threads, user + system) this process has used so far, from the
+    /// process CPU-time clock (nanoseconds).
     pub fn cpu_seconds() -> f64 {
-        let from_tasks = std::fs::read_dir("/proc/self/task").ok().map(|tasks| {
-            tasks
-                .filter_map(|task| {
-                    let path = task.ok()?.path().join("schedstat");
-                    let text = std::fs::read_to_string(path).ok()?;
-                    text.split_whitespace().next()?.parse::<u64>().ok()
-                })
-                .sum::<u64>()
-        });
-        match from_tasks {
-            Some(nanos) if nanos > 0 => nanos as f64 / 1e9,
-            _ => ticks_seconds(),
-        }
-    }
-
-    fn ticks_seconds() -> f64 {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        // Fields after the command name (which ends with ')'): utime and stime are 14th and 15th.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / 100.0
+        let time = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        time.tv_sec as f64 + time.tv_nsec as f64 / 1e9
     }
 
     /// The peak resident set size of this process so far, in MB (NaN if unknown).
@@ -358,6 +330,10 @@ pub mod reconciliation {
         let a_config = config(Role::Initiator, &a, a_holds);
         let b_config = config(Role::Responder, &b, b_holds);
         let (whole, sets) = chum_whole_run(a_config, a, b_config, b);
+        assert!(
+            sets[0].cids().eq(sets[1].cids()),
+            "both sides hold the same set"
+        );
         (whole.row, sets)
     }
 
@@ -374,7 +350,8 @@ pub mod reconciliation {
         pub busy: [Duration; 2],
     }
 
-    /// [`chum_complete_run`] with these configurations, and the whole cost.
+    /// [`chum_complete_run`] with these configurations, and the whole cost (the caller checks
+    /// that both sides ended with the same set, outside whatever it times).
     pub fn chum_whole_run(
         a_config: Config,
         a: MemorySet,
@@ -411,7 +388,6 @@ pub mod reconciliation {
         let (flights, all_flights, elapsed) =
             synced_at.unwrap_or((flights, all_flights, start.elapsed()));
         let [(_, a), (_, b)] = peers;
-        assert!(a.cids().eq(b.cids()), "both sides hold the same set");
         let found = a.len();
         (
             Whole {

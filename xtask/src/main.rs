@@ -254,9 +254,12 @@ fn bench_report(quick: bool) -> Result<(), String> {
         "chum-benches",
         "--bin",
         "compare",
-        "--",
-        "report",
     ]);
+    if !quick {
+        // The full report includes iroh-blobs, whose networking stack is built only for it.
+        command.args(["--features", "iroh"]);
+    }
+    command.args(["--", "report"]);
     if quick {
         command.arg("--quick");
     }

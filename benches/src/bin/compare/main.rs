@@ -123,6 +123,8 @@ fn measure(scenario: &str, peer: &str, size: u64, n: u64) -> Result<Measure, Str
         ("bulk", "chum-noise") => bulk_chum(size, true),
         ("bulk", "chum-plain") => bulk_chum(size, false),
         ("bulk", "floor") => bulk_floor(size),
+        #[cfg(feature = "iroh")]
+        ("bulk", "iroh-blobs") => bulk_iroh(size),
         ("resume", "chum") => resume_chum(size),
         ("resume", "yrs") => resume_yrs(size),
         ("resume", "loro") => resume_loro(size),
