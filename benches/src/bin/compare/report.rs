@@ -265,6 +265,9 @@ fn run_one(
 }
 
 struct Options {
+    /// The commit measured (read before anything is written: the report's own files are
+    /// tracked).
+    commit: String,
     quick: bool,
     runs: usize,
     out: PathBuf,
@@ -306,7 +309,12 @@ fn options(args: &[&str]) -> Result<Options, String> {
         "cargo xtask bench-report{}",
         if quick { " --quick" } else { "" }
     );
+    let mut commit = shell("git", &["rev-parse", "--short", "HEAD"]);
+    if !shell("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+        commit.push_str(" with uncommitted changes");
+    }
     Ok(Options {
+        commit,
         quick,
         runs: runs.unwrap_or(if quick { 1 } else { 3 }),
         out,
@@ -514,10 +522,7 @@ fn best_peer(cells: &[&Cell], f: impl Fn(&Cell) -> Option<f64>) -> Option<(f64, 
 fn write_report(results: &[(&Scenario, Vec<Cell>)], options: &Options) -> String {
     let mut md = String::new();
     let date = shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let mut commit = shell("git", &["rev-parse", "--short", "HEAD"]);
-    if !shell("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
-        commit.push_str(" with uncommitted changes");
-    }
+    let commit = &options.commit;
     let rustc = shell("rustc", &["--version"]);
     let _ = writeln!(
         md,
