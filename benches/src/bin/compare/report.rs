@@ -50,7 +50,8 @@ pub const SCENARIOS: &[Scenario] = &[
         param: "N",
         what: "N records of ~100 B (a chat message as JSON text; for chum its DAG-CBOR object) \
                from a replica holding them into an empty one, both in memory. chum-engine is \
-               the sans-IO session over in-memory sets; chum-node is the path an app runs \
+               the sans-IO session over in-memory sets, both sides on one thread in turn (so \
+               each side's work is measured); chum-node is the path an app runs \
                (`chum_net::Node` over `MemoryStore`, verifying every object and checking it \
                against its recipe), chum-node-noise the same between two paired instances in \
                Noise sessions. yrs and Loro hold the records in one map and sync with a state \
