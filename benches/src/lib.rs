@@ -95,6 +95,19 @@ pub fn to_ipld(value: &Value) -> ipld_core::ipld::Ipld {
     }
 }
 
+/// Blob chunk `i`: 1 MiB of pseudo-random bytes (xorshift), as a raw block.
+pub fn blob_chunk(i: u64) -> (Cid, Vec<u8>) {
+    let mut bytes = vec![0u8; 1 << 20];
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for word in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        word.copy_from_slice(&x.to_le_bytes());
+    }
+    (Cid::hash(Codec::Raw, &bytes), bytes)
+}
+
 /// What this process has used, read from `/proc/self` (Linux).
 pub mod process {
     /// CPU seconds (all threads, user + system) this process has used so far, from the
@@ -315,26 +328,29 @@ pub mod reconciliation {
         b: MemorySet,
         journals: Option<(Holds, Holds)>,
     ) -> (Row, [MemorySet; 2]) {
-        let config = |role: Role, set: &MemorySet, holds: Option<Holds>| {
-            let mut config = Config::new(role);
-            config.journal = holds.map(|holds| chum_sync::session::Journal {
-                id: set.journal_id(),
-                holds,
-            });
-            config
-        };
         let (a_holds, b_holds) = match journals {
             Some((a, b)) => (Some(a), Some(b)),
             None => (None, None),
         };
-        let a_config = config(Role::Initiator, &a, a_holds);
-        let b_config = config(Role::Responder, &b, b_holds);
+        let a_config = journal_config(Role::Initiator, &a, a_holds);
+        let b_config = journal_config(Role::Responder, &b, b_holds);
         let (whole, sets) = chum_whole_run(a_config, a, b_config, b);
         assert!(
             sets[0].cids().eq(sets[1].cids()),
             "both sides hold the same set"
         );
         (whole.row, sets)
+    }
+
+    /// A session configuration for `role` over `set`, offering its journal and holding these
+    /// positions of the peer's (`None`: no journal, sketches only).
+    pub fn journal_config(role: Role, set: &MemorySet, holds: Option<Holds>) -> Config {
+        let mut config = Config::new(role);
+        config.journal = holds.map(|holds| chum_sync::session::Journal {
+            id: set.journal_id(),
+            holds,
+        });
+        config
     }
 
     /// What a whole exchange cost, beyond the reconcile messages of [`Row`].

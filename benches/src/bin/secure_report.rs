@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use chum_access::Identity;
+use chum_benches::blob_chunk as chunk;
 use chum_net::transport::tcp;
 use chum_net::{Node, SessionOptions};
-use chum_object::{Cid, Codec, Object, dagjson};
+use chum_object::{Cid, Object, dagjson};
 use chum_store::MemoryStore;
 use chum_sync::noise::{Security, static_keypair};
 use chum_sync::{Answer, Config, Input, Output, Request, Role, Session};
@@ -190,18 +191,6 @@ fn sans_io_ms_per_mib(blobs: &[(Cid, Vec<u8>)], encrypted: bool) -> f64 {
     }
     assert_eq!(sets[1].len(), blobs.len(), "everything arrived");
     started.elapsed().as_secs_f64() * 1e3 / blobs.len() as f64
-}
-
-fn chunk(i: u64) -> (Cid, Vec<u8>) {
-    let mut bytes = vec![0u8; 1 << 20];
-    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    for word in bytes.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        word.copy_from_slice(&x.to_le_bytes());
-    }
-    (Cid::hash(Codec::Raw, &bytes), bytes)
 }
 
 fn message(i: u64) -> (Cid, Vec<u8>) {

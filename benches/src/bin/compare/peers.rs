@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use chum_benches::blob_chunk as chunk;
 use chum_benches::process::cpu_seconds;
-use chum_benches::reconciliation::{Holds, Whole, chum_whole_run};
+use chum_benches::reconciliation::{Holds, Whole, chum_whole_run, journal_config};
 use chum_crdt::{InstanceId, Resolver, Timestamp, Version};
 use chum_object::recipe::Strategy;
 use chum_object::{Cid, Codec, Map, Object, Value, dagjson};
@@ -65,6 +66,35 @@ fn from_whole(whole: &Whole, wall: f64, cpu: f64, source: usize) -> Measure {
         round_trips: whole.all_round_trips as f64,
         ..Measure::default()
     }
+}
+
+/// A measure of one exchange of a version vector for an update (yrs, Loro): the vector is
+/// the metadata, one round trip.
+fn one_round(bytes: [u64; 2], sides: [f64; 2], wall: f64, cpu: f64) -> Measure {
+    Measure {
+        wall,
+        cpu,
+        sides,
+        bytes,
+        meta_bytes: bytes[1] as f64,
+        round_trips: 1.0,
+        ..Measure::default()
+    }
+}
+
+/// `step` from each source to its target, the bytes and each side's seconds added up.
+fn each_pair<D>(
+    sources: &[D],
+    targets: &[D],
+    step: impl Fn(&D, &D) -> ([u64; 2], [f64; 2]),
+) -> ([u64; 2], [f64; 2]) {
+    let (mut bytes, mut sides) = ([0u64; 2], [0f64; 2]);
+    for (source, target) in sources.iter().zip(targets) {
+        let (b, s) = step(source, target);
+        bytes = [bytes[0] + b[0], bytes[1] + b[1]];
+        sides = [sides[0] + s[0], sides[1] + s[1]];
+    }
+    (bytes, sides)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,15 +274,7 @@ pub fn empty_yrs(n: u64) -> Measure {
     let ((bytes, sides), wall, cpu) = timed(|| yrs_step(&source, &target));
     assert_eq!(yrs_len(&target), n, "everything arrived");
     std::mem::forget((source, target));
-    Measure {
-        wall,
-        cpu,
-        sides,
-        bytes,
-        meta_bytes: bytes[1] as f64,
-        round_trips: 1.0,
-        ..Measure::default()
-    }
+    one_round(bytes, sides, wall, cpu)
 }
 
 /// The records in a Loro document: a map from each record's number to its JSON text, one
@@ -309,15 +331,7 @@ pub fn empty_loro(n: u64) -> Measure {
     let ((bytes, sides), wall, cpu) = timed(|| loro_step(&source, &target));
     assert_eq!(loro_len(&target), n, "everything arrived");
     std::mem::forget((source, target));
-    Measure {
-        wall,
-        cpu,
-        sides,
-        bytes,
-        meta_bytes: bytes[1] as f64,
-        round_trips: 1.0,
-        ..Measure::default()
-    }
+    one_round(bytes, sides, wall, cpu)
 }
 
 /// The records in an automerge document: a map at the root from each record's number to its
@@ -479,20 +493,12 @@ pub fn reconcile_chum(n: u64, d: u64, journal: bool) -> Measure {
         let (cid, bytes) = object(i);
         b.insert(cid, bytes).unwrap_or_else(|e| panic!("{e}"));
     }
-    let config = |role: Role, set: &MemorySet, holds: Option<Holds>| {
-        let mut config = Config::new(role);
-        config.journal = holds.map(|holds| chum_sync::session::Journal {
-            id: set.journal_id(),
-            holds,
-        });
-        config
-    };
     let (a_holds, b_holds) = match holds {
         Some((a, b)) => (Some(a), Some(b)),
         None => (None, None),
     };
-    let a_config = config(Role::Initiator, &a, a_holds);
-    let b_config = config(Role::Responder, &b, b_holds);
+    let a_config = journal_config(Role::Initiator, &a, a_holds);
+    let b_config = journal_config(Role::Responder, &b, b_holds);
     let ((whole, sets), wall, cpu) = timed(|| chum_whole_run(a_config, a, b_config, b));
     assert_eq!(sets[0].len() as u64, n, "the difference arrived");
     std::mem::forget(sets);
@@ -529,15 +535,7 @@ pub fn reconcile_yrs(n: u64, d: u64) -> Measure {
     let ((bytes, sides), wall, cpu) = timed(|| yrs_step(&a, &b));
     assert_eq!(yrs_len(&b), n, "the difference arrived");
     std::mem::forget((a, b));
-    Measure {
-        wall,
-        cpu,
-        sides,
-        bytes,
-        meta_bytes: bytes[1] as f64,
-        round_trips: 1.0,
-        ..Measure::default()
-    }
+    one_round(bytes, sides, wall, cpu)
 }
 
 /// Loro, the same way with version vectors.
@@ -549,15 +547,7 @@ pub fn reconcile_loro(n: u64, d: u64) -> Measure {
     let ((bytes, sides), wall, cpu) = timed(|| loro_step(&a, &b));
     assert_eq!(loro_len(&b), n, "the difference arrived");
     std::mem::forget((a, b));
-    Measure {
-        wall,
-        cpu,
-        sides,
-        bytes,
-        meta_bytes: bytes[1] as f64,
-        round_trips: 1.0,
-        ..Measure::default()
-    }
+    one_round(bytes, sides, wall, cpu)
 }
 
 /// automerge: B is a copy of A's first `n - d` records; A then wrote `d` more; the sync
@@ -670,17 +660,9 @@ pub fn concurrent_chum(n: u64) -> Measure {
             versions.push(cid);
         }
     }
-    let config = |role: Role, set: &MemorySet, holds: Holds| {
-        let mut config = Config::new(role);
-        config.journal = Some(chum_sync::session::Journal {
-            id: set.journal_id(),
-            holds,
-        });
-        config
-    };
     let (a_config, b_config) = (
-        config(Role::Initiator, &a, a_holds),
-        config(Role::Responder, &b, b_holds),
+        journal_config(Role::Initiator, &a, Some(a_holds)),
+        journal_config(Role::Responder, &b, Some(b_holds)),
     );
     let ((whole, merged, merge_secs), wall, cpu) = timed(|| {
         let (whole, [a, b]) = chum_whole_run(a_config, a, b_config, b);
@@ -871,26 +853,10 @@ pub fn docs_yrs(docs: u64) -> Measure {
         })
         .collect();
     let targets: Vec<yrs::Doc> = (0..docs).map(|_| yrs::Doc::with_client_id(2)).collect();
-    let ((bytes, sides), wall, cpu) = timed(|| {
-        let (mut bytes, mut sides) = ([0u64; 2], [0f64; 2]);
-        for (source, target) in sources.iter().zip(&targets) {
-            let (b, s) = yrs_step(source, target);
-            bytes = [bytes[0] + b[0], bytes[1] + b[1]];
-            sides = [sides[0] + s[0], sides[1] + s[1]];
-        }
-        (bytes, sides)
-    });
+    let ((bytes, sides), wall, cpu) = timed(|| each_pair(&sources, &targets, yrs_step));
     assert!(targets.iter().all(|t| yrs_len(t) == DOC_FIELDS));
     std::mem::forget((sources, targets));
-    Measure {
-        wall,
-        cpu,
-        sides,
-        bytes,
-        meta_bytes: bytes[1] as f64,
-        round_trips: 1.0,
-        ..Measure::default()
-    }
+    one_round(bytes, sides, wall, cpu)
 }
 
 /// Loro: one `LoroDoc` per document, synced with version vectors, all in one pass.
@@ -908,26 +874,10 @@ pub fn docs_loro(docs: u64) -> Measure {
         })
         .collect();
     let targets: Vec<loro::LoroDoc> = (0..docs).map(|_| loro_peer(2)).collect();
-    let ((bytes, sides), wall, cpu) = timed(|| {
-        let (mut bytes, mut sides) = ([0u64; 2], [0f64; 2]);
-        for (source, target) in sources.iter().zip(&targets) {
-            let (b, s) = loro_step(source, target);
-            bytes = [bytes[0] + b[0], bytes[1] + b[1]];
-            sides = [sides[0] + s[0], sides[1] + s[1]];
-        }
-        (bytes, sides)
-    });
+    let ((bytes, sides), wall, cpu) = timed(|| each_pair(&sources, &targets, loro_step));
     assert!(targets.iter().all(|t| loro_len(t) == DOC_FIELDS));
     std::mem::forget((sources, targets));
-    Measure {
-        wall,
-        cpu,
-        sides,
-        bytes,
-        meta_bytes: bytes[1] as f64,
-        round_trips: 1.0,
-        ..Measure::default()
-    }
+    one_round(bytes, sides, wall, cpu)
 }
 
 /// automerge: one document per document, each through the sync protocol (documents in
@@ -972,19 +922,6 @@ pub fn docs_automerge(docs: u64) -> Measure {
 // ---------------------------------------------------------------------------------------------
 // 5. Bulk bytes, encrypted, over loopback TCP
 // ---------------------------------------------------------------------------------------------
-
-/// A 1 MiB blob chunk of pseudo-random bytes.
-fn chunk(i: u64) -> (Cid, Vec<u8>) {
-    let mut bytes = vec![0u8; 1 << 20];
-    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    for word in bytes.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        word.copy_from_slice(&x.to_le_bytes());
-    }
-    (Cid::hash(Codec::Raw, &bytes), bytes)
-}
 
 /// chum: `mib` chunks of 1 MiB from one node to an empty one over TCP on 127.0.0.1 — two
 /// paired instances in Noise sessions (`encrypted`), or plaintext. The receiver verifies
