@@ -117,6 +117,12 @@ pub mod process {
         time.tv_sec as f64 + time.tv_nsec as f64 / 1e9
     }
 
+    /// Resets the peak resident set size to the current one (Linux: `/proc/self/clear_refs`),
+    /// so that [`peak_rss_mb`] afterwards is the peak of what follows.
+    pub fn reset_peak_rss() {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+
     /// The peak resident set size of this process so far, in MB (NaN if unknown).
     pub fn peak_rss_mb() -> f64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -140,7 +146,7 @@ pub mod reconciliation {
 
     use chum_object::{Cid, Codec};
     use chum_sync::memory::MemorySet;
-    use chum_sync::{Config, Event, Input, Message, Output, Role, Session};
+    use chum_sync::{Config, Event, Input, Output, Role, Session};
     use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
     /// The object behind item `x`: an 8-byte raw block.
@@ -178,10 +184,14 @@ pub mod reconciliation {
         messages: usize,
         bytes: usize,
         flights: usize,
-        /// Passes in which a side sent any frame.
-        all_flights: usize,
         /// Bytes of every frame each side sent.
         sent: [usize; 2],
+        /// Of those, bytes of frames that carry no objects (hellos, summaries, sketches, id
+        /// lists, wants, acknowledgements, checkpoints).
+        meta: usize,
+        /// Passes (both sides drained, then frames delivered) in which anything was sent:
+        /// each is one one-way trip.
+        passes: usize,
         /// Time each side spent handling input and answering its session's requests.
         busy: [Duration; 2],
         in_flight: Vec<(usize, Vec<u8>)>,
@@ -197,8 +207,9 @@ pub mod reconciliation {
                 messages: 0,
                 bytes: 0,
                 flights: 0,
-                all_flights: 0,
                 sent: [0; 2],
+                meta: 0,
+                passes: 0,
                 busy: [Duration::ZERO; 2],
                 in_flight: Vec::new(),
             }
@@ -209,12 +220,14 @@ pub mod reconciliation {
         fn drain(&mut self, side: usize) -> (Vec<Event>, bool) {
             let started = Instant::now();
             let (session, set) = &mut self.peers[side];
-            let (mut events, mut sent, mut any) = (Vec::new(), false, false);
+            let (mut events, mut sent) = (Vec::new(), false);
             while let Some(output) = session.poll_output() {
                 match output {
                     Output::Transmit(frame) => {
-                        any = true;
                         self.sent[side] += frame.len();
+                        if frame.first() != Some(&tag::OBJECTS) {
+                            self.meta += frame.len();
+                        }
                         if is_reconciliation(&frame) {
                             self.messages += 1;
                             self.bytes += frame.len();
@@ -232,7 +245,6 @@ pub mod reconciliation {
                 }
             }
             self.flights += usize::from(sent);
-            self.all_flights += usize::from(any);
             self.busy[side] += started.elapsed();
             (events, sent)
         }
@@ -252,17 +264,25 @@ pub mod reconciliation {
         }
     }
 
+    /// Frame tags of the CHUM wire format (`docs/protocol.md`, §4): the first byte of a
+    /// plaintext frame.
+    mod tag {
+        pub const HELLO: u8 = 0x01;
+        pub const OBJECTS: u8 = 0x09;
+        pub const ACK: u8 = 0x0a;
+        pub const SEND_DONE: u8 = 0x0b;
+        pub const PING: u8 = 0x0c;
+        pub const PONG: u8 = 0x0d;
+    }
+
     /// Whether a frame counts as reconciliation: anything but hellos, objects,
-    /// acknowledgements, send-done and keepalives.
+    /// acknowledgements, send-done and keepalives (read from its tag, not decoded).
     fn is_reconciliation(frame: &[u8]) -> bool {
         !matches!(
-            Message::decode(frame, &chum_sync::Limits::default()),
-            Ok(Message::Hello(_)
-                | Message::Objects { .. }
-                | Message::Ack { .. }
-                | Message::SendDone
-                | Message::Ping
-                | Message::Pong)
+            frame.first(),
+            Some(
+                &tag::HELLO | &tag::OBJECTS | &tag::ACK | &tag::SEND_DONE | &tag::PING | &tag::PONG
+            )
         )
     }
 
@@ -360,8 +380,11 @@ pub mod reconciliation {
         pub row: Row,
         /// Bytes of every frame each side sent (initiator, responder).
         pub sent: [usize; 2],
-        /// Round trips of any frame until the initiator was synced.
+        /// Round trips until the initiator was synced: passes in which anything was sent
+        /// (each a one-way trip), halved.
         pub all_round_trips: usize,
+        /// Bytes of frames that carry no objects, both ways (hellos included).
+        pub meta: usize,
         /// Time each side spent in its session and answering it from its set.
         pub busy: [Duration; 2],
     }
@@ -378,14 +401,20 @@ pub mod reconciliation {
         let mut synced_at = None;
         let start = Instant::now();
         loop {
+            let before = exchange.sent[0] + exchange.sent[1];
             for side in 0..2 {
-                let before = exchange.all_flights;
                 let (events, sent) = exchange.drain(side);
                 if side == 0 && synced_at.is_none() && events.contains(&Event::Synced) {
                     // What it sends once synced (a checkpoint) is no round trip.
-                    let all = exchange.all_flights - usize::from(exchange.all_flights > before);
-                    synced_at = Some((exchange.flights - usize::from(sent), all, start.elapsed()));
+                    synced_at = Some((
+                        exchange.flights - usize::from(sent),
+                        exchange.passes,
+                        start.elapsed(),
+                    ));
                 }
+            }
+            if exchange.sent[0] + exchange.sent[1] > before {
+                exchange.passes += 1;
             }
             if !exchange.deliver() {
                 break;
@@ -396,13 +425,13 @@ pub mod reconciliation {
             messages,
             bytes,
             flights,
-            all_flights,
+            passes,
             sent,
+            meta,
             busy,
             ..
         } = exchange;
-        let (flights, all_flights, elapsed) =
-            synced_at.unwrap_or((flights, all_flights, start.elapsed()));
+        let (flights, passes, elapsed) = synced_at.unwrap_or((flights, passes, start.elapsed()));
         let [(_, a), (_, b)] = peers;
         let found = a.len();
         (
@@ -415,7 +444,8 @@ pub mod reconciliation {
                     found,
                 },
                 sent,
-                all_round_trips: all_flights.div_ceil(2),
+                all_round_trips: passes.div_ceil(2),
+                meta,
                 busy,
             },
             [a, b],
@@ -424,8 +454,8 @@ pub mod reconciliation {
 
     /// Runs two sessions as [`chum_whole_run`] does, as over one stream that breaks once
     /// `cut` bytes from the second side have crossed it: frames before the break arrive (and
-    /// are stored), the rest is lost. Returns the bytes each side sent (lost ones included),
-    /// and the two sets.
+    /// are stored), the rest is lost. Returns the bytes each side sent (the second side's:
+    /// what crossed before the break), and the two sets.
     pub fn chum_cut_run(
         a_config: Config,
         a: MemorySet,
@@ -458,7 +488,9 @@ pub mod reconciliation {
             }
         }
         let [(_, a), (_, b)] = exchange.peers;
-        (exchange.sent, [a, b])
+        // The second side is charged what crossed before the break, not what it had queued.
+        let sent = [exchange.sent[0], exchange.sent[1].min(cut)];
+        (sent, [a, b])
     }
 
     /// negentropy 0.5 between two sides holding these 32-byte ids (storage built before the

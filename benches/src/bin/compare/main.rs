@@ -22,7 +22,7 @@ use std::process::ExitCode;
 pub struct Measure {
     /// Seconds of the measured phase (set-up excluded).
     pub wall: f64,
-    /// CPU seconds of the whole process in that phase (10 ms ticks).
+    /// CPU seconds of the whole process in that phase (its CPU-time clock).
     pub cpu: f64,
     /// Seconds each side worked (the replica with the data first), where the two sides run
     /// in turn on one thread; `NaN` for the node paths, whose sides run concurrently.
@@ -34,7 +34,8 @@ pub struct Measure {
     pub meta_bytes: f64,
     /// Round trips (flights both ways, halved and rounded up), `NaN` where not counted.
     pub round_trips: f64,
-    /// Peak resident memory of the process, MB (set-up included: one scenario per process).
+    /// Peak resident memory of the process during the measured phase, MB (what set-up left
+    /// resident counts: the replicas' data is held).
     pub peak_mb: f64,
     /// Anything the reader needs to read the figures right.
     pub note: String,

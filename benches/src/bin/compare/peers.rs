@@ -19,8 +19,26 @@ use crate::Measure;
 /// Record `i` of every scenario: about 100 bytes, a chat message as JSON text.
 pub fn record(i: u64) -> String {
     format!(
-        r#"{{"$type":"Message","text":"message number {i:>8} in a long conversation","status":"delivered","needsAI":false}}"#
+        r#"{{"$type":"Message","text":"{}","status":"delivered","needsAI":false}}"#,
+        text(i)
     )
+}
+
+/// 40 pseudo-random lowercase letters and spaces for record `i` (xorshift): records that do
+/// not compress into each other, as real messages do not.
+fn text(i: u64) -> String {
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..40)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 27 {
+                26 => ' ',
+                letter => char::from(b'a' + letter as u8),
+            }
+        })
+        .collect()
 }
 
 /// Record `i` as a chum object (its DAG-CBOR is about 94 bytes).
@@ -44,6 +62,7 @@ fn set_of(objects: impl IntoIterator<Item = (Cid, Vec<u8>)>) -> MemorySet {
 
 /// A measure of a two-sided exchange run on this thread: wall, CPU and the work of each side.
 fn timed<T>(run: impl FnOnce() -> T) -> (T, f64, f64) {
+    chum_benches::process::reset_peak_rss();
     let cpu = cpu_seconds();
     let start = Instant::now();
     let out = run();
@@ -62,7 +81,7 @@ fn from_whole(whole: &Whole, wall: f64, cpu: f64, source: usize) -> Measure {
             whole.busy[other].as_secs_f64(),
         ],
         bytes: [whole.sent[source] as u64, whole.sent[other] as u64],
-        meta_bytes: whole.row.bytes as f64,
+        meta_bytes: whole.meta as f64,
         round_trips: whole.all_round_trips as f64,
         ..Measure::default()
     }
@@ -180,6 +199,7 @@ pub fn empty_chum_node(n: u64, disk: bool, encrypted: bool) -> Measure {
         let held_before = target.count().await.unwrap_or(0);
         let sender = Arc::new(sender);
         let (left, right) = memory_pair(64);
+        chum_benches::process::reset_peak_rss();
         let cpu = cpu_seconds();
         let start = Instant::now();
         let serving = {
@@ -300,16 +320,20 @@ fn loro_peer(id: u64) -> loro::LoroDoc {
 }
 
 /// One Loro sync step as its docs recommend: `to` sends its version vector, `from` exports
-/// the updates since it, `to` imports them. Bytes (vector, updates) and each side's seconds.
+/// the updates since it (a snapshot to an empty peer), `to` imports them. Bytes (vector, updates) and each side's seconds.
 fn loro_step(from: &loro::LoroDoc, to: &loro::LoroDoc) -> ([u64; 2], [f64; 2]) {
     let start = Instant::now();
     let vector = to.oplog_vv().encode();
     let mut to_busy = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let vector_in = loro::VersionVector::decode(&vector).unwrap_or_else(|e| panic!("{e}"));
-    let updates = from
-        .export(loro::ExportMode::updates(&vector_in))
-        .unwrap_or_else(|e| panic!("{e}"));
+    // Loro's docs: a new peer imports a snapshot faster than the updates.
+    let mode = if vector_in.is_empty() {
+        loro::ExportMode::Snapshot
+    } else {
+        loro::ExportMode::updates(&vector_in)
+    };
+    let updates = from.export(mode).unwrap_or_else(|e| panic!("{e}"));
     let from_busy = start.elapsed().as_secs_f64();
     let start = Instant::now();
     to.import(&updates).unwrap_or_else(|e| panic!("{e}"));
@@ -439,7 +463,7 @@ pub fn empty_floor(n: u64) -> Measure {
 }
 
 /// The floor of a sync into an on-disk store: the same objects inserted into an empty redb
-/// table in batches of 10,000, one durable commit each.
+/// table in batches of 10,000, each sorted by CID, one durable commit each.
 pub fn empty_disk_floor(n: u64) -> Measure {
     const TABLE: redb::TableDefinition<'_, &[u8], &[u8]> = redb::TableDefinition::new("objects");
     let objects: Vec<(Cid, Vec<u8>)> = (0..n).map(object).collect();
@@ -449,6 +473,8 @@ pub fn empty_disk_floor(n: u64) -> Measure {
     let db = redb::Database::create(&path).unwrap_or_else(|e| panic!("{e}"));
     let (_, wall, cpu) = timed(|| {
         for batch in objects.chunks(10_000) {
+            let mut batch: Vec<&(Cid, Vec<u8>)> = batch.iter().collect();
+            batch.sort_by(|a, b| a.0.cmp(&b.0));
             let txn = db.begin_write().unwrap_or_else(|e| panic!("{e}"));
             {
                 let mut table = txn.open_table(TABLE).unwrap_or_else(|e| panic!("{e}"));
@@ -467,7 +493,7 @@ pub fn empty_disk_floor(n: u64) -> Measure {
         wall,
         cpu,
         bytes: [raw, 0],
-        note: "raw redb: batched inserts of the objects, durable commits".into(),
+        note: "raw redb: batches sorted by CID, one durable commit each".into(),
         ..Measure::default()
     }
 }
@@ -672,11 +698,20 @@ pub fn concurrent_chum(n: u64) -> Measure {
         let start = Instant::now();
         let merged_b = chum_merge(&b, &records);
         let b_secs = start.elapsed().as_secs_f64();
-        assert_eq!(merged_a, merged_b, "both replicas merged alike");
         std::mem::forget((a, b));
-        (whole, merged_a, [a_secs, b_secs])
+        (whole, [merged_a, merged_b], [a_secs, b_secs])
     });
-    assert_eq!(merged.len() as u64, n);
+    assert_eq!(merged[0], merged[1], "both replicas merged alike");
+    assert_eq!(merged[0].len() as u64, n);
+    for (i, value) in merged[0].iter().enumerate() {
+        let one_side = [format!("a {i}"), format!("b {i}")]
+            .iter()
+            .any(|edit| value.as_text() == Some(edit.as_str()));
+        assert!(
+            one_side,
+            "record {i} merged to one side's edit, not {value:?}"
+        );
+    }
     let mut measure = from_whole(&whole, wall, cpu, 0);
     measure.sides[0] += merge_secs[0];
     measure.sides[1] += merge_secs[1];
@@ -760,16 +795,18 @@ pub fn concurrent_automerge(n: u64) -> Measure {
         doc.commit();
     }
     let ((bytes, flights, sides), wall, cpu) = timed(|| automerge_sync(&mut a, &mut b));
+    assert_eq!(a.get_heads(), b.get_heads(), "both replicas merged alike");
     {
         use automerge::ReadDoc;
-        let probe = key(n / 2);
-        let value = |doc: &automerge::AutoCommit| {
-            doc.get(automerge::ROOT, probe.as_str())
-                .ok()
-                .flatten()
-                .map(|(value, _)| value.to_string())
-        };
-        assert_eq!(value(&a), value(&b), "both replicas merged alike");
+        for i in 0..n {
+            let value = |doc: &automerge::AutoCommit| {
+                doc.get(automerge::ROOT, key(i).as_str())
+                    .ok()
+                    .flatten()
+                    .map(|(value, _)| value.to_string())
+            };
+            assert_eq!(value(&a), value(&b), "both replicas merged alike");
+        }
     }
     std::mem::forget((a, b));
     Measure {
@@ -974,6 +1011,7 @@ pub fn bulk_chum(mib: u64, encrypted: bool) -> Measure {
                 .run(Role::Responder, connection, SessionOptions::default())
                 .await
         });
+        chum_benches::process::reset_peak_rss();
         let cpu = cpu_seconds();
         let start = Instant::now();
         let connection = tcp::connect(&address, chum_sync::Limits::default().max_frame)
@@ -992,6 +1030,10 @@ pub fn bulk_chum(mib: u64, encrypted: bool) -> Measure {
         let cpu = cpu_seconds() - cpu;
         assert!(report.synced, "{report:?}");
         assert!(report.received >= mib, "{report:?}");
+        for i in 0..mib {
+            let (cid, _) = chunk(i);
+            assert!(target.has(&cid).await.unwrap_or(false), "chunk {i} arrived");
+        }
         let served = server.await.unwrap_or_else(|e| panic!("{e}"));
         Measure {
             wall,
@@ -1083,17 +1125,22 @@ pub fn resume_chum(n: u64) -> Measure {
 pub fn resume_yrs(n: u64) -> Measure {
     let source = yrs_doc(0..n, yrs::Doc::with_client_id(1));
     let target = yrs::Doc::with_client_id(2);
-    let probe = yrs::Doc::with_client_id(3);
-    // The first attempt: the update is made and half of it sent before the cut.
-    let (lost, _) = yrs_step(&source, &probe);
+    // The first attempt: the whole update is made and half of it sent before the cut.
+    let lost = {
+        use yrs::{ReadTxn, StateVector, Transact};
+        source
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default())
+            .len() as u64
+    };
     let ((bytes, sides), wall, cpu) = timed(|| yrs_step(&source, &target));
     assert_eq!(yrs_len(&target), n, "everything arrived");
-    std::mem::forget((source, target, probe));
+    std::mem::forget((source, target));
     Measure {
         wall,
         cpu,
         sides,
-        bytes: [bytes[0] + lost[0] / 2, bytes[1] + lost[1]],
+        bytes: [bytes[0] + lost / 2, bytes[1] * 2],
         round_trips: 1.0,
         note: "one update: the half sent before the cut is lost".into(),
         ..Measure::default()
@@ -1104,16 +1151,18 @@ pub fn resume_yrs(n: u64) -> Measure {
 pub fn resume_loro(n: u64) -> Measure {
     let source = loro_doc(0..n, loro_peer(1));
     let target = loro_peer(2);
-    let probe = loro_peer(3);
-    let (lost, _) = loro_step(&source, &probe);
+    let lost = source
+        .export(loro::ExportMode::Snapshot)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .len() as u64;
     let ((bytes, sides), wall, cpu) = timed(|| loro_step(&source, &target));
     assert_eq!(loro_len(&target), n, "everything arrived");
-    std::mem::forget((source, target, probe));
+    std::mem::forget((source, target));
     Measure {
         wall,
         cpu,
         sides,
-        bytes: [bytes[0] + lost[0] / 2, bytes[1] + lost[1]],
+        bytes: [bytes[0] + lost / 2, bytes[1] * 2],
         round_trips: 1.0,
         note: "one export: the half sent before the cut is lost".into(),
         ..Measure::default()
@@ -1158,6 +1207,7 @@ pub fn bulk_iroh(mib: u64) -> Measure {
             .accept(iroh_blobs::ALPN, BlobsProtocol::new(&store, None))
             .spawn();
         let target = MemStore::new();
+        chum_benches::process::reset_peak_rss();
         let cpu = cpu_seconds();
         let start = Instant::now();
         let connection = requester
