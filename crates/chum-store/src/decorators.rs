@@ -162,6 +162,9 @@ impl<S: Store> Store for FaultStore<S> {
         self.alive()?;
         self.inner.journal(after, limit).await
     }
+    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
+        self.inner.watch_others()
+    }
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()
     }
@@ -287,6 +290,9 @@ impl<S: Store> Store for CountingStore<S> {
         let page = self.inner.journal(after, limit).await?;
         bump(&self.counts.journal_entries, page.entries.len() as u64);
         Ok(page)
+    }
+    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
+        self.inner.watch_others()
     }
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()
@@ -440,5 +446,8 @@ impl Store for ClosableStore {
     }
     async fn journal(&self, after: u64, limit: usize) -> Result<crate::sync::JournalPage> {
         self.open()?.journal(after, limit).await
+    }
+    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
+        self.open().ok()?.watch_others()
     }
 }

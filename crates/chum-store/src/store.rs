@@ -185,6 +185,17 @@ pub trait Store: MaybeSendSync {
     /// objects: stores keep it current on every write, in the write's transaction.
     async fn sync_digest(&self) -> Result<SyncDigest>;
 
+    /// Shared objects that **other writers** of this store added — other processes over the
+    /// same database — in batches of CIDs, in journal order, soon after each commits. `None`
+    /// (the default) for a store that only this handle writes. A node serving sessions over
+    /// such a store offers these to its peers as it offers its own writes, so that a peer of
+    /// one process hears live of what a peer of another wrote. The stream ends when the store
+    /// is dropped; it may repeat an object (e.g. after a lost connection) but never skips one
+    /// committed while it runs. Each call starts a new stream from the journal's head.
+    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
+        None
+    }
+
     /// A page of this store's **journal**: the log that numbers, from 1 upwards and in the
     /// write's transaction, every object that joins the shared set (stored as shared, or a
     /// local object promoted). Positions are never reused; the journal's id is random, chosen

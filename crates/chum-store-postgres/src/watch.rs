@@ -1,0 +1,191 @@
+//! [`Store::watch_others`](chum_store::Store::watch_others) for PostgreSQL: a connection of its
+//! own `LISTEN`s on the schema's channel; every write that adds to the shared set notifies it
+//! on commit; the watcher then reads the journal after the last position it handled and
+//! passes on the entries this process did not write. A lost connection is reopened (with
+//! backoff) and the journal read from where it stopped, so nothing committed meanwhile is
+//! missed — notifications only say "look now".
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chum_object::Cid;
+use chum_store::Store;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::{PostgresStore, Shared};
+
+/// Journal entries read per page while catching up.
+const PAGE: usize = 1_024;
+
+/// Batches of CIDs handed on and not yet taken by the consumer, at most.
+const QUEUED_BATCHES: usize = 64;
+
+pub(crate) fn start(shared: &Arc<Shared>) -> Option<BoxStream<'static, Vec<Cid>>> {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("watch_others outside a tokio runtime: no watcher");
+        return None;
+    };
+    shared
+        .own
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .watchers += 1;
+    let (sender, receiver) = mpsc::channel(QUEUED_BATCHES);
+    runtime.spawn(run(Arc::downgrade(shared), sender));
+    Some(
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|batch| (batch, receiver))
+        })
+        .boxed(),
+    )
+}
+
+/// Unregisters a watcher when its task ends.
+struct Registered(Weak<Shared>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            let mut own = shared
+                .own
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            own.watchers = own.watchers.saturating_sub(1);
+            if own.watchers == 0 {
+                own.ranges.clear();
+            }
+        }
+    }
+}
+
+async fn run(weak: Weak<Shared>, sender: mpsc::Sender<Vec<Cid>>) {
+    let _registered = Registered(weak.clone());
+    let mut seen: Option<u64> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(shared) = weak.upgrade() else { return };
+        let (config, channel) = (shared.config.clone(), shared.channel.clone());
+        drop(shared);
+        let connected = tokio::select! {
+            connected = config.connect(NoTls) => connected,
+            () = sender.closed() => return,
+        };
+        let (client, mut connection) = match connected {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(%error, "the store watcher cannot connect; trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = sender.closed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let (wake, mut woken) = mpsc::unbounded_channel::<()>();
+        let driver = tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => {
+                        if wake.send(()).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        if let Err(error) = client.batch_execute(&format!("LISTEN \"{channel}\"")).await {
+            tracing::warn!(%error, "the store watcher cannot listen; trying again");
+            driver.abort();
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        // Listening now: whatever commits from here on notifies; what committed before is in
+        // the journal after `seen`.
+        loop {
+            let Some(shared) = weak.upgrade() else {
+                driver.abort();
+                return;
+            };
+            let caught_up = catch_up(&shared, &mut seen, &sender).await;
+            drop(shared);
+            match caught_up {
+                Ok(true) => {}
+                Ok(false) => {
+                    driver.abort();
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the store watcher cannot read the journal; reconnecting");
+                    break;
+                }
+            }
+            tokio::select! {
+                woke = woken.recv() => if woke.is_none() { break },
+                () = sender.closed() => {
+                    driver.abort();
+                    return;
+                }
+            }
+            // One read covers every notification queued meanwhile.
+            while woken.try_recv().is_ok() {}
+        }
+        driver.abort();
+        drop(client);
+    }
+}
+
+/// Reads the journal after `seen` up to its head and hands on other processes' entries.
+/// `Ok(false)` when the consumer is gone.
+async fn catch_up(
+    shared: &Arc<Shared>,
+    seen: &mut Option<u64>,
+    sender: &mpsc::Sender<Vec<Cid>>,
+) -> chum_store::Result<bool> {
+    let store = PostgresStore {
+        shared: Arc::clone(shared),
+        limits: chum_object::Limits::default(),
+    };
+    let Some(mut after) = *seen else {
+        // The first connection starts at the head: earlier writes are not news.
+        *seen = Some(store.journal(0, 0).await?.head);
+        return Ok(true);
+    };
+    loop {
+        let page = store.journal(after, PAGE).await?;
+        let foreign: Vec<Cid> = {
+            let mut own = shared
+                .own
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let foreign = page
+                .entries
+                .into_iter()
+                .filter(|(position, _)| {
+                    !own.ranges
+                        .range(..=*position)
+                        .next_back()
+                        .is_some_and(|(_, last)| last >= position)
+                })
+                .map(|(_, cid)| cid)
+                .collect();
+            // Ranges wholly handled are forgotten.
+            own.ranges.retain(|_, last| *last > page.last);
+            foreign
+        };
+        if !foreign.is_empty() && sender.send(foreign).await.is_err() {
+            return Ok(false);
+        }
+        after = page.last;
+        *seen = Some(after);
+        if page.last >= page.head {
+            return Ok(true);
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The PostgreSQL store against a real PostgreSQL (a throwaway cluster each test starts): the
+//! whole conformance suite, durability across reopen, several handles over one schema as
+//! several hub processes would use it, live notifications between them, damaged rows, and
+//! schemas that are not chum stores.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use chum_object::{Cid, Object, dagjson};
+use chum_store::{Error, Query, Scope, Store, SyncDigest, conformance};
+use chum_store_postgres::cluster::{ClusterOptions, TempCluster};
+use chum_store_postgres::{Options, PostgresStore};
+use futures::StreamExt;
+
+fn cluster() -> TempCluster {
+    TempCluster::start_with(&ClusterOptions {
+        fsync: false,
+        ..ClusterOptions::default()
+    })
+    .unwrap_or_else(|error| panic!("a throwaway PostgreSQL cluster: {error}"))
+}
+
+fn url(cluster: &TempCluster, schema: &str) -> String {
+    format!("{}&schema={schema}", cluster.url("postgres"))
+}
+
+async fn open(cluster: &TempCluster, schema: &str) -> PostgresStore {
+    PostgresStore::open(&url(cluster, schema)).await.unwrap()
+}
+
+fn pair(object: &Object) -> (Cid, Vec<u8>) {
+    (object.cid().clone(), object.bytes().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_conforms() {
+    let cluster = cluster();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = cluster.url("postgres");
+    let make = move || {
+        let url = format!("{base}&schema=conform_{}", NEXT.fetch_add(1, Ordering::SeqCst));
+        Box::pin(async move { Box::new(PostgresStore::open(&url).await.unwrap()) as Box<dyn Store> })
+            as futures::future::LocalBoxFuture<'static, Box<dyn Store>>
+    };
+    conformance::run_all_async(&make).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_reopen() {
+    let cluster = cluster();
+    let first = Box::new(open(&cluster, "durable").await);
+    let url = url(&cluster, "durable");
+    let reopen = move || {
+        let url = url.clone();
+        Box::pin(async move { Box::new(PostgresStore::open(&url).await.unwrap()) as Box<dyn Store> })
+            as futures::future::LocalBoxFuture<'static, Box<dyn Store>>
+    };
+    conformance::run_durable_async(first, &reopen).await;
+}
+
+/// Two handles over one schema (as two hub processes): each sees the other's writes at once;
+/// concurrent writers number the journal without gaps or repeats, and the digest stays the
+/// digest of the shared set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_write_one_store_concurrently() {
+    let cluster = cluster();
+    let a = open(&cluster, "hub").await;
+    let b = open(&cluster, "hub").await;
+    let objects: Vec<Object> = (0..400).map(conformance::message).collect();
+    let write = |store: PostgresStore, objects: Vec<Object>| {
+        tokio::spawn(async move {
+            for chunk in objects.chunks(7) {
+                let batch: Vec<_> = chunk.iter().map(pair).collect();
+                store.put_many(&batch).await.unwrap();
+            }
+        })
+    };
+    // Overlapping halves: 100 objects are written by both at once.
+    let ta = write(a.clone(), objects[..250].to_vec());
+    let tb = write(b.clone(), objects[150..].to_vec());
+    ta.await.unwrap();
+    tb.await.unwrap();
+    assert_eq!(a.count().await.unwrap(), 400);
+    assert_eq!(b.count().await.unwrap(), 400);
+    let page = b.journal(0, usize::MAX).await.unwrap();
+    assert_eq!(page.head, 400, "each object joined once");
+    let positions: Vec<u64> = page.entries.iter().map(|(p, _)| *p).collect();
+    assert_eq!(positions, (1..=400).collect::<Vec<u64>>());
+    let journaled: BTreeSet<&Cid> = page.entries.iter().map(|(_, cid)| cid).collect();
+    assert_eq!(journaled, objects.iter().map(Object::cid).collect());
+    let shared = a
+        .sync_list((Bound::Unbounded, Bound::Unbounded), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(a.sync_digest().await.unwrap(), SyncDigest::of(&shared));
+    for object in objects.iter().step_by(37) {
+        assert_eq!(a.get(object.cid()).await.unwrap(), object.bytes());
+    }
+}
+
+/// What one handle adds to the shared set reaches the other's watcher soon (LISTEN/NOTIFY),
+/// never its own writes, nothing local; and after the watcher's connection is killed, writes
+/// made meanwhile still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_hears_the_other_handles_writes() {
+    let cluster = cluster();
+    let a = open(&cluster, "live").await;
+    let b = open(&cluster, "live").await;
+    let mut heard = b.watch_others().expect("a PostgreSQL store watches");
+    // Let the watcher listen before the first write.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let objects: Vec<Object> = (0..30).map(conformance::message).collect();
+    a.put_many(&objects[..10].iter().map(pair).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    b.put_many(&objects[10..15].iter().map(pair).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    a.put_scoped(&[pair(&objects[15])], Scope::Local)
+        .await
+        .unwrap();
+    a.put_many(&[pair(&objects[16])]).await.unwrap();
+    let mut got: Vec<Cid> = Vec::new();
+    while got.len() < 11 {
+        let batch = tokio::time::timeout(Duration::from_secs(10), heard.next())
+            .await
+            .expect("the watcher hears within 10 s")
+            .expect("the stream lives");
+        got.extend(batch);
+    }
+    let mut expected: Vec<Cid> = objects[..10].iter().map(|o| o.cid().clone()).collect();
+    expected.push(objects[16].cid().clone());
+    assert_eq!(
+        got.iter().collect::<BTreeSet<_>>(),
+        expected.iter().collect::<BTreeSet<_>>(),
+        "the other handle's shared writes, not b's own, not the local one"
+    );
+    // Kill every watcher connection; what is written meanwhile still arrives.
+    let killer = open(&cluster, "live").await;
+    drop(killer);
+    let admin = tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(admin.1);
+    let killed: i64 = admin
+        .0
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE query LIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed >= 1, "the watcher's connection was found");
+    a.put_many(&objects[20..25].iter().map(pair).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let mut got: BTreeSet<Cid> = BTreeSet::new();
+    while got.len() < 5 {
+        let batch = tokio::time::timeout(Duration::from_secs(15), heard.next())
+            .await
+            .expect("the watcher reconnects and catches up")
+            .expect("the stream lives");
+        got.extend(batch);
+    }
+    assert_eq!(
+        got,
+        objects[20..25].iter().map(|o| o.cid().clone()).collect()
+    );
+}
+
+/// Damaged bytes in the database are never returned: `Corrupt`, left out of sync, and the
+/// object can still be deleted (its index rows found by search).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_rows_are_reported_not_returned() {
+    let cluster = cluster();
+    let store = open(&cluster, "damage").await;
+    let objects: Vec<Object> = (0..5).map(conformance::message).collect();
+    store
+        .put_many(&objects.iter().map(pair).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let (client, connection) = tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let victim = objects[2].cid();
+    client
+        .execute(
+            "UPDATE damage.objects SET bytes = '\\x00'::bytea || bytes WHERE cid = $1",
+            &[&victim.as_bytes()],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(store.get(victim).await, Err(Error::Corrupt { .. })));
+    let many = store.get_many(&[objects[1].cid().clone(), victim.clone()]).await.unwrap();
+    assert_eq!(many[0].as_deref().unwrap(), objects[1].bytes());
+    assert!(matches!(many[1], Err(Error::Corrupt { .. })));
+    let (synced, _) = store.sync_objects(None, 100).await.unwrap();
+    assert_eq!(synced.len(), 4, "a damaged object is never sent");
+    assert!(store.delete(victim).await.unwrap());
+    let messages = store
+        .query(Query::ByType {
+            type_name: "Message",
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 4, "its index rows went with it");
+    assert_eq!(store.count().await.unwrap(), 4);
+}
+
+/// A schema holding someone else's tables is refused untouched; a newer schema version is
+/// refused; a `$type` with a NUL character is an ordinary type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_and_newer_schemas_are_refused() {
+    let cluster = cluster();
+    let (client, connection) = tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE SCHEMA app; CREATE TABLE app.users (id int)")
+        .await
+        .unwrap();
+    let refused = PostgresStore::open(&url(&cluster, "app")).await.unwrap_err();
+    assert!(matches!(refused, Error::Damaged(_)), "{refused}");
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'app'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1, "nothing was created in it");
+
+    let store = open(&cluster, "newer").await;
+    let odd = Object::from_value(&dagjson::from_str(r#"{"$type":"A\u0000B","n":1}"#).unwrap()).unwrap();
+    store.put(odd.cid(), odd.bytes()).await.unwrap();
+    let found = store
+        .query(Query::ByType {
+            type_name: "A\0B",
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(found, [odd.cid().clone()]);
+    drop(store);
+    client
+        .execute("INSERT INTO newer.chum_migrations (version) VALUES (99)", &[])
+        .await
+        .unwrap();
+    let refused = PostgresStore::open(&url(&cluster, "newer")).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::NewerFormat { found: 99, .. }),
+        "{refused}"
+    );
+}
+
+/// Bad URLs and schema names are clear errors, not panics or surprises.
+#[test]
+fn bad_urls_are_refused() {
+    for url in [
+        "mysql://x/y",
+        "postgres://x/y?schema=Bad-Name",
+        "postgres://x/y?schema=",
+        "postgres://x/y?schema=1abc",
+        "postgres://x:notaport/y",
+    ] {
+        assert!(Options::from_url(url).is_err(), "{url}");
+    }
+    let options = Options::from_url("postgres://u@h/db?schema=hub_1&application_name=x").unwrap();
+    assert_eq!(options.schema(), "hub_1");
+}
