@@ -211,8 +211,8 @@ impl Options {
         }
         // Unqualified names are the store's tables.
         let options = match config.get_options() {
-            Some(existing) => format!("{existing} -c search_path={schema}"),
-            None => format!("-c search_path={schema}"),
+            Some(existing) => format!("{existing} -c search_path={schema} -c plan_cache_mode=force_custom_plan"),
+            None => format!("-c search_path={schema} -c plan_cache_mode=force_custom_plan"),
         };
         config.options(options);
         Ok(Options {
@@ -326,41 +326,55 @@ fn range_clause<'a>(range: (Bound<&'a Cid>, Bound<&'a Cid>)) -> (String, Vec<&'a
     (clause, params)
 }
 
-/// Index rows of a batch's objects, column by column (each row names its object).
+/// Journal positions the digest may lag behind the head before a writer folds them in.
+const COMPACT_EVERY: i64 = 1_024;
+
+/// The columns of a batch's new objects and their multi-valued index rows (each row names
+/// its object).
 #[derive(Default)]
-struct IndexRows<'a> {
-    type_names: Vec<&'a [u8]>,
-    type_cids: Vec<&'a [u8]>,
+struct Rows<'a> {
+    cids: Vec<&'a [u8]>,
+    bytes: Vec<&'a [u8]>,
+    positions: Vec<Option<i64>>,
+    type_names: Vec<Option<&'a [u8]>>,
+    authors: Vec<Option<&'a [u8]>>,
+    clocks: Vec<Option<Vec<u8>>>,
+    of_ids: Vec<Option<&'a [u8]>>,
     link_targets: Vec<&'a [u8]>,
     link_cids: Vec<&'a [u8]>,
-    authors: Vec<&'a [u8]>,
-    clocks: Vec<Vec<u8>>,
-    author_cids: Vec<&'a [u8]>,
-    version_ofs: Vec<&'a [u8]>,
-    version_cids: Vec<&'a [u8]>,
     edge_parents: Vec<&'a [u8]>,
     edge_children: Vec<&'a [u8]>,
 }
 
-impl<'a> IndexRows<'a> {
-    fn add(&mut self, cid: &'a Cid, entries: &'a IndexEntries) {
+impl<'a> Rows<'a> {
+    fn add(
+        &mut self,
+        cid: &'a Cid,
+        bytes: &'a [u8],
+        position: Option<i64>,
+        entries: &'a IndexEntries,
+    ) {
         let cid_bytes = cid.as_bytes();
-        if let Some(type_name) = &entries.type_name {
-            self.type_names.push(type_name.as_bytes());
-            self.type_cids.push(cid_bytes);
-        }
+        self.cids.push(cid_bytes);
+        self.bytes.push(bytes);
+        self.positions.push(position);
+        self.type_names
+            .push(entries.type_name.as_ref().map(|name| name.as_bytes()));
+        self.authors
+            .push(entries.author.as_ref().map(|(author, _)| author.as_slice()));
+        self.clocks.push(
+            entries
+                .author
+                .as_ref()
+                .map(|(_, clock)| clock_bytes(*clock).to_vec()),
+        );
+        self.of_ids
+            .push(entries.version.as_ref().map(|version| version.of.as_bytes()));
         for target in &entries.links {
             self.link_targets.push(target.as_bytes());
             self.link_cids.push(cid_bytes);
         }
-        if let Some((author, clock)) = &entries.author {
-            self.authors.push(author.as_slice());
-            self.clocks.push(clock_bytes(*clock).to_vec());
-            self.author_cids.push(cid_bytes);
-        }
         if let Some(version) = &entries.version {
-            self.version_ofs.push(version.of.as_bytes());
-            self.version_cids.push(cid_bytes);
             for parent in &version.parents {
                 self.edge_parents.push(parent.as_bytes());
                 self.edge_children.push(cid_bytes);
@@ -369,131 +383,111 @@ impl<'a> IndexRows<'a> {
     }
 }
 
-/// Stores a batch's objects and, for those it inserts, their index rows; marks local objects
-/// stored again as shared. Returns the inserted CIDs and the promoted ones.
-const INSERT_BATCH: &str = "
-WITH input AS (
-    SELECT * FROM unnest($1::bytea[], $2::bytea[]) AS i(cid, bytes)
-),
-inserted AS (
-    INSERT INTO objects (cid, bytes, local)
-    SELECT cid, bytes, $3 FROM input
-    ON CONFLICT (cid) DO NOTHING
-    RETURNING cid
-),
-promoted AS (
-    UPDATE objects o SET local = false
-    FROM input i
-    WHERE NOT $3 AND o.local AND o.cid = i.cid
-    RETURNING o.cid
-),
-t AS (
-    INSERT INTO index_type (type_name, cid)
-    SELECT r.type_name, r.cid FROM unnest($4::bytea[], $5::bytea[]) AS r(type_name, cid)
-    WHERE r.cid IN (SELECT cid FROM inserted)
-    ON CONFLICT DO NOTHING
+/// Takes the state row (every write does, first).
+const LOCK_STATE: &str = "SELECT journal_head FROM chum_state FOR UPDATE";
+
+/// Which of a batch's objects are stored, and which of those are instance-local.
+const STORED: &str = "SELECT cid, position IS NULL FROM objects WHERE cid = ANY($1::bytea[])";
+
+/// One write, run while the writer holds the state row: the new objects (each with its journal
+/// position, or none when local) and their link and edge rows, the new journal head and
+/// count, and a notification of the other processes (delivered on commit; `$13` NULL: none).
+/// Plain inserts of unnested arrays: nothing here is planned from guessed table sizes.
+const WRITE_BATCH: &str = "
+WITH o AS (
+    INSERT INTO objects (cid, bytes, position, type_name, author, clock, of_id)
+    SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::bytea[],
+        $6::bytea[], $7::bytea[])
 ),
 l AS (
-    INSERT INTO index_links (target, cid)
-    SELECT r.target, r.cid FROM unnest($6::bytea[], $7::bytea[]) AS r(target, cid)
-    WHERE r.cid IN (SELECT cid FROM inserted)
-    ON CONFLICT DO NOTHING
-),
-a AS (
-    INSERT INTO index_authors (author, clock, cid)
-    SELECT r.author, r.clock, r.cid
-    FROM unnest($8::bytea[], $9::bytea[], $10::bytea[]) AS r(author, clock, cid)
-    WHERE r.cid IN (SELECT cid FROM inserted)
-    ON CONFLICT DO NOTHING
-),
-v AS (
-    INSERT INTO index_versions (of_id, cid)
-    SELECT r.of_id, r.cid FROM unnest($11::bytea[], $12::bytea[]) AS r(of_id, cid)
-    WHERE r.cid IN (SELECT cid FROM inserted)
+    INSERT INTO links (target, cid)
+    SELECT * FROM unnest($8::bytea[], $9::bytea[])
     ON CONFLICT DO NOTHING
 ),
 e AS (
-    INSERT INTO index_edges (parent, child)
-    SELECT r.parent, r.child FROM unnest($13::bytea[], $14::bytea[]) AS r(parent, child)
-    WHERE r.child IN (SELECT cid FROM inserted)
+    INSERT INTO edges (parent, child)
+    SELECT * FROM unnest($10::bytea[], $11::bytea[])
     ON CONFLICT DO NOTHING
-)
-SELECT cid, true FROM inserted
-UNION ALL
-SELECT cid, false FROM promoted
-";
-
-/// Moves the journal head, count and digest, numbers the objects that joined the shared set,
-/// and notifies the other processes (delivered on commit).
-const ADVANCE_STATE: &str = "
-WITH s AS (
-    UPDATE chum_state
-    SET journal_head = journal_head + $1, object_count = object_count + $2, digest = $3
-    RETURNING journal_head
 ),
-j AS (
-    INSERT INTO journal (position, cid)
-    SELECT s.journal_head - $1 + n.ord, n.cid
-    FROM s, unnest($4::bytea[]) WITH ORDINALITY AS n(cid, ord)
+s AS (
+    UPDATE chum_state SET journal_head = $12, object_count = object_count + $14
+    RETURNING digest_position
 )
-SELECT journal_head, CASE WHEN $1 > 0 THEN pg_notify($5, journal_head::text) END
+SELECT digest_position, CASE WHEN $13::text IS NOT NULL THEN pg_notify($13, $12::text) END
 FROM s
 ";
 
-/// Removes one object's index rows, named from its bytes.
-const DELETE_INDEXES: &str = "
-WITH t AS (
-    DELETE FROM index_type WHERE type_name = ANY($2::bytea[]) AND cid = $1
-),
-l AS (
-    DELETE FROM index_links WHERE target = ANY($3::bytea[]) AND cid = $1
-),
-a AS (
-    DELETE FROM index_authors WHERE author = ANY($4::bytea[]) AND clock = ANY($5::bytea[])
-        AND cid = $1
-),
-v AS (
-    DELETE FROM index_versions WHERE of_id = ANY($6::bytea[]) AND cid = $1
-)
-DELETE FROM index_edges WHERE parent = ANY($7::bytea[]) AND child = $1
+/// Numbers local objects stored again as shared.
+const PROMOTE: &str = "
+UPDATE objects SET position = u.position
+FROM unnest($1::bytea[], $2::bigint[]) AS u(cid, position)
+WHERE objects.cid = u.cid
 ";
 
-/// Removes every index row of one object by searching the tables (the repair path for an
-/// object whose stored bytes are damaged, so cannot name its rows).
-const SCRUB_INDEXES: &str = "
-WITH t AS (DELETE FROM index_type WHERE cid = $1),
-l AS (DELETE FROM index_links WHERE cid = $1),
-a AS (DELETE FROM index_authors WHERE cid = $1),
-v AS (DELETE FROM index_versions WHERE cid = $1)
-DELETE FROM index_edges WHERE child = $1
+/// Removes one object's link and edge rows, named from its bytes.
+const DELETE_ROWS: &str = "
+WITH l AS (
+    DELETE FROM links WHERE target = ANY($2::bytea[]) AND cid = $1
+)
+DELETE FROM edges WHERE parent = ANY($3::bytea[]) AND child = $1
+";
+
+/// Removes every link and edge row of one object by searching the tables (the repair path for
+/// an object whose stored bytes are damaged, so cannot name its rows).
+const SCRUB_ROWS: &str = "
+WITH l AS (DELETE FROM links WHERE cid = $1)
+DELETE FROM edges WHERE child = $1
 ";
 
 /// The current heads of an ID: its stored versions no stored version of it names as parent.
 const HEADS: &str = "
-SELECT v.cid FROM index_versions v
+SELECT v.cid FROM objects v
 WHERE v.of_id = $1 AND NOT EXISTS (
-    SELECT 1 FROM index_edges e
-    JOIN index_versions c ON c.of_id = v.of_id AND c.cid = e.child
+    SELECT 1 FROM edges e
+    JOIN objects c ON c.of_id = v.of_id AND c.cid = e.child
     WHERE e.parent = v.cid
 )
 ORDER BY v.cid
 ";
 
-/// A journal page and the journal's id and head, in one snapshot.
+/// The journal's id and head and the positions in `($1, $2]`, in one snapshot.
 const JOURNAL_PAGE: &str = "
-SELECT s.journal_id, s.journal_head, p.position, p.cid, p.shown
+SELECT s.journal_id, s.journal_head, o.position, o.cid
 FROM chum_state s
-LEFT JOIN LATERAL (
-    SELECT j.position, j.cid, coalesce(NOT o.local, false) AS shown
-    FROM journal j LEFT JOIN objects o ON o.cid = j.cid
-    WHERE j.position > $1
-    ORDER BY j.position
-    LIMIT $2
-) p ON true
-ORDER BY p.position
+LEFT JOIN objects o ON o.position > $1 AND o.position <= $2
+ORDER BY o.position
+";
+
+/// The stored digest and the shared objects numbered after it, in one snapshot.
+const DIGEST: &str = "
+SELECT s.digest, o.cid
+FROM chum_state s
+LEFT JOIN objects o ON o.position > s.digest_position
 ";
 
 type Client = deadpool_postgres::Object;
+type Txn<'a> = deadpool_postgres::Transaction<'a>;
+
+/// The digest of the shared set as of `head`, read under the state row's lock: the stored one
+/// and the objects numbered since it.
+async fn fold_digest(
+    txn: &Txn<'_>,
+    digest: &[u8],
+    digest_position: i64,
+    head: i64,
+) -> std::result::Result<SyncDigest, WriteError> {
+    let mut digest = SyncDigest::from_bytes(digest)?;
+    let tail = txn
+        .query(
+            "SELECT cid FROM objects WHERE position > $1 AND position <= $2",
+            &[&digest_position, &head],
+        )
+        .await?;
+    for row in &tail {
+        digest.insert(&stored_cid(row.get::<_, &[u8]>(0))?);
+    }
+    Ok(digest)
+}
 
 impl PostgresStore {
     /// Opens the store a `postgres://` URL names (see [`Options::from_url`]), creating or
@@ -560,6 +554,7 @@ impl PostgresStore {
         }
     }
 
+
     async fn try_write_batch(
         &self,
         objects: &[(Cid, Vec<u8>)],
@@ -567,91 +562,144 @@ impl PostgresStore {
         order: &[usize],
         scope: Scope,
     ) -> std::result::Result<Vec<bool>, WriteError> {
-        let mut client = self.client().await?;
-        let txn = client.transaction().await?;
-        let cids: Vec<&[u8]> = order.iter().map(|&i| objects[i].0.as_bytes()).collect();
-        let bytes: Vec<&[u8]> = order.iter().map(|&i| objects[i].1.as_slice()).collect();
-        let mut rows = IndexRows::default();
+        let client = self.client().await?;
+        let lock = client.prepare_cached(LOCK_STATE).await?;
+        let find = client.prepare_cached(STORED).await?;
+        let write = client.prepare_cached(WRITE_BATCH).await?;
+        let keys: Vec<&[u8]> = order.iter().map(|&i| objects[i].0.as_bytes()).collect();
+        let key_param: [&(dyn ToSql + Sync); 1] = [&keys];
+        // One round trip: begin, take the state row, look up the batch. Every writer takes
+        // the state row first, so writes commit one at a time: what this one numbers follows
+        // everything committed before it, and what it finds stored cannot change before it
+        // commits.
+        let mut open = OpenTransaction::new(client);
+        let (began, state, found) = tokio::join!(
+            open.client().batch_execute("BEGIN"),
+            open.client().query_one(&lock, &[]),
+            open.client().query(&find, &key_param)
+        );
+        began?;
+        let head: i64 = state?.get(0);
+        let stored: std::collections::HashMap<Vec<u8>, bool> = found?
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let mut rows = Rows::default();
+        let mut promoted: Vec<&[u8]> = Vec::new();
+        let mut promoted_at: Vec<i64> = Vec::new();
+        let mut changed = std::collections::HashSet::new();
+        let mut next = head;
         for &i in order {
-            rows.add(&objects[i].0, &entries[i]);
+            let (cid, bytes) = &objects[i];
+            match (stored.get(cid.as_bytes()), scope) {
+                (None, Scope::Shared) => {
+                    next += 1;
+                    rows.add(cid, bytes, Some(next), &entries[i]);
+                }
+                (None, Scope::Local) => rows.add(cid, bytes, None, &entries[i]),
+                // Shared wins: a local object stored as shared joins the shared set.
+                (Some(true), Scope::Shared) => {
+                    next += 1;
+                    promoted.push(cid.as_bytes());
+                    promoted_at.push(next);
+                }
+                (Some(_), _) => continue,
+            }
+            changed.insert(cid);
         }
-        let local = scope == Scope::Local;
-        let statement = txn.prepare_cached(INSERT_BATCH).await?;
-        let params: [&(dyn ToSql + Sync); 14] = [
-            &cids,
-            &bytes,
-            &local,
-            &rows.type_names,
-            &rows.type_cids,
-            &rows.link_targets,
-            &rows.link_cids,
-            &rows.authors,
-            &rows.clocks,
-            &rows.author_cids,
-            &rows.version_ofs,
-            &rows.version_cids,
-            &rows.edge_parents,
-            &rows.edge_children,
-        ];
-        let changed = txn.query(&statement, &params).await?;
         if changed.is_empty() {
-            // Nothing new: nothing to commit.
-            txn.rollback().await?;
+            // Nothing new: nothing worth a commit.
+            open.finish("ROLLBACK").await?;
             return Ok(vec![false; objects.len()]);
         }
-        let mut inserted = 0i64;
-        let mut changed_cids = Vec::with_capacity(changed.len());
-        let mut joined: Vec<Cid> = Vec::new();
-        for row in &changed {
-            let cid = stored_cid(row.get::<_, &[u8]>(0))?;
-            let is_new: bool = row.get(1);
-            if is_new {
-                inserted += 1;
-            }
-            if is_new && scope == Scope::Local {
-                changed_cids.push(cid);
-            } else {
-                joined.push(cid.clone());
-                changed_cids.push(cid);
-            }
+        if !promoted.is_empty() {
+            let statement = open.client().prepare_cached(PROMOTE).await?;
+            open.client()
+                .execute(&statement, &[&promoted, &promoted_at])
+                .await?;
         }
-        // The journal in CID order within a batch (the contract leaves it open).
-        joined.sort();
-        let state = txn
-            .query_one(
-                "SELECT digest FROM chum_state FOR UPDATE",
-                &[],
-            )
-            .await?;
-        let mut digest = SyncDigest::from_bytes(state.get::<_, &[u8]>(0))?;
-        joined.iter().for_each(|cid| digest.insert(cid));
-        let joined_bytes: Vec<&[u8]> = joined.iter().map(Cid::as_bytes).collect();
-        let joined_count = joined.len() as i64;
-        let statement = txn.prepare_cached(ADVANCE_STATE).await?;
-        let head_row = txn
-            .query_one(
-                &statement,
-                &[
-                    &joined_count,
-                    &inserted,
-                    &digest.to_bytes(),
-                    &joined_bytes,
-                    &self.shared.channel,
-                ],
-            )
-            .await?;
-        let head = u64::try_from(head_row.get::<_, i64>(0)).unwrap_or(0);
-        txn.commit().await?;
-        if joined_count > 0 {
-            self.record_own(head + 1 - joined_count as u64, head);
+        let inserted = rows.cids.len() as i64;
+        let channel = (next > head).then_some(self.shared.channel.as_str());
+        let params: [&(dyn ToSql + Sync); 14] = [
+            &rows.cids,
+            &rows.bytes,
+            &rows.positions,
+            &rows.type_names,
+            &rows.authors,
+            &rows.clocks,
+            &rows.of_ids,
+            &rows.link_targets,
+            &rows.link_cids,
+            &rows.edge_parents,
+            &rows.edge_children,
+            &next,
+            &channel,
+            &inserted,
+        ];
+        // One round trip: the write and the commit (after a failed write, the server turns
+        // the COMMIT into a rollback). The write's plan is generic: plain inserts, nothing
+        // it could plan better from the values.
+        let (generic, written, committed) = tokio::join!(
+            open.client().batch_execute("SET LOCAL plan_cache_mode = force_generic_plan"),
+            open.client().query_one(&write, &params),
+            open.client().batch_execute("COMMIT")
+        );
+        open.ended();
+        generic?;
+        let digest_position: i64 = written?.get(0);
+        committed?;
+        if next > head {
+            self.record_own(
+                u64::try_from(head + 1).unwrap_or(0),
+                u64::try_from(next).unwrap_or(0),
+            );
         }
-        let changed_set: std::collections::HashSet<&Cid> = changed_cids.iter().collect();
-        // Per object of the batch as given: the first of duplicates reports the change.
-        let mut reported = std::collections::HashSet::new();
+        if next - digest_position >= COMPACT_EVERY
+            && let Err(error) = self.compact().await
+        {
+            // The write is committed; the digest stays correct (stored part + tail), only
+            // its tail grows until a later write folds it.
+            tracing::warn!(%error, "folding the journal tail into the sync digest failed");
+        }
+        // Per object as given: the first of duplicates reports the change.
         Ok(objects
             .iter()
-            .map(|(cid, _)| changed_set.contains(cid) && reported.insert(cid.clone()))
+            .map(|(cid, _)| changed.remove(cid))
             .collect())
+    }
+
+    /// Folds the objects numbered since the stored digest into it.
+    async fn compact(&self) -> Result<()> {
+        let result: std::result::Result<(), WriteError> = async {
+            let mut client = self.client().await?;
+            let txn = client.transaction().await?;
+            let state = txn
+                .query_one(
+                    "SELECT journal_head, digest, digest_position FROM chum_state FOR UPDATE",
+                    &[],
+                )
+                .await?;
+            let (head, position): (i64, i64) = (state.get(0), state.get(2));
+            if head - position < COMPACT_EVERY {
+                // Another writer folded it meanwhile.
+                txn.rollback().await?;
+                return Ok(());
+            }
+            let digest = fold_digest(&txn, state.get(1), position, head).await?;
+            txn.execute(
+                "UPDATE chum_state SET digest = $1, digest_position = $2",
+                &[&digest.to_bytes(), &head],
+            )
+            .await?;
+            txn.commit().await?;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(WriteError::Retry(error)) => Err(pg(error)),
+            Err(WriteError::Store(error)) => Err(error),
+        }
     }
 
     /// Notes journal positions this process wrote (for its watchers).
@@ -679,19 +727,18 @@ impl PostgresStore {
         let (clause, bounds) = range_clause(range);
         let sql = format!(
             "SELECT cid FROM objects WHERE {clause}{} ORDER BY cid LIMIT ${}",
-            if shared { " AND NOT local" } else { "" },
+            if shared {
+                " AND position IS NOT NULL"
+            } else {
+                ""
+            },
             bounds.len() + 1
         );
         let limit = sql_limit(limit);
         let mut params: Vec<&(dyn ToSql + Sync)> =
             bounds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
         params.push(&limit);
-        let client = self.client().await?;
-        let statement = client.prepare_cached(&sql).await.map_err(pg)?;
-        let rows = client.query(&statement, &params).await.map_err(pg)?;
-        rows.iter()
-            .map(|row| stored_cid(row.get::<_, &[u8]>(0)))
-            .collect()
+        self.cids_of(&sql, &params).await
     }
 
     /// Rows of a one-column CID query.
@@ -702,6 +749,114 @@ impl PostgresStore {
         rows.iter()
             .map(|row| stored_cid(row.get::<_, &[u8]>(0)))
             .collect()
+    }
+
+    async fn try_delete(&self, cid: &Cid) -> std::result::Result<bool, WriteError> {
+        let mut client = self.client().await?;
+        let txn = client.transaction().await?;
+        let state = txn
+            .query_one(
+                "SELECT journal_head, digest, digest_position FROM chum_state FOR UPDATE",
+                &[],
+            )
+            .await?;
+        let (head, digest_position): (i64, i64) = (state.get(0), state.get(2));
+        let Some(row) = txn
+            .query_opt(
+                "DELETE FROM objects WHERE cid = $1 RETURNING bytes, position",
+                &[&cid.as_bytes()],
+            )
+            .await?
+        else {
+            txn.rollback().await?;
+            return Ok(false);
+        };
+        let bytes: Vec<u8> = row.get(0);
+        let position: Option<i64> = row.get(1);
+        let key = cid.as_bytes();
+        // The link and edge rows derive from the bytes; bytes that no longer verify cannot be
+        // trusted to name them, so the tables are searched for the CID instead.
+        match index::verify_and_index(cid, &bytes, &index::widest_limits()) {
+            Ok(entries) => {
+                let links: Vec<&[u8]> = entries.links.iter().map(Cid::as_bytes).collect();
+                let parents: Vec<&[u8]> = entries
+                    .version
+                    .iter()
+                    .flat_map(|v| v.parents.iter().map(Cid::as_bytes))
+                    .collect();
+                let statement = txn.prepare_cached(DELETE_ROWS).await?;
+                txn.execute(&statement, &[&key, &links, &parents]).await?;
+            }
+            Err(_) => {
+                txn.execute(SCRUB_ROWS, &[&key]).await?;
+            }
+        }
+        // The digest folded up to the head (the deleted object is no longer in the tail it
+        // reads), then without the object if the stored part held it.
+        let mut digest = fold_digest(&txn, state.get(1), digest_position, head).await?;
+        if position.is_some_and(|position| position <= digest_position) {
+            digest.remove(cid);
+        }
+        txn.execute(
+            "UPDATE chum_state SET object_count = object_count - 1, digest = $1, \
+             digest_position = $2",
+            &[&digest.to_bytes(), &head],
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+}
+
+/// A pooled connection inside a transaction begun by hand (so that `BEGIN` travels with the
+/// first statements): dropped before [`OpenTransaction::ended`] — on an error, or when the
+/// caller stops waiting — it rolls the transaction back before the connection is reused.
+struct OpenTransaction {
+    client: Option<Client>,
+}
+
+impl OpenTransaction {
+    fn new(client: Client) -> OpenTransaction {
+        OpenTransaction {
+            client: Some(client),
+        }
+    }
+
+    #[allow(clippy::expect_used)]
+    fn client(&self) -> &Client {
+        // Present until `ended` or drop, which take `self`'s contents only at the end.
+        self.client.as_ref().expect("a transaction's connection")
+    }
+
+    /// The transaction ended (committed or rolled back by the statements sent): the
+    /// connection goes back to the pool as it is.
+    fn ended(&mut self) {
+        self.client = None;
+    }
+
+    /// Ends the transaction with `command` (`COMMIT` or `ROLLBACK`).
+    async fn finish(mut self, command: &str) -> std::result::Result<(), tokio_postgres::Error> {
+        let result = self.client().batch_execute(command).await;
+        if result.is_ok() {
+            self.ended();
+        }
+        result
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // The connection is still inside the transaction: roll it back before the pool
+            // hands it out again (a broken connection is dropped by the pool instead).
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                });
+            } else {
+                drop(deadpool_postgres::Object::take(client));
+            }
+        }
     }
 }
 
@@ -724,6 +879,12 @@ impl From<tokio_postgres::Error> for WriteError {
 impl From<Error> for WriteError {
     fn from(error: Error) -> WriteError {
         WriteError::Store(error)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for WriteError {
+    fn from(error: deadpool_postgres::PoolError) -> WriteError {
+        WriteError::Store(pool_error(error))
     }
 }
 
@@ -852,7 +1013,7 @@ impl Store for PostgresStore {
                 }
                 let after: &[u8] = after.map_or(&[], Cid::as_bytes);
                 self.cids_of(
-                    "SELECT cid FROM index_type WHERE type_name = $1 AND cid > $2 \
+                    "SELECT cid FROM objects WHERE type_name = $1 AND cid > $2 \
                      ORDER BY cid LIMIT $3",
                     &[&type_name.as_bytes(), &after, &sql_limit(limit)],
                 )
@@ -860,7 +1021,7 @@ impl Store for PostgresStore {
             }
             Query::Versions(of) => {
                 self.cids_of(
-                    "SELECT cid FROM index_versions WHERE of_id = $1 ORDER BY cid",
+                    "SELECT cid FROM objects WHERE of_id = $1 ORDER BY cid",
                     &[&of.as_bytes()],
                 )
                 .await
@@ -876,7 +1037,7 @@ impl Store for PostgresStore {
                 }
                 let after: &[u8] = after.map_or(&[], Cid::as_bytes);
                 self.cids_of(
-                    "SELECT cid FROM index_links WHERE target = $1 AND cid > $2 \
+                    "SELECT cid FROM links WHERE target = $1 AND cid > $2 \
                      ORDER BY cid LIMIT $3",
                     &[&target.as_bytes(), &after, &sql_limit(limit)],
                 )
@@ -895,7 +1056,7 @@ impl Store for PostgresStore {
                     None => (Vec::new(), &[]),
                 };
                 self.cids_of(
-                    "SELECT cid FROM index_authors WHERE author = $1 AND (clock, cid) > ($2, $3) \
+                    "SELECT cid FROM objects WHERE author = $1 AND (clock, cid) > ($2, $3) \
                      ORDER BY clock, cid LIMIT $4",
                     &[&author.as_slice(), &clock, &cid, &sql_limit(limit)],
                 )
@@ -971,7 +1132,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT cid, bytes FROM objects WHERE cid > $1 AND NOT local \
+                "SELECT cid, bytes FROM objects WHERE cid > $1 AND position IS NOT NULL \
                  ORDER BY cid LIMIT $2",
             )
             .await
@@ -997,19 +1158,27 @@ impl Store for PostgresStore {
 
     async fn sync_digest(&self) -> Result<SyncDigest> {
         let client = self.client().await?;
-        let row = client
-            .query_one("SELECT digest FROM chum_state", &[])
-            .await
-            .map_err(pg)?;
-        SyncDigest::from_bytes(row.get::<_, &[u8]>(0))
+        let statement = client.prepare_cached(DIGEST).await.map_err(pg)?;
+        let rows = client.query(&statement, &[]).await.map_err(pg)?;
+        let first = rows
+            .first()
+            .ok_or_else(|| Error::Damaged("the store's state row is missing".into()))?;
+        let mut digest = SyncDigest::from_bytes(first.get::<_, &[u8]>(0))?;
+        for row in &rows {
+            if let Some(cid) = row.get::<_, Option<&[u8]>>(1) {
+                digest.insert(&stored_cid(cid)?);
+            }
+        }
+        Ok(digest)
     }
 
     async fn journal(&self, after: u64, limit: usize) -> Result<JournalPage> {
         let client = self.client().await?;
         let statement = client.prepare_cached(JOURNAL_PAGE).await.map_err(pg)?;
         let from = i64::try_from(after).unwrap_or(i64::MAX);
+        let to = from.saturating_add(sql_limit(limit));
         let rows = client
-            .query(&statement, &[&from, &sql_limit(limit)])
+            .query(&statement, &[&from, &to])
             .await
             .map_err(pg)?;
         let first = rows
@@ -1021,16 +1190,18 @@ impl Store for PostgresStore {
             .map_err(|_| Error::Damaged("the journal id is not 16 bytes".into()))?;
         let head = u64::try_from(first.get::<_, i64>(1)).unwrap_or(0);
         let mut entries = Vec::new();
-        let mut last = after;
         for row in &rows {
-            let Some(position) = row.get::<_, Option<i64>>(2) else {
-                continue;
-            };
-            last = u64::try_from(position).unwrap_or(last);
-            if row.get::<_, bool>(4) {
-                entries.push((last, stored_cid(row.get::<_, &[u8]>(3))?));
+            if let Some(position) = row.get::<_, Option<i64>>(2) {
+                let position = u64::try_from(position).unwrap_or(0);
+                entries.push((position, stored_cid(row.get::<_, &[u8]>(3))?));
             }
         }
+        // Every position up to the head is examined, whether its object is still there or not.
+        let last = if after >= head {
+            after
+        } else {
+            head.min(u64::try_from(to).unwrap_or(u64::MAX))
+        };
         Ok(JournalPage {
             id,
             head,
@@ -1041,69 +1212,5 @@ impl Store for PostgresStore {
 
     fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
         watch::start(&self.shared)
-    }
-}
-
-impl PostgresStore {
-    async fn try_delete(&self, cid: &Cid) -> std::result::Result<bool, WriteError> {
-        let mut client = self.client().await?;
-        let txn = client.transaction().await?;
-        let Some(row) = txn
-            .query_opt(
-                "DELETE FROM objects WHERE cid = $1 RETURNING bytes, local",
-                &[&cid.as_bytes()],
-            )
-            .await?
-        else {
-            txn.rollback().await?;
-            return Ok(false);
-        };
-        let bytes: Vec<u8> = row.get(0);
-        let was_local: bool = row.get(1);
-        let key = cid.as_bytes();
-        // The index rows derive from the bytes; bytes that no longer verify cannot be trusted
-        // to name them, so the tables are searched for the CID instead.
-        match index::verify_and_index(cid, &bytes, &index::widest_limits()) {
-            Ok(entries) => {
-                let types: Vec<&[u8]> = entries.type_name.iter().map(|t| t.as_bytes()).collect();
-                let links: Vec<&[u8]> = entries.links.iter().map(Cid::as_bytes).collect();
-                let authors: Vec<&[u8]> =
-                    entries.author.iter().map(|(a, _)| a.as_slice()).collect();
-                let clocks: Vec<Vec<u8>> = entries
-                    .author
-                    .iter()
-                    .map(|(_, clock)| clock_bytes(*clock).to_vec())
-                    .collect();
-                let ofs: Vec<&[u8]> = entries.version.iter().map(|v| v.of.as_bytes()).collect();
-                let parents: Vec<&[u8]> = entries
-                    .version
-                    .iter()
-                    .flat_map(|v| v.parents.iter().map(Cid::as_bytes))
-                    .collect();
-                let statement = txn.prepare_cached(DELETE_INDEXES).await?;
-                txn.execute(
-                    &statement,
-                    &[&key, &types, &links, &authors, &clocks, &ofs, &parents],
-                )
-                .await?;
-            }
-            Err(_) => {
-                txn.execute(SCRUB_INDEXES, &[&key]).await?;
-            }
-        }
-        let state = txn
-            .query_one("SELECT digest FROM chum_state FOR UPDATE", &[])
-            .await?;
-        let mut digest = SyncDigest::from_bytes(state.get::<_, &[u8]>(0))?;
-        if !was_local {
-            digest.remove(cid);
-        }
-        txn.execute(
-            "UPDATE chum_state SET object_count = object_count - 1, digest = $1",
-            &[&digest.to_bytes()],
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(true)
     }
 }

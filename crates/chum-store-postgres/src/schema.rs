@@ -18,50 +18,46 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         version integer PRIMARY KEY,
         applied_at timestamptz NOT NULL DEFAULT now()
     );
-    -- One row: the journal's id and head, the object count and the shared set's digest.
-    -- Every write that changes them locks it, so journal positions follow commit order.
+    -- One row: the journal's id and head, the object count, and the shared set's digest as of
+    -- journal position digest_position (the digest of the set is this one plus the objects
+    -- numbered after it). Every write locks it first, so writes commit one after another and
+    -- journal positions follow commit order.
     CREATE TABLE chum_state (
         id boolean PRIMARY KEY DEFAULT true CHECK (id),
         journal_id bytea NOT NULL,
         journal_head bigint NOT NULL,
         object_count bigint NOT NULL,
-        digest bytea NOT NULL
+        digest bytea NOT NULL,
+        digest_position bigint NOT NULL
     );
+    -- Every object, with what the single-valued indexes need: its journal position (NULL:
+    -- instance-local, never synced), $type (its UTF-8 bytes: a type may hold a NUL), author
+    -- and clock (wall ms, 8 bytes, and counter, 4, big-endian: bytes that sort as the clock),
+    -- and the ID a version belongs to.
     CREATE TABLE objects (
         cid bytea PRIMARY KEY,
         bytes bytea NOT NULL,
-        local boolean NOT NULL
+        position bigint,
+        type_name bytea,
+        author bytea,
+        clock bytea,
+        of_id bytea
     );
     -- Objects are hashed, mostly small, and blob chunks do not compress: never try.
     ALTER TABLE objects ALTER COLUMN bytes SET STORAGE EXTERNAL;
-    CREATE TABLE journal (
-        position bigint PRIMARY KEY,
-        cid bytea NOT NULL
-    );
-    -- A `$type` may hold any text, NUL included: kept as its UTF-8 bytes.
-    CREATE TABLE index_type (
-        type_name bytea NOT NULL,
-        cid bytea NOT NULL,
-        PRIMARY KEY (type_name, cid)
-    );
-    CREATE TABLE index_links (
+    CREATE UNIQUE INDEX objects_journal ON objects (position) WHERE position IS NOT NULL;
+    -- The few instance-local objects, so a write finds those it promotes without a scan.
+    CREATE INDEX objects_local ON objects (cid) WHERE position IS NULL;
+    CREATE INDEX objects_type ON objects (type_name, cid) WHERE type_name IS NOT NULL;
+    CREATE INDEX objects_author ON objects (author, clock, cid) WHERE author IS NOT NULL;
+    CREATE INDEX objects_versions ON objects (of_id, cid) WHERE of_id IS NOT NULL;
+    -- The multi-valued indexes: who links to what, and versions' parent edges.
+    CREATE TABLE links (
         target bytea NOT NULL,
         cid bytea NOT NULL,
         PRIMARY KEY (target, cid)
     );
-    -- clock: wall ms (8 bytes) and counter (4 bytes), big-endian, so bytes sort as clocks.
-    CREATE TABLE index_authors (
-        author bytea NOT NULL,
-        clock bytea NOT NULL,
-        cid bytea NOT NULL,
-        PRIMARY KEY (author, clock, cid)
-    );
-    CREATE TABLE index_versions (
-        of_id bytea NOT NULL,
-        cid bytea NOT NULL,
-        PRIMARY KEY (of_id, cid)
-    );
-    CREATE TABLE index_edges (
+    CREATE TABLE edges (
         parent bytea NOT NULL,
         child bytea NOT NULL,
         PRIMARY KEY (parent, child)
@@ -130,8 +126,9 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<()> {
         if *version == 1 {
             let journal_id = chum_store::sync::new_journal_id()?;
             txn.execute(
-                "INSERT INTO chum_state (journal_id, journal_head, object_count, digest) \
-                 VALUES ($1, 0, 0, $2)",
+                "INSERT INTO chum_state \
+                 (journal_id, journal_head, object_count, digest, digest_position) \
+                 VALUES ($1, 0, 0, $2, 0)",
                 &[&journal_id.as_slice(), &SyncDigest::new().to_bytes()],
             )
             .await

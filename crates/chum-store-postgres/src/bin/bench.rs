@@ -2,7 +2,9 @@
 //! run, on a throwaway cluster with `fsync` on (as a production database runs).
 //!
 //! `chum-store-postgres-bench [OBJECTS] [BATCH...]` (defaults: 20,000 objects; batches of
-//! 1,000, 100 and 10). For each batch size it alternates three runs of each side, each into a
+//! 1,000, 100 and 10). With `CHUM_PG_URL` (a `postgres://` URL with a `?` part) it runs
+//! against that database, leaving its tables and schemas behind; otherwise against a
+//! throwaway cluster. For each batch size it alternates three runs of each side, each into a
 //! fresh table or schema, and prints the medians and the ratio (objects/s of the store over
 //! objects/s of the raw inserts; the issue's target is ≥ 0.5).
 //!
@@ -79,6 +81,83 @@ async fn raw_run(
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// The rows the store writes for `batches` — each object's row (with its journal position,
+/// type, author and clock) and its link rows — inserted plainly into the store's own tables
+/// (a schema `schema` the store created), one `INSERT` statement per batch: the same rows and
+/// indexes without verification, the lock, the existence check, the journal head or the
+/// notification.
+async fn same_rows_run(
+    client: &tokio_postgres::Client,
+    base: &str,
+    schema: &str,
+    batches: &[Vec<(Cid, Vec<u8>)>],
+) -> Result<f64, String> {
+    // The store creates the schema (tables and indexes) and is then left alone.
+    drop(
+        PostgresStore::open(&format!("{base}&schema={schema}"))
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let statement = client
+        .prepare(&format!(
+            "WITH o AS (INSERT INTO {schema}.objects \
+             (cid, bytes, position, type_name, author, clock, of_id) \
+             SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], \
+             $5::bytea[], $6::bytea[], $7::bytea[])) \
+             INSERT INTO {schema}.links (target, cid) SELECT * FROM unnest($8::bytea[], $9::bytea[])"
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    // Rows prepared before the clock starts.
+    let mut position = 0i64;
+    let mut prepared = Vec::new();
+    for batch in batches {
+        let mut cols: (Vec<&[u8]>, Vec<&[u8]>, Vec<i64>, Vec<Option<Vec<u8>>>) = Default::default();
+        let mut authors: (Vec<Option<Vec<u8>>>, Vec<Option<Vec<u8>>>, Vec<Option<Vec<u8>>>) =
+            Default::default();
+        let mut links: (Vec<Vec<u8>>, Vec<&[u8]>) = Default::default();
+        for (cid, bytes) in batch {
+            let entries = chum_store::index::verify_and_index(
+                cid,
+                bytes,
+                &chum_object::Limits::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            position += 1;
+            cols.0.push(cid.as_bytes());
+            cols.1.push(bytes);
+            cols.2.push(position);
+            cols.3.push(entries.type_name.as_ref().map(|t| t.as_bytes().to_vec()));
+            authors.0.push(entries.author.as_ref().map(|(a, _)| a.to_vec()));
+            authors.1.push(entries.author.as_ref().map(|(_, c)| {
+                let mut clock = c.wall_ms.to_be_bytes().to_vec();
+                clock.extend_from_slice(&c.counter.to_be_bytes());
+                clock
+            }));
+            authors.2.push(entries.version.as_ref().map(|v| v.of.as_bytes().to_vec()));
+            for target in &entries.links {
+                links.0.push(target.as_bytes().to_vec());
+                links.1.push(cid.as_bytes());
+            }
+        }
+        prepared.push((cols, authors, links));
+    }
+    let start = Instant::now();
+    for (cols, authors, links) in &prepared {
+        client
+            .execute(
+                &statement,
+                &[
+                    &cols.0, &cols.1, &cols.2, &cols.3, &authors.0, &authors.1, &authors.2,
+                    &links.0, &links.1,
+                ],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
 async fn store_run(url: &str, batches: &[Vec<(Cid, Vec<u8>)>]) -> Result<f64, String> {
     let store = PostgresStore::open(url).await.map_err(|e| e.to_string())?;
     let start = Instant::now();
@@ -99,8 +178,16 @@ async fn run() -> Result<(), String> {
     } else {
         vec![1_000, 100, 10]
     };
-    let cluster = TempCluster::start()?;
-    let base = cluster.url("postgres");
+    // Against a database of the caller's (CHUM_PG_URL, a postgres:// URL with a query part),
+    // or a throwaway cluster.
+    let (_cluster, base) = match std::env::var("CHUM_PG_URL") {
+        Ok(url) => (None, url),
+        Err(_) => {
+            let cluster = TempCluster::start()?;
+            let url = cluster.url("postgres");
+            (Some(cluster), url)
+        }
+    };
     let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
         .await
         .map_err(|e| e.to_string())?;
@@ -115,6 +202,7 @@ async fn run() -> Result<(), String> {
     for &size in &sizes {
         let size = size.max(1);
         let mut raw = Vec::new();
+        let mut same = Vec::new();
         let mut store = Vec::new();
         for round in 0..3u64 {
             // Fresh objects each run, so nothing is skipped as already stored.
@@ -128,14 +216,18 @@ async fn run() -> Result<(), String> {
                 all.chunks(size).map(<[_]>::to_vec).collect();
             run_id += 1;
             raw.push(raw_run(&client, &format!("raw_{run_id}"), &batches).await?);
+            same.push(same_rows_run(&client, &base, &format!("same_{run_id}"), &batches).await?);
             store.push(store_run(&format!("{base}&schema=store_{run_id}"), &batches).await?);
         }
-        let (raw, store) = (median(raw), median(store));
+        let (raw, same, store) = (median(raw), median(same), median(store));
+        let rate = |seconds: f64| objects as f64 / seconds;
         println!(
-            "batch {size:>5}: raw {:>9.0} obj/s ({raw:.2} s)  store {:>9.0} obj/s ({store:.2} s)  \
-             store/raw = {:.2}",
-            objects as f64 / raw,
-            objects as f64 / store,
+            "batch {size:>5}: object rows {:>7.0}/s  same rows {:>7.0}/s  store {:>7.0}/s  \
+             store/same rows = {:.2}  store/object rows = {:.2}",
+            rate(raw),
+            rate(same),
+            rate(store),
+            same / store,
             raw / store
         );
     }
