@@ -9,7 +9,7 @@ mod api;
 mod store_commands;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -26,8 +26,9 @@ use crate::store_commands::{Sink, StoreCommand, Terminal, execute};
     about = "Local-first, content-addressed sync: the chum command-line tool"
 )]
 struct Cli {
-    /// The store directory (before or after the command).
-    #[arg(long, global = true, env = "CHUM_STORE", value_name = "DIR")]
+    /// The store (before or after the command): a directory, or a `postgres://` URL of a
+    /// database that holds it (a hub's store; several processes may serve it at once).
+    #[arg(long, global = true, env = "CHUM_STORE", value_name = "DIR|URL")]
     store: Option<PathBuf>,
     /// A file whose first line is the passphrase sealing the keys (or CHUM_PASSPHRASE).
     #[arg(long, global = true, value_name = "FILE")]
@@ -227,28 +228,75 @@ fn passphrase(cli: &Cli) -> Result<Option<String>, String> {
         .filter(|p| !p.is_empty()))
 }
 
-fn store_dir(cli: &Cli) -> Result<PathBuf, String> {
-    cli.store
-        .clone()
-        .ok_or_else(|| "no store: give --store DIR or set CHUM_STORE".to_string())
+/// Where a store is.
+#[derive(Debug, Clone)]
+enum Location {
+    /// A directory holding a redb file.
+    Dir(PathBuf),
+    /// A PostgreSQL database (`postgres://…`).
+    Postgres(String),
 }
 
-/// Opens the instance of an initialized store; `Ok(None)` when another process holds it.
-async fn open(dir: &Path, passphrase: Option<&str>) -> Result<Option<Instance>, String> {
-    let mut builder = Instance::builder().path(dir);
-    if let Some(passphrase) = passphrase {
-        builder = builder.passphrase(passphrase);
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir(dir) => write!(f, "{}", dir.display()),
+            // Never a password in a message.
+            Location::Postgres(url) => f.write_str(&redacted(url)),
+        }
     }
-    match builder.open_existing().await {
+}
+
+/// `url` without the password of its user part.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn store_location(cli: &Cli) -> Result<Location, String> {
+    let store = cli.store.clone().ok_or_else(|| {
+        "no store: give --store DIR (or a postgres:// URL) or set CHUM_STORE".to_string()
+    })?;
+    match store.to_str() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Location::Postgres(url.to_owned()))
+        }
+        _ => Ok(Location::Dir(store)),
+    }
+}
+
+/// A builder for the store at `location`.
+fn builder(location: &Location, passphrase: Option<&str>) -> chum::Builder {
+    let builder = match location {
+        Location::Dir(dir) => Instance::builder().path(dir),
+        Location::Postgres(url) => Instance::builder().postgres(url.as_str()),
+    };
+    match passphrase {
+        Some(passphrase) => builder.passphrase(passphrase),
+        None => builder,
+    }
+}
+
+/// Opens the instance of an initialized store; `Ok(None)` when another process holds it (a
+/// directory: PostgreSQL stores are shared by every process that opens them).
+async fn open(location: &Location, passphrase: Option<&str>) -> Result<Option<Instance>, String> {
+    match builder(location, passphrase).open_existing().await {
         Ok(instance) => Ok(Some(instance)),
         Err(chum::Error::StoreLocked(reason)) => {
             tracing::debug!(%reason, "the store is locked");
             Ok(None)
         }
         Err(chum::Error::NotFound(_)) => Err(format!(
-            "{} is not an initialized chum store: run `chum init --store {}`",
-            dir.display(),
-            dir.display()
+            "{location} is not an initialized chum store: run `chum init --store {location}`"
         )),
         Err(error) => Err(error.to_string()),
     }
@@ -256,24 +304,34 @@ async fn open(dir: &Path, passphrase: Option<&str>) -> Result<Option<Instance>, 
 
 /// Runs a store command here, or through the server holding the store.
 async fn run_store(cli: &Cli, command: StoreCommand, file: Option<PathBuf>) -> Result<u8, String> {
-    let dir = store_dir(cli)?;
+    let location = store_location(cli)?;
     let passphrase = passphrase(cli)?;
     let input = if command.takes_input() {
         Some(read_input(&file)?)
     } else {
         None
     };
+    let Location::Dir(dir) = &location else {
+        // A database store is opened by every process that uses it; the servers over it hear
+        // of this command's writes from the database.
+        let instance = open(&location, passphrase.as_deref())
+            .await?
+            .ok_or_else(|| format!("{location} is in use"))?;
+        let code = execute(&instance, command, input, &mut Terminal).await;
+        instance.close().await;
+        return Ok(code);
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        match open(&dir, passphrase.as_deref()).await? {
+        match open(&location, passphrase.as_deref()).await? {
             Some(instance) => {
-                api::remove_stale(&dir);
+                api::remove_stale(dir);
                 let code = execute(&instance, command, input, &mut Terminal).await;
                 instance.close().await;
                 return Ok(code);
             }
             None => {
-                if let Some(code) = api::forward(&dir, &command, input.clone(), &mut Terminal).await
+                if let Some(code) = api::forward(dir, &command, input.clone(), &mut Terminal).await
                 {
                     return Ok(code);
                 }
@@ -291,15 +349,26 @@ async fn run_store(cli: &Cli, command: StoreCommand, file: Option<PathBuf>) -> R
 }
 
 async fn init(cli: &Cli, join: Option<String>, address: Option<String>) -> Result<u8, String> {
-    let dir = store_dir(cli)?;
+    let location = store_location(cli)?;
     let passphrase = passphrase(cli)?;
-    if dir.join(chum::STORE_FILE).exists() {
-        return Err(format!("{} is already a chum store", dir.display()));
+    let exists = match &location {
+        Location::Dir(dir) => dir.join(chum::STORE_FILE).exists(),
+        Location::Postgres(_) => match builder(&location, passphrase.as_deref())
+            .open_existing()
+            .await
+        {
+            Ok(instance) => {
+                instance.close().await;
+                true
+            }
+            Err(chum::Error::NotFound(_)) => false,
+            Err(error) => return Err(error.to_string()),
+        },
+    };
+    if exists {
+        return Err(format!("{location} is already a chum store"));
     }
-    let mut builder = Instance::builder().path(&dir);
-    if let Some(passphrase) = &passphrase {
-        builder = builder.passphrase(passphrase.as_str());
-    }
+    let mut builder = builder(&location, passphrase.as_deref());
     if let Some(text) = join {
         let invitation = chum::Invitation::from_text(&text).map_err(|error| error.to_string())?;
         builder = match address {
@@ -310,8 +379,11 @@ async fn init(cli: &Cli, join: Option<String>, address: Option<String>) -> Resul
     let instance = match builder.open().await {
         Ok(instance) => instance,
         Err(error) => {
-            // Leave nothing behind that makes the next `init` fail.
-            let _ = std::fs::remove_file(dir.join(chum::STORE_FILE));
+            // Leave nothing behind that makes the next `init` fail (a database store without
+            // an identity is not one yet: `init` may run again).
+            if let Location::Dir(dir) = &location {
+                let _ = std::fs::remove_file(dir.join(chum::STORE_FILE));
+            }
             return Err(error.to_string());
         }
     };
@@ -321,15 +393,16 @@ async fn init(cli: &Cli, join: Option<String>, address: Option<String>) -> Resul
 }
 
 async fn serve(cli: &Cli, listen: Vec<String>) -> Result<u8, String> {
-    let dir = store_dir(cli)?;
+    let location = store_location(cli)?;
     let passphrase = passphrase(cli)?;
-    let Some(instance) = open(&dir, passphrase.as_deref()).await? else {
+    let Some(instance) = open(&location, passphrase.as_deref()).await? else {
         return Err(format!(
-            "{} is already being served by another process",
-            dir.display()
+            "{location} is already being served by another process"
         ));
     };
-    api::remove_stale(&dir);
+    if let Location::Dir(dir) = &location {
+        api::remove_stale(dir);
+    }
     let mut listeners = Vec::new();
     for url in &listen {
         let listener = instance
@@ -340,12 +413,18 @@ async fn serve(cli: &Cli, listen: Vec<String>) -> Result<u8, String> {
         eprintln!("chum: listening on {}", listener.url());
         listeners.push(listener);
     }
-    let _api = api::serve(instance.clone(), &dir)
-        .await
-        .map_err(|error| format!("cannot start the command API: {error}"))?;
+    // Commands on a directory store reach its server through the command API; a database
+    // store is opened by the commands themselves.
+    let _api = match &location {
+        Location::Dir(dir) => Some(
+            api::serve(instance.clone(), dir)
+                .await
+                .map_err(|error| format!("cannot start the command API: {error}"))?,
+        ),
+        Location::Postgres(_) => None,
+    };
     eprintln!(
-        "chum: serving {} as instance {} of person {}; stop with Ctrl-C",
-        dir.display(),
+        "chum: serving {location} as instance {} of person {}; stop with Ctrl-C",
         instance.instance_id(),
         instance.person()
     );

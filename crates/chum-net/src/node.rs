@@ -89,6 +89,43 @@ fn unix_ms() -> u64 {
     rt::unix_ms()
 }
 
+/// Objects read per request while offering what other writers of the store added.
+const OFFER_CHUNK: usize = 512;
+
+/// Offers to every live session what other writers of the store (other processes over the
+/// same database) added to the shared set, as the application's own writes are offered —
+/// so a peer of one hub process hears live of what a peer of another wrote. Ends with the
+/// host task or the store's stream.
+async fn offer_others(
+    mut others: futures::stream::BoxStream<'static, Vec<Cid>>,
+    store: Arc<dyn Store>,
+    inbox: mpsc::WeakUnboundedSender<Message>,
+) {
+    while let Some(cids) = others.next().await {
+        for chunk in cids.chunks(OFFER_CHUNK) {
+            let loaded = match store.get_many(chunk).await {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read what another writer stored");
+                    continue;
+                }
+            };
+            // Deleted since: nothing to offer.
+            let objects: Vec<(Cid, Vec<u8>)> = chunk
+                .iter()
+                .cloned()
+                .zip(loaded)
+                .filter_map(|(cid, bytes)| Some((cid, bytes.ok()?)))
+                .collect();
+            let write = LocalWrite::of(&objects, &vec![true; objects.len()]);
+            let Some(inbox) = inbox.upgrade() else { return };
+            if !write.is_empty() && inbox.send(Message::Local(write)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// Ends a session whose [`Node::run`] future was dropped before it finished.
 struct Abandon {
     conn: ConnId,
@@ -237,6 +274,13 @@ impl Node {
                     to_write: Vec::new(),
                 };
                 drop(rt::spawn(driver.run(messages)));
+                if let Some(others) = self.store.watch_others() {
+                    drop(rt::spawn(offer_others(
+                        others,
+                        Arc::clone(&self.store),
+                        inbox.downgrade(),
+                    )));
+                }
                 *state = State::Running(inbox.clone());
                 inbox
             }

@@ -80,9 +80,11 @@ pub fn find_bin() -> Result<PathBuf, String> {
             return Ok(dir);
         }
     }
-    Err("PostgreSQL's server binaries (initdb, pg_ctl) are not installed: \
+    Err(
+        "PostgreSQL's server binaries (initdb, pg_ctl) are not installed: \
          `apt-get install postgresql` (cargo xtask test does), or set CHUM_PG_BIN"
-        .into())
+            .into(),
+    )
 }
 
 fn is_root() -> bool {

@@ -169,7 +169,9 @@ impl Options {
     pub fn from_url(url: &str) -> Result<Options> {
         let invalid = |why: String| Error::Backend(format!("not a PostgreSQL URL: {why}"));
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(invalid("it must start with postgres:// or postgresql://".into()));
+            return Err(invalid(
+                "it must start with postgres:// or postgresql://".into(),
+            ));
         }
         let mut schema = DEFAULT_SCHEMA.to_owned();
         let url = match url.split_once('?') {
@@ -189,9 +191,8 @@ impl Options {
             }
             None => url.to_owned(),
         };
-        let config: tokio_postgres::Config = url.parse().map_err(|error| {
-            invalid(format!("{error}"))
-        })?;
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|error| invalid(format!("{error}")))?;
         Options::new(config, &schema)
     }
 
@@ -211,7 +212,9 @@ impl Options {
         }
         // Unqualified names are the store's tables.
         let options = match config.get_options() {
-            Some(existing) => format!("{existing} -c search_path={schema} -c plan_cache_mode=force_custom_plan"),
+            Some(existing) => {
+                format!("{existing} -c search_path={schema} -c plan_cache_mode=force_custom_plan")
+            }
             None => format!("-c search_path={schema} -c plan_cache_mode=force_custom_plan"),
         };
         config.options(options);
@@ -231,6 +234,26 @@ impl Options {
     /// The schema the store lives in.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// Whether the schema holds a chum store already (nothing is created).
+    pub async fn exists(&self) -> Result<bool> {
+        let (client, connection) = self.config.connect(NoTls).await.map_err(pg)?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let found = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables \
+                 WHERE schemaname = $1 AND tablename = 'chum_migrations')",
+                &[&self.schema],
+            )
+            .await
+            .map_err(pg)
+            .map(|row| row.get::<_, bool>(0));
+        drop(client);
+        let _ = driver.await;
+        found
     }
 
     /// Connects, creates or upgrades the schema, and opens the store.
@@ -368,8 +391,12 @@ impl<'a> Rows<'a> {
                 .as_ref()
                 .map(|(_, clock)| clock_bytes(*clock).to_vec()),
         );
-        self.of_ids
-            .push(entries.version.as_ref().map(|version| version.of.as_bytes()));
+        self.of_ids.push(
+            entries
+                .version
+                .as_ref()
+                .map(|version| version.of.as_bytes()),
+        );
         for target in &entries.links {
             self.link_targets.push(target.as_bytes());
             self.link_cids.push(cid_bytes);
@@ -554,7 +581,6 @@ impl PostgresStore {
         }
     }
 
-
     async fn try_write_batch(
         &self,
         objects: &[(Cid, Vec<u8>)],
@@ -640,7 +666,8 @@ impl PostgresStore {
         // the COMMIT into a rollback). The write's plan is generic: plain inserts, nothing
         // it could plan better from the values.
         let (generic, written, committed) = tokio::join!(
-            open.client().batch_execute("SET LOCAL plan_cache_mode = force_generic_plan"),
+            open.client()
+                .batch_execute("SET LOCAL plan_cache_mode = force_generic_plan"),
             open.client().query_one(&write, &params),
             open.client().batch_execute("COMMIT")
         );
@@ -662,10 +689,7 @@ impl PostgresStore {
             tracing::warn!(%error, "folding the journal tail into the sync digest failed");
         }
         // Per object as given: the first of duplicates reports the change.
-        Ok(objects
-            .iter()
-            .map(|(cid, _)| changed.remove(cid))
-            .collect())
+        Ok(objects.iter().map(|(cid, _)| changed.remove(cid)).collect())
     }
 
     /// Folds the objects numbered since the stored digest into it.
@@ -1177,10 +1201,7 @@ impl Store for PostgresStore {
         let statement = client.prepare_cached(JOURNAL_PAGE).await.map_err(pg)?;
         let from = i64::try_from(after).unwrap_or(i64::MAX);
         let to = from.saturating_add(sql_limit(limit));
-        let rows = client
-            .query(&statement, &[&from, &to])
-            .await
-            .map_err(pg)?;
+        let rows = client.query(&statement, &[&from, &to]).await.map_err(pg)?;
         let first = rows
             .first()
             .ok_or_else(|| Error::Damaged("the store's state row is missing".into()))?;

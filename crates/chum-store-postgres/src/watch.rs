@@ -168,10 +168,10 @@ async fn catch_up(
                 .entries
                 .into_iter()
                 .filter(|(position, _)| {
-                    !own.ranges
+                    own.ranges
                         .range(..=*position)
                         .next_back()
-                        .is_some_and(|(_, last)| last >= position)
+                        .is_none_or(|(_, last)| last < position)
                 })
                 .map(|(_, cid)| cid)
                 .collect();

@@ -41,9 +41,13 @@ async fn postgres_store_conforms() {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let base = cluster.url("postgres");
     let make = move || {
-        let url = format!("{base}&schema=conform_{}", NEXT.fetch_add(1, Ordering::SeqCst));
-        Box::pin(async move { Box::new(PostgresStore::open(&url).await.unwrap()) as Box<dyn Store> })
-            as futures::future::LocalBoxFuture<'static, Box<dyn Store>>
+        let url = format!(
+            "{base}&schema=conform_{}",
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        Box::pin(
+            async move { Box::new(PostgresStore::open(&url).await.unwrap()) as Box<dyn Store> },
+        ) as futures::future::LocalBoxFuture<'static, Box<dyn Store>>
     };
     conformance::run_all_async(&make).await;
 }
@@ -55,8 +59,9 @@ async fn everything_survives_reopen() {
     let url = url(&cluster, "durable");
     let reopen = move || {
         let url = url.clone();
-        Box::pin(async move { Box::new(PostgresStore::open(&url).await.unwrap()) as Box<dyn Store> })
-            as futures::future::LocalBoxFuture<'static, Box<dyn Store>>
+        Box::pin(
+            async move { Box::new(PostgresStore::open(&url).await.unwrap()) as Box<dyn Store> },
+        ) as futures::future::LocalBoxFuture<'static, Box<dyn Store>>
     };
     conformance::run_durable_async(first, &reopen).await;
 }
@@ -184,9 +189,10 @@ async fn damaged_rows_are_reported_not_returned() {
         .put_many(&objects.iter().map(pair).collect::<Vec<_>>())
         .await
         .unwrap();
-    let (client, connection) = tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, connection) =
+        tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(connection);
     let victim = objects[2].cid();
     client
@@ -196,8 +202,14 @@ async fn damaged_rows_are_reported_not_returned() {
         )
         .await
         .unwrap();
-    assert!(matches!(store.get(victim).await, Err(Error::Corrupt { .. })));
-    let many = store.get_many(&[objects[1].cid().clone(), victim.clone()]).await.unwrap();
+    assert!(matches!(
+        store.get(victim).await,
+        Err(Error::Corrupt { .. })
+    ));
+    let many = store
+        .get_many(&[objects[1].cid().clone(), victim.clone()])
+        .await
+        .unwrap();
     assert_eq!(many[0].as_deref().unwrap(), objects[1].bytes());
     assert!(matches!(many[1], Err(Error::Corrupt { .. })));
     let (synced, _) = store.sync_objects(None, 100).await.unwrap();
@@ -220,15 +232,18 @@ async fn damaged_rows_are_reported_not_returned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_and_newer_schemas_are_refused() {
     let cluster = cluster();
-    let (client, connection) = tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, connection) =
+        tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(connection);
     client
         .batch_execute("CREATE SCHEMA app; CREATE TABLE app.users (id int)")
         .await
         .unwrap();
-    let refused = PostgresStore::open(&url(&cluster, "app")).await.unwrap_err();
+    let refused = PostgresStore::open(&url(&cluster, "app"))
+        .await
+        .unwrap_err();
     assert!(matches!(refused, Error::Damaged(_)), "{refused}");
     let tables: i64 = client
         .query_one(
@@ -241,7 +256,8 @@ async fn foreign_and_newer_schemas_are_refused() {
     assert_eq!(tables, 1, "nothing was created in it");
 
     let store = open(&cluster, "newer").await;
-    let odd = Object::from_value(&dagjson::from_str(r#"{"$type":"A\u0000B","n":1}"#).unwrap()).unwrap();
+    let odd =
+        Object::from_value(&dagjson::from_str(r#"{"$type":"A\u0000B","n":1}"#).unwrap()).unwrap();
     store.put(odd.cid(), odd.bytes()).await.unwrap();
     let found = store
         .query(Query::ByType {
@@ -254,10 +270,15 @@ async fn foreign_and_newer_schemas_are_refused() {
     assert_eq!(found, [odd.cid().clone()]);
     drop(store);
     client
-        .execute("INSERT INTO newer.chum_migrations (version) VALUES (99)", &[])
+        .execute(
+            "INSERT INTO newer.chum_migrations (version) VALUES (99)",
+            &[],
+        )
         .await
         .unwrap();
-    let refused = PostgresStore::open(&url(&cluster, "newer")).await.unwrap_err();
+    let refused = PostgresStore::open(&url(&cluster, "newer"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(refused, Error::NewerFormat { found: 99, .. }),
         "{refused}"
@@ -278,4 +299,112 @@ fn bad_urls_are_refused() {
     }
     let options = Options::from_url("postgres://u@h/db?schema=hub_1&application_name=x").unwrap();
     assert_eq!(options.schema(), "hub_1");
+}
+
+/// The digest is its stored part plus the objects numbered after it; writers fold the tail in
+/// every 1,024 positions, and deletes fold it first. Through all of that it stays the digest
+/// of the shared set: across folds, deletes of folded and unfolded objects, local objects and
+/// promotions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_digest_stays_exact_across_folds_and_deletes() {
+    let cluster = cluster();
+    let store = open(&cluster, "digest").await;
+    let objects: Vec<Object> = (0..3_000).map(conformance::message).collect();
+    let check = |label: &'static str| {
+        let store = store.clone();
+        async move {
+            let shared = store
+                .sync_list((Bound::Unbounded, Bound::Unbounded), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(
+                store.sync_digest().await.unwrap(),
+                SyncDigest::of(&shared),
+                "{label}"
+            );
+        }
+    };
+    for chunk in objects[..2_500].chunks(100) {
+        store
+            .put_many(&chunk.iter().map(pair).collect::<Vec<_>>())
+            .await
+            .unwrap();
+    }
+    check("after folds").await;
+    let (client, connection) =
+        tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let folded: i64 = client
+        .query_one("SELECT digest_position FROM digest.chum_state", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(folded >= 2_048, "writers folded the tail ({folded})");
+    // A folded object, and one in the tail.
+    store.delete(objects[10].cid()).await.unwrap();
+    store
+        .put_many(&objects[2_500..2_600].iter().map(pair).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    store.delete(objects[2_550].cid()).await.unwrap();
+    check("after deletes").await;
+    store
+        .put_scoped(
+            &objects[2_600..2_700].iter().map(pair).collect::<Vec<_>>(),
+            Scope::Local,
+        )
+        .await
+        .unwrap();
+    check("local objects are not in it").await;
+    store
+        .put_many(&objects[2_650..2_800].iter().map(pair).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    check("after promotions").await;
+    store.delete(objects[2_660].cid()).await.unwrap();
+    store.delete(objects[2_610].cid()).await.unwrap();
+    check("after deleting a promoted and a local object").await;
+    assert_eq!(store.count().await.unwrap(), 2_800 - 4);
+    let page = store.journal(0, usize::MAX).await.unwrap();
+    assert_eq!(
+        page.entries.len(),
+        2_800 - 100 + 50 - 3,
+        "local ones never joined"
+    );
+}
+
+/// A write whose caller stops waiting mid-way leaves nothing half-done and the store usable:
+/// its transaction is rolled back before the connection is used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_write_leaves_the_store_consistent() {
+    let cluster = cluster();
+    let store = open(&cluster, "abandon").await;
+    let objects: Vec<Object> = (0..2_000).map(conformance::message).collect();
+    for (round, chunk) in objects.chunks(200).enumerate() {
+        let batch: Vec<_> = chunk.iter().map(pair).collect();
+        // Give up after a varying moment (sometimes before, sometimes after the commit).
+        let wait = Duration::from_micros(200 * round as u64);
+        let _ = tokio::time::timeout(wait, store.put_many(&batch)).await;
+    }
+    // Whatever committed is whole; the rest is absent; every later write works.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store
+        .put_many(&objects.iter().map(pair).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(store.count().await.unwrap(), 2_000);
+    let page = store.journal(0, usize::MAX).await.unwrap();
+    let positions: Vec<u64> = page.entries.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        positions,
+        (1..=2_000).collect::<Vec<u64>>(),
+        "no gap, no repeat"
+    );
+    let shared = store
+        .sync_list((Bound::Unbounded, Bound::Unbounded), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(store.sync_digest().await.unwrap(), SyncDigest::of(&shared));
 }

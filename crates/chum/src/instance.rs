@@ -50,6 +50,8 @@ pub struct Builder {
     store: Option<Arc<dyn Store>>,
     #[cfg(feature = "native")]
     path: Option<std::path::PathBuf>,
+    #[cfg(feature = "postgres")]
+    postgres: Option<String>,
     identity: Option<Identity>,
     passphrase: Option<String>,
     recipes: Vec<Recipe>,
@@ -90,6 +92,17 @@ impl Builder {
     #[cfg(feature = "native")]
     pub fn path(mut self, dir: impl AsRef<std::path::Path>) -> Builder {
         self.path = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Opens (or creates) the store in PostgreSQL at `url` (`postgres://…`; the optional
+    /// parameter `schema` names the schema, default `chum`): see
+    /// [`PostgresStore`](chum_store_postgres::PostgresStore). Several processes may open the
+    /// same store at once — e.g. hub processes behind one address — and each offers its
+    /// peers live what the others stored.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, url: impl Into<String>) -> Builder {
+        self.postgres = Some(url.into());
         self
     }
 
@@ -207,7 +220,23 @@ impl Builder {
                     .into(),
             )
         })?;
-        let store: Arc<dyn Store> = match self.store {
+        #[cfg(feature = "postgres")]
+        let store = match (self.store, &self.postgres) {
+            (None, Some(url)) => {
+                let options = chum_store_postgres::Options::from_url(url)?;
+                if self.existing && !options.exists().await? {
+                    return Err(Error::NotFound(format!(
+                        "no chum store in schema {} of that database (create one first)",
+                        options.schema()
+                    )));
+                }
+                Some(Arc::new(options.open().await?) as Arc<dyn Store>)
+            }
+            (store, _) => store,
+        };
+        #[cfg(not(feature = "postgres"))]
+        let store = self.store;
+        let store: Arc<dyn Store> = match store {
             Some(store) => store,
             #[cfg(feature = "native")]
             None => match &self.path {
@@ -533,6 +562,8 @@ impl Instance {
             store: None,
             #[cfg(feature = "native")]
             path: None,
+            #[cfg(feature = "postgres")]
+            postgres: None,
             identity: None,
             passphrase: None,
             recipes: Vec::new(),

@@ -118,6 +118,8 @@ pub use chum_object::{
     Cid, Limits, Map, Object, SerdeError, Value, counters, dagcbor, dagjson, from_value, to_value,
 };
 pub use chum_store::{Error as StoreError, MemoryStore, Store};
+#[cfg(feature = "postgres")]
+pub use chum_store_postgres::PostgresStore;
 #[cfg(feature = "native")]
 pub use chum_store_redb::RedbStore;
 /// Bytes that serialize as bytes (not as a list of integers): a `bytes` field of a

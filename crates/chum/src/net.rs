@@ -342,7 +342,7 @@ pub struct Link {
 }
 
 impl Link {
-    /// The address.
+    /// The address (the first, for a link to several: [`Instance::connect_any`]).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -737,7 +737,21 @@ impl Instance {
     /// ends, the link reconnects with backoff (0.1 s doubling to 10 s) until [`Link::close`].
     /// Offline works: writes go to the store and sync when the peer is back.
     pub fn connect(&self, url: &str) -> Result<Link> {
-        let parsed = parse_url(url)?;
+        self.connect_any(&[url])
+    }
+
+    /// [`Instance::connect`] to several addresses of one peer — e.g. hub processes serving one
+    /// database: the link connects to the first, and whenever a session ends or an attempt
+    /// fails it tries the next (round the list, with the same backoff), so a process that
+    /// goes away is replaced by another without the app noticing more than a reconnect.
+    pub fn connect_any(&self, urls: &[&str]) -> Result<Link> {
+        let addresses = urls
+            .iter()
+            .map(|url| parse_url(url))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(url) = urls.first() else {
+            return Err(Error::Invalid("no address to connect to".into()));
+        };
         let (state_tx, state) = watch::channel(LinkState::Connecting { attempt: 1 });
         let stop = Arc::new(watch::channel(false).0);
         let mut stopped = stop.subscribe();
@@ -755,13 +769,16 @@ impl Instance {
             let _keep = keep;
             let _ended = ended_tx;
             let mut attempt = 1u32;
+            let mut next = 0usize;
             loop {
                 if *stopped.borrow() {
                     break;
                 }
                 let _ = state_tx.send(LinkState::Connecting { attempt });
+                let address = &addresses[next % addresses.len()];
+                next = next.wrapping_add(1);
                 let error =
-                    match run_once(&node, &parsed, &state_tx, &mut stopped, &task_progress).await {
+                    match run_once(&node, address, &state_tx, &mut stopped, &task_progress).await {
                         Ok(None) => break,
                         Ok(Some(report)) => {
                             if report.synced {
@@ -790,7 +807,7 @@ impl Instance {
             tasks.push(task);
         }
         Ok(Link {
-            url: url.to_owned(),
+            url: (*url).to_owned(),
             progress,
             state,
             stop,

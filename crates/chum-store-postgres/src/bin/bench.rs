@@ -44,7 +44,7 @@ fn object(n: u64, conversation: &Cid) -> Object {
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    if values.len() % 2 == 0 {
+    if values.len().is_multiple_of(2) {
         (values[mid - 1] + values[mid]) / 2.0
     } else {
         values[mid]
@@ -81,6 +81,20 @@ async fn raw_run(
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// One batch of the rows the store writes, column by column.
+#[derive(Default)]
+struct SameRows {
+    cids: Vec<Vec<u8>>,
+    bytes: Vec<Vec<u8>>,
+    positions: Vec<i64>,
+    types: Vec<Option<Vec<u8>>>,
+    authors: Vec<Option<Vec<u8>>>,
+    clocks: Vec<Option<Vec<u8>>>,
+    ofs: Vec<Option<Vec<u8>>>,
+    link_targets: Vec<Vec<u8>>,
+    link_cids: Vec<Vec<u8>>,
+}
+
 /// The rows the store writes for `batches` — each object's row (with its journal position,
 /// type, author and clock) and its link rows — inserted plainly into the store's own tables
 /// (a schema `schema` the store created), one `INSERT` statement per batch: the same rows and
@@ -112,44 +126,48 @@ async fn same_rows_run(
     let mut position = 0i64;
     let mut prepared = Vec::new();
     for batch in batches {
-        let mut cols: (Vec<&[u8]>, Vec<&[u8]>, Vec<i64>, Vec<Option<Vec<u8>>>) = Default::default();
-        let mut authors: (Vec<Option<Vec<u8>>>, Vec<Option<Vec<u8>>>, Vec<Option<Vec<u8>>>) =
-            Default::default();
-        let mut links: (Vec<Vec<u8>>, Vec<&[u8]>) = Default::default();
+        let mut rows = SameRows::default();
         for (cid, bytes) in batch {
-            let entries = chum_store::index::verify_and_index(
-                cid,
-                bytes,
-                &chum_object::Limits::default(),
-            )
-            .map_err(|e| e.to_string())?;
+            let entries =
+                chum_store::index::verify_and_index(cid, bytes, &chum_object::Limits::default())
+                    .map_err(|e| e.to_string())?;
             position += 1;
-            cols.0.push(cid.as_bytes());
-            cols.1.push(bytes);
-            cols.2.push(position);
-            cols.3.push(entries.type_name.as_ref().map(|t| t.as_bytes().to_vec()));
-            authors.0.push(entries.author.as_ref().map(|(a, _)| a.to_vec()));
-            authors.1.push(entries.author.as_ref().map(|(_, c)| {
+            rows.cids.push(cid.as_bytes().to_vec());
+            rows.bytes.push(bytes.clone());
+            rows.positions.push(position);
+            rows.types
+                .push(entries.type_name.as_ref().map(|t| t.as_bytes().to_vec()));
+            rows.authors
+                .push(entries.author.as_ref().map(|(a, _)| a.to_vec()));
+            rows.clocks.push(entries.author.as_ref().map(|(_, c)| {
                 let mut clock = c.wall_ms.to_be_bytes().to_vec();
                 clock.extend_from_slice(&c.counter.to_be_bytes());
                 clock
             }));
-            authors.2.push(entries.version.as_ref().map(|v| v.of.as_bytes().to_vec()));
+            rows.ofs
+                .push(entries.version.as_ref().map(|v| v.of.as_bytes().to_vec()));
             for target in &entries.links {
-                links.0.push(target.as_bytes().to_vec());
-                links.1.push(cid.as_bytes());
+                rows.link_targets.push(target.as_bytes().to_vec());
+                rows.link_cids.push(cid.as_bytes().to_vec());
             }
         }
-        prepared.push((cols, authors, links));
+        prepared.push(rows);
     }
     let start = Instant::now();
-    for (cols, authors, links) in &prepared {
+    for rows in &prepared {
         client
             .execute(
                 &statement,
                 &[
-                    &cols.0, &cols.1, &cols.2, &cols.3, &authors.0, &authors.1, &authors.2,
-                    &links.0, &links.1,
+                    &rows.cids,
+                    &rows.bytes,
+                    &rows.positions,
+                    &rows.types,
+                    &rows.authors,
+                    &rows.clocks,
+                    &rows.ofs,
+                    &rows.link_targets,
+                    &rows.link_cids,
                 ],
             )
             .await
@@ -192,8 +210,8 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    let conversation = Object::from_value(&Value::Text("conversation".into()))
-        .map_err(|e| e.to_string())?;
+    let conversation =
+        Object::from_value(&Value::Text("conversation".into())).map_err(|e| e.to_string())?;
     println!(
         "puts of {objects} objects (~{} B each): PostgreSQL store vs raw batched INSERTs, fsync on",
         object(0, conversation.cid()).bytes().len()
@@ -208,12 +226,14 @@ async fn run() -> Result<(), String> {
             // Fresh objects each run, so nothing is skipped as already stored.
             let all: Vec<(Cid, Vec<u8>)> = (0..objects as u64)
                 .map(|n| {
-                    let o = object(n + (round * 10 + size as u64) * 1_000_000, conversation.cid());
+                    let o = object(
+                        n + (round * 10 + size as u64) * 1_000_000,
+                        conversation.cid(),
+                    );
                     (o.cid().clone(), o.bytes().to_vec())
                 })
                 .collect();
-            let batches: Vec<Vec<(Cid, Vec<u8>)>> =
-                all.chunks(size).map(<[_]>::to_vec).collect();
+            let batches: Vec<Vec<(Cid, Vec<u8>)>> = all.chunks(size).map(<[_]>::to_vec).collect();
             run_id += 1;
             raw.push(raw_run(&client, &format!("raw_{run_id}"), &batches).await?);
             same.push(same_rows_run(&client, &base, &format!("same_{run_id}"), &batches).await?);

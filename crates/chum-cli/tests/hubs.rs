@@ -1,0 +1,228 @@
+//! Hubs on PostgreSQL as real processes: `chum init` and `chum serve` with a `postgres://`
+//! store, two hub processes over one database on their own ports, devices joined through
+//! either, and live push across the hubs (LISTEN/NOTIFY); a hub killed, nothing acknowledged
+//! lost, its devices served by the other.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use chum::{Event, Instance, Value, dagjson};
+use chum_store_postgres::cluster::{ClusterOptions, TempCluster};
+
+fn chum(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chum"))
+        .args(args)
+        .env_remove("CHUM_STORE")
+        .env_remove("CHUM_PASSPHRASE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(args: &[&str], stdin: &[u8]) -> String {
+    let output = chum(args, stdin);
+    assert!(
+        output.status.success(),
+        "chum {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A running `chum serve`, killed on drop.
+struct Hub {
+    child: Child,
+    url: String,
+}
+
+impl Hub {
+    fn start(store: &str) -> Hub {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chum"))
+            .args(["serve", "--store", store, "--listen", "ws://127.0.0.1:0"])
+            .env_remove("CHUM_STORE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("ws://"), "{line:?}");
+        Hub {
+            child,
+            url: line.trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("chum-hub-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn message(text: &str) -> Value {
+    dagjson::from_str(&format!(r#"{{"$type":"Message","text":"{text}"}}"#)).unwrap()
+}
+
+/// Waits until `events` reports `cid` stored.
+async fn hears(events: &mut chum::Events, cid: &chum::Cid, within: Duration) -> bool {
+    tokio::time::timeout(within, async {
+        while let Some(event) = events.next().await {
+            if let Event::Stored { cid: stored, .. } = &event
+                && stored == cid
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[test]
+fn two_hub_processes_over_one_database_push_live_to_each_others_devices() {
+    let cluster = TempCluster::start_with(&ClusterOptions::default()).unwrap();
+    let store = format!("{}&schema=hub", cluster.url("postgres"));
+    let dir = TempDir::new("two");
+    let whoami = ok(&["init", "--store", &store], b"");
+    assert!(whoami.starts_with("person "), "{whoami}");
+    // A second init is refused; the store works for ordinary commands with no hub running.
+    assert!(!chum(&["init", "--store", &store], b"").status.success());
+    let put = ok(
+        &["put", "--store", &store],
+        br#"{"$type":"Message","text":"before the hubs"}"#,
+    );
+    let (mut hub_a, hub_b) = (Hub::start(&store), Hub::start(&store));
+    assert_ne!(hub_a.url, hub_b.url);
+    // One device joins through each hub (invitations made by a command over the database,
+    // redeemed by whichever hub the device reaches).
+    let device = |name: &str, hub: &Hub| {
+        let invitation = ok(&["invite", "--store", &store, "--address", &hub.url], b"");
+        let path = dir.0.join(name).to_string_lossy().into_owned();
+        let joined = ok(
+            &[
+                "init",
+                "--store",
+                &path,
+                "--join",
+                invitation.lines().last().unwrap(),
+            ],
+            b"",
+        );
+        assert_eq!(joined.lines().next(), whoami.lines().next(), "same person");
+        path
+    };
+    let (path_a, path_b) = (device("a", &hub_a), device("b", &hub_b));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let a = Instance::builder().path(&path_a).open().await.unwrap();
+        let b = Instance::builder().path(&path_b).open().await.unwrap();
+        assert!(
+            b.has(&put.trim().parse::<chum::Cid>().unwrap())
+                .await
+                .unwrap()
+        );
+        // Each device knows both hub addresses, its own hub first.
+        let link_a = a.connect_any(&[&hub_a.url, &hub_b.url]).unwrap();
+        let link_b = b.connect_any(&[&hub_b.url, &hub_a.url]).unwrap();
+        link_a.connected().await.unwrap();
+        link_b.connected().await.unwrap();
+        let mut events_b = b.events();
+        let mut events_a = a.events();
+        // A writes through hub A; B hears through hub B, live.
+        let written = a.put(&message("from a, through hub a")).await.unwrap();
+        assert!(
+            hears(&mut events_b, written.cid(), Duration::from_secs(10)).await,
+            "b hears a's write through the other hub"
+        );
+        // And the other way.
+        let written = b.put(&message("from b, through hub b")).await.unwrap();
+        assert!(
+            hears(&mut events_a, written.cid(), Duration::from_secs(10)).await,
+            "a hears b's write through the other hub"
+        );
+        // A command over the database (no hub involved) reaches both devices live too.
+        let cid = ok(
+            &["put", "--store", &store],
+            br#"{"$type":"Message","text":"from a command"}"#,
+        );
+        let cid: chum::Cid = cid.trim().parse().unwrap();
+        assert!(hears(&mut events_a, &cid, Duration::from_secs(10)).await);
+        assert!(hears(&mut events_b, &cid, Duration::from_secs(10)).await);
+
+        // Hub A is killed right after acknowledging a burst of A's writes: every acknowledged
+        // object is in the database; A's link moves to hub B; B keeps hearing A live.
+        let mut acknowledged = Vec::new();
+        for i in 0..40 {
+            let written = a.put(&message(&format!("burst {i}"))).await.unwrap();
+            acknowledged.push(written);
+        }
+        for written in &acknowledged {
+            tokio::time::timeout(Duration::from_secs(10), written.held_by_peer())
+                .await
+                .expect("hub a acknowledges within 10 s")
+                .unwrap();
+        }
+        hub_a.child.kill().unwrap(); // SIGKILL
+        hub_a.child.wait().unwrap();
+        let database = chum::PostgresStore::open(&store).await.unwrap();
+        for written in &acknowledged {
+            assert!(
+                chum::Store::has(&database, written.cid()).await.unwrap(),
+                "an acknowledged object is in the database"
+            );
+        }
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if matches!(link_a.state(), chum::LinkState::Connected { .. }) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("a's link reaches hub b");
+        let written = a.put(&message("after hub a died")).await.unwrap();
+        assert!(
+            hears(&mut events_b, written.cid(), Duration::from_secs(10)).await,
+            "b hears a through hub b alone"
+        );
+        link_a.close().await;
+        link_b.close().await;
+        a.close().await;
+        b.close().await;
+    });
+    drop((hub_a, hub_b));
+}
