@@ -1,6 +1,7 @@
 //! `cargo xtask`: the one entry point for the project's checks.
 //!
-//! - `cargo xtask test`: formatting, clippy (warnings denied), all tests, docs (warnings denied),
+//! - `cargo xtask test`: formatting, clippy (warnings denied), all tests (PostgreSQL installed
+//!   when missing, for the hub store's throwaway clusters), docs (warnings denied),
 //!   the wasm32 build of the I/O-free crates, the browser crates' tests in headless Chromium
 //!   (Chromium, ChromeDriver and `wasm-bindgen-cli` installed when missing), a build of the
 //!   fuzz targets and the benchmark report's quick mode.
@@ -142,8 +143,29 @@ pub(crate) fn ensure_wasm_target() -> Result<(), String> {
     )
 }
 
+/// Installs Debian's PostgreSQL server when no `initdb` is found where the store's test
+/// clusters look (`CHUM_PG_BIN`, `/usr/lib/postgresql/N/bin`): the PostgreSQL store's tests,
+/// the hub tests and the load test start throwaway clusters with it.
+pub(crate) fn ensure_postgres() -> Result<(), String> {
+    if let Some(dir) = std::env::var_os("CHUM_PG_BIN")
+        && Path::new(&dir).join("initdb").is_file()
+    {
+        return Ok(());
+    }
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| entry.path().join("bin/initdb").is_file());
+    if installed {
+        return Ok(());
+    }
+    browser::apt_install("PostgreSQL", &["postgresql"])
+}
+
 fn test() -> Result<(), String> {
     run("fmt", cargo().args(["fmt", "--all", "--check"]))?;
+    ensure_postgres()?;
     run(
         "clippy",
         cargo().args([

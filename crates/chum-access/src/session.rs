@@ -46,13 +46,23 @@ pub async fn admit_peer(
     let access = if peer.same_person {
         PeerAccess::Full
     } else {
-        let view = VisibleSet::compute(
-            store,
-            policy.clone(),
-            *identity.person_public(),
-            peer.person.clone(),
-        )
-        .await?;
+        let view = if policy.serves_as_hub() {
+            VisibleSet::compute_hub(
+                store,
+                policy.clone(),
+                *identity.person_public(),
+                peer.person_key,
+            )
+            .await?
+        } else {
+            VisibleSet::compute(
+                store,
+                policy.clone(),
+                *identity.person_public(),
+                peer.person.clone(),
+            )
+            .await?
+        };
         let granted = view.targets().clone();
         PeerAccess::Granted(Box::new(Granted {
             view,
@@ -68,6 +78,7 @@ pub async fn admit_peer(
             quarantine_bytes: 0,
             vouched: 0,
             limit: MAX_QUARANTINE,
+            my_hub: policy.is_hub(&peer.person),
         }))
     };
     let mut stored = Vec::new();
@@ -134,6 +145,10 @@ pub struct Granted {
     vouched: usize,
     /// The most objects held or vouched for ([`MAX_QUARANTINE`]).
     limit: usize,
+    /// The peer is one of this side's hubs ([`Policy::use_hub`]): what it sends is taken as
+    /// from an instance of this person (it delivers this person's data and what others
+    /// granted it); what it sees is still only what this side granted it.
+    my_hub: bool,
 }
 
 impl Granted {
@@ -143,9 +158,10 @@ impl Granted {
     }
 
     /// Whether the peer's person is a stranger here: no grant either way (it sees this
-    /// person's public identity only, and may write nothing).
+    /// person's public identity only, and may write nothing). One of this side's hubs never
+    /// is.
     pub fn is_stranger(&self) -> bool {
-        !self.coverage.related()
+        !self.my_hub && !self.coverage.related()
     }
 
     /// Objects received from the peer that no grant covers (yet), held in memory.
@@ -226,6 +242,18 @@ impl PeerAccess {
             PeerAccess::Granted(granted) => granted.view.on_stored(store, stored).await,
         }
     }
+
+    /// [`PeerAccess::visible`] from an [`Announcement`] prepared once for every session.
+    pub async fn visible_announced(
+        &mut self,
+        store: &dyn Store,
+        announcement: &crate::visibility::Announcement,
+    ) -> Result<Vec<Cid>> {
+        match self {
+            PeerAccess::Full => Ok(announcement.cids().to_vec()),
+            PeerAccess::Granted(granted) => granted.view.on_announced(store, announcement).await,
+        }
+    }
 }
 
 fn refusal(error: chum_store::Error) -> Answer {
@@ -238,6 +266,22 @@ fn refusal(error: chum_store::Error) -> Answer {
 }
 
 impl Granted {
+    /// On a hub: records that the peer's person sent these objects — before they are
+    /// stored, so no process of the hub hears of them without knowing their sender.
+    async fn record_contributions(
+        &self,
+        store: &dyn Store,
+        objects: &[(Cid, Vec<u8>)],
+    ) -> chum_store::Result<()> {
+        if !self.view.is_hub() {
+            return Ok(());
+        }
+        let cids: Vec<Cid> = objects.iter().map(|(cid, _)| cid.clone()).collect();
+        crate::hub::record_contributions(store, &self.coverage.peer_person(), &cids)
+            .await
+            .map_err(backend)
+    }
+
     async fn store(
         &mut self,
         store: &dyn Store,
@@ -248,11 +292,12 @@ impl Granted {
         let mut vouched = 0;
         for (cid, bytes) in batch.objects() {
             let value = Coverage::decode(cid, bytes);
-            let ok = self
-                .coverage
-                .check(store, cid, value.as_ref())
-                .await
-                .map_err(backend)?;
+            let ok = self.my_hub
+                || self
+                    .coverage
+                    .check(store, cid, value.as_ref())
+                    .await
+                    .map_err(backend)?;
             if ok {
                 let grant_like = value
                     .as_ref()
@@ -281,6 +326,7 @@ impl Granted {
         }
         let mut new = Vec::new();
         if !covered.is_empty() {
+            self.record_contributions(store, &covered).await?;
             let changed = store.put_scoped(&covered, Scope::Shared).await?;
             new.extend(
                 covered
@@ -312,6 +358,7 @@ impl Granted {
             if promoted.is_empty() {
                 break;
             }
+            self.record_contributions(store, &promoted).await?;
             let changed = store.put_scoped(&promoted, Scope::Shared).await?;
             new.extend(
                 promoted

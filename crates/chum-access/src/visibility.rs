@@ -38,10 +38,19 @@ use crate::keys::{
     person_object,
 };
 
-/// Which fields make an object an entry of a collection, by type (from the recipes).
+/// What decides visibility beyond grants: which fields make an object an entry of a
+/// collection, by type (from the recipes); the persons this side uses as hubs; and whether
+/// this side serves as a hub.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     collections: HashMap<String, Vec<String>>,
+    /// Persons this side forwards through (its hubs): a peer of one of them also sees this
+    /// side's grants, revocations and group statements on what this side granted it, so it
+    /// can forward the granted data to the grantees.
+    hubs: BTreeSet<Cid>,
+    /// Whether this side is a hub: it stores and forwards what several persons share with it
+    /// and answers each peer from what that peer's person may see (see [`VisibleSet`]).
+    serving_hub: bool,
 }
 
 impl Policy {
@@ -50,6 +59,34 @@ impl Policy {
         let mut policy = Policy::default();
         policy.extend(recipes);
         policy
+    }
+
+    /// Uses the person `hub` as a hub (see the field docs): its instances also see this side's
+    /// grants on what this side granted it.
+    pub fn use_hub(&mut self, hub: PersonId) {
+        self.hubs.insert(hub.0);
+    }
+
+    /// Whether `person` is one of this side's hubs.
+    pub fn is_hub(&self, person: &PersonId) -> bool {
+        self.hubs.contains(&person.0)
+    }
+
+    /// Serves as a hub (or stops): peers of other persons are answered from what their
+    /// person shared with the hub and what others granted their person.
+    pub fn serve_as_hub(&mut self, serving: bool) {
+        self.serving_hub = serving;
+    }
+
+    /// Whether this side serves as a hub.
+    pub fn serves_as_hub(&self) -> bool {
+        self.serving_hub
+    }
+
+    /// The collection fields of `recipes` in place of the ones held (hubs and serving kept).
+    pub fn set_recipes<'a>(&mut self, recipes: impl IntoIterator<Item = &'a Recipe>) {
+        self.collections.clear();
+        self.extend(recipes);
     }
 
     /// Takes the collection fields of `recipes` too (a recipe replaces an earlier one of its
@@ -91,7 +128,7 @@ impl Policy {
 const PAGE: usize = 1_024;
 
 /// Every object that links to `target` (a paged index scan).
-async fn links_to(store: &dyn Store, target: &Cid) -> Result<Vec<Cid>> {
+pub(crate) async fn links_to(store: &dyn Store, target: &Cid) -> Result<Vec<Cid>> {
     let mut all: Vec<Cid> = Vec::new();
     loop {
         let page = store
@@ -129,7 +166,7 @@ pub(crate) async fn linking(
 }
 
 /// The decoded object stored under `cid`, if it is stored and a DAG-CBOR object.
-async fn load(store: &dyn Store, cid: &Cid) -> Result<Option<(Object, Value)>> {
+pub(crate) async fn load(store: &dyn Store, cid: &Cid) -> Result<Option<(Object, Value)>> {
     if cid.codec() != Codec::DagCbor.code() {
         return Ok(None);
     }
@@ -150,7 +187,12 @@ fn signer_key(value: &Value) -> Option<[u8; 32]> {
 
 /// Whether an object is covered by granted `targets` directly: it is one, a version of one, or
 /// an entry of one's collection.
-fn by_target(policy: &Policy, targets: &BTreeSet<Cid>, cid: &Cid, value: &Value) -> bool {
+pub(crate) fn by_target(
+    policy: &Policy,
+    targets: &BTreeSet<Cid>,
+    cid: &Cid,
+    value: &Value,
+) -> bool {
     let version_of_target = value.type_name() == Some(VERSION_TYPE)
         && value
             .as_map()
@@ -181,7 +223,7 @@ fn links(value: &Value) -> Vec<Cid> {
 
 /// The grants this side's person (`owner`) has given `peer`, directly or through its groups,
 /// and not revoked; with the objects that make them so (group identities and statements).
-async fn grants_for(
+pub(crate) async fn grants_for(
     store: &dyn Store,
     owner: &[u8; 32],
     peer: &PersonId,
@@ -269,12 +311,134 @@ async fn grants_for(
     Ok((grants, supporting))
 }
 
+/// What a node learnt once about objects that just became shared, for every session's
+/// [`VisibleSet::on_announced`]: each object decoded, what links to each, and whether any is a
+/// grant-like object (the sets are recomputed) or the target of a held grant.
+#[derive(Debug, Clone, Default)]
+pub struct Announcement {
+    cids: Vec<Cid>,
+    set: HashSet<Cid>,
+    pub(crate) values: HashMap<Cid, Value>,
+    pub(crate) referrers: HashMap<Cid, Vec<Cid>>,
+    policy: bool,
+    /// On a hub: who sent each object (see [`crate::hub::record_contributions`]).
+    pub(crate) senders: HashMap<Cid, Vec<PersonId>>,
+}
+
+impl Announcement {
+    /// Reads and decodes `cids` (raw blocks are not decoded) and looks up what links to each;
+    /// on a hub (`hub`), also who sent each.
+    pub async fn prepare(store: &dyn Store, cids: Vec<Cid>, hub: bool) -> Result<Announcement> {
+        let mut announcement = Announcement::default();
+        for cid in &cids {
+            if let Some((_, value)) = load(store, cid).await? {
+                if value
+                    .type_name()
+                    .is_some_and(|name| POLICY_TYPES.contains(&name))
+                {
+                    announcement.policy = true;
+                }
+                announcement.values.insert(cid.clone(), value);
+            }
+            let referrers = links_to(store, cid).await?;
+            if !referrers.is_empty() {
+                announcement.referrers.insert(cid.clone(), referrers);
+            }
+            if hub {
+                announcement
+                    .senders
+                    .insert(cid.clone(), crate::hub::senders(store, cid).await?);
+            }
+        }
+        announcement.set = cids.iter().cloned().collect();
+        announcement.cids = cids;
+        Ok(announcement)
+    }
+
+    /// The objects announced.
+    pub fn cids(&self) -> &[Cid] {
+        &self.cids
+    }
+
+    /// Whether `cid` is announced.
+    pub fn contains(&self, cid: &Cid) -> bool {
+        self.set.contains(cid)
+    }
+}
+
+/// The certificates and revocations `owner` signed (they link to its Person: an indexed
+/// lookup, so what other persons sent costs nothing here).
+pub(crate) async fn public_identity(store: &dyn Store, owner: &[u8; 32]) -> Result<Vec<Cid>> {
+    let owner_person = PersonId::of_key(owner).0;
+    let mut out = Vec::new();
+    for type_name in [CERTIFICATE_TYPE, REVOCATION_TYPE] {
+        for (cid, object, value) in linking(store, &owner_person, type_name).await? {
+            let valid = match type_name {
+                CERTIFICATE_TYPE => Certificate::from_value(object, &value).is_ok(),
+                _ => Revocation::from_value(object, &value).is_ok(),
+            };
+            if valid && signer_key(&value) == Some(*owner) {
+                out.push(cid);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `owner`'s grants on `target` to anyone, their revocations, and the group statements and
+/// groups they rely on: what a hub needs to forward `target` to the grantees.
+async fn forwarding(store: &dyn Store, owner: &[u8; 32], target: &Cid) -> Result<Vec<Cid>> {
+    let mut out = Vec::new();
+    for (cid, object, value) in linking(store, target, ACCESS_TYPE).await? {
+        let Ok(access) = Access::from_value(object, &value) else {
+            continue;
+        };
+        if access.granter_key != *owner || access.target != *target {
+            continue;
+        }
+        out.push(cid.clone());
+        for (revocation, object, value) in linking(store, &cid, ACCESS_REVOCATION_TYPE).await? {
+            if AccessRevocation::from_value(object, &value)
+                .is_ok_and(|r| r.granter_key == *owner && r.access == cid)
+            {
+                out.push(revocation);
+            }
+        }
+        // A grant to a group: the group and the owner's statements of its members.
+        if let Some((_, group_value)) = load(store, &access.grantee).await?
+            && group_value.type_name() == Some(GROUP_TYPE)
+            && group_owner(&group_value).ok() == Some(PersonId::of_key(owner))
+        {
+            out.push(access.grantee.clone());
+            for (statement, object, value) in
+                linking(store, &access.grantee, GROUP_MEMBERS_TYPE).await?
+            {
+                if GroupMembers::from_value(object, &value).is_ok_and(|s| s.signer_key == *owner) {
+                    out.push(statement);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The set of shared objects a peer of another person may see (see the module docs), kept up
 /// to date as objects are stored, and able to answer a session's requests.
+///
+/// **On a hub** ([`VisibleSet::compute_hub`]) the set is what the peer's person may see of
+/// what many persons sent the hub: every object an instance of that person sent, and, for
+/// each other person with grants to it, what that person sent which those grants cover (by
+/// the same rules as between persons: targets, their versions and collection entries, and
+/// what those link to — through objects that person sent). Who sent what is recorded when it
+/// arrives ([`crate::hub::record_contributions`]), so an object reaches a peer only through
+/// its own sender's grants: a grant naming data its granter never sent (a computed ID, a CID
+/// learnt elsewhere) uncovers nothing.
 #[derive(Debug, Clone)]
 pub struct VisibleSet {
     owner: [u8; 32],
     peer: PersonId,
+    /// On a hub: what the peer's person and those who granted it something sent the hub.
+    hub: Option<Box<crate::hub::HubState>>,
     policy: Policy,
     cids: BTreeSet<Cid>,
     by_short: BTreeMap<u64, Vec<Cid>>,
@@ -293,6 +457,29 @@ impl VisibleSet {
         let mut set = VisibleSet {
             owner,
             peer,
+            hub: None,
+            policy,
+            cids: BTreeSet::new(),
+            by_short: BTreeMap::new(),
+            summary: Summary::EMPTY,
+            targets: BTreeSet::new(),
+        };
+        set.rebuild(store).await?;
+        Ok(set)
+    }
+
+    /// Computes what a peer of the person `peer_key` may see of the store of a hub whose
+    /// person is `hub` (see the type docs).
+    pub async fn compute_hub(
+        store: &dyn Store,
+        policy: Policy,
+        hub: [u8; 32],
+        peer_key: [u8; 32],
+    ) -> Result<VisibleSet> {
+        let mut set = VisibleSet {
+            owner: hub,
+            peer: PersonId::of_key(&peer_key),
+            hub: Some(Box::new(crate::hub::HubState::new(peer_key))),
             policy,
             cids: BTreeSet::new(),
             by_short: BTreeMap::new(),
@@ -304,36 +491,40 @@ impl VisibleSet {
     }
 
     async fn rebuild(&mut self, store: &dyn Store) -> Result<Vec<Cid>> {
-        let mut found = BTreeSet::new();
-        // The owner's public identity.
-        found.insert(person_object(&self.owner).cid().clone());
-        // Its certificates and revocations link to its Person: an indexed lookup, so what
-        // other persons sent costs nothing here.
-        let owner_person = PersonId::of_key(&self.owner).0;
-        for type_name in [CERTIFICATE_TYPE, REVOCATION_TYPE] {
-            for (cid, object, value) in linking(store, &owner_person, type_name).await? {
-                let valid = match type_name {
-                    CERTIFICATE_TYPE => Certificate::from_value(object, &value).is_ok(),
-                    _ => Revocation::from_value(object, &value).is_ok(),
-                };
-                if valid && signer_key(&value) == Some(self.owner) {
-                    found.insert(cid);
-                }
-            }
+        if self.hub.is_some() {
+            let found = crate::hub::rebuild(self, store).await?;
+            return self.replace(store, found).await;
         }
-        let (grants, supporting) = grants_for(store, &self.owner, &self.peer).await?;
-        let mut roots: Vec<Cid> = supporting;
+        let mut found = BTreeSet::new();
+        let mut roots: Vec<Cid> = Vec::new();
         let mut targets = BTreeSet::new();
+        let (owner, grantee) = (self.owner, self.peer.clone());
+        // This side's public identity.
+        found.insert(person_object(&owner).cid().clone());
+        found.extend(public_identity(store, &owner).await?);
+        let (grants, supporting) = grants_for(store, &owner, &grantee).await?;
+        roots.extend(supporting);
         for grant in &grants {
             roots.push(grant.object.cid().clone());
             targets.insert(grant.target.clone());
         }
+        // A hub forwards: this side's own grants (and their revocations) on what it granted
+        // the peer's person, for a peer that is one of this side's hubs.
+        if self.policy.is_hub(&grantee) {
+            for grant in &grants {
+                roots.extend(forwarding(store, &owner, &grant.target).await?);
+            }
+        }
         for target in &targets {
             roots.extend(self.expansions(store, target).await?);
         }
-        self.closure(store, roots, &mut found).await?;
+        self.closure(store, roots, &mut found, &|_| true).await?;
         self.targets = targets;
-        // Only what is stored and shared.
+        self.replace(store, found).await
+    }
+
+    /// Makes the set `found` (only what is stored and shared of it); returns what was added.
+    async fn replace(&mut self, store: &dyn Store, found: BTreeSet<Cid>) -> Result<Vec<Cid>> {
         let candidates: Vec<Cid> = found.into_iter().collect();
         let mut shared = BTreeSet::new();
         for chunk in candidates.chunks(PAGE) {
@@ -345,8 +536,21 @@ impl VisibleSet {
         Ok(added)
     }
 
+    /// Adds `cids` (shared) to the set.
+    pub(crate) fn add(&mut self, cids: &[Cid]) {
+        for cid in cids {
+            if self.cids.insert(cid.clone()) {
+                self.by_short
+                    .entry(short_id(cid))
+                    .or_default()
+                    .push(cid.clone());
+                self.summary.insert(cid);
+            }
+        }
+    }
+
     /// A granted target's versions and collection entries.
-    async fn expansions(&self, store: &dyn Store, target: &Cid) -> Result<Vec<Cid>> {
+    pub(crate) async fn expansions(&self, store: &dyn Store, target: &Cid) -> Result<Vec<Cid>> {
         let mut out = store.query(Query::Versions(target)).await?;
         for cid in links_to(store, target).await? {
             if let Some((_, value)) = load(store, &cid).await?
@@ -360,16 +564,17 @@ impl VisibleSet {
 
     /// Adds `roots` and everything they link to, transitively, to `found` — through shared
     /// objects only (an instance-local object is neither visible nor followed).
-    async fn closure(
+    pub(crate) async fn closure(
         &self,
         store: &dyn Store,
         roots: Vec<Cid>,
         found: &mut BTreeSet<Cid>,
+        within: &(dyn Fn(&Cid) -> bool + Sync),
     ) -> Result<()> {
         let mut stack = roots;
         let mut seen = HashSet::new();
         while let Some(cid) = stack.pop() {
-            if !seen.insert(cid.clone()) {
+            if !seen.insert(cid.clone()) || !within(&cid) {
                 continue;
             }
             if !is_shared(store, &cid).await? {
@@ -394,6 +599,11 @@ impl VisibleSet {
         self.summary = Summary::of(self.cids.iter());
     }
 
+    /// Whether this is a hub's view ([`VisibleSet::compute_hub`]).
+    pub fn is_hub(&self) -> bool {
+        self.hub.is_some()
+    }
+
     /// Whether `cid` is visible.
     pub fn contains(&self, cid: &Cid) -> bool {
         self.cids.contains(cid)
@@ -414,6 +624,26 @@ impl VisibleSet {
         self.cids.iter()
     }
 
+    /// The rules it follows.
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The peer's person.
+    pub(crate) fn peer(&self) -> &PersonId {
+        &self.peer
+    }
+
+    /// The hub's state of the set (on a hub).
+    pub(crate) fn hub_state(&mut self) -> Option<&mut crate::hub::HubState> {
+        self.hub.as_deref_mut()
+    }
+
+    /// Sets the targets (the union of the grants that make up the set).
+    pub(crate) fn set_targets(&mut self, targets: BTreeSet<Cid>) {
+        self.targets = targets;
+    }
+
     /// The targets of this side's grants to the peer.
     pub fn targets(&self) -> &BTreeSet<Cid> {
         &self.targets
@@ -424,31 +654,37 @@ impl VisibleSet {
     /// revocation, group statement or certificate arrived, whatever the recomputed set adds.
     /// (Objects a revocation hides stop being offered; they are not announced.)
     pub async fn on_stored(&mut self, store: &dyn Store, new: &[Cid]) -> Result<Vec<Cid>> {
-        let mut loaded = Vec::with_capacity(new.len());
-        for cid in new {
-            let value = load(store, cid).await?.map(|(_, value)| value);
-            if value
-                .as_ref()
-                .and_then(Value::type_name)
-                .is_some_and(|name| POLICY_TYPES.contains(&name))
-            {
-                return self.rebuild(store).await;
-            }
-            loaded.push((cid, value));
+        let announcement = Announcement::prepare(store, new.to_vec(), self.is_hub()).await?;
+        self.on_announced(store, &announcement).await
+    }
+
+    /// [`VisibleSet::on_stored`] with what was learnt of the new objects once for every
+    /// session (a node with many sessions reads and decodes each new object once, and looks
+    /// up what links to it once, instead of once per session).
+    pub async fn on_announced(
+        &mut self,
+        store: &dyn Store,
+        announcement: &Announcement,
+    ) -> Result<Vec<Cid>> {
+        if announcement.policy {
+            return self.rebuild(store).await;
+        }
+        if self.hub.is_some() {
+            return crate::hub::on_announced(self, store, announcement).await;
         }
         let mut roots = Vec::new();
-        for (cid, value) in loaded {
+        for cid in &announcement.cids {
             if self.cids.contains(cid) {
                 continue;
             }
-            let covered = match &value {
-                Some(value) => {
-                    by_target(&self.policy, &self.targets, cid, value)
-                        || self.linked_from_visible(store, cid).await?
-                }
-                // Raw blocks and other codecs: visible when a visible object links to them.
-                None => self.linked_from_visible(store, cid).await?,
-            };
+            let covered = announcement
+                .values
+                .get(cid)
+                .is_some_and(|value| by_target(&self.policy, &self.targets, cid, value))
+                || announcement
+                    .referrers
+                    .get(cid)
+                    .is_some_and(|referrers| referrers.iter().any(|r| self.cids.contains(r)));
             if covered {
                 roots.push(cid.clone());
             }
@@ -457,11 +693,14 @@ impl VisibleSet {
             return Ok(Vec::new());
         }
         let mut found = BTreeSet::new();
-        self.closure(store, roots, &mut found).await?;
-        found.retain(|cid| !self.cids.contains(cid));
-        let found: Vec<Cid> = found.into_iter().collect();
-        let mut added = Vec::new();
-        for chunk in found.chunks(PAGE) {
+        self.closure_from(store, roots, announcement, &mut found, &|_| true)
+            .await?;
+        // The announced objects are shared; anything else the closure reached is checked.
+        let (known, unknown): (Vec<Cid>, Vec<Cid>) = found
+            .into_iter()
+            .partition(|cid| announcement.set.contains(cid));
+        let mut added = known;
+        for chunk in unknown.chunks(PAGE) {
             added.extend(chum_store::sync::shared_among(store, chunk.to_vec()).await?);
         }
         for cid in &added {
@@ -475,11 +714,41 @@ impl VisibleSet {
         Ok(added)
     }
 
-    async fn linked_from_visible(&self, store: &dyn Store, cid: &Cid) -> Result<bool> {
-        Ok(links_to(store, cid)
-            .await?
-            .iter()
-            .any(|referrer| self.cids.contains(referrer)))
+    /// The closure of `roots` through shared objects not yet visible (what is visible is
+    /// closed under links already), reading announced objects from the announcement.
+    pub(crate) async fn closure_from(
+        &self,
+        store: &dyn Store,
+        roots: Vec<Cid>,
+        announcement: &Announcement,
+        found: &mut BTreeSet<Cid>,
+        within: &(dyn Fn(&Cid) -> bool + Sync),
+    ) -> Result<()> {
+        let mut stack = roots;
+        let mut seen = HashSet::new();
+        while let Some(cid) = stack.pop() {
+            if self.cids.contains(&cid) || !seen.insert(cid.clone()) || !within(&cid) {
+                continue;
+            }
+            if let Some(value) = announcement.values.get(&cid) {
+                found.insert(cid.clone());
+                stack.extend(links(value).into_iter().filter(|c| !seen.contains(c)));
+                continue;
+            }
+            if announcement.set.contains(&cid) {
+                // An announced raw block: no links.
+                found.insert(cid);
+                continue;
+            }
+            if !is_shared(store, &cid).await? {
+                continue;
+            }
+            found.insert(cid.clone());
+            if let Some((_, value)) = load(store, &cid).await? {
+                stack.extend(links(&value).into_iter().filter(|c| !seen.contains(c)));
+            }
+        }
+        Ok(())
     }
 
     /// Answers a session's request against this set (loading bytes from `store`).
@@ -589,6 +858,9 @@ pub struct Coverage {
     expected: HashSet<Cid>,
     /// Certificates and revocations taken from the peer in this session.
     identity_objects: usize,
+    /// Whether this side is a hub (see [`Policy::serve_as_hub`]): it also takes the peer's
+    /// own grants and group statements on what the peer granted it, to forward.
+    hub: bool,
 }
 
 /// Certificates and revocations (instance and access) of its own that a related person's
@@ -613,6 +885,7 @@ impl Coverage {
         peer_key: [u8; 32],
         granted_to_peer: BTreeSet<Cid>,
     ) -> Result<Coverage> {
+        let hub = policy.serves_as_hub();
         let mut coverage = Coverage {
             me,
             peer_key,
@@ -622,6 +895,7 @@ impl Coverage {
             groups: BTreeSet::new(),
             expected: HashSet::new(),
             identity_objects: 0,
+            hub,
         };
         // Held grants and statements were checked when they arrived; those concerning `me`
         // link to its Person, grants to its groups to the group: indexed lookups.
@@ -646,6 +920,12 @@ impl Coverage {
     /// it. (Otherwise the peer would be "granting" this side's own data back to it, to write
     /// into it.)
     async fn target_allowed(&self, store: &dyn Store, value: &Value) -> Result<bool> {
+        // A hub has no data of its own to protect, and shows each object only through its
+        // own sender's grants: any target may be granted to it (so a stranger who sent an ID
+        // object first cannot keep its owner's data out).
+        if self.hub {
+            return Ok(true);
+        }
         let Some(target) = value
             .as_map()
             .and_then(|map| map.get("target"))
@@ -681,6 +961,16 @@ impl Coverage {
                     }
                     target_allowed
                 }
+                // A hub takes the peer's grants to others on what the peer granted the hub:
+                // it forwards the target to those grantees.
+                Ok(access)
+                    if self.hub
+                        && access.granter_key == self.peer_key
+                        && self.targets.contains(&access.target) =>
+                {
+                    self.expected.extend(links(value));
+                    true
+                }
                 _ => false,
             },
             Some(GROUP_MEMBERS_TYPE) => match GroupMembers::from_value(object, value) {
@@ -689,6 +979,12 @@ impl Coverage {
                         && statement.members.contains(&self.me) =>
                 {
                     self.groups.insert(statement.group.clone());
+                    self.expected.extend(links(value));
+                    true
+                }
+                // A hub takes the peer's statements of its groups' members (grants to those
+                // groups forward through it).
+                Ok(statement) if self.hub && statement.signer_key == self.peer_key => {
                     self.expected.extend(links(value));
                     true
                 }
@@ -746,6 +1042,16 @@ impl Coverage {
             self.expected.extend(links(value));
         }
         Ok(covered)
+    }
+
+    /// Whether `cid` is the target of one of the peer's grants to this side.
+    pub fn is_target(&self, cid: &Cid) -> bool {
+        self.targets.contains(cid)
+    }
+
+    /// The peer's person.
+    pub fn peer_person(&self) -> PersonId {
+        PersonId::of_key(&self.peer_key)
     }
 
     /// Whether a stored shared object links to `cid` (it is part of data already held here).

@@ -106,6 +106,10 @@ enum Command {
         /// Where to listen: ws://HOST:PORT or tcp://HOST:PORT (repeatable; port 0 = any).
         #[arg(long, required = true, value_name = "URL")]
         listen: Vec<String>,
+        /// Serve as a hub: persons grant this instance access, it stores and forwards what
+        /// they share with it, and answers each peer from what its person may see.
+        #[arg(long)]
+        hub: bool,
     },
     /// Connect once, sync both ways, and exit 0 once both sides hold the same visible set.
     Sync {
@@ -289,7 +293,16 @@ fn builder(location: &Location, passphrase: Option<&str>) -> chum::Builder {
 /// Opens the instance of an initialized store; `Ok(None)` when another process holds it (a
 /// directory: PostgreSQL stores are shared by every process that opens them).
 async fn open(location: &Location, passphrase: Option<&str>) -> Result<Option<Instance>, String> {
-    match builder(location, passphrase).open_existing().await {
+    open_with(location, passphrase, |builder| builder).await
+}
+
+/// [`open`] with the builder changed by `change` first.
+async fn open_with(
+    location: &Location,
+    passphrase: Option<&str>,
+    change: impl FnOnce(chum::Builder) -> chum::Builder,
+) -> Result<Option<Instance>, String> {
+    match change(builder(location, passphrase)).open_existing().await {
         Ok(instance) => Ok(Some(instance)),
         Err(chum::Error::StoreLocked(reason)) => {
             tracing::debug!(%reason, "the store is locked");
@@ -392,10 +405,14 @@ async fn init(cli: &Cli, join: Option<String>, address: Option<String>) -> Resul
     Ok(code)
 }
 
-async fn serve(cli: &Cli, listen: Vec<String>) -> Result<u8, String> {
+async fn serve(cli: &Cli, listen: Vec<String>, hub: bool) -> Result<u8, String> {
     let location = store_location(cli)?;
     let passphrase = passphrase(cli)?;
-    let Some(instance) = open(&location, passphrase.as_deref()).await? else {
+    let Some(instance) = open_with(&location, passphrase.as_deref(), |builder| {
+        if hub { builder.hub() } else { builder }
+    })
+    .await?
+    else {
         return Err(format!(
             "{location} is already being served by another process"
         ));
@@ -424,7 +441,8 @@ async fn serve(cli: &Cli, listen: Vec<String>) -> Result<u8, String> {
         Location::Postgres(_) => None,
     };
     eprintln!(
-        "chum: serving {location} as instance {} of person {}; stop with Ctrl-C",
+        "chum: serving {location}{} as instance {} of person {}; stop with Ctrl-C",
+        if hub { " as a hub" } else { "" },
         instance.instance_id(),
         instance.person()
     );
@@ -515,7 +533,7 @@ fn main() -> ExitCode {
             Command::Init { join, address } => {
                 return init(&cli, join.clone(), address.clone()).await;
             }
-            Command::Serve { listen } => return serve(&cli, listen.clone()).await,
+            Command::Serve { listen, hub } => return serve(&cli, listen.clone(), *hub).await,
             Command::Invite { ttl, uses, address } => (
                 StoreCommand::Invite {
                     ttl_s: *ttl,

@@ -377,13 +377,29 @@ impl Host {
     #[must_use]
     pub fn with_recipes(mut self, mut recipes: Vec<chum_object::recipe::Recipe>) -> Host {
         recipes.extend(chum_access::recipes());
-        self.policy = Policy::new(&recipes);
+        self.policy.set_recipes(&recipes);
         self.config.types = recipes
             .iter()
             .filter(|recipe| recipe.strategy != chum_object::recipe::Strategy::InstanceLocal)
             .map(|recipe| recipe.name.clone())
             .collect();
         self.with_acceptance(Arc::new(RecipeCheck::new(recipes)))
+    }
+
+    /// Serves as a hub: an instance persons grant access to, which stores and forwards what
+    /// they share with it and answers each peer of another person from what that person may
+    /// see (its own grants to the hub, and what others granted it; see
+    /// `chum_access::VisibleSet::compute_hub`).
+    #[must_use]
+    pub fn as_hub(mut self) -> Host {
+        self.policy.serve_as_hub(true);
+        self
+    }
+
+    /// Uses the person `hub` as a hub: its instances also see this node's grants (and their
+    /// revocations) on what this node's person granted the hub, so they can forward it.
+    pub fn use_hub(&mut self, hub: PersonId) {
+        self.policy.use_hub(hub);
     }
 
     /// Follows the collection fields of `recipes` too when deciding what another person may
@@ -699,27 +715,55 @@ impl Host {
             outputs,
             dirty,
             store,
+            policy,
             ..
         } = self;
+        // What every view needs to know of the new objects, read once for all sessions.
+        let announcement = if conns.values().any(|conn| conn.foreign.is_some()) {
+            Some(
+                chum_access::visibility::Announcement::prepare(
+                    &**store,
+                    cids.clone(),
+                    policy.serves_as_hub(),
+                )
+                .await,
+            )
+        } else {
+            None
+        };
         for (id, conn) in conns.iter_mut() {
-            if *id == origin {
+            let from_here = *id == origin;
+            // On a hub, what a peer sent is part of what its person sees: its own view takes
+            // it in (nothing is sent back).
+            let update_only = from_here
+                && matches!(&conn.foreign, Some(PeerAccess::Granted(access)) if access.view().is_hub());
+            if from_here && !update_only {
                 continue;
             }
-            // Targets may also arrive through another session or the app.
-            release(outputs, *id, conn, None, &cids);
-            let visible = match conn.foreign.as_mut() {
+            if !from_here {
+                // Targets may also arrive through another session or the app.
+                release(outputs, *id, conn, None, &cids);
+            }
+            let visible = match (conn.foreign.as_mut(), &announcement) {
                 // A peer of another person hears of what became visible to it.
-                Some(access) => match access.visible(&**store, &cids).await {
-                    Ok(visible) => visible,
-                    Err(_) => {
-                        conn.session.handle_input(now.elapsed, Input::Close);
-                        dirty.push_back(*id);
-                        continue;
+                (Some(access), Some(Ok(announcement))) => {
+                    match access.visible_announced(&**store, announcement).await {
+                        Ok(visible) => visible,
+                        Err(_) => {
+                            conn.session.handle_input(now.elapsed, Input::Close);
+                            dirty.push_back(*id);
+                            continue;
+                        }
                     }
-                },
-                None => cids.clone(),
+                }
+                (Some(_), _) => {
+                    conn.session.handle_input(now.elapsed, Input::Close);
+                    dirty.push_back(*id);
+                    continue;
+                }
+                (None, _) => cids.clone(),
             };
-            if !visible.is_empty() {
+            if !visible.is_empty() && !update_only {
                 conn.session
                     .handle_input(now.elapsed, Input::LocalStored(visible));
                 dirty.push_back(*id);

@@ -180,6 +180,21 @@ impl Node {
         self.setup(|host| host.with_limits(limits))
     }
 
+    /// Serves as a hub (see [`chum_host::Host::as_hub`]): persons grant it access, it stores
+    /// and forwards what they share with it, and answers each peer from what that peer's
+    /// person may see.
+    pub fn as_hub(self) -> Node {
+        self.setup(Host::as_hub)
+    }
+
+    /// Uses the person `hub` as a hub (see [`chum_host::Host::use_hub`]).
+    pub fn use_hub(self, hub: chum_access::PersonId) -> Node {
+        self.setup(|mut host| {
+            host.use_hub(hub);
+            host
+        })
+    }
+
     /// Uses `config` for every session (its role is set per session).
     pub fn with_config(self, config: Config) -> Node {
         self.setup(|host| host.with_config(config))

@@ -1118,6 +1118,33 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn local_put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // The last value of a repeated key wins (one row per key in one statement).
+        let mut last: BTreeMap<&[u8], &[u8]> = BTreeMap::new();
+        for (key, value) in entries {
+            last.insert(key, value);
+        }
+        let keys: Vec<&[u8]> = last.keys().copied().collect();
+        let values: Vec<&[u8]> = last.values().copied().collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO local_kv (key, value) \
+                 SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            )
+            .await
+            .map_err(pg)?;
+        client
+            .execute(&statement, &[&keys, &values])
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
     async fn local_delete(&self, key: &[u8]) -> Result<bool> {
         let client = self.client().await?;
         let statement = client

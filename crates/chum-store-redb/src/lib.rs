@@ -1097,6 +1097,20 @@ impl Store for RedbStore {
         })
     }
 
+    async fn local_put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        guarded("local_put_many", || {
+            self.write(|txn| {
+                let mut table = txn.open_table(LOCAL).map_err(backend)?;
+                for (key, value) in entries {
+                    table
+                        .insert(key.as_slice(), value.as_slice())
+                        .map_err(storage)?;
+                }
+                Ok(!entries.is_empty())
+            })
+        })
+    }
+
     async fn local_delete(&self, key: &[u8]) -> Result<bool> {
         guarded("local_delete", || {
             let mut removed = false;

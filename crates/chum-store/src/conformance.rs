@@ -680,6 +680,30 @@ pub async fn local_area(store: &dyn Store) {
     assert!(store.local_delete(b"peer/a").await.unwrap());
     assert!(!store.local_delete(b"peer/a").await.unwrap());
     assert_eq!(store.local_keys(b"").await.unwrap().len(), 2);
+    // Several at once; the last of a repeated key wins; existing ones are overwritten.
+    store
+        .local_put_many(&[
+            (b"many/1".to_vec(), b"a".to_vec()),
+            (b"many/2".to_vec(), b"b".to_vec()),
+            (b"many/1".to_vec(), b"c".to_vec()),
+            (b"settings".to_vec(), b"y".to_vec()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.local_keys(b"many/").await.unwrap(),
+        [b"many/1".to_vec(), b"many/2".to_vec()]
+    );
+    assert_eq!(
+        store.local_get(b"many/1").await.unwrap().as_deref(),
+        Some(&b"c"[..])
+    );
+    assert_eq!(
+        store.local_get(b"settings").await.unwrap().as_deref(),
+        Some(&b"y"[..])
+    );
+    store.local_put_many(&[]).await.unwrap();
+    assert_eq!(store.local_keys(b"").await.unwrap().len(), 4);
     assert_eq!(
         store.count().await.unwrap(),
         0,

@@ -165,6 +165,9 @@ impl<S: Store> Store for FaultStore<S> {
     fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
         self.inner.watch_others()
     }
+    async fn local_put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        self.inner.local_put_many(entries).await
+    }
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()
     }
@@ -293,6 +296,9 @@ impl<S: Store> Store for CountingStore<S> {
     }
     fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
         self.inner.watch_others()
+    }
+    async fn local_put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        self.inner.local_put_many(entries).await
     }
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()
@@ -449,5 +455,8 @@ impl Store for ClosableStore {
     }
     fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
         self.open().ok()?.watch_others()
+    }
+    async fn local_put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        self.open()?.local_put_many(entries).await
     }
 }

@@ -145,6 +145,16 @@ pub trait Store: MaybeSendSync {
     /// Sets a value of the instance-local area, durably. Overwrites.
     async fn local_put(&self, key: &[u8], value: &[u8]) -> Result<()>;
 
+    /// Sets several values of the instance-local area, durably and at once (all or none).
+    /// Overwrites; a key given twice takes the last value. The default sets them one by one
+    /// (atomic only for one entry); backends with transactions write them in one.
+    async fn local_put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        for (key, value) in entries {
+            self.local_put(key, value).await?;
+        }
+        Ok(())
+    }
+
     /// Removes a value of the instance-local area, durably. Returns whether it was present.
     async fn local_delete(&self, key: &[u8]) -> Result<bool>;
 

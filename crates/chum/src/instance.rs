@@ -63,6 +63,9 @@ pub struct Builder {
     existing: bool,
     time: Option<TimeSource>,
     coalesce: Option<Duration>,
+    /// How the network serves and forwards (hubs).
+    #[cfg(feature = "net")]
+    hubs: crate::net::Hubs,
 }
 
 /// Turns an object written under an older recipe version into the current shape.
@@ -187,6 +190,28 @@ impl Builder {
     /// version, pushed at once).
     pub fn coalesce(mut self, window: Duration) -> Builder {
         self.coalesce = Some(window);
+        self
+    }
+
+    /// Serves as a **hub**: an always-on instance that persons grant access to — it stores
+    /// what they share with it (`grant(target, hub's person)`) and forwards it to the persons
+    /// they grant it to, answering each peer from what that peer's person may see: what it
+    /// shared with the hub itself, and what others granted it (a grant counts for a target
+    /// only once its granter sent the hub that target). Typically over a
+    /// [`postgres`](Builder::postgres) store served by several processes.
+    #[cfg(feature = "net")]
+    pub fn hub(mut self) -> Builder {
+        self.hubs.serve = true;
+        self
+    }
+
+    /// Uses `hub` (a hub's person) as a hub: instances of it also see this instance's grants,
+    /// and their revocations, on what this person granted the hub — so the hub forwards that
+    /// data to those grantees. Without it, a hub stores what it is granted but cannot tell
+    /// who else may see it.
+    #[cfg(feature = "net")]
+    pub fn use_hub(mut self, hub: PersonId) -> Builder {
+        self.hubs.used.push(hub);
         self
     }
 
@@ -324,6 +349,8 @@ impl Builder {
             self.event_capacity,
             time,
             self.coalesce,
+            #[cfg(feature = "net")]
+            self.hubs,
         )
         .await?;
         let mut upgrades = self.upgrades;
@@ -574,9 +601,12 @@ impl Instance {
             existing: false,
             time: None,
             coalesce: None,
+            #[cfg(feature = "net")]
+            hubs: crate::net::Hubs::default(),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn start(
         store: Arc<dyn Store>,
         identity: Identity,
@@ -584,6 +614,7 @@ impl Instance {
         event_capacity: usize,
         time: TimeSource,
         coalesce: Option<Duration>,
+        #[cfg(feature = "net")] hubs: crate::net::Hubs,
     ) -> Result<Instance> {
         let closable = Arc::new(ClosableStore::new(store));
         let store: Arc<dyn Store> = Arc::clone(&closable) as Arc<dyn Store>;
@@ -639,6 +670,7 @@ impl Instance {
             &recipes,
             Arc::clone(&clock),
             Arc::clone(&time),
+            hubs,
         );
         let inner = Arc::new(Inner {
             store,

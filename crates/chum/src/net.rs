@@ -75,6 +75,15 @@ pub(crate) struct Net {
     shut: std::sync::atomic::AtomicBool,
 }
 
+/// How an instance's network serves and forwards: as a hub, and through which hubs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Hubs {
+    /// Serves as a hub.
+    pub(crate) serve: bool,
+    /// Persons used as hubs.
+    pub(crate) used: Vec<PersonId>,
+}
+
 impl Net {
     pub(crate) fn new(
         store: &Arc<dyn Store>,
@@ -82,16 +91,23 @@ impl Net {
         recipes: &RecipeTable,
         clock: Arc<Mutex<chum_crdt::Clock>>,
         time: crate::instance::TimeSource,
+        hubs: Hubs,
     ) -> Net {
         let check = RecipeCheck::shared(Arc::clone(recipes));
         let known: Vec<Recipe> = recipes
             .read()
             .map(|table| table.values().cloned().collect())
             .unwrap_or_default();
-        let node = Node::new(Arc::clone(store))
+        let mut node = Node::new(Arc::clone(store))
             .with_identity(identity.clone())
             .with_recipes(known)
             .with_acceptance(Arc::new(ObserveClocks { check, clock, time }));
+        if hubs.serve {
+            node = node.as_hub();
+        }
+        for hub in hubs.used {
+            node = node.use_hub(hub);
+        }
         Net {
             node: Arc::new(node),
             tasks: Mutex::new(Vec::new()),

@@ -1,0 +1,279 @@
+//! What a **hub** shows each peer: the instance many persons grant access to, which stores
+//! what they send it and forwards it to whom they granted it.
+//!
+//! One rule, the same as between persons but applied per sender: a peer of person X sees
+//! - every object an instance of X sent the hub;
+//! - for each other person A with grants to X held here (directly or through A's groups, not
+//!   revoked): what A sent the hub that those grants cover — the grant, its target, the
+//!   target's versions and collection entries, and what those link to, following only
+//!   objects A sent;
+//! - the public identity (person, certificates, revocations) of those persons.
+//!
+//! Who sent what is recorded as it arrives ([`record_contributions`]), before the objects are
+//! stored, in the instance-local area (so every hub process over one database reads the
+//! same records). Everything else a hub holds — other persons' data, including versions
+//! or entries of a target a grant names — stays out of the set: a grant naming data its
+//! granter never sent (a computed ID object's CID, a CID learnt elsewhere) uncovers nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chum_object::Cid;
+use chum_store::Store;
+
+use crate::error::Result;
+use crate::grant::{ACCESS_TYPE, Access, GROUP_MEMBERS_TYPE, GroupMembers};
+use crate::keys::{PersonId, person_object};
+use crate::visibility::{
+    Announcement, VisibleSet, by_target, grants_for, linking, public_identity,
+};
+
+/// Key prefix of the records by sender: `prefix ‖ len(person) ‖ person CID ‖ object CID`.
+pub const BY_SENDER: &[u8] = b"chum-access/hub/sent-by/";
+/// Key prefix of the records by object: `prefix ‖ len(object) ‖ object CID ‖ person CID`.
+pub const BY_OBJECT: &[u8] = b"chum-access/hub/sender-of/";
+
+fn prefixed(prefix: &[u8], first: &Cid) -> Vec<u8> {
+    let bytes = first.as_bytes();
+    let mut key = prefix.to_vec();
+    // A CID is far shorter than 256 bytes.
+    key.push(u8::try_from(bytes.len()).unwrap_or(u8::MAX));
+    key.extend_from_slice(bytes);
+    key
+}
+
+/// Records that an instance of `person` sent the hub `cids` (in one write of the local area).
+pub async fn record_contributions(
+    store: &dyn Store,
+    person: &PersonId,
+    cids: &[Cid],
+) -> Result<()> {
+    if cids.is_empty() {
+        return Ok(());
+    }
+    let by_sender = prefixed(BY_SENDER, &person.0);
+    let mut entries = Vec::with_capacity(cids.len() * 2);
+    for cid in cids {
+        let mut key = by_sender.clone();
+        key.extend_from_slice(cid.as_bytes());
+        entries.push((key, Vec::new()));
+        let mut key = prefixed(BY_OBJECT, cid);
+        key.extend_from_slice(person.0.as_bytes());
+        entries.push((key, Vec::new()));
+    }
+    store.local_put_many(&entries).await?;
+    Ok(())
+}
+
+/// Everything an instance of `person` sent the hub.
+pub async fn sent_by(store: &dyn Store, person: &PersonId) -> Result<BTreeSet<Cid>> {
+    let prefix = prefixed(BY_SENDER, &person.0);
+    Ok(store
+        .local_keys(&prefix)
+        .await?
+        .iter()
+        .filter_map(|key| Cid::from_bytes(key.get(prefix.len()..)?).ok())
+        .collect())
+}
+
+/// The persons whose instances sent the hub `cid`.
+pub async fn senders(store: &dyn Store, cid: &Cid) -> Result<Vec<PersonId>> {
+    let prefix = prefixed(BY_OBJECT, cid);
+    Ok(store
+        .local_keys(&prefix)
+        .await?
+        .iter()
+        .filter_map(|key| Cid::from_bytes(key.get(prefix.len()..)?).ok().map(PersonId))
+        .collect())
+}
+
+/// A hub's state of one peer's set.
+#[derive(Debug, Clone)]
+pub struct HubState {
+    peer_key: [u8; 32],
+    /// Per person with grants to the peer's person: the targets of those grants, and what
+    /// that person sent.
+    granters: BTreeMap<Cid, Granter>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Granter {
+    targets: BTreeSet<Cid>,
+    sent: BTreeSet<Cid>,
+}
+
+impl HubState {
+    pub(crate) fn new(peer_key: [u8; 32]) -> HubState {
+        HubState {
+            peer_key,
+            granters: BTreeMap::new(),
+        }
+    }
+}
+
+/// The persons (keys) with grants to `peer` held here: granters of grants naming it, and
+/// owners of groups whose statements name it.
+async fn granters_of(store: &dyn Store, peer: &PersonId) -> Result<BTreeSet<[u8; 32]>> {
+    let mut granters = BTreeSet::new();
+    for (_, object, value) in linking(store, &peer.0, ACCESS_TYPE).await? {
+        if let Ok(access) = Access::from_value(object, &value)
+            && access.grantee == peer.0
+        {
+            granters.insert(access.granter_key);
+        }
+    }
+    for (_, object, value) in linking(store, &peer.0, GROUP_MEMBERS_TYPE).await? {
+        if let Ok(statement) = GroupMembers::from_value(object, &value)
+            && statement.members.contains(peer)
+        {
+            granters.insert(statement.signer_key);
+        }
+    }
+    Ok(granters)
+}
+
+/// Computes a hub peer's set from the store (see the module docs); also refreshes the
+/// set's per-granter state and targets.
+pub(crate) async fn rebuild(set: &mut VisibleSet, store: &dyn Store) -> Result<BTreeSet<Cid>> {
+    let Some(peer_key) = set.hub_state().map(|state| state.peer_key) else {
+        return Ok(BTreeSet::new());
+    };
+    let peer = set.peer().clone();
+    let mut found = sent_by(store, &peer).await?;
+    found.insert(person_object(&peer_key).cid().clone());
+    found.extend(public_identity(store, &peer_key).await?);
+    let mut granters = BTreeMap::new();
+    let mut all_targets = BTreeSet::new();
+    for granter_key in granters_of(store, &peer).await? {
+        if granter_key == peer_key {
+            continue;
+        }
+        let granter = PersonId::of_key(&granter_key);
+        let sent = sent_by(store, &granter).await?;
+        let (grants, supporting) = grants_for(store, &granter_key, &peer).await?;
+        let mut state = Granter {
+            targets: BTreeSet::new(),
+            sent,
+        };
+        // Only grants (and group statements) the granter sent count.
+        let mut roots: Vec<Cid> = supporting
+            .into_iter()
+            .filter(|cid| state.sent.contains(cid))
+            .collect();
+        for grant in &grants {
+            if state.sent.contains(grant.object.cid()) {
+                roots.push(grant.object.cid().clone());
+                state.targets.insert(grant.target.clone());
+            }
+        }
+        if !state.targets.is_empty() {
+            found.insert(person_object(&granter_key).cid().clone());
+            found.extend(public_identity(store, &granter_key).await?);
+        }
+        for target in &state.targets {
+            roots.extend(set.expansions(store, target).await?);
+        }
+        let sent = &state.sent;
+        set.closure(store, roots, &mut found, &|cid| sent.contains(cid))
+            .await?;
+        all_targets.extend(state.targets.iter().cloned());
+        granters.insert(granter.0, state);
+    }
+    if let Some(state) = set.hub_state() {
+        state.granters = granters;
+    }
+    set.set_targets(all_targets);
+    Ok(found)
+}
+
+/// A hub peer's set after objects were stored: what the peer's person sent, and what each
+/// granter sent that its grants cover (or that a visible object it sent links to).
+pub(crate) async fn on_announced(
+    set: &mut VisibleSet,
+    store: &dyn Store,
+    announcement: &Announcement,
+) -> Result<Vec<Cid>> {
+    let peer = set.peer().clone();
+    let policy = set.policy().clone();
+    let mut added = Vec::new();
+    let mut roots_by: BTreeMap<Cid, Vec<Cid>> = BTreeMap::new();
+    for cid in announcement.cids() {
+        if set.contains(cid) {
+            continue;
+        }
+        let Some(senders) = announcement.senders.get(cid) else {
+            continue;
+        };
+        if senders.contains(&peer) {
+            added.push(cid.clone());
+            continue;
+        }
+        let referrers = announcement.referrers.get(cid);
+        let value = announcement.values.get(cid);
+        let Some(state) = set.hub_state() else {
+            return Ok(Vec::new());
+        };
+        for sender in senders {
+            let Some(granter) = state.granters.get_mut(&sender.0) else {
+                continue;
+            };
+            granter.sent.insert(cid.clone());
+            let covered =
+                value.is_some_and(|value| by_target(&policy, &granter.targets, cid, value));
+            let linked = referrers
+                .is_some_and(|referrers| referrers.iter().any(|r| granter.sent.contains(r)));
+            if covered || linked {
+                roots_by
+                    .entry(sender.0.clone())
+                    .or_default()
+                    .push(cid.clone());
+            }
+        }
+    }
+    // Linked-from referrers must be visible; a referrer's visibility is checked here (the
+    // per-granter test above only knew it was that granter's).
+    let mut found = BTreeSet::new();
+    for (sender, roots) in roots_by {
+        let Some(sent) = set
+            .hub_state()
+            .and_then(|state| state.granters.get(&sender))
+            .map(|granter| granter.sent.clone())
+        else {
+            continue;
+        };
+        let roots: Vec<Cid> = roots
+            .into_iter()
+            .filter(|cid| {
+                announcement.values.get(cid).is_some_and(|value| {
+                    set.hub_state()
+                        .and_then(|state| state.granters.get(&sender))
+                        .is_some_and(|g| by_target(&policy, &g.targets, cid, value))
+                }) || announcement.referrers.get(cid).is_some_and(|referrers| {
+                    referrers
+                        .iter()
+                        .any(|r| set.contains(r) && sent.contains(r))
+                })
+            })
+            .collect();
+        set.closure_from(store, roots, announcement, &mut found, &|cid| {
+            sent.contains(cid)
+        })
+        .await?;
+    }
+    added.extend(found);
+    added.sort();
+    added.dedup();
+    added.retain(|cid| !set.contains(cid));
+    // Announced objects are shared; anything else reached is checked.
+    let mut shared = Vec::with_capacity(added.len());
+    for cid in added {
+        if announcement.contains(&cid)
+            || !chum_store::sync::shared_among(store, vec![cid.clone()])
+                .await?
+                .is_empty()
+        {
+            shared.push(cid);
+        }
+    }
+    set.add(&shared);
+    Ok(shared)
+}

@@ -1,0 +1,195 @@
+//! A hub: an instance several persons grant access to, which stores what they send and
+//! forwards it to whom they granted it — each peer answered from what its own person may see.
+//! Real sessions over TCP on 127.0.0.1, encrypted.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chum::{Cid, Instance};
+use common::{eventually, json};
+
+/// Every object `instance` holds.
+async fn held(instance: &Instance) -> BTreeSet<Cid> {
+    instance.list().await.unwrap().into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_forwards_what_each_person_granted_and_nothing_else() {
+    let hub = Instance::builder().memory().hub().open().await.unwrap();
+    let hub_url = hub
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_owned();
+    let hub_person = hub.person();
+    let device = |join: Option<chum::Invitation>| {
+        let hub_person = hub_person.clone();
+        async move {
+            let builder = Instance::builder().memory().use_hub(hub_person);
+            match join {
+                Some(invitation) => builder.join(invitation),
+                None => builder,
+            }
+            .open()
+            .await
+            .unwrap()
+        }
+    };
+    // Person P with two devices (the second joined through the first), Q, and R.
+    let p1 = device(None).await;
+    let pairing = p1.listen("tcp://127.0.0.1:0").await.unwrap();
+    let p2 = device(Some(p1.invite(Duration::from_secs(60)).await.unwrap())).await;
+    pairing.close();
+    let q = device(None).await;
+    let r = device(None).await;
+
+    // R computes the ID of P's conversation (ID objects are deterministic), writes the same
+    // ID object, grants the hub access to it and syncs — before P ever reaches the hub.
+    let shared_chat = json(r#"{"$type":"Conversation","id":"plans"}"#);
+    let chat = p1.id_of(&shared_chat).unwrap();
+    assert_eq!(r.id_of(&shared_chat).unwrap(), chat);
+    let r_chat = r.put(&shared_chat).await.unwrap();
+    assert_eq!(r_chat.id(), Some(&chat));
+    let _ = r.grant(&chat, &hub_person).await.unwrap();
+    let report = r
+        .sync_once(&hub_url, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(report.synced);
+
+    // P: the shared conversation with messages, granted to the hub and to Q; a private one
+    // granted to the hub only.
+    let _ = p1.put(&shared_chat).await.unwrap();
+    let mut shared_messages = Vec::new();
+    for i in 0..5 {
+        let message = p1
+            .create(&json(&format!(
+                r#"{{"$type":"Message","text":"plan {i}","conversation":{{"/":"{chat}"}}}}"#
+            )))
+            .await
+            .unwrap();
+        shared_messages.push(message.cid().clone());
+    }
+    let private = p1
+        .put(&json(r#"{"$type":"Conversation","id":"diary"}"#))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .clone();
+    let secret = p1
+        .create(&json(&format!(
+            r#"{{"$type":"Message","text":"secret","conversation":{{"/":"{private}"}}}}"#
+        )))
+        .await
+        .unwrap()
+        .cid()
+        .clone();
+    let _ = p1.grant(&chat, &hub_person).await.unwrap();
+    let _ = p1.grant(&private, &hub_person).await.unwrap();
+    let to_q = p1.grant(&chat, &q.person()).await.unwrap();
+    let link = p1.connect(&hub_url).unwrap();
+    link.connected().await.unwrap();
+    eventually("the hub holds P's conversations", || async {
+        hub.has(&secret).await.unwrap() && hub.has(shared_messages.last().unwrap()).await.unwrap()
+    })
+    .await;
+
+    // Q (granted the shared conversation by P) gets it through the hub, not the diary.
+    let q_link = q.connect(&hub_url).unwrap();
+    q_link.connected().await.unwrap();
+    eventually("q holds P's shared messages", || async {
+        let held = held(&q).await;
+        shared_messages.iter().all(|cid| held.contains(cid))
+    })
+    .await;
+    assert!(!q.has(&secret).await.unwrap(), "q never sees P's diary");
+    assert!(!q.has(&private).await.unwrap());
+
+    // P's second device gets everything P sent, through the hub alone.
+    let p2_link = p2.connect(&hub_url).unwrap();
+    p2_link.connected().await.unwrap();
+    eventually("p2 holds everything of P's", || async {
+        p2.has(&secret).await.unwrap()
+            && shared_messages
+                .iter()
+                .all(|cid| futures::executor::block_on(p2.has(cid)).unwrap())
+    })
+    .await;
+
+    // Live: a new message of P's reaches Q and P's other device at once.
+    let r_link = r.connect(&hub_url).unwrap();
+    r_link.connected().await.unwrap();
+    let live = p1
+        .create(&json(&format!(
+            r#"{{"$type":"Message","text":"live","conversation":{{"/":"{chat}"}}}}"#
+        )))
+        .await
+        .unwrap()
+        .cid()
+        .clone();
+    eventually("q and p2 hear the live message", || async {
+        q.has(&live).await.unwrap() && p2.has(&live).await.unwrap()
+    })
+    .await;
+
+    // R — who granted the hub the same conversation ID before P synced — got nothing of P's.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r_held = held(&r).await;
+    let p_held = held(&p1).await;
+    // What both hold legitimately: the hub's public identity (its person and certificate,
+    // which every peer of the hub learns) and the conversation's ID object R wrote itself.
+    let mut leaked = Vec::new();
+    for cid in r_held.intersection(&p_held) {
+        if *cid == chat || *cid == hub_person.0 {
+            continue;
+        }
+        let value = r.get(cid).await.unwrap();
+        let of_hub = value
+            .as_map()
+            .and_then(|map| map.get("person"))
+            .and_then(chum::Value::as_link)
+            == Some(&hub_person.0);
+        if !of_hub {
+            leaked.push(chum::dagjson::to_string(&value).unwrap());
+        }
+    }
+    assert!(leaked.is_empty(), "objects of P's at R: {leaked:?}");
+    assert!(!r.has(&live).await.unwrap());
+    assert!(!r.has(&secret).await.unwrap());
+    for cid in &shared_messages {
+        assert!(!r.has(cid).await.unwrap(), "R sees none of P's messages");
+    }
+    // The hub store holds what it was sent, and nothing of R's leaked the other way.
+    assert!(hub.has(r_chat.cid()).await.unwrap());
+    let q_held = held(&q).await;
+    assert!(!q_held.contains(&secret));
+    // P withdraws Q's grant: the revocation reaches the hub, and Q hears nothing more of the
+    // conversation (P's other device does).
+    let _ = p1.revoke_grant(to_q.cid()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = p1
+        .create(&json(&format!(
+            r#"{{"$type":"Message","text":"after the revocation","conversation":{{"/":"{chat}"}}}}"#
+        )))
+        .await
+        .unwrap()
+        .cid()
+        .clone();
+    eventually("p2 hears the message after the revocation", || async {
+        p2.has(&after).await.unwrap()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !q.has(&after).await.unwrap(),
+        "a revoked grant forwards nothing more"
+    );
+    for link in [link, q_link, p2_link, r_link] {
+        link.close().await;
+    }
+}
