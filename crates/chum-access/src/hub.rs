@@ -24,7 +24,7 @@ use crate::error::Result;
 use crate::grant::{ACCESS_TYPE, Access, GROUP_MEMBERS_TYPE, GroupMembers};
 use crate::keys::{PersonId, person_object};
 use crate::visibility::{
-    Announcement, VisibleSet, by_target, grants_for, linking, public_identity,
+    Affects, Announcement, VisibleSet, by_target, grants_for, linking, public_identity, signer_key,
 };
 
 /// Key prefix of the records by sender: `prefix ‖ len(person) ‖ person CID ‖ object CID`.
@@ -193,6 +193,22 @@ pub(crate) async fn on_announced(
     announcement: &Announcement,
 ) -> Result<Vec<Cid>> {
     let peer = set.peer().clone();
+    // A policy object concerning this peer (a grant to it, its revocation, a statement of a
+    // group it is or was in) changes the set: computed again.
+    let concerned = announcement.affects.iter().any(|affects| match affects {
+        Affects::All => true,
+        Affects::Persons(persons) => persons.contains(&peer.0),
+        Affects::Group { signer, members } => {
+            members.contains(&peer)
+                || set
+                    .hub_state()
+                    .is_some_and(|state| state.granters.contains_key(&PersonId::of_key(signer).0))
+        }
+    });
+    if concerned {
+        let found = rebuild(set, store).await?;
+        return set.replace_with(store, found).await;
+    }
     let policy = set.policy().clone();
     let mut added = Vec::new();
     let mut roots_by: BTreeMap<Cid, Vec<Cid>> = BTreeMap::new();
@@ -212,6 +228,23 @@ pub(crate) async fn on_announced(
         let Some(state) = set.hub_state() else {
             return Ok(Vec::new());
         };
+        // A granter's public identity (certificates, revocations it signed) is shown with
+        // what it granted.
+        let identity_of_granter = value.is_some_and(|value| {
+            matches!(
+                value.type_name(),
+                Some(crate::keys::CERTIFICATE_TYPE | crate::keys::REVOCATION_TYPE)
+            ) && signer_key(value).is_some_and(|signer| {
+                state
+                    .granters
+                    .get(&PersonId::of_key(&signer).0)
+                    .is_some_and(|granter| !granter.targets.is_empty())
+            })
+        });
+        if identity_of_granter {
+            added.push(cid.clone());
+            continue;
+        }
         for sender in senders {
             let Some(granter) = state.granters.get_mut(&sender.0) else {
                 continue;

@@ -178,7 +178,7 @@ pub(crate) async fn load(store: &dyn Store, cid: &Cid) -> Result<Option<(Object,
 }
 
 /// The `personKey` field of a signed object (its signature is checked separately).
-fn signer_key(value: &Value) -> Option<[u8; 32]> {
+pub(crate) fn signer_key(value: &Value) -> Option<[u8; 32]> {
     match value.as_map()?.get("personKey")? {
         Value::Bytes(bytes) => bytes.as_slice().try_into().ok(),
         _ => None,
@@ -323,6 +323,23 @@ pub struct Announcement {
     policy: bool,
     /// On a hub: who sent each object (see [`crate::hub::record_contributions`]).
     pub(crate) senders: HashMap<Cid, Vec<PersonId>>,
+    /// On a hub: whose sets the policy objects among these change.
+    pub(crate) affects: Vec<Affects>,
+}
+
+/// Whose set a policy object changes, on a hub.
+#[derive(Debug, Clone)]
+pub(crate) enum Affects {
+    /// The peers of these persons (a grant or a revocation of a grant to them).
+    Persons(Vec<Cid>),
+    /// A group statement: the members it names, and whoever the signer granted (members it
+    /// no longer names).
+    Group {
+        signer: [u8; 32],
+        members: Vec<PersonId>,
+    },
+    /// Everyone (a grant to a group, a revocation of one).
+    All,
 }
 
 impl Announcement {
@@ -348,6 +365,11 @@ impl Announcement {
                 announcement
                     .senders
                     .insert(cid.clone(), crate::hub::senders(store, cid).await?);
+                if let Some(value) = announcement.values.get(cid)
+                    && let Some(affects) = affects(store, cid, value).await?
+                {
+                    announcement.affects.push(affects);
+                }
             }
         }
         announcement.set = cids.iter().cloned().collect();
@@ -383,6 +405,49 @@ pub(crate) async fn public_identity(store: &dyn Store, owner: &[u8; 32]) -> Resu
         }
     }
     Ok(out)
+}
+
+/// Whose set a grant to `grantee` concerns: its person, or everyone for a group.
+async fn grantee_affects(store: &dyn Store, grantee: &Cid) -> Result<Affects> {
+    Ok(match load(store, grantee).await? {
+        Some((_, value)) if value.type_name() == Some(GROUP_TYPE) => Affects::All,
+        _ => Affects::Persons(vec![grantee.clone()]),
+    })
+}
+
+/// Whose set the policy object `value` changes on a hub (`None`: not a policy object, or one
+/// that changes nobody's set).
+async fn affects(store: &dyn Store, cid: &Cid, value: &Value) -> Result<Option<Affects>> {
+    let Ok(object) = Object::from_value(value) else {
+        return Ok(None);
+    };
+    if object.cid() != cid {
+        return Ok(None);
+    }
+    Ok(match value.type_name() {
+        Some(ACCESS_TYPE) => match Access::from_value(object, value) {
+            Ok(access) => Some(grantee_affects(store, &access.grantee).await?),
+            Err(_) => None,
+        },
+        Some(ACCESS_REVOCATION_TYPE) => match AccessRevocation::from_value(object, value) {
+            Ok(revocation) => match load(store, &revocation.access).await? {
+                Some((grant, grant_value)) => match Access::from_value(grant, &grant_value) {
+                    Ok(access) => Some(grantee_affects(store, &access.grantee).await?),
+                    Err(_) => None,
+                },
+                None => None,
+            },
+            Err(_) => None,
+        },
+        Some(GROUP_MEMBERS_TYPE) => match GroupMembers::from_value(object, value) {
+            Ok(statement) => Some(Affects::Group {
+                signer: statement.signer_key,
+                members: statement.members.into_iter().collect(),
+            }),
+            Err(_) => None,
+        },
+        _ => None,
+    })
 }
 
 /// `owner`'s grants on `target` to anyone, their revocations, and the group statements and
@@ -493,7 +558,7 @@ impl VisibleSet {
     async fn rebuild(&mut self, store: &dyn Store) -> Result<Vec<Cid>> {
         if self.hub.is_some() {
             let found = crate::hub::rebuild(self, store).await?;
-            return self.replace(store, found).await;
+            return self.replace_with(store, found).await;
         }
         let mut found = BTreeSet::new();
         let mut roots: Vec<Cid> = Vec::new();
@@ -520,11 +585,15 @@ impl VisibleSet {
         }
         self.closure(store, roots, &mut found, &|_| true).await?;
         self.targets = targets;
-        self.replace(store, found).await
+        self.replace_with(store, found).await
     }
 
     /// Makes the set `found` (only what is stored and shared of it); returns what was added.
-    async fn replace(&mut self, store: &dyn Store, found: BTreeSet<Cid>) -> Result<Vec<Cid>> {
+    pub(crate) async fn replace_with(
+        &mut self,
+        store: &dyn Store,
+        found: BTreeSet<Cid>,
+    ) -> Result<Vec<Cid>> {
         let candidates: Vec<Cid> = found.into_iter().collect();
         let mut shared = BTreeSet::new();
         for chunk in candidates.chunks(PAGE) {
@@ -666,11 +735,11 @@ impl VisibleSet {
         store: &dyn Store,
         announcement: &Announcement,
     ) -> Result<Vec<Cid>> {
-        if announcement.policy {
-            return self.rebuild(store).await;
-        }
         if self.hub.is_some() {
             return crate::hub::on_announced(self, store, announcement).await;
+        }
+        if announcement.policy {
+            return self.rebuild(store).await;
         }
         let mut roots = Vec::new();
         for cid in &announcement.cids {
