@@ -7,6 +7,8 @@
 //!   fuzz targets and the benchmark report's quick mode.
 //! - `cargo xtask fuzz TARGET SECONDS`: runs one fuzz target (nightly and cargo-fuzz are
 //!   installed when missing).
+//! - `cargo xtask load [--quick]`: hubs on PostgreSQL under load (two hub processes, simulated
+//!   devices, a hub killed mid-run, the leak check); `test` runs the quick size.
 //! - `cargo xtask bench-report [--quick]`: chum beside automerge, yrs, Loro and negentropy;
 //!   regenerates `docs/benchmarks.md` and its plots.
 //! - `cargo xtask soak-store N`: N kill -9 rounds against the redb store.
@@ -42,6 +44,8 @@ fn main() -> ExitCode {
             Err(_) => Err(format!("SECONDS must be a whole number, not {seconds:?}")),
         },
         ["fuzz-build"] => fuzz_build(),
+        ["load"] => load(false),
+        ["load", "--quick"] => load(true),
         ["bench-report"] => bench_report(false),
         ["bench-report", "--quick"] => bench_report(true),
         ["web"] => browser::web().map(drop),
@@ -87,6 +91,8 @@ usage: cargo xtask test                    all checks CI runs
        cargo xtask desktop-window          the window mode under Xvfb (a screenshot)
        cargo xtask desktop-e2e             the desktop app end to end in headless Chromium
        cargo xtask desktop-bench           the desktop app's figures (startup, RSS, send → enhanced)
+       cargo xtask load [--quick]          hubs on PostgreSQL under load: 2 hub processes, 100 persons ×
+                                           10 devices, a hub killed mid-run (--quick: small, debug)
        cargo xtask bench-report [--quick]  chum beside automerge, yrs, Loro and negentropy: regenerates
                                            docs/benchmarks.md and its plots (--quick: small sizes, into
                                            target/bench-report-quick)
@@ -260,8 +266,33 @@ fn test() -> Result<(), String> {
             "--quick",
         ]),
     )?;
+    load(true)?;
     eprintln!("xtask: all checks passed");
     Ok(())
+}
+
+/// `cargo xtask load [--quick]`: the hub load test (`benches/src/bin/hub_load.rs`) against
+/// the `chum` binary — release for the full size, debug for the quick one (it checks, its
+/// figures mean nothing).
+fn load(quick: bool) -> Result<(), String> {
+    ensure_postgres()?;
+    let profile: &[&str] = if quick { &[] } else { &["--release"] };
+    run(
+        "build chum and the load test",
+        cargo()
+            .args(["build", "--locked", "-p", "chum-cli", "-p", "chum-benches"])
+            .args(["--bin", "chum", "--bin", "hub_load"])
+            .args(profile),
+    )?;
+    let dir = root()
+        .join("target")
+        .join(if quick { "debug" } else { "release" });
+    let mut command = Command::new(dir.join("hub_load"));
+    command.arg("--chum").arg(dir.join("chum"));
+    if quick {
+        command.arg("--quick");
+    }
+    run("the hub load test", &mut command)
 }
 
 /// `cargo xtask bench-report [--quick]`: the comparison with the other sync libraries, in

@@ -1,0 +1,623 @@
+//! `hub_load`: hubs on PostgreSQL under load, as real processes on real ports.
+//!
+//! Starts a throwaway PostgreSQL cluster (fsync on), makes a hub identity in it (`chum init`),
+//! starts two hub processes over it (`chum serve --hub`), and simulates devices in this
+//! process: `PERSONS × DEVICES` instances (one identity per person, one instance per device),
+//! each on its own in-memory store, each holding one encrypted session to a hub over
+//! WebSocket on 127.0.0.1 (`connect_any` to both hubs, its own first: the devices of a person
+//! are spread over both). Each person writes into its own conversation, granted to the hub
+//! and to `GRANTS` other persons; every device writes and receives. For `SECONDS` the devices
+//! write `RATE` messages a second in all; half-way one hub process is killed (SIGKILL) and
+//! its devices reconnect to the other.
+//!
+//! Reported: sessions held, objects/s written and deliveries/s through the hubs, live latency
+//! from a device's write to its arrival at another device (p50/p99, by the harness's
+//! clock — one process), reconnection after the kill, hub RSS, database size, acknowledged
+//! objects missing from the database after the kill, deliveries missing after the run, and
+//! the leak check: objects of a person at a device of a person it never granted them to.
+//! Exits non-zero when a leak, a lost acknowledged object or a missing delivery is found.
+//!
+//! `hub_load --chum PATH [--quick] [--persons N] [--devices N] [--seconds N] [--rate N]
+//! [--grants N] [--no-kill]` (`cargo xtask load [--quick]` builds and runs it).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chum::{Cid, Event, Identity, Instance, Link, LinkState, PersonId, Value, dagjson};
+use chum_object::sign::SigningKey;
+use chum_store_postgres::PostgresStore;
+use chum_store_postgres::cluster::{ClusterOptions, TempCluster};
+
+#[derive(Debug, Clone)]
+struct Config {
+    chum: PathBuf,
+    persons: usize,
+    devices: usize,
+    seconds: u64,
+    rate: f64,
+    grants: usize,
+    kill: bool,
+}
+
+impl Config {
+    fn parse() -> Result<Config, String> {
+        let mut config = Config {
+            chum: PathBuf::new(),
+            persons: 100,
+            devices: 10,
+            seconds: 40,
+            rate: 1_000.0,
+            grants: 1,
+            kill: true,
+        };
+        let mut chum = None;
+        let mut args = std::env::args().skip(1);
+        let number = |value: Option<String>, what: &str| -> Result<f64, String> {
+            value
+                .as_deref()
+                .and_then(|v| v.parse::<f64>().ok())
+                .ok_or_else(|| format!("{what} needs a number"))
+        };
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--chum" => chum = args.next().map(PathBuf::from),
+                "--quick" => {
+                    config.persons = 8;
+                    config.devices = 3;
+                    config.seconds = 8;
+                    config.rate = 40.0;
+                }
+                "--persons" => config.persons = number(args.next(), "--persons")? as usize,
+                "--devices" => config.devices = number(args.next(), "--devices")? as usize,
+                "--seconds" => config.seconds = number(args.next(), "--seconds")? as u64,
+                "--rate" => config.rate = number(args.next(), "--rate")?,
+                "--grants" => config.grants = number(args.next(), "--grants")? as usize,
+                "--no-kill" => config.kill = false,
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        config.chum = chum.ok_or("--chum PATH (the chum binary) is required")?;
+        if config.persons < 2 || config.devices < 1 || config.grants >= config.persons {
+            return Err("at least 2 persons, 1 device each, fewer grants than persons".into());
+        }
+        Ok(config)
+    }
+}
+
+/// A running hub process, killed on drop.
+struct Hub {
+    child: Child,
+    url: String,
+    peak_rss_mb: f64,
+}
+
+impl Hub {
+    fn start(chum: &PathBuf, store: &str) -> Result<Hub, String> {
+        let mut child = Command::new(chum)
+            .args([
+                "serve",
+                "--hub",
+                "--store",
+                store,
+                "--listen",
+                "ws://127.0.0.1:0",
+            ])
+            .env_remove("CHUM_STORE")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", chum.display()))?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().ok_or("no stdout")?)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        if !line.starts_with("ws://") {
+            return Err(format!("the hub did not start: {line:?}"));
+        }
+        Ok(Hub {
+            child,
+            url: line.trim().to_owned(),
+            peak_rss_mb: 0.0,
+        })
+    }
+
+    /// Samples the process's peak resident memory (MiB).
+    fn sample(&mut self) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        if let Some(kb) = status
+            .lines()
+            .find(|line| line.starts_with("VmHWM:"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+        {
+            self.peak_rss_mb = self.peak_rss_mb.max(kb / 1024.0);
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Device {
+    person: usize,
+    instance: Instance,
+    link: Option<Link>,
+}
+
+/// What devices received: (device, cid, when).
+type Received = Arc<Mutex<Vec<(usize, Cid, Instant)>>>;
+
+fn key(label: &str) -> SigningKey {
+    SigningKey::from_bytes(blake3::hash(label.as_bytes()).as_bytes())
+}
+
+fn json(text: &str) -> Result<Value, String> {
+    dagjson::from_str(text).map_err(|e| e.to_string())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn error(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+async fn run(config: Config) -> Result<bool, String> {
+    let started = Instant::now();
+    let cluster = TempCluster::start_with(&ClusterOptions {
+        fsync: true,
+        max_connections: 300,
+        shared_buffers_mb: 256,
+    })?;
+    let store = format!("{}&schema=hub", cluster.url("postgres"));
+    let init = Command::new(&config.chum)
+        .args(["init", "--store", &store])
+        .output()
+        .map_err(error)?;
+    if !init.status.success() {
+        return Err(format!(
+            "chum init failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        ));
+    }
+    let hub_person = String::from_utf8_lossy(&init.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("person ").map(str::to_owned))
+        .ok_or("chum init printed no person")?;
+    let hub_person = PersonId(hub_person.trim().parse::<Cid>().map_err(error)?);
+    let mut hubs = vec![
+        Hub::start(&config.chum, &store)?,
+        Hub::start(&config.chum, &store)?,
+    ];
+    let urls: Vec<String> = hubs.iter().map(|hub| hub.url.clone()).collect();
+    eprintln!(
+        "hub_load: PostgreSQL and 2 hubs up in {:.1} s ({} and {})",
+        started.elapsed().as_secs_f64(),
+        urls[0],
+        urls[1]
+    );
+
+    // Persons and their devices; each person's conversation, granted to the hub and to the
+    // next `grants` persons.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(error)?
+        .as_millis() as u64;
+    let person_keys: Vec<SigningKey> = (0..config.persons)
+        .map(|p| key(&format!("person {p}")))
+        .collect();
+    let persons: Vec<PersonId> = person_keys
+        .iter()
+        .map(|k| PersonId::of_key(&k.verifying_key().to_bytes()))
+        .collect();
+    let mut devices: Vec<Device> = Vec::new();
+    let mut feeds: Vec<Cid> = Vec::new();
+    for (p, person_key) in person_keys.iter().enumerate() {
+        let mut setup: Vec<(Cid, Vec<u8>)> = Vec::new();
+        for d in 0..config.devices {
+            let identity =
+                Identity::from_keys(person_key.clone(), key(&format!("device {p} {d}")), now_ms)
+                    .map_err(error)?;
+            let instance = Instance::builder()
+                .memory()
+                .identity(identity)
+                .use_hub(hub_person.clone())
+                .open()
+                .await
+                .map_err(error)?;
+            if d == 0 {
+                let feed = instance
+                    .put(&json(&format!(
+                        r#"{{"$type":"Conversation","id":"feed {p}"}}"#
+                    ))?)
+                    .await
+                    .map_err(error)?;
+                let feed_id = feed.id().cloned().ok_or("a conversation has an ID")?;
+                let mut written = vec![feed.cid().clone()];
+                written.push(
+                    instance
+                        .grant(&feed_id, &hub_person)
+                        .await
+                        .map_err(error)?
+                        .cid()
+                        .clone(),
+                );
+                for g in 1..=config.grants {
+                    let grantee = &persons[(p + g) % config.persons];
+                    written.push(
+                        instance
+                            .grant(&feed_id, grantee)
+                            .await
+                            .map_err(error)?
+                            .cid()
+                            .clone(),
+                    );
+                }
+                for cid in written {
+                    let bytes = instance.store().get(&cid).await.map_err(error)?;
+                    setup.push((cid, bytes));
+                }
+                feeds.push(feed_id);
+            } else {
+                // The person's other devices start with its conversation and grants.
+                instance.store().put_many(&setup).await.map_err(error)?;
+            }
+            devices.push(Device {
+                person: p,
+                instance,
+                link: None,
+            });
+        }
+    }
+    let feed_owner: HashMap<Cid, usize> = feeds
+        .iter()
+        .enumerate()
+        .map(|(p, cid)| (cid.clone(), p))
+        .collect();
+
+    // Receivers: every device logs what arrives from peers.
+    let received: Received = Arc::new(Mutex::new(Vec::new()));
+    for (index, device) in devices.iter().enumerate() {
+        let mut events = device.instance.events();
+        let received = Arc::clone(&received);
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let Event::Stored {
+                    cid,
+                    origin: chum::Origin::Peer { .. },
+                    ..
+                } = event
+                {
+                    let at = Instant::now();
+                    if let Ok(mut log) = received.lock() {
+                        log.push((index, cid, at));
+                    }
+                }
+            }
+        });
+    }
+
+    // Sessions: first devices first (they bring the grants), then the rest.
+    let connect_started = Instant::now();
+    for first in [true, false] {
+        for (index, device) in devices.iter_mut().enumerate() {
+            let is_first = index % config.devices == 0;
+            if is_first != first {
+                continue;
+            }
+            let own = (device.person + index) % 2;
+            let link = device
+                .instance
+                .connect_any(&[&urls[own], &urls[1 - own]])
+                .map_err(error)?;
+            device.link = Some(link);
+        }
+        wait_connected(&devices, Duration::from_secs(120)).await?;
+        if first {
+            // Let the hub take the grants before the other devices ask for their views.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let sessions = connected(&devices);
+    eprintln!(
+        "hub_load: {sessions} sessions up in {:.1} s",
+        connect_started.elapsed().as_secs_f64()
+    );
+
+    // Writing: `rate` messages a second, round the devices; the hub at index 0 is killed
+    // half-way.
+    let sent: Arc<Mutex<Vec<(usize, Cid, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    let acknowledged: Arc<Mutex<Vec<Cid>>> = Arc::new(Mutex::new(Vec::new()));
+    let total = (config.rate * config.seconds as f64).round() as usize;
+    let interval = Duration::from_secs_f64(1.0 / config.rate);
+    let write_started = Instant::now();
+    let mut killed_at: Option<Instant> = None;
+    let mut reconnected_after: Option<Duration> = None;
+    let mut writers = tokio::task::JoinSet::new();
+    for n in 0..total {
+        let due = write_started + interval.mul_f64(n as f64);
+        tokio::time::sleep_until(due.into()).await;
+        if config.kill && killed_at.is_none() && n >= total / 2 {
+            let hub = &mut hubs[0];
+            hub.sample();
+            let _ = hub.child.kill();
+            let _ = hub.child.wait();
+            killed_at = Some(Instant::now());
+            eprintln!("hub_load: hub 1 killed after {n} writes");
+        }
+        if let (Some(at), None) = (killed_at, reconnected_after)
+            && connected(&devices) == devices.len()
+            && at.elapsed() > Duration::from_millis(50)
+        {
+            reconnected_after = Some(at.elapsed());
+        }
+        if n % 200 == 0 {
+            for hub in hubs.iter_mut().skip(usize::from(killed_at.is_some())) {
+                hub.sample();
+            }
+        }
+        let index = (n * 7919) % devices.len();
+        let device = &devices[index];
+        let instance = device.instance.clone();
+        let feed = feeds[device.person].clone();
+        let sent = Arc::clone(&sent);
+        let acknowledged = Arc::clone(&acknowledged);
+        writers.spawn(async move {
+            let message = format!(
+                r#"{{"$type":"Message","text":"message {n}","conversation":{{"/":"{feed}"}}}}"#
+            );
+            let Ok(value) = dagjson::from_str(&message) else {
+                return;
+            };
+            let at = Instant::now();
+            let Ok(written) = instance.create(&value).await else {
+                return;
+            };
+            if let Ok(mut log) = sent.lock() {
+                log.push((index, written.cid().clone(), at));
+            }
+            if tokio::time::timeout(Duration::from_secs(30), written.held_by_peer())
+                .await
+                .is_ok_and(|held| held.is_ok())
+                && let Ok(mut log) = acknowledged.lock()
+            {
+                log.push(written.cid().clone());
+            }
+        });
+    }
+    let writing = write_started.elapsed();
+    // Every write's acknowledgement (or its 30 s timeout).
+    while writers.join_next().await.is_some() {}
+    if let (Some(at), None) = (killed_at, reconnected_after) {
+        wait_connected(&devices, Duration::from_secs(60)).await?;
+        reconnected_after = Some(at.elapsed());
+    }
+
+    // Deliveries: every device of the writer's person and of the persons it granted.
+    let sent = sent.lock().map_err(error)?.clone();
+    let mut expected: BTreeMap<(usize, Cid), Instant> = BTreeMap::new();
+    for (writer, cid, at) in &sent {
+        let owner = devices[*writer].person;
+        for (index, device) in devices.iter().enumerate() {
+            let granted =
+                (1..=config.grants).any(|g| (owner + g) % config.persons == device.person);
+            if index != *writer && (device.person == owner || granted) {
+                expected.insert((index, cid.clone()), *at);
+            }
+        }
+    }
+    let settle = Instant::now();
+    let missing = loop {
+        let arrived: BTreeSet<(usize, Cid)> = received
+            .lock()
+            .map_err(error)?
+            .iter()
+            .map(|(index, cid, _)| (*index, cid.clone()))
+            .collect();
+        let missing = expected
+            .keys()
+            .filter(|key| !arrived.contains(*key))
+            .count();
+        if missing == 0 || settle.elapsed() > Duration::from_secs(60) {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // Steady: written while no session was moving to the other hub (before the kill, or
+    // after every device was connected again).
+    let moving = killed_at.map(|at| (at, at + reconnected_after.unwrap_or_default()));
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut steady: Vec<f64> = Vec::new();
+    for (index, cid, at) in received.lock().map_err(error)?.iter() {
+        let Some(sent_at) = expected.get(&(*index, cid.clone())) else {
+            continue;
+        };
+        let ms = at.saturating_duration_since(*sent_at).as_secs_f64() * 1e3;
+        latencies.push(ms);
+        if moving.is_none_or(|(from, to)| *sent_at < from || *sent_at > to) {
+            steady.push(ms);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    steady.sort_by(f64::total_cmp);
+    let deliveries = latencies.len();
+
+    // Nothing acknowledged is missing from the database.
+    let database = PostgresStore::open(&store).await.map_err(error)?;
+    let acknowledged = acknowledged.lock().map_err(error)?.clone();
+    let mut lost = 0;
+    for chunk in acknowledged.chunks(1_000) {
+        let found = chum::Store::get_many(&database, chunk)
+            .await
+            .map_err(error)?;
+        lost += found.iter().filter(|bytes| bytes.is_err()).count();
+    }
+    let database_mb = database.size_bytes().await.map_err(error)? as f64 / (1 << 20) as f64;
+
+    // The leak check: every Message a device holds belongs to a conversation of its own
+    // person or of a person that granted it that conversation.
+    let mut leaks = 0;
+    let mut checked = 0;
+    for device in &devices {
+        for cid in device.instance.of_type("Message").await.map_err(error)? {
+            checked += 1;
+            let value = device.instance.get(&cid).await.map_err(error)?;
+            let conversation = value
+                .as_map()
+                .and_then(|map| map.get("conversation"))
+                .and_then(Value::as_link)
+                .and_then(|feed| feed_owner.get(feed).copied());
+            let allowed = conversation.is_some_and(|owner| {
+                owner == device.person
+                    || (1..=config.grants).any(|g| (owner + g) % config.persons == device.person)
+            });
+            if !allowed {
+                leaks += 1;
+            }
+        }
+    }
+    for hub in hubs.iter_mut().skip(usize::from(killed_at.is_some())) {
+        hub.sample();
+    }
+
+    let written = sent.len();
+    println!("# hubs on PostgreSQL under load");
+    println!(
+        "persons {} × devices {} = {} devices; {} grant(s) per person; 2 hub processes; fsync on",
+        config.persons,
+        config.devices,
+        devices.len(),
+        config.grants
+    );
+    println!("sessions held                 {sessions}");
+    println!(
+        "objects written               {written} in {:.1} s = {:.0} objects/s (asked {:.0}/s)",
+        writing.as_secs_f64(),
+        written as f64 / writing.as_secs_f64(),
+        config.rate
+    );
+    println!(
+        "deliveries through the hubs   {deliveries} = {:.0}/s over the writing time",
+        deliveries as f64 / writing.as_secs_f64()
+    );
+    println!(
+        "live latency device → device  steady: p50 {:.1} ms, p99 {:.1} ms ({} deliveries); \
+         all, the kill included: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&steady, 0.5),
+        percentile(&steady, 0.99),
+        steady.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    match reconnected_after {
+        Some(after) => println!(
+            "hub killed mid-run            every device connected again {:.2} s later",
+            after.as_secs_f64()
+        ),
+        None => println!("hub killed mid-run            no (--no-kill)"),
+    }
+    println!(
+        "hub peak RSS                  {}",
+        hubs.iter()
+            .map(|hub| format!("{:.0} MiB", hub.peak_rss_mb))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("database size                 {database_mb:.1} MiB");
+    println!(
+        "acknowledged objects lost     {lost} of {}",
+        acknowledged.len()
+    );
+    println!(
+        "deliveries missing after 60 s {missing} of {}",
+        expected.len()
+    );
+    println!("leak check                    {leaks} leaks in {checked} messages held");
+    for device in &devices {
+        if let Some(link) = &device.link {
+            link.close().await;
+        }
+    }
+    Ok(leaks == 0 && lost == 0 && missing == 0)
+}
+
+fn connected(devices: &[Device]) -> usize {
+    devices
+        .iter()
+        .filter(|device| {
+            device
+                .link
+                .as_ref()
+                .is_some_and(|link| matches!(link.state(), LinkState::Connected { .. }))
+        })
+        .count()
+}
+
+async fn wait_connected(devices: &[Device], within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let wanted = devices.iter().filter(|d| d.link.is_some()).count();
+    loop {
+        let up = connected(devices);
+        if up == wanted {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {up} of {wanted} sessions connected within {within:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let config = match Config::parse() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("hub_load: {message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("hub_load: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(config));
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match outcome {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!(
+                "hub_load: FAILED (a leak, a lost acknowledged object or a missing delivery)"
+            );
+            std::process::ExitCode::FAILURE
+        }
+        Err(message) => {
+            eprintln!("hub_load: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
