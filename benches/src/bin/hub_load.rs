@@ -105,11 +105,23 @@ impl Hub {
                 store,
                 "--listen",
                 "ws://127.0.0.1:0",
+                // Every simulated device connects from 127.0.0.1: one address with a
+                // thousand peers behind it, as behind a load balancer.
+                "--max-sessions",
+                "4096",
+                "--per-address",
+                "2000",
             ])
             .env_remove("CHUM_STORE")
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("CHUM_LOAD_HUB_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var_os("CHUM_LOAD_HUB_LOG") {
+                Some(_) => Stdio::inherit(),
+                None => Stdio::null(),
+            })
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", chum.display()))?;
         let mut line = String::new();
@@ -180,10 +192,20 @@ fn error(e: impl std::fmt::Display) -> String {
 async fn run(config: Config) -> Result<bool, String> {
     let started = Instant::now();
     let cluster = TempCluster::start_with(&ClusterOptions {
-        fsync: true,
+        // CHUM_LOAD_FSYNC=off: what the disk's flushes cost (never for reported figures).
+        fsync: std::env::var("CHUM_LOAD_FSYNC").as_deref() != Ok("off"),
         max_connections: 300,
         shared_buffers_mb: 256,
+        // CHUM_LOAD_PG_STATS=1: what the hubs asked of the database, printed at the end.
+        settings: if std::env::var_os("CHUM_LOAD_PG_STATS").is_some() {
+            "shared_preload_libraries = 'pg_stat_statements'".into()
+        } else {
+            String::new()
+        },
     })?;
+    if std::env::var_os("CHUM_LOAD_PG_STATS").is_some() {
+        psql(&cluster, "CREATE EXTENSION pg_stat_statements")?;
+    }
     let store = format!("{}&schema=hub", cluster.url("postgres"));
     let init = Command::new(&config.chum)
         .args(["init", "--store", &store])
@@ -200,7 +222,7 @@ async fn run(config: Config) -> Result<bool, String> {
         .find_map(|line| line.strip_prefix("person ").map(str::to_owned))
         .ok_or("chum init printed no person")?;
     let hub_person = PersonId(hub_person.trim().parse::<Cid>().map_err(error)?);
-    let mut hubs = vec![
+    let mut hubs = [
         Hub::start(&config.chum, &store)?,
         Hub::start(&config.chum, &store)?,
     ];
@@ -328,6 +350,11 @@ async fn run(config: Config) -> Result<bool, String> {
             device.link = Some(link);
         }
         wait_connected(&devices, Duration::from_secs(120)).await?;
+        eprintln!(
+            "hub_load: {} sessions connected after {:.1} s",
+            connected(&devices),
+            connect_started.elapsed().as_secs_f64()
+        );
         if first {
             // Let the hub take the grants before the other devices ask for their views.
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -453,6 +480,26 @@ async fn run(config: Config) -> Result<bool, String> {
             steady.push(ms);
         }
     }
+    if std::env::var_os("CHUM_LOAD_TIMELINE").is_some() {
+        // Latency by the second the object was written in.
+        let mut by_second: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for (index, cid, at) in received.lock().map_err(error)?.iter() {
+            if let Some(sent_at) = expected.get(&(*index, cid.clone())) {
+                let second = sent_at.saturating_duration_since(write_started).as_secs();
+                let ms = at.saturating_duration_since(*sent_at).as_secs_f64() * 1e3;
+                by_second.entry(second).or_default().push(ms);
+            }
+        }
+        for (second, mut ms) in by_second {
+            ms.sort_by(f64::total_cmp);
+            eprintln!(
+                "hub_load: second {second:>3}: p50 {:>8.1} ms  p99 {:>8.1} ms  ({} deliveries)",
+                percentile(&ms, 0.5),
+                percentile(&ms, 0.99),
+                ms.len()
+            );
+        }
+    }
     latencies.sort_by(f64::total_cmp);
     steady.sort_by(f64::total_cmp);
     let deliveries = latencies.len();
@@ -468,6 +515,17 @@ async fn run(config: Config) -> Result<bool, String> {
         lost += found.iter().filter(|bytes| bytes.is_err()).count();
     }
     let database_mb = database.size_bytes().await.map_err(error)? as f64 / (1 << 20) as f64;
+    if std::env::var_os("CHUM_LOAD_PG_STATS").is_some() {
+        eprintln!(
+            "{}",
+            psql(
+                &cluster,
+                "SELECT calls, round(total_exec_time) AS ms, round(total_plan_time) AS plan_ms, \
+                 rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query \
+                 FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 30"
+            )?
+        );
+    }
 
     // The leak check: every Message a device holds belongs to a conversation of its own
     // person or of a person that granted it that conversation.
@@ -498,11 +556,16 @@ async fn run(config: Config) -> Result<bool, String> {
     let written = sent.len();
     println!("# hubs on PostgreSQL under load");
     println!(
-        "persons {} × devices {} = {} devices; {} grant(s) per person; 2 hub processes; fsync on",
+        "persons {} × devices {} = {} devices; {} grant(s) per person; 2 hub processes; fsync {}",
         config.persons,
         config.devices,
         devices.len(),
-        config.grants
+        config.grants,
+        if std::env::var("CHUM_LOAD_FSYNC").as_deref() == Ok("off") {
+            "OFF"
+        } else {
+            "on"
+        }
     );
     println!("sessions held                 {sessions}");
     println!(
@@ -578,8 +641,18 @@ async fn wait_connected(devices: &[Device], within: Duration) -> Result<(), Stri
             return Ok(());
         }
         if Instant::now() > deadline {
+            let mut states: BTreeMap<String, usize> = BTreeMap::new();
+            for device in devices {
+                if let Some(link) = &device.link {
+                    let state = match link.state() {
+                        LinkState::Reconnecting { error, .. } => format!("reconnecting: {error}"),
+                        other => format!("{other:?}").chars().take(40).collect(),
+                    };
+                    *states.entry(state).or_default() += 1;
+                }
+            }
             return Err(format!(
-                "only {up} of {wanted} sessions connected within {within:?}"
+                "only {up} of {wanted} sessions connected within {within:?}: {states:?}"
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -620,4 +693,26 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `sql` in the cluster's `postgres` database with `psql`; its output.
+fn psql(cluster: &TempCluster, sql: &str) -> Result<String, String> {
+    let bin = chum_store_postgres::cluster::find_bin()?;
+    let output = Command::new(bin.join("psql"))
+        .args(["-h", &cluster.dir().display().to_string()])
+        .args([
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ])
+        .args(["-c", sql])
+        .output()
+        .map_err(error)?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }

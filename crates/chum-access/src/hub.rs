@@ -50,6 +50,14 @@ pub async fn record_contributions(
     if cids.is_empty() {
         return Ok(());
     }
+    store.local_put_many(&contributions(person, cids)).await?;
+    Ok(())
+}
+
+/// The local-area entries that record that an instance of `person` sent the hub `cids`
+/// (what [`record_contributions`] writes; [`Store::put_with_local`] writes them with the
+/// objects).
+pub fn contributions(person: &PersonId, cids: &[Cid]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let by_sender = prefixed(BY_SENDER, &person.0);
     let mut entries = Vec::with_capacity(cids.len() * 2);
     for cid in cids {
@@ -60,8 +68,7 @@ pub async fn record_contributions(
         key.extend_from_slice(person.0.as_bytes());
         entries.push((key, Vec::new()));
     }
-    store.local_put_many(&entries).await?;
-    Ok(())
+    entries
 }
 
 /// Everything an instance of `person` sent the hub.
@@ -208,6 +215,19 @@ pub(crate) async fn on_announced(
     if concerned {
         let found = rebuild(set, store).await?;
         return set.replace_with(store, found).await;
+    }
+    // Most announcements concern few of a hub's peers: nothing sent by this peer's person or
+    // by a person granting it anything, and no public identity, adds nothing.
+    if !announcement.identity {
+        let related = set.hub_state().is_some_and(|state| {
+            announcement
+                .all_senders
+                .iter()
+                .any(|sender| *sender == peer || state.granters.contains_key(&sender.0))
+        });
+        if !related {
+            return Ok(Vec::new());
+        }
     }
     let policy = set.policy().clone();
     let mut added = Vec::new();

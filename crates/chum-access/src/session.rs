@@ -266,20 +266,20 @@ fn refusal(error: chum_store::Error) -> Answer {
 }
 
 impl Granted {
-    /// On a hub: records that the peer's person sent these objects — before they are
-    /// stored, so no process of the hub hears of them without knowing their sender.
-    async fn record_contributions(
+    /// Stores `objects`; on a hub, records that the peer's person sent them in the same
+    /// write (never after them: no process of the hub hears of them without knowing their
+    /// sender).
+    async fn put_recording(
         &self,
         store: &dyn Store,
         objects: &[(Cid, Vec<u8>)],
-    ) -> chum_store::Result<()> {
+    ) -> chum_store::Result<Vec<bool>> {
         if !self.view.is_hub() {
-            return Ok(());
+            return store.put_scoped(objects, Scope::Shared).await;
         }
         let cids: Vec<Cid> = objects.iter().map(|(cid, _)| cid.clone()).collect();
-        crate::hub::record_contributions(store, &self.coverage.peer_person(), &cids)
-            .await
-            .map_err(backend)
+        let noted = crate::hub::contributions(&self.coverage.peer_person(), &cids);
+        store.put_with_local(objects, Scope::Shared, &noted).await
     }
 
     async fn store(
@@ -326,8 +326,7 @@ impl Granted {
         }
         let mut new = Vec::new();
         if !covered.is_empty() {
-            self.record_contributions(store, &covered).await?;
-            let changed = store.put_scoped(&covered, Scope::Shared).await?;
+            let changed = self.put_recording(store, &covered).await?;
             new.extend(
                 covered
                     .iter()
@@ -358,8 +357,7 @@ impl Granted {
             if promoted.is_empty() {
                 break;
             }
-            self.record_contributions(store, &promoted).await?;
-            let changed = store.put_scoped(&promoted, Scope::Shared).await?;
+            let changed = self.put_recording(store, &promoted).await?;
             new.extend(
                 promoted
                     .iter()

@@ -325,6 +325,10 @@ pub struct Announcement {
     pub(crate) senders: HashMap<Cid, Vec<PersonId>>,
     /// On a hub: whose sets the policy objects among these change.
     pub(crate) affects: Vec<Affects>,
+    /// On a hub: everyone who sent any of these.
+    pub(crate) all_senders: BTreeSet<PersonId>,
+    /// Whether a certificate or a revocation is among these (a granter's public identity).
+    pub(crate) identity: bool,
 }
 
 /// Whose set a policy object changes, on a hub.
@@ -355,6 +359,12 @@ impl Announcement {
                 {
                     announcement.policy = true;
                 }
+                if matches!(
+                    value.type_name(),
+                    Some(crate::keys::CERTIFICATE_TYPE | crate::keys::REVOCATION_TYPE)
+                ) {
+                    announcement.identity = true;
+                }
                 announcement.values.insert(cid.clone(), value);
             }
             let referrers = links_to(store, cid).await?;
@@ -362,9 +372,9 @@ impl Announcement {
                 announcement.referrers.insert(cid.clone(), referrers);
             }
             if hub {
-                announcement
-                    .senders
-                    .insert(cid.clone(), crate::hub::senders(store, cid).await?);
+                let senders = crate::hub::senders(store, cid).await?;
+                announcement.all_senders.extend(senders.iter().cloned());
+                announcement.senders.insert(cid.clone(), senders);
                 if let Some(value) = announcement.values.get(cid)
                     && let Some(affects) = affects(store, cid, value).await?
                 {

@@ -110,6 +110,13 @@ enum Command {
         /// they share with it, and answers each peer from what its person may see.
         #[arg(long)]
         hub: bool,
+        /// Sessions served at once per listener.
+        #[arg(long, default_value_t = 512, value_name = "N")]
+        max_sessions: usize,
+        /// Connections one address may open per second, sustained (and twice that at once):
+        /// raise it when many devices share an address (a NAT, a load balancer, a test).
+        #[arg(long, default_value_t = 16.0, value_name = "N")]
+        per_address: f64,
     },
     /// Connect once, sync both ways, and exit 0 once both sides hold the same visible set.
     Sync {
@@ -405,10 +412,42 @@ async fn init(cli: &Cli, join: Option<String>, address: Option<String>) -> Resul
     Ok(code)
 }
 
-async fn serve(cli: &Cli, listen: Vec<String>, hub: bool) -> Result<u8, String> {
+/// `chum serve`'s limits on what it accepts.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_sessions: usize,
+    per_address: f64,
+}
+
+async fn serve(cli: &Cli, listen: Vec<String>, hub: bool, limits: Limits) -> Result<u8, String> {
     let location = store_location(cli)?;
     let passphrase = passphrase(cli)?;
+    if limits.max_sessions == 0 || !(limits.per_address > 0.0 && limits.per_address.is_finite()) {
+        return Err("--max-sessions and --per-address must be positive".into());
+    }
+    let burst = (limits.per_address * 2.0).ceil().min(f64::from(u32::MAX)) as u32;
+    let defaults = chum::ListenerLimits::default();
+    let listener_limits = chum::ListenerLimits {
+        max_sessions: limits.max_sessions,
+        per_second: limits.per_address,
+        burst,
+        handshakes_per_address: (burst as usize).max(defaults.handshakes_per_address),
+        ..defaults
+    };
+    // Sessions waiting for admission scale with the sessions served; so do strangers' (a
+    // device is one to a hub until the grants it brings arrive).
+    let defaults = chum::HostLimits::default();
+    let host_limits = chum::HostLimits {
+        max_pending: limits.max_sessions.max(defaults.max_pending),
+        max_pending_per_address: ((limits.per_address * 2.0).ceil() as usize)
+            .max(defaults.max_pending_per_address),
+        max_strangers: (limits.max_sessions / 4).max(defaults.max_strangers),
+        ..defaults
+    };
     let Some(instance) = open_with(&location, passphrase.as_deref(), |builder| {
+        let builder = builder
+            .listener_limits(listener_limits)
+            .host_limits(host_limits);
         if hub { builder.hub() } else { builder }
     })
     .await?
@@ -533,7 +572,18 @@ fn main() -> ExitCode {
             Command::Init { join, address } => {
                 return init(&cli, join.clone(), address.clone()).await;
             }
-            Command::Serve { listen, hub } => return serve(&cli, listen.clone(), *hub).await,
+            Command::Serve {
+                listen,
+                hub,
+                max_sessions,
+                per_address,
+            } => {
+                let limits = Limits {
+                    max_sessions: *max_sessions,
+                    per_address: *per_address,
+                };
+                return serve(&cli, listen.clone(), *hub, limits).await;
+            }
             Command::Invite { ttl, uses, address } => (
                 StoreCommand::Invite {
                     ttl_s: *ttl,

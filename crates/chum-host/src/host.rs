@@ -1,6 +1,6 @@
 //! The [`Host`]: every session of one node, and the policy around them.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -234,6 +234,8 @@ struct Conn {
     /// A commit of this session is out with the driver.
     committing: bool,
     transport_ok: bool,
+    /// When this session waits for time, as entered in [`Host::timers`].
+    timer: Option<Duration>,
 }
 
 /// How many dropped objects of another person's a session's end names (the rest are counted).
@@ -287,6 +289,9 @@ pub struct Host {
     outputs: VecDeque<HostOutput>,
     /// Sessions with output to handle.
     dirty: VecDeque<ConnId>,
+    /// Every session's next time (its own timers and the host's deadline for it), earliest
+    /// first: kept as sessions change, so that the next one costs no walk over thousands.
+    timers: BTreeSet<(Duration, ConnId)>,
     stats: HostStats,
 }
 
@@ -333,6 +338,7 @@ impl Host {
             conns: BTreeMap::new(),
             outputs: VecDeque::new(),
             dirty: VecDeque::new(),
+            timers: BTreeSet::new(),
             stats: HostStats::default(),
         }
     }
@@ -466,16 +472,30 @@ impl Host {
     /// When [`Host::timeout`] is due next (in [`Now::elapsed`]'s time), if any session waits
     /// for time.
     pub fn poll_timeout(&self) -> Option<Duration> {
-        self.conns
-            .values()
-            .filter_map(|conn| {
-                let policy = self.deadline(conn);
-                match (conn.session.poll_timeout(), policy) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            })
-            .min()
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Enters session `id`'s next time in [`Host::timers`] (after anything it did).
+    fn retime(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let at = match (conn.session.poll_timeout(), self.deadline(conn)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.timer != at {
+            if let Some(old) = conn.timer.take() {
+                self.timers.remove(&(old, id));
+            }
+            if let Some(at) = at {
+                self.timers.insert((at, id));
+            }
+            conn.timer = at;
+        }
     }
 
     /// When the host itself ends a session it accepted: a peer not admitted in time, a
@@ -596,6 +616,7 @@ impl Host {
                 pending: Commit::new(),
                 committing: false,
                 transport_ok: true,
+                timer: None,
             },
         );
         self.dirty.push_back(conn);
@@ -655,6 +676,15 @@ impl Host {
             }
         }
         self.drain(now).await;
+        // Entries that came due without their session acting: read their times again.
+        let due: Vec<ConnId> = self
+            .timers
+            .range(..=(now.elapsed, ConnId::MAX))
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            self.retime(id);
+        }
     }
 
     /// The result of a [`HostOutput::Commit`] of session `conn` (also when the session has
@@ -797,6 +827,8 @@ impl Host {
             // A commit in progress finishes first (its objects are durable either way).
             if conn.session.is_closed() && !conn.committing {
                 self.finish(now, id).await;
+            } else {
+                self.retime(id);
             }
         }
     }
@@ -807,6 +839,9 @@ impl Host {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
+        if let Some(at) = conn.timer.take() {
+            self.timers.remove(&(at, id));
+        }
         let report = &conn.report;
         let stranger =
             matches!(&conn.foreign, Some(PeerAccess::Granted(access)) if access.is_stranger());

@@ -34,6 +34,10 @@ pub struct ListenerLimits {
     pub per_second: f64,
     /// Addresses tracked at once (full buckets are forgotten first).
     pub max_addresses: usize,
+    /// Transport handshakes (TLS, WebSocket) in progress at once from one address: half-open
+    /// connections from one place cannot take the slots everyone else needs. Raise it with
+    /// `burst` when many peers share an address.
+    pub handshakes_per_address: usize,
 }
 
 impl Default for ListenerLimits {
@@ -43,6 +47,7 @@ impl Default for ListenerLimits {
             burst: 32,
             per_second: 16.0,
             max_addresses: 16_384,
+            handshakes_per_address: 8,
         }
     }
 }
@@ -204,13 +209,9 @@ pub async fn serve_ws(
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; more connections are dropped unanswered.
 const MAX_HANDSHAKES: usize = 256;
-/// Handshakes in progress at once from one address: half-open connections from one place
-/// cannot take the slots everyone else needs.
-const MAX_HANDSHAKES_PER_ADDRESS: usize = 8;
-
-/// Handshakes in progress per address.
+/// Handshakes in progress per address, at most so many each.
 #[derive(Debug, Default)]
-struct Upgrading(std::sync::Mutex<HashMap<IpAddr, usize>>);
+struct Upgrading(std::sync::Mutex<HashMap<IpAddr, usize>>, usize);
 
 /// One handshake in progress from `address`; counted off when dropped.
 struct UpgradeSlot {
@@ -225,7 +226,7 @@ impl Upgrading {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = counts.entry(address).or_insert(0);
-        if *count >= MAX_HANDSHAKES_PER_ADDRESS {
+        if *count >= self.1.max(1) {
             return None;
         }
         *count += 1;
@@ -264,7 +265,10 @@ where
 {
     let sessions = Arc::new(Semaphore::new(limits.max_sessions));
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    let upgrading = Arc::new(Upgrading::default());
+    let upgrading = Arc::new(Upgrading(
+        std::sync::Mutex::default(),
+        limits.handshakes_per_address,
+    ));
     let mut rate = RateLimiter::new(limits);
     let max_frame = node.config().limits.max_frame;
     loop {

@@ -26,6 +26,8 @@ pub struct ClusterOptions {
     pub max_connections: u32,
     /// `shared_buffers`, in MiB.
     pub shared_buffers_mb: u32,
+    /// More `postgresql.conf` lines (e.g. `shared_preload_libraries = 'pg_stat_statements'`).
+    pub settings: String,
 }
 
 impl Default for ClusterOptions {
@@ -34,6 +36,7 @@ impl Default for ClusterOptions {
             fsync: true,
             max_connections: 200,
             shared_buffers_mb: 128,
+            settings: String::new(),
         }
     }
 }
@@ -159,12 +162,13 @@ impl TempCluster {
         )?;
         let settings = format!(
             "\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {}\n\
-             fsync = {}\nmax_connections = {}\nshared_buffers = {}MB\n",
+             fsync = {}\nmax_connections = {}\nshared_buffers = {}MB\n{}\n",
             cluster.dir.display(),
             cluster.port,
             if options.fsync { "on" } else { "off" },
             options.max_connections,
             options.shared_buffers_mb,
+            options.settings,
         );
         let conf = cluster.data().join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf)
@@ -224,6 +228,11 @@ impl TempCluster {
     /// The directory holding the cluster's socket (and its data).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The cluster's port (the number in its socket's name).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// A `postgres://` URL of database `database` (as user `postgres`, through the socket).

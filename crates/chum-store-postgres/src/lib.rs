@@ -44,6 +44,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod cache;
 pub mod cluster;
 mod schema;
 mod watch;
@@ -67,6 +68,9 @@ pub const DEFAULT_SCHEMA: &str = "chum";
 
 /// Connections a store's pool holds at most, unless told otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// Bytes of objects a store keeps in memory by default (see [`Options::object_cache`]).
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
 /// A chum store in a PostgreSQL schema. Cheap to clone (a handle on one pool).
 #[derive(Clone)]
@@ -94,6 +98,22 @@ pub(crate) struct Shared {
     /// Journal positions this process wrote (first → last), kept while a watcher runs so it
     /// can tell them from other processes' writes.
     pub(crate) own: Mutex<OwnWrites>,
+    /// Objects this process read or wrote lately.
+    pub(crate) cache: cache::ObjectCache,
+    /// Writes waiting to be committed (see [`PostgresStore::write_batch`]).
+    queue: Mutex<Vec<Job>>,
+    /// Held while a group of writes commits.
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// One call's write, waiting in [`Shared::queue`].
+struct Job {
+    objects: Vec<(Cid, Vec<u8>)>,
+    entries: Vec<IndexEntries>,
+    scope: Scope,
+    /// Instance-local values written in the same transaction.
+    local: Vec<(Vec<u8>, Vec<u8>)>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<bool>>>,
 }
 
 /// Journal position ranges written through this process's handles.
@@ -110,6 +130,7 @@ pub struct Options {
     config: tokio_postgres::Config,
     schema: String,
     pool_size: usize,
+    cache_bytes: usize,
 }
 
 /// Turns a driver error into a store error, with the server's message and SQLSTATE when there
@@ -222,12 +243,23 @@ impl Options {
             config,
             schema: schema.to_owned(),
             pool_size: DEFAULT_POOL_SIZE,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         })
     }
 
     /// Holds at most `size` connections (at least 1; default [`DEFAULT_POOL_SIZE`]).
     pub fn pool_size(mut self, size: usize) -> Options {
         self.pool_size = size.max(1);
+        self
+    }
+
+    /// Bytes of objects kept in memory once read or written (default 32 MiB; 0: none). An
+    /// object's bytes never change, so a hub answering many peers with the same new objects
+    /// reads each from the database once. A delete through another process reaches this
+    /// cache through the store's watcher ([`Store::watch_others`], which a serving node
+    /// runs); without one, a deleted object may be read from here until it is evicted.
+    pub fn object_cache(mut self, bytes: usize) -> Options {
+        self.cache_bytes = bytes;
         self
     }
 
@@ -286,6 +318,9 @@ impl Options {
                 schema: self.schema,
                 channel,
                 own: Mutex::new(OwnWrites::default()),
+                cache: cache::ObjectCache::new(self.cache_bytes),
+                queue: Mutex::new(Vec::new()),
+                writer: Arc::new(tokio::sync::Mutex::new(())),
             }),
             limits: Limits::default(),
         })
@@ -444,6 +479,13 @@ SELECT digest_position, CASE WHEN $13::text IS NOT NULL THEN pg_notify($13, $12:
 FROM s
 ";
 
+/// Sets instance-local values (one row per key).
+const LOCAL_PUT_MANY: &str = "
+INSERT INTO local_kv (key, value)
+SELECT * FROM unnest($1::bytea[], $2::bytea[])
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+";
+
 /// Numbers local objects stored again as shared.
 const PROMOTE: &str = "
 UPDATE objects SET position = u.position
@@ -554,21 +596,117 @@ impl PostgresStore {
         self.shared.pool.get().await.map_err(pool_error)
     }
 
-    /// Writes a verified batch in one transaction (retried when the server breaks a deadlock
-    /// or a serialization conflict; nothing of a failed attempt stays).
+    /// Writes a verified batch in one transaction.
+    ///
+    /// Writes from this process's callers are grouped: every write takes the state row, so
+    /// they commit one after another, each waiting for its own flush to disk. Instead, a
+    /// write that finds others waiting commits them all in its transaction (each batch still
+    /// whole in one transaction), so many sessions' writes share one flush.
     async fn write_batch(
         &self,
         objects: &[(Cid, Vec<u8>)],
         entries: &[IndexEntries],
         scope: Scope,
+        local: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<bool>> {
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Job {
+                objects: objects.to_vec(),
+                entries: entries.to_vec(),
+                scope,
+                local: local.to_vec(),
+                done,
+            });
+        let gate = Arc::clone(&self.shared.writer).lock_owned().await;
+        if let Ok(result) = answer.try_recv() {
+            // The group before took this write along.
+            return result;
+        }
+        let jobs = std::mem::take(
+            &mut *self
+                .shared
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        // The group commits in a task of its own: a caller that stops waiting does not stop
+        // the others' writes.
+        let store = self.clone();
+        tokio::spawn(async move {
+            let _gate = gate;
+            store.write_group(jobs).await;
+        });
+        answer.await.unwrap_or_else(|_| {
+            Err(Error::Backend(
+                "the write ended without an answer (its task stopped)".into(),
+            ))
+        })
+    }
+
+    /// Commits `jobs`: those of each scope together, in one transaction.
+    async fn write_group(&self, jobs: Vec<Job>) {
+        let (shared, local): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|job| job.scope == Scope::Shared);
+        for (jobs, scope) in [(shared, Scope::Shared), (local, Scope::Local)] {
+            if jobs.is_empty() {
+                continue;
+            }
+            let mut objects = Vec::new();
+            let mut entries = Vec::new();
+            let mut local = Vec::new();
+            let mut ends = Vec::with_capacity(jobs.len());
+            let mut dones = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                objects.extend(job.objects);
+                entries.extend(job.entries);
+                local.extend(job.local);
+                ends.push(objects.len());
+                dones.push(job.done);
+            }
+            let result = self.write_grouped(&objects, &entries, scope, &local).await;
+            let mut start = 0;
+            for (end, done) in ends.into_iter().zip(dones) {
+                let answer = match &result {
+                    Ok(changed) => Ok(changed[start..end].to_vec()),
+                    Err(error) => Err(error.clone()),
+                };
+                let _ = done.send(answer);
+                start = end;
+            }
+        }
+    }
+
+    /// Writes a verified batch in one transaction (retried when the server breaks a deadlock
+    /// or a serialization conflict; nothing of a failed attempt stays).
+    async fn write_grouped(
+        &self,
+        objects: &[(Cid, Vec<u8>)],
+        entries: &[IndexEntries],
+        scope: Scope,
+        local: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<bool>> {
+        // The last value of a repeated key wins (one row per key in one statement).
+        let local: BTreeMap<&[u8], &[u8]> = local
+            .iter()
+            .map(|(key, value)| (key.as_slice(), value.as_slice()))
+            .collect();
+        let local_keys: Vec<&[u8]> = local.keys().copied().collect();
+        let local_values: Vec<&[u8]> = local.values().copied().collect();
+        let local = (&local_keys[..], &local_values[..]);
         // CID order, duplicates removed: concurrent writers lock rows in one order.
         let mut order: Vec<usize> = (0..objects.len()).collect();
         order.sort_by(|&a, &b| objects[a].0.cmp(&objects[b].0));
         order.dedup_by(|a, b| objects[*a].0 == objects[*b].0);
         let mut attempt = 0;
         loop {
-            match self.try_write_batch(objects, entries, &order, scope).await {
+            match self
+                .try_write_batch(objects, entries, &order, scope, local)
+                .await
+            {
                 Err(WriteError::Retry(error)) if attempt < 8 => {
                     attempt += 1;
                     tracing::debug!(%error, attempt, "a write conflicted; running it again");
@@ -576,7 +714,12 @@ impl PostgresStore {
                 }
                 Err(WriteError::Retry(error)) => return Err(pg(error)),
                 Err(WriteError::Store(error)) => return Err(error),
-                Ok(stored) => return Ok(stored),
+                Ok(stored) => {
+                    for &i in &order {
+                        self.shared.cache.insert(&objects[i].0, &objects[i].1);
+                    }
+                    return Ok(stored);
+                }
             }
         }
     }
@@ -587,6 +730,7 @@ impl PostgresStore {
         entries: &[IndexEntries],
         order: &[usize],
         scope: Scope,
+        local: (&[&[u8]], &[&[u8]]),
     ) -> std::result::Result<Vec<bool>, WriteError> {
         let client = self.client().await?;
         let lock = client.prepare_cached(LOCK_STATE).await?;
@@ -633,9 +777,17 @@ impl PostgresStore {
             }
             changed.insert(cid);
         }
+        let write_local = open.client().prepare_cached(LOCAL_PUT_MANY).await?;
         if changed.is_empty() {
-            // Nothing new: nothing worth a commit.
-            open.finish("ROLLBACK").await?;
+            // No object is new: only the local values, if any, are worth a commit.
+            if local.0.is_empty() {
+                open.finish("ROLLBACK").await?;
+            } else {
+                open.client()
+                    .execute(&write_local, &[&local.0, &local.1])
+                    .await?;
+                open.finish("COMMIT").await?;
+            }
             return Ok(vec![false; objects.len()]);
         }
         if !promoted.is_empty() {
@@ -665,15 +817,24 @@ impl PostgresStore {
         // One round trip: the write and the commit (after a failed write, the server turns
         // the COMMIT into a rollback). The write's plan is generic: plain inserts, nothing
         // it could plan better from the values.
-        let (generic, written, committed) = tokio::join!(
+        let local_params: [&(dyn ToSql + Sync); 2] = [&local.0, &local.1];
+        let (generic, written, noted, committed) = tokio::join!(
             open.client()
                 .batch_execute("SET LOCAL plan_cache_mode = force_generic_plan"),
             open.client().query_one(&write, &params),
+            async {
+                if local.0.is_empty() {
+                    Ok(0)
+                } else {
+                    open.client().execute(&write_local, &local_params).await
+                }
+            },
             open.client().batch_execute("COMMIT")
         );
         open.ended();
         generic?;
         let digest_position: i64 = written?.get(0);
+        noted?;
         committed?;
         if next > head {
             self.record_own(
@@ -827,6 +988,10 @@ impl PostgresStore {
             &[&digest.to_bytes(), &head],
         )
         .await?;
+        // Other processes' caches drop the object when their watchers hear this.
+        let notice = format!("-{}", hex(cid.as_bytes()));
+        txn.execute("SELECT pg_notify($1, $2)", &[&self.shared.channel, &notice])
+            .await?;
         txn.commit().await?;
         Ok(true)
     }
@@ -917,14 +1082,24 @@ impl Store for PostgresStore {
     async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>> {
         // Verify everything before touching the database: a bad object refuses the batch.
         let entries = index::verify_and_index_all(objects, &self.limits)?;
-        self.write_batch(objects, &entries, scope).await
+        self.write_batch(objects, &entries, scope, &[]).await
+    }
+
+    async fn put_with_local(
+        &self,
+        objects: &[(Cid, Vec<u8>)],
+        scope: Scope,
+        local: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<bool>> {
+        let entries = index::verify_and_index_all(objects, &self.limits)?;
+        self.write_batch(objects, &entries, scope, local).await
     }
 
     async fn put_verified(&self, batch: Verified, scope: Scope) -> Result<Vec<bool>> {
         if *batch.limits() != self.limits {
             return self.put_scoped(batch.objects(), scope).await;
         }
-        self.write_batch(batch.objects(), batch.entries(), scope)
+        self.write_batch(batch.objects(), batch.entries(), scope, &[])
             .await
     }
 
@@ -933,6 +1108,9 @@ impl Store for PostgresStore {
     }
 
     async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.shared.cache.get(cid) {
+            return Ok(bytes);
+        }
         let client = self.client().await?;
         let statement = client
             .prepare_cached("SELECT bytes FROM objects WHERE cid = $1")
@@ -943,7 +1121,11 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?
         {
-            Some(row) => verified(cid, row.get(0)),
+            Some(row) => {
+                let bytes = verified(cid, row.get(0))?;
+                self.shared.cache.insert(cid, &bytes);
+                Ok(bytes)
+            }
             None => Err(Error::NotFound(cid.clone())),
         }
     }
@@ -952,7 +1134,17 @@ impl Store for PostgresStore {
         if cids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<&[u8]> = cids.iter().map(Cid::as_bytes).collect();
+        let cached: Vec<Option<Vec<u8>>> =
+            cids.iter().map(|cid| self.shared.cache.get(cid)).collect();
+        if cached.iter().all(Option::is_some) {
+            return Ok(cached.into_iter().flatten().map(Ok).collect());
+        }
+        let keys: Vec<&[u8]> = cids
+            .iter()
+            .zip(&cached)
+            .filter(|(_, cached)| cached.is_none())
+            .map(|(cid, _)| cid.as_bytes())
+            .collect();
         let client = self.client().await?;
         let statement = client
             .prepare_cached("SELECT cid, bytes FROM objects WHERE cid = ANY($1::bytea[])")
@@ -968,15 +1160,23 @@ impl Store for PostgresStore {
             cids.iter().enumerate().map(|(i, cid)| (cid, i)).collect();
         Ok(cids
             .iter()
+            .zip(cached)
             .enumerate()
-            .map(|(i, cid)| {
+            .map(|(i, (cid, cached))| {
+                if let Some(bytes) = cached {
+                    return Ok(bytes);
+                }
                 let bytes = if last.get(cid) == Some(&i) {
                     found.remove(cid.as_bytes())
                 } else {
                     found.get(cid.as_bytes()).cloned()
                 };
                 match bytes {
-                    Some(bytes) => verified(cid, bytes),
+                    Some(bytes) => {
+                        let bytes = verified(cid, bytes)?;
+                        self.shared.cache.insert(cid, &bytes);
+                        Ok(bytes)
+                    }
                     None => Err(Error::NotFound(cid.clone())),
                 }
             })
@@ -998,6 +1198,7 @@ impl Store for PostgresStore {
 
     async fn delete(&self, cid: &Cid) -> Result<bool> {
         let mut attempt = 0;
+        self.shared.cache.remove(cid);
         loop {
             match self.try_delete(cid).await {
                 Err(WriteError::Retry(error)) if attempt < 8 => {
@@ -1007,7 +1208,11 @@ impl Store for PostgresStore {
                 }
                 Err(WriteError::Retry(error)) => return Err(pg(error)),
                 Err(WriteError::Store(error)) => return Err(error),
-                Ok(removed) => return Ok(removed),
+                Ok(removed) => {
+                    // Again: a read while the delete ran may have put it back.
+                    self.shared.cache.remove(cid);
+                    return Ok(removed);
+                }
             }
         }
     }
@@ -1130,14 +1335,7 @@ impl Store for PostgresStore {
         let keys: Vec<&[u8]> = last.keys().copied().collect();
         let values: Vec<&[u8]> = last.values().copied().collect();
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "INSERT INTO local_kv (key, value) \
-                 SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            )
-            .await
-            .map_err(pg)?;
+        let statement = client.prepare_cached(LOCAL_PUT_MANY).await.map_err(pg)?;
         client
             .execute(&statement, &[&keys, &values])
             .await
@@ -1156,14 +1354,26 @@ impl Store for PostgresStore {
 
     async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT key FROM local_kv WHERE key >= $1 \
-                 AND substring(key FROM 1 FOR length($1)) = $1 ORDER BY key",
-            )
-            .await
-            .map_err(pg)?;
-        let rows = client.query(&statement, &[&prefix]).await.map_err(pg)?;
+        // An index range: from the prefix to the first key past every key it begins.
+        let rows = match prefix_end(prefix) {
+            Some(end) => {
+                let statement = client
+                    .prepare_cached(
+                        "SELECT key FROM local_kv WHERE key >= $1 AND key < $2 ORDER BY key",
+                    )
+                    .await
+                    .map_err(pg)?;
+                client.query(&statement, &[&prefix, &end]).await
+            }
+            None => {
+                let statement = client
+                    .prepare_cached("SELECT key FROM local_kv WHERE key >= $1 ORDER BY key")
+                    .await
+                    .map_err(pg)?;
+                client.query(&statement, &[&prefix]).await
+            }
+        }
+        .map_err(pg)?;
         Ok(rows.into_iter().map(|row| row.get(0)).collect())
     }
 
@@ -1260,5 +1470,56 @@ impl Store for PostgresStore {
 
     fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
         watch::start(&self.shared)
+    }
+}
+
+/// The least byte string greater than every string that begins with `prefix`, or `None`
+/// when there is none (the prefix is empty or all `0xff`).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Lowercase hexadecimal.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The bytes of lowercase or uppercase hexadecimal, if it is that.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{hex, prefix_end, unhex};
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(unhex("00ab10"), Some(vec![0, 0xab, 0x10]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("é0"), None);
+    }
+
+    #[test]
+    fn prefix_end_is_the_least_string_past_the_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        assert_eq!(prefix_end(b""), None);
     }
 }

@@ -86,12 +86,21 @@ async fn run(weak: Weak<Shared>, sender: mpsc::Sender<Vec<Cid>>) {
             }
         };
         let (wake, mut woken) = mpsc::unbounded_channel::<()>();
+        let deletes = weak.clone();
         let driver = tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
-                    Ok(AsyncMessage::Notification(_)) => {
-                        if wake.send(()).is_err() {
+                    Ok(AsyncMessage::Notification(notice)) => {
+                        // "-<hex CID>": a delete, for the cache; anything else: new entries.
+                        if let Some(deleted) = notice.payload().strip_prefix('-') {
+                            if let (Some(shared), Some(cid)) = (
+                                deletes.upgrade(),
+                                crate::unhex(deleted).and_then(|b| Cid::from_bytes(&b).ok()),
+                            ) {
+                                shared.cache.remove(&cid);
+                            }
+                        } else if wake.send(()).is_err() {
                             return;
                         }
                     }
@@ -106,6 +115,10 @@ async fn run(weak: Weak<Shared>, sender: mpsc::Sender<Vec<Cid>>) {
             continue;
         }
         backoff = Duration::from_millis(100);
+        // Deletes while no connection listened were not heard: the cache starts over.
+        if let Some(shared) = weak.upgrade() {
+            shared.cache.clear();
+        }
         // Listening now: whatever commits from here on notifies; what committed before is in
         // the journal after `seen`.
         loop {

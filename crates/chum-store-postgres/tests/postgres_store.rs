@@ -106,6 +106,71 @@ async fn two_handles_write_one_store_concurrently() {
     }
 }
 
+/// Many writers on one handle commit in groups: each batch whole, each object reported new
+/// to exactly one writer, local and shared writes kept apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_on_one_handle_commit_in_groups() {
+    let cluster = cluster();
+    let store = open(&cluster, "grouped").await;
+    let objects: Vec<Object> = (0..200).map(conformance::message).collect();
+    let local: Vec<Object> = (1_000..1_020).map(conformance::message).collect();
+    let mut tasks = Vec::new();
+    for writer in 0..40 {
+        let store = store.clone();
+        // Overlapping windows of five: most objects are written by several writers at once.
+        let batch: Vec<_> = (0..5)
+            .map(|k| pair(&objects[(writer * 5 + k * 3) % objects.len()]))
+            .collect();
+        let own = pair(&local[writer % local.len()]);
+        tasks.push(tokio::spawn(async move {
+            let shared = store.put_many(&batch).await.unwrap();
+            let local = store.put_scoped(&[own], Scope::Local).await.unwrap();
+            (batch, shared, local)
+        }));
+    }
+    let mut new_shared: Vec<Cid> = Vec::new();
+    let mut new_local = 0;
+    for task in tasks {
+        let (batch, shared, local) = task.await.unwrap();
+        assert_eq!(shared.len(), batch.len());
+        new_shared.extend(
+            batch
+                .iter()
+                .zip(&shared)
+                .filter(|(_, new)| **new)
+                .map(|((cid, _), _)| cid.clone()),
+        );
+        new_local += local.iter().filter(|new| **new).count();
+    }
+    let written: BTreeSet<Cid> = (0..40)
+        .flat_map(|writer| (0..5).map(move |k| (writer * 5 + k * 3) % 200))
+        .map(|i| objects[i].cid().clone())
+        .collect();
+    let reported: BTreeSet<Cid> = new_shared.iter().cloned().collect();
+    assert_eq!(
+        new_shared.len(),
+        reported.len(),
+        "each object new to one writer"
+    );
+    assert_eq!(reported, written);
+    assert_eq!(new_local, local.len());
+    let page = store.journal(0, usize::MAX).await.unwrap();
+    assert_eq!(
+        page.head as usize,
+        written.len(),
+        "local objects take no position"
+    );
+    assert_eq!(
+        store.count().await.unwrap() as usize,
+        written.len() + local.len()
+    );
+    let shared = store
+        .sync_list((Bound::Unbounded, Bound::Unbounded), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(store.sync_digest().await.unwrap(), SyncDigest::of(&shared));
+}
+
 /// What one handle adds to the shared set reaches the other's watcher soon (LISTEN/NOTIFY),
 /// never its own writes, nothing local; and after the watcher's connection is killed, writes
 /// made meanwhile still arrive.
@@ -178,6 +243,39 @@ async fn a_watcher_hears_the_other_handles_writes() {
     );
 }
 
+/// A handle keeps objects it read or wrote in memory; a delete through another handle (another
+/// process) reaches it through its watcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_elsewhere_empties_the_cache() {
+    let cluster = cluster();
+    let a = open(&cluster, "cached").await;
+    let b = open(&cluster, "cached").await;
+    let _watching = a.watch_others().expect("a PostgreSQL store watches");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let objects: Vec<Object> = (0..3).map(conformance::message).collect();
+    b.put_many(&objects.iter().map(pair).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let cids: Vec<Cid> = objects.iter().map(|o| o.cid().clone()).collect();
+    assert!(a.get_many(&cids).await.unwrap().iter().all(Result::is_ok));
+    assert!(b.delete(&cids[1]).await.unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.get(&cids[1]).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted object is still read through the other handle"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(matches!(a.get(&cids[1]).await, Err(Error::NotFound(_))));
+    let many = a.get_many(&cids).await.unwrap();
+    assert!(many[0].is_ok() && many[2].is_ok());
+    assert!(matches!(many[1], Err(Error::NotFound(_))));
+    // Deleted through this handle: gone at once.
+    assert!(a.delete(&cids[0]).await.unwrap());
+    assert!(matches!(a.get(&cids[0]).await, Err(Error::NotFound(_))));
+}
+
 /// Damaged bytes in the database are never returned: `Corrupt`, left out of sync, and the
 /// object can still be deleted (its index rows found by search).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,6 +292,8 @@ async fn damaged_rows_are_reported_not_returned() {
             .await
             .unwrap();
     tokio::spawn(connection);
+    // A handle that has not read or written them: nothing in its memory hides the damage.
+    let store = open(&cluster, "damage").await;
     let victim = objects[2].cid();
     client
         .execute(

@@ -704,10 +704,87 @@ pub async fn local_area(store: &dyn Store) {
     );
     store.local_put_many(&[]).await.unwrap();
     assert_eq!(store.local_keys(b"").await.unwrap().len(), 4);
+    // Prefixes are bytes: one ending in 0xff takes its extensions and nothing past them.
+    store
+        .local_put_many(&[
+            (vec![0xfe, 0xff], Vec::new()),
+            (vec![0xfe, 0xff, 0x00], Vec::new()),
+            (vec![0xfe, 0xff, 0xff], Vec::new()),
+            (vec![0xff], Vec::new()),
+            (vec![0xff, 0xff], Vec::new()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.local_keys(&[0xfe, 0xff]).await.unwrap(),
+        [
+            vec![0xfe, 0xff],
+            vec![0xfe, 0xff, 0x00],
+            vec![0xfe, 0xff, 0xff]
+        ]
+    );
+    assert_eq!(
+        store.local_keys(&[0xff]).await.unwrap(),
+        [vec![0xff], vec![0xff, 0xff]]
+    );
+    for key in [
+        &[0xfe, 0xff][..],
+        &[0xfe, 0xff, 0x00],
+        &[0xfe, 0xff, 0xff],
+        &[0xff],
+        &[0xff, 0xff],
+    ] {
+        assert!(store.local_delete(key).await.unwrap());
+    }
+    assert_eq!(store.local_keys(b"").await.unwrap().len(), 4);
     assert_eq!(
         store.count().await.unwrap(),
         0,
         "local values are not objects"
+    );
+    // Objects with local values noted beside them.
+    let noted = message(7_001);
+    let pair = (noted.cid().clone(), noted.bytes().to_vec());
+    let note = |value: &[u8]| vec![(b"noted/1".to_vec(), value.to_vec())];
+    assert_eq!(
+        store
+            .put_with_local(std::slice::from_ref(&pair), Scope::Shared, &note(b"x"))
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(
+        store.local_get(b"noted/1").await.unwrap().as_deref(),
+        Some(&b"x"[..])
+    );
+    assert_eq!(store.get(noted.cid()).await.unwrap(), noted.bytes());
+    // Stored already: not new, and the value is written all the same.
+    assert_eq!(
+        store
+            .put_with_local(std::slice::from_ref(&pair), Scope::Shared, &note(b"y"))
+            .await
+            .unwrap(),
+        [false]
+    );
+    assert_eq!(
+        store.local_get(b"noted/1").await.unwrap().as_deref(),
+        Some(&b"y"[..])
+    );
+    assert!(
+        store
+            .put_with_local(&[], Scope::Shared, &[(b"noted/2".to_vec(), Vec::new())])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.local_keys(b"noted/").await.unwrap(),
+        [b"noted/1".to_vec(), b"noted/2".to_vec()]
+    );
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert_eq!(
+        store.sync_digest().await.unwrap(),
+        SyncDigest::of([noted.cid()])
     );
 }
 

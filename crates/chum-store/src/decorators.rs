@@ -300,6 +300,14 @@ impl<S: Store> Store for CountingStore<S> {
     async fn local_put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
         self.inner.local_put_many(entries).await
     }
+    async fn put_with_local(
+        &self,
+        objects: &[(Cid, Vec<u8>)],
+        scope: Scope,
+        local: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<bool>> {
+        self.inner.put_with_local(objects, scope, local).await
+    }
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()
     }
@@ -458,5 +466,13 @@ impl Store for ClosableStore {
     }
     async fn local_put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
         self.open()?.local_put_many(entries).await
+    }
+    async fn put_with_local(
+        &self,
+        objects: &[(Cid, Vec<u8>)],
+        scope: Scope,
+        local: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<bool>> {
+        self.open()?.put_with_local(objects, scope, local).await
     }
 }

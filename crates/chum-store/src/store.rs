@@ -155,6 +155,21 @@ pub trait Store: MaybeSendSync {
         Ok(())
     }
 
+    /// Sets `local` values of the instance-local area (as [`Store::local_put_many`]) and
+    /// stores `objects` in `scope` (as [`Store::put_scoped`]): what a node notes about
+    /// objects it receives (e.g. who sent them), never later than the objects. The default
+    /// writes the values first, then the objects (a failure between leaves the values
+    /// only); backends with transactions write both in one.
+    async fn put_with_local(
+        &self,
+        objects: &[(Cid, Vec<u8>)],
+        scope: Scope,
+        local: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<bool>> {
+        self.local_put_many(local).await?;
+        self.put_scoped(objects, scope).await
+    }
+
     /// Removes a value of the instance-local area, durably. Returns whether it was present.
     async fn local_delete(&self, key: &[u8]) -> Result<bool>;
 

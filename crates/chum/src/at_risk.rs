@@ -220,8 +220,10 @@ impl AtRisk {
         self.save(store, base).await;
     }
 
-    /// Another instance holds `cids` (it acknowledged them, or sent them).
-    pub(crate) async fn held(&self, store: &dyn Store, cids: &[Cid]) {
+    /// Another instance holds `cids` (it acknowledged them, or sent them). `scan`: read the
+    /// journal past what this tracker has seen, too (entries other writers of the store
+    /// added); without it, entries held before they are read are remembered as held.
+    pub(crate) async fn held(&self, store: &dyn Store, cids: &[Cid], scan: bool) {
         self.read_unread(store).await;
         let base = self.change(|state| {
             for cid in cids {
@@ -229,7 +231,9 @@ impl AtRisk {
             }
         });
         self.save(store, base).await;
-        self.scan(store).await;
+        if scan {
+            self.scan(store).await;
+        }
     }
 
     /// A session with an instance of this person is up: remember the journal head, which

@@ -215,6 +215,24 @@ impl Builder {
         self
     }
 
+    /// The limits of [`Instance::listen`] and [`Instance::accept`]: sessions at once, and
+    /// connections per address (a burst, then a sustained rate). The defaults suit a peer
+    /// on the open internet; a hub behind a load balancer (every device from one address)
+    /// or serving thousands of devices raises them.
+    #[cfg(feature = "native")]
+    pub fn listener_limits(mut self, limits: chum_net::listener::ListenerLimits) -> Builder {
+        self.hubs.listener = Some(limits);
+        self
+    }
+
+    /// The limits of sessions not admitted yet (in all and per address) and of sessions with
+    /// strangers (see [`chum_net::HostLimits`]).
+    #[cfg(feature = "net")]
+    pub fn host_limits(mut self, limits: chum_net::HostLimits) -> Builder {
+        self.hubs.host = Some(limits);
+        self
+    }
+
     /// Events each subscriber may fall behind by before it gets [`Event::Lagged`].
     pub fn event_capacity(mut self, capacity: usize) -> Builder {
         self.event_capacity = capacity.max(16);

@@ -113,6 +113,10 @@ pub use chum_derive::Document;
 /// A transport connection (a frame reader and writer), for [`Instance::accept`].
 #[cfg(feature = "native")]
 pub use chum_net::Connection;
+#[cfg(feature = "net")]
+pub use chum_net::HostLimits;
+#[cfg(feature = "native")]
+pub use chum_net::listener::ListenerLimits;
 pub use chum_object::recipe::{Field, Kind, Recipe, RecipeError, Strategy};
 pub use chum_object::{
     Cid, Limits, Map, Object, SerdeError, Value, counters, dagcbor, dagjson, from_value, to_value,

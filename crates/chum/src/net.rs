@@ -65,6 +65,9 @@ pub(crate) struct Net {
     #[cfg(feature = "native")]
     listeners: Mutex<Vec<tokio::task::AbortHandle>>,
     listening: Mutex<Vec<String>>,
+    /// The limits of `listen`.
+    #[cfg(feature = "native")]
+    listener_limits: ListenerLimits,
     /// The admission rules of [`Instance::accept`].
     #[cfg(feature = "native")]
     admission: chum_net::listener::Admission,
@@ -73,15 +76,29 @@ pub(crate) struct Net {
     settled: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<()>>>,
     /// Set by [`Instance::shutdown`]: the event task is gone, nothing will be settled.
     shut: std::sync::atomic::AtomicBool,
+    /// When the at-risk bookkeeping last read the journal for an acknowledgement.
+    at_risk_scanned: Mutex<Option<rt::Instant>>,
+    /// An acknowledgement came without that read: it is owed (done when events pause, and
+    /// at close).
+    at_risk_owed: std::sync::atomic::AtomicBool,
 }
 
-/// How an instance's network serves and forwards: as a hub, and through which hubs.
+/// How often acknowledgements make the at-risk bookkeeping read the journal, at most.
+const AT_RISK_SCAN_EVERY: Duration = Duration::from_millis(250);
+
+/// How an instance's network serves and forwards: as a hub, through which hubs, and the
+/// limits of what it accepts.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Hubs {
     /// Serves as a hub.
     pub(crate) serve: bool,
     /// Persons used as hubs.
     pub(crate) used: Vec<PersonId>,
+    /// Limits of `listen` and `accept` (default: [`ListenerLimits::default`]).
+    #[cfg(feature = "native")]
+    pub(crate) listener: Option<ListenerLimits>,
+    /// Limits of sessions not admitted yet and of strangers' sessions.
+    pub(crate) host: Option<chum_net::HostLimits>,
 }
 
 impl Net {
@@ -98,12 +115,17 @@ impl Net {
             .read()
             .map(|table| table.values().cloned().collect())
             .unwrap_or_default();
+        #[cfg(feature = "native")]
+        let listener_limits = hubs.listener.unwrap_or_default();
         let mut node = Node::new(Arc::clone(store))
             .with_identity(identity.clone())
             .with_recipes(known)
             .with_acceptance(Arc::new(ObserveClocks { check, clock, time }));
         if hubs.serve {
             node = node.as_hub();
+        }
+        if let Some(limits) = hubs.host {
+            node = node.with_limits(limits);
         }
         for hub in hubs.used {
             node = node.use_hub(hub);
@@ -115,9 +137,13 @@ impl Net {
             listeners: Mutex::new(Vec::new()),
             listening: Mutex::new(Vec::new()),
             #[cfg(feature = "native")]
-            admission: chum_net::listener::Admission::new(ListenerLimits::default()),
+            admission: chum_net::listener::Admission::new(listener_limits),
+            #[cfg(feature = "native")]
+            listener_limits,
             settled: Mutex::new(HashMap::new()),
             shut: std::sync::atomic::AtomicBool::new(false),
+            at_risk_scanned: Mutex::new(None),
+            at_risk_owed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -494,7 +520,26 @@ impl Instance {
         let task = rt::spawn(async move {
             let mut peers: HashMap<u64, Option<Box<Peer>>> = HashMap::new();
             loop {
-                let event = match events.recv().await {
+                let owed = weak.upgrade().is_some_and(|inner| {
+                    inner
+                        .net
+                        .at_risk_owed
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                });
+                let received = if owed {
+                    match rt::timeout(AT_RISK_SCAN_EVERY, events.recv()).await {
+                        Ok(received) => received,
+                        Err(_) => {
+                            // Events paused: the owed read now.
+                            let Some(inner) = weak.upgrade() else { return };
+                            Instance { inner }.settle_at_risk().await;
+                            continue;
+                        }
+                    }
+                } else {
+                    events.recv().await
+                };
+                let event = match received {
                     Ok(event) => event,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                         let Some(inner) = weak.upgrade() else { return };
@@ -510,6 +555,39 @@ impl Instance {
         });
         if let Ok(mut tasks) = self.inner.net.tasks.lock() {
             tasks.push(task);
+        }
+    }
+
+    /// Whether the at-risk bookkeeping should read the journal now: at most every
+    /// [`AT_RISK_SCAN_EVERY`] on acknowledgements (a hub hears thousands a second; this
+    /// instance's own writes are read as they are made).
+    fn at_risk_scan_due(&self) -> bool {
+        let now = rt::Instant::now();
+        let owed = &self.inner.net.at_risk_owed;
+        let Ok(mut last) = self.inner.net.at_risk_scanned.lock() else {
+            return true;
+        };
+        if last.is_some_and(|last| now.since(last) < AT_RISK_SCAN_EVERY) {
+            owed.store(true, std::sync::atomic::Ordering::Relaxed);
+            return false;
+        }
+        *last = Some(now);
+        owed.store(false, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
+    /// Reads the journal for the at-risk bookkeeping if an acknowledgement left that owed.
+    pub(crate) async fn settle_at_risk(&self) {
+        if self
+            .inner
+            .net
+            .at_risk_owed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            if let Ok(mut last) = self.inner.net.at_risk_scanned.lock() {
+                *last = Some(rt::Instant::now());
+            }
+            self.inner.at_risk.held(&*self.inner.store, &[], true).await;
         }
     }
 
@@ -587,7 +665,11 @@ impl Instance {
                     received.push(cid);
                 }
                 // After the events: the bookkeeping reads the journal, the app need not wait.
-                self.inner.at_risk.held(&*self.inner.store, &received).await;
+                let scan = self.at_risk_scan_due();
+                self.inner
+                    .at_risk
+                    .held(&*self.inner.store, &received, scan)
+                    .await;
             }
             NodeEvent::PeerStored { session, cids } => {
                 let peer = peers.get(&session).and_then(Option::as_ref);
@@ -598,7 +680,11 @@ impl Instance {
                         held.record(cid, peer.instance);
                     }
                 }
-                self.inner.at_risk.held(&*self.inner.store, &cids).await;
+                let scan = self.at_risk_scan_due();
+                self.inner
+                    .at_risk
+                    .held(&*self.inner.store, &cids, scan)
+                    .await;
                 self.emit(Event::HeldByPeer {
                     instance: peer.map(|p| p.instance),
                     count: cids.len(),
@@ -737,8 +823,13 @@ impl Instance {
         let url = format!("{scheme}://{local}");
         let node = Arc::clone(&self.inner.net.node);
         let task = match scheme {
-            "tcp" => tokio::spawn(serve_tcp(node, listener, ListenerLimits::default())),
-            _ => tokio::spawn(serve_ws(node, listener, ListenerLimits::default(), None)),
+            "tcp" => tokio::spawn(serve_tcp(node, listener, self.inner.net.listener_limits)),
+            _ => tokio::spawn(serve_ws(
+                node,
+                listener,
+                self.inner.net.listener_limits,
+                None,
+            )),
         };
         if let Ok(mut listening) = self.inner.net.listening.lock() {
             listening.push(url.clone());
@@ -1002,6 +1093,7 @@ impl Instance {
             self.inner.net.node.close_all();
             rt::sleep(Duration::from_millis(10)).await;
         }
+        self.settle_at_risk().await;
     }
 }
 
