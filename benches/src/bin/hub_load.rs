@@ -314,11 +314,19 @@ async fn run(config: Config) -> Result<bool, String> {
 
     // Receivers: every device logs what arrives from peers.
     let received: Received = Arc::new(Mutex::new(Vec::new()));
+    // Devices whose session with a hub finished its first sync.
+    let synced: Arc<Mutex<BTreeSet<usize>>> = Arc::new(Mutex::new(BTreeSet::new()));
     for (index, device) in devices.iter().enumerate() {
         let mut events = device.instance.events();
         let received = Arc::clone(&received);
+        let synced = Arc::clone(&synced);
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
+                if let Event::Synced { .. } = event
+                    && let Ok(mut synced) = synced.lock()
+                {
+                    synced.insert(index);
+                }
                 if let Event::Stored {
                     cid,
                     origin: chum::Origin::Peer { .. },
@@ -363,6 +371,26 @@ async fn run(config: Config) -> Result<bool, String> {
     let sessions = connected(&devices);
     eprintln!(
         "hub_load: {sessions} sessions up in {:.1} s",
+        connect_started.elapsed().as_secs_f64()
+    );
+    // Writing starts once every device holds its view (its first sync is done): latency is
+    // measured on live traffic, not behind the initial syncs.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = synced.lock().map_err(error)?.len();
+        if done == devices.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "only {done} of {} devices finished their first sync within 120 s",
+                devices.len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "hub_load: every device synced its view {:.1} s after the first connection",
         connect_started.elapsed().as_secs_f64()
     );
 
