@@ -243,7 +243,8 @@ impl PeerAccess {
         }
     }
 
-    /// [`PeerAccess::visible`] from an [`Announcement`] prepared once for every session.
+    /// [`PeerAccess::visible`] from an [`Announcement`](crate::visibility::Announcement)
+    /// prepared once for every session.
     pub async fn visible_announced(
         &mut self,
         store: &dyn Store,
