@@ -653,26 +653,31 @@ impl Host {
 
     /// Time passed: sessions whose timers are due act on them.
     pub async fn timeout(&mut self, now: Now) {
-        let expired: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, conn)| self.deadline(conn).is_some_and(|at| at <= now.elapsed))
-            .map(|(id, _)| *id)
+        // Only the sessions whose next time has come (the index is kept as sessions act).
+        let due: Vec<ConnId> = self
+            .timers
+            .range(..=(now.elapsed, ConnId::MAX))
+            .map(|(_, id)| *id)
             .collect();
-        for id in expired {
-            if let Some(conn) = self.conns.get_mut(&id) {
+        for id in due {
+            let expired = self
+                .conns
+                .get(&id)
+                .is_some_and(|conn| self.deadline(conn).is_some_and(|at| at <= now.elapsed));
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if expired {
                 conn.session.handle_input(now.elapsed, Input::Close);
                 self.dirty.push_back(id);
             }
-        }
-        for (id, conn) in &mut self.conns {
             if conn
                 .session
                 .poll_timeout()
                 .is_some_and(|at| at <= now.elapsed)
             {
                 conn.session.handle_input(now.elapsed, Input::Tick);
-                self.dirty.push_back(*id);
+                self.dirty.push_back(id);
             }
         }
         self.drain(now).await;

@@ -6,6 +6,7 @@
 //! running, the object may be served from here until it is evicted.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chum_object::Cid;
@@ -15,6 +16,9 @@ use chum_object::Cid;
 pub(crate) struct ObjectCache {
     capacity: usize,
     inner: Mutex<Inner>,
+    /// Removals so far: bytes read before one may belong to an object deleted since, and are
+    /// not kept (see [`ObjectCache::insert`]).
+    removals: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +38,7 @@ impl ObjectCache {
         ObjectCache {
             capacity,
             inner: Mutex::default(),
+            removals: AtomicU64::new(0),
         }
     }
 
@@ -52,14 +57,24 @@ impl ObjectCache {
             .map(|(bytes, _)| bytes.to_vec())
     }
 
-    /// Keeps `bytes` (verified to hash to `cid`). An object larger than an eighth of the
-    /// capacity is not kept: one large object would push out many small ones.
-    pub(crate) fn insert(&self, cid: &Cid, bytes: &[u8]) {
+    /// The count of removals, to read before reading or writing an object whose bytes may
+    /// then be kept.
+    pub(crate) fn generation(&self) -> u64 {
+        self.removals.load(Ordering::Acquire)
+    }
+
+    /// Keeps `bytes` (verified to hash to `cid`), read or written when [`generation`] was
+    /// `since`: if anything was removed meanwhile, the object may be one deleted after the read,
+    /// and is not kept. An object larger than an eighth of the capacity is not kept either:
+    /// one large object would push out many small ones.
+    ///
+    /// [`generation`]: ObjectCache::generation
+    pub(crate) fn insert(&self, cid: &Cid, bytes: &[u8], since: u64) {
         if self.capacity == 0 || bytes.len() > self.capacity / 8 {
             return;
         }
         let mut inner = self.lock();
-        if inner.objects.contains_key(cid) {
+        if self.removals.load(Ordering::Acquire) != since || inner.objects.contains_key(cid) {
             return;
         }
         inner.inserted += 1;
@@ -93,6 +108,7 @@ impl ObjectCache {
     /// Forgets everything.
     pub(crate) fn clear(&self) {
         let mut inner = self.lock();
+        self.removals.fetch_add(1, Ordering::AcqRel);
         *inner = Inner::default();
     }
 
@@ -102,6 +118,7 @@ impl ObjectCache {
             return;
         }
         let mut inner = self.lock();
+        self.removals.fetch_add(1, Ordering::AcqRel);
         if let Some((bytes, _)) = inner.objects.remove(cid) {
             inner.bytes -= bytes.len();
         }
@@ -123,7 +140,7 @@ mod tests {
         let cache = ObjectCache::new(1_000);
         let objects: Vec<_> = (0..20).map(cid).collect();
         for (cid, bytes) in &objects {
-            cache.insert(cid, bytes);
+            cache.insert(cid, bytes, cache.generation());
         }
         assert_eq!(cache.get(&objects[0].0), None);
         assert_eq!(cache.get(&objects[19].0), Some(objects[19].1.clone()));
@@ -136,9 +153,16 @@ mod tests {
         assert_eq!(cache.get(&objects[19].0), None);
         // Removals and re-inserts keep the accounting right.
         for _ in 0..100 {
-            cache.insert(&objects[18].0, &objects[18].1);
+            cache.insert(&objects[18].0, &objects[18].1, cache.generation());
             cache.remove(&objects[18].0);
         }
+        // Bytes read before a removal are not kept.
+        let before = cache.generation();
+        cache.remove(&objects[17].0);
+        cache.insert(&objects[17].0, &objects[17].1, before);
+        assert_eq!(cache.get(&objects[17].0), None, "read before a removal");
+        cache.insert(&objects[17].0, &objects[17].1, cache.generation());
+        assert!(cache.get(&objects[17].0).is_some());
         let inner = cache.lock();
         assert!(
             inner.order.len() <= 2 * (inner.objects.len() + 1) + 64,
@@ -153,10 +177,10 @@ mod tests {
     fn large_objects_and_zero_capacity_are_not_kept() {
         let (small, bytes) = cid(1);
         let off = ObjectCache::new(0);
-        off.insert(&small, &bytes);
+        off.insert(&small, &bytes, off.generation());
         assert_eq!(off.get(&small), None);
         let cache = ObjectCache::new(700);
-        cache.insert(&small, &bytes);
+        cache.insert(&small, &bytes, cache.generation());
         assert_eq!(cache.get(&small), None, "100 bytes > 700 / 8");
     }
 }

@@ -69,6 +69,23 @@ pub const DEFAULT_SCHEMA: &str = "chum";
 /// Connections a store's pool holds at most, unless told otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
+/// Objects and bytes one grouped commit takes at most (a single larger write goes alone).
+const GROUP_OBJECTS: usize = 8_192;
+const GROUP_BYTES: usize = 32 << 20;
+
+/// Takes a queued write out of [`Shared::queue`] when its caller stops waiting before a group
+/// took it.
+struct Queued<'a> {
+    store: &'a PostgresStore,
+    id: u64,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.store.queue().retain(|job| job.id != self.id);
+    }
+}
+
 /// Bytes of objects a store keeps in memory by default (see [`Options::object_cache`]).
 pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 
@@ -102,12 +119,15 @@ pub(crate) struct Shared {
     pub(crate) cache: cache::ObjectCache,
     /// Writes waiting to be committed (see [`PostgresStore::write_batch`]).
     queue: Mutex<Vec<Job>>,
+    /// The number of the next job.
+    next_job: std::sync::atomic::AtomicU64,
     /// Held while a group of writes commits.
     writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One call's write, waiting in [`Shared::queue`].
 struct Job {
+    id: u64,
     objects: Vec<(Cid, Vec<u8>)>,
     entries: Vec<IndexEntries>,
     scope: Scope,
@@ -320,6 +340,7 @@ impl Options {
                 own: Mutex::new(OwnWrites::default()),
                 cache: cache::ObjectCache::new(self.cache_bytes),
                 queue: Mutex::new(Vec::new()),
+                next_job: std::sync::atomic::AtomicU64::new(0),
                 writer: Arc::new(tokio::sync::Mutex::new(())),
             }),
             limits: Limits::default(),
@@ -610,41 +631,77 @@ impl PostgresStore {
         local: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<bool>> {
         let (done, mut answer) = tokio::sync::oneshot::channel();
+        let id = self
+            .shared
+            .next_job
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.queue().push(Job {
+            id,
+            objects: objects.to_vec(),
+            entries: entries.to_vec(),
+            scope,
+            local: local.to_vec(),
+            done,
+        });
+        // A caller that stops waiting before its write was taken takes it back.
+        let _queued = Queued { store: self, id };
+        let lost = || {
+            Err(Error::Backend(
+                "the write ended without an answer (its task stopped)".into(),
+            ))
+        };
+        loop {
+            let gate = Arc::clone(&self.shared.writer).lock_owned().await;
+            match answer.try_recv() {
+                // A group before took this write along.
+                Ok(result) => return result,
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return lost(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+            }
+            let jobs = self.take_group();
+            let mine = jobs.iter().any(|job| job.id == id);
+            if jobs.is_empty() {
+                return lost();
+            }
+            // The group commits in a task of its own: a caller that stops waiting does not
+            // stop the others' writes (nor its own, once taken).
+            let store = self.clone();
+            let group = tokio::spawn(async move {
+                let _gate = gate;
+                store.write_group(jobs).await;
+            });
+            if mine {
+                return answer.await.unwrap_or_else(|_| lost());
+            }
+            // Writes queued before this one filled the group: the next one takes it.
+            let _ = group.await;
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
         self.shared
             .queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(Job {
-                objects: objects.to_vec(),
-                entries: entries.to_vec(),
-                scope,
-                local: local.to_vec(),
-                done,
-            });
-        let gate = Arc::clone(&self.shared.writer).lock_owned().await;
-        if let Ok(result) = answer.try_recv() {
-            // The group before took this write along.
-            return result;
+    }
+
+    /// The oldest queued writes, up to [`GROUP_OBJECTS`] objects and [`GROUP_BYTES`] bytes
+    /// (at least one write).
+    fn take_group(&self) -> Vec<Job> {
+        let mut queue = self.queue();
+        let (mut objects, mut bytes, mut take) = (0, 0, 0);
+        for job in queue.iter() {
+            let size: usize = job.objects.iter().map(|(_, b)| b.len()).sum();
+            if take > 0
+                && (objects + job.objects.len() > GROUP_OBJECTS || bytes + size > GROUP_BYTES)
+            {
+                break;
+            }
+            objects += job.objects.len();
+            bytes += size;
+            take += 1;
         }
-        let jobs = std::mem::take(
-            &mut *self
-                .shared
-                .queue
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        // The group commits in a task of its own: a caller that stops waiting does not stop
-        // the others' writes.
-        let store = self.clone();
-        tokio::spawn(async move {
-            let _gate = gate;
-            store.write_group(jobs).await;
-        });
-        answer.await.unwrap_or_else(|_| {
-            Err(Error::Backend(
-                "the write ended without an answer (its task stopped)".into(),
-            ))
-        })
+        queue.drain(..take).collect()
     }
 
     /// Commits `jobs`: those of each scope together, in one transaction.
@@ -701,6 +758,8 @@ impl PostgresStore {
         let mut order: Vec<usize> = (0..objects.len()).collect();
         order.sort_by(|&a, &b| objects[a].0.cmp(&objects[b].0));
         order.dedup_by(|a, b| objects[*a].0 == objects[*b].0);
+        // A delete that commits after this write must not find its object back in the cache.
+        let generation = self.shared.cache.generation();
         let mut attempt = 0;
         loop {
             match self
@@ -716,7 +775,9 @@ impl PostgresStore {
                 Err(WriteError::Store(error)) => return Err(error),
                 Ok(stored) => {
                     for &i in &order {
-                        self.shared.cache.insert(&objects[i].0, &objects[i].1);
+                        self.shared
+                            .cache
+                            .insert(&objects[i].0, &objects[i].1, generation);
                     }
                     return Ok(stored);
                 }
@@ -1111,6 +1172,7 @@ impl Store for PostgresStore {
         if let Some(bytes) = self.shared.cache.get(cid) {
             return Ok(bytes);
         }
+        let generation = self.shared.cache.generation();
         let client = self.client().await?;
         let statement = client
             .prepare_cached("SELECT bytes FROM objects WHERE cid = $1")
@@ -1123,7 +1185,7 @@ impl Store for PostgresStore {
         {
             Some(row) => {
                 let bytes = verified(cid, row.get(0))?;
-                self.shared.cache.insert(cid, &bytes);
+                self.shared.cache.insert(cid, &bytes, generation);
                 Ok(bytes)
             }
             None => Err(Error::NotFound(cid.clone())),
@@ -1134,6 +1196,7 @@ impl Store for PostgresStore {
         if cids.is_empty() {
             return Ok(Vec::new());
         }
+        let generation = self.shared.cache.generation();
         let cached: Vec<Option<Vec<u8>>> =
             cids.iter().map(|cid| self.shared.cache.get(cid)).collect();
         if cached.iter().all(Option::is_some) {
@@ -1174,7 +1237,7 @@ impl Store for PostgresStore {
                 match bytes {
                     Some(bytes) => {
                         let bytes = verified(cid, bytes)?;
-                        self.shared.cache.insert(cid, &bytes);
+                        self.shared.cache.insert(cid, &bytes, generation);
                         Ok(bytes)
                     }
                     None => Err(Error::NotFound(cid.clone())),

@@ -171,6 +171,28 @@ async fn concurrent_writes_on_one_handle_commit_in_groups() {
     assert_eq!(store.sync_digest().await.unwrap(), SyncDigest::of(&shared));
 }
 
+/// Writes queued beyond what one group takes are committed by the next group, each whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_concurrent_writes_fill_several_groups() {
+    let cluster = cluster();
+    let store = open(&cluster, "groups").await;
+    let objects: Vec<Object> = (0..12_000).map(conformance::message).collect();
+    let mut tasks = Vec::new();
+    for chunk in objects.chunks(3_000) {
+        let store = store.clone();
+        let batch: Vec<_> = chunk.iter().map(pair).collect();
+        tasks.push(tokio::spawn(async move {
+            store.put_many(&batch).await.unwrap()
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().iter().all(|new| *new));
+    }
+    assert_eq!(store.count().await.unwrap(), 12_000);
+    let page = store.journal(0, usize::MAX).await.unwrap();
+    assert_eq!(page.head, 12_000);
+}
+
 /// What one handle adds to the shared set reaches the other's watcher soon (LISTEN/NOTIFY),
 /// never its own writes, nothing local; and after the watcher's connection is killed, writes
 /// made meanwhile still arrive.

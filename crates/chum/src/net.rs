@@ -520,14 +520,23 @@ impl Instance {
         let task = rt::spawn(async move {
             let mut peers: HashMap<u64, Option<Box<Peer>>> = HashMap::new();
             loop {
-                let owed = weak.upgrade().is_some_and(|inner| {
-                    inner
+                // An owed at-risk read is due a fixed time after the last one, however many
+                // other events come meanwhile.
+                let owed = weak.upgrade().and_then(|inner| {
+                    if !inner
                         .net
                         .at_risk_owed
                         .load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        return None;
+                    }
+                    let last = inner.net.at_risk_scanned.lock().ok().and_then(|last| *last);
+                    Some(last.map_or(Duration::ZERO, |last| {
+                        AT_RISK_SCAN_EVERY.saturating_sub(last.elapsed())
+                    }))
                 });
-                let received = if owed {
-                    match rt::timeout(AT_RISK_SCAN_EVERY, events.recv()).await {
+                let received = if let Some(wait) = owed {
+                    match rt::timeout(wait, events.recv()).await {
                         Ok(received) => received,
                         Err(_) => {
                             // Events paused: the owed read now.
