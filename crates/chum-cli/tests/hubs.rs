@@ -4,37 +4,17 @@
 //! lost, its devices served by the other.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chum::{Event, Instance, Value, dagjson};
 use chum_store_postgres::cluster::{ClusterOptions, TempCluster};
 
-fn chum(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chum"))
-        .args(args)
-        .env_remove("CHUM_STORE")
-        .env_remove("CHUM_PASSPHRASE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
-}
+mod common;
 
-fn ok(args: &[&str], stdin: &[u8]) -> String {
-    let output = chum(args, stdin);
-    assert!(
-        output.status.success(),
-        "chum {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
+use common::{chum, ok};
 
 /// A running `chum serve`, killed on drop.
 struct Hub {
