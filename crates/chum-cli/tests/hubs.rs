@@ -4,9 +4,8 @@
 //! lost, its devices served by the other.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use chum::{Event, Instance, Value, dagjson};
@@ -24,22 +23,8 @@ struct Hub {
 
 impl Hub {
     fn start(store: &str) -> Hub {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chum"))
-            .args(["serve", "--store", store, "--listen", "ws://127.0.0.1:0"])
-            .env_remove("CHUM_STORE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("ws://"), "{line:?}");
-        Hub {
-            child,
-            url: line.trim().to_owned(),
-        }
+        let (child, url) = common::serve(store, "ws://127.0.0.1:0");
+        Hub { child, url }
     }
 }
 

@@ -2,7 +2,7 @@
 //! versioned objects, serve + sync, a server killed mid-sync, another person, garbage.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,25 +40,8 @@ struct Server {
 
 impl Server {
     fn start(store: &str, listen: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chum"))
-            .args(["serve", "--store", store, "--listen", listen])
-            .env_remove("CHUM_STORE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.starts_with("ws://") || line.starts_with("tcp://"),
-            "{line:?}"
-        );
-        Server {
-            child,
-            url: line.trim().to_owned(),
-        }
+        let (child, url) = common::serve(store, listen);
+        Server { child, url }
     }
 
     fn kill(mut self) {

@@ -29,3 +29,25 @@ pub fn ok(args: &[&str], stdin: &[u8]) -> String {
     );
     String::from_utf8(output.stdout).unwrap()
 }
+
+/// Starts `chum serve --store STORE --listen LISTEN`: the process and the address it printed
+/// first.
+pub fn serve(store: &str, listen: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chum"))
+        .args(["serve", "--store", store, "--listen", listen])
+        .env_remove("CHUM_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("ws://") || line.starts_with("tcp://"),
+        "{line:?}"
+    );
+    (child, line.trim().to_owned())
+}
