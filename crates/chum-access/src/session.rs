@@ -266,7 +266,26 @@ fn refusal(error: chum_store::Error) -> Answer {
     }
 }
 
+/// What [`Granted::take`] decided for a batch the peer sent.
+#[derive(Debug)]
+pub struct Taken {
+    /// The objects its grants cover: to store (shared) now.
+    pub batch: Verified,
+    /// Instance-local values to write in the same transaction as `batch` (on a hub: who sent
+    /// each object), e.g. with [`Store::put_verified_with_local`].
+    pub local: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 impl Granted {
+    /// What a hub notes beside `cids` when the peer sends them: that its person did.
+    fn notes(&self, cids: &[Cid]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if self.view.is_hub() {
+            crate::hub::contributions(&self.coverage.peer_person(), cids)
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Stores `objects`; on a hub, records that the peer's person sent them in the same
     /// write (never after them: no process of the hub hears of them without knowing their
     /// sender).
@@ -275,21 +294,30 @@ impl Granted {
         store: &dyn Store,
         objects: &[(Cid, Vec<u8>)],
     ) -> chum_store::Result<Vec<bool>> {
-        if !self.view.is_hub() {
+        let cids: Vec<Cid> = objects.iter().map(|(cid, _)| cid.clone()).collect();
+        let noted = self.notes(&cids);
+        if noted.is_empty() {
             return store.put_scoped(objects, Scope::Shared).await;
         }
-        let cids: Vec<Cid> = objects.iter().map(|(cid, _)| cid.clone()).collect();
-        let noted = crate::hub::contributions(&self.coverage.peer_person(), &cids);
         store.put_with_local(objects, Scope::Shared, &noted).await
     }
 
-    async fn store(
+    /// Decides which objects of a verified batch the peer's grants cover, without writing:
+    /// those go in [`Taken::batch`] for the caller to store; the rest is held in memory (see
+    /// [`Granted::quarantined`]). The batch is answered as stored all the same: an answer that
+    /// told covered objects from held ones would let the peer probe what this side holds
+    /// (coverage depends on it). `Err` is the answer when the batch cannot be taken: past the
+    /// bound of held objects ([`MAX_QUARANTINE`], [`MAX_QUARANTINE_BYTES`]), or the store
+    /// failed.
+    ///
+    /// Once the caller stored `Taken::batch`, held objects may be covered by it: call
+    /// [`Granted::promote`].
+    pub async fn take(
         &mut self,
         store: &dyn Store,
         batch: Verified,
-    ) -> chum_store::Result<(Answer, Vec<Cid>)> {
-        let mut covered = Vec::new();
-        let mut uncovered = Vec::new();
+    ) -> std::result::Result<Taken, Answer> {
+        let mut keep = Vec::with_capacity(batch.len());
         let mut vouched = 0;
         for (cid, bytes) in batch.objects() {
             let value = Coverage::decode(cid, bytes);
@@ -298,7 +326,7 @@ impl Granted {
                     .coverage
                     .check(store, cid, value.as_ref())
                     .await
-                    .map_err(backend)?;
+                    .map_err(|error| Answer::Failed(error.to_string()))?;
             if ok {
                 let grant_like = value
                     .as_ref()
@@ -308,38 +336,34 @@ impl Granted {
                             || name == crate::grant::GROUP_MEMBERS_TYPE
                     });
                 vouched += usize::from(grant_like);
-                covered.push((cid.clone(), bytes.clone()));
-            } else {
-                uncovered.push((cid.clone(), bytes.clone()));
             }
+            keep.push(ok);
         }
+        let (batch, uncovered) = batch.select(&keep);
         let incoming: usize = uncovered.iter().map(|(_, bytes)| bytes.len()).sum();
         self.vouched += vouched;
         if self.quarantine.len() + uncovered.len() + self.vouched > self.limit
             || self.quarantine_bytes + incoming > MAX_QUARANTINE_BYTES
         {
-            return Ok((
-                Answer::Invalid(format!(
-                    "more than {MAX_QUARANTINE} objects or {MAX_QUARANTINE_BYTES} bytes not covered by any grant"
-                )),
-                Vec::new(),
-            ));
+            return Err(Answer::Invalid(format!(
+                "more than {MAX_QUARANTINE} objects or {MAX_QUARANTINE_BYTES} bytes not covered by any grant"
+            )));
         }
-        let mut new = Vec::new();
-        if !covered.is_empty() {
-            let changed = self.put_recording(store, &covered).await?;
-            new.extend(
-                covered
-                    .iter()
-                    .zip(changed)
-                    .filter(|(_, changed)| *changed)
-                    .map(|((cid, _), _)| cid.clone()),
-            );
-        }
+        let cids: Vec<Cid> = batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
         self.quarantine_bytes += incoming;
         self.quarantine.extend(uncovered);
-        // Held objects may be covered now (repeat until nothing changes).
-        while !covered.is_empty() && !self.quarantine.is_empty() {
+        Ok(Taken {
+            local: self.notes(&cids),
+            batch,
+        })
+    }
+
+    /// After objects of the peer's were stored: stores the held ones they cover now (a grant,
+    /// or a referrer, that arrived later than its objects), repeating until nothing changes.
+    /// Returns those that became shared here.
+    pub async fn promote(&mut self, store: &dyn Store) -> chum_store::Result<Vec<Cid>> {
+        let mut new = Vec::new();
+        while !self.quarantine.is_empty() {
             let mut promoted = Vec::new();
             for (cid, bytes) in std::mem::take(&mut self.quarantine) {
                 let value = Coverage::decode(&cid, &bytes);
@@ -366,8 +390,40 @@ impl Granted {
                     .filter(|(_, changed)| *changed)
                     .map(|((cid, _), _)| cid.clone()),
             );
-            covered = promoted;
         }
+        Ok(new)
+    }
+
+    /// [`Granted::take`], the write, and [`Granted::promote`] in one.
+    async fn store(
+        &mut self,
+        store: &dyn Store,
+        batch: Verified,
+    ) -> chum_store::Result<(Answer, Vec<Cid>)> {
+        let taken = match self.take(store, batch).await {
+            Ok(taken) => taken,
+            Err(answer) => return Ok((answer, Vec::new())),
+        };
+        let mut new = Vec::new();
+        if taken.batch.is_empty() {
+            return Ok((Answer::Stored, new));
+        }
+        let cids: Vec<Cid> = taken
+            .batch
+            .objects()
+            .iter()
+            .map(|(cid, _)| cid.clone())
+            .collect();
+        let changed = store
+            .put_verified_with_local(taken.batch, Scope::Shared, &taken.local)
+            .await?;
+        new.extend(
+            cids.into_iter()
+                .zip(changed)
+                .filter(|(_, changed)| *changed)
+                .map(|(cid, _)| cid),
+        );
+        new.extend(self.promote(store).await?);
         Ok((Answer::Stored, new))
     }
 }

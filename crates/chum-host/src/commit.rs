@@ -19,6 +19,9 @@ type Request = (RequestId, Verified, Vec<(Cid, String)>);
 #[derive(Debug)]
 pub struct Commit {
     requests: Vec<Request>,
+    /// Instance-local values written in the same transaction (what a hub notes about who
+    /// sent the objects).
+    local: Vec<(Vec<u8>, Vec<u8>)>,
     want_facts: bool,
 }
 
@@ -58,6 +61,7 @@ impl Commit {
     pub(crate) fn new() -> Commit {
         Commit {
             requests: Vec::new(),
+            local: Vec::new(),
             want_facts: false,
         }
     }
@@ -69,6 +73,11 @@ impl Commit {
         refused: Vec<(Cid, String)>,
     ) {
         self.requests.push((request, batch, refused));
+    }
+
+    /// Values of the instance-local area to write with the batches.
+    pub(crate) fn note(&mut self, local: Vec<(Vec<u8>, Vec<u8>)>) {
+        self.local.extend(local);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -85,7 +94,8 @@ impl Commit {
         self.requests.iter().map(|(id, _, _)| *id).collect()
     }
 
-    /// Stores every batch in one transaction (shared scope) and answers each request.
+    /// Stores every batch in one transaction (shared scope, with the local values noted
+    /// beside them) and answers each request.
     pub async fn run(self, store: &dyn Store) -> Committed {
         let mut ids = Vec::with_capacity(self.requests.len());
         let mut batches = Vec::with_capacity(self.requests.len());
@@ -108,7 +118,14 @@ impl Commit {
         } else {
             Vec::new()
         };
-        match store.put_verified(batch, Scope::Shared).await {
+        let written = if self.local.is_empty() {
+            store.put_verified(batch, Scope::Shared).await
+        } else {
+            store
+                .put_verified_with_local(batch, Scope::Shared, &self.local)
+                .await
+        };
+        match written {
             Ok(changed) => {
                 let mut outcome = Committed {
                     answers: ids

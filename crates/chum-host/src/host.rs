@@ -696,9 +696,18 @@ impl Host {
     /// ended meanwhile: what was stored is announced to the others).
     pub async fn committed(&mut self, now: Now, conn: ConnId, committed: Committed) {
         self.revoke(now, &committed.revoked);
+        let mut new = committed.new;
+        let mut wrote = false;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.committing = false;
-            c.arrivals.stale.extend(committed.stale);
+            if c.foreign.is_some() {
+                // Another person's session reports what it received, covered or held: only
+                // what became new here is announced.
+                c.arrivals.fresh.extend(new.iter().cloned());
+                wrote = !new.is_empty() || !committed.stale.is_empty();
+            } else {
+                c.arrivals.stale.extend(committed.stale);
+            }
             c.arrivals.facts.extend(committed.facts);
             for (request_id, answer) in committed.answers {
                 c.session
@@ -706,7 +715,10 @@ impl Host {
             }
             self.dirty.push_back(conn);
         }
-        self.announce(now, conn, committed.new).await;
+        if wrote {
+            new.extend(self.promote_held(conn).await);
+        }
+        self.announce(now, conn, new).await;
         self.drain(now).await;
     }
 
@@ -940,12 +952,13 @@ impl Host {
                 }
             }
             Output::Request(request_id, Request::Store(objects)) => {
-                let (answer, new) = self.store_foreign(id, objects).await;
-                if let Some(conn) = self.conns.get_mut(&id) {
+                // Decided here; written beside the host, like this person's batches.
+                if let Some(answer) = self.take_foreign(id, request_id, objects).await
+                    && let Some(conn) = self.conns.get_mut(&id)
+                {
                     conn.session
                         .handle_input(now.elapsed, Input::Answer(request_id, answer));
                 }
-                self.announce(now, id, new).await;
             }
             Output::Request(request_id, request) => {
                 let answer = match conn.foreign.as_mut() {
@@ -1088,15 +1101,17 @@ impl Host {
         strangers >= self.limits.max_strangers
     }
 
-    /// Stores what a peer of another person sent: verified, covered by its grants, its new
-    /// objects waiting for their link targets like any other session's.
-    async fn store_foreign(
+    /// Takes what a peer of another person sent: verified, and what its grants cover queued
+    /// for the session's next commit (waiting for link targets like any other session's
+    /// objects); the rest is held in memory by its access. Returns the answer when there is
+    /// nothing to commit (or the batch is refused).
+    async fn take_foreign(
         &mut self,
         id: ConnId,
+        request_id: chum_sync::RequestId,
         objects: Vec<(Cid, Vec<u8>)>,
-    ) -> (Answer, Vec<Cid>) {
+    ) -> Option<Answer> {
         let store = Arc::clone(&self.store);
-        let listening = self.listening;
         // Nothing of a stranger's can be taken, unless the batch carries a grant or membership
         // statement of its that makes it related: otherwise its objects are refused as they
         // are, neither hashed nor their signatures checked — a stranger cannot make this node
@@ -1110,7 +1125,7 @@ impl Host {
                 .into_iter()
                 .map(|(cid, _)| (cid, STRANGER.to_owned()))
                 .collect();
-            return (self.refused_foreign(id, refused, false), Vec::new());
+            return Some(self.refused_foreign(id, refused, false));
         }
         let signatures = SignatureCheck::new(None);
         let (batch, refused) = match Verified::check_split(
@@ -1120,55 +1135,82 @@ impl Host {
             self.soft.as_deref(),
         ) {
             Ok(checked) => checked,
-            Err(error) => return (refusal(error), Vec::new()),
+            Err(error) => return Some(refusal(error)),
         };
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return (Answer::Failed("the session ended".into()), Vec::new());
+        let Some(PeerAccess::Granted(access)) =
+            self.conns.get_mut(&id).and_then(|conn| conn.foreign.as_mut())
+        else {
+            return Some(Answer::Failed("the session ended".into()));
         };
-        let Some(access) = conn.foreign.as_mut() else {
-            return (Answer::Failed("the session ended".into()), Vec::new());
+        let taken = match access.take(&*store, batch).await {
+            Ok(taken) => taken,
+            Err(answer) => return Some(answer),
         };
-        let in_batch: std::collections::HashSet<Cid> =
-            batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
-        let links = Links::of(&batch, listening);
-        let (answer, new) = access.store_checked(&*store, batch).await;
-        // New objects of this batch are announced when the session reports them received;
-        // objects held back from earlier batches (no grant covered them then) that this batch
-        // released are not part of its acknowledgement: they are announced here.
-        let (fresh, released): (Vec<Cid>, Vec<Cid>) =
-            new.iter().cloned().partition(|cid| in_batch.contains(cid));
-        let fresh_set: std::collections::HashSet<&Cid> = fresh.iter().collect();
-        let links = links.only(|cid| fresh_set.contains(cid));
-        conn.arrivals.fresh.extend(fresh.iter().cloned());
-        conn.arrivals.facts.extend(links.facts());
-        let mut incomplete = links
+        if !refused.is_empty()
+            && let answer @ Answer::Invalid(_) = self.refused_foreign(id, refused.clone(), true)
+        {
+            return Some(answer);
+        }
+        if taken.batch.is_empty() {
+            return Some(if refused.is_empty() {
+                Answer::Stored
+            } else {
+                Answer::StoredExcept(refused)
+            });
+        }
+        let conn = self.conns.get_mut(&id)?;
+        let incomplete = Links::of(&taken.batch, false)
             .wait(&*store, &mut conn.deps, &mut self.stats.waited_foreign)
             .await;
-        if !released.is_empty() {
-            let links = Links::load(&*store, &released, listening).await;
-            conn.arrivals.facts.extend(links.facts());
-            incomplete.extend(
-                links
-                    .wait(&*store, &mut conn.deps, &mut self.stats.waited_foreign)
-                    .await,
-            );
-            release(&mut self.outputs, id, conn, Some(released), &[]);
-        }
-        let answer = match answer {
-            Answer::Stored if !refused.is_empty() => Answer::StoredExcept(refused),
-            answer => answer,
-        };
-        let answer = match answer {
-            Answer::StoredExcept(refused) => self.refused_foreign(id, refused, true),
-            answer => answer,
-        };
+        conn.pending.push(request_id, taken.batch, refused);
+        conn.pending.note(taken.local);
         if !incomplete.is_empty() {
             self.emit(NodeEvent::Incomplete {
                 session: id,
                 cids: incomplete,
             });
         }
-        (answer, new)
+        None
+    }
+
+    /// After a commit of another person's session `id`: stores the objects it held that the
+    /// commit covers now (e.g. a grant that arrived after its objects), and returns them.
+    async fn promote_held(&mut self, id: ConnId) -> Vec<Cid> {
+        let store = Arc::clone(&self.store);
+        let listening = self.listening;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return Vec::new();
+        };
+        let Some(PeerAccess::Granted(access)) = conn.foreign.as_mut() else {
+            return Vec::new();
+        };
+        if access.quarantined().next().is_none() {
+            return Vec::new();
+        }
+        let released = match access.promote(&*store).await {
+            Ok(released) => released,
+            Err(_) => {
+                // Held objects stay held (dropped with the session, and offered again later).
+                return Vec::new();
+            }
+        };
+        if released.is_empty() {
+            return released;
+        }
+        // Not part of any acknowledgement: announced here once their targets are in.
+        let links = Links::load(&*store, &released, listening).await;
+        conn.arrivals.facts.extend(links.facts());
+        let incomplete = links
+            .wait(&*store, &mut conn.deps, &mut self.stats.waited_foreign)
+            .await;
+        release(&mut self.outputs, id, conn, Some(released.clone()), &[]);
+        if !incomplete.is_empty() {
+            self.emit(NodeEvent::Incomplete {
+                session: id,
+                cids: incomplete,
+            });
+        }
+        released
     }
 
     /// The answer refusing `refused` objects of another person's session `id` one by one
@@ -1464,12 +1506,6 @@ impl Links {
                 })
                 .collect(),
         }
-    }
-
-    /// Only the objects `keep` keeps.
-    fn only(mut self, keep: impl Fn(&Cid) -> bool) -> Links {
-        self.objects.retain(|(cid, _, _)| keep(cid));
-        self
     }
 
     /// The facts kept.

@@ -1157,10 +1157,19 @@ impl Store for PostgresStore {
     }
 
     async fn put_verified(&self, batch: Verified, scope: Scope) -> Result<Vec<bool>> {
+        self.put_verified_with_local(batch, scope, &[]).await
+    }
+
+    async fn put_verified_with_local(
+        &self,
+        batch: Verified,
+        scope: Scope,
+        local: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<bool>> {
         if *batch.limits() != self.limits {
-            return self.put_scoped(batch.objects(), scope).await;
+            return self.put_with_local(batch.objects(), scope, local).await;
         }
-        self.write_batch(batch.objects(), batch.entries(), scope, &[])
+        self.write_batch(batch.objects(), batch.entries(), scope, local)
             .await
     }
 

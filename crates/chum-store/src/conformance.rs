@@ -786,6 +786,32 @@ pub async fn local_area(store: &dyn Store) {
         store.sync_digest().await.unwrap(),
         SyncDigest::of([noted.cid()])
     );
+    // The same for a batch verified beforehand.
+    let second = message(7_002);
+    let batch = crate::index::Verified::check(
+        vec![
+            pair.clone(),
+            (second.cid().clone(), second.bytes().to_vec()),
+        ],
+        &store.limits(),
+    )
+    .unwrap();
+    assert_eq!(
+        store
+            .put_verified_with_local(batch, Scope::Shared, &note(b"z"))
+            .await
+            .unwrap(),
+        [false, true]
+    );
+    assert_eq!(
+        store.local_get(b"noted/1").await.unwrap().as_deref(),
+        Some(&b"z"[..])
+    );
+    assert_eq!(store.get(second.cid()).await.unwrap(), second.bytes());
+    assert_eq!(
+        store.sync_digest().await.unwrap(),
+        SyncDigest::of([noted.cid(), second.cid()])
+    );
 }
 
 /// Oversized objects (dag-cbor or raw) are refused, and a batch holding a stored CID with wrong

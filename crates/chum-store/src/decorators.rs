@@ -308,6 +308,14 @@ impl<S: Store> Store for CountingStore<S> {
     ) -> Result<Vec<bool>> {
         self.inner.put_with_local(objects, scope, local).await
     }
+    async fn put_verified_with_local(
+        &self,
+        batch: crate::index::Verified,
+        scope: Scope,
+        local: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<bool>> {
+        self.inner.put_verified_with_local(batch, scope, local).await
+    }
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()
     }
@@ -474,5 +482,13 @@ impl Store for ClosableStore {
         local: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<bool>> {
         self.open()?.put_with_local(objects, scope, local).await
+    }
+    async fn put_verified_with_local(
+        &self,
+        batch: crate::index::Verified,
+        scope: Scope,
+        local: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<bool>> {
+        self.open()?.put_verified_with_local(batch, scope, local).await
     }
 }

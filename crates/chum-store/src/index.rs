@@ -113,6 +113,26 @@ impl Verified {
         all
     }
 
+    /// Splits the batch in two: the objects whose flag in `keep` is set (still verified), and
+    /// the others as plain pairs. Objects past the end of `keep` are not kept.
+    pub fn select(self, keep: &[bool]) -> (Verified, Vec<(Cid, Vec<u8>)>) {
+        let mut kept = Verified {
+            objects: Vec::with_capacity(self.objects.len()),
+            entries: Vec::with_capacity(self.objects.len()),
+            limits: self.limits,
+        };
+        let mut left = Vec::new();
+        for (i, (object, entry)) in self.objects.into_iter().zip(self.entries).enumerate() {
+            if keep.get(i).copied().unwrap_or(false) {
+                kept.objects.push(object);
+                kept.entries.push(entry);
+            } else {
+                left.push(object);
+            }
+        }
+        (kept, left)
+    }
+
     /// The objects.
     pub fn objects(&self) -> &[(Cid, Vec<u8>)] {
         &self.objects

@@ -170,6 +170,19 @@ pub trait Store: MaybeSendSync {
         self.put_scoped(objects, scope).await
     }
 
+    /// [`Store::put_with_local`] for a batch [`Verified::check`] already checked (as
+    /// [`Store::put_verified`] is to [`Store::put_scoped`]). The default writes the values
+    /// first, then the batch with [`Store::put_verified`].
+    async fn put_verified_with_local(
+        &self,
+        batch: Verified,
+        scope: Scope,
+        local: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<bool>> {
+        self.local_put_many(local).await?;
+        self.put_verified(batch, scope).await
+    }
+
     /// Removes a value of the instance-local area, durably. Returns whether it was present.
     async fn local_delete(&self, key: &[u8]) -> Result<bool>;
 
