@@ -717,14 +717,15 @@ impl Driver {
         }
     }
 
-    /// Runs a commit on the blocking pool, beside the sessions; its result goes straight to
-    /// the host task.
+    /// Runs a commit beside the sessions — on the blocking pool, or as a task of its own for a
+    /// store that never blocks (no thread hand-over) — its result goes straight to the host
+    /// task.
     fn commit(&self, conn: ConnId, commit: Commit) {
         let store = Arc::clone(&self.store);
         let inbox = self.inbox.clone();
         let requests = commit.requests();
-        // Detached: the result comes back through the inbox.
-        rt::spawn_blocking(move || {
+        let never_blocks = store.never_blocks();
+        let work = move || {
             rt::boxed(async move {
                 let run = std::panic::AssertUnwindSafe(commit.run(&*store));
                 let committed = futures::FutureExt::catch_unwind(run)
@@ -736,6 +737,12 @@ impl Driver {
                     let _ = inbox.send(Message::Committed(conn, committed));
                 }
             })
-        });
+        };
+        // Detached either way: the result comes back through the inbox.
+        if never_blocks {
+            drop(rt::spawn(work()));
+        } else {
+            rt::spawn_blocking(work);
+        }
     }
 }

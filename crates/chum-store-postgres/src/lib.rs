@@ -1140,6 +1140,10 @@ impl From<deadpool_postgres::PoolError> for WriteError {
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
+    fn never_blocks(&self) -> bool {
+        true
+    }
+
     async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>> {
         // Verify everything before touching the database: a bad object refuses the batch.
         let entries = index::verify_and_index_all(objects, &self.limits)?;

@@ -171,6 +171,9 @@ impl<S: Store> Store for FaultStore<S> {
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()
     }
+    fn never_blocks(&self) -> bool {
+        self.inner.never_blocks()
+    }
 }
 
 /// Calls counted by a [`CountingStore`].
@@ -319,6 +322,9 @@ impl<S: Store> Store for CountingStore<S> {
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()
     }
+    fn never_blocks(&self) -> bool {
+        self.inner.never_blocks()
+    }
 }
 
 /// Wraps a store so that its owner can close it while other handles to the wrapper remain:
@@ -330,6 +336,7 @@ pub struct ClosableStore {
     /// Calls running now (each holds the inner store until it returns).
     in_flight: std::sync::Arc<AtomicU64>,
     limits: chum_object::Limits,
+    never_blocks: bool,
 }
 
 impl std::fmt::Debug for ClosableStore {
@@ -364,6 +371,7 @@ impl ClosableStore {
     pub fn new(inner: std::sync::Arc<dyn Store>) -> ClosableStore {
         ClosableStore {
             limits: inner.limits(),
+            never_blocks: inner.never_blocks(),
             inner: std::sync::RwLock::new(Some(inner)),
             in_flight: std::sync::Arc::new(AtomicU64::new(0)),
         }
@@ -419,6 +427,9 @@ impl Store for ClosableStore {
     }
     fn limits(&self) -> chum_object::Limits {
         self.limits
+    }
+    fn never_blocks(&self) -> bool {
+        self.never_blocks
     }
     async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
         self.open()?.get(cid).await

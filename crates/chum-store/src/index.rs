@@ -243,9 +243,13 @@ fn verify_on_threads(
 
 #[cfg(not(target_arch = "wasm32"))]
 fn parallelism() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(8)
+    // Asked once: the answer reads the cgroup's files, and this runs for every batch.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(8)
+    })
 }
 
 /// Verifies `bytes` against `cid` (size, hash; for dag-cbor also strict decoding under

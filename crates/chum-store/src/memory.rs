@@ -254,6 +254,10 @@ fn insert_indexes(inner: &mut Inner, cid: &Cid, entries: IndexEntries) -> Result
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl Store for MemoryStore {
+    fn never_blocks(&self) -> bool {
+        true
+    }
+
     async fn put_scoped(&self, objects: &[(Cid, Vec<u8>)], scope: Scope) -> Result<Vec<bool>> {
         // Verify everything first (outside the lock): a bad object refuses the whole batch,
         // even when its CID is already stored.

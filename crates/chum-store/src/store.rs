@@ -91,6 +91,14 @@ pub trait Store: MaybeSendSync {
         Limits::default()
     }
 
+    /// Whether every method only awaits (never blocks its thread on I/O or a lock held
+    /// across I/O): a store in memory, or over an asynchronous client. A driver may then run
+    /// writes as tasks of its own instead of on threads that may block. The default, `false`,
+    /// is always safe.
+    fn never_blocks(&self) -> bool {
+        false
+    }
+
     /// Stores a batch of shared objects; see [`Store::put_scoped`].
     async fn put_many(&self, objects: &[(Cid, Vec<u8>)]) -> Result<Vec<bool>> {
         self.put_scoped(objects, Scope::Shared).await
