@@ -177,7 +177,7 @@ pub(crate) async fn rebuild(set: &mut VisibleSet, store: &dyn Store) -> Result<B
             found.extend(public_identity(store, &granter_key).await?);
         }
         for target in &state.targets {
-            roots.extend(set.expansions(store, target).await?);
+            roots.extend(set.expansions(store, target, Some(&granter)).await?);
         }
         let sent = &state.sent;
         set.closure(store, roots, &mut found, &|cid| sent.contains(cid))
@@ -270,8 +270,9 @@ pub(crate) async fn on_announced(
                 continue;
             };
             granter.sent.insert(cid.clone());
-            let covered =
-                value.is_some_and(|value| by_target(&policy, &granter.targets, cid, value));
+            let covered = value.is_some_and(|value| {
+                by_target(&policy, Some(sender), &granter.targets, cid, value)
+            });
             let linked = referrers
                 .is_some_and(|referrers| referrers.iter().any(|r| granter.sent.contains(r)));
             if covered || linked {
@@ -286,6 +287,7 @@ pub(crate) async fn on_announced(
     // per-granter test above only knew it was that granter's).
     let mut found = BTreeSet::new();
     for (sender, roots) in roots_by {
+        let owner = PersonId(sender.clone());
         let Some(sent) = set
             .hub_state()
             .and_then(|state| state.granters.get(&sender))
@@ -299,7 +301,9 @@ pub(crate) async fn on_announced(
                 announcement.values.get(cid).is_some_and(|value| {
                     set.hub_state()
                         .and_then(|state| state.granters.get(&sender))
-                        .is_some_and(|g| by_target(&policy, &g.targets, cid, value))
+                        .is_some_and(|g| {
+                            by_target(&policy, Some(&owner), &g.targets, cid, value)
+                        })
                 }) || announcement.referrers.get(cid).is_some_and(|referrers| {
                     referrers
                         .iter()

@@ -44,6 +44,12 @@ use crate::keys::{
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     collections: HashMap<String, Vec<String>>,
+    /// The CIDs of this side's own recipes (those it was given: registered by its app or
+    /// adopted from its own instances): sent to its hubs, which decide with them what of this
+    /// person's data a grant covers.
+    own_recipes: BTreeSet<Cid>,
+    /// On a hub: the recipes each person sent it, applied to that person's objects only.
+    persons: PersonRecipes,
     /// Persons this side forwards through (its hubs): a peer of one of them also sees this
     /// side's grants, revocations and group statements on what this side granted it, so it
     /// can forward the granted data to the grantees.
@@ -93,6 +99,9 @@ impl Policy {
     /// name).
     pub fn extend<'a>(&mut self, recipes: impl IntoIterator<Item = &'a Recipe>) {
         for recipe in recipes {
+            if let Ok(object) = Object::from_value(&recipe.to_value()) {
+                self.own_recipes.insert(object.cid().clone());
+            }
             let fields: Vec<String> = recipe
                 .fields
                 .iter()
@@ -109,19 +118,140 @@ impl Policy {
 
     /// The collections `value` is an entry of (the targets of its collection fields).
     pub fn collection_links(&self, value: &Value) -> Vec<Cid> {
-        let Some(map) = value.as_map() else {
+        self.collection_links_of(None, value)
+    }
+
+    /// [`Policy::collection_links`] for an object of the person `owner` (its sender, on a
+    /// hub): by this side's recipes, and by the recipes that person sent this hub — never by
+    /// anyone else's.
+    pub fn collection_links_of(&self, owner: Option<&PersonId>, value: &Value) -> Vec<Cid> {
+        let (Some(map), Some(name)) = (value.as_map(), value.type_name()) else {
             return Vec::new();
         };
-        let Some(fields) = value
-            .type_name()
-            .and_then(|name| self.collections.get(name))
-        else {
-            return Vec::new();
-        };
+        let mut fields: Vec<String> = self.collections.get(name).cloned().unwrap_or_default();
+        if let Some(owner) = owner {
+            for field in self.persons.fields(owner, name) {
+                if !fields.contains(&field) {
+                    fields.push(field);
+                }
+            }
+        }
         fields
             .iter()
             .filter_map(|field| map.get(field).and_then(Value::as_link).cloned())
             .collect()
+    }
+
+    /// The CIDs of this side's own recipes (see [`Policy::extend`]).
+    pub fn own_recipes(&self) -> &BTreeSet<Cid> {
+        &self.own_recipes
+    }
+
+    /// On a hub: `person` sent the recipe `value` (a `Recipe` object): its collection fields
+    /// apply to that person's objects from now on (a newer version of a type replaces an
+    /// older; at most [`MAX_PERSON_RECIPES`] types per person). Shared by every clone of this
+    /// policy. Returns whether `value` is a recipe.
+    pub fn learn_recipe(&self, person: &PersonId, cid: &Cid, value: &Value) -> bool {
+        match Recipe::from_value(value) {
+            Ok(recipe) => {
+                self.persons.learn(person, cid, &recipe);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// On a hub: learns the recipes among announced objects, for each of their senders.
+    pub fn learn_announced(&self, announcement: &Announcement) {
+        for (cid, value) in &announcement.values {
+            if value.type_name() != Some(RECIPE_TYPE) {
+                continue;
+            }
+            for sender in announcement.senders.get(cid).into_iter().flatten() {
+                self.learn_recipe(sender, cid, value);
+            }
+        }
+    }
+
+    /// On a hub: learns every stored recipe for each person that sent it (at start; later
+    /// ones are learnt as they arrive).
+    pub async fn load_person_recipes(&self, store: &dyn Store) -> Result<()> {
+        let mut after: Option<Cid> = None;
+        loop {
+            let page = store
+                .query(Query::ByType {
+                    type_name: RECIPE_TYPE,
+                    after: after.as_ref(),
+                    limit: PAGE,
+                })
+                .await?;
+            for cid in &page {
+                let Some((_, value)) = load(store, cid).await? else {
+                    continue;
+                };
+                for sender in crate::hub::senders(store, cid).await? {
+                    self.learn_recipe(&sender, cid, &value);
+                }
+            }
+            if page.len() < PAGE {
+                return Ok(());
+            }
+            after = page.last().cloned();
+        }
+    }
+}
+
+/// The `$type` of recipe objects.
+const RECIPE_TYPE: &str = chum_object::recipe::RECIPE_TYPE;
+
+/// Types whose recipes one person may have a hub apply to its objects.
+pub const MAX_PERSON_RECIPES: usize = 1_024;
+
+/// Per person, per type: the collection fields of the newest recipe that person sent (with
+/// its version and CID, the larger pair winning, so every hub process picks the same one).
+type PersonTable = HashMap<Cid, HashMap<String, (u64, Cid, Vec<String>)>>;
+
+/// The recipes persons sent a hub, shared by every clone of its [`Policy`].
+#[derive(Debug, Clone, Default)]
+struct PersonRecipes(std::sync::Arc<std::sync::RwLock<PersonTable>>);
+
+impl PersonRecipes {
+    fn fields(&self, person: &PersonId, type_name: &str) -> Vec<String> {
+        let table = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        table
+            .get(&person.0)
+            .and_then(|types| types.get(type_name))
+            .map(|(_, _, fields)| fields.clone())
+            .unwrap_or_default()
+    }
+
+    fn learn(&self, person: &PersonId, cid: &Cid, recipe: &Recipe) {
+        let fields: Vec<String> = recipe
+            .fields
+            .iter()
+            .filter(|field| field.collection)
+            .map(|field| field.name.clone())
+            .collect();
+        let mut table = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let types = table.entry(person.0.clone()).or_default();
+        let full = types.len() >= MAX_PERSON_RECIPES;
+        match types.get_mut(&recipe.name) {
+            Some(known) => {
+                if (recipe.version, cid) > (known.0, &known.1) {
+                    *known = (recipe.version, cid.clone(), fields);
+                }
+            }
+            None if !full => {
+                types.insert(recipe.name.clone(), (recipe.version, cid.clone(), fields));
+            }
+            None => {}
+        }
     }
 }
 
@@ -189,6 +319,7 @@ pub(crate) fn signer_key(value: &Value) -> Option<[u8; 32]> {
 /// an entry of one's collection.
 pub(crate) fn by_target(
     policy: &Policy,
+    owner: Option<&PersonId>,
     targets: &BTreeSet<Cid>,
     cid: &Cid,
     value: &Value,
@@ -202,7 +333,7 @@ pub(crate) fn by_target(
     version_of_target
         || targets.contains(cid)
         || policy
-            .collection_links(value)
+            .collection_links_of(owner, value)
             .iter()
             .any(|target| targets.contains(target))
 }
@@ -589,9 +720,14 @@ impl VisibleSet {
             for grant in &grants {
                 roots.extend(forwarding(store, &owner, &grant.target).await?);
             }
+            // And this side's recipes, so the hub knows which fields of its objects make them
+            // entries of what it granted (a hub applies them to this person's objects only).
+            if !grants.is_empty() {
+                roots.extend(self.policy.own_recipes().iter().cloned());
+            }
         }
         for target in &targets {
-            roots.extend(self.expansions(store, target).await?);
+            roots.extend(self.expansions(store, target, None).await?);
         }
         self.closure(store, roots, &mut found, &|_| true).await?;
         self.targets = targets;
@@ -629,11 +765,20 @@ impl VisibleSet {
     }
 
     /// A granted target's versions and collection entries.
-    pub(crate) async fn expansions(&self, store: &dyn Store, target: &Cid) -> Result<Vec<Cid>> {
+    /// `owner`: on a hub, the granter (its recipes count too).
+    pub(crate) async fn expansions(
+        &self,
+        store: &dyn Store,
+        target: &Cid,
+        owner: Option<&PersonId>,
+    ) -> Result<Vec<Cid>> {
         let mut out = store.query(Query::Versions(target)).await?;
         for cid in links_to(store, target).await? {
             if let Some((_, value)) = load(store, &cid).await?
-                && self.policy.collection_links(&value).contains(target)
+                && self
+                    .policy
+                    .collection_links_of(owner, &value)
+                    .contains(target)
             {
                 out.push(cid);
             }
@@ -759,7 +904,10 @@ impl VisibleSet {
             let covered = announcement
                 .values
                 .get(cid)
-                .is_some_and(|value| by_target(&self.policy, &self.targets, cid, value))
+                .is_some_and(|value| by_target(&self.policy, None, &self.targets, cid, value))
+                || (self.policy.is_hub(&self.peer)
+                    && !self.targets.is_empty()
+                    && self.policy.own_recipes().contains(cid))
                 || announcement
                     .referrers
                     .get(cid)
@@ -937,6 +1085,8 @@ pub struct Coverage {
     expected: HashSet<Cid>,
     /// Certificates and revocations taken from the peer in this session.
     identity_objects: usize,
+    /// On a hub: recipes taken from the peer in this session.
+    recipes_taken: usize,
     /// Whether this side is a hub (see [`Policy::serve_as_hub`]): it also takes the peer's
     /// own grants and group statements on what the peer granted it, to forward.
     hub: bool,
@@ -945,6 +1095,9 @@ pub struct Coverage {
 /// Certificates and revocations (instance and access) of its own that a related person's
 /// instance may hand over in one session; beyond, they are not taken.
 pub const MAX_IDENTITY_OBJECTS: usize = 256;
+
+/// Recipes a hub takes from one peer in one session.
+pub const MAX_RECIPES_PER_SESSION: usize = 256;
 
 impl Coverage {
     /// Whether this side and the peer's person share anything: a grant either way. A
@@ -974,20 +1127,27 @@ impl Coverage {
             groups: BTreeSet::new(),
             expected: HashSet::new(),
             identity_objects: 0,
+            recipes_taken: 0,
             hub,
         };
-        // Held grants and statements were checked when they arrived; those concerning `me`
-        // link to its Person, grants to its groups to the group: indexed lookups.
-        let me_cid = coverage.me.0.clone();
-        for (cid, _, value) in linking(store, &me_cid, GROUP_MEMBERS_TYPE).await? {
-            coverage.grant_like(&cid, &value, true);
+        // Held grants and statements were checked when they arrived. Only the peer's count,
+        // and every one of them links to the peer's Person (its `person` field, checked
+        // against the signing key): one indexed lookup per type, whose cost grows with what
+        // the peer signed or was granted — never with how many persons this side (a hub)
+        // serves. Statements first: grants to the groups they put `me` in count too.
+        let peer_cid = PersonId::of_key(&peer_key).0;
+        for (cid, object, value) in linking(store, &peer_cid, GROUP_MEMBERS_TYPE).await? {
+            let names_me = GroupMembers::from_value(object, &value)
+                .is_ok_and(|statement| statement.members.contains(&coverage.me));
+            if names_me {
+                coverage.grant_like(&cid, &value, true);
+            }
         }
-        for (cid, _, value) in linking(store, &me_cid, ACCESS_TYPE).await? {
-            coverage.grant_like(&cid, &value, true);
-        }
-        let groups: Vec<Cid> = coverage.groups.iter().cloned().collect();
-        for group in groups {
-            for (cid, _, value) in linking(store, &group, ACCESS_TYPE).await? {
+        for (cid, object, value) in linking(store, &peer_cid, ACCESS_TYPE).await? {
+            let to_me = Access::from_value(object, &value).is_ok_and(|access| {
+                access.grantee == coverage.me.0 || coverage.groups.contains(&access.grantee)
+            });
+            if to_me {
                 coverage.grant_like(&cid, &value, true);
             }
         }
@@ -1110,8 +1270,20 @@ impl Coverage {
                     group_owner(value).is_ok_and(|owner| owner == peer_person)
                         && (self.expected.contains(cid) || self.groups.contains(cid))
                 }
+                // A hub takes a related person's recipes (bounded per session) and applies
+                // them to that person's objects only.
+                Some(RECIPE_TYPE) if self.hub => {
+                    self.related()
+                        && self.recipes_taken < MAX_RECIPES_PER_SESSION
+                        && self.policy.learn_recipe(&peer_person, cid, value)
+                        && {
+                            self.recipes_taken += 1;
+                            true
+                        }
+                }
                 _ => {
-                    by_target(&self.policy, &self.targets, cid, value)
+                    let owner = self.hub.then_some(&peer_person);
+                    by_target(&self.policy, owner, &self.targets, cid, value)
                         || self.expected.contains(cid)
                         || self.held_referrer(store, cid).await?
                 }

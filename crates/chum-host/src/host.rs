@@ -293,6 +293,9 @@ pub struct Host {
     /// first: kept as sessions change, so that the next one costs no walk over thousands.
     timers: BTreeSet<(Duration, ConnId)>,
     stats: HostStats,
+    /// On a hub: the recipes persons sent are known from the store (read when a session
+    /// opens, after any announcement the host did not read).
+    hub_recipes_loaded: bool,
 }
 
 /// What a host's policy did, counted since it started (for reports and tests).
@@ -340,6 +343,7 @@ impl Host {
             dirty: VecDeque::new(),
             timers: BTreeSet::new(),
             stats: HostStats::default(),
+            hub_recipes_loaded: false,
         }
     }
 
@@ -538,6 +542,14 @@ impl Host {
             (None, Some(identity)) => Mode::Member(Arc::clone(identity)),
             (None, None) => Mode::Plain,
         };
+        if self.policy.serves_as_hub() && !self.hub_recipes_loaded {
+            // Retried at the next session if the store fails now.
+            self.hub_recipes_loaded = self
+                .policy
+                .load_person_recipes(&*self.store)
+                .await
+                .is_ok();
+        }
         let mut report = SessionReport::new(conn);
         let mut config = self.config.clone();
         config.role = role;
@@ -763,19 +775,28 @@ impl Host {
             dirty,
             store,
             policy,
+            hub_recipes_loaded,
             ..
         } = self;
         // What every view needs to know of the new objects, read once for all sessions.
         let announcement = if conns.values().any(|conn| conn.foreign.is_some()) {
-            Some(
-                chum_access::visibility::Announcement::prepare(
-                    &**store,
-                    cids.clone(),
-                    policy.serves_as_hub(),
-                )
-                .await,
+            let announcement = chum_access::visibility::Announcement::prepare(
+                &**store,
+                cids.clone(),
+                policy.serves_as_hub(),
             )
+            .await;
+            if let Ok(announcement) = &announcement
+                && policy.serves_as_hub()
+            {
+                // Recipes persons sent (through this process or another over the same
+                // store) apply to their objects from now on.
+                policy.learn_announced(announcement);
+            }
+            Some(announcement)
         } else {
+            // Not read: a hub learns the persons' recipes among them when a session opens.
+            *hub_recipes_loaded = false;
             None
         };
         for (id, conn) in conns.iter_mut() {

@@ -193,3 +193,143 @@ async fn a_hub_forwards_what_each_person_granted_and_nothing_else() {
         link.close().await;
     }
 }
+
+/// An app type whose `on` field links to a conversation, as a collection field or not.
+fn entry_recipe(name: &str, collection: bool) -> chum::Recipe {
+    let on = chum::Field::new("on", chum::Kind::Link(Vec::new()));
+    chum::Recipe::new(name, chum::Strategy::AppendOnly)
+        .field(if collection { on.collection() } else { on })
+        .field(chum::Field::new("text", chum::Kind::Text))
+}
+
+/// The hub knows none of the app's types: the devices send it their recipes, and it applies
+/// each person's to that person's objects only — another person's recipe for the same type
+/// name widens nothing of theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_applies_each_persons_recipes_to_that_persons_objects_only() {
+    let hub = Instance::builder().memory().hub().open().await.unwrap();
+    let hub_url = hub
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_owned();
+    let hub_person = hub.person();
+    let device = |recipes: Vec<chum::Recipe>| {
+        let hub_person = hub_person.clone();
+        async move {
+            let mut builder = Instance::builder().memory().use_hub(hub_person);
+            for recipe in recipes {
+                builder = builder.recipe(recipe);
+            }
+            builder.open().await.unwrap()
+        }
+    };
+    // Alice's Comments are entries of what they are `on`; her Replies are not.
+    let alice = device(vec![
+        entry_recipe("Comment", true),
+        entry_recipe("Reply", false),
+    ])
+    .await;
+    let bob = device(vec![entry_recipe("Comment", true)]).await;
+    // Mallory's own recipe makes a Reply an entry of what it is `on`.
+    let mallory = device(vec![entry_recipe("Reply", true)]).await;
+
+    // Mallory shares something with the hub first: its recipes reach the hub.
+    let m_chat = mallory
+        .put(&json(r#"{"$type":"Conversation","id":"mallory"}"#))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .clone();
+    let _ = mallory.grant(&m_chat, &hub_person).await.unwrap();
+    let report = mallory
+        .sync_once(&hub_url, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(report.synced);
+
+    // Alice: a conversation with a comment and a reply, granted to the hub, Bob and Mallory;
+    // the reply granted to the hub on its own (for Alice's other devices), to nobody else.
+    let chat = alice
+        .put(&json(r#"{"$type":"Conversation","id":"trip"}"#))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .clone();
+    let entry = |type_name: &str, text: &str| {
+        json(&format!(
+            r#"{{"$type":"{type_name}","on":{{"/":"{chat}"}},"text":"{text}"}}"#
+        ))
+    };
+    let comment = alice
+        .create(&entry("Comment", "book the train"))
+        .await
+        .unwrap()
+        .cid()
+        .clone();
+    let reply = alice
+        .create(&entry("Reply", "private"))
+        .await
+        .unwrap()
+        .cid()
+        .clone();
+    let _ = alice.grant(&chat, &hub_person).await.unwrap();
+    let _ = alice.grant(&reply, &hub_person).await.unwrap();
+    let _ = alice.grant(&chat, &bob.person()).await.unwrap();
+    let _ = alice.grant(&chat, &mallory.person()).await.unwrap();
+    let a_link = alice.connect(&hub_url).unwrap();
+    a_link.connected().await.unwrap();
+    eventually("the hub stores Alice's comment and reply", || async {
+        hub.has(&comment).await.unwrap() && hub.has(&reply).await.unwrap()
+    })
+    .await;
+
+    // Bob gets the comment through the hub (as an entry of the conversation he was granted).
+    let b_link = bob.connect(&hub_url).unwrap();
+    b_link.connected().await.unwrap();
+    eventually("bob holds Alice's comment", || async {
+        bob.has(&comment).await.unwrap()
+    })
+    .await;
+    // Mallory too, but not the reply its own recipe would make an entry.
+    let m_link = mallory.connect(&hub_url).unwrap();
+    m_link.connected().await.unwrap();
+    eventually("mallory holds Alice's comment", || async {
+        mallory.has(&comment).await.unwrap()
+    })
+    .await;
+
+    // Live: a new comment reaches Bob; a new reply reaches neither.
+    let live = alice
+        .create(&entry("Comment", "and the hotel"))
+        .await
+        .unwrap()
+        .cid()
+        .clone();
+    let live_reply = alice
+        .create(&entry("Reply", "also private"))
+        .await
+        .unwrap()
+        .cid()
+        .clone();
+    let _ = alice.grant(&live_reply, &hub_person).await.unwrap();
+    eventually("bob and mallory hear the live comment", || async {
+        bob.has(&live).await.unwrap() && mallory.has(&live).await.unwrap()
+    })
+    .await;
+    eventually("the hub stores the live reply", || async {
+        hub.has(&live_reply).await.unwrap()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for cid in [&reply, &live_reply] {
+        assert!(!mallory.has(cid).await.unwrap(), "mallory never sees a reply");
+        assert!(!bob.has(cid).await.unwrap(), "bob never sees a reply");
+    }
+    for link in [a_link, b_link, m_link] {
+        link.close().await;
+    }
+}
