@@ -301,9 +301,7 @@ pub(crate) async fn on_announced(
                 announcement.values.get(cid).is_some_and(|value| {
                     set.hub_state()
                         .and_then(|state| state.granters.get(&sender))
-                        .is_some_and(|g| {
-                            by_target(&policy, Some(&owner), &g.targets, cid, value)
-                        })
+                        .is_some_and(|g| by_target(&policy, Some(&owner), &g.targets, cid, value))
                 }) || announcement.referrers.get(cid).is_some_and(|referrers| {
                     referrers
                         .iter()

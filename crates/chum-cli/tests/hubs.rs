@@ -23,7 +23,13 @@ struct Hub {
 
 impl Hub {
     fn start(store: &str) -> Hub {
-        let (child, url) = common::serve(store, "ws://127.0.0.1:0");
+        let (child, url) = common::serve(store, "ws://127.0.0.1:0", &[]);
+        Hub { child, url }
+    }
+
+    /// `chum serve --hub`.
+    fn start_hub(store: &str) -> Hub {
+        let (child, url) = common::serve(store, "ws://127.0.0.1:0", &["--hub"]);
         Hub { child, url }
     }
 }
@@ -188,6 +194,94 @@ fn two_hub_processes_over_one_database_push_live_to_each_others_devices() {
         link_b.close().await;
         a.close().await;
         b.close().await;
+    });
+    drop((hub_a, hub_b));
+}
+
+/// Persons whose app types the hubs do not know: each device sends its recipes to the hub it
+/// uses; the other hub process learns them from the database (live, and when it starts), so
+/// entries of a granted object reach the grantee through either.
+#[test]
+fn hub_processes_learn_each_persons_recipes_through_the_database() {
+    let cluster = TempCluster::start_with(&ClusterOptions::default()).unwrap();
+    let store = format!("{}&schema=hub", cluster.url("postgres"));
+    let whoami = ok(&["init", "--store", &store], b"");
+    let hub_person = chum::PersonId(
+        whoami
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("person "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    let (hub_a, hub_b) = (Hub::start_hub(&store), Hub::start_hub(&store));
+    let comment_recipe = chum::Recipe::new("Comment", chum::Strategy::AppendOnly)
+        .field(chum::Field::new("on", chum::Kind::Link(Vec::new())).collection())
+        .field(chum::Field::new("text", chum::Kind::Text));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let device = || async {
+            Instance::builder()
+                .memory()
+                .recipe(comment_recipe.clone())
+                .use_hub(hub_person.clone())
+                .open()
+                .await
+                .unwrap()
+        };
+        let (alice, bob, carol) = (device().await, device().await, device().await);
+        // Bob is on hub B before Alice writes anything.
+        let link_b = bob.connect(&hub_b.url).unwrap();
+        link_b.connected().await.unwrap();
+        let mut events_b = bob.events();
+        let chat = alice
+            .put(&dagjson::from_str(r#"{"$type":"Conversation","id":"trip"}"#).unwrap())
+            .await
+            .unwrap()
+            .id()
+            .unwrap()
+            .clone();
+        let comment = alice
+            .create(
+                &dagjson::from_str(&format!(
+                    r#"{{"$type":"Comment","on":{{"/":"{chat}"}},"text":"book the train"}}"#
+                ))
+                .unwrap(),
+            )
+            .await
+            .unwrap()
+            .cid()
+            .clone();
+        let _ = alice.grant(&chat, &hub_person).await.unwrap();
+        let _ = alice.grant(&chat, &bob.person()).await.unwrap();
+        let link_a = alice.connect(&hub_a.url).unwrap();
+        link_a.connected().await.unwrap();
+        assert!(
+            hears(&mut events_b, &comment, Duration::from_secs(10)).await,
+            "bob gets alice's comment through the other hub process, live"
+        );
+        // A hub process started after the recipe arrived reads it from the database.
+        let hub_c = Hub::start_hub(&store);
+        let _ = alice.grant(&chat, &carol.person()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let report = carol
+            .sync_once(&hub_c.url, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(report.synced);
+        assert!(
+            carol.has(&comment).await.unwrap(),
+            "carol gets the comment from a hub process that started later"
+        );
+        link_a.close().await;
+        link_b.close().await;
+        drop(hub_c);
     });
     drop((hub_a, hub_b));
 }

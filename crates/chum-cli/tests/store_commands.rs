@@ -40,7 +40,7 @@ struct Server {
 
 impl Server {
     fn start(store: &str, listen: &str) -> Server {
-        let (child, url) = common::serve(store, listen);
+        let (child, url) = common::serve(store, listen, &[]);
         Server { child, url }
     }
 

@@ -544,11 +544,7 @@ impl Host {
         };
         if self.policy.serves_as_hub() && !self.hub_recipes_loaded {
             // Retried at the next session if the store fails now.
-            self.hub_recipes_loaded = self
-                .policy
-                .load_person_recipes(&*self.store)
-                .await
-                .is_ok();
+            self.hub_recipes_loaded = self.policy.load_person_recipes(&*self.store).await.is_ok();
         }
         let mut report = SessionReport::new(conn);
         let mut config = self.config.clone();
@@ -1158,8 +1154,10 @@ impl Host {
             Ok(checked) => checked,
             Err(error) => return Some(refusal(error)),
         };
-        let Some(PeerAccess::Granted(access)) =
-            self.conns.get_mut(&id).and_then(|conn| conn.foreign.as_mut())
+        let Some(PeerAccess::Granted(access)) = self
+            .conns
+            .get_mut(&id)
+            .and_then(|conn| conn.foreign.as_mut())
         else {
             return Some(Answer::Failed("the session ended".into()));
         };

@@ -317,7 +317,9 @@ impl<S: Store> Store for CountingStore<S> {
         scope: Scope,
         local: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<bool>> {
-        self.inner.put_verified_with_local(batch, scope, local).await
+        self.inner
+            .put_verified_with_local(batch, scope, local)
+            .await
     }
     fn limits(&self) -> chum_object::Limits {
         self.inner.limits()
@@ -500,6 +502,8 @@ impl Store for ClosableStore {
         scope: Scope,
         local: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<bool>> {
-        self.open()?.put_verified_with_local(batch, scope, local).await
+        self.open()?
+            .put_verified_with_local(batch, scope, local)
+            .await
     }
 }

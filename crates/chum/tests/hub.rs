@@ -326,7 +326,10 @@ async fn a_hub_applies_each_persons_recipes_to_that_persons_objects_only() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for cid in [&reply, &live_reply] {
-        assert!(!mallory.has(cid).await.unwrap(), "mallory never sees a reply");
+        assert!(
+            !mallory.has(cid).await.unwrap(),
+            "mallory never sees a reply"
+        );
         assert!(!bob.has(cid).await.unwrap(), "bob never sees a reply");
     }
     for link in [a_link, b_link, m_link] {

@@ -30,12 +30,13 @@ pub fn ok(args: &[&str], stdin: &[u8]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// Starts `chum serve --store STORE --listen LISTEN`: the process and the address it printed
-/// first.
-pub fn serve(store: &str, listen: &str) -> (std::process::Child, String) {
+/// Starts `chum serve --store STORE --listen LISTEN [EXTRA…]`: the process and the address it
+/// printed first.
+pub fn serve(store: &str, listen: &str, extra: &[&str]) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_chum"))
         .args(["serve", "--store", store, "--listen", listen])
+        .args(extra)
         .env_remove("CHUM_STORE")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
