@@ -242,11 +242,10 @@ impl PersonRecipes {
         let types = table.entry(person.0.clone()).or_default();
         let full = types.len() >= MAX_PERSON_RECIPES;
         match types.get_mut(&recipe.name) {
-            Some(known) => {
-                if (recipe.version, cid) > (known.0, &known.1) {
-                    *known = (recipe.version, cid.clone(), fields);
-                }
+            Some(known) if (recipe.version, cid) > (known.0, &known.1) => {
+                *known = (recipe.version, cid.clone(), fields);
             }
+            Some(_) => {}
             None if !full => {
                 types.insert(recipe.name.clone(), (recipe.version, cid.clone(), fields));
             }
