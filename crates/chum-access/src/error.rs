@@ -42,6 +42,10 @@ pub enum AccessError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] chum_store::Error),
+    /// This side serves only the persons its operator admits ([`crate::Policy::admit_only`]),
+    /// and the peer's person is not one of them.
+    #[error("this node serves only the persons its operator admits; {0} is not one of them")]
+    NotServed(crate::PersonId),
 }
 
 impl AccessError {

@@ -43,6 +43,9 @@ pub async fn admit_peer(
     now_ms: u64,
 ) -> Result<Admission> {
     let peer = crate::handshake::admit(store, identity, payload, remote_static, now_ms).await?;
+    if !peer.same_person && !policy.admits(&peer.person) {
+        return Err(AccessError::NotServed(peer.person));
+    }
     let access = if peer.same_person {
         PeerAccess::Full
     } else {

@@ -50,6 +50,8 @@ pub struct Policy {
     own_recipes: BTreeSet<Cid>,
     /// On a hub: the recipes each person sent it, applied to that person's objects only.
     persons: PersonRecipes,
+    /// The persons whose instances this side serves besides its own (`None`: anyone).
+    admitted: Option<std::sync::Arc<BTreeSet<Cid>>>,
     /// Persons this side forwards through (its hubs): a peer of one of them also sees this
     /// side's grants, revocations and group statements on what this side granted it, so it
     /// can forward the granted data to the grantees.
@@ -76,6 +78,22 @@ impl Policy {
     /// Whether `person` is one of this side's hubs.
     pub fn is_hub(&self, person: &PersonId) -> bool {
         self.hubs.contains(&person.0)
+    }
+
+    /// Serves only instances of `persons` besides this side's own: a peer of any other
+    /// person is refused at admission ([`crate::AccessError::NotServed`]), before anything of
+    /// its is stored or computed — an operator's list of whom a hub serves.
+    pub fn admit_only(&mut self, persons: impl IntoIterator<Item = PersonId>) {
+        self.admitted = Some(std::sync::Arc::new(
+            persons.into_iter().map(|person| person.0).collect(),
+        ));
+    }
+
+    /// Whether a peer of `person` (another person) is served (see [`Policy::admit_only`]).
+    pub fn admits(&self, person: &PersonId) -> bool {
+        self.admitted
+            .as_ref()
+            .is_none_or(|admitted| admitted.contains(&person.0))
     }
 
     /// Serves as a hub (or stops): peers of other persons are answered from what their

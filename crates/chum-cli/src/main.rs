@@ -117,6 +117,14 @@ enum Command {
         /// raise it when many devices share an address (a NAT, a load balancer, a test).
         #[arg(long, default_value_t = 16.0, value_name = "N")]
         per_address: f64,
+        /// Serve only instances of this person (as `chum whoami` prints it) besides this
+        /// store's own; repeatable. Without `--admit` or `--admit-file`, anyone is served.
+        #[arg(long, value_name = "PERSON")]
+        admit: Vec<String>,
+        /// Like `--admit`, for every person in the file (one per line; blank lines and lines
+        /// starting with `#` are skipped).
+        #[arg(long, value_name = "PATH")]
+        admit_file: Option<PathBuf>,
     },
     /// Connect once, sync both ways, and exit 0 once both sides hold the same visible set.
     Sync {
@@ -413,10 +421,43 @@ async fn init(cli: &Cli, join: Option<String>, address: Option<String>) -> Resul
 }
 
 /// `chum serve`'s limits on what it accepts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Limits {
     max_sessions: usize,
     per_address: f64,
+    /// The only other persons served (`None`: anyone).
+    admit: Option<Vec<chum::PersonId>>,
+}
+
+/// The persons of `--admit` and `--admit-file` (`None` when neither is given).
+fn admitted(
+    persons: &[String],
+    file: Option<&std::path::Path>,
+) -> Result<Option<Vec<chum::PersonId>>, String> {
+    if persons.is_empty() && file.is_none() {
+        return Ok(None);
+    }
+    let mut lines: Vec<String> = persons.to_vec();
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|error| format!("cannot read {}: {error}", file.display()))?;
+        lines.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    lines
+        .iter()
+        .map(|line| {
+            let text = line.strip_prefix("person ").unwrap_or(line).trim();
+            text.parse::<chum::Cid>()
+                .map(chum::PersonId)
+                .map_err(|error| format!("--admit: {text:?} is not a person: {error}"))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(Some)
 }
 
 async fn serve(cli: &Cli, listen: Vec<String>, hub: bool, limits: Limits) -> Result<u8, String> {
@@ -448,6 +489,10 @@ async fn serve(cli: &Cli, listen: Vec<String>, hub: bool, limits: Limits) -> Res
         let builder = builder
             .listener_limits(listener_limits)
             .host_limits(host_limits);
+        let builder = match limits.admit.clone() {
+            Some(persons) => builder.admit_only(persons),
+            None => builder,
+        };
         if hub { builder.hub() } else { builder }
     })
     .await?
@@ -577,10 +622,13 @@ fn main() -> ExitCode {
                 hub,
                 max_sessions,
                 per_address,
+                admit,
+                admit_file,
             } => {
                 let limits = Limits {
                     max_sessions: *max_sessions,
                     per_address: *per_address,
+                    admit: admitted(admit, admit_file.as_deref())?,
                 };
                 return serve(&cli, listen.clone(), *hub, limits).await;
             }

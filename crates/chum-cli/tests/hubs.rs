@@ -266,8 +266,21 @@ fn hub_processes_learn_each_persons_recipes_through_the_database() {
             hears(&mut events_b, &comment, Duration::from_secs(10)).await,
             "bob gets alice's comment through the other hub process, live"
         );
-        // A hub process started after the recipe arrived reads it from the database.
-        let hub_c = Hub::start_hub(&store);
+        // A hub process started after the recipe arrived reads it from the database; this one
+        // serves Carol's person only (besides its own).
+        let carol_person = carol.person().0.to_string();
+        let admit_file = std::env::temp_dir().join(format!("chum-admit-{}", std::process::id()));
+        std::fs::write(
+            &admit_file,
+            format!("# who hub C serves\n\nperson {carol_person}\n"),
+        )
+        .unwrap();
+        let (child, url) = common::serve(
+            &store,
+            "ws://127.0.0.1:0",
+            &["--hub", "--admit-file", admit_file.to_str().unwrap()],
+        );
+        let hub_c = Hub { child, url };
         let _ = alice.grant(&chat, &carol.person()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         let report = carol
@@ -279,6 +292,12 @@ fn hub_processes_learn_each_persons_recipes_through_the_database() {
             carol.has(&comment).await.unwrap(),
             "carol gets the comment from a hub process that started later"
         );
+        let refused = bob
+            .sync_once(&hub_c.url, Duration::from_secs(10))
+            .await
+            .expect_err("hub C does not serve bob");
+        assert!(refused.to_string().contains("serves only"), "{refused}");
+        let _ = std::fs::remove_file(&admit_file);
         link_a.close().await;
         link_b.close().await;
         drop(hub_c);

@@ -470,3 +470,32 @@ fn the_command_api_wants_the_token_before_a_large_frame_and_bounds_connections()
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(idle);
 }
+
+#[test]
+fn serve_refuses_an_admission_list_it_cannot_read() {
+    let dir = std::env::temp_dir().join(format!("chum-admit-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("store");
+    let store = store.to_str().unwrap();
+    let _ = ok(&["init", "--store", store], b"");
+    let list = dir.join("admit.txt");
+    std::fs::write(&list, "# one good line, one bad\nperson bafy-not-a-cid\n").unwrap();
+    for extra in [
+        vec!["--admit", "nonsense"],
+        vec!["--admit-file", list.to_str().unwrap()],
+        vec!["--admit-file", "/nonexistent/admit.txt"],
+    ] {
+        let mut args = vec!["serve", "--store", store, "--listen", "ws://127.0.0.1:0"];
+        args.extend(extra.iter().copied());
+        let output = chum(&args, b"");
+        assert_eq!(output.status.code(), Some(1), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("--admit") || stderr.contains("cannot read"),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -412,6 +412,13 @@ impl Host {
         self.policy.use_hub(hub);
     }
 
+    /// Serves only instances of `persons` besides its own person's (see
+    /// `chum_access::Policy::admit_only`): a peer of any other person is refused at
+    /// admission.
+    pub fn admit_only(&mut self, persons: impl IntoIterator<Item = PersonId>) {
+        self.policy.admit_only(persons);
+    }
+
     /// Follows the collection fields of `recipes` too when deciding what another person may
     /// see (sessions admitted from now on).
     pub fn add_recipes<'a>(

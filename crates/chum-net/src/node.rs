@@ -195,6 +195,15 @@ impl Node {
         })
     }
 
+    /// Serves only instances of `persons` besides its own person's (see
+    /// [`chum_host::Host::admit_only`]).
+    pub fn admit_only(self, persons: Vec<chum_access::PersonId>) -> Node {
+        self.setup(|mut host| {
+            host.admit_only(persons);
+            host
+        })
+    }
+
     /// Uses `config` for every session (its role is set per session).
     pub fn with_config(self, config: Config) -> Node {
         self.setup(|host| host.with_config(config))

@@ -205,6 +205,16 @@ impl Builder {
         self
     }
 
+    /// Serves only instances of `persons` besides this person's own: a peer of any other
+    /// person is refused when its handshake shows who it is, before anything of its is stored
+    /// (e.g. the persons a hub's operator admits; without it a hub serves anyone who grants it
+    /// something). Peers of those persons see and send what grants allow, as always.
+    #[cfg(feature = "net")]
+    pub fn admit_only(mut self, persons: impl IntoIterator<Item = PersonId>) -> Builder {
+        self.hubs.admit = Some(persons.into_iter().collect());
+        self
+    }
+
     /// Uses `hub` (a hub's person) as a hub: instances of it also see this instance's grants,
     /// and their revocations, on what this person granted the hub — so the hub forwards that
     /// data to those grantees. Without it, a hub stores what it is granted but cannot tell

@@ -99,6 +99,8 @@ pub(crate) struct Hubs {
     pub(crate) listener: Option<ListenerLimits>,
     /// Limits of sessions not admitted yet and of strangers' sessions.
     pub(crate) host: Option<chum_net::HostLimits>,
+    /// The only other persons served (`None`: anyone).
+    pub(crate) admit: Option<Vec<PersonId>>,
 }
 
 impl Net {
@@ -126,6 +128,9 @@ impl Net {
         }
         if let Some(limits) = hubs.host {
             node = node.with_limits(limits);
+        }
+        if let Some(persons) = hubs.admit {
+            node = node.admit_only(persons);
         }
         for hub in hubs.used {
             node = node.use_hub(hub);

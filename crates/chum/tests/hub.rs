@@ -336,3 +336,69 @@ async fn a_hub_applies_each_persons_recipes_to_that_persons_objects_only() {
         link.close().await;
     }
 }
+
+/// A hub that serves only the persons its operator admits refuses everyone else at admission,
+/// and stores nothing of theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_serves_only_the_persons_it_admits() {
+    let alice = Instance::builder().memory().open().await.unwrap();
+    let mallory = Instance::builder().memory().open().await.unwrap();
+    let hub = Instance::builder()
+        .memory()
+        .hub()
+        .admit_only([alice.person()])
+        .open()
+        .await
+        .unwrap();
+    let hub_url = hub
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_owned();
+    let write = |instance: &Instance, label: &str| {
+        let instance = instance.clone();
+        let hub_person = hub.person();
+        let label = label.to_owned();
+        async move {
+            let chat = instance
+                .put(&json(&format!(
+                    r#"{{"$type":"Conversation","id":"{label}"}}"#
+                )))
+                .await
+                .unwrap()
+                .id()
+                .unwrap()
+                .clone();
+            instance
+                .grant(&chat, &hub_person)
+                .await
+                .unwrap()
+                .cid()
+                .clone()
+        }
+    };
+    let a_grant = write(&alice, "alice").await;
+    let m_grant = write(&mallory, "mallory").await;
+    let before = hub.store().count().await.unwrap();
+    let refused = mallory
+        .sync_once(&hub_url, Duration::from_secs(10))
+        .await
+        .expect_err("mallory is not served");
+    assert!(
+        refused.to_string().contains("serves only the persons"),
+        "{refused}"
+    );
+    assert_eq!(
+        hub.store().count().await.unwrap(),
+        before,
+        "nothing of mallory's is stored, not even its identity"
+    );
+    assert!(!hub.has(&m_grant).await.unwrap());
+    let report = alice
+        .sync_once(&hub_url, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(report.synced);
+    assert!(hub.has(&a_grant).await.unwrap(), "alice is served");
+}
