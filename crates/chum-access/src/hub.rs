@@ -192,6 +192,23 @@ pub(crate) async fn rebuild(set: &mut VisibleSet, store: &dyn Store) -> Result<B
     Ok(found)
 }
 
+/// Whether an announcement can change a hub peer's set at all: a policy object or a public
+/// identity among it, or an object sent by the peer's person or by a person granting it
+/// something. Synchronous and cheap: most announcements concern few of a hub's peers.
+pub(crate) fn may_concern(set: &VisibleSet, announcement: &Announcement) -> bool {
+    let Some(state) = set.hub_state_ref() else {
+        return true;
+    };
+    if !announcement.affects.is_empty() || announcement.identity {
+        return true;
+    }
+    let peer = set.peer();
+    announcement
+        .all_senders
+        .iter()
+        .any(|sender| sender == peer || state.granters.contains_key(&sender.0))
+}
+
 /// A hub peer's set after objects were stored: what the peer's person sent, and what each
 /// granter sent that its grants cover (or that a visible object it sent links to).
 pub(crate) async fn on_announced(
@@ -288,10 +305,12 @@ pub(crate) async fn on_announced(
     let mut found = BTreeSet::new();
     for (sender, roots) in roots_by {
         let owner = PersonId(sender.clone());
+        // Taken out while the set is read (and put back below): it grows with everything
+        // the granter sent, too much to copy for every announcement.
         let Some(sent) = set
             .hub_state()
-            .and_then(|state| state.granters.get(&sender))
-            .map(|granter| granter.sent.clone())
+            .and_then(|state| state.granters.get_mut(&sender))
+            .map(|granter| std::mem::take(&mut granter.sent))
         else {
             continue;
         };
@@ -309,10 +328,18 @@ pub(crate) async fn on_announced(
                 })
             })
             .collect();
-        set.closure_from(store, roots, announcement, &mut found, &|cid| {
-            sent.contains(cid)
-        })
-        .await?;
+        let closed = set
+            .closure_from(store, roots, announcement, &mut found, &|cid| {
+                sent.contains(cid)
+            })
+            .await;
+        if let Some(granter) = set
+            .hub_state()
+            .and_then(|state| state.granters.get_mut(&sender))
+        {
+            granter.sent = sent;
+        }
+        closed?;
     }
     added.extend(found);
     added.sort();

@@ -246,6 +246,16 @@ impl PeerAccess {
         }
     }
 
+    /// Whether an announcement can make anything visible to the peer (see
+    /// [`VisibleSet::may_concern`]); when not, [`PeerAccess::visible_announced`] would find
+    /// nothing.
+    pub fn may_concern(&self, announcement: &crate::visibility::Announcement) -> bool {
+        match self {
+            PeerAccess::Full => true,
+            PeerAccess::Granted(granted) => granted.view.may_concern(announcement),
+        }
+    }
+
     /// [`PeerAccess::visible`] from an [`Announcement`](crate::visibility::Announcement)
     /// prepared once for every session.
     pub async fn visible_announced(

@@ -880,6 +880,18 @@ impl VisibleSet {
         self.hub.as_deref_mut()
     }
 
+    /// The hub's state of the set, to read (on a hub).
+    pub(crate) fn hub_state_ref(&self) -> Option<&crate::hub::HubState> {
+        self.hub.as_deref()
+    }
+
+    /// Whether `announcement` can change this set at all (`false` only when it certainly
+    /// cannot: on a hub, nothing in it concerns this peer). Cheap and synchronous, for
+    /// skipping [`VisibleSet::on_announced`] for most of a hub's peers.
+    pub fn may_concern(&self, announcement: &Announcement) -> bool {
+        crate::hub::may_concern(self, announcement)
+    }
+
     /// Sets the targets (the union of the grants that make up the set).
     pub(crate) fn set_targets(&mut self, targets: BTreeSet<Cid>) {
         self.targets = targets;

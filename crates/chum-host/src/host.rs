@@ -816,6 +816,10 @@ impl Host {
                 release(outputs, *id, conn, None, &cids);
             }
             let visible = match (conn.foreign.as_mut(), &announcement) {
+                // Most of a hub's peers are concerned by none of it: skipped at once.
+                (Some(access), Some(Ok(announcement))) if !access.may_concern(announcement) => {
+                    continue;
+                }
                 // A peer of another person hears of what became visible to it.
                 (Some(access), Some(Ok(announcement))) => {
                     match access.visible_announced(&**store, announcement).await {
