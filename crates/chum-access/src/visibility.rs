@@ -790,14 +790,24 @@ impl VisibleSet {
         owner: Option<&PersonId>,
     ) -> Result<Vec<Cid>> {
         let mut out = store.query(Query::Versions(target)).await?;
-        for cid in links_to(store, target).await? {
-            if let Some((_, value)) = load(store, &cid).await?
-                && self
-                    .policy
-                    .collection_links_of(owner, &value)
-                    .contains(target)
-            {
-                out.push(cid);
+        let referrers: Vec<Cid> = links_to(store, target)
+            .await?
+            .into_iter()
+            .filter(|cid| cid.codec() == Codec::DagCbor.code())
+            .collect();
+        for chunk in referrers.chunks(PAGE) {
+            let loaded = store.get_many(chunk).await?;
+            for (cid, bytes) in chunk.iter().zip(loaded) {
+                if let Ok(bytes) = bytes
+                    && let Ok((_, value)) =
+                        Object::from_bytes(bytes, &chum_store::index::widest_limits())
+                    && self
+                        .policy
+                        .collection_links_of(owner, &value)
+                        .contains(target)
+                {
+                    out.push(cid.clone());
+                }
             }
         }
         Ok(out)
@@ -812,18 +822,31 @@ impl VisibleSet {
         found: &mut BTreeSet<Cid>,
         within: &(dyn Fn(&Cid) -> bool + Sync),
     ) -> Result<()> {
-        let mut stack = roots;
+        // Breadth first, a layer at a time: which of a layer are shared, and their bytes,
+        // are two reads for up to a page of objects (not two per object).
+        let mut frontier = roots;
         let mut seen = HashSet::new();
-        while let Some(cid) = stack.pop() {
-            if !seen.insert(cid.clone()) || !within(&cid) {
-                continue;
-            }
-            if !is_shared(store, &cid).await? {
-                continue;
-            }
-            found.insert(cid.clone());
-            if let Some((_, value)) = load(store, &cid).await? {
-                stack.extend(links(&value).into_iter().filter(|c| !seen.contains(c)));
+        while !frontier.is_empty() {
+            let layer: Vec<Cid> = std::mem::take(&mut frontier)
+                .into_iter()
+                .filter(|cid| seen.insert(cid.clone()) && within(cid))
+                .collect();
+            for chunk in layer.chunks(PAGE) {
+                let shared = store.shared_among(chunk).await?;
+                let structured: Vec<Cid> = shared
+                    .iter()
+                    .filter(|cid| cid.codec() == Codec::DagCbor.code())
+                    .cloned()
+                    .collect();
+                let loaded = store.get_many(&structured).await?;
+                found.extend(shared);
+                for bytes in loaded.into_iter().flatten() {
+                    if let Ok((_, value)) =
+                        Object::from_bytes(bytes, &chum_store::index::widest_limits())
+                    {
+                        frontier.extend(links(&value).into_iter().filter(|c| !seen.contains(c)));
+                    }
+                }
             }
         }
         Ok(())

@@ -1457,6 +1457,31 @@ impl Store for PostgresStore {
         self.list_cids(range, limit, true).await
     }
 
+    async fn shared_among(&self, cids: &[Cid]) -> Result<Vec<Cid>> {
+        if cids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<&[u8]> = cids.iter().map(Cid::as_bytes).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT cid FROM objects WHERE cid = ANY($1::bytea[]) AND position IS NOT NULL",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = client.query(&statement, &[&keys]).await.map_err(pg)?;
+        let found: std::collections::HashSet<Vec<u8>> =
+            rows.iter().map(|row| row.get::<_, Vec<u8>>(0)).collect();
+        let mut shared: Vec<Cid> = Vec::with_capacity(found.len());
+        let mut taken = std::collections::HashSet::with_capacity(found.len());
+        for cid in cids {
+            if found.contains(cid.as_bytes()) && taken.insert(cid) {
+                shared.push(cid.clone());
+            }
+        }
+        Ok(shared)
+    }
+
     async fn sync_objects(
         &self,
         after: Option<&Cid>,

@@ -899,6 +899,21 @@ pub async fn scopes_and_the_sync_digest(store: &dyn Store) {
         SyncDigest::of(&expected),
         "the digest is the shared set's"
     );
+    // Which of some CIDs are shared: in the order asked, once each; local and absent ones
+    // left out.
+    let absent = message(99).cid().clone();
+    let asked = vec![
+        shared[3].cid().clone(),
+        local[0].cid().clone(),
+        absent,
+        shared[1].cid().clone(),
+        shared[3].cid().clone(),
+    ];
+    assert_eq!(
+        store.shared_among(&asked).await.unwrap(),
+        [shared[3].cid().clone(), shared[1].cid().clone()]
+    );
+    assert!(store.shared_among(&[]).await.unwrap().is_empty());
     // Shared wins: a local object stored again as shared is promoted; never the reverse.
     assert_eq!(
         store

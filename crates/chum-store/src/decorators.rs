@@ -174,6 +174,9 @@ impl<S: Store> Store for FaultStore<S> {
     fn never_blocks(&self) -> bool {
         self.inner.never_blocks()
     }
+    async fn shared_among(&self, cids: &[Cid]) -> Result<Vec<Cid>> {
+        self.inner.shared_among(cids).await
+    }
 }
 
 /// Calls counted by a [`CountingStore`].
@@ -327,6 +330,9 @@ impl<S: Store> Store for CountingStore<S> {
     fn never_blocks(&self) -> bool {
         self.inner.never_blocks()
     }
+    async fn shared_among(&self, cids: &[Cid]) -> Result<Vec<Cid>> {
+        self.inner.shared_among(cids).await
+    }
 }
 
 /// Wraps a store so that its owner can close it while other handles to the wrapper remain:
@@ -432,6 +438,9 @@ impl Store for ClosableStore {
     }
     fn never_blocks(&self) -> bool {
         self.never_blocks
+    }
+    async fn shared_among(&self, cids: &[Cid]) -> Result<Vec<Cid>> {
+        self.open()?.shared_among(cids).await
     }
     async fn get(&self, cid: &Cid) -> Result<Vec<u8>> {
         self.open()?.get(cid).await

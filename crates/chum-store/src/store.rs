@@ -201,6 +201,21 @@ pub trait Store: MaybeSendSync {
     /// gives without the local objects.
     async fn sync_list(&self, range: (Bound<&Cid>, Bound<&Cid>), limit: usize) -> Result<Vec<Cid>>;
 
+    /// Those of `cids` that are stored **and shared** (never an instance-local object), in the
+    /// order given, each once. The default asks [`Store::sync_list`] for each; backends with
+    /// queries answer in one.
+    async fn shared_among(&self, cids: &[Cid]) -> Result<Vec<Cid>> {
+        let mut shared: Vec<Cid> = Vec::with_capacity(cids.len());
+        let mut asked = std::collections::HashSet::with_capacity(cids.len());
+        for cid in cids {
+            let exact = (Bound::Included(cid), Bound::Included(cid));
+            if asked.insert(cid) && !self.sync_list(exact, 1).await?.is_empty() {
+                shared.push(cid.clone());
+            }
+        }
+        Ok(shared)
+    }
+
     /// Shared objects with their bytes, ascending by CID, strictly after `after`, at most
     /// `limit` listed; objects whose bytes no longer verify are left out. Also returns the CID
     /// to continue after (`None` when no shared object follows). The default lists with

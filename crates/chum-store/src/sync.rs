@@ -213,16 +213,9 @@ pub async fn resolve_short_ids<S: Store + ?Sized>(store: &S, ids: &[u64]) -> Res
     Ok(out)
 }
 
-/// Those of `cids` that are stored and shared (never a local object).
+/// Those of `cids` that are stored and shared (never a local object): [`Store::shared_among`].
 pub async fn shared_among<S: Store + ?Sized>(store: &S, cids: Vec<Cid>) -> Result<Vec<Cid>> {
-    let mut shared = Vec::with_capacity(cids.len());
-    for cid in cids {
-        let exact = (Bound::Included(&cid), Bound::Included(&cid));
-        if !store.sync_list(exact, 1).await?.is_empty() {
-            shared.push(cid);
-        }
-    }
-    Ok(shared)
+    store.shared_among(&cids).await
 }
 
 /// A sketch of the shared set: the kept one when `cells` and `salt` match one, otherwise built
