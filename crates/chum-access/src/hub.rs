@@ -93,6 +93,35 @@ pub async fn senders(store: &dyn Store, cid: &Cid) -> Result<Vec<PersonId>> {
         .collect())
 }
 
+/// The `$type` of a hub's note that a person sent it a recipe: `{person, recipe}` (links).
+/// The hub writes one, shared, beside a recipe it takes from a person, so that every process
+/// over its store hears of it — the recipe itself is usually stored already (every person
+/// of one app sends the same recipe objects), and only new objects are announced. Nobody
+/// sent a note (no contribution records): no peer ever sees one.
+pub const RECIPE_NOTE_TYPE: &str = "HubRecipeNote";
+
+/// The note that `person` sent the recipe `recipe`, as a verified object (see
+/// [`RECIPE_NOTE_TYPE`]).
+pub(crate) fn recipe_note(person: &PersonId, recipe: &Cid) -> Option<(Cid, Vec<u8>)> {
+    let mut map = chum_object::Map::new();
+    map.insert("$type", RECIPE_NOTE_TYPE);
+    map.insert("person", person.0.clone());
+    map.insert("recipe", recipe.clone());
+    let object = chum_object::Object::from_value(&chum_object::Value::Map(map)).ok()?;
+    Some((object.cid().clone(), object.into_bytes()))
+}
+
+/// The person and recipe of a note (see [`RECIPE_NOTE_TYPE`]).
+pub(crate) fn read_recipe_note(value: &chum_object::Value) -> Option<(PersonId, Cid)> {
+    if value.type_name() != Some(RECIPE_NOTE_TYPE) {
+        return None;
+    }
+    let map = value.as_map()?;
+    let person = map.get("person")?.as_link()?.clone();
+    let recipe = map.get("recipe")?.as_link()?.clone();
+    Some((PersonId(person), recipe))
+}
+
 /// A hub's state of one peer's set.
 #[derive(Debug, Clone)]
 pub struct HubState {

@@ -299,15 +299,20 @@ impl Granted {
         }
     }
 
-    /// Stores `objects`; on a hub, records that the peer's person sent them in the same
-    /// write (never after them: no process of the hub hears of them without knowing their
-    /// sender).
+    /// Stores `objects`; on a hub, records that the peer's person sent the first `recorded`
+    /// of them in the same write (never after them: no process of the hub hears of them
+    /// without knowing their sender).
     async fn put_recording(
         &self,
         store: &dyn Store,
         objects: &[(Cid, Vec<u8>)],
+        recorded: usize,
     ) -> chum_store::Result<Vec<bool>> {
-        let cids: Vec<Cid> = objects.iter().map(|(cid, _)| cid.clone()).collect();
+        let cids: Vec<Cid> = objects
+            .iter()
+            .take(recorded)
+            .map(|(cid, _)| cid.clone())
+            .collect();
         let noted = self.notes(&cids);
         if noted.is_empty() {
             return store.put_scoped(objects, Scope::Shared).await;
@@ -332,6 +337,7 @@ impl Granted {
     ) -> std::result::Result<Taken, Answer> {
         let mut keep = Vec::with_capacity(batch.len());
         let mut vouched = 0;
+        let mut recipes = Vec::new();
         for (cid, bytes) in batch.objects() {
             let value = Coverage::decode(cid, bytes);
             let ok = self.my_hub
@@ -349,6 +355,12 @@ impl Granted {
                             || name == crate::grant::GROUP_MEMBERS_TYPE
                     });
                 vouched += usize::from(grant_like);
+                if self.view.is_hub()
+                    && value.as_ref().and_then(Value::type_name)
+                        == Some(chum_object::recipe::RECIPE_TYPE)
+                {
+                    recipes.push(cid.clone());
+                }
             }
             keep.push(ok);
         }
@@ -365,10 +377,28 @@ impl Granted {
         let cids: Vec<Cid> = batch.objects().iter().map(|(cid, _)| cid.clone()).collect();
         self.quarantine_bytes += incoming;
         self.quarantine.extend(uncovered);
-        Ok(Taken {
-            local: self.notes(&cids),
-            batch,
-        })
+        // Who sent what is noted for the objects sent; the hub's own notes of the recipes
+        // among them go in the same write (no one sent those).
+        let local = self.notes(&cids);
+        let batch = match self.recipe_notes(&recipes, batch.limits()) {
+            Some(notes) => Verified::concat(vec![batch, notes]),
+            None => batch,
+        };
+        Ok(Taken { local, batch })
+    }
+
+    /// On a hub: its notes that the peer's person sent `recipes` (see
+    /// [`crate::hub::RECIPE_NOTE_TYPE`]), verified; `None` when there are none.
+    fn recipe_notes(&self, recipes: &[Cid], limits: &chum_object::Limits) -> Option<Verified> {
+        if recipes.is_empty() {
+            return None;
+        }
+        let person = self.coverage.peer_person();
+        let notes: Vec<(Cid, Vec<u8>)> = recipes
+            .iter()
+            .filter_map(|recipe| crate::hub::recipe_note(&person, recipe))
+            .collect();
+        Verified::check(notes, limits).ok()
     }
 
     /// After objects of the peer's were stored: stores the held ones they cover now (a grant,
@@ -395,7 +425,27 @@ impl Granted {
             if promoted.is_empty() {
                 break;
             }
-            let changed = self.put_recording(store, &promoted).await?;
+            let recipes: Vec<Cid> = if self.view.is_hub() {
+                promoted
+                    .iter()
+                    .filter(|(cid, bytes)| {
+                        Coverage::decode(cid, bytes)
+                            .as_ref()
+                            .and_then(Value::type_name)
+                            == Some(chum_object::recipe::RECIPE_TYPE)
+                    })
+                    .map(|(cid, _)| cid.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            // The hub's notes of recipes among them go in the same write, so that no process
+            // hears of an object before the recipe that covers it.
+            let recorded = promoted.len();
+            if let Some(notes) = self.recipe_notes(&recipes, &store.limits()) {
+                promoted.extend(notes.into_parts().0);
+            }
+            let changed = self.put_recording(store, &promoted, recorded).await?;
             new.extend(
                 promoted
                     .iter()

@@ -179,16 +179,28 @@ impl Policy {
         }
     }
 
-    /// On a hub: learns the recipes among announced objects, for each of their senders.
-    pub fn learn_announced(&self, announcement: &Announcement) {
+    /// On a hub: learns the recipes persons sent from announced objects — recipes, with their
+    /// senders, and the hub's notes of recipes taken (see [`crate::hub::RECIPE_NOTE_TYPE`]),
+    /// whose recipe is read from `store` unless announced too.
+    pub async fn learn_announced(
+        &self,
+        store: &dyn Store,
+        announcement: &Announcement,
+    ) -> Result<()> {
         for (cid, value) in &announcement.values {
-            if value.type_name() != Some(RECIPE_TYPE) {
-                continue;
-            }
-            for sender in announcement.senders.get(cid).into_iter().flatten() {
-                self.learn_recipe(sender, cid, value);
+            if value.type_name() == Some(RECIPE_TYPE) {
+                for sender in announcement.senders.get(cid).into_iter().flatten() {
+                    self.learn_recipe(sender, cid, value);
+                }
+            } else if let Some((person, recipe)) = crate::hub::read_recipe_note(value) {
+                if let Some(value) = announcement.values.get(&recipe) {
+                    self.learn_recipe(&person, &recipe, value);
+                } else if let Some((_, value)) = load(store, &recipe).await? {
+                    self.learn_recipe(&person, &recipe, &value);
+                }
             }
         }
+        Ok(())
     }
 
     /// On a hub: learns every stored recipe for each person that sent it (at start; later

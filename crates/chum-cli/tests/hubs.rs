@@ -236,6 +236,23 @@ fn hub_processes_learn_each_persons_recipes_through_the_database() {
                 .unwrap()
         };
         let (alice, bob, carol) = (device().await, device().await, device().await);
+        // Bob shares a conversation of his own through hub A first: his recipe — the same
+        // object as Alice's, as for every user of one app — is stored before Alice's arrives
+        // (so hub B hears of Alice's from the hub's note, not from the recipe, which is old).
+        let b_chat = bob
+            .put(&dagjson::from_str(r#"{"$type":"Conversation","id":"bob's"}"#).unwrap())
+            .await
+            .unwrap()
+            .id()
+            .unwrap()
+            .clone();
+        let _ = bob.grant(&b_chat, &hub_person).await.unwrap();
+        assert!(
+            bob.sync_once(&hub_a.url, Duration::from_secs(10))
+                .await
+                .unwrap()
+                .synced
+        );
         // Bob is on hub B before Alice writes anything.
         let link_b = bob.connect(&hub_b.url).unwrap();
         link_b.connected().await.unwrap();

@@ -791,10 +791,13 @@ impl Host {
             .await;
             if let Ok(announcement) = &announcement
                 && policy.serves_as_hub()
+                && policy
+                    .learn_announced(&**store, announcement)
+                    .await
+                    .is_err()
             {
-                // Recipes persons sent (through this process or another over the same
-                // store) apply to their objects from now on.
-                policy.learn_announced(announcement);
+                // Not learnt now: read from the store when the next session opens.
+                *hub_recipes_loaded = false;
             }
             Some(announcement)
         } else {
