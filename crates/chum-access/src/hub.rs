@@ -388,3 +388,57 @@ pub(crate) async fn on_announced(
     set.add(&shared);
     Ok(shared)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::visibility::Policy;
+    use chum_object::recipe::{Field, Kind, Recipe, Strategy};
+    use chum_object::{Object, Value, dagjson};
+
+    /// A hub learns a person's recipe from its own note (no sender), never from one a peer
+    /// sent: that would let anyone attribute a recipe to someone else.
+    #[test]
+    fn only_the_hubs_own_recipe_notes_are_learnt() {
+        let store = chum_store::MemoryStore::new();
+        let alice = PersonId(
+            Object::from_value(&dagjson::from_str(r#"{"$type":"Person","key":"a"}"#).unwrap())
+                .unwrap()
+                .cid()
+                .clone(),
+        );
+        let mallory = PersonId(
+            Object::from_value(&dagjson::from_str(r#"{"$type":"Person","key":"m"}"#).unwrap())
+                .unwrap()
+                .cid()
+                .clone(),
+        );
+        let recipe = Recipe::new("Reply", Strategy::AppendOnly)
+            .field(Field::new("on", Kind::Link(Vec::new())).collection());
+        let recipe_value = recipe.to_value();
+        let recipe_cid = Object::from_value(&recipe_value).unwrap().cid().clone();
+        let (note_cid, note_bytes) = recipe_note(&alice, &recipe_cid).unwrap();
+        let note_value: Value = chum_object::dagcbor::decode(&note_bytes).unwrap();
+        let reply = dagjson::from_str(&format!(
+            r#"{{"$type":"Reply","on":{{"/":"{recipe_cid}"}}}}"#
+        ))
+        .unwrap();
+        for (senders, learnt) in [(vec![mallory.clone()], false), (Vec::new(), true)] {
+            let policy = Policy::default();
+            let mut announcement = Announcement::default();
+            announcement
+                .values
+                .insert(recipe_cid.clone(), recipe_value.clone());
+            announcement
+                .values
+                .insert(note_cid.clone(), note_value.clone());
+            announcement.senders.insert(note_cid.clone(), senders);
+            futures::executor::block_on(policy.learn_announced(&store, &announcement)).unwrap();
+            assert_eq!(
+                !policy.collection_links_of(Some(&alice), &reply).is_empty(),
+                learnt
+            );
+        }
+    }
+}

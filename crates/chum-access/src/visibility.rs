@@ -192,7 +192,11 @@ impl Policy {
                 for sender in announcement.senders.get(cid).into_iter().flatten() {
                     self.learn_recipe(sender, cid, value);
                 }
-            } else if let Some((person, recipe)) = crate::hub::read_recipe_note(value) {
+            } else if let Some((person, recipe)) = crate::hub::read_recipe_note(value)
+                // Only the hub's own notes: a note some peer sent (a forgery naming another
+                // person) is never taken, and would have a sender here.
+                && announcement.senders.get(cid).is_none_or(Vec::is_empty)
+            {
                 if let Some(value) = announcement.values.get(&recipe) {
                     self.learn_recipe(&person, &recipe, value);
                 } else if let Some((_, value)) = load(store, &recipe).await? {
@@ -1334,6 +1338,10 @@ impl Coverage {
                     group_owner(value).is_ok_and(|owner| owner == peer_person)
                         && (self.expected.contains(cid) || self.groups.contains(cid))
                 }
+                // Only a hub writes its notes of who sent which recipe: never taken from a
+                // peer (one naming another person would change what that person's grants
+                // cover).
+                Some(crate::hub::RECIPE_NOTE_TYPE) if self.hub => false,
                 // A hub takes a related person's recipes (bounded per session) and applies
                 // them to that person's objects only.
                 Some(RECIPE_TYPE) if self.hub => {

@@ -232,10 +232,12 @@ async fn a_hub_applies_each_persons_recipes_to_that_persons_objects_only() {
     ])
     .await;
     let bob = device(vec![entry_recipe("Comment", true)]).await;
-    // Mallory's own recipe makes a Reply an entry of what it is `on`.
-    let mallory = device(vec![entry_recipe("Reply", true)]).await;
+    // Mallory's own recipe makes a Reply an entry of what it is `on` (a newer version than
+    // Alice's: were it taken as hers, it would win).
+    let mallory = device(vec![entry_recipe("Reply", true).with_version(2)]).await;
 
-    // Mallory shares something with the hub first: its recipes reach the hub.
+    // Mallory shares something with the hub first: its recipes reach the hub. It also tries
+    // to pass its Reply recipe off as Alice's, with a forged hub note granted to the hub.
     let m_chat = mallory
         .put(&json(r#"{"$type":"Conversation","id":"mallory"}"#))
         .await
@@ -244,11 +246,30 @@ async fn a_hub_applies_each_persons_recipes_to_that_persons_objects_only() {
         .unwrap()
         .clone();
     let _ = mallory.grant(&m_chat, &hub_person).await.unwrap();
+    let m_recipe =
+        chum::Object::from_value(&entry_recipe("Reply", true).with_version(2).to_value())
+            .unwrap()
+            .cid()
+            .clone();
+    let forged = mallory
+        .put(&json(&format!(
+            r#"{{"$type":"HubRecipeNote","person":{{"/":"{}"}},"recipe":{{"/":"{m_recipe}"}}}}"#,
+            alice.person().0
+        )))
+        .await
+        .unwrap()
+        .cid()
+        .clone();
+    let _ = mallory.grant(&forged, &hub_person).await.unwrap();
     let report = mallory
         .sync_once(&hub_url, Duration::from_secs(10))
         .await
         .unwrap();
     assert!(report.synced);
+    assert!(
+        !hub.has(&forged).await.unwrap(),
+        "a hub takes no recipe note from a peer"
+    );
 
     // Alice: a conversation with a comment and a reply, granted to the hub, Bob and Mallory;
     // the reply granted to the hub on its own (for Alice's other devices), to nobody else.
