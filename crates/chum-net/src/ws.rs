@@ -117,7 +117,7 @@ impl ClientTls {
 
     /// Trusts exactly `roots` (e.g. a self-signed certificate of your own server).
     pub fn with_roots(roots: rustls::RootCertStore) -> io::Result<ClientTls> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(ring_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(other)?
@@ -170,7 +170,7 @@ impl ServerTls {
         chain: Vec<rustls::pki_types::CertificateDer<'static>>,
         key: rustls::pki_types::PrivateKeyDer<'static>,
     ) -> io::Result<ServerTls> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(ring_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(other)?
@@ -205,4 +205,13 @@ pub async fn accept(
             Ok(connection(ws, remote))
         }
     }
+}
+
+/// rustls over *ring*, chosen over aws-lc-rs so that building needs no C toolchain beyond
+/// the one *ring* brings. Newer rustls releases mark it deprecated for lacking post-quantum
+/// key exchange; that is the known trade-off (WSS carries Noise sessions, which authenticate
+/// and encrypt on their own), not a warning for every app that builds this crate.
+#[allow(deprecated)]
+fn ring_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
