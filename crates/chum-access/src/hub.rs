@@ -251,6 +251,10 @@ pub(crate) async fn on_announced(
     let concerned = announcement.affects.iter().any(|affects| match affects {
         Affects::All => true,
         Affects::Persons(persons) => persons.contains(&peer.0),
+        Affects::Granters(granters) => granters.iter().any(|granter| {
+            set.hub_state_ref()
+                .is_some_and(|state| state.granters.contains_key(&granter.0))
+        }),
         Affects::Group { signer, members } => {
             members.contains(&peer)
                 || set
@@ -434,7 +438,7 @@ mod tests {
                 .values
                 .insert(note_cid.clone(), note_value.clone());
             announcement.senders.insert(note_cid.clone(), senders);
-            futures::executor::block_on(policy.learn_announced(&store, &announcement)).unwrap();
+            futures::executor::block_on(policy.learn_announced(&store, &mut announcement)).unwrap();
             assert_eq!(
                 !policy.collection_links_of(Some(&alice), &reply).is_empty(),
                 learnt

@@ -179,30 +179,53 @@ impl Policy {
         }
     }
 
+    /// [`Policy::learn_recipe`], returning whether it changed the collection fields known
+    /// for that person (not whether it was a recipe).
+    fn learn_recipe_changed(&self, person: &PersonId, cid: &Cid, value: &Value) -> bool {
+        Recipe::from_value(value).is_ok_and(|recipe| self.persons.learn(person, cid, &recipe))
+    }
+
     /// On a hub: learns the recipes persons sent from announced objects — recipes, with their
     /// senders, and the hub's notes of recipes taken (see [`crate::hub::RECIPE_NOTE_TYPE`]),
-    /// whose recipe is read from `store` unless announced too.
+    /// whose recipe is read from `store` unless announced too. A person with a new recipe
+    /// has the sets it grants into computed again (the announcement says so): objects of its
+    /// announced earlier — through another session, or another process — may be entries now.
     pub async fn learn_announced(
         &self,
         store: &dyn Store,
-        announcement: &Announcement,
+        announcement: &mut Announcement,
     ) -> Result<()> {
+        let mut changed: Vec<PersonId> = Vec::new();
         for (cid, value) in &announcement.values {
             if value.type_name() == Some(RECIPE_TYPE) {
                 for sender in announcement.senders.get(cid).into_iter().flatten() {
-                    self.learn_recipe(sender, cid, value);
+                    if self.learn_recipe_changed(sender, cid, value) {
+                        changed.push(sender.clone());
+                    }
                 }
             } else if let Some((person, recipe)) = crate::hub::read_recipe_note(value)
                 // Only the hub's own notes: a note some peer sent (a forgery naming another
                 // person) is never taken, and would have a sender here.
                 && announcement.senders.get(cid).is_none_or(Vec::is_empty)
             {
-                if let Some(value) = announcement.values.get(&recipe) {
-                    self.learn_recipe(&person, &recipe, value);
-                } else if let Some((_, value)) = load(store, &recipe).await? {
-                    self.learn_recipe(&person, &recipe, &value);
+                // A note is announced once (when first written): the person's sets are
+                // computed again even if this process learnt the recipe as it was taken.
+                let learnt = match announcement.values.get(&recipe) {
+                    Some(value) => self.learn_recipe(&person, &recipe, value),
+                    None => match load(store, &recipe).await? {
+                        Some((_, value)) => self.learn_recipe(&person, &recipe, &value),
+                        None => false,
+                    },
+                };
+                if learnt {
+                    changed.push(person);
                 }
             }
+        }
+        if !changed.is_empty() {
+            changed.sort();
+            changed.dedup();
+            announcement.affects.push(Affects::Granters(changed));
         }
         Ok(())
     }
@@ -262,7 +285,8 @@ impl PersonRecipes {
             .unwrap_or_default()
     }
 
-    fn learn(&self, person: &PersonId, cid: &Cid, recipe: &Recipe) {
+    /// Returns whether it changed what the person's recipes say.
+    fn learn(&self, person: &PersonId, cid: &Cid, recipe: &Recipe) -> bool {
         let fields: Vec<String> = recipe
             .fields
             .iter()
@@ -277,13 +301,17 @@ impl PersonRecipes {
         let full = types.len() >= MAX_PERSON_RECIPES;
         match types.get_mut(&recipe.name) {
             Some(known) if (recipe.version, cid) > (known.0, &known.1) => {
+                let changed = known.2 != fields;
                 *known = (recipe.version, cid.clone(), fields);
+                changed
             }
-            Some(_) => {}
+            Some(_) => false,
             None if !full => {
+                let changed = !fields.is_empty();
                 types.insert(recipe.name.clone(), (recipe.version, cid.clone(), fields));
+                changed
             }
-            None => {}
+            None => false,
         }
     }
 }
@@ -508,6 +536,8 @@ pub(crate) enum Affects {
     },
     /// Everyone (a grant to a group, a revocation of one).
     All,
+    /// The peers granted anything by these persons (their recipes changed).
+    Granters(Vec<PersonId>),
 }
 
 impl Announcement {

@@ -783,13 +783,13 @@ impl Host {
         } = self;
         // What every view needs to know of the new objects, read once for all sessions.
         let announcement = if conns.values().any(|conn| conn.foreign.is_some()) {
-            let announcement = chum_access::visibility::Announcement::prepare(
+            let mut announcement = chum_access::visibility::Announcement::prepare(
                 &**store,
                 cids.clone(),
                 policy.serves_as_hub(),
             )
             .await;
-            if let Ok(announcement) = &announcement
+            if let Ok(announcement) = &mut announcement
                 && policy.serves_as_hub()
                 && policy
                     .learn_announced(&**store, announcement)

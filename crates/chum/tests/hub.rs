@@ -423,3 +423,83 @@ async fn a_hub_serves_only_the_persons_it_admits() {
     assert!(report.synced);
     assert!(hub.has(&a_grant).await.unwrap(), "alice is served");
 }
+
+/// Entries the hub holds before it knows their person's recipe become visible to grantees,
+/// live, once the recipe arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipe_that_arrives_later_uncovers_earlier_entries() {
+    let hub = Instance::builder().memory().hub().open().await.unwrap();
+    let hub_url = hub
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_owned();
+    let hub_person = hub.person();
+    let alice = Instance::builder()
+        .memory()
+        .use_hub(hub_person.clone())
+        .open()
+        .await
+        .unwrap();
+    let bob = Instance::builder()
+        .memory()
+        .use_hub(hub_person.clone())
+        .recipe(entry_recipe("Comment", true))
+        .open()
+        .await
+        .unwrap();
+    // Alice has no recipe for her comments yet; she grants the hub the comment itself (so it
+    // is stored there), and Bob the conversation.
+    let chat = alice
+        .put(&json(r#"{"$type":"Conversation","id":"later"}"#))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .clone();
+    let comment = alice
+        .create(&json(&format!(
+            r#"{{"$type":"Comment","on":{{"/":"{chat}"}},"text":"early"}}"#
+        )))
+        .await
+        .unwrap()
+        .cid()
+        .clone();
+    let _ = alice.grant(&chat, &hub_person).await.unwrap();
+    let _ = alice.grant(&comment, &hub_person).await.unwrap();
+    let _ = alice.grant(&chat, &bob.person()).await.unwrap();
+    assert!(
+        alice
+            .sync_once(&hub_url, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .synced
+    );
+    assert!(hub.has(&comment).await.unwrap());
+    let b_link = bob.connect(&hub_url).unwrap();
+    b_link.connected().await.unwrap();
+    eventually("bob holds alice's grant", || async {
+        held(&bob).await.len() > 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !bob.has(&comment).await.unwrap(),
+        "not an entry of the conversation by any recipe of Alice's yet"
+    );
+    // Alice's app learns the type; her next session brings the recipe to the hub.
+    let _ = alice.register(entry_recipe("Comment", true)).await.unwrap();
+    assert!(
+        alice
+            .sync_once(&hub_url, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .synced
+    );
+    eventually("bob gets the earlier comment, live", || async {
+        bob.has(&comment).await.unwrap()
+    })
+    .await;
+    b_link.close().await;
+}
