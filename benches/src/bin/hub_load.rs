@@ -13,7 +13,8 @@
 //! Reported: sessions held, objects/s written and deliveries/s through the hubs, live latency
 //! from a device's write to its arrival at another device (p50/p99, by the harness's
 //! clock — one process), reconnection after the kill, hub RSS, database size, acknowledged
-//! objects missing from the database after the kill, deliveries missing after the run, and
+//! objects missing from the database after the kill, deliveries missing once they stop
+//! arriving after the run (none for 20 s, at most 180 s), and
 //! the leak check: objects of a person at a device of a person it never granted them to.
 //! Exits non-zero when a leak, a lost acknowledged object or a missing delivery is found.
 //!
@@ -476,7 +477,10 @@ async fn run(config: Config) -> Result<bool, String> {
             }
         }
     }
+    // Waits while deliveries still arrive (a saturated hub drains its queues after the
+    // writing stops): done when none is missing, or none arrived for 20 s, or after 180 s.
     let settle = Instant::now();
+    let mut progress = (usize::MAX, Instant::now());
     let missing = loop {
         let arrived: BTreeSet<(usize, Cid)> = received
             .lock()
@@ -488,11 +492,18 @@ async fn run(config: Config) -> Result<bool, String> {
             .keys()
             .filter(|key| !arrived.contains(*key))
             .count();
-        if missing == 0 || settle.elapsed() > Duration::from_secs(60) {
+        if missing < progress.0 {
+            progress = (missing, Instant::now());
+        }
+        if missing == 0
+            || progress.1.elapsed() > Duration::from_secs(20)
+            || settle.elapsed() > Duration::from_secs(180)
+        {
             break missing;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    let settled_after = settle.elapsed();
     // Steady: written while no session was moving to the other hub (before the kill, or
     // after every device was connected again).
     let moving = killed_at.map(|at| (at, at + reconnected_after.unwrap_or_default()));
@@ -541,6 +552,52 @@ async fn run(config: Config) -> Result<bool, String> {
             .await
             .map_err(error)?;
         lost += found.iter().filter(|bytes| bytes.is_err()).count();
+    }
+    if missing > 0 {
+        // What the missing deliveries have in common: who wrote them and when, who lacks
+        // them, and whether the hubs hold them at all.
+        let arrived: BTreeSet<(usize, Cid)> = received
+            .lock()
+            .map_err(error)?
+            .iter()
+            .map(|(index, cid, _)| (*index, cid.clone()))
+            .collect();
+        let writers: HashMap<Cid, usize> = sent
+            .iter()
+            .map(|(writer, cid, _)| (cid.clone(), *writer))
+            .collect();
+        for ((device, cid), at) in expected
+            .iter()
+            .filter(|(key, _)| !arrived.contains(*key))
+            .take(10)
+        {
+            let held = chum::Store::has(&database, cid).await.map_err(error)?;
+            // Who the hubs recorded as its sender (their contribution records).
+            let mut prefix = b"chum-access/hub/sender-of/".to_vec();
+            prefix.push(u8::try_from(cid.as_bytes().len()).unwrap_or(u8::MAX));
+            prefix.extend_from_slice(cid.as_bytes());
+            let senders = chum::Store::local_keys(&database, &prefix)
+                .await
+                .map_err(error)?
+                .len();
+            eprintln!(
+                "hub_load: missing at device {device} (person {}): {cid}, written by device {} \
+                 {:.2} s into the writing{}; the database {}",
+                devices[*device].person,
+                writers.get(cid).copied().unwrap_or(usize::MAX),
+                at.duration_since(write_started).as_secs_f64(),
+                killed_at.map_or(String::new(), |kill| format!(
+                    " (the kill: {:.2} s)",
+                    kill.duration_since(write_started).as_secs_f64()
+                )),
+                if held { "holds it" } else { "does not hold it" },
+            );
+            let at_device = devices[*device].instance.has(cid).await.map_err(error)?;
+            eprintln!(
+                "hub_load:   senders recorded: {senders}; the device {} it",
+                if at_device { "holds" } else { "does not hold" }
+            );
+        }
     }
     let database_mb = database.size_bytes().await.map_err(error)? as f64 / (1 << 20) as f64;
     if std::env::var_os("CHUM_LOAD_PG_STATS").is_some() {
@@ -636,8 +693,9 @@ async fn run(config: Config) -> Result<bool, String> {
         acknowledged.len()
     );
     println!(
-        "deliveries missing after 60 s {missing} of {}",
-        expected.len()
+        "deliveries missing            {missing} of {} (settled {:.1} s after the writing)",
+        expected.len(),
+        settled_after.as_secs_f64()
     );
     println!("leak check                    {leaks} leaks in {checked} messages held");
     for device in &devices {

@@ -724,9 +724,16 @@ impl Host {
                 c.arrivals.stale.extend(committed.stale);
             }
             c.arrivals.facts.extend(committed.facts);
-            for (request_id, answer) in committed.answers {
-                c.session
-                    .handle_input(now.elapsed, Input::Answer(request_id, answer));
+            if c.session.is_closed() {
+                // The session ended while its objects were being stored: it reports nothing
+                // received any more, but they are stored — reported here (once what they link
+                // to is in), or the application never hears of them.
+                release(&mut self.outputs, conn, c, Some(new.clone()), &[]);
+            } else {
+                for (request_id, answer) in committed.answers {
+                    c.session
+                        .handle_input(now.elapsed, Input::Answer(request_id, answer));
+                }
             }
             self.dirty.push_back(conn);
         }

@@ -1,0 +1,80 @@
+//! Objects whose commit finishes after their session ended are still reported received.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chum_host::{ConnInput, Host, HostOutput, NodeEvent, Now, Opening};
+use chum_object::{Object, dagjson};
+use chum_store::{MemoryStore, Scope, Store};
+use chum_sync::Role;
+use futures::executor::block_on;
+
+fn now(ms: u64) -> Now {
+    Now {
+        elapsed: Duration::from_millis(ms),
+        unix_ms: 1_700_000_000_000 + ms,
+    }
+}
+
+#[test]
+fn a_commit_that_outlives_its_session_is_reported() {
+    let stores = [Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new())];
+    let mut hosts: Vec<Host> = stores
+        .iter()
+        .map(|store| Host::new(store.clone() as Arc<dyn Store>))
+        .collect();
+    let note = Object::from_value(&dagjson::from_str(r#"{"$type":"Note","text":"late"}"#).unwrap())
+        .unwrap();
+    let objects = vec![(note.cid().clone(), note.bytes().to_vec())];
+    block_on(stores[0].put_scoped(&objects, Scope::Shared)).unwrap();
+    block_on(hosts[0].open(now(0), 1, Opening::new(Role::Initiator, "side 1", [1; 64])));
+    block_on(hosts[1].open(now(0), 1, Opening::new(Role::Responder, "side 0", [2; 64])));
+    // Pump until side 1 asks to commit the note; hold that commit back.
+    let mut held = None;
+    for _ in 0..100 {
+        for side in 0..2 {
+            while let Some(output) = hosts[side].poll_output() {
+                match output {
+                    HostOutput::Transmit { conn, frame } => {
+                        block_on(hosts[1 - side].handle(now(0), conn, ConnInput::Frame(frame)));
+                    }
+                    HostOutput::Commit { conn, commit } if side == 1 && held.is_none() => {
+                        held = Some((conn, commit));
+                    }
+                    HostOutput::Commit { conn, commit } => {
+                        let committed = block_on(commit.run(&*stores[side]));
+                        block_on(hosts[side].committed(now(0), conn, committed));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if held.is_some() {
+            break;
+        }
+    }
+    let (conn, commit) = held.expect("side 1 commits the note");
+    // The transport goes away before the commit finishes.
+    block_on(hosts[1].handle(now(1), conn, ConnInput::TransportClosed));
+    while hosts[1].poll_output().is_some() {}
+    let committed = block_on(commit.run(&*stores[1]));
+    block_on(hosts[1].committed(now(2), conn, committed));
+    let mut reported = false;
+    let mut ended = false;
+    while let Some(output) = hosts[1].poll_output() {
+        match output {
+            HostOutput::Event(NodeEvent::Received { cids, .. }) => {
+                reported |= cids.contains(note.cid());
+            }
+            HostOutput::Ended { .. } => ended = true,
+            _ => {}
+        }
+    }
+    assert!(block_on(stores[1].has(note.cid())).unwrap(), "stored");
+    assert!(
+        reported,
+        "and reported received, though its session had ended"
+    );
+    assert!(ended, "the session ends once its commit is in");
+}
