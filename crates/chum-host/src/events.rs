@@ -74,7 +74,7 @@ pub enum NodeEvent {
         /// Their CIDs.
         cids: Vec<Cid>,
     },
-    /// A session ended.
+    /// A session ended: the last event of its (after whatever its last commit stored).
     Closed {
         /// The session.
         session: u64,

@@ -236,6 +236,8 @@ struct Conn {
     transport_ok: bool,
     /// When this session waits for time, as entered in [`Host::timers`].
     timer: Option<Duration>,
+    /// How the session closed, told once it has ended (see [`NodeEvent::Closed`]).
+    closed: Option<(CloseCode, String)>,
 }
 
 /// How many dropped objects of another person's a session's end names (the rest are counted).
@@ -632,6 +634,7 @@ impl Host {
                 committing: false,
                 transport_ok: true,
                 timer: None,
+                closed: None,
             },
         );
         self.dirty.push_back(conn);
@@ -918,6 +921,13 @@ impl Host {
                     session: id,
                     cids: incomplete,
                 }));
+        }
+        if let Some((code, reason)) = conn.closed.take() {
+            self.outputs.push_back(HostOutput::Event(NodeEvent::Closed {
+                session: id,
+                code,
+                reason,
+            }));
         }
         self.outputs.push_back(HostOutput::Ended {
             conn: id,
@@ -1378,11 +1388,9 @@ impl Host {
                 conn.report.code = code;
                 conn.report.reason.clone_from(&reason);
                 conn.report.by_peer = by_peer;
-                emit(NodeEvent::Closed {
-                    session: id,
-                    code,
-                    reason,
-                });
+                // Told when the session has ended (`finish`): a commit still out may yet
+                // report objects received through it, and they come first.
+                conn.closed = Some((code, reason));
             }
             _ => {}
         }
