@@ -186,6 +186,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// The deliveries seen so far: (device, object).
+fn arrived(received: &Received) -> Result<BTreeSet<(usize, Cid)>, String> {
+    Ok(received
+        .lock()
+        .map_err(error)?
+        .iter()
+        .map(|(index, cid, _)| (*index, cid.clone()))
+        .collect())
+}
+
 fn error(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
@@ -482,12 +492,7 @@ async fn run(config: Config) -> Result<bool, String> {
     let settle = Instant::now();
     let mut progress = (usize::MAX, Instant::now());
     let missing = loop {
-        let arrived: BTreeSet<(usize, Cid)> = received
-            .lock()
-            .map_err(error)?
-            .iter()
-            .map(|(index, cid, _)| (*index, cid.clone()))
-            .collect();
+        let arrived = arrived(&received)?;
         let missing = expected
             .keys()
             .filter(|key| !arrived.contains(*key))
@@ -556,12 +561,7 @@ async fn run(config: Config) -> Result<bool, String> {
     if missing > 0 {
         // What the missing deliveries have in common: who wrote them and when, who lacks
         // them, and whether the hubs hold them at all.
-        let arrived: BTreeSet<(usize, Cid)> = received
-            .lock()
-            .map_err(error)?
-            .iter()
-            .map(|(index, cid, _)| (*index, cid.clone()))
-            .collect();
+        let arrived = arrived(&received)?;
         let writers: HashMap<Cid, usize> = sent
             .iter()
             .map(|(writer, cid, _)| (cid.clone(), *writer))

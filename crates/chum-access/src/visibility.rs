@@ -120,12 +120,7 @@ impl Policy {
             if let Ok(object) = Object::from_value(&recipe.to_value()) {
                 self.own_recipes.insert(object.cid().clone());
             }
-            let fields: Vec<String> = recipe
-                .fields
-                .iter()
-                .filter(|field| field.collection)
-                .map(|field| field.name.clone())
-                .collect();
+            let fields = collection_fields(recipe);
             if fields.is_empty() {
                 self.collections.remove(&recipe.name);
             } else {
@@ -261,6 +256,16 @@ impl Policy {
 /// The `$type` of recipe objects.
 const RECIPE_TYPE: &str = chum_object::recipe::RECIPE_TYPE;
 
+/// The names of a recipe's collection fields.
+fn collection_fields(recipe: &Recipe) -> Vec<String> {
+    recipe
+        .fields
+        .iter()
+        .filter(|field| field.collection)
+        .map(|field| field.name.clone())
+        .collect()
+}
+
 /// Types whose recipes one person may have a hub apply to its objects.
 pub const MAX_PERSON_RECIPES: usize = 1_024;
 
@@ -287,12 +292,7 @@ impl PersonRecipes {
 
     /// Returns whether it changed what the person's recipes say.
     fn learn(&self, person: &PersonId, cid: &Cid, recipe: &Recipe) -> bool {
-        let fields: Vec<String> = recipe
-            .fields
-            .iter()
-            .filter(|field| field.collection)
-            .map(|field| field.name.clone())
-            .collect();
+        let fields = collection_fields(recipe);
         let mut table = self
             .0
             .write()

@@ -142,6 +142,26 @@ pub(crate) struct OwnWrites {
     /// How many watchers run (positions are only recorded while one does).
     pub(crate) watchers: usize,
     pub(crate) ranges: BTreeMap<u64, u64>,
+    /// Ranges a write of this process is committing right now: its watchers read no further
+    /// until the write is done (its notification can arrive before it knows it succeeded).
+    pub(crate) pending: BTreeMap<u64, u64>,
+}
+
+/// A range in [`OwnWrites::pending`], taken out when dropped (whatever became of the write).
+struct PendingOwn<'a> {
+    shared: &'a Shared,
+    first: u64,
+}
+
+impl Drop for PendingOwn<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .own
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pending
+            .remove(&self.first);
+    }
 }
 
 /// How to open a [`PostgresStore`]: the database, the schema, the pool.
@@ -859,6 +879,16 @@ impl PostgresStore {
         }
         let inserted = rows.cids.len() as i64;
         let channel = (next > head).then_some(self.shared.channel.as_str());
+        // Watchers of this process hold back at these positions until the write is recorded
+        // as this process's (or failed).
+        let _pending = (next > head)
+            .then(|| {
+                self.pending_own(
+                    u64::try_from(head + 1).unwrap_or(0),
+                    u64::try_from(next).unwrap_or(0),
+                )
+            })
+            .flatten();
         let params: [&(dyn ToSql + Sync); 14] = [
             &rows.cids,
             &rows.bytes,
@@ -949,6 +979,23 @@ impl PostgresStore {
     }
 
     /// Notes journal positions this process wrote (for its watchers).
+    /// Notes journal positions a write of this process is committing (for its watchers).
+    fn pending_own(&self, first: u64, last: u64) -> Option<PendingOwn<'_>> {
+        let mut own = self
+            .shared
+            .own
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if own.watchers == 0 {
+            return None;
+        }
+        own.pending.insert(first, last);
+        Some(PendingOwn {
+            shared: &self.shared,
+            first,
+        })
+    }
+
     fn record_own(&self, first: u64, last: u64) {
         let mut own = self
             .shared

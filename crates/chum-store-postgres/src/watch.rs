@@ -172,31 +172,49 @@ async fn catch_up(
     };
     loop {
         let page = store.journal(after, PAGE).await?;
-        let foreign: Vec<Cid> = {
+        let (foreign, handled, blocked) = {
             let mut own = shared
                 .own
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let foreign = page
-                .entries
-                .into_iter()
-                .filter(|(position, _)| {
-                    own.ranges
-                        .range(..=*position)
-                        .next_back()
-                        .is_none_or(|(_, last)| last < position)
-                })
-                .map(|(_, cid)| cid)
-                .collect();
+            let inside = |ranges: &std::collections::BTreeMap<u64, u64>, position: &u64| {
+                ranges
+                    .range(..=*position)
+                    .next_back()
+                    .is_some_and(|(_, last)| last >= position)
+            };
+            // Up to the first entry of a write of this process still committing: whether it
+            // is this process's is known once it is done.
+            let mut handled = after;
+            let mut blocked = false;
+            let mut foreign = Vec::new();
+            for (position, cid) in page.entries {
+                if inside(&own.pending, &position) {
+                    blocked = true;
+                    break;
+                }
+                if !inside(&own.ranges, &position) {
+                    foreign.push(cid);
+                }
+                handled = position;
+            }
+            if !blocked {
+                handled = page.last;
+            }
             // Ranges wholly handled are forgotten.
-            own.ranges.retain(|_, last| *last > page.last);
-            foreign
+            own.ranges.retain(|_, last| *last > handled);
+            (foreign, handled, blocked)
         };
         if !foreign.is_empty() && sender.send(foreign).await.is_err() {
             return Ok(false);
         }
-        after = page.last;
+        after = handled;
         *seen = Some(after);
+        if blocked {
+            // A write of this process is finishing: read on in a moment.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            continue;
+        }
         if page.last >= page.head {
             return Ok(true);
         }

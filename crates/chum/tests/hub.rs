@@ -11,6 +11,18 @@ use std::time::Duration;
 use chum::{Cid, Instance};
 use common::{eventually, json};
 
+/// A hub opened from `builder`, listening on a free TCP port: it and its address.
+async fn hub(builder: chum::Builder) -> (Instance, String) {
+    let hub = builder.open().await.unwrap();
+    let url = hub
+        .listen("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .url()
+        .to_owned();
+    (hub, url)
+}
+
 /// Every object `instance` holds.
 async fn held(instance: &Instance) -> BTreeSet<Cid> {
     instance.list().await.unwrap().into_iter().collect()
@@ -18,13 +30,7 @@ async fn held(instance: &Instance) -> BTreeSet<Cid> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_forwards_what_each_person_granted_and_nothing_else() {
-    let hub = Instance::builder().memory().hub().open().await.unwrap();
-    let hub_url = hub
-        .listen("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .url()
-        .to_owned();
+    let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
     let hub_person = hub.person();
     let device = |join: Option<chum::Invitation>| {
         let hub_person = hub_person.clone();
@@ -207,13 +213,7 @@ fn entry_recipe(name: &str, collection: bool) -> chum::Recipe {
 /// name widens nothing of theirs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_applies_each_persons_recipes_to_that_persons_objects_only() {
-    let hub = Instance::builder().memory().hub().open().await.unwrap();
-    let hub_url = hub
-        .listen("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .url()
-        .to_owned();
+    let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
     let hub_person = hub.person();
     let device = |recipes: Vec<chum::Recipe>| {
         let hub_person = hub_person.clone();
@@ -364,19 +364,11 @@ async fn a_hub_applies_each_persons_recipes_to_that_persons_objects_only() {
 async fn a_hub_serves_only_the_persons_it_admits() {
     let alice = Instance::builder().memory().open().await.unwrap();
     let mallory = Instance::builder().memory().open().await.unwrap();
-    let hub = Instance::builder()
+    let (hub, hub_url) = hub(Instance::builder()
         .memory()
         .hub()
-        .admit_only([alice.person()])
-        .open()
-        .await
-        .unwrap();
-    let hub_url = hub
-        .listen("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .url()
-        .to_owned();
+        .admit_only([alice.person()]))
+    .await;
     let write = |instance: &Instance, label: &str| {
         let instance = instance.clone();
         let hub_person = hub.person();
@@ -428,13 +420,7 @@ async fn a_hub_serves_only_the_persons_it_admits() {
 /// live, once the recipe arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recipe_that_arrives_later_uncovers_earlier_entries() {
-    let hub = Instance::builder().memory().hub().open().await.unwrap();
-    let hub_url = hub
-        .listen("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .url()
-        .to_owned();
+    let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
     let hub_person = hub.person();
     let alice = Instance::builder()
         .memory()
