@@ -144,6 +144,11 @@ impl HubState {
             granters: BTreeMap::new(),
         }
     }
+
+    /// The persons with grants to the peer's person held here.
+    pub(crate) fn granter_persons(&self) -> impl Iterator<Item = PersonId> + '_ {
+        self.granters.keys().map(|person| PersonId(person.clone()))
+    }
 }
 
 /// The persons (keys) with grants to `peer` held here: granters of grants naming it, and
@@ -279,7 +284,6 @@ pub(crate) async fn on_announced(
             return Ok(Vec::new());
         }
     }
-    let policy = set.policy().clone();
     let mut added = Vec::new();
     let mut roots_by: BTreeMap<Cid, Vec<Cid>> = BTreeMap::new();
     for cid in announcement.cids() {
@@ -295,7 +299,7 @@ pub(crate) async fn on_announced(
         }
         let referrers = announcement.referrers.get(cid);
         let value = announcement.values.get(cid);
-        let Some(state) = set.hub_state() else {
+        let Some((policy, state)) = set.hub_parts() else {
             return Ok(Vec::new());
         };
         // A granter's public identity (certificates, revocations it signed) is shown with
@@ -320,9 +324,8 @@ pub(crate) async fn on_announced(
                 continue;
             };
             granter.sent.insert(cid.clone());
-            let covered = value.is_some_and(|value| {
-                by_target(&policy, Some(sender), &granter.targets, cid, value)
-            });
+            let covered = value
+                .is_some_and(|value| by_target(policy, Some(sender), &granter.targets, cid, value));
             let linked = referrers
                 .is_some_and(|referrers| referrers.iter().any(|r| granter.sent.contains(r)));
             if covered || linked {
@@ -351,9 +354,11 @@ pub(crate) async fn on_announced(
             .into_iter()
             .filter(|cid| {
                 announcement.values.get(cid).is_some_and(|value| {
-                    set.hub_state()
+                    set.hub_state_ref()
                         .and_then(|state| state.granters.get(&sender))
-                        .is_some_and(|g| by_target(&policy, Some(&owner), &g.targets, cid, value))
+                        .is_some_and(|g| {
+                            by_target(set.policy(), Some(&owner), &g.targets, cid, value)
+                        })
                 }) || announcement.referrers.get(cid).is_some_and(|referrers| {
                     referrers
                         .iter()

@@ -11,7 +11,7 @@ use chum_sync::{Answer, Request};
 use crate::error::{AccessError, Result};
 use crate::handshake::Peer;
 use crate::identity::Identity;
-use crate::keys::person_object;
+use crate::keys::{PersonId, person_object};
 use crate::visibility::{Coverage, Policy, VisibleSet};
 
 /// Objects from a peer of another person that wait, per session, for a covering grant.
@@ -243,6 +243,15 @@ impl PeerAccess {
         match self {
             PeerAccess::Full => Ok(stored.to_vec()),
             PeerAccess::Granted(granted) => granted.view.on_stored(store, stored).await,
+        }
+    }
+
+    /// The persons whose objects can concern the peer (see [`VisibleSet::concerning`]);
+    /// `None`: any announcement may.
+    pub fn concerning(&self) -> Option<Vec<PersonId>> {
+        match self {
+            PeerAccess::Full => None,
+            PeerAccess::Granted(granted) => granted.view.concerning(),
         }
     }
 

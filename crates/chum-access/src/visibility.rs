@@ -541,6 +541,18 @@ pub(crate) enum Affects {
 }
 
 impl Announcement {
+    /// Whether no policy object (grant, revocation, group statement, a person's recipe) and
+    /// no public identity is among these: then only the peers of their senders and of the
+    /// persons granting those something can be concerned (see [`VisibleSet::concerning`]).
+    pub fn is_plain(&self) -> bool {
+        self.affects.is_empty() && !self.identity
+    }
+
+    /// On a hub: everyone who sent any of these.
+    pub fn senders(&self) -> impl Iterator<Item = &PersonId> {
+        self.all_senders.iter()
+    }
+
     /// Reads and decodes `cids` (raw blocks are not decoded) and looks up what links to each;
     /// on a hub (`hub`), also who sent each.
     pub async fn prepare(store: &dyn Store, cids: Vec<Cid>, hub: bool) -> Result<Announcement> {
@@ -949,9 +961,31 @@ impl VisibleSet {
         self.hub.as_deref_mut()
     }
 
+    /// The rules and the hub's state of the set, the state to change (on a hub).
+    pub(crate) fn hub_parts(&mut self) -> Option<(&Policy, &mut crate::hub::HubState)> {
+        Some((&self.policy, self.hub.as_deref_mut()?))
+    }
+
     /// The hub's state of the set, to read (on a hub).
     pub(crate) fn hub_state_ref(&self) -> Option<&crate::hub::HubState> {
         self.hub.as_deref()
+    }
+
+    /// On a hub: the persons whose objects can concern this peer — its own person and every
+    /// person granting it something here. An announcement with no policy object and no
+    /// public identity in it ([`Announcement::is_plain`]) concerns the peer only when one of
+    /// these sent some of it, so a node with thousands of sessions can index them by these
+    /// persons and visit only the few an announcement names. `None` (not a hub's view): any
+    /// announcement may concern the peer. Changes only when the set is computed again (a
+    /// policy object concerning the peer arrived): read it again after
+    /// [`VisibleSet::on_announced`].
+    pub fn concerning(&self) -> Option<Vec<PersonId>> {
+        let state = self.hub_state_ref()?;
+        Some(
+            std::iter::once(self.peer.clone())
+                .chain(state.granter_persons())
+                .collect(),
+        )
     }
 
     /// Whether `announcement` can change this set at all (`false` only when it certainly

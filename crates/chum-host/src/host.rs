@@ -1,6 +1,6 @@
 //! The [`Host`]: every session of one node, and the policy around them.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -238,6 +238,9 @@ struct Conn {
     timer: Option<Duration>,
     /// How the session closed, told once it has ended (see [`NodeEvent::Closed`]).
     closed: Option<(CloseCode, String)>,
+    /// The persons this session is indexed by in [`Host::concern`] (`None`: not indexed,
+    /// every announcement visits it).
+    concern: Option<Vec<PersonId>>,
 }
 
 /// How many dropped objects of another person's a session's end names (the rest are counted).
@@ -298,6 +301,10 @@ pub struct Host {
     /// On a hub: the recipes persons sent are known from the store (read when a session
     /// opens, after any announcement the host did not read).
     hub_recipes_loaded: bool,
+    /// On a hub: its peers by the persons whose objects can concern them (see
+    /// [`PeerAccess::concerning`]), so that an announcement of ordinary objects visits the
+    /// few sessions of their senders and of those they grant to, not every session.
+    concern: HashMap<Cid, BTreeSet<ConnId>>,
 }
 
 /// What a host's policy did, counted since it started (for reports and tests).
@@ -346,6 +353,7 @@ impl Host {
             timers: BTreeSet::new(),
             stats: HostStats::default(),
             hub_recipes_loaded: false,
+            concern: HashMap::new(),
         }
     }
 
@@ -635,6 +643,7 @@ impl Host {
                 transport_ok: true,
                 timer: None,
                 closed: None,
+                concern: None,
             },
         );
         self.dirty.push_back(conn);
@@ -789,6 +798,7 @@ impl Host {
             store,
             policy,
             hub_recipes_loaded,
+            concern,
             ..
         } = self;
         // What every view needs to know of the new objects, read once for all sessions.
@@ -815,6 +825,19 @@ impl Host {
             *hub_recipes_loaded = false;
             None
         };
+        // Ordinary objects concern only the sessions indexed by their senders (and those not
+        // indexed at all).
+        let candidates: Option<HashSet<ConnId>> = match &announcement {
+            Some(Ok(announcement)) if announcement.is_plain() => Some(
+                announcement
+                    .senders()
+                    .filter_map(|sender| concern.get(&sender.0))
+                    .flatten()
+                    .copied()
+                    .collect(),
+            ),
+            _ => None,
+        };
         for (id, conn) in conns.iter_mut() {
             let from_here = *id == origin;
             // On a hub, what a peer sent is part of what its person sees: its own view takes
@@ -828,6 +851,13 @@ impl Host {
                 // Targets may also arrive through another session or the app.
                 release(outputs, *id, conn, None, &cids);
             }
+            if conn.concern.is_some()
+                && candidates
+                    .as_ref()
+                    .is_some_and(|candidates| !candidates.contains(id))
+            {
+                continue;
+            }
             let visible = match (conn.foreign.as_mut(), &announcement) {
                 // Most of a hub's peers are concerned by none of it: skipped at once.
                 (Some(access), Some(Ok(announcement))) if !access.may_concern(announcement) => {
@@ -835,7 +865,10 @@ impl Host {
                 }
                 // A peer of another person hears of what became visible to it.
                 (Some(access), Some(Ok(announcement))) => {
-                    match access.visible_announced(&**store, announcement).await {
+                    let visible = access.visible_announced(&**store, announcement).await;
+                    // A policy object may have changed whom the peer's set depends on.
+                    index_concern(concern, *id, conn);
+                    match visible {
                         Ok(visible) => visible,
                         Err(_) => {
                             conn.session.handle_input(now.elapsed, Input::Close);
@@ -897,6 +930,7 @@ impl Host {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
+        unindex_concern(&mut self.concern, id, conn.concern.take());
         if let Some(at) = conn.timer.take() {
             self.timers.remove(&(at, id));
         }
@@ -1116,6 +1150,7 @@ impl Host {
                     conn.report.peer = Some(peer);
                     conn.foreign = view;
                     conn.active_at = now.elapsed;
+                    index_concern(&mut self.concern, id, conn);
                 }
                 Answer::Admitted { welcome, journal }
             }
@@ -1473,6 +1508,36 @@ fn refusal(error: chum_store::Error) -> Answer {
 /// Objects are stored — `cids` through session `id`, or `others` through another session or
 /// the app: announces the waiting objects they complete, and those of `cids` not waiting for
 /// a target themselves.
+/// Indexes session `id` by the persons whose objects can concern it now (see
+/// [`Host::concern`]), in place of those it was indexed by.
+fn index_concern(concern: &mut HashMap<Cid, BTreeSet<ConnId>>, id: ConnId, conn: &mut Conn) {
+    let persons = conn.foreign.as_ref().and_then(PeerAccess::concerning);
+    if persons == conn.concern {
+        return;
+    }
+    unindex_concern(concern, id, conn.concern.take());
+    for person in persons.iter().flatten() {
+        concern.entry(person.0.clone()).or_default().insert(id);
+    }
+    conn.concern = persons;
+}
+
+/// Removes session `id` from [`Host::concern`] under `persons`.
+fn unindex_concern(
+    concern: &mut HashMap<Cid, BTreeSet<ConnId>>,
+    id: ConnId,
+    persons: Option<Vec<PersonId>>,
+) {
+    for person in persons.into_iter().flatten() {
+        if let Some(ids) = concern.get_mut(&person.0) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                concern.remove(&person.0);
+            }
+        }
+    }
+}
+
 fn release(
     outputs: &mut VecDeque<HostOutput>,
     id: ConnId,

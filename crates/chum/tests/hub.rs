@@ -489,3 +489,76 @@ async fn a_recipe_that_arrives_later_uncovers_earlier_entries() {
     .await;
     b_link.close().await;
 }
+
+/// A grant made while its grantee is connected reaches the grantee's sessions at once, and so
+/// does everything the granter writes after it (a hub visits, for ordinary objects, only the
+/// sessions of their senders and of whom those grant to: the grant must add the grantee).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
+    let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
+    let hub_person = hub.person();
+    let open = || {
+        let hub_person = hub_person.clone();
+        async move {
+            Instance::builder()
+                .memory()
+                .use_hub(hub_person)
+                .open()
+                .await
+                .unwrap()
+        }
+    };
+    let (alice, bob, carol) = (open().await, open().await, open().await);
+    let chat = alice
+        .put(&json(r#"{"$type":"Conversation","id":"later"}"#))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .clone();
+    let _ = alice.grant(&chat, &hub_person).await.unwrap();
+    let message = |text: &str| {
+        let alice = alice.clone();
+        let text =
+            format!(r#"{{"$type":"Message","text":"{text}","conversation":{{"/":"{chat}"}}}}"#);
+        async move { alice.create(&json(&text)).await.unwrap().cid().clone() }
+    };
+    let before = message("before the grant").await;
+    let links: Vec<chum::Link> = [&alice, &bob, &carol]
+        .iter()
+        .map(|instance| instance.connect(&hub_url).unwrap())
+        .collect();
+    for link in &links {
+        link.connected().await.unwrap();
+    }
+    eventually("the hub holds alice's first message", || async {
+        hub.has(&before).await.unwrap()
+    })
+    .await;
+    let during = message("while bob is connected, not yet granted").await;
+    eventually("the hub holds the second message", || async {
+        hub.has(&during).await.unwrap()
+    })
+    .await;
+    assert!(!bob.has(&before).await.unwrap());
+
+    let _ = alice.grant(&chat, &bob.person()).await.unwrap();
+    eventually("bob gets what alice wrote before the grant", || async {
+        bob.has(&before).await.unwrap() && bob.has(&during).await.unwrap()
+    })
+    .await;
+    for i in 0..3 {
+        let live = message(&format!("live {i}")).await;
+        eventually("bob hears alice's new message live", || async {
+            bob.has(&live).await.unwrap()
+        })
+        .await;
+    }
+    // Carol, connected all along and granted nothing, got none of it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!carol.has(&before).await.unwrap());
+    assert!(!carol.has(&during).await.unwrap());
+    for link in links {
+        link.close().await;
+    }
+}
