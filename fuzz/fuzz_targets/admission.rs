@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use chum_access::{Identity, InstanceId, Policy, admit_peer, handshake};
+use chum_access::{HubViews, Identity, InstanceId, Policy, admit_peer, handshake};
 use chum_store::decorators::CountingStore;
 use chum_store::{MemoryStore, Scope, Store};
 use libfuzzer_sys::fuzz_target;
@@ -104,6 +104,7 @@ fuzz_target!(|data: &[u8]| {
         &world.store,
         &world.alice,
         &Policy::default(),
+        &mut HubViews::new(),
         &payload,
         &static_public,
         NOW,

@@ -63,6 +63,6 @@ pub use crate::handshake::{Peer, admit};
 pub use crate::identity::Identity;
 pub use crate::invite::Invitation;
 pub use crate::keys::{Certificate, PersonId, Revocation};
-pub use crate::session::{Admission, Granted, PeerAccess, Taken, admit_peer};
+pub use crate::session::{Admission, Granted, HubViews, PeerAccess, Taken, admit_peer};
 pub use crate::visibility::{Announcement, Coverage, Policy, VisibleSet};
 pub use chum_crdt::InstanceId;

@@ -3,10 +3,14 @@
 //! of the same person, the [`VisibleSet`] for another person — and stores what the peer sends
 //! under [`Coverage`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
 use chum_object::{Cid, Value};
 use chum_store::index::{Acceptance, Verified};
 use chum_store::{Scope, Store};
 use chum_sync::{Answer, Request};
+use futures::lock::Mutex;
 
 use crate::error::{AccessError, Result};
 use crate::handshake::Peer;
@@ -31,13 +35,70 @@ pub struct Admission {
     pub stored: Vec<Cid>,
 }
 
+/// A peer's visible set, behind a lock so that the sessions of one person's instances on a
+/// hub can share it (see [`HubViews`]); a session of any other kind has one of its own.
+#[derive(Debug)]
+struct View {
+    set: VisibleSet,
+    /// Keeping the set up to date failed: it may lack something, and is not handed to new
+    /// sessions (those sharing it are closed).
+    failed: bool,
+}
+
+type SharedView = Arc<Mutex<View>>;
+
+/// On a hub: the visible set of each person with sessions here, shared by the sessions of all
+/// its instances. What a hub shows a peer depends on the peer's person alone, so the set is
+/// computed at the first session, kept up to date once per announcement — not once per
+/// session — and handed to every later session of that person while one is open (it goes
+/// with the last). One per driver; see [`admit_peer`].
+#[derive(Debug, Default)]
+pub struct HubViews {
+    views: HashMap<Cid, Weak<Mutex<View>>>,
+}
+
+impl HubViews {
+    /// No sets yet.
+    pub fn new() -> HubViews {
+        HubViews::default()
+    }
+
+    /// How many persons' sets are in use.
+    pub fn len(&self) -> usize {
+        self.views
+            .values()
+            .filter(|view| view.strong_count() > 0)
+            .count()
+    }
+
+    /// Whether no set is in use.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The set of `person` in use and sound, if any.
+    fn get(&self, person: &PersonId) -> Option<SharedView> {
+        let view = self.views.get(&person.0)?.upgrade()?;
+        let sound = view.try_lock().is_some_and(|view| !view.failed);
+        sound.then_some(view)
+    }
+
+    fn insert(&mut self, person: &PersonId, view: &SharedView) {
+        self.views.retain(|_, view| view.strong_count() > 0);
+        self.views.insert(person.0.clone(), Arc::downgrade(view));
+    }
+}
+
 /// Admits the peer that presented `payload` over a handshake proving `remote_static` (see
 /// [`crate::handshake::admit`] for the rule), keeps its public identity, and prepares its
-/// access.
+/// access. On a hub, a peer whose person has another session open in `views` shares that
+/// session's visible set (nothing is computed); otherwise its set is computed (and, on a hub,
+/// entered in `views`).
 pub async fn admit_peer(
     store: &dyn Store,
     identity: &Identity,
     policy: &Policy,
+    views: &mut HubViews,
     payload: &[u8],
     remote_static: &[u8; 32],
     now_ms: u64,
@@ -49,26 +110,38 @@ pub async fn admit_peer(
     let access = if peer.same_person {
         PeerAccess::Full
     } else {
-        let view = if policy.serves_as_hub() {
-            VisibleSet::compute_hub(
-                store,
-                policy.clone(),
-                *identity.person_public(),
-                peer.person_key,
-            )
-            .await?
-        } else {
-            VisibleSet::compute(
-                store,
-                policy.clone(),
-                *identity.person_public(),
-                peer.person.clone(),
-            )
-            .await?
+        let hub = policy.serves_as_hub();
+        let view = match views.get(&peer.person).filter(|_| hub) {
+            Some(view) => view,
+            None => {
+                let set = if hub {
+                    VisibleSet::compute_hub(
+                        store,
+                        policy.clone(),
+                        *identity.person_public(),
+                        peer.person_key,
+                    )
+                    .await?
+                } else {
+                    VisibleSet::compute(
+                        store,
+                        policy.clone(),
+                        *identity.person_public(),
+                        peer.person.clone(),
+                    )
+                    .await?
+                };
+                let view = Arc::new(Mutex::new(View { set, failed: false }));
+                if hub {
+                    views.insert(&peer.person, &view);
+                }
+                view
+            }
         };
-        let granted = view.targets().clone();
+        let granted = view.lock().await.set.targets().clone();
         PeerAccess::Granted(Box::new(Granted {
             view,
+            hub,
             coverage: Coverage::new(
                 store,
                 policy.clone(),
@@ -135,7 +208,10 @@ pub enum PeerAccess {
 /// The state of a session with a peer of another person.
 #[derive(Debug)]
 pub struct Granted {
-    view: VisibleSet,
+    /// What the peer sees (on a hub, shared by its person's sessions).
+    view: SharedView,
+    /// Whether this side serves as a hub.
+    hub: bool,
     coverage: Coverage,
     /// Objects received but not (yet) covered: held in memory only — never stored, indexed
     /// or announced — and stored (shared) when a grant or a referrer covering them arrives in
@@ -155,9 +231,22 @@ pub struct Granted {
 }
 
 impl Granted {
-    /// What the peer sees.
-    pub fn view(&self) -> &VisibleSet {
-        &self.view
+    /// Whether this is a hub's session with a peer: what it sees is what its person's grants
+    /// and those of persons granting it something cover, shared by its person's sessions.
+    pub fn is_hub(&self) -> bool {
+        self.hub
+    }
+
+    /// Whether this session and `other` share one visible set (on a hub, the sessions of one
+    /// person's instances do).
+    pub fn shares_view(&self, other: &Granted) -> bool {
+        Arc::ptr_eq(&self.view, &other.view)
+    }
+
+    /// An identity of the visible set, the same for the sessions sharing it (for doing the
+    /// work of an announcement once per set).
+    pub fn view_id(&self) -> usize {
+        Arc::as_ptr(&self.view) as usize
     }
 
     /// Whether the peer's person is a stranger here: no grant either way (it sees this
@@ -194,7 +283,8 @@ impl PeerAccess {
             (_, Request::Store(objects)) => objects,
             (PeerAccess::Full, request) => return chum_sync::store::answer(store, request).await,
             (PeerAccess::Granted(granted), request) => {
-                return (granted.view.answer(store, request).await, Vec::new());
+                let view = granted.view.lock().await;
+                return (view.set.answer(store, request).await, Vec::new());
             }
         };
         let (batch, refused) = match Verified::check_split(objects, &store.limits(), hard, soft) {
@@ -242,7 +332,12 @@ impl PeerAccess {
     pub async fn visible(&mut self, store: &dyn Store, stored: &[Cid]) -> Result<Vec<Cid>> {
         match self {
             PeerAccess::Full => Ok(stored.to_vec()),
-            PeerAccess::Granted(granted) => granted.view.on_stored(store, stored).await,
+            PeerAccess::Granted(granted) => {
+                let mut view = granted.view.lock().await;
+                let visible = view.set.on_stored(store, stored).await;
+                view.failed |= visible.is_err();
+                visible
+            }
         }
     }
 
@@ -251,7 +346,9 @@ impl PeerAccess {
     pub fn concerning(&self) -> Option<Vec<PersonId>> {
         match self {
             PeerAccess::Full => None,
-            PeerAccess::Granted(granted) => granted.view.concerning(),
+            // Never locked here but by the driver's own awaited calls: a lock held means
+            // unknown, and unknown means any.
+            PeerAccess::Granted(granted) => granted.view.try_lock()?.set.concerning(),
         }
     }
 
@@ -261,7 +358,10 @@ impl PeerAccess {
     pub fn may_concern(&self, announcement: &crate::visibility::Announcement) -> bool {
         match self {
             PeerAccess::Full => true,
-            PeerAccess::Granted(granted) => granted.view.may_concern(announcement),
+            PeerAccess::Granted(granted) => granted
+                .view
+                .try_lock()
+                .is_none_or(|view| view.set.may_concern(announcement)),
         }
     }
 
@@ -274,7 +374,12 @@ impl PeerAccess {
     ) -> Result<Vec<Cid>> {
         match self {
             PeerAccess::Full => Ok(announcement.cids().to_vec()),
-            PeerAccess::Granted(granted) => granted.view.on_announced(store, announcement).await,
+            PeerAccess::Granted(granted) => {
+                let mut view = granted.view.lock().await;
+                let visible = view.set.on_announced(store, announcement).await;
+                view.failed |= visible.is_err();
+                visible
+            }
         }
     }
 }
@@ -301,7 +406,7 @@ pub struct Taken {
 impl Granted {
     /// What a hub notes beside `cids` when the peer sends them: that its person did.
     fn notes(&self, cids: &[Cid]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        if self.view.is_hub() {
+        if self.hub {
             crate::hub::contributions(&self.coverage.peer_person(), cids)
         } else {
             Vec::new()
@@ -364,7 +469,7 @@ impl Granted {
                             || name == crate::grant::GROUP_MEMBERS_TYPE
                     });
                 vouched += usize::from(grant_like);
-                if self.view.is_hub()
+                if self.hub
                     && value.as_ref().and_then(Value::type_name)
                         == Some(chum_object::recipe::RECIPE_TYPE)
                 {
@@ -434,7 +539,7 @@ impl Granted {
             if promoted.is_empty() {
                 break;
             }
-            let recipes: Vec<Cid> = if self.view.is_hub() {
+            let recipes: Vec<Cid> = if self.hub {
                 promoted
                     .iter()
                     .filter(|(cid, bytes)| {
@@ -509,6 +614,85 @@ mod tests {
     use chum_store::MemoryStore;
     use futures::executor::block_on;
 
+    /// On a hub, the sessions of one person's instances share one visible set (computed once);
+    /// another person's session has its own; a set goes with its last session.
+    #[test]
+    fn a_hub_shares_a_persons_set_among_its_sessions() {
+        let store = MemoryStore::new();
+        let hub = Identity::new_person(1_000).unwrap();
+        block_on(hub.save(&store, None)).unwrap();
+        let mut policy = Policy::default();
+        policy.serve_as_hub(true);
+        let key = |seed: u8| ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let bob_key = key(1);
+        let device = |instance: u8| {
+            let bob = Identity::from_keys(bob_key.clone(), key(instance), 1_000).unwrap();
+            let noise = [instance; 32];
+            (crate::handshake::payload(&bob, &noise).unwrap(), noise)
+        };
+        let carol = Identity::from_keys(key(9), key(10), 1_000).unwrap();
+        let mut views = HubViews::new();
+        let mut admit = |(payload, noise): (Vec<u8>, [u8; 32])| {
+            let admission = block_on(admit_peer(
+                &store, &hub, &policy, &mut views, &payload, &noise, 2_000,
+            ))
+            .unwrap();
+            match admission.access {
+                PeerAccess::Granted(granted) => granted,
+                PeerAccess::Full => panic!("another person"),
+            }
+        };
+        let bob_laptop = admit(device(2));
+        let bob_phone = admit(device(3));
+        let carol_noise = [10; 32];
+        let carol_session = admit((
+            crate::handshake::payload(&carol, &carol_noise).unwrap(),
+            carol_noise,
+        ));
+        assert!(bob_laptop.is_hub());
+        assert!(bob_laptop.shares_view(&bob_phone));
+        assert_eq!(bob_laptop.view_id(), bob_phone.view_id());
+        assert!(!bob_laptop.shares_view(&carol_session));
+        assert_eq!(views.len(), 2);
+        drop(carol_session);
+        assert_eq!(views.len(), 1);
+        drop(bob_laptop);
+        assert_eq!(views.len(), 1, "the phone's session still uses it");
+        drop(bob_phone);
+        assert!(views.is_empty());
+        // Not a hub: every session computes its own.
+        let mut plain = HubViews::new();
+        let (payload, noise) = device(4);
+        let first = block_on(admit_peer(
+            &store,
+            &hub,
+            &Policy::default(),
+            &mut plain,
+            &payload,
+            &noise,
+            2_000,
+        ))
+        .unwrap();
+        let second = block_on(admit_peer(
+            &store,
+            &hub,
+            &Policy::default(),
+            &mut plain,
+            &payload,
+            &noise,
+            2_000,
+        ))
+        .unwrap();
+        match (first.access, second.access) {
+            (PeerAccess::Granted(first), PeerAccess::Granted(second)) => {
+                assert!(!first.is_hub());
+                assert!(!first.shares_view(&second));
+            }
+            _ => panic!("another person"),
+        }
+        assert!(plain.is_empty());
+    }
+
     /// What a stranger sees while sending grants to Alice that name `targets`, in batches of
     /// five: the answer to each batch.
     fn answers_to_grants_naming(targets: &[Cid], held: bool) -> Vec<String> {
@@ -531,6 +715,7 @@ mod tests {
             &store,
             &alice,
             &Policy::default(),
+            &mut HubViews::new(),
             &payload,
             &static_public,
             2_000,

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chum_access::handshake::Peer;
-use chum_access::{Identity, InstanceId, Invitation, PeerAccess, PersonId, Policy, SignatureCheck};
+use chum_access::{
+    HubViews, Identity, InstanceId, Invitation, PeerAccess, PersonId, Policy, SignatureCheck,
+};
 use chum_object::Cid;
 use chum_object::sign::SigningKey;
 use chum_store::Store;
@@ -305,6 +307,8 @@ pub struct Host {
     /// [`PeerAccess::concerning`]), so that an announcement of ordinary objects visits the
     /// few sessions of their senders and of those they grant to, not every session.
     concern: HashMap<Cid, BTreeSet<ConnId>>,
+    /// On a hub: each person's visible set, shared by its sessions.
+    hub_views: HubViews,
 }
 
 /// What a host's policy did, counted since it started (for reports and tests).
@@ -354,6 +358,7 @@ impl Host {
             stats: HostStats::default(),
             hub_recipes_loaded: false,
             concern: HashMap::new(),
+            hub_views: HubViews::new(),
         }
     }
 
@@ -838,12 +843,15 @@ impl Host {
             ),
             _ => None,
         };
+        // What each visible set gained: the sessions sharing a set (on a hub, one person's)
+        // take the answer of the first of them.
+        let mut gained: HashMap<usize, std::result::Result<Vec<Cid>, ()>> = HashMap::new();
         for (id, conn) in conns.iter_mut() {
             let from_here = *id == origin;
             // On a hub, what a peer sent is part of what its person sees: its own view takes
             // it in (nothing is sent back).
             let update_only = from_here
-                && matches!(&conn.foreign, Some(PeerAccess::Granted(access)) if access.view().is_hub());
+                && matches!(&conn.foreign, Some(PeerAccess::Granted(access)) if access.is_hub());
             if from_here && !update_only {
                 continue;
             }
@@ -865,7 +873,23 @@ impl Host {
                 }
                 // A peer of another person hears of what became visible to it.
                 (Some(access), Some(Ok(announcement))) => {
-                    let visible = access.visible_announced(&**store, announcement).await;
+                    let shared = match &*access {
+                        PeerAccess::Granted(granted) => Some(granted.view_id()),
+                        PeerAccess::Full => None,
+                    };
+                    let visible = match shared.and_then(|view| gained.get(&view)) {
+                        Some(known) => known.clone(),
+                        None => {
+                            let visible = access
+                                .visible_announced(&**store, announcement)
+                                .await
+                                .map_err(|_| ());
+                            if let Some(view) = shared {
+                                gained.insert(view, visible.clone());
+                            }
+                            visible
+                        }
+                    };
                     // A policy object may have changed whom the peer's set depends on.
                     index_concern(concern, *id, conn);
                     match visible {
@@ -1102,6 +1126,7 @@ impl Host {
                     &*self.store,
                     &identity,
                     &self.policy,
+                    &mut self.hub_views,
                     payload,
                     remote_static,
                     now.unix_ms,

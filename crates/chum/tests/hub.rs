@@ -509,6 +509,16 @@ async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
         }
     };
     let (alice, bob, carol) = (open().await, open().await, open().await);
+    // Bob's second device (its sessions with the hub share Bob's set there).
+    let pairing = bob.listen("tcp://127.0.0.1:0").await.unwrap();
+    let bob_phone = Instance::builder()
+        .memory()
+        .use_hub(hub_person.clone())
+        .join(bob.invite(Duration::from_secs(60)).await.unwrap())
+        .open()
+        .await
+        .unwrap();
+    pairing.close();
     let chat = alice
         .put(&json(r#"{"$type":"Conversation","id":"later"}"#))
         .await
@@ -524,7 +534,7 @@ async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
         async move { alice.create(&json(&text)).await.unwrap().cid().clone() }
     };
     let before = message("before the grant").await;
-    let links: Vec<chum::Link> = [&alice, &bob, &carol]
+    let links: Vec<chum::Link> = [&alice, &bob, &bob_phone, &carol]
         .iter()
         .map(|instance| instance.connect(&hub_url).unwrap())
         .collect();
@@ -543,17 +553,43 @@ async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
     assert!(!bob.has(&before).await.unwrap());
 
     let _ = alice.grant(&chat, &bob.person()).await.unwrap();
-    eventually("bob gets what alice wrote before the grant", || async {
-        bob.has(&before).await.unwrap() && bob.has(&during).await.unwrap()
-    })
-    .await;
+    for device in [&bob, &bob_phone] {
+        eventually(
+            "bob's devices get what alice wrote before the grant",
+            || async { device.has(&before).await.unwrap() && device.has(&during).await.unwrap() },
+        )
+        .await;
+    }
     for i in 0..3 {
         let live = message(&format!("live {i}")).await;
-        eventually("bob hears alice's new message live", || async {
-            bob.has(&live).await.unwrap()
+        eventually("bob's devices hear alice's new message live", || async {
+            bob.has(&live).await.unwrap() && bob_phone.has(&live).await.unwrap()
         })
         .await;
     }
+    // What one of Bob's devices writes reaches the other through the hub (the writer's
+    // session and its sibling share one set).
+    let notes = bob
+        .put(&json(r#"{"$type":"Conversation","id":"bob's notes"}"#))
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .clone();
+    let _ = bob.grant(&notes, &hub_person).await.unwrap();
+    let note = bob
+        .create(&json(&format!(
+            r#"{{"$type":"Message","text":"from the laptop","conversation":{{"/":"{notes}"}}}}"#
+        )))
+        .await
+        .unwrap()
+        .cid()
+        .clone();
+    eventually("bob's phone hears the laptop's message", || async {
+        bob_phone.has(&note).await.unwrap()
+    })
+    .await;
+    assert!(!carol.has(&note).await.unwrap());
     // Carol, connected all along and granted nothing, got none of it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!carol.has(&before).await.unwrap());
