@@ -18,7 +18,7 @@ use futures::StreamExt;
 use futures::stream::SelectAll;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::rt::{self, BoxFuture, BoxStream, Instant, TaskHandle};
+use crate::rt::{self, BoxFuture, BoxStream, Instant};
 
 use crate::peers::PeerRecord;
 use crate::transport::{Connection, FrameWriter};
@@ -27,9 +27,6 @@ pub use chum_host::{Facts, HostLimits, NodeEvent, SessionOptions, SessionReport}
 
 /// Events the application may fall behind by before it misses some.
 const EVENTS_CAPACITY: usize = 4_096;
-
-/// Frames read ahead of the host per connection.
-const READ_AHEAD: usize = 32;
 
 /// How long a closed connection is still read (and what arrives dropped): closing a socket
 /// with unread bytes makes the kernel reset it, and a reset can destroy the last frames sent
@@ -480,7 +477,8 @@ struct ConnIo {
     closing: bool,
     /// A write failed: nothing more is written.
     broken: bool,
-    reader: TaskHandle,
+    /// Ends the connection's reading (see [`LINGER`]).
+    reader: futures::future::AbortHandle,
     done: Option<oneshot::Sender<SessionReport>>,
 }
 
@@ -572,24 +570,20 @@ impl Driver {
                 connection,
                 done,
             } => {
-                let Connection {
-                    mut reader, writer, ..
-                } = connection;
-                // The reader runs on its own task so that reading is never cancelled half-way.
-                let (frames_tx, frames_rx) = mpsc::channel::<ReadFrame>(READ_AHEAD);
-                let reader = rt::spawn(async move {
-                    loop {
-                        let frame = reader.read_frame().await;
-                        let end = !matches!(frame, Ok(Some(_)));
-                        if frames_tx.send(frame).await.is_err() || end {
-                            break;
-                        }
-                    }
+                let Connection { reader, writer, .. } = connection;
+                // Read on this task, as a stream among the connections' streams: a read in
+                // progress stays in its stream between polls (never cancelled half-way), and a
+                // frame reaches the host without waking another task. It ends after the
+                // transport's end, or when aborted (`ConnIo::reader`).
+                let frames = futures::stream::unfold(Some(reader), |reader| async move {
+                    let mut reader = reader?;
+                    let frame = reader.read_frame().await;
+                    let end = !matches!(frame, Ok(Some(_)));
+                    Some((frame, (!end).then_some(reader)))
                 });
-                let frames = futures::stream::unfold(frames_rx, |mut frames| async move {
-                    frames.recv().await.map(|frame| (frame, frames))
-                })
-                .map(move |frame| (conn, frame));
+                let (reader, registration) = futures::future::AbortHandle::new_pair();
+                let frames = futures::stream::Abortable::new(frames, registration)
+                    .map(move |frame| (conn, frame));
                 self.frames.push(Box::pin(frames));
                 self.conns.insert(
                     conn,
