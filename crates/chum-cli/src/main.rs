@@ -530,22 +530,8 @@ async fn serve(cli: &Cli, listen: Vec<String>, hub: bool, limits: Limits) -> Res
         instance.instance_id(),
         instance.person()
     );
-    let mut events = instance.events();
-    let log = async {
-        while let Some(event) = events.next().await {
-            match event {
-                chum::Event::PeerConnected { remote, person, .. } => tracing::info!(
-                    %remote,
-                    person = person.map(|p| p.to_string()).unwrap_or_default(),
-                    "peer connected"
-                ),
-                chum::Event::PeerDisconnected { reason, .. } => {
-                    tracing::info!(%reason, "peer disconnected");
-                }
-                _ => {}
-            }
-        }
-    };
+    // Sessions are logged by the instance itself (`RUST_LOG=chum=info`): no subscription to
+    // its events here, which would have every stored object copied to this task.
     let stop = async {
         #[cfg(unix)]
         {
@@ -566,10 +552,7 @@ async fn serve(cli: &Cli, listen: Vec<String>, hub: bool, limits: Limits) -> Res
             let _ = tokio::signal::ctrl_c().await;
         }
     };
-    tokio::select! {
-        () = log => {}
-        () = stop => {}
-    }
+    stop.await;
     eprintln!("chum: stopping");
     drop(_api);
     for listener in &listeners {

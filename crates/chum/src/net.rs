@@ -619,6 +619,11 @@ impl Instance {
                 remote,
                 peer,
             } => {
+                tracing::info!(
+                    %remote,
+                    person = peer.as_ref().map(|p| p.person.to_string()).unwrap_or_default(),
+                    "peer connected"
+                );
                 self.emit(Event::PeerConnected {
                     instance: peer.as_ref().map(|p| p.instance),
                     person: peer.as_ref().map(|p| p.person.clone()),
@@ -737,6 +742,7 @@ impl Instance {
             } => {
                 let peer = peers.remove(&session).flatten();
                 self.inner.at_risk.ended(session);
+                tracing::info!(%reason, "peer disconnected");
                 self.emit(Event::PeerDisconnected {
                     instance: peer.map(|p| p.instance),
                     reason,
