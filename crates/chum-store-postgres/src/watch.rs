@@ -85,7 +85,9 @@ async fn run(weak: Weak<Shared>, sender: mpsc::Sender<Vec<Cid>>) {
                 continue;
             }
         };
-        let (wake, mut woken) = mpsc::unbounded_channel::<()>();
+        // Each notification of new entries, with the journal head its write left (`None`: not
+        // said).
+        let (wake, mut woken) = mpsc::unbounded_channel::<Option<u64>>();
         let deletes = weak.clone();
         let driver = tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -100,7 +102,7 @@ async fn run(weak: Weak<Shared>, sender: mpsc::Sender<Vec<Cid>>) {
                             ) {
                                 shared.cache.remove(&cid);
                             }
-                        } else if wake.send(()).is_err() {
+                        } else if wake.send(notice.payload().parse().ok()).is_err() {
                             return;
                         }
                     }
@@ -121,12 +123,17 @@ async fn run(weak: Weak<Shared>, sender: mpsc::Sender<Vec<Cid>>) {
         }
         // Listening now: whatever commits from here on notifies; what committed before is in
         // the journal after `seen`.
+        let mut read = true;
         loop {
             let Some(shared) = weak.upgrade() else {
                 driver.abort();
                 return;
             };
-            let caught_up = catch_up(&shared, &mut seen, &sender).await;
+            let caught_up = if read {
+                catch_up(&shared, &mut seen, &sender).await
+            } else {
+                Ok(true)
+            };
             drop(shared);
             match caught_up {
                 Ok(true) => {}
@@ -139,19 +146,74 @@ async fn run(weak: Weak<Shared>, sender: mpsc::Sender<Vec<Cid>>) {
                     break;
                 }
             }
-            tokio::select! {
-                woke = woken.recv() => if woke.is_none() { break },
+            let mut head = tokio::select! {
+                woke = woken.recv() => match woke {
+                    Some(head) => head,
+                    None => break,
+                },
                 () = sender.closed() => {
                     driver.abort();
                     return;
                 }
-            }
+            };
             // One read covers every notification queued meanwhile.
-            while woken.try_recv().is_ok() {}
+            while let Ok(more) = woken.try_recv() {
+                head = head.zip(more).map(|(a, b)| a.max(b));
+            }
+            // Entries all written by this process need no read.
+            read = match (head, weak.upgrade()) {
+                (Some(head), Some(shared)) => !own_up_to(&shared, &mut seen, head).await,
+                _ => true,
+            };
         }
         driver.abort();
         drop(client);
     }
+}
+
+/// Whether every journal entry after `seen` up to `head` was written by this process (then
+/// `seen` moves to `head`: there is nothing to read or hand on). Waits for this process's
+/// writes still committing there (briefly: when they take long, `false`, and the journal is
+/// read).
+async fn own_up_to(shared: &Arc<Shared>, seen: &mut Option<u64>, head: u64) -> bool {
+    let Some(after) = *seen else {
+        return false;
+    };
+    // Up to 100 ms for this process's writes in the range to finish committing.
+    for _ in 0..50 {
+        {
+            let mut own = shared
+                .own
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let covering = |ranges: &std::collections::BTreeMap<u64, u64>, position: u64| {
+                ranges
+                    .range(..=position)
+                    .next_back()
+                    .filter(|(_, last)| **last >= position)
+                    .map(|(_, last)| *last)
+            };
+            let mut position = after + 1;
+            let mut committing = false;
+            while position <= head {
+                if let Some(last) = covering(&own.ranges, position) {
+                    position = last + 1;
+                } else if covering(&own.pending, position).is_some() {
+                    committing = true;
+                    break;
+                } else {
+                    return false; // another process's entry
+                }
+            }
+            if !committing {
+                own.ranges.retain(|_, last| *last > head);
+                *seen = Some(after.max(head));
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    false
 }
 
 /// Reads the journal after `seen` up to its head and hands on other processes' entries.

@@ -265,6 +265,72 @@ async fn a_watcher_hears_the_other_handles_writes() {
     );
 }
 
+/// Two handles writing at once, each watching: each hears exactly the other's shared writes —
+/// none missed among its own (which it passes over without reading them), none of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_of_two_busy_writers_hear_exactly_each_others_writes() {
+    let cluster = cluster();
+    let a = open(&cluster, "busy").await;
+    let b = open(&cluster, "busy").await;
+    let mut heard_by_a = a.watch_others().expect("a PostgreSQL store watches");
+    let mut heard_by_b = b.watch_others().expect("a PostgreSQL store watches");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let objects: Vec<Object> = (0..400).map(conformance::message).collect();
+    // Runs of seven objects each, taken in turn.
+    let by = |turn: usize| -> Vec<&Object> {
+        objects
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (i / 7) % 2 == turn)
+            .map(|(_, object)| object)
+            .collect()
+    };
+    let (by_a, by_b) = (by(0), by(1));
+    let write = |store: PostgresStore, mine: Vec<Object>| {
+        tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            // Single objects and small batches, a few at a time on each handle.
+            for chunk in mine.chunks(3) {
+                let store = store.clone();
+                let chunk: Vec<(Cid, Vec<u8>)> = chunk.iter().map(pair).collect();
+                tasks.push(tokio::spawn(async move { store.put_many(&chunk).await }));
+                if tasks.len() == 4 {
+                    for task in tasks.drain(..) {
+                        task.await.unwrap().unwrap();
+                    }
+                }
+            }
+            for task in tasks {
+                task.await.unwrap().unwrap();
+            }
+        })
+    };
+    let writers = [
+        write(a.clone(), by_a.iter().map(|o| (*o).clone()).collect()),
+        write(b.clone(), by_b.iter().map(|o| (*o).clone()).collect()),
+    ];
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let cids = |objects: &[&Object]| -> BTreeSet<Cid> {
+        objects.iter().map(|o| o.cid().clone()).collect()
+    };
+    for (heard, expected, who) in [
+        (&mut heard_by_a, cids(&by_b), "a hears b's"),
+        (&mut heard_by_b, cids(&by_a), "b hears a's"),
+    ] {
+        let mut got = BTreeSet::new();
+        while got.len() < expected.len() {
+            let batch = tokio::time::timeout(Duration::from_secs(10), heard.next())
+                .await
+                .unwrap_or_else(|_| panic!("{who}: {} of {}", got.len(), expected.len()))
+                .expect("the stream lives");
+            got.extend(batch);
+        }
+        assert_eq!(got, expected, "{who}, and nothing else");
+    }
+}
+
 /// A handle keeps objects it read or wrote in memory; a delete through another handle (another
 /// process) reaches it through its watcher.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
