@@ -55,6 +55,9 @@ type SharedView = Arc<Mutex<View>>;
 #[derive(Debug, Default)]
 pub struct HubViews {
     views: HashMap<Cid, Weak<Mutex<View>>>,
+    /// Sets no session uses any more are dropped from `views` when it reaches this size
+    /// (then twice the size left): amortized, not a walk at every admission.
+    prune_at: usize,
 }
 
 impl HubViews {
@@ -84,7 +87,10 @@ impl HubViews {
     }
 
     fn insert(&mut self, person: &PersonId, view: &SharedView) {
-        self.views.retain(|_, view| view.strong_count() > 0);
+        if self.views.len() >= self.prune_at {
+            self.views.retain(|_, view| view.strong_count() > 0);
+            self.prune_at = (self.views.len() * 2).max(64);
+        }
         self.views.insert(person.0.clone(), Arc::downgrade(view));
     }
 }
