@@ -79,6 +79,12 @@ impl HubViews {
         self.len() == 0
     }
 
+    /// Forgets every set: sessions admitted from now on compute their own (the rules changed,
+    /// or the sets in use missed an update); those in use keep theirs.
+    pub fn clear(&mut self) {
+        self.views.clear();
+    }
+
     /// The set of `person` in use and sound, if any.
     fn get(&self, person: &PersonId) -> Option<SharedView> {
         let view = self.views.get(&person.0)?.upgrade()?;
@@ -638,9 +644,9 @@ mod tests {
         };
         let carol = Identity::from_keys(key(9), key(10), 1_000).unwrap();
         let mut views = HubViews::new();
-        let mut admit = |(payload, noise): (Vec<u8>, [u8; 32])| {
+        let admit = |views: &mut HubViews, (payload, noise): (Vec<u8>, [u8; 32])| {
             let admission = block_on(admit_peer(
-                &store, &hub, &policy, &mut views, &payload, &noise, 2_000,
+                &store, &hub, &policy, views, &payload, &noise, 2_000,
             ))
             .unwrap();
             match admission.access {
@@ -648,23 +654,34 @@ mod tests {
                 PeerAccess::Full => panic!("another person"),
             }
         };
-        let bob_laptop = admit(device(2));
-        let bob_phone = admit(device(3));
+        let bob_laptop = admit(&mut views, device(2));
+        let bob_phone = admit(&mut views, device(3));
         let carol_noise = [10; 32];
-        let carol_session = admit((
-            crate::handshake::payload(&carol, &carol_noise).unwrap(),
-            carol_noise,
-        ));
+        let carol_session = admit(
+            &mut views,
+            (
+                crate::handshake::payload(&carol, &carol_noise).unwrap(),
+                carol_noise,
+            ),
+        );
         assert!(bob_laptop.is_hub());
         assert!(bob_laptop.shares_view(&bob_phone));
         assert_eq!(bob_laptop.view_id(), bob_phone.view_id());
         assert!(!bob_laptop.shares_view(&carol_session));
         assert_eq!(views.len(), 2);
+
         drop(carol_session);
         assert_eq!(views.len(), 1);
         drop(bob_laptop);
         assert_eq!(views.len(), 1, "the phone's session still uses it");
-        drop(bob_phone);
+        // After the rules change (or a missed update), a new session computes its own set,
+        // which the next ones share.
+        views.clear();
+        let bob_tablet = admit(&mut views, device(5));
+        assert!(!bob_tablet.shares_view(&bob_phone));
+        let bob_watch = admit(&mut views, device(6));
+        assert!(bob_watch.shares_view(&bob_tablet));
+        drop((bob_phone, bob_tablet, bob_watch));
         assert!(views.is_empty());
         // Not a hub: every session computes its own.
         let mut plain = HubViews::new();

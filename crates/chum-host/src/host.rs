@@ -441,6 +441,9 @@ impl Host {
         recipes: impl IntoIterator<Item = &'a chum_object::recipe::Recipe>,
     ) {
         self.policy.extend(recipes);
+        // Sets in use were computed under the old rules: sessions admitted from now on
+        // compute their own.
+        self.hub_views.clear();
     }
 
     /// Whether anyone listens to the events: when not, the receive path keeps no facts.
@@ -804,6 +807,7 @@ impl Host {
             policy,
             hub_recipes_loaded,
             concern,
+            hub_views,
             ..
         } = self;
         // What every view needs to know of the new objects, read once for all sessions.
@@ -821,8 +825,14 @@ impl Host {
                     .await
                     .is_err()
             {
-                // Not learnt now: read from the store when the next session opens.
+                // Not learnt now: read from the store when the next session opens, which
+                // computes its own set (those in use may lack what the recipes cover).
                 *hub_recipes_loaded = false;
+                hub_views.clear();
+            }
+            if announcement.is_err() {
+                // No set takes these objects in (their sessions close): none is handed on.
+                hub_views.clear();
             }
             Some(announcement)
         } else {
@@ -1530,9 +1540,6 @@ fn refusal(error: chum_store::Error) -> Answer {
     }
 }
 
-/// Objects are stored — `cids` through session `id`, or `others` through another session or
-/// the app: announces the waiting objects they complete, and those of `cids` not waiting for
-/// a target themselves.
 /// Indexes session `id` by the persons whose objects can concern it now (see
 /// [`Host::concern`]), in place of those it was indexed by.
 fn index_concern(concern: &mut HashMap<Cid, BTreeSet<ConnId>>, id: ConnId, conn: &mut Conn) {
@@ -1563,6 +1570,9 @@ fn unindex_concern(
     }
 }
 
+/// Objects are stored — `cids` through session `id`, or `others` through another session or
+/// the app: announces the waiting objects they complete, and those of `cids` not waiting for
+/// a target themselves.
 fn release(
     outputs: &mut VecDeque<HostOutput>,
     id: ConnId,

@@ -559,6 +559,14 @@ impl Driver {
                 }
             }
         }
+        // The connections closed last are still read for a while (see `LINGER`): closing a
+        // socket with unread bytes would reset it, and the reset can destroy the close frame.
+        let mut frames = std::mem::take(&mut self.frames);
+        if !frames.is_empty() {
+            drop(rt::spawn(async move {
+                let _ = rt::timeout(LINGER, async { while frames.next().await.is_some() {} }).await;
+            }));
+        }
     }
 
     async fn on_message(&mut self, message: Message) {
