@@ -900,8 +900,11 @@ impl Host {
                             visible
                         }
                     };
-                    // A policy object may have changed whom the peer's set depends on.
-                    index_concern(concern, *id, conn);
+                    // A policy object may have changed whom the peer's set depends on (ordinary
+                    // objects never do).
+                    if !announcement.is_plain() {
+                        index_concern(concern, *id, conn);
+                    }
                     match visible {
                         Ok(visible) => visible,
                         Err(_) => {
