@@ -12,7 +12,9 @@
 //!
 //! Reported: sessions held, objects/s written and deliveries/s through the hubs, live latency
 //! from a device's write to its arrival at another device (p50/p99, by the harness's
-//! clock — one process), reconnection after the kill, hub RSS, database size, acknowledged
+//! clock — one process), reconnection after the kill, hub RSS, the CPU time the hubs, the
+//! simulated devices (this process) and PostgreSQL used while writing (from `/proc`; per
+//! message too: what tells whether the machine, not the hubs, is the limit), database size, acknowledged
 //! objects missing from the database after the kill, deliveries missing once they stop
 //! arriving after the run (none for 20 s, at most 180 s), and
 //! the leak check: objects of a person at a device of a person it never granted them to.
@@ -94,6 +96,8 @@ struct Hub {
     child: Child,
     url: String,
     peak_rss_mb: f64,
+    /// CPU time used so far (clock ticks), as last sampled.
+    cpu_ticks: u64,
 }
 
 impl Hub {
@@ -136,11 +140,15 @@ impl Hub {
             child,
             url: line.trim().to_owned(),
             peak_rss_mb: 0.0,
+            cpu_ticks: 0,
         })
     }
 
-    /// Samples the process's peak resident memory (MiB).
+    /// Samples the process's peak resident memory (MiB) and CPU time.
     fn sample(&mut self) {
+        if let Some(ticks) = cpu_ticks(self.child.id()) {
+            self.cpu_ticks = ticks;
+        }
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         if let Some(kb) = status
@@ -159,6 +167,62 @@ impl Drop for Hub {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time (user and system, in clock ticks) process `pid` used so far, from `/proc`.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (in parentheses): state, ppid, …; utime and stime are the 12th
+    // and 13th fields from the state.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU time of the PostgreSQL cluster in `dir`: its postmaster and every process it started.
+fn cluster_cpu_ticks(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let dir = dir.display().to_string();
+    let mut processes: Vec<(u32, u32)> = Vec::new(); // (pid, ppid) of postgres processes
+    let mut postmaster = None;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if !stat.contains("(postgres)") {
+            continue;
+        }
+        let ppid = stat
+            .rfind(')')
+            .and_then(|at| stat.get(at + 2..))
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok())
+            .unwrap_or(0);
+        processes.push((pid, ppid));
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&dir) {
+            postmaster = Some(pid);
+        }
+    }
+    let Some(postmaster) = postmaster else {
+        return 0;
+    };
+    processes
+        .iter()
+        .filter(|(pid, ppid)| *pid == postmaster || *ppid == postmaster)
+        .filter_map(|(pid, _)| cpu_ticks(*pid))
+        .sum()
 }
 
 struct Device {
@@ -411,6 +475,14 @@ async fn run(config: Config) -> Result<bool, String> {
     let acknowledged: Arc<Mutex<Vec<Cid>>> = Arc::new(Mutex::new(Vec::new()));
     let total = (config.rate * config.seconds as f64).round() as usize;
     let interval = Duration::from_secs_f64(1.0 / config.rate);
+    for hub in hubs.iter_mut() {
+        hub.sample();
+    }
+    let cpu_started = (
+        hubs.iter().map(|hub| hub.cpu_ticks).sum::<u64>(),
+        cpu_ticks(std::process::id()).unwrap_or(0),
+        cluster_cpu_ticks(cluster.dir()),
+    );
     let write_started = Instant::now();
     let mut killed_at: Option<Instant> = None;
     let mut reconnected_after: Option<Duration> = None;
@@ -467,6 +539,22 @@ async fn run(config: Config) -> Result<bool, String> {
         });
     }
     let writing = write_started.elapsed();
+    for hub in hubs.iter_mut().skip(usize::from(killed_at.is_some())) {
+        hub.sample();
+    }
+    // CPU seconds (Linux clock ticks are 1/100 s) while writing: hubs, this process (the
+    // simulated devices), the database.
+    let cpu_used = [
+        hubs.iter()
+            .map(|hub| hub.cpu_ticks)
+            .sum::<u64>()
+            .saturating_sub(cpu_started.0),
+        cpu_ticks(std::process::id())
+            .unwrap_or(0)
+            .saturating_sub(cpu_started.1),
+        cluster_cpu_ticks(cluster.dir()).saturating_sub(cpu_started.2),
+    ]
+    .map(|ticks| ticks as f64 / 100.0);
     // Every write's acknowledgement (or its 30 s timeout).
     while writers.join_next().await.is_some() {}
     if let (Some(at), None) = (killed_at, reconnected_after) {
@@ -686,6 +774,19 @@ async fn run(config: Config) -> Result<bool, String> {
             .map(|hub| format!("{:.0} MiB", hub.peak_rss_mb))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    let per_message = |seconds: f64| seconds * 1000.0 / total.max(1) as f64;
+    println!(
+        "CPU while writing             hubs {:.1} s, devices {:.1} s, PostgreSQL {:.1} s of {:.1} s \
+         on {} cores = {:.2} / {:.2} / {:.2} ms a message",
+        cpu_used[0],
+        cpu_used[1],
+        cpu_used[2],
+        writing.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        per_message(cpu_used[0]),
+        per_message(cpu_used[1]),
+        per_message(cpu_used[2]),
     );
     println!("database size                 {database_mb:.1} MiB");
     println!(
