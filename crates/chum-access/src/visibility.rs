@@ -558,7 +558,20 @@ impl Announcement {
     pub async fn prepare(store: &dyn Store, cids: Vec<Cid>, hub: bool) -> Result<Announcement> {
         let mut announcement = Announcement::default();
         for cid in &cids {
-            if let Some((_, value)) = load(store, cid).await? {
+            // Three lookups at once (a hub's store answers them over separate connections).
+            let (loaded, referrers, senders) = futures::future::join3(
+                load(store, cid),
+                links_to(store, cid),
+                async {
+                    if hub {
+                        crate::hub::senders(store, cid).await.map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                },
+            )
+            .await;
+            if let Some((_, value)) = loaded? {
                 if value
                     .type_name()
                     .is_some_and(|name| POLICY_TYPES.contains(&name))
@@ -573,12 +586,11 @@ impl Announcement {
                 }
                 announcement.values.insert(cid.clone(), value);
             }
-            let referrers = links_to(store, cid).await?;
+            let referrers = referrers?;
             if !referrers.is_empty() {
                 announcement.referrers.insert(cid.clone(), referrers);
             }
-            if hub {
-                let senders = crate::hub::senders(store, cid).await?;
+            if let Some(senders) = senders? {
                 announcement.all_senders.extend(senders.iter().cloned());
                 announcement.senders.insert(cid.clone(), senders);
                 if let Some(value) = announcement.values.get(cid)
