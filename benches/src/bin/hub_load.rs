@@ -181,10 +181,11 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-/// CPU time of the PostgreSQL cluster in `dir`: its postmaster and every process it started.
-fn cluster_cpu_ticks(dir: &std::path::Path) -> u64 {
+/// Records, per process, the CPU time of the PostgreSQL cluster in `dir` (its postmaster and
+/// every process it started) into `seen`; a process that exits keeps its last sample there.
+fn sample_cluster_cpu(dir: &std::path::Path, seen: &mut HashMap<u32, u64>) {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return;
     };
     let dir = dir.display().to_string();
     let mut processes: Vec<(u32, u32)> = Vec::new(); // (pid, ppid) of postgres processes
@@ -216,13 +217,16 @@ fn cluster_cpu_ticks(dir: &std::path::Path) -> u64 {
         }
     }
     let Some(postmaster) = postmaster else {
-        return 0;
+        return;
     };
-    processes
+    for (pid, _) in processes
         .iter()
         .filter(|(pid, ppid)| *pid == postmaster || *ppid == postmaster)
-        .filter_map(|(pid, _)| cpu_ticks(*pid))
-        .sum()
+    {
+        if let Some(ticks) = cpu_ticks(*pid) {
+            seen.insert(*pid, ticks);
+        }
+    }
 }
 
 struct Device {
@@ -478,10 +482,12 @@ async fn run(config: Config) -> Result<bool, String> {
     for hub in hubs.iter_mut() {
         hub.sample();
     }
+    let mut cluster_cpu: HashMap<u32, u64> = HashMap::new();
+    sample_cluster_cpu(cluster.dir(), &mut cluster_cpu);
     let cpu_started = (
         hubs.iter().map(|hub| hub.cpu_ticks).sum::<u64>(),
         cpu_ticks(std::process::id()).unwrap_or(0),
-        cluster_cpu_ticks(cluster.dir()),
+        cluster_cpu.values().sum::<u64>(),
     );
     let write_started = Instant::now();
     let mut killed_at: Option<Instant> = None;
@@ -493,6 +499,8 @@ async fn run(config: Config) -> Result<bool, String> {
         if config.kill && killed_at.is_none() && n >= total / 2 {
             let hub = &mut hubs[0];
             hub.sample();
+            // The database's CPU for the killed hub's connections, before they end.
+            sample_cluster_cpu(cluster.dir(), &mut cluster_cpu);
             let _ = hub.child.kill();
             let _ = hub.child.wait();
             killed_at = Some(Instant::now());
@@ -508,6 +516,7 @@ async fn run(config: Config) -> Result<bool, String> {
             for hub in hubs.iter_mut().skip(usize::from(killed_at.is_some())) {
                 hub.sample();
             }
+            sample_cluster_cpu(cluster.dir(), &mut cluster_cpu);
         }
         let index = (n * 7919) % devices.len();
         let device = &devices[index];
@@ -552,7 +561,13 @@ async fn run(config: Config) -> Result<bool, String> {
         cpu_ticks(std::process::id())
             .unwrap_or(0)
             .saturating_sub(cpu_started.1),
-        cluster_cpu_ticks(cluster.dir()).saturating_sub(cpu_started.2),
+        {
+            sample_cluster_cpu(cluster.dir(), &mut cluster_cpu);
+            cluster_cpu
+                .values()
+                .sum::<u64>()
+                .saturating_sub(cpu_started.2)
+        },
     ]
     .map(|ticks| ticks as f64 / 100.0);
     // Every write's acknowledgement (or its 30 s timeout).

@@ -559,18 +559,15 @@ impl Announcement {
         let mut announcement = Announcement::default();
         for cid in &cids {
             // Three lookups at once (a hub's store answers them over separate connections).
-            let (loaded, referrers, senders) = futures::future::join3(
-                load(store, cid),
-                links_to(store, cid),
-                async {
+            let (loaded, referrers, senders) =
+                futures::future::join3(load(store, cid), links_to(store, cid), async {
                     if hub {
                         crate::hub::senders(store, cid).await.map(Some)
                     } else {
                         Ok(None)
                     }
-                },
-            )
-            .await;
+                })
+                .await;
             if let Some((_, value)) = loaded? {
                 if value
                     .type_name()
