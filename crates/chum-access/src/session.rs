@@ -686,27 +686,20 @@ mod tests {
         // Not a hub: every session computes its own.
         let mut plain = HubViews::new();
         let (payload, noise) = device(4);
-        let first = block_on(admit_peer(
-            &store,
-            &hub,
-            &Policy::default(),
-            &mut plain,
-            &payload,
-            &noise,
-            2_000,
-        ))
-        .unwrap();
-        let second = block_on(admit_peer(
-            &store,
-            &hub,
-            &Policy::default(),
-            &mut plain,
-            &payload,
-            &noise,
-            2_000,
-        ))
-        .unwrap();
-        match (first.access, second.access) {
+        let mut admit_plain = || {
+            block_on(admit_peer(
+                &store,
+                &hub,
+                &Policy::default(),
+                &mut plain,
+                &payload,
+                &noise,
+                2_000,
+            ))
+            .unwrap()
+            .access
+        };
+        match (admit_plain(), admit_plain()) {
             (PeerAccess::Granted(first), PeerAccess::Granted(second)) => {
                 assert!(!first.is_hub());
                 assert!(!first.shares_view(&second));

@@ -23,6 +23,18 @@ async fn hub(builder: chum::Builder) -> (Instance, String) {
     (hub, url)
 }
 
+/// `instance` writes a Message with `text` into `conversation`: its CID.
+async fn say(instance: &Instance, conversation: &Cid, text: &str) -> Cid {
+    let message =
+        format!(r#"{{"$type":"Message","text":"{text}","conversation":{{"/":"{conversation}"}}}}"#);
+    instance
+        .create(&json(&message))
+        .await
+        .unwrap()
+        .cid()
+        .clone()
+}
+
 /// Every object `instance` holds.
 async fn held(instance: &Instance) -> BTreeSet<Cid> {
     instance.list().await.unwrap().into_iter().collect()
@@ -72,13 +84,7 @@ async fn a_hub_forwards_what_each_person_granted_and_nothing_else() {
     let _ = p1.put(&shared_chat).await.unwrap();
     let mut shared_messages = Vec::new();
     for i in 0..5 {
-        let message = p1
-            .create(&json(&format!(
-                r#"{{"$type":"Message","text":"plan {i}","conversation":{{"/":"{chat}"}}}}"#
-            )))
-            .await
-            .unwrap();
-        shared_messages.push(message.cid().clone());
+        shared_messages.push(say(&p1, &chat, &format!("plan {i}")).await);
     }
     let private = p1
         .put(&json(r#"{"$type":"Conversation","id":"diary"}"#))
@@ -87,14 +93,7 @@ async fn a_hub_forwards_what_each_person_granted_and_nothing_else() {
         .id()
         .unwrap()
         .clone();
-    let secret = p1
-        .create(&json(&format!(
-            r#"{{"$type":"Message","text":"secret","conversation":{{"/":"{private}"}}}}"#
-        )))
-        .await
-        .unwrap()
-        .cid()
-        .clone();
+    let secret = say(&p1, &private, "secret").await;
     let _ = p1.grant(&chat, &hub_person).await.unwrap();
     let _ = p1.grant(&private, &hub_person).await.unwrap();
     let to_q = p1.grant(&chat, &q.person()).await.unwrap();
@@ -130,14 +129,7 @@ async fn a_hub_forwards_what_each_person_granted_and_nothing_else() {
     // Live: a new message of P's reaches Q and P's other device at once.
     let r_link = r.connect(&hub_url).unwrap();
     r_link.connected().await.unwrap();
-    let live = p1
-        .create(&json(&format!(
-            r#"{{"$type":"Message","text":"live","conversation":{{"/":"{chat}"}}}}"#
-        )))
-        .await
-        .unwrap()
-        .cid()
-        .clone();
+    let live = say(&p1, &chat, "live").await;
     eventually("q and p2 hear the live message", || async {
         q.has(&live).await.unwrap() && p2.has(&live).await.unwrap()
     })
@@ -178,14 +170,7 @@ async fn a_hub_forwards_what_each_person_granted_and_nothing_else() {
     // conversation (P's other device does).
     let _ = p1.revoke_grant(to_q.cid()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = p1
-        .create(&json(&format!(
-            r#"{{"$type":"Message","text":"after the revocation","conversation":{{"/":"{chat}"}}}}"#
-        )))
-        .await
-        .unwrap()
-        .cid()
-        .clone();
+    let after = say(&p1, &chat, "after the revocation").await;
     eventually("p2 hears the message after the revocation", || async {
         p2.has(&after).await.unwrap()
     })
@@ -527,13 +512,7 @@ async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
         .unwrap()
         .clone();
     let _ = alice.grant(&chat, &hub_person).await.unwrap();
-    let message = |text: &str| {
-        let alice = alice.clone();
-        let text =
-            format!(r#"{{"$type":"Message","text":"{text}","conversation":{{"/":"{chat}"}}}}"#);
-        async move { alice.create(&json(&text)).await.unwrap().cid().clone() }
-    };
-    let before = message("before the grant").await;
+    let before = say(&alice, &chat, "before the grant").await;
     let links: Vec<chum::Link> = [&alice, &bob, &bob_phone, &carol]
         .iter()
         .map(|instance| instance.connect(&hub_url).unwrap())
@@ -545,7 +524,7 @@ async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
         hub.has(&before).await.unwrap()
     })
     .await;
-    let during = message("while bob is connected, not yet granted").await;
+    let during = say(&alice, &chat, "while bob is connected, not yet granted").await;
     eventually("the hub holds the second message", || async {
         hub.has(&during).await.unwrap()
     })
@@ -561,7 +540,7 @@ async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
         .await;
     }
     for i in 0..3 {
-        let live = message(&format!("live {i}")).await;
+        let live = say(&alice, &chat, &format!("live {i}")).await;
         eventually("bob's devices hear alice's new message live", || async {
             bob.has(&live).await.unwrap() && bob_phone.has(&live).await.unwrap()
         })
@@ -577,14 +556,7 @@ async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
         .unwrap()
         .clone();
     let _ = bob.grant(&notes, &hub_person).await.unwrap();
-    let note = bob
-        .create(&json(&format!(
-            r#"{{"$type":"Message","text":"from the laptop","conversation":{{"/":"{notes}"}}}}"#
-        )))
-        .await
-        .unwrap()
-        .cid()
-        .clone();
+    let note = say(&bob, &notes, "from the laptop").await;
     eventually("bob's phone hears the laptop's message", || async {
         bob_phone.has(&note).await.unwrap()
     })
