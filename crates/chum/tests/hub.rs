@@ -23,6 +23,12 @@ async fn hub(builder: chum::Builder) -> (Instance, String) {
     (hub, url)
 }
 
+/// `instance` writes the Conversation `name`: its ID.
+async fn conversation(instance: &Instance, name: &str) -> Cid {
+    let value = json(&format!(r#"{{"$type":"Conversation","id":"{name}"}}"#));
+    instance.put(&value).await.unwrap().id().unwrap().clone()
+}
+
 /// `instance` writes a Message with `text` into `conversation`: its CID.
 async fn say(instance: &Instance, conversation: &Cid, text: &str) -> Cid {
     let message =
@@ -86,13 +92,7 @@ async fn a_hub_forwards_what_each_person_granted_and_nothing_else() {
     for i in 0..5 {
         shared_messages.push(say(&p1, &chat, &format!("plan {i}")).await);
     }
-    let private = p1
-        .put(&json(r#"{"$type":"Conversation","id":"diary"}"#))
-        .await
-        .unwrap()
-        .id()
-        .unwrap()
-        .clone();
+    let private = conversation(&p1, "diary").await;
     let secret = say(&p1, &private, "secret").await;
     let _ = p1.grant(&chat, &hub_person).await.unwrap();
     let _ = p1.grant(&private, &hub_person).await.unwrap();
@@ -223,13 +223,7 @@ async fn a_hub_applies_each_persons_recipes_to_that_persons_objects_only() {
 
     // Mallory shares something with the hub first: its recipes reach the hub. It also tries
     // to pass its Reply recipe off as Alice's, with a forged hub note granted to the hub.
-    let m_chat = mallory
-        .put(&json(r#"{"$type":"Conversation","id":"mallory"}"#))
-        .await
-        .unwrap()
-        .id()
-        .unwrap()
-        .clone();
+    let m_chat = conversation(&mallory, "mallory").await;
     let _ = mallory.grant(&m_chat, &hub_person).await.unwrap();
     let m_recipe =
         chum::Object::from_value(&entry_recipe("Reply", true).with_version(2).to_value())
@@ -258,13 +252,7 @@ async fn a_hub_applies_each_persons_recipes_to_that_persons_objects_only() {
 
     // Alice: a conversation with a comment and a reply, granted to the hub, Bob and Mallory;
     // the reply granted to the hub on its own (for Alice's other devices), to nobody else.
-    let chat = alice
-        .put(&json(r#"{"$type":"Conversation","id":"trip"}"#))
-        .await
-        .unwrap()
-        .id()
-        .unwrap()
-        .clone();
+    let chat = conversation(&alice, "trip").await;
     let entry = |type_name: &str, text: &str| {
         json(&format!(
             r#"{{"$type":"{type_name}","on":{{"/":"{chat}"}},"text":"{text}"}}"#
@@ -422,13 +410,7 @@ async fn a_recipe_that_arrives_later_uncovers_earlier_entries() {
         .unwrap();
     // Alice has no recipe for her comments yet; she grants the hub the comment itself (so it
     // is stored there), and Bob the conversation.
-    let chat = alice
-        .put(&json(r#"{"$type":"Conversation","id":"later"}"#))
-        .await
-        .unwrap()
-        .id()
-        .unwrap()
-        .clone();
+    let chat = conversation(&alice, "later").await;
     let comment = alice
         .create(&json(&format!(
             r#"{{"$type":"Comment","on":{{"/":"{chat}"}},"text":"early"}}"#
@@ -504,13 +486,7 @@ async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
         .await
         .unwrap();
     pairing.close();
-    let chat = alice
-        .put(&json(r#"{"$type":"Conversation","id":"later"}"#))
-        .await
-        .unwrap()
-        .id()
-        .unwrap()
-        .clone();
+    let chat = conversation(&alice, "later").await;
     let _ = alice.grant(&chat, &hub_person).await.unwrap();
     let before = say(&alice, &chat, "before the grant").await;
     let links: Vec<chum::Link> = [&alice, &bob, &bob_phone, &carol]
@@ -548,13 +524,7 @@ async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
     }
     // What one of Bob's devices writes reaches the other through the hub (the writer's
     // session and its sibling share one set).
-    let notes = bob
-        .put(&json(r#"{"$type":"Conversation","id":"bob's notes"}"#))
-        .await
-        .unwrap()
-        .id()
-        .unwrap()
-        .clone();
+    let notes = conversation(&bob, "bob's notes").await;
     let _ = bob.grant(&notes, &hub_person).await.unwrap();
     let note = say(&bob, &notes, "from the laptop").await;
     eventually("bob's phone hears the laptop's message", || async {
