@@ -129,6 +129,11 @@ pub struct HubState {
     /// Per person with grants to the peer's person: the targets of those grants, and what
     /// that person sent.
     granters: BTreeMap<Cid, Granter>,
+    /// Objects the peer's person sent, as known here (the store's records when the set was
+    /// computed, then what was taken or announced since): what a quota counts.
+    own_sent: u64,
+    /// Objects counted in `own_sent` when taken, not announced yet.
+    reserved: std::collections::HashSet<Cid>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -142,7 +147,22 @@ impl HubState {
         HubState {
             peer_key,
             granters: BTreeMap::new(),
+            own_sent: 0,
+            reserved: std::collections::HashSet::new(),
         }
+    }
+
+    /// See [`crate::visibility::VisibleSet::reserve`].
+    pub(crate) fn reserve(&mut self, cid: &Cid, quota: u64) -> bool {
+        if self.reserved.contains(cid) {
+            return true;
+        }
+        if self.own_sent >= quota {
+            return false;
+        }
+        self.own_sent += 1;
+        self.reserved.insert(cid.clone());
+        true
     }
 
     /// The persons with grants to the peer's person held here.
@@ -180,6 +200,7 @@ pub(crate) async fn rebuild(set: &mut VisibleSet, store: &dyn Store) -> Result<B
     };
     let peer = set.peer().clone();
     let mut found = sent_by(store, &peer).await?;
+    let own_sent = found.len() as u64;
     found.insert(person_object(&peer_key).cid().clone());
     found.extend(public_identity(store, &peer_key).await?);
     let mut granters = BTreeMap::new();
@@ -221,6 +242,9 @@ pub(crate) async fn rebuild(set: &mut VisibleSet, store: &dyn Store) -> Result<B
     }
     if let Some(state) = set.hub_state() {
         state.granters = granters;
+        // Taken objects committed by now are among those the store says the person sent.
+        state.own_sent = own_sent;
+        state.reserved.clear();
     }
     set.set_targets(all_targets);
     Ok(found)
@@ -294,6 +318,11 @@ pub(crate) async fn on_announced(
             continue;
         };
         if senders.contains(&peer) {
+            if let Some(state) = set.hub_state()
+                && !state.reserved.remove(cid)
+            {
+                state.own_sent += 1; // sent through another session or process
+            }
             added.push(cid.clone());
             continue;
         }

@@ -154,6 +154,7 @@ pub async fn admit_peer(
         PeerAccess::Granted(Box::new(Granted {
             view,
             hub,
+            quota: policy.quota().filter(|_| hub),
             coverage: Coverage::new(
                 store,
                 policy.clone(),
@@ -224,6 +225,8 @@ pub struct Granted {
     view: SharedView,
     /// Whether this side serves as a hub.
     hub: bool,
+    /// On a hub: the objects the peer's person may have it store ([`Policy::quota`]).
+    quota: Option<u64>,
     coverage: Coverage,
     /// Objects received but not (yet) covered: held in memory only — never stored, indexed
     /// or announced — and stored (shared) when a grant or a referrer covering them arrives in
@@ -413,6 +416,9 @@ pub struct Taken {
     /// Instance-local values to write in the same transaction as `batch` (on a hub: who sent
     /// each object), e.g. with [`Store::put_verified_with_local`].
     pub local: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Covered objects refused, with why: on a hub, those past the person's quota
+    /// ([`Policy::quota_per_person`]). Neither stored nor held: answer them as refused.
+    pub refused: Vec<(Cid, String)>,
 }
 
 impl Granted {
@@ -490,7 +496,14 @@ impl Granted {
             }
             keep.push(ok);
         }
-        let (batch, uncovered) = batch.select(&keep);
+        let refused = self.over_quota(batch.objects(), &mut keep).await;
+        let (batch, mut uncovered) = batch.select(&keep);
+        if !refused.is_empty() {
+            let refused: std::collections::HashSet<&Cid> =
+                refused.iter().map(|(cid, _)| cid).collect();
+            uncovered.retain(|(cid, _)| !refused.contains(cid));
+            recipes.retain(|cid| !refused.contains(cid));
+        }
         let incoming: usize = uncovered.iter().map(|(_, bytes)| bytes.len()).sum();
         self.vouched += vouched;
         if self.quarantine.len() + uncovered.len() + self.vouched > self.limit
@@ -510,7 +523,36 @@ impl Granted {
             Some(notes) => Verified::concat(vec![batch, notes]),
             None => batch,
         };
-        Ok(Taken { local, batch })
+        Ok(Taken {
+            local,
+            batch,
+            refused,
+        })
+    }
+
+    /// On a hub with a quota: of the objects to take (`keep`), those past the peer's person's
+    /// quota — not visible to it yet, and with no room left — are taken out of `keep` and
+    /// returned with the reason; the rest is counted.
+    async fn over_quota(
+        &mut self,
+        objects: &[(Cid, Vec<u8>)],
+        keep: &mut [bool],
+    ) -> Vec<(Cid, String)> {
+        let Some(quota) = self.quota else {
+            return Vec::new();
+        };
+        let mut view = self.view.lock().await;
+        let mut refused = Vec::new();
+        for ((cid, _), keep) in objects.iter().zip(keep.iter_mut()) {
+            if *keep && !view.set.contains(cid) && !view.set.reserve(cid, quota) {
+                *keep = false;
+                refused.push((
+                    cid.clone(),
+                    format!("past the quota of {quota} objects one person may store on this hub"),
+                ));
+            }
+        }
+        refused
     }
 
     /// On a hub: its notes that the peer's person sent `recipes` (see
@@ -536,12 +578,16 @@ impl Granted {
             let mut promoted = Vec::new();
             for (cid, bytes) in std::mem::take(&mut self.quarantine) {
                 let value = Coverage::decode(&cid, &bytes);
-                if self
+                let mut covered = [self
                     .coverage
                     .check(store, &cid, value.as_ref())
                     .await
-                    .map_err(backend)?
-                {
+                    .map_err(backend)?];
+                // Past the quota: held (and dropped with the session), as if not covered.
+                let object = [(cid, bytes)];
+                let _ = self.over_quota(&object, &mut covered).await;
+                let [(cid, bytes)] = object;
+                if covered[0] {
                     self.quarantine_bytes -= bytes.len();
                     promoted.push((cid, bytes));
                 } else {
@@ -589,13 +635,17 @@ impl Granted {
         store: &dyn Store,
         batch: Verified,
     ) -> chum_store::Result<(Answer, Vec<Cid>)> {
-        let taken = match self.take(store, batch).await {
+        let mut taken = match self.take(store, batch).await {
             Ok(taken) => taken,
             Err(answer) => return Ok((answer, Vec::new())),
         };
+        let answer = match std::mem::take(&mut taken.refused) {
+            refused if refused.is_empty() => Answer::Stored,
+            refused => Answer::StoredExcept(refused),
+        };
         let mut new = Vec::new();
         if taken.batch.is_empty() {
-            return Ok((Answer::Stored, new));
+            return Ok((answer, new));
         }
         let cids: Vec<Cid> = taken
             .batch
@@ -613,7 +663,7 @@ impl Granted {
                 .map(|(cid, _)| cid),
         );
         new.extend(self.promote(store).await?);
-        Ok((Answer::Stored, new))
+        Ok((answer, new))
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Policy {
     /// Whether this side is a hub: it stores and forwards what several persons share with it
     /// and answers each peer from what that peer's person may see (see [`VisibleSet`]).
     serving_hub: bool,
+    /// On a hub: how many objects one person may have it store (`None`: no bound).
+    quota: Option<u64>,
 }
 
 impl Policy {
@@ -105,6 +107,19 @@ impl Policy {
     /// Whether this side serves as a hub.
     pub fn serves_as_hub(&self) -> bool {
         self.serving_hub
+    }
+
+    /// On a hub: stores at most `objects` objects sent by one person — counted over that
+    /// person's instances and every process serving the store, from who sent what (see
+    /// `hub`); beyond it, what the person sends is refused, object by object, with a reason
+    /// (objects it already holds do not count again).
+    pub fn quota_per_person(&mut self, objects: u64) {
+        self.quota = Some(objects);
+    }
+
+    /// The bound of [`Policy::quota_per_person`], if any.
+    pub fn quota(&self) -> Option<u64> {
+        self.quota
     }
 
     /// The collection fields of `recipes` in place of the ones held (hubs and serving kept).
@@ -968,6 +983,15 @@ impl VisibleSet {
     /// The hub's state of the set (on a hub).
     pub(crate) fn hub_state(&mut self) -> Option<&mut crate::hub::HubState> {
         self.hub.as_deref_mut()
+    }
+
+    /// On a hub: counts `cid` (not visible yet) as sent by the peer's person, unless that
+    /// would pass `quota`; whether it fits. A reserved object is counted once, however often
+    /// it is offered, and not again when it is announced.
+    pub(crate) fn reserve(&mut self, cid: &Cid, quota: u64) -> bool {
+        self.hub
+            .as_deref_mut()
+            .is_none_or(|state| state.reserve(cid, quota))
     }
 
     /// The rules and the hub's state of the set, the state to change (on a hub).

@@ -125,6 +125,11 @@ enum Command {
         /// starting with `#` are skipped).
         #[arg(long, value_name = "PATH")]
         admit_file: Option<PathBuf>,
+        /// With `--hub`: store at most N objects sent by one person (over all its instances
+        /// and every process serving the store); beyond, what it sends is refused with a
+        /// reason. Without it, no bound.
+        #[arg(long, value_name = "N", requires = "hub")]
+        quota: Option<u64>,
     },
     /// Connect once, sync both ways, and exit 0 once both sides hold the same visible set.
     Sync {
@@ -427,6 +432,8 @@ struct Limits {
     per_address: f64,
     /// The only other persons served (`None`: anyone).
     admit: Option<Vec<chum::PersonId>>,
+    /// On a hub: the objects one person may have it store.
+    quota: Option<u64>,
 }
 
 /// The persons of `--admit` and `--admit-file` (`None` when neither is given).
@@ -491,6 +498,10 @@ async fn serve(cli: &Cli, listen: Vec<String>, hub: bool, limits: Limits) -> Res
             .host_limits(host_limits);
         let builder = match limits.admit.clone() {
             Some(persons) => builder.admit_only(persons),
+            None => builder,
+        };
+        let builder = match limits.quota {
+            Some(objects) => builder.hub_quota(objects),
             None => builder,
         };
         if hub { builder.hub() } else { builder }
@@ -609,11 +620,13 @@ fn main() -> ExitCode {
                 per_address,
                 admit,
                 admit_file,
+                quota,
             } => {
                 let limits = Limits {
                     max_sessions: *max_sessions,
                     per_address: *per_address,
                     admit: admitted(admit, admit_file.as_deref())?,
+                    quota: *quota,
                 };
                 return serve(&cli, listen.clone(), *hub, limits).await;
             }

@@ -321,3 +321,107 @@ fn hub_processes_learn_each_persons_recipes_through_the_database() {
     });
     drop((hub_a, hub_b));
 }
+
+/// `chum serve --hub --quota N` over one database: a person's objects count across hub
+/// processes — what it wrote through one counts at the other — and past the quota the
+/// person's device hears why its objects were refused.
+#[test]
+fn a_quota_counts_a_persons_objects_across_hub_processes() {
+    const QUOTA: usize = 12;
+    let cluster = TempCluster::start_with(&ClusterOptions::default()).unwrap();
+    let store = format!("{}&schema=hub", cluster.url("postgres"));
+    let whoami = ok(&["init", "--store", &store], b"");
+    let hub_person: chum::PersonId = chum::PersonId(
+        whoami
+            .lines()
+            .find_map(|line| line.strip_prefix("person "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    let quota = QUOTA.to_string();
+    let start = || {
+        let (child, url) = common::serve(&store, "ws://127.0.0.1:0", &["--hub", "--quota", &quota]);
+        Hub { child, url }
+    };
+    let (hub_a, hub_b) = (start(), start());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let alice = Instance::builder()
+            .memory()
+            .use_hub(hub_person.clone())
+            .open()
+            .await
+            .unwrap();
+        let chat = alice
+            .put(&chum::dagjson::from_str(r#"{"$type":"Conversation","id":"q"}"#).unwrap())
+            .await
+            .unwrap()
+            .id()
+            .unwrap()
+            .clone();
+        let grant = alice.grant(&chat, &hub_person).await.unwrap();
+        let say = |i: usize| {
+            let alice = alice.clone();
+            let text =
+                format!(r#"{{"$type":"Message","text":"{i}","conversation":{{"/":"{chat}"}}}}"#);
+            async move {
+                alice
+                    .create(&chum::dagjson::from_str(&text).unwrap())
+                    .await
+                    .unwrap()
+            }
+        };
+        // Through hub A: the conversation, the grant and 6 messages, each acknowledged.
+        let link = alice.connect(&hub_a.url).unwrap();
+        link.connected().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), grant.held_by_peer())
+            .await
+            .unwrap()
+            .unwrap();
+        for i in 0..6 {
+            let written = say(i).await;
+            tokio::time::timeout(Duration::from_secs(10), written.held_by_peer())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        link.close().await;
+        // Through hub B: what went through hub A counts; the rest of the room, then refusals.
+        let mut events = alice.events();
+        let link = alice.connect(&hub_b.url).unwrap();
+        link.connected().await.unwrap();
+        for i in 6..20 {
+            let _ = say(i).await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let reason = loop {
+            let event = tokio::time::timeout_at(deadline, events.next())
+                .await
+                .expect("alice hears of the refusal within 10 s")
+                .unwrap();
+            if let chum::Event::PeerRefused { reason, .. } = event
+                && reason.contains("quota")
+            {
+                break reason;
+            }
+        };
+        assert!(reason.contains(&quota), "{reason}");
+        link.close().await;
+    });
+    // The database holds at most the quota of her objects (her conversation — ID object and
+    // version —, her grant and her identity count too): the 6 messages acknowledged through
+    // hub A, and at most QUOTA − 2 in all. Hub B, had it not counted what went through hub A,
+    // would have taken up to 12 more.
+    let listed = ok(&["ls", "--type", "Message", "--store", &store], b"");
+    let messages = listed
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .count();
+    assert!((6..=QUOTA - 2).contains(&messages), "{messages}: {listed}");
+}

@@ -434,6 +434,13 @@ impl Host {
         self.policy.admit_only(persons);
     }
 
+    /// On a hub: stores at most `objects` objects sent by one person (see
+    /// `chum_access::Policy::quota_per_person`); beyond, what it sends is refused with a
+    /// reason.
+    pub fn quota_per_person(&mut self, objects: u64) {
+        self.policy.quota_per_person(objects);
+    }
+
     /// Follows the collection fields of `recipes` too when deciding what another person may
     /// see (sessions admitted from now on).
     pub fn add_recipes<'a>(
@@ -1265,10 +1272,13 @@ impl Host {
         else {
             return Some(Answer::Failed("the session ended".into()));
         };
-        let taken = match access.take(&*store, batch).await {
+        let mut taken = match access.take(&*store, batch).await {
             Ok(taken) => taken,
             Err(answer) => return Some(answer),
         };
+        // Past the person's quota on a hub: refused like objects its recipes refuse.
+        let mut refused = refused;
+        refused.append(&mut taken.refused);
         if !refused.is_empty()
             && let answer @ Answer::Invalid(_) = self.refused_foreign(id, refused.clone(), true)
         {

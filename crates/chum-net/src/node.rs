@@ -201,6 +201,15 @@ impl Node {
         })
     }
 
+    /// On a hub: stores at most `objects` objects sent by one person (see
+    /// [`chum_host::Host::quota_per_person`]).
+    pub fn quota_per_person(self, objects: u64) -> Node {
+        self.setup(|mut host| {
+            host.quota_per_person(objects);
+            host
+        })
+    }
+
     /// Uses `config` for every session (its role is set per session).
     pub fn with_config(self, config: Config) -> Node {
         self.setup(|host| host.with_config(config))

@@ -215,6 +215,17 @@ impl Builder {
         self
     }
 
+    /// On a hub ([`Builder::hub`]): stores at most `objects` objects sent by one person —
+    /// whatever it sends through any of its instances and any process serving the store
+    /// counts, grants and identity objects too, once each. Beyond, what the person sends is
+    /// refused object by object with a reason (its app hears [`Event::PeerRefused`]); what it
+    /// sent before stays.
+    #[cfg(feature = "net")]
+    pub fn hub_quota(mut self, objects: u64) -> Builder {
+        self.hubs.quota = Some(objects);
+        self
+    }
+
     /// Uses `hub` (a hub's person) as a hub: instances of it also see this instance's grants,
     /// and their revocations, on what this person granted the hub — so the hub forwards that
     /// data to those grantees. Without it, a hub stores what it is granted but cannot tell

@@ -101,6 +101,8 @@ pub(crate) struct Hubs {
     pub(crate) host: Option<chum_net::HostLimits>,
     /// The only other persons served (`None`: anyone).
     pub(crate) admit: Option<Vec<PersonId>>,
+    /// On a hub: the objects one person may have it store (`None`: no bound).
+    pub(crate) quota: Option<u64>,
 }
 
 impl Net {
@@ -131,6 +133,9 @@ impl Net {
         }
         if let Some(persons) = hubs.admit {
             node = node.admit_only(persons);
+        }
+        if let Some(objects) = hubs.quota {
+            node = node.quota_per_person(objects);
         }
         for hub in hubs.used {
             node = node.use_hub(hub);

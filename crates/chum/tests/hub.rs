@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chum::{Cid, Instance};
-use common::{eventually, json};
+use common::{eventually, json, wait_for};
 
 /// A hub opened from `builder`, listening on a free TCP port: it and its address.
 async fn hub(builder: chum::Builder) -> (Instance, String) {
@@ -536,6 +536,78 @@ async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!carol.has(&before).await.unwrap());
     assert!(!carol.has(&during).await.unwrap());
+    for link in links {
+        link.close().await;
+    }
+}
+
+/// A hub with a quota stores at most that many objects of one person's, whichever of its
+/// instances sends them; past it, the sender hears why each was refused; another person's
+/// objects still go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_stores_at_most_its_quota_of_a_persons_objects() {
+    const QUOTA: u64 = 16;
+    let (hub, hub_url) = hub(Instance::builder().memory().hub().hub_quota(QUOTA)).await;
+    let hub_person = hub.person();
+    let open = || {
+        let hub_person = hub_person.clone();
+        async move {
+            Instance::builder()
+                .memory()
+                .use_hub(hub_person)
+                .open()
+                .await
+                .unwrap()
+        }
+    };
+    let (alice, bob) = (open().await, open().await);
+    let mut alice_events = alice.events();
+    let chat = conversation(&alice, "busy").await;
+    let grant = alice.grant(&chat, &hub_person).await.unwrap().cid().clone();
+    let bob_chat = conversation(&bob, "quiet").await;
+    let _ = bob.grant(&bob_chat, &hub_person).await.unwrap();
+    let links = [
+        alice.connect(&hub_url).unwrap(),
+        bob.connect(&hub_url).unwrap(),
+    ];
+    for link in &links {
+        link.connected().await.unwrap();
+    }
+    eventually("the hub holds alice's grant", || async {
+        hub.has(&grant).await.unwrap()
+    })
+    .await;
+    // Live, one by one: each covered by the grant when it arrives.
+    let mut sent = vec![chat.clone(), grant];
+    for i in 0..30 {
+        sent.push(say(&alice, &chat, &format!("busy {i}")).await);
+    }
+    let bob_messages = [
+        say(&bob, &bob_chat, "one").await,
+        say(&bob, &bob_chat, "two").await,
+    ];
+    let refused = wait_for(&mut alice_events, |event| {
+        matches!(event, chum::Event::PeerRefused { reason, .. } if reason.contains("quota"))
+    })
+    .await;
+    let chum::Event::PeerRefused { reason, .. } = refused else {
+        unreachable!()
+    };
+    assert!(reason.contains(&QUOTA.to_string()), "{reason}");
+    eventually("bob's objects are stored", || async {
+        hub.has(&bob_messages[1]).await.unwrap() && hub.has(&bob_messages[0]).await.unwrap()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Of everything alice sent (her conversation, her grant, 30 messages), the quota's worth.
+    let mut stored = 0;
+    for cid in &sent {
+        stored += u64::from(hub.has(cid).await.unwrap());
+    }
+    assert!(
+        stored > 0 && stored <= QUOTA,
+        "{stored} of alice's objects stored"
+    );
     for link in links {
         link.close().await;
     }
