@@ -41,6 +41,15 @@ impl Drop for Hub {
     }
 }
 
+/// A runtime for the devices a test runs beside the hub processes.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 struct TempDir(PathBuf);
 
 impl TempDir {
@@ -112,11 +121,7 @@ fn two_hub_processes_over_one_database_push_live_to_each_others_devices() {
         path
     };
     let (path_a, path_b) = (device("a", &hub_a), device("b", &hub_b));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let a = Instance::builder().path(&path_a).open().await.unwrap();
         let b = Instance::builder().path(&path_b).open().await.unwrap();
@@ -220,11 +225,7 @@ fn hub_processes_learn_each_persons_recipes_through_the_database() {
     let comment_recipe = chum::Recipe::new("Comment", chum::Strategy::AppendOnly)
         .field(chum::Field::new("on", chum::Kind::Link(Vec::new())).collection())
         .field(chum::Field::new("text", chum::Kind::Text));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let device = || async {
             Instance::builder()
@@ -346,11 +347,7 @@ fn a_quota_counts_a_persons_objects_across_hub_processes() {
         Hub { child, url }
     };
     let (hub_a, hub_b) = (start(), start());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let alice = Instance::builder()
             .memory()

@@ -23,6 +23,16 @@ async fn hub(builder: chum::Builder) -> (Instance, String) {
     (hub, url)
 }
 
+/// A new person's device (in memory) that uses `hub_person` as a hub.
+async fn device(hub_person: &chum::PersonId) -> Instance {
+    Instance::builder()
+        .memory()
+        .use_hub(hub_person.clone())
+        .open()
+        .await
+        .unwrap()
+}
+
 /// `instance` writes the Conversation `name`: its ID.
 async fn conversation(instance: &Instance, name: &str) -> Cid {
     let value = json(&format!(r#"{{"$type":"Conversation","id":"{name}"}}"#));
@@ -464,18 +474,11 @@ async fn a_recipe_that_arrives_later_uncovers_earlier_entries() {
 async fn a_grant_to_a_connected_person_forwards_what_follows_live() {
     let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
     let hub_person = hub.person();
-    let open = || {
-        let hub_person = hub_person.clone();
-        async move {
-            Instance::builder()
-                .memory()
-                .use_hub(hub_person)
-                .open()
-                .await
-                .unwrap()
-        }
-    };
-    let (alice, bob, carol) = (open().await, open().await, open().await);
+    let (alice, bob, carol) = (
+        device(&hub_person).await,
+        device(&hub_person).await,
+        device(&hub_person).await,
+    );
     // Bob's second device (its sessions with the hub share Bob's set there).
     let pairing = bob.listen("tcp://127.0.0.1:0").await.unwrap();
     let bob_phone = Instance::builder()
@@ -549,18 +552,7 @@ async fn a_hub_stores_at_most_its_quota_of_a_persons_objects() {
     const QUOTA: u64 = 16;
     let (hub, hub_url) = hub(Instance::builder().memory().hub().hub_quota(QUOTA)).await;
     let hub_person = hub.person();
-    let open = || {
-        let hub_person = hub_person.clone();
-        async move {
-            Instance::builder()
-                .memory()
-                .use_hub(hub_person)
-                .open()
-                .await
-                .unwrap()
-        }
-    };
-    let (alice, bob) = (open().await, open().await);
+    let (alice, bob) = (device(&hub_person).await, device(&hub_person).await);
     let mut alice_events = alice.events();
     let chat = conversation(&alice, "busy").await;
     let grant = alice.grant(&chat, &hub_person).await.unwrap().cid().clone();
