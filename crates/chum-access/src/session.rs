@@ -496,7 +496,13 @@ impl Granted {
             }
             keep.push(ok);
         }
-        let refused = self.over_quota(batch.objects(), &mut keep).await;
+        let mut refused = Vec::new();
+        for ((cid, _), keep) in batch.objects().iter().zip(keep.iter_mut()) {
+            if *keep && let Some(reason) = self.past_quota(cid).await {
+                *keep = false;
+                refused.push((cid.clone(), reason));
+            }
+        }
         let (batch, mut uncovered) = batch.select(&keep);
         if !refused.is_empty() {
             let refused: std::collections::HashSet<&Cid> =
@@ -530,29 +536,13 @@ impl Granted {
         })
     }
 
-    /// On a hub with a quota: of the objects to take (`keep`), those past the peer's person's
-    /// quota — not visible to it yet, and with no room left — are taken out of `keep` and
-    /// returned with the reason; the rest is counted.
-    async fn over_quota(
-        &mut self,
-        objects: &[(Cid, Vec<u8>)],
-        keep: &mut [bool],
-    ) -> Vec<(Cid, String)> {
-        let Some(quota) = self.quota else {
-            return Vec::new();
-        };
+    /// On a hub with a quota: why `cid`, covered, is not taken — it is not visible to the
+    /// peer's person yet and no room is left; `None` when it fits (it is then counted).
+    async fn past_quota(&self, cid: &Cid) -> Option<String> {
+        let quota = self.quota?;
         let mut view = self.view.lock().await;
-        let mut refused = Vec::new();
-        for ((cid, _), keep) in objects.iter().zip(keep.iter_mut()) {
-            if *keep && !view.set.contains(cid) && !view.set.reserve(cid, quota) {
-                *keep = false;
-                refused.push((
-                    cid.clone(),
-                    format!("past the quota of {quota} objects one person may store on this hub"),
-                ));
-            }
-        }
-        refused
+        (!view.set.contains(cid) && !view.set.reserve(cid, quota))
+            .then(|| format!("past the quota of {quota} objects one person may store on this hub"))
     }
 
     /// On a hub: its notes that the peer's person sent `recipes` (see
@@ -578,16 +568,13 @@ impl Granted {
             let mut promoted = Vec::new();
             for (cid, bytes) in std::mem::take(&mut self.quarantine) {
                 let value = Coverage::decode(&cid, &bytes);
-                let mut covered = [self
+                let covered = self
                     .coverage
                     .check(store, &cid, value.as_ref())
                     .await
-                    .map_err(backend)?];
+                    .map_err(backend)?;
                 // Past the quota: held (and dropped with the session), as if not covered.
-                let object = [(cid, bytes)];
-                let _ = self.over_quota(&object, &mut covered).await;
-                let [(cid, bytes)] = object;
-                if covered[0] {
+                if covered && self.past_quota(&cid).await.is_none() {
                     self.quarantine_bytes -= bytes.len();
                     promoted.push((cid, bytes));
                 } else {

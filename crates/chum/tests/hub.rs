@@ -405,12 +405,7 @@ async fn a_hub_serves_only_the_persons_it_admits() {
 async fn a_recipe_that_arrives_later_uncovers_earlier_entries() {
     let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
     let hub_person = hub.person();
-    let alice = Instance::builder()
-        .memory()
-        .use_hub(hub_person.clone())
-        .open()
-        .await
-        .unwrap();
+    let alice = device(&hub_person).await;
     let bob = Instance::builder()
         .memory()
         .use_hub(hub_person.clone())
