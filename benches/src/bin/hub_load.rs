@@ -277,7 +277,7 @@ async fn run(config: Config) -> Result<bool, String> {
         shared_buffers_mb: 256,
         // CHUM_LOAD_PG_STATS=1: what the hubs asked of the database, printed at the end.
         settings: if std::env::var_os("CHUM_LOAD_PG_STATS").is_some() {
-            "shared_preload_libraries = 'pg_stat_statements'".into()
+            "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track_planning = on".into()
         } else {
             String::new()
         },

@@ -84,13 +84,20 @@ pub async fn sent_by(store: &dyn Store, person: &PersonId) -> Result<BTreeSet<Ci
 
 /// The persons whose instances sent the hub `cid`.
 pub async fn senders(store: &dyn Store, cid: &Cid) -> Result<Vec<PersonId>> {
-    let prefix = prefixed(BY_OBJECT, cid);
-    Ok(store
-        .local_keys(&prefix)
-        .await?
-        .iter()
+    let prefix = senders_prefix(cid);
+    Ok(senders_in(&prefix, &store.local_keys(&prefix).await?))
+}
+
+/// The prefix of the local keys that record who sent `cid` (see [`senders_in`]).
+pub(crate) fn senders_prefix(cid: &Cid) -> Vec<u8> {
+    prefixed(BY_OBJECT, cid)
+}
+
+/// The senders that the local keys under `prefix` (see [`senders_prefix`]) record.
+pub(crate) fn senders_in(prefix: &[u8], keys: &[Vec<u8>]) -> Vec<PersonId> {
+    keys.iter()
         .filter_map(|key| Cid::from_bytes(key.get(prefix.len()..)?).ok().map(PersonId))
-        .collect())
+        .collect()
 }
 
 /// The `$type` of a hub's note that a person sent it a recipe: `{person, recipe}` (links).

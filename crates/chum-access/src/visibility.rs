@@ -376,7 +376,15 @@ pub(crate) async fn load(store: &dyn Store, cid: &Cid) -> Result<Option<(Object,
     if cid.codec() != Codec::DagCbor.code() {
         return Ok(None);
     }
-    match store.get(cid).await {
+    decode_loaded(cid, store.get(cid).await)
+}
+
+/// What [`load`] makes of a read of `cid`.
+fn decode_loaded(cid: &Cid, read: chum_store::Result<Vec<u8>>) -> Result<Option<(Object, Value)>> {
+    if cid.codec() != Codec::DagCbor.code() {
+        return Ok(None);
+    }
+    match read {
         Ok(bytes) => Ok(Object::from_bytes(bytes, &chum_store::index::widest_limits()).ok()),
         Err(chum_store::Error::NotFound(_)) => Ok(None),
         Err(error) => Err(error.into()),
@@ -569,46 +577,56 @@ impl Announcement {
     }
 
     /// Reads and decodes `cids` (raw blocks are not decoded) and looks up what links to each;
-    /// on a hub (`hub`), also who sent each.
+    /// on a hub (`hub`), also who sent each. One [`Store::lookup_many`] per chunk of objects.
     pub async fn prepare(store: &dyn Store, cids: Vec<Cid>, hub: bool) -> Result<Announcement> {
+        const CHUNK: usize = 256;
         let mut announcement = Announcement::default();
-        for cid in &cids {
-            // Three lookups at once (a hub's store answers them over separate connections).
-            let (loaded, referrers, senders) =
-                futures::future::join3(load(store, cid), links_to(store, cid), async {
-                    if hub {
-                        crate::hub::senders(store, cid).await.map(Some)
-                    } else {
-                        Ok(None)
-                    }
+        for chunk in cids.chunks(CHUNK) {
+            let prefixes: Vec<Option<Vec<u8>>> = chunk
+                .iter()
+                .map(|cid| hub.then(|| crate::hub::senders_prefix(cid)))
+                .collect();
+            let asks: Vec<chum_store::LookupAsk<'_>> = chunk
+                .iter()
+                .zip(&prefixes)
+                .map(|(cid, prefix)| chum_store::LookupAsk {
+                    cid,
+                    // Raw blocks are not decoded.
+                    bytes: cid.codec() == Codec::DagCbor.code(),
+                    local_prefix: prefix.as_deref(),
                 })
-                .await;
-            if let Some((_, value)) = loaded? {
-                if value
-                    .type_name()
-                    .is_some_and(|name| POLICY_TYPES.contains(&name))
+                .collect();
+            let found = store.lookup_many(&asks).await?;
+            for ((cid, prefix), found) in chunk.iter().zip(&prefixes).zip(found) {
+                if let Some(read) = found.bytes
+                    && let Some((_, value)) = decode_loaded(cid, read)?
                 {
-                    announcement.policy = true;
+                    if value
+                        .type_name()
+                        .is_some_and(|name| POLICY_TYPES.contains(&name))
+                    {
+                        announcement.policy = true;
+                    }
+                    if matches!(
+                        value.type_name(),
+                        Some(crate::keys::CERTIFICATE_TYPE | crate::keys::REVOCATION_TYPE)
+                    ) {
+                        announcement.identity = true;
+                    }
+                    announcement.values.insert(cid.clone(), value);
                 }
-                if matches!(
-                    value.type_name(),
-                    Some(crate::keys::CERTIFICATE_TYPE | crate::keys::REVOCATION_TYPE)
-                ) {
-                    announcement.identity = true;
+                if !found.linked_by.is_empty() {
+                    announcement.referrers.insert(cid.clone(), found.linked_by);
                 }
-                announcement.values.insert(cid.clone(), value);
-            }
-            let referrers = referrers?;
-            if !referrers.is_empty() {
-                announcement.referrers.insert(cid.clone(), referrers);
-            }
-            if let Some(senders) = senders? {
-                announcement.all_senders.extend(senders.iter().cloned());
-                announcement.senders.insert(cid.clone(), senders);
-                if let Some(value) = announcement.values.get(cid)
-                    && let Some(affects) = affects(store, cid, value).await?
-                {
-                    announcement.affects.push(affects);
+                if let Some(prefix) = prefix {
+                    let senders = crate::hub::senders_in(prefix, &found.local_keys);
+                    announcement.all_senders.extend(senders.iter().cloned());
+                    announcement.senders.insert(cid.clone(), senders);
+                    if let Some(value) = announcement.values.get(cid)
+                        && let Some(affects) = affects(store, cid, value).await?
+                    {
+                        announcement.affects.push(affects);
+                    }
                 }
             }
         }

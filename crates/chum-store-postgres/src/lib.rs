@@ -56,7 +56,7 @@ use std::time::Duration;
 
 use chum_object::{Cid, Limits};
 use chum_store::index::{self, IndexEntries, Verified};
-use chum_store::{Error, JournalPage, Query, Result, Scope, Store, SyncDigest};
+use chum_store::{Error, JournalPage, Lookup, LookupAsk, Query, Result, Scope, Store, SyncDigest};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
@@ -108,6 +108,9 @@ impl std::fmt::Debug for PostgresStore {
 /// What every handle and watcher of one opened store shares.
 pub(crate) struct Shared {
     pub(crate) pool: Pool,
+    /// Connections for reads that an index answers whatever the tables hold (see
+    /// [`LOOKUP_SETTINGS`]).
+    lookups: Pool,
     pub(crate) config: tokio_postgres::Config,
     pub(crate) schema: String,
     /// The `NOTIFY` channel of this schema's writes.
@@ -341,6 +344,16 @@ impl Options {
             .max_size(self.pool_size)
             .build()
             .map_err(|error| Error::Backend(format!("PostgreSQL connection pool: {error}")))?;
+        let lookups = Pool::builder(Manager::from_config(
+            lookup_config(&self.config),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(self.pool_size)
+        .build()
+        .map_err(|error| Error::Backend(format!("PostgreSQL connection pool: {error}")))?;
         // Migrations run on a connection of their own (their `SET LOCAL` ends with them).
         let (mut client, connection) = self.config.connect(NoTls).await.map_err(pg)?;
         let driver = tokio::spawn(async move {
@@ -354,6 +367,7 @@ impl Options {
         Ok(PostgresStore {
             shared: Arc::new(Shared {
                 pool,
+                lookups,
                 config: self.config,
                 schema: self.schema,
                 channel,
@@ -366,6 +380,16 @@ impl Options {
             limits: Limits::default(),
         })
     }
+}
+
+/// The configuration of the connections for lookups: `config`'s, with [`LOOKUP_SETTINGS`].
+fn lookup_config(config: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut lookup = config.clone();
+    lookup.options(format!(
+        "{} {LOOKUP_SETTINGS}",
+        config.get_options().unwrap_or_default()
+    ));
+    lookup
 }
 
 /// The bytes of `cid` if they still hash to it; `Corrupt` (never the bytes) otherwise.
@@ -486,6 +510,25 @@ impl<'a> Rows<'a> {
     }
 }
 
+/// The settings of the connections that run single statements answered by an index: the
+/// point and range reads of objects, links, local keys and the journal, and
+/// [`Store::lookup_many`]. Each such statement is planned once per connection and the plan
+/// reused (planning a [`LOOKUP`] took twice as long as running it). A plan made without
+/// knowing the values, or while the tables were small, could read a table whole; here
+/// every index is preferred to any scan of a whole table, so the reused plan is the index
+/// lookup it would be on large tables. What that adds to the estimated cost of a plan that
+/// must scan a table (the one-row state table) would make the server compile the statement
+/// to machine code on every run: never here. (The other connections plan every statement
+/// for its values.)
+const LOOKUP_SETTINGS: &str = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off \
+    -c enable_bitmapscan=off -c enable_hashjoin=off -c enable_mergejoin=off -c jit=off";
+
+/// Begins a write: its statements (plain inserts, and lookups by primary key) are planned
+/// once per connection and the plans reused, under the settings of [`LOOKUP_SETTINGS`].
+const BEGIN_WRITE: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; \
+    SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+    SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
+
 /// Takes the state row (every write does, first).
 const LOCK_STATE: &str = "SELECT journal_head FROM chum_state FOR UPDATE";
 
@@ -559,6 +602,37 @@ WHERE v.of_id = $1 AND NOT EXISTS (
 )
 ORDER BY v.cid
 ";
+
+/// What [`Store::lookup_many`] reads, in one snapshot: per CID (in the order given) its bytes
+/// when asked for (`$2`; NULL when not stored), the first `$5` objects linking to it, and the
+/// first `$5` local keys in `[$3, $4)` (NULL when no range is given). Each part is an index
+/// lookup per CID.
+const LOOKUP: &str = "
+SELECT c.i,
+    CASE WHEN c.want THEN o.bytes END,
+    ARRAY(SELECT l.cid FROM links l WHERE l.target = c.cid ORDER BY l.cid LIMIT $5),
+    CASE WHEN c.low IS NOT NULL THEN ARRAY(
+        SELECT k.key FROM local_kv k WHERE k.key >= c.low AND k.key < c.high
+        ORDER BY k.key LIMIT $5
+    ) END
+FROM unnest($1::bytea[], $2::bool[], $3::bytea[], $4::bytea[]) WITH ORDINALITY
+    AS c(cid, want, low, high, i)
+LEFT JOIN objects o ON o.cid = c.cid
+ORDER BY c.i
+";
+
+/// One object's bytes.
+const GET_ONE: &str = "SELECT bytes FROM objects WHERE cid = $1";
+
+/// Several objects' bytes.
+const GET_MANY: &str = "SELECT cid, bytes FROM objects WHERE cid = ANY($1::bytea[])";
+
+/// A page of what links to `$1`, after `$2`.
+const LINKS_PAGE: &str =
+    "SELECT cid FROM links WHERE target = $1 AND cid > $2 ORDER BY cid LIMIT $3";
+
+/// The local keys in `[$1, $2)`.
+const LOCAL_RANGE: &str = "SELECT key FROM local_kv WHERE key >= $1 AND key < $2 ORDER BY key";
 
 /// The journal's id and head and the positions in `($1, $2]`, in one snapshot.
 const JOURNAL_PAGE: &str = "
@@ -635,6 +709,11 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<Client> {
         self.shared.pool.get().await.map_err(pool_error)
+    }
+
+    /// A connection for a single statement that indexes answer (see [`LOOKUP_SETTINGS`]).
+    async fn lookup_client(&self) -> Result<Client> {
+        self.shared.lookups.get().await.map_err(pool_error)
     }
 
     /// Writes a verified batch in one transaction.
@@ -822,10 +901,10 @@ impl PostgresStore {
         // One round trip: begin, take the state row, look up the batch. Every writer takes
         // the state row first, so writes commit one at a time: what this one numbers follows
         // everything committed before it, and what it finds stored cannot change before it
-        // commits.
+        // commits. Its statements are planned once per connection, as the lookups are.
         let mut open = OpenTransaction::new(client);
         let (began, state, found) = tokio::join!(
-            open.client().batch_execute("BEGIN"),
+            open.client().batch_execute(BEGIN_WRITE),
             open.client().query_one(&lock, &[]),
             open.client().query(&find, &key_param)
         );
@@ -906,12 +985,9 @@ impl PostgresStore {
             &inserted,
         ];
         // One round trip: the write and the commit (after a failed write, the server turns
-        // the COMMIT into a rollback). The write's plan is generic: plain inserts, nothing
-        // it could plan better from the values.
+        // the COMMIT into a rollback).
         let local_params: [&(dyn ToSql + Sync); 2] = [&local.0, &local.1];
-        let (generic, written, noted, committed) = tokio::join!(
-            open.client()
-                .batch_execute("SET LOCAL plan_cache_mode = force_generic_plan"),
+        let (written, noted, committed) = tokio::join!(
             open.client().query_one(&write, &params),
             async {
                 if local.0.is_empty() {
@@ -923,7 +999,6 @@ impl PostgresStore {
             open.client().batch_execute("COMMIT")
         );
         open.ended();
-        generic?;
         let digest_position: i64 = written?.get(0);
         noted?;
         committed?;
@@ -1036,7 +1111,7 @@ impl PostgresStore {
 
     /// Rows of a one-column CID query.
     async fn cids_of(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Cid>> {
-        let client = self.client().await?;
+        let client = self.lookup_client().await?;
         let statement = client.prepare_cached(sql).await.map_err(pg)?;
         let rows = client.query(&statement, params).await.map_err(pg)?;
         rows.iter()
@@ -1233,11 +1308,8 @@ impl Store for PostgresStore {
             return Ok(bytes);
         }
         let generation = self.shared.cache.generation();
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached("SELECT bytes FROM objects WHERE cid = $1")
-            .await
-            .map_err(pg)?;
+        let client = self.lookup_client().await?;
+        let statement = client.prepare_cached(GET_ONE).await.map_err(pg)?;
         match client
             .query_opt(&statement, &[&cid.as_bytes()])
             .await
@@ -1268,11 +1340,8 @@ impl Store for PostgresStore {
             .filter(|(_, cached)| cached.is_none())
             .map(|(cid, _)| cid.as_bytes())
             .collect();
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached("SELECT cid, bytes FROM objects WHERE cid = ANY($1::bytea[])")
-            .await
-            .map_err(pg)?;
+        let client = self.lookup_client().await?;
+        let statement = client.prepare_cached(GET_MANY).await.map_err(pg)?;
         let rows = client.query(&statement, &[&keys]).await.map_err(pg)?;
         let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> = rows
             .into_iter()
@@ -1306,8 +1375,101 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    async fn lookup_many(&self, asks: &[LookupAsk<'_>]) -> Result<Vec<Lookup>> {
+        if asks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let generation = self.shared.cache.generation();
+        let cached: Vec<Option<Vec<u8>>> = asks
+            .iter()
+            .map(|ask| self.shared.cache.get(ask.cid).filter(|_| ask.bytes))
+            .collect();
+        let keys: Vec<&[u8]> = asks.iter().map(|ask| ask.cid.as_bytes()).collect();
+        let want: Vec<bool> = asks
+            .iter()
+            .zip(&cached)
+            .map(|(ask, cached)| ask.bytes && cached.is_none())
+            .collect();
+        // Each ask's range of local keys: from its prefix to the first key past every key the
+        // prefix begins (none for a prefix of 0xff bytes alone: read apart below).
+        let highs: Vec<Option<Vec<u8>>> = asks
+            .iter()
+            .map(|ask| prefix_end(ask.local_prefix?))
+            .collect();
+        let lows: Vec<Option<&[u8]>> = asks
+            .iter()
+            .zip(&highs)
+            .map(|(ask, high)| high.as_ref().and(ask.local_prefix))
+            .collect();
+        let limit = sql_limit(chum_store::LOOKUP_PAGE);
+        let client = self.lookup_client().await?;
+        let statement = client.prepare_cached(LOOKUP).await.map_err(pg)?;
+        let rows = client
+            .query(&statement, &[&keys, &want, &lows, &highs, &limit])
+            .await
+            .map_err(pg)?;
+        drop(client);
+        if rows.len() != asks.len() {
+            return Err(Error::Backend(format!(
+                "a lookup of {} objects answered {} rows",
+                asks.len(),
+                rows.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(asks.len());
+        for ((ask, cached), row) in asks.iter().zip(cached).zip(rows) {
+            let cid = ask.cid;
+            let bytes = match cached {
+                _ if !ask.bytes => None,
+                Some(bytes) => Some(Ok(bytes)),
+                None => Some(match row.get::<_, Option<Vec<u8>>>(1) {
+                    Some(bytes) => match verified(cid, bytes) {
+                        Ok(bytes) => {
+                            self.shared.cache.insert(cid, &bytes, generation);
+                            Ok(bytes)
+                        }
+                        Err(error) => Err(error),
+                    },
+                    None => Err(Error::NotFound(cid.clone())),
+                }),
+            };
+            let mut linked_by = row
+                .get::<_, Vec<&[u8]>>(2)
+                .into_iter()
+                .map(stored_cid)
+                .collect::<Result<Vec<Cid>>>()?;
+            // More than a page: the rest page by page.
+            while linked_by.len() % chum_store::LOOKUP_PAGE == 0 && !linked_by.is_empty() {
+                let page = self
+                    .query(Query::LinksTo {
+                        target: cid,
+                        after: linked_by.last(),
+                        limit: chum_store::LOOKUP_PAGE,
+                    })
+                    .await?;
+                let done = page.len() < chum_store::LOOKUP_PAGE;
+                linked_by.extend(page);
+                if done {
+                    break;
+                }
+            }
+            let local_keys = match (ask.local_prefix, row.get::<_, Option<Vec<Vec<u8>>>>(3)) {
+                (None, _) => Vec::new(),
+                // The range was read and within a page: the answer is whole.
+                (Some(_), Some(keys)) if keys.len() < chum_store::LOOKUP_PAGE => keys,
+                (Some(prefix), _) => self.local_keys(prefix).await?,
+            };
+            out.push(Lookup {
+                bytes,
+                linked_by,
+                local_keys,
+            });
+        }
+        Ok(out)
+    }
+
     async fn has(&self, cid: &Cid) -> Result<bool> {
-        let client = self.client().await?;
+        let client = self.lookup_client().await?;
         let statement = client
             .prepare_cached("SELECT 1 FROM objects WHERE cid = $1")
             .await
@@ -1388,12 +1550,8 @@ impl Store for PostgresStore {
                     return Ok(Vec::new());
                 }
                 let after: &[u8] = after.map_or(&[], Cid::as_bytes);
-                self.cids_of(
-                    "SELECT cid FROM links WHERE target = $1 AND cid > $2 \
-                     ORDER BY cid LIMIT $3",
-                    &[&target.as_bytes(), &after, &sql_limit(limit)],
-                )
-                .await
+                self.cids_of(LINKS_PAGE, &[&target.as_bytes(), &after, &sql_limit(limit)])
+                    .await
             }
             Query::ByAuthor {
                 author,
@@ -1418,7 +1576,7 @@ impl Store for PostgresStore {
     }
 
     async fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let client = self.client().await?;
+        let client = self.lookup_client().await?;
         let statement = client
             .prepare_cached("SELECT value FROM local_kv WHERE key = $1")
             .await
@@ -1476,16 +1634,11 @@ impl Store for PostgresStore {
     }
 
     async fn local_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let client = self.client().await?;
+        let client = self.lookup_client().await?;
         // An index range: from the prefix to the first key past every key it begins.
         let rows = match prefix_end(prefix) {
             Some(end) => {
-                let statement = client
-                    .prepare_cached(
-                        "SELECT key FROM local_kv WHERE key >= $1 AND key < $2 ORDER BY key",
-                    )
-                    .await
-                    .map_err(pg)?;
+                let statement = client.prepare_cached(LOCAL_RANGE).await.map_err(pg)?;
                 client.query(&statement, &[&prefix, &end]).await
             }
             None => {
@@ -1509,7 +1662,7 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let keys: Vec<&[u8]> = cids.iter().map(Cid::as_bytes).collect();
-        let client = self.client().await?;
+        let client = self.lookup_client().await?;
         let statement = client
             .prepare_cached(
                 "SELECT cid FROM objects WHERE cid = ANY($1::bytea[]) AND position IS NOT NULL",
@@ -1582,7 +1735,7 @@ impl Store for PostgresStore {
     }
 
     async fn journal(&self, after: u64, limit: usize) -> Result<JournalPage> {
-        let client = self.client().await?;
+        let client = self.lookup_client().await?;
         let statement = client.prepare_cached(JOURNAL_PAGE).await.map_err(pg)?;
         let from = i64::try_from(after).unwrap_or(i64::MAX);
         let to = from.saturating_add(sql_limit(limit));
@@ -1651,8 +1804,89 @@ pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::{hex, prefix_end, unhex};
+
+    /// The lookups and the writes' statements are planned once per connection, possibly
+    /// while the tables are empty: each plan must still be an index lookup (no scan of a
+    /// whole table of objects, links or local keys), and never compiled to machine code.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plans_made_on_empty_tables_are_index_lookups() {
+        use super::*;
+        let cluster = cluster::TempCluster::start_with(&cluster::ClusterOptions {
+            fsync: false,
+            ..cluster::ClusterOptions::default()
+        })
+        .unwrap();
+        let url = format!("{}&schema=plans", cluster.url("postgres"));
+        let options = Options::from_url(&url).unwrap();
+        let config = options.config.clone();
+        // Creates the (empty) schema.
+        options.open().await.unwrap();
+        let explain = |config: tokio_postgres::Config, setup: &'static str, sql: &'static str| async move {
+            let (client, connection) = config.connect(NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client.batch_execute(setup).await.unwrap();
+            let statement = client.prepare(sql).await.unwrap();
+            let arguments: Vec<String> = (0..statement.params().len())
+                .map(|_| "NULL".to_owned())
+                .collect();
+            client
+                .batch_execute(&format!("PREPARE checked AS {sql}"))
+                .await
+                .unwrap();
+            let plan: Vec<String> = client
+                .query(
+                    &format!("EXPLAIN EXECUTE checked({})", arguments.join(", ")),
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            plan.join("\n")
+        };
+        let lookups = [
+            LOOKUP,
+            JOURNAL_PAGE,
+            GET_ONE,
+            GET_MANY,
+            LINKS_PAGE,
+            LOCAL_RANGE,
+            HEADS,
+        ];
+        // Whether each statement of a write reads rows (the others only insert).
+        let writes = [
+            (STORED, true),
+            (PROMOTE, true),
+            (WRITE_BATCH, false),
+            (LOCAL_PUT_MANY, false),
+        ];
+        let checks = lookups
+            .iter()
+            .map(|sql| (lookup_config(&config), "SELECT 1", *sql, true))
+            .chain(
+                writes
+                    .iter()
+                    .map(|(sql, reads)| (config.clone(), BEGIN_WRITE, *sql, *reads)),
+            );
+        for (config, setup, sql, reads) in checks {
+            let plan = explain(config, setup, sql).await;
+            for table in ["objects", "links", "local_kv", "edges"] {
+                assert!(
+                    !plan.contains(&format!("Seq Scan on {table} ")),
+                    "{sql}\nscans {table} whole:\n{plan}"
+                );
+            }
+            assert!(!plan.contains("JIT"), "{sql}\nis compiled:\n{plan}");
+            assert!(
+                !reads || plan.contains("Index"),
+                "{sql}\nreads no index:\n{plan}"
+            );
+        }
+    }
 
     #[test]
     fn hex_round_trips() {

@@ -400,6 +400,15 @@ async fn damaged_rows_are_reported_not_returned() {
         .unwrap();
     assert_eq!(many[0].as_deref().unwrap(), objects[1].bytes());
     assert!(matches!(many[1], Err(Error::Corrupt { .. })));
+    let looked = store
+        .lookup_many(&[chum_store::LookupAsk {
+            cid: victim,
+            bytes: true,
+            local_prefix: None,
+        }])
+        .await
+        .unwrap();
+    assert!(matches!(looked[0].bytes, Some(Err(Error::Corrupt { .. }))));
     let (synced, _) = store.sync_objects(None, 100).await.unwrap();
     assert_eq!(synced.len(), 4, "a damaged object is never sent");
     assert!(store.delete(victim).await.unwrap());

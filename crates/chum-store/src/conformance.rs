@@ -17,7 +17,7 @@ use chum_object::{Cid, Codec, Map, Object, Value};
 use futures::future::LocalBoxFuture;
 
 use crate::error::Error;
-use crate::store::{Query, Store};
+use crate::store::{LOOKUP_PAGE, LookupAsk, Query, Store};
 use crate::sync::{self, KEPT_SKETCH_CELLS, Scope, SyncDigest};
 
 /// Makes a fresh, empty store.
@@ -49,6 +49,7 @@ pub async fn run_all_async(make: MakeStoreAsync<'_>) {
     delete_removes_object_and_indexes(&*make().await).await;
     list_respects_ranges_and_limits(&*make().await).await;
     type_and_link_indexes(&*make().await).await;
+    lookups_answer_like_single_calls(&*make().await).await;
     versions_and_heads_in_any_arrival_order(&*make().await).await;
     author_index_orders_by_clock(&*make().await).await;
     local_area(&*make().await).await;
@@ -539,6 +540,139 @@ pub async fn type_and_link_indexes(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(from_absent, expected);
+}
+
+/// `lookup_many` answers, per ask and in order, what `get`, paging `Query::LinksTo` and
+/// `local_keys` answer one by one: more linking objects and local keys than a page, objects
+/// not stored, bytes not asked for, no prefix, a prefix of 0xff bytes, a CID asked twice.
+pub async fn lookups_answer_like_single_calls(store: &dyn Store) {
+    assert!(store.lookup_many(&[]).await.unwrap().is_empty());
+    let conversation = message(70_000);
+    let lonely = message(70_001);
+    let absent = message(70_002);
+    let raw_bytes = b"raw block for lookups".to_vec();
+    let raw = Cid::hash(Codec::Raw, &raw_bytes);
+    let mut linking = Vec::new();
+    for n in 0..LOOKUP_PAGE as u32 + 3 {
+        let mut map = Map::new();
+        map.insert("$type", "Message");
+        map.insert("text", format!("lookup {n}"));
+        map.insert("conversation", conversation.cid().clone());
+        linking.push(Object::from_value(&Value::Map(map)).unwrap());
+    }
+    let mut map = Map::new();
+    map.insert("$type", "Message");
+    map.insert("about", lonely.cid().clone());
+    let one_link = Object::from_value(&Value::Map(map)).unwrap();
+    let mut objects = linking.clone();
+    objects.extend([conversation.clone(), lonely.clone(), one_link.clone()]);
+    put_objects(store, &objects).await;
+    store.put(&raw, &raw_bytes).await.unwrap();
+    // Local keys: more than a page under the conversation's prefix, one under the lonely
+    // object's, some under a prefix of 0xff bytes, and neighbours that must not match.
+    let prefix = |cid: &Cid| {
+        let mut key = b"lookup/".to_vec();
+        key.extend_from_slice(cid.as_bytes());
+        key
+    };
+    let mut local: Vec<(Vec<u8>, Vec<u8>)> = (0..LOOKUP_PAGE as u32 + 2)
+        .map(|n| {
+            let mut key = prefix(conversation.cid());
+            key.extend_from_slice(&n.to_be_bytes());
+            (key, b"v".to_vec())
+        })
+        .collect();
+    local.push((prefix(lonely.cid()), b"exact".to_vec()));
+    let mut after_lonely = prefix(lonely.cid());
+    after_lonely.push(0xff);
+    local.push((after_lonely, b"longer".to_vec()));
+    local.push((vec![0xff, 0xff], b"x".to_vec()));
+    local.push((vec![0xff, 0xff, 0x00], b"x".to_vec()));
+    local.push((vec![0xff, 0xfe], b"not under".to_vec()));
+    local.push((b"lookup0".to_vec(), b"not under".to_vec()));
+    store.local_put_many(&local).await.unwrap();
+
+    let ff: &[u8] = &[0xff, 0xff];
+    let prefixes: Vec<Vec<u8>> = [conversation.cid(), lonely.cid(), absent.cid()]
+        .into_iter()
+        .map(prefix)
+        .collect();
+    let asks = [
+        LookupAsk {
+            cid: conversation.cid(),
+            bytes: true,
+            local_prefix: Some(&prefixes[0]),
+        },
+        LookupAsk {
+            cid: lonely.cid(),
+            bytes: true,
+            local_prefix: Some(&prefixes[1]),
+        },
+        LookupAsk {
+            cid: absent.cid(),
+            bytes: true,
+            local_prefix: Some(&prefixes[2]),
+        },
+        LookupAsk {
+            cid: &raw,
+            bytes: false,
+            local_prefix: None,
+        },
+        LookupAsk {
+            cid: one_link.cid(),
+            bytes: true,
+            local_prefix: Some(ff),
+        },
+        LookupAsk {
+            cid: lonely.cid(),
+            bytes: false,
+            local_prefix: None,
+        },
+    ];
+    let found = store.lookup_many(&asks).await.unwrap();
+    assert_eq!(found.len(), asks.len(), "one answer per ask");
+    for (ask, found) in asks.iter().zip(&found) {
+        let bytes = if ask.bytes {
+            Some(store.get(ask.cid).await)
+        } else {
+            None
+        };
+        assert_eq!(found.bytes, bytes, "the bytes of {}", ask.cid);
+        let mut linked_by: Vec<Cid> = Vec::new();
+        loop {
+            let page = store
+                .query(Query::LinksTo {
+                    target: ask.cid,
+                    after: linked_by.last(),
+                    limit: 100,
+                })
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            linked_by.extend(page);
+        }
+        assert_eq!(found.linked_by, linked_by, "what links to {}", ask.cid);
+        let local_keys = match ask.local_prefix {
+            Some(prefix) => store.local_keys(prefix).await.unwrap(),
+            None => Vec::new(),
+        };
+        assert_eq!(
+            found.local_keys, local_keys,
+            "the local keys of {}",
+            ask.cid
+        );
+    }
+    // The counts the single calls give, so the comparison above compared something.
+    assert_eq!(found[0].linked_by.len(), LOOKUP_PAGE + 3);
+    assert_eq!(found[0].local_keys.len(), LOOKUP_PAGE + 2);
+    assert_eq!(found[1].linked_by, [one_link.cid().clone()]);
+    assert_eq!(found[1].local_keys.len(), 2);
+    assert!(matches!(found[2].bytes, Some(Err(Error::NotFound(_)))));
+    assert!(found[3].bytes.is_none());
+    assert_eq!(found[4].local_keys.len(), 2);
+    assert_eq!(found[5].bytes, None);
 }
 
 /// Heads are the versions no stored version names as parent, whatever order versions arrive

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chum_object::Cid;
 
 use crate::error::{Error, Result};
-use crate::store::{Query, Store};
+use crate::store::{Lookup, LookupAsk, Query, Store};
 use crate::sync::{Scope, SyncDigest};
 
 /// The failure a [`FaultStore`] injects at its Nth write (writes counted from 1: `put_many`,
@@ -112,6 +112,10 @@ impl<S: Store> Store for FaultStore<S> {
     async fn get_many(&self, cids: &[Cid]) -> Result<Vec<Result<Vec<u8>>>> {
         self.alive()?;
         self.inner.get_many(cids).await
+    }
+    async fn lookup_many(&self, asks: &[LookupAsk<'_>]) -> Result<Vec<Lookup>> {
+        self.alive()?;
+        self.inner.lookup_many(asks).await
     }
     async fn has(&self, cid: &Cid) -> Result<bool> {
         self.alive()?;
@@ -247,6 +251,14 @@ impl<S: Store> Store for CountingStore<S> {
     async fn get_many(&self, cids: &[Cid]) -> Result<Vec<Result<Vec<u8>>>> {
         bump(&self.counts.get, cids.len() as u64);
         self.inner.get_many(cids).await
+    }
+    async fn lookup_many(&self, asks: &[LookupAsk<'_>]) -> Result<Vec<Lookup>> {
+        // What the calls it stands for would have counted.
+        bump(&self.counts.get, asks.len() as u64);
+        bump(&self.counts.query, asks.len() as u64);
+        let local = asks.iter().filter(|ask| ask.local_prefix.is_some()).count();
+        bump(&self.counts.local, local as u64);
+        self.inner.lookup_many(asks).await
     }
     async fn has(&self, cid: &Cid) -> Result<bool> {
         bump(&self.counts.has, 1);
@@ -447,6 +459,9 @@ impl Store for ClosableStore {
     }
     async fn get_many(&self, cids: &[Cid]) -> Result<Vec<Result<Vec<u8>>>> {
         self.open()?.get_many(cids).await
+    }
+    async fn lookup_many(&self, asks: &[LookupAsk<'_>]) -> Result<Vec<Lookup>> {
+        self.open()?.lookup_many(asks).await
     }
     async fn has(&self, cid: &Cid) -> Result<bool> {
         self.open()?.has(cid).await

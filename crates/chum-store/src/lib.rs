@@ -48,5 +48,5 @@ pub mod sync;
 
 pub use crate::error::{Error, Result};
 pub use crate::memory::MemoryStore;
-pub use crate::store::{MaybeSendSync, Query, Store};
+pub use crate::store::{LOOKUP_PAGE, Lookup, LookupAsk, MaybeSendSync, Query, Store};
 pub use crate::sync::{JournalPage, Scope, SyncDigest};

@@ -58,6 +58,31 @@ pub enum Query<'a> {
     },
 }
 
+/// What [`Store::lookup_many`] finds for one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// Its bytes, verified (`NotFound`, `Corrupt`: as [`Store::get`] reports them), if asked.
+    pub bytes: Option<Result<Vec<u8>>>,
+    /// The stored objects that link to it, in CID order.
+    pub linked_by: Vec<Cid>,
+    /// The instance-local keys under the prefix asked for and its CID, in byte order.
+    pub local_keys: Vec<Vec<u8>>,
+}
+
+/// How many linking objects [`Store::lookup_many`]'s default asks for at a time.
+pub const LOOKUP_PAGE: usize = 1_024;
+
+/// One object asked of [`Store::lookup_many`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupAsk<'a> {
+    /// The object.
+    pub cid: &'a Cid,
+    /// Whether to read its bytes.
+    pub bytes: bool,
+    /// Also the instance-local keys that start with this, if given.
+    pub local_prefix: Option<&'a [u8]>,
+}
+
 /// A content-addressed object store with indexes and an instance-local key/value area.
 ///
 /// Every method documents its contract; the conformance suite (feature `conformance`) checks
@@ -126,6 +151,51 @@ pub trait Store: MaybeSendSync {
                 Err(error @ (Error::NotFound(_) | Error::Corrupt { .. })) => out.push(Err(error)),
                 Err(error) => return Err(error),
             }
+        }
+        Ok(out)
+    }
+
+    /// What a node reads of objects that just became shared, for several at once: per object
+    /// asked, in order, its bytes as [`Store::get_many`] gives them (when asked), every object that links
+    /// to it as [`Query::LinksTo`] pages through them (CID order), and, when the ask names a
+    /// prefix, the keys of the instance-local area that start with it, as
+    /// [`Store::local_keys`] gives them. The outer `Err` is for failures of the store itself.
+    /// The default makes those calls one by one; a store on a server answers all of it in
+    /// one round trip.
+    async fn lookup_many(&self, asks: &[LookupAsk<'_>]) -> Result<Vec<Lookup>> {
+        let cids: Vec<Cid> = asks
+            .iter()
+            .filter(|ask| ask.bytes)
+            .map(|ask| ask.cid.clone())
+            .collect();
+        let mut found = self.get_many(&cids).await?.into_iter();
+        let mut out = Vec::with_capacity(asks.len());
+        for ask in asks {
+            let bytes = if ask.bytes { found.next() } else { None };
+            let mut linked_by: Vec<Cid> = Vec::new();
+            loop {
+                let page = self
+                    .query(Query::LinksTo {
+                        target: ask.cid,
+                        after: linked_by.last(),
+                        limit: LOOKUP_PAGE,
+                    })
+                    .await?;
+                let done = page.len() < LOOKUP_PAGE;
+                linked_by.extend(page);
+                if done {
+                    break;
+                }
+            }
+            let local_keys = match ask.local_prefix {
+                Some(prefix) => self.local_keys(prefix).await?,
+                None => Vec::new(),
+            };
+            out.push(Lookup {
+                bytes,
+                linked_by,
+                local_keys,
+            });
         }
         Ok(out)
     }
