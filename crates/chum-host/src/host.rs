@@ -817,8 +817,15 @@ impl Host {
             hub_views,
             ..
         } = self;
-        // What every view needs to know of the new objects, read once for all sessions.
-        let announcement = if conns.values().any(|conn| conn.foreign.is_some()) {
+        // What every view needs to know of the new objects, read once for all sessions: those
+        // of other persons' peers, but the origin's only where its view takes them in (on a
+        // hub). A device that heard them from its one peer reads nothing.
+        let viewed = conns.iter().any(|(id, conn)| match &conn.foreign {
+            None => false,
+            Some(PeerAccess::Granted(access)) if *id == origin => access.is_hub(),
+            Some(_) => *id != origin,
+        });
+        let announcement = if viewed {
             let mut announcement = chum_access::visibility::Announcement::prepare(
                 &**store,
                 cids.clone(),

@@ -1189,6 +1189,27 @@ struct SessionProgress {
     base: u64,
     /// Objects beyond `base` the peer holds: acknowledged, sent by it, or refused by it.
     held: std::collections::HashSet<Cid>,
+    /// Journal entries after `base` read but not (yet) known held, oldest first: the first
+    /// is what holds `base` back.
+    unheld: std::collections::VecDeque<(u64, Cid)>,
+    /// The journal is read up to here (at least `base`).
+    read: u64,
+}
+
+impl SessionProgress {
+    /// Moves `base` past the entries read that the peer holds.
+    fn settle(&mut self) {
+        while let Some((position, cid)) = self.unheld.front() {
+            if !self.held.remove(cid) {
+                // Every entry before the first one not held is held.
+                self.base = self.base.max(position.saturating_sub(1));
+                return;
+            }
+            self.base = self.base.max(*position);
+            self.unheld.pop_front();
+        }
+        self.base = self.base.max(self.read);
+    }
 }
 
 impl Progress {
@@ -1199,33 +1220,35 @@ impl Progress {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Moves `base` past the journal entries the peer holds.
+    /// Moves `base` past the journal entries the peer holds. Each entry is read once: those
+    /// read and not yet held wait in memory for their acknowledgement.
     async fn advance(&self) {
         loop {
-            let base = match self.state.lock() {
-                Ok(state) if !state.held.is_empty() => state.base,
-                _ => return,
-            };
-            let Ok(page) = self.store.journal(base, 256).await else {
-                return;
-            };
-            let mut stop = false;
-            self.update(|state| {
-                if state.base != base {
-                    stop = true; // a new session started meanwhile
-                    return;
-                }
-                for (position, cid) in &page.entries {
-                    if !state.held.remove(cid) {
-                        stop = true;
+            let (session, from) = match self.state.lock() {
+                Ok(mut state) => {
+                    state.settle();
+                    // Reading on cannot move `base` while an entry read is not held.
+                    if !state.unheld.is_empty() || state.held.is_empty() {
                         return;
                     }
-                    state.base = *position;
+                    (state.session, state.read.max(state.base))
                 }
-                // Every shared entry examined is held; the others are not shared any more.
-                state.base = state.base.max(page.last);
+                Err(_) => return,
+            };
+            let Ok(page) = self.store.journal(from, 256).await else {
+                return;
+            };
+            let mut done = page.last >= page.head;
+            self.update(|state| {
+                if state.session != session || state.read.max(state.base) != from {
+                    done = true; // a new session started meanwhile
+                    return;
+                }
+                state.unheld.extend(page.entries);
+                state.read = page.last.max(from);
+                state.settle();
             });
-            if stop || page.last >= page.head {
+            if done {
                 return;
             }
         }
@@ -1307,5 +1330,41 @@ async fn run_once(
                 return Ok(None);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionProgress;
+    use chum_object::Cid;
+
+    fn cid(n: u8) -> Cid {
+        Cid::hash(chum_object::Codec::Raw, &[n])
+    }
+
+    /// `base` moves past the entries read as their acknowledgements come, in any order, and
+    /// no further than the first entry not held.
+    #[test]
+    fn base_follows_the_first_entry_not_held() {
+        let mut progress = SessionProgress {
+            base: 0,
+            read: 6,
+            unheld: [(1, cid(1)), (2, cid(2)), (4, cid(4))].into(),
+            ..SessionProgress::default()
+        };
+        progress.held.insert(cid(2));
+        progress.settle();
+        assert_eq!(progress.base, 0, "entry 1 is not held");
+        progress.held.insert(cid(1));
+        progress.settle();
+        assert_eq!(
+            progress.base, 3,
+            "1 and 2 are held, 3 is no shared entry, 4 is not held"
+        );
+        assert!(progress.held.is_empty());
+        progress.held.insert(cid(4));
+        progress.settle();
+        assert_eq!(progress.base, 6, "everything read is held");
+        assert!(progress.unheld.is_empty());
     }
 }
