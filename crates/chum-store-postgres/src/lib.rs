@@ -66,7 +66,8 @@ pub use crate::schema::SCHEMA_VERSION;
 /// The schema a store lives in when its URL names none.
 pub const DEFAULT_SCHEMA: &str = "chum";
 
-/// Connections a store's pool holds at most, unless told otherwise.
+/// Connections each of a store's two pools (writes and other statements; lookups) holds at
+/// most, unless told otherwise: with its watcher's, a store opens up to `2 × 16 + 1`.
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
 /// Objects and bytes one grouped commit takes at most (a single larger write goes alone).
@@ -290,7 +291,9 @@ impl Options {
         })
     }
 
-    /// Holds at most `size` connections (at least 1; default [`DEFAULT_POOL_SIZE`]).
+    /// Holds at most `size` connections in each of the store's two pools (at least 1;
+    /// default [`DEFAULT_POOL_SIZE`]): the server must allow every process over the store
+    /// `2 × size + 1` connections (the one more: its watcher's).
     pub fn pool_size(mut self, size: usize) -> Options {
         self.pool_size = size.max(1);
         self
