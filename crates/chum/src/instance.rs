@@ -197,8 +197,8 @@ impl Builder {
     /// what they share with it (`grant(target, hub's person)`) and forwards it to the persons
     /// they grant it to, answering each peer from what that peer's person may see: what it
     /// shared with the hub itself, and what others granted it (a grant counts for a target
-    /// only once its granter sent the hub that target). Typically over a
-    /// [`postgres`](Builder::postgres) store served by several processes.
+    /// only once its granter sent the hub that target). Typically over a PostgreSQL store
+    /// (`Builder::postgres`, feature `postgres`) served by several processes.
     #[cfg(feature = "net")]
     pub fn hub(mut self) -> Builder {
         self.hubs.serve = true;
