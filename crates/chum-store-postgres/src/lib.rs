@@ -66,8 +66,9 @@ pub use crate::schema::SCHEMA_VERSION;
 /// The schema a store lives in when its URL names none.
 pub const DEFAULT_SCHEMA: &str = "chum";
 
-/// Connections each of a store's two pools (writes and other statements; lookups) holds at
-/// most, unless told otherwise: with its watcher's, a store opens up to `2 × 16 + 1`.
+/// Connections a store's pools hold at most together, unless told otherwise: half for
+/// lookups, half for writes and other statements (with its watcher's, a store opens up to
+/// 17).
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
 /// Objects and bytes one grouped commit takes at most (a single larger write goes alone).
@@ -291,11 +292,11 @@ impl Options {
         })
     }
 
-    /// Holds at most `size` connections in each of the store's two pools (at least 1;
-    /// default [`DEFAULT_POOL_SIZE`]): the server must allow every process over the store
-    /// `2 × size + 1` connections (the one more: its watcher's).
+    /// Holds at most `size` connections (at least 2; default [`DEFAULT_POOL_SIZE`]): half for
+    /// lookups, the rest for writes and other statements. The server must allow every
+    /// process over the store `size + 1` connections (the one more: its watcher's).
     pub fn pool_size(mut self, size: usize) -> Options {
-        self.pool_size = size.max(1);
+        self.pool_size = size.max(2);
         self
     }
 
@@ -344,7 +345,7 @@ impl Options {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(self.pool_size)
+            .max_size(self.pool_size - self.pool_size / 2)
             .build()
             .map_err(|error| Error::Backend(format!("PostgreSQL connection pool: {error}")))?;
         let lookups = Pool::builder(Manager::from_config(
@@ -354,7 +355,7 @@ impl Options {
                 recycling_method: RecyclingMethod::Fast,
             },
         ))
-        .max_size(self.pool_size)
+        .max_size(self.pool_size / 2)
         .build()
         .map_err(|error| Error::Backend(format!("PostgreSQL connection pool: {error}")))?;
         // Migrations run on a connection of their own (their `SET LOCAL` ends with them).
