@@ -307,6 +307,11 @@ pub struct Host {
     /// [`PeerAccess::concerning`]), so that an announcement of ordinary objects visits the
     /// few sessions of their senders and of those they grant to, not every session.
     concern: HashMap<Cid, BTreeSet<ConnId>>,
+    /// The sessions not in `concern` (every announcement visits them).
+    unindexed: BTreeSet<ConnId>,
+    /// The sessions that may keep objects waiting for link targets (a superset: pruned as
+    /// announcements find them waiting for nothing).
+    waiting: BTreeSet<ConnId>,
     /// On a hub: each person's visible set, shared by its sessions.
     hub_views: HubViews,
 }
@@ -358,6 +363,8 @@ impl Host {
             stats: HostStats::default(),
             hub_recipes_loaded: false,
             concern: HashMap::new(),
+            unindexed: BTreeSet::new(),
+            waiting: BTreeSet::new(),
             hub_views: HubViews::new(),
         }
     }
@@ -661,6 +668,7 @@ impl Host {
                 concern: None,
             },
         );
+        self.unindexed.insert(conn);
         self.dirty.push_back(conn);
         self.drain(now).await;
     }
@@ -814,6 +822,8 @@ impl Host {
             policy,
             hub_recipes_loaded,
             concern,
+            unindexed,
+            waiting,
             hub_views,
             ..
         } = self;
@@ -870,7 +880,22 @@ impl Host {
         // What each visible set gained: the sessions sharing a set (on a hub, one person's)
         // take the answer of the first of them.
         let mut gained: HashMap<usize, std::result::Result<Vec<Cid>, ()>> = HashMap::new();
-        for (id, conn) in conns.iter_mut() {
+        // The sessions to visit: for ordinary objects, the candidates, those not indexed and
+        // those that may release waiting objects (the others would skip them); else all.
+        let visit: Vec<ConnId> = match &candidates {
+            Some(candidates) => {
+                let mut visit: BTreeSet<ConnId> = candidates.iter().copied().collect();
+                visit.extend(unindexed.iter().copied());
+                visit.extend(waiting.iter().copied());
+                visit.insert(origin);
+                visit.into_iter().collect()
+            }
+            None => conns.keys().copied().collect(),
+        };
+        for id in &visit {
+            let Some(conn) = conns.get_mut(id) else {
+                continue;
+            };
             let from_here = *id == origin;
             // On a hub, what a peer sent is part of what its person sees: its own view takes
             // it in (nothing is sent back).
@@ -882,6 +907,9 @@ impl Host {
             if !from_here {
                 // Targets may also arrive through another session or the app.
                 release(outputs, *id, conn, None, &cids);
+                if conn.deps.is_empty() {
+                    waiting.remove(id);
+                }
             }
             if conn.concern.is_some()
                 && candidates
@@ -917,7 +945,7 @@ impl Host {
                     // A policy object may have changed whom the peer's set depends on (ordinary
                     // objects never do).
                     if !announcement.is_plain() {
-                        index_concern(concern, *id, conn);
+                        index_concern(concern, unindexed, *id, conn);
                     }
                     match visible {
                         Ok(visible) => visible,
@@ -982,6 +1010,8 @@ impl Host {
             return;
         };
         unindex_concern(&mut self.concern, id, conn.concern.take());
+        self.unindexed.remove(&id);
+        self.waiting.remove(&id);
         if let Some(at) = conn.timer.take() {
             self.timers.remove(&(at, id));
         }
@@ -1069,6 +1099,9 @@ impl Host {
                         let incomplete = links
                             .wait(&*store, &mut conn.deps, &mut self.stats.waited)
                             .await;
+                        if !conn.deps.is_empty() {
+                            self.waiting.insert(id);
+                        }
                         if !incomplete.is_empty() {
                             self.outputs
                                 .push_back(HostOutput::Event(NodeEvent::Incomplete {
@@ -1202,7 +1235,7 @@ impl Host {
                     conn.report.peer = Some(peer);
                     conn.foreign = view;
                     conn.active_at = now.elapsed;
-                    index_concern(&mut self.concern, id, conn);
+                    index_concern(&mut self.concern, &mut self.unindexed, id, conn);
                 }
                 Answer::Admitted { welcome, journal }
             }
@@ -1302,6 +1335,9 @@ impl Host {
         let incomplete = Links::of(&taken.batch, false)
             .wait(&*store, &mut conn.deps, &mut self.stats.waited_foreign)
             .await;
+        if !conn.deps.is_empty() {
+            self.waiting.insert(id);
+        }
         conn.pending.push(request_id, taken.batch, refused);
         conn.pending.note(taken.local);
         if !incomplete.is_empty() {
@@ -1343,6 +1379,9 @@ impl Host {
         let incomplete = links
             .wait(&*store, &mut conn.deps, &mut self.stats.waited_foreign)
             .await;
+        if !conn.deps.is_empty() {
+            self.waiting.insert(id);
+        }
         release(&mut self.outputs, id, conn, Some(released.clone()), &[]);
         if !incomplete.is_empty() {
             self.emit(NodeEvent::Incomplete {
@@ -1562,7 +1601,12 @@ fn refusal(error: chum_store::Error) -> Answer {
 
 /// Indexes session `id` by the persons whose objects can concern it now (see
 /// [`Host::concern`]), in place of those it was indexed by.
-fn index_concern(concern: &mut HashMap<Cid, BTreeSet<ConnId>>, id: ConnId, conn: &mut Conn) {
+fn index_concern(
+    concern: &mut HashMap<Cid, BTreeSet<ConnId>>,
+    unindexed: &mut BTreeSet<ConnId>,
+    id: ConnId,
+    conn: &mut Conn,
+) {
     let persons = conn.foreign.as_ref().and_then(PeerAccess::concerning);
     if persons == conn.concern {
         return;
@@ -1570,6 +1614,11 @@ fn index_concern(concern: &mut HashMap<Cid, BTreeSet<ConnId>>, id: ConnId, conn:
     unindex_concern(concern, id, conn.concern.take());
     for person in persons.iter().flatten() {
         concern.entry(person.0.clone()).or_default().insert(id);
+    }
+    if persons.is_some() {
+        unindexed.remove(&id);
+    } else {
+        unindexed.insert(id);
     }
     conn.concern = persons;
 }

@@ -599,3 +599,64 @@ async fn a_hub_stores_at_most_its_quota_of_a_persons_objects() {
         link.close().await;
     }
 }
+
+/// An object a hub keeps waiting for its link target is released — its arrival told — when
+/// the target comes, live, from another person, who grants the waiting session's person
+/// nothing: an announcement that concerns other sessions still completes what waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_releases_what_waited_for_a_target_another_person_sent() {
+    let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
+    let hub_person = hub.person();
+    let mut hub_events = hub.events();
+    let alice = device(&hub_person).await;
+    let bob = device(&hub_person).await;
+    // Alice shares a conversation with the hub (not with Bob) and is connected.
+    let chat = conversation(&alice, "alice's").await;
+    let grant = alice.grant(&chat, &hub_person).await.unwrap().cid().clone();
+    let alice_link = alice.connect(&hub_url).unwrap();
+    alice_link.connected().await.unwrap();
+    eventually("the hub holds alice's grant", || async {
+        hub.has(&grant).await.unwrap()
+    })
+    .await;
+    // The message she will write, known by its CID already.
+    let original = json(&format!(
+        r#"{{"$type":"Message","text":"the original","conversation":{{"/":"{chat}"}}}}"#
+    ));
+    let original_cid = chum::Object::from_value(&original).unwrap().cid().clone();
+    // Bob writes a message in his own conversation that links to it, and connects.
+    let notes = conversation(&bob, "bob's").await;
+    let _ = bob.grant(&notes, &hub_person).await.unwrap();
+    let reply = format!(
+        r#"{{"$type":"Message","text":"about yours","conversation":{{"/":"{notes}"}},"originalId":{{"/":"{original_cid}"}}}}"#
+    );
+    let reply = bob.create(&json(&reply)).await.unwrap().cid().clone();
+    let bob_link = bob.connect(&hub_url).unwrap();
+    bob_link.connected().await.unwrap();
+    eventually("the hub holds bob's reply", || async {
+        hub.has(&reply).await.unwrap()
+    })
+    .await;
+    // Its target is nowhere the hub can fetch it from: stored, but not told as arrived.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(1), hub_events.next()).await
+    {
+        assert!(
+            !matches!(&event, chum::Event::Stored { cid, .. } if *cid == reply),
+            "told before its target arrived"
+        );
+    }
+    // Alice writes the message (an ordinary object, announced to her sessions' concerns).
+    let written = alice.put(&original).await.unwrap();
+    assert_eq!(written.cid(), &original_cid);
+    wait_for(
+        &mut hub_events,
+        |event| matches!(event, chum::Event::Stored { cid, .. } if *cid == reply),
+    )
+    .await;
+    assert!(hub.has(&original_cid).await.unwrap());
+    for link in [alice_link, bob_link] {
+        link.close().await;
+    }
+}
