@@ -1386,7 +1386,7 @@ impl Store for PostgresStore {
         let generation = self.shared.cache.generation();
         let cached: Vec<Option<Vec<u8>>> = asks
             .iter()
-            .map(|ask| self.shared.cache.get(ask.cid).filter(|_| ask.bytes))
+            .map(|ask| ask.bytes.then(|| self.shared.cache.get(ask.cid)).flatten())
             .collect();
         let keys: Vec<&[u8]> = asks.iter().map(|ask| ask.cid.as_bytes()).collect();
         let want: Vec<bool> = asks

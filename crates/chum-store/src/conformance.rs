@@ -673,6 +673,14 @@ pub async fn lookups_answer_like_single_calls(store: &dyn Store) {
     assert!(found[3].bytes.is_none());
     assert_eq!(found[4].local_keys.len(), 2);
     assert_eq!(found[5].bytes, None);
+    // Again, now that the objects were read (a store may answer from memory), with a CID
+    // asked twice for its bytes: the same answers.
+    let twice = [asks[0], asks[1], asks[1], asks[2]];
+    let again = store.lookup_many(&twice).await.unwrap();
+    assert_eq!(again[0], found[0]);
+    assert_eq!(again[1], found[1]);
+    assert_eq!(again[2], found[1]);
+    assert_eq!(again[3], found[2]);
 }
 
 /// Heads are the versions no stored version names as parent, whatever order versions arrive

@@ -253,8 +253,9 @@ impl<S: Store> Store for CountingStore<S> {
         self.inner.get_many(cids).await
     }
     async fn lookup_many(&self, asks: &[LookupAsk<'_>]) -> Result<Vec<Lookup>> {
-        // What the calls it stands for would have counted.
-        bump(&self.counts.get, asks.len() as u64);
+        // What the calls it stands for would have counted (one page of links each).
+        let read = asks.iter().filter(|ask| ask.bytes).count();
+        bump(&self.counts.get, read as u64);
         bump(&self.counts.query, asks.len() as u64);
         let local = asks.iter().filter(|ask| ask.local_prefix.is_some()).count();
         bump(&self.counts.local, local as u64);

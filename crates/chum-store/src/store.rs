@@ -65,11 +65,12 @@ pub struct Lookup {
     pub bytes: Option<Result<Vec<u8>>>,
     /// The stored objects that link to it, in CID order.
     pub linked_by: Vec<Cid>,
-    /// The instance-local keys under the prefix asked for and its CID, in byte order.
+    /// The instance-local keys that start with the prefix asked for, in byte order.
     pub local_keys: Vec<Vec<u8>>,
 }
 
-/// How many linking objects [`Store::lookup_many`]'s default asks for at a time.
+/// How many linking objects (or local keys) [`Store::lookup_many`] reads at a time, in its
+/// default and in the stores that answer it in one statement.
 pub const LOOKUP_PAGE: usize = 1_024;
 
 /// One object asked of [`Store::lookup_many`].

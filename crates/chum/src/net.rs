@@ -1192,7 +1192,7 @@ struct SessionProgress {
     /// Journal entries after `base` read but not (yet) known held, oldest first: the first
     /// is what holds `base` back.
     unheld: std::collections::VecDeque<(u64, Cid)>,
-    /// The journal is read up to here (at least `base`).
+    /// The journal is read up to here (where it is more than `base`).
     read: u64,
 }
 
@@ -1221,35 +1221,74 @@ impl Progress {
     }
 
     /// Moves `base` past the journal entries the peer holds. Each entry is read once: those
-    /// read and not yet held wait in memory for their acknowledgement.
+    /// read and not yet held wait in memory for their acknowledgement, and the first of them,
+    /// while it holds `base` back, is looked up again in case it left the shared set (a
+    /// deleted or coalesced version no peer will ever hold).
     async fn advance(&self) {
+        enum Step {
+            Done,
+            /// Whether the first entry not held is still shared.
+            Check(Option<u64>, Cid),
+            /// Read the journal from here.
+            Read(Option<u64>, u64),
+        }
+        // The journal was read to its head: reading again finds nothing new.
+        let mut exhausted = false;
         loop {
-            let (session, from) = match self.state.lock() {
-                Ok(mut state) => {
-                    state.settle();
-                    // Reading on cannot move `base` while an entry read is not held.
-                    if !state.unheld.is_empty() || state.held.is_empty() {
+            let mut step = Step::Done;
+            // Through `update`: whoever waits in `synced()` hears what `settle` moved.
+            self.update(|state| {
+                state.settle();
+                step = match state.unheld.front() {
+                    // Something new is held behind it: it may be gone.
+                    Some((_, cid)) if !state.held.is_empty() => {
+                        Step::Check(state.session, cid.clone())
+                    }
+                    Some(_) => Step::Done,
+                    None if state.held.is_empty() => Step::Done,
+                    None => Step::Read(state.session, state.read.max(state.base)),
+                };
+            });
+            match step {
+                Step::Done | Step::Read(..) if exhausted => return,
+                Step::Done => return,
+                Step::Check(session, cid) => {
+                    match self.store.shared_among(std::slice::from_ref(&cid)).await {
+                        Ok(shared) if shared.is_empty() => {}
+                        // Still shared: its acknowledgement is due.
+                        _ => return,
+                    }
+                    let mut gone = false;
+                    self.update(|state| {
+                        if state.session == session
+                            && state.unheld.front().is_some_and(|(_, first)| *first == cid)
+                        {
+                            state.unheld.pop_front();
+                            gone = true;
+                        }
+                    });
+                    if !gone {
                         return;
                     }
-                    (state.session, state.read.max(state.base))
                 }
-                Err(_) => return,
-            };
-            let Ok(page) = self.store.journal(from, 256).await else {
-                return;
-            };
-            let mut done = page.last >= page.head;
-            self.update(|state| {
-                if state.session != session || state.read.max(state.base) != from {
-                    done = true; // a new session started meanwhile
-                    return;
+                Step::Read(session, from) => {
+                    let Ok(page) = self.store.journal(from, 256).await else {
+                        return;
+                    };
+                    exhausted = page.last >= page.head;
+                    let mut moved_on = false;
+                    self.update(|state| {
+                        if state.session != session || state.read.max(state.base) != from {
+                            moved_on = true; // a new session started meanwhile
+                            return;
+                        }
+                        state.unheld.extend(page.entries);
+                        state.read = page.last.max(from);
+                    });
+                    if moved_on {
+                        return;
+                    }
                 }
-                state.unheld.extend(page.entries);
-                state.read = page.last.max(from);
-                state.settle();
-            });
-            if done {
-                return;
             }
         }
     }
@@ -1334,9 +1373,55 @@ async fn run_once(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::SessionProgress;
+    use super::{Progress, SessionProgress};
     use chum_object::Cid;
+    use std::sync::{Arc, Mutex};
+
+    /// A shared object of the store, stored: its CID.
+    async fn stored(store: &dyn chum_store::Store, text: &str) -> Cid {
+        let value =
+            chum_object::dagjson::from_str(&format!(r#"{{"$type":"Message","text":"{text}"}}"#))
+                .unwrap();
+        let object = chum_object::Object::from_value(&value).unwrap();
+        store.put(object.cid(), object.bytes()).await.unwrap();
+        object.cid().clone()
+    }
+
+    /// An entry read and then deleted (a version coalesced away before it was pushed) never
+    /// holds `base` back: no peer will hold it.
+    #[tokio::test]
+    async fn an_entry_that_left_the_shared_set_holds_nothing_back() {
+        let store: Arc<dyn chum_store::Store> = Arc::new(chum_store::MemoryStore::new());
+        let first = stored(&*store, "replaced").await;
+        let second = stored(&*store, "kept").await;
+        let progress = Progress {
+            store: Arc::clone(&store),
+            state: Mutex::new(SessionProgress {
+                session: Some(1),
+                synced: true,
+                ..SessionProgress::default()
+            }),
+            changed: tokio::sync::watch::channel(0).0,
+        };
+        let mut changes = progress.changed.subscribe();
+        progress.update(|state| {
+            state.held.insert(second.clone());
+        });
+        progress.advance().await;
+        let base = |progress: &Progress| progress.state.lock().unwrap().base;
+        assert_eq!(base(&progress), 0, "the first entry is shared and not held");
+        store.delete(&first).await.unwrap();
+        changes.borrow_and_update();
+        progress.advance().await;
+        assert_eq!(
+            base(&progress),
+            2,
+            "past the deleted entry and the held one"
+        );
+        assert!(changes.has_changed().unwrap(), "synced() hears it");
+    }
 
     fn cid(n: u8) -> Cid {
         Cid::hash(chum_object::Codec::Raw, &[n])
