@@ -635,6 +635,30 @@ const GET_MANY: &str = "SELECT cid, bytes FROM objects WHERE cid = ANY($1::bytea
 const LINKS_PAGE: &str =
     "SELECT cid FROM links WHERE target = $1 AND cid > $2 ORDER BY cid LIMIT $3";
 
+/// Whether `$1` is stored.
+const HAS: &str = "SELECT 1 FROM objects WHERE cid = $1";
+
+/// A page of objects of type `$1`, after `$2`.
+const BY_TYPE: &str =
+    "SELECT cid FROM objects WHERE type_name = $1 AND cid > $2 ORDER BY cid LIMIT $3";
+
+/// The versions of ID `$1`.
+const VERSIONS: &str = "SELECT cid FROM objects WHERE of_id = $1 ORDER BY cid";
+
+/// A page of what author `$1` wrote, after clock `$2` and CID `$3`.
+const BY_AUTHOR: &str = "SELECT cid FROM objects WHERE author = $1 AND (clock, cid) > ($2, $3) \
+    ORDER BY clock, cid LIMIT $4";
+
+/// Which of `$1` are stored and shared.
+const SHARED_AMONG: &str =
+    "SELECT cid FROM objects WHERE cid = ANY($1::bytea[]) AND position IS NOT NULL";
+
+/// One local value.
+const LOCAL_GET: &str = "SELECT value FROM local_kv WHERE key = $1";
+
+/// The local keys from `$1` on (a prefix of 0xff bytes).
+const LOCAL_FROM: &str = "SELECT key FROM local_kv WHERE key >= $1 ORDER BY key";
+
 /// The local keys in `[$1, $2)`.
 const LOCAL_RANGE: &str = "SELECT key FROM local_kv WHERE key >= $1 AND key < $2 ORDER BY key";
 
@@ -1474,10 +1498,7 @@ impl Store for PostgresStore {
 
     async fn has(&self, cid: &Cid) -> Result<bool> {
         let client = self.lookup_client().await?;
-        let statement = client
-            .prepare_cached("SELECT 1 FROM objects WHERE cid = $1")
-            .await
-            .map_err(pg)?;
+        let statement = client.prepare_cached(HAS).await.map_err(pg)?;
         Ok(client
             .query_opt(&statement, &[&cid.as_bytes()])
             .await
@@ -1530,20 +1551,10 @@ impl Store for PostgresStore {
                     return Ok(Vec::new());
                 }
                 let after: &[u8] = after.map_or(&[], Cid::as_bytes);
-                self.cids_of(
-                    "SELECT cid FROM objects WHERE type_name = $1 AND cid > $2 \
-                     ORDER BY cid LIMIT $3",
-                    &[&type_name.as_bytes(), &after, &sql_limit(limit)],
-                )
-                .await
+                self.cids_of(BY_TYPE, &[&type_name.as_bytes(), &after, &sql_limit(limit)])
+                    .await
             }
-            Query::Versions(of) => {
-                self.cids_of(
-                    "SELECT cid FROM objects WHERE of_id = $1 ORDER BY cid",
-                    &[&of.as_bytes()],
-                )
-                .await
-            }
+            Query::Versions(of) => self.cids_of(VERSIONS, &[&of.as_bytes()]).await,
             Query::Heads(of) => self.cids_of(HEADS, &[&of.as_bytes()]).await,
             Query::LinksTo {
                 target,
@@ -1570,8 +1581,7 @@ impl Store for PostgresStore {
                     None => (Vec::new(), &[]),
                 };
                 self.cids_of(
-                    "SELECT cid FROM objects WHERE author = $1 AND (clock, cid) > ($2, $3) \
-                     ORDER BY clock, cid LIMIT $4",
+                    BY_AUTHOR,
                     &[&author.as_slice(), &clock, &cid, &sql_limit(limit)],
                 )
                 .await
@@ -1581,10 +1591,7 @@ impl Store for PostgresStore {
 
     async fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let client = self.lookup_client().await?;
-        let statement = client
-            .prepare_cached("SELECT value FROM local_kv WHERE key = $1")
-            .await
-            .map_err(pg)?;
+        let statement = client.prepare_cached(LOCAL_GET).await.map_err(pg)?;
         Ok(client
             .query_opt(&statement, &[&key])
             .await
@@ -1646,10 +1653,7 @@ impl Store for PostgresStore {
                 client.query(&statement, &[&prefix, &end]).await
             }
             None => {
-                let statement = client
-                    .prepare_cached("SELECT key FROM local_kv WHERE key >= $1 ORDER BY key")
-                    .await
-                    .map_err(pg)?;
+                let statement = client.prepare_cached(LOCAL_FROM).await.map_err(pg)?;
                 client.query(&statement, &[&prefix]).await
             }
         }
@@ -1667,12 +1671,7 @@ impl Store for PostgresStore {
         }
         let keys: Vec<&[u8]> = cids.iter().map(Cid::as_bytes).collect();
         let client = self.lookup_client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT cid FROM objects WHERE cid = ANY($1::bytea[]) AND position IS NOT NULL",
-            )
-            .await
-            .map_err(pg)?;
+        let statement = client.prepare_cached(SHARED_AMONG).await.map_err(pg)?;
         let rows = client.query(&statement, &[&keys]).await.map_err(pg)?;
         let found: std::collections::HashSet<Vec<u8>> =
             rows.iter().map(|row| row.get::<_, Vec<u8>>(0)).collect();
@@ -1857,9 +1856,18 @@ mod tests {
             JOURNAL_PAGE,
             GET_ONE,
             GET_MANY,
+            HAS,
             LINKS_PAGE,
-            LOCAL_RANGE,
+            BY_TYPE,
+            VERSIONS,
+            BY_AUTHOR,
             HEADS,
+            SHARED_AMONG,
+            LOCAL_GET,
+            LOCAL_RANGE,
+            LOCAL_FROM,
+            "SELECT cid FROM objects WHERE cid > $1 AND cid < $2 AND position IS NOT NULL \
+             ORDER BY cid LIMIT $3",
         ];
         // Whether each statement of a write reads rows (the others only insert).
         let writes = [
