@@ -335,21 +335,7 @@ const PAGE: usize = 1_024;
 
 /// Every object that links to `target` (a paged index scan).
 pub(crate) async fn links_to(store: &dyn Store, target: &Cid) -> Result<Vec<Cid>> {
-    let mut all: Vec<Cid> = Vec::new();
-    loop {
-        let page = store
-            .query(Query::LinksTo {
-                target,
-                after: all.last(),
-                limit: PAGE,
-            })
-            .await?;
-        let done = page.len() < PAGE;
-        all.extend(page);
-        if done {
-            return Ok(all);
-        }
-    }
+    Ok(chum_store::links_to_after(store, target, Vec::new()).await?)
 }
 
 /// The stored objects of `$type` `type_name` that link to `target`, decoded: an indexed lookup

@@ -1461,26 +1461,17 @@ impl Store for PostgresStore {
                     None => Err(Error::NotFound(cid.clone())),
                 }),
             };
-            let mut linked_by = row
+            let first = row
                 .get::<_, Vec<&[u8]>>(2)
                 .into_iter()
                 .map(stored_cid)
                 .collect::<Result<Vec<Cid>>>()?;
             // More than a page: the rest page by page.
-            while linked_by.len() % chum_store::LOOKUP_PAGE == 0 && !linked_by.is_empty() {
-                let page = self
-                    .query(Query::LinksTo {
-                        target: cid,
-                        after: linked_by.last(),
-                        limit: chum_store::LOOKUP_PAGE,
-                    })
-                    .await?;
-                let done = page.len() < chum_store::LOOKUP_PAGE;
-                linked_by.extend(page);
-                if done {
-                    break;
-                }
-            }
+            let linked_by = if first.len() < chum_store::LOOKUP_PAGE {
+                first
+            } else {
+                chum_store::links_to_after(self, cid, first).await?
+            };
             let local_keys = match (ask.local_prefix, row.get::<_, Option<Vec<Vec<u8>>>>(3)) {
                 (None, _) => Vec::new(),
                 // The range was read and within a page: the answer is whole.

@@ -73,6 +73,34 @@ pub struct Lookup {
 /// default and in the stores that answer it in one statement.
 pub const LOOKUP_PAGE: usize = 1_024;
 
+/// Every object that links to `target`: `found` (the first of them, in CID order, read
+/// already — empty to read them all) and the rest, paged through [`Query::LinksTo`] by
+/// [`LOOKUP_PAGE`] while pages come back full.
+pub async fn links_to_after<S: Store + ?Sized>(
+    store: &S,
+    target: &Cid,
+    mut found: Vec<Cid>,
+) -> Result<Vec<Cid>> {
+    // A short first part was all there is.
+    if !found.is_empty() && !found.len().is_multiple_of(LOOKUP_PAGE) {
+        return Ok(found);
+    }
+    loop {
+        let page = store
+            .query(Query::LinksTo {
+                target,
+                after: found.last(),
+                limit: LOOKUP_PAGE,
+            })
+            .await?;
+        let done = page.len() < LOOKUP_PAGE;
+        found.extend(page);
+        if done {
+            return Ok(found);
+        }
+    }
+}
+
 /// One object asked of [`Store::lookup_many`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LookupAsk<'a> {
@@ -173,21 +201,7 @@ pub trait Store: MaybeSendSync {
         let mut out = Vec::with_capacity(asks.len());
         for ask in asks {
             let bytes = if ask.bytes { found.next() } else { None };
-            let mut linked_by: Vec<Cid> = Vec::new();
-            loop {
-                let page = self
-                    .query(Query::LinksTo {
-                        target: ask.cid,
-                        after: linked_by.last(),
-                        limit: LOOKUP_PAGE,
-                    })
-                    .await?;
-                let done = page.len() < LOOKUP_PAGE;
-                linked_by.extend(page);
-                if done {
-                    break;
-                }
-            }
+            let linked_by = links_to_after(self, ask.cid, Vec::new()).await?;
             let local_keys = match ask.local_prefix {
                 Some(prefix) => self.local_keys(prefix).await?,
                 None => Vec::new(),
