@@ -94,25 +94,45 @@ const OFFER_CHUNK: usize = 512;
 /// so a peer of one hub process hears live of what a peer of another wrote. Ends with the
 /// host task or the store's stream.
 async fn offer_others(
-    mut others: futures::stream::BoxStream<'static, Vec<Cid>>,
+    mut others: futures::stream::BoxStream<'static, Vec<chum_store::Added>>,
     store: Arc<dyn Store>,
     inbox: mpsc::WeakUnboundedSender<Message>,
 ) {
-    while let Some(cids) = others.next().await {
-        for chunk in cids.chunks(OFFER_CHUNK) {
-            let loaded = match store.get_many(chunk).await {
-                Ok(loaded) => loaded,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read what another writer stored");
-                    continue;
+    while let Some(added) = others.next().await {
+        let mut added = added.into_iter();
+        loop {
+            let chunk: Vec<chum_store::Added> = added.by_ref().take(OFFER_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            // What came without its bytes is read (in one request).
+            let unread: Vec<Cid> = chunk
+                .iter()
+                .filter(|added| added.bytes.is_none())
+                .map(|added| added.cid.clone())
+                .collect();
+            let mut loaded = if unread.is_empty() {
+                Vec::new()
+            } else {
+                match store.get_many(&unread).await {
+                    Ok(loaded) => loaded,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read what another writer stored");
+                        continue;
+                    }
                 }
-            };
+            }
+            .into_iter();
             // Deleted since: nothing to offer.
             let objects: Vec<(Cid, Vec<u8>)> = chunk
-                .iter()
-                .cloned()
-                .zip(loaded)
-                .filter_map(|(cid, bytes)| Some((cid, bytes.ok()?)))
+                .into_iter()
+                .filter_map(|added| {
+                    let bytes = match added.bytes {
+                        Some(bytes) => bytes,
+                        None => loaded.next()?.ok()?,
+                    };
+                    Some((added.cid, bytes))
+                })
                 .collect();
             let write = LocalWrite::of(&objects, &vec![true; objects.len()]);
             let Some(inbox) = inbox.upgrade() else { return };

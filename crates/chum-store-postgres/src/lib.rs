@@ -541,7 +541,8 @@ const STORED: &str = "SELECT cid, position IS NULL FROM objects WHERE cid = ANY(
 
 /// One write, run while the writer holds the state row: the new objects (each with its journal
 /// position, or none when local) and their link and edge rows, the new journal head and
-/// count, and a notification of the other processes (delivered on commit; `$13` NULL: none).
+/// count, and a notification of the other processes (delivered on commit; `$13` NULL: none;
+/// `$15` what it says, see [`watch::notice`]).
 /// Plain inserts of unnested arrays: nothing here is planned from guessed table sizes.
 const WRITE_BATCH: &str = "
 WITH o AS (
@@ -563,7 +564,7 @@ s AS (
     UPDATE chum_state SET journal_head = $12, object_count = object_count + $14
     RETURNING digest_position
 )
-SELECT digest_position, CASE WHEN $13::text IS NOT NULL THEN pg_notify($13, $12::text) END
+SELECT digest_position, CASE WHEN $13::text IS NOT NULL THEN pg_notify($13, $15::text) END
 FROM s
 ";
 
@@ -947,12 +948,15 @@ impl PostgresStore {
         let mut promoted_at: Vec<i64> = Vec::new();
         let mut changed = std::collections::HashSet::new();
         let mut next = head;
+        // The journal entries this write adds, in order (for the other processes' watchers).
+        let mut numbered: Vec<(&Cid, &[u8])> = Vec::new();
         for &i in order {
             let (cid, bytes) = &objects[i];
             match (stored.get(cid.as_bytes()), scope) {
                 (None, Scope::Shared) => {
                     next += 1;
                     rows.add(cid, bytes, Some(next), &entries[i]);
+                    numbered.push((cid, bytes));
                 }
                 (None, Scope::Local) => rows.add(cid, bytes, None, &entries[i]),
                 // Shared wins: a local object stored as shared joins the shared set.
@@ -960,6 +964,7 @@ impl PostgresStore {
                     next += 1;
                     promoted.push(cid.as_bytes());
                     promoted_at.push(next);
+                    numbered.push((cid, bytes));
                 }
                 (Some(_), _) => continue,
             }
@@ -986,6 +991,11 @@ impl PostgresStore {
         }
         let inserted = rows.cids.len() as i64;
         let channel = (next > head).then_some(self.shared.channel.as_str());
+        let notice = watch::notice(
+            u64::try_from(head + 1).unwrap_or(0),
+            u64::try_from(next).unwrap_or(0),
+            &numbered,
+        );
         // Watchers of this process hold back at these positions until the write is recorded
         // as this process's (or failed).
         let _pending = (next > head)
@@ -996,7 +1006,7 @@ impl PostgresStore {
                 )
             })
             .flatten();
-        let params: [&(dyn ToSql + Sync); 14] = [
+        let params: [&(dyn ToSql + Sync); 15] = [
             &rows.cids,
             &rows.bytes,
             &rows.positions,
@@ -1011,6 +1021,7 @@ impl PostgresStore {
             &next,
             &channel,
             &inserted,
+            &notice,
         ];
         // One round trip: the write and the commit (after a failed write, the server turns
         // the COMMIT into a rollback).
@@ -1763,7 +1774,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
+    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<chum_store::Added>>> {
         watch::start(&self.shared)
     }
 }
@@ -1783,7 +1794,18 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 /// Lowercase hexadecimal.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    let mut text = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut text, bytes);
+    text
+}
+
+/// Appends lowercase hexadecimal.
+pub(crate) fn push_hex(text: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
 }
 
 /// The bytes of lowercase or uppercase hexadecimal, if it is that.

@@ -221,7 +221,12 @@ async fn a_watcher_hears_the_other_handles_writes() {
             .await
             .expect("the watcher hears within 10 s")
             .expect("the stream lives");
-        got.extend(batch);
+        for added in batch {
+            // Small writes tell their objects' bytes with the news.
+            let object = objects.iter().find(|o| *o.cid() == added.cid).unwrap();
+            assert_eq!(added.bytes.as_deref(), Some(object.bytes()));
+            got.push(added.cid);
+        }
     }
     let mut expected: Vec<Cid> = objects[..10].iter().map(|o| o.cid().clone()).collect();
     expected.push(objects[16].cid().clone());
@@ -257,12 +262,42 @@ async fn a_watcher_hears_the_other_handles_writes() {
             .await
             .expect("the watcher reconnects and catches up")
             .expect("the stream lives");
-        got.extend(batch);
+        got.extend(batch.into_iter().map(|added| added.cid));
     }
     assert_eq!(
         got,
         objects[20..25].iter().map(|o| o.cid().clone()).collect()
     );
+    // A write too large to tell its entries (the journal is read), then one object too large
+    // to tell its bytes, then a small one: all heard, in order, bytes only where they fit.
+    let many: Vec<Object> = (1_000..1_200).map(conformance::message).collect();
+    a.put_many(&many.iter().map(pair).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let large = Object::from_value(
+        &dagjson::from_str(&format!(
+            r#"{{"$type":"Message","text":"{}"}}"#,
+            "x".repeat(6_000)
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    a.put_many(&[pair(&large)]).await.unwrap();
+    a.put_many(&[pair(&objects[26])]).await.unwrap();
+    let mut got: Vec<chum_store::Added> = Vec::new();
+    while got.len() < 202 {
+        let batch = tokio::time::timeout(Duration::from_secs(10), heard.next())
+            .await
+            .expect("the watcher hears within 10 s")
+            .expect("the stream lives");
+        got.extend(batch);
+    }
+    let heard_cids: BTreeSet<&Cid> = got[..200].iter().map(|added| &added.cid).collect();
+    assert_eq!(heard_cids, many.iter().map(Object::cid).collect());
+    assert_eq!(got[200].cid, *large.cid());
+    assert_eq!(got[200].bytes, None, "too large to tell");
+    assert_eq!(got[201].cid, *objects[26].cid());
+    assert_eq!(got[201].bytes.as_deref(), Some(objects[26].bytes()));
 }
 
 /// Two handles writing at once, each watching: each hears exactly the other's shared writes —
@@ -325,7 +360,7 @@ async fn watchers_of_two_busy_writers_hear_exactly_each_others_writes() {
                 .await
                 .unwrap_or_else(|_| panic!("{who}: {} of {}", got.len(), expected.len()))
                 .expect("the stream lives");
-            got.extend(batch);
+            got.extend(batch.into_iter().map(|added| added.cid));
         }
         assert_eq!(got, expected, "{who}, and nothing else");
     }

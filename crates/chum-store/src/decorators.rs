@@ -166,7 +166,7 @@ impl<S: Store> Store for FaultStore<S> {
         self.alive()?;
         self.inner.journal(after, limit).await
     }
-    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
+    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<crate::Added>>> {
         self.inner.watch_others()
     }
     async fn local_put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
@@ -313,7 +313,7 @@ impl<S: Store> Store for CountingStore<S> {
         bump(&self.counts.journal_entries, page.entries.len() as u64);
         Ok(page)
     }
-    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
+    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<crate::Added>>> {
         self.inner.watch_others()
     }
     async fn local_put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
@@ -507,7 +507,7 @@ impl Store for ClosableStore {
     async fn journal(&self, after: u64, limit: usize) -> Result<crate::sync::JournalPage> {
         self.open()?.journal(after, limit).await
     }
-    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
+    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<crate::Added>>> {
         self.open().ok()?.watch_others()
     }
     async fn local_put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {

@@ -49,6 +49,6 @@ pub mod sync;
 pub use crate::error::{Error, Result};
 pub use crate::memory::MemoryStore;
 pub use crate::store::{
-    LOOKUP_PAGE, Lookup, LookupAsk, MaybeSendSync, Query, Store, links_to_after,
+    Added, LOOKUP_PAGE, Lookup, LookupAsk, MaybeSendSync, Query, Store, links_to_after,
 };
 pub use crate::sync::{JournalPage, Scope, SyncDigest};

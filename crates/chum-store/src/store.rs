@@ -101,6 +101,17 @@ pub async fn links_to_after<S: Store + ?Sized>(
     }
 }
 
+/// An object another writer of the store added to its shared set (see
+/// [`Store::watch_others`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    /// The object.
+    pub cid: Cid,
+    /// Its bytes, when the store heard them with the news (verified: they hash to `cid`);
+    /// `None`: read them from the store.
+    pub bytes: Option<Vec<u8>>,
+}
+
 /// One object asked of [`Store::lookup_many`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LookupAsk<'a> {
@@ -332,13 +343,17 @@ pub trait Store: MaybeSendSync {
     async fn sync_digest(&self) -> Result<SyncDigest>;
 
     /// Shared objects that **other writers** of this store added — other processes over the
-    /// same database — in batches of CIDs, in journal order, soon after each commits. `None`
-    /// (the default) for a store that only this handle writes. A node serving sessions over
-    /// such a store offers these to its peers as it offers its own writes, so that a peer of
-    /// one process hears live of what a peer of another wrote. The stream ends when the store
-    /// is dropped; it may repeat an object (e.g. after a lost connection) but never skips one
+    /// same database — in batches, in journal order, soon after each commits. `None` (the
+    /// default) for a store that only this handle writes. A node serving sessions over such a
+    /// store offers these to its peers as it offers its own writes, so that a peer of one
+    /// process hears live of what a peer of another wrote. The stream ends when the store is
+    /// dropped; it may repeat an object (e.g. after a lost connection) but never skips one
     /// committed while it runs. Each call starts a new stream from the journal's head.
-    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Cid>>> {
+    ///
+    /// An entry may carry the object's bytes (verified against its CID), as the write
+    /// committed them, when the store heard them with the news (small writes): the object may
+    /// have been deleted since, as it may be after any read.
+    fn watch_others(&self) -> Option<futures::stream::BoxStream<'static, Vec<Added>>> {
         None
     }
 
