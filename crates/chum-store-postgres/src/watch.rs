@@ -57,7 +57,7 @@ pub(crate) fn notice(first: u64, last: u64, entries: &[(&Cid, &[u8])]) -> String
             text.push(',');
         }
         crate::push_hex(&mut text, cid.as_bytes());
-        if bytes.len() * 2 + 1 <= room {
+        if bytes.len() * 2 < room {
             room -= bytes.len() * 2 + 1;
             text.push('.');
             crate::push_hex(&mut text, bytes);
