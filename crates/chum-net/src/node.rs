@@ -322,6 +322,7 @@ impl Node {
                     frames: SelectAll::new(),
                     writing: futures::stream::FuturesUnordered::new(),
                     to_write: Vec::new(),
+                    committed_here: Vec::new(),
                 };
                 drop(rt::spawn(driver.run(messages)));
                 if let Some(others) = self.store.watch_others() {
@@ -530,6 +531,8 @@ struct Driver {
     writing: futures::stream::FuturesUnordered<Writing>,
     /// Connections with frames queued since the last dispatch.
     to_write: Vec<ConnId>,
+    /// Commits that finished as they started (see [`Driver::commit`]), for the host.
+    committed_here: Vec<(ConnId, Committed)>,
 }
 
 impl Driver {
@@ -544,6 +547,13 @@ impl Driver {
         let mut stopping = false;
         loop {
             self.dispatch();
+            if !self.committed_here.is_empty() {
+                let now = self.now();
+                for (conn, committed) in std::mem::take(&mut self.committed_here) {
+                    self.host.committed(now, conn, committed).await;
+                }
+                continue;
+            }
             if stopping && self.conns.is_empty() {
                 break;
             }
@@ -757,32 +767,43 @@ impl Driver {
         }
     }
 
-    /// Runs a commit beside the sessions — on the blocking pool, or as a task of its own for a
-    /// store that never blocks (no thread hand-over) — its result goes straight to the host
-    /// task.
-    fn commit(&self, conn: ConnId, commit: Commit) {
+    /// Runs a commit beside the sessions — on the blocking pool, or for a store that never
+    /// blocks, here first: a commit that finishes at once (an in-memory store's) is handed
+    /// to the host without a task or a message; one that waits goes on as a task of its own
+    /// — its result goes straight to the host task.
+    fn commit(&mut self, conn: ConnId, commit: Commit) {
         let store = Arc::clone(&self.store);
-        let inbox = self.inbox.clone();
         let requests = commit.requests();
-        let never_blocks = store.never_blocks();
-        let work = move || {
+        let run = move || {
             rt::boxed(async move {
                 let run = std::panic::AssertUnwindSafe(commit.run(&*store));
-                let committed = futures::FutureExt::catch_unwind(run)
+                futures::FutureExt::catch_unwind(run)
                     .await
                     .unwrap_or_else(|_| {
                         Committed::failed(&requests, "the store task failed: it panicked")
-                    });
-                if let Some(inbox) = inbox.upgrade() {
-                    let _ = inbox.send(Message::Committed(conn, committed));
-                }
+                    })
             })
         };
-        // Detached either way: the result comes back through the inbox.
-        if never_blocks {
-            drop(rt::spawn(work()));
-        } else {
-            rt::spawn_blocking(work);
+        let inbox = self.inbox.clone();
+        let report = move |committed: Committed| {
+            if let Some(inbox) = inbox.upgrade() {
+                let _ = inbox.send(Message::Committed(conn, committed));
+            }
+        };
+        if !self.store.never_blocks() {
+            rt::spawn_blocking(move || {
+                let run = run();
+                rt::boxed(async move { report(run.await) })
+            });
+            return;
+        }
+        // Polled once with a waker that does nothing: a commit still waiting is polled again
+        // at once by its task, which registers that task's waker.
+        let mut run = run();
+        let mut context = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        match run.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(committed) => self.committed_here.push((conn, committed)),
+            std::task::Poll::Pending => drop(rt::spawn(async move { report(run.await) })),
         }
     }
 }

@@ -613,3 +613,41 @@ async fn a_simulated_path_delays_each_frame_by_its_delay_and_its_length_over_the
     left.writer.close().await.unwrap();
     assert!(right.reader.read_frame().await.unwrap().is_none(), "closed");
 }
+
+/// A store that panics while committing what a peer sent ends that session with a store
+/// failure, not the node: the next session stores everything. The memory store never blocks,
+/// so its commit runs on the node's own task first (see `Node`'s commits); redb's runs on a
+/// thread of the blocking pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_panics_ends_the_session_not_the_node() {
+    use chum_store::decorators::{Fault, FaultStore};
+    let dir = TempDir::new("panicking-store");
+    for never_blocks in [true, false] {
+        let a = Arc::new(Node::new(Arc::new(MemoryStore::new())));
+        a.put(&objects(0..50)).await.unwrap();
+        let store: Arc<dyn Store> = if never_blocks {
+            Arc::new(FaultStore::new(MemoryStore::new(), Fault::PanicWrite(1)))
+        } else {
+            Arc::new(FaultStore::new(
+                RedbStore::open(dir.0.join("b.redb")).unwrap(),
+                Fault::PanicWrite(1),
+            ))
+        };
+        assert_eq!(store.never_blocks(), never_blocks);
+        let b = Arc::new(Node::new(Arc::clone(&store)));
+        let (left, right) = memory_pair(16);
+        let (_, rb) = tokio::join!(
+            a.run(Role::Initiator, left, SYNC_ONCE),
+            b.run(Role::Responder, right, SessionOptions::default())
+        );
+        assert_eq!(rb.code, CloseCode::StoreFailure, "{rb:?}");
+        assert!(rb.reason.contains("panicked"), "{rb:?}");
+        let (left, right) = memory_pair(16);
+        let (ra, rb) = tokio::join!(
+            a.run(Role::Initiator, left, SYNC_ONCE),
+            b.run(Role::Responder, right, SessionOptions::default())
+        );
+        assert!(ra.synced && rb.synced, "{ra:?} {rb:?}");
+        assert_eq!(shared(&*store).await, shared(&**a.store()).await);
+    }
+}

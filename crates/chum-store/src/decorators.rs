@@ -23,6 +23,9 @@ pub enum Fault {
     /// The Nth write is a batch of which only the first `k` objects reach the inner store (one
     /// by one) before it fails: a torn batch, as a backend without atomic batches would leave.
     TornBatch(u64, usize),
+    /// The Nth write panics (a backend with a bug): its caller must survive it. Later calls
+    /// work.
+    PanicWrite(u64),
 }
 
 /// Wraps a store and injects one [`Fault`].
@@ -84,6 +87,8 @@ impl<S: Store> FaultStore<S> {
                 Err(Error::Injected(format!("power lost at write {n}")))
             }
             Fault::TornBatch(at, k) if at == n => Ok(Some(k)),
+            #[allow(clippy::panic)]
+            Fault::PanicWrite(at) if at == n => panic!("injected: write {n} panicked"),
             _ => Ok(None),
         }
     }
