@@ -229,8 +229,9 @@ pub struct Granted {
     quota: Option<u64>,
     coverage: Coverage,
     /// Objects received but not (yet) covered: held in memory only — never stored, indexed
-    /// or announced — and stored (shared) when a grant or a referrer covering them arrives in
-    /// the same session; dropped when the session ends (the peer offers them again later).
+    /// or announced — and stored (shared) when a grant or a referrer covering them arrives (in
+    /// this session, or another way: [`PeerAccess::learn_grants`]); dropped when the session
+    /// ends (the peer offers them again later).
     quarantine: Vec<(Cid, Vec<u8>)>,
     quarantine_bytes: usize,
     /// Grants and membership statements of the peer's taken in this session: they count
@@ -377,6 +378,18 @@ impl PeerAccess {
                 .view
                 .try_lock()
                 .is_none_or(|view| view.set.may_concern(announcement)),
+        }
+    }
+
+    /// Grants and group statements of the peer's person that reached this side another way
+    /// (another session, the application, another process over the store) cover what the
+    /// peer sends from now on, as if they had come in this session. Whether anything more
+    /// is covered: then objects held back as uncovered may be stored now
+    /// ([`Granted::promote`]).
+    pub fn learn_grants(&mut self, announcement: &crate::visibility::Announcement) -> bool {
+        match self {
+            PeerAccess::Full => false,
+            PeerAccess::Granted(granted) => granted.coverage.learn_announced(announcement),
         }
     }
 

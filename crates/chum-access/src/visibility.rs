@@ -1323,6 +1323,23 @@ impl Coverage {
         Ok(coverage)
     }
 
+    /// Takes the grants and group statements among `announcement`'s objects that the peer's
+    /// person signed and that concern this side, as [`Coverage::new`] takes those held when
+    /// the session starts (they were checked when they arrived, through another session, the
+    /// application or another process over the store). Whether anything more is covered.
+    pub(crate) fn learn_announced(&mut self, announcement: &Announcement) -> bool {
+        let before = (self.targets.len(), self.groups.len());
+        // Statements first: grants to the groups they put this side in count too.
+        for kind in [GROUP_MEMBERS_TYPE, ACCESS_TYPE] {
+            for (cid, value) in &announcement.values {
+                if value.type_name() == Some(kind) {
+                    self.grant_like(cid, value, true);
+                }
+            }
+        }
+        (self.targets.len(), self.groups.len()) != before
+    }
+
     /// Whether the target of a grant `value` (if it is one) may be covered: this side does
     /// not hold it, granted it to the peer itself, or already holds a grant of the peer's for
     /// it. (Otherwise the peer would be "granting" this side's own data back to it, to write

@@ -422,3 +422,86 @@ fn a_quota_counts_a_persons_objects_across_hub_processes() {
         .count();
     assert!((6..=QUOTA - 2).contains(&messages), "{messages}: {listed}");
 }
+
+/// One person's two devices on two hub processes, both connected first: a conversation the
+/// laptop grants to the hub through hub A covers, at hub B, what the phone then writes into
+/// it — stored (not held back as uncovered and acknowledged all the same) and heard by the
+/// laptop through hub A.
+#[test]
+fn a_grant_through_one_hub_process_covers_what_follows_through_the_other() {
+    let cluster = TempCluster::start_with(&ClusterOptions::default()).unwrap();
+    let store = format!("{}&schema=hub", cluster.url("postgres"));
+    let whoami = ok(&["init", "--store", &store], b"");
+    let hub_person = chum::PersonId(
+        whoami
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("person "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    let (hub_a, hub_b) = (Hub::start_hub(&store), Hub::start_hub(&store));
+    let runtime = runtime();
+    runtime.block_on(async {
+        let laptop = Instance::builder()
+            .memory()
+            .use_hub(hub_person.clone())
+            .open()
+            .await
+            .unwrap();
+        let pairing = laptop.listen("tcp://127.0.0.1:0").await.unwrap();
+        let phone = Instance::builder()
+            .memory()
+            .use_hub(hub_person.clone())
+            .join(laptop.invite(Duration::from_secs(60)).await.unwrap())
+            .open()
+            .await
+            .unwrap();
+        pairing.close();
+        let link_a = laptop.connect(&hub_a.url).unwrap();
+        let link_b = phone.connect(&hub_b.url).unwrap();
+        link_a.connected().await.unwrap();
+        link_b.connected().await.unwrap();
+        let mut on_phone = phone.events();
+        let mut on_laptop = laptop.events();
+        let notes = laptop
+            .put(&dagjson::from_str(r#"{"$type":"Conversation","id":"notes"}"#).unwrap())
+            .await
+            .unwrap();
+        let grant = laptop
+            .grant(notes.id().unwrap(), &hub_person)
+            .await
+            .unwrap();
+        let mut expected: std::collections::BTreeSet<chum::Cid> =
+            [notes.cid().clone(), grant.cid().clone()].into();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !expected.is_empty() {
+                if let Some(Event::Stored { cid, .. }) = on_phone.next().await {
+                    expected.remove(&cid);
+                }
+            }
+        })
+        .await
+        .expect("the phone gets the conversation and its grant through hub B");
+        for i in 0..3 {
+            let text = format!(
+                r#"{{"$type":"Message","text":"from the phone {i}","conversation":{{"/":"{}"}}}}"#,
+                notes.id().unwrap()
+            );
+            let written = phone
+                .create(&dagjson::from_str(&text).unwrap())
+                .await
+                .unwrap();
+            let heard = hears(&mut on_laptop, written.cid(), Duration::from_secs(10)).await;
+            assert!(
+                heard,
+                "the laptop hears the phone's message {i} through hub A"
+            );
+        }
+        link_a.close().await;
+        link_b.close().await;
+    });
+    drop((hub_a, hub_b));
+}

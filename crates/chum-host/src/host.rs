@@ -243,6 +243,9 @@ struct Conn {
     /// The persons this session is indexed by in [`Host::concern`] (`None`: not indexed,
     /// every announcement visits it).
     concern: Option<Vec<PersonId>>,
+    /// Objects that change who may see what (grants, revocations, …) came in this session's
+    /// batches since its last announcement: they may change what its own peer sees too.
+    policy_in: bool,
 }
 
 /// How many dropped objects of another person's a session's end names (the rest are counted).
@@ -253,6 +256,23 @@ const UNCOVERED: &str = "from another person and covered by no grant to this per
 
 /// Why a stranger's objects are refused.
 const STRANGER: &str = "not covered: this node shares nothing with the sender";
+
+/// Whether received bytes are an object that changes who may see what (one of
+/// [`chum_access::grant::POLICY_TYPES`]; decoded only when they contain one of the names).
+fn policy_like(cid: &Cid, bytes: &[u8]) -> bool {
+    let names = chum_access::grant::POLICY_TYPES;
+    if !names.iter().any(|name| {
+        bytes
+            .windows(name.len())
+            .any(|window| window == name.as_bytes())
+    }) {
+        return false;
+    }
+    chum_access::Coverage::decode(cid, bytes)
+        .as_ref()
+        .and_then(chum_object::Value::type_name)
+        .is_some_and(|name| names.contains(&name))
+}
 
 /// Whether received bytes are a grant or a group membership statement (decoded, not verified;
 /// bytes that do not even contain either type's name are not decoded).
@@ -666,6 +686,7 @@ impl Host {
                 timer: None,
                 closed: None,
                 concern: None,
+                policy_in: false,
             },
         );
         self.unindexed.insert(conn);
@@ -832,7 +853,7 @@ impl Host {
         // hub). A device that heard them from its one peer reads nothing.
         let viewed = conns.iter().any(|(id, conn)| match &conn.foreign {
             None => false,
-            Some(PeerAccess::Granted(access)) if *id == origin => access.is_hub(),
+            Some(PeerAccess::Granted(access)) if *id == origin => access.is_hub() || conn.policy_in,
             Some(_) => *id != origin,
         });
         let announcement = if viewed {
@@ -877,6 +898,8 @@ impl Host {
             ),
             _ => None,
         };
+        // Sessions whose peers' grants these extend.
+        let mut covering: Vec<ConnId> = Vec::new();
         // What each visible set gained: the sessions sharing a set (on a hub, one person's)
         // take the answer of the first of them.
         let mut gained: HashMap<usize, std::result::Result<Vec<Cid>, ()>> = HashMap::new();
@@ -901,8 +924,20 @@ impl Host {
             // it in (nothing is sent back).
             let update_only = from_here
                 && matches!(&conn.foreign, Some(PeerAccess::Granted(access)) if access.is_hub());
-            if from_here && !update_only {
+            // What the peer sent may also change what the peer itself sees (a grant of this
+            // person's to the peer's, arriving through it): its view takes them in, and it is
+            // offered what became visible besides what it sent.
+            let policy_in = from_here && std::mem::take(&mut conn.policy_in);
+            if from_here && !update_only && !policy_in {
                 continue;
+            }
+            // Grants of the peer's person that came another way cover what it sends from now
+            // on (and what it sent that waits, uncovered, for them).
+            if let (Some(access), Some(Ok(announcement))) = (conn.foreign.as_mut(), &announcement)
+                && !from_here
+                && access.learn_grants(announcement)
+            {
+                covering.push(*id);
             }
             if !from_here {
                 // Targets may also arrive through another session or the app.
@@ -963,11 +998,26 @@ impl Host {
                 }
                 (None, _) => cids.clone(),
             };
+            let visible = if from_here {
+                let sent: HashSet<&Cid> = cids.iter().collect();
+                visible
+                    .into_iter()
+                    .filter(|cid| !sent.contains(cid))
+                    .collect()
+            } else {
+                visible
+            };
             if !visible.is_empty() && !update_only {
                 conn.session
                     .handle_input(now.elapsed, Input::LocalStored(visible));
                 dirty.push_back(*id);
             }
+        }
+        // What those sessions held back, uncovered, and the grants now cover: stored, and
+        // announced in turn.
+        for id in covering {
+            let promoted = self.promote_held(id).await;
+            Box::pin(self.announce(now, id, promoted)).await;
         }
     }
 
@@ -1332,6 +1382,11 @@ impl Host {
             });
         }
         let conn = self.conns.get_mut(&id)?;
+        conn.policy_in |= taken
+            .batch
+            .objects()
+            .iter()
+            .any(|(cid, bytes)| policy_like(cid, bytes));
         let incomplete = Links::of(&taken.batch, false)
             .wait(&*store, &mut conn.deps, &mut self.stats.waited_foreign)
             .await;

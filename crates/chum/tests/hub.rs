@@ -660,3 +660,46 @@ async fn a_hub_releases_what_waited_for_a_target_another_person_sent() {
         link.close().await;
     }
 }
+
+/// A person's two devices on one hub, both connected first: a conversation the laptop
+/// grants to the hub reaches the phone, and what the phone then writes into it goes to the
+/// hub (the grant, arriving through the hub, changes what the phone's session lets the hub
+/// see) and is covered there (the grant, taken in the laptop's session, covers the phone's)
+/// — stored, and heard by the laptop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_one_device_made_covers_what_another_writes_later() {
+    let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
+    let hub_person = hub.person();
+    let laptop = device(&hub_person).await;
+    let pairing = laptop.listen("tcp://127.0.0.1:0").await.unwrap();
+    let phone = Instance::builder()
+        .memory()
+        .use_hub(hub_person.clone())
+        .join(laptop.invite(Duration::from_secs(60)).await.unwrap())
+        .open()
+        .await
+        .unwrap();
+    pairing.close();
+    let links: Vec<chum::Link> = [&laptop, &phone]
+        .iter()
+        .map(|instance| instance.connect(&hub_url).unwrap())
+        .collect();
+    for link in &links {
+        link.connected().await.unwrap();
+    }
+    let notes = conversation(&laptop, "notes").await;
+    let grant = laptop.grant(&notes, &hub_person).await.unwrap();
+    eventually("the phone gets the grant through the hub", || async {
+        phone.has(grant.cid()).await.unwrap()
+    })
+    .await;
+    let written = say(&phone, &notes, "from the phone").await;
+    eventually("the laptop hears the phone's message", || async {
+        laptop.has(&written).await.unwrap()
+    })
+    .await;
+    assert!(hub.has(&written).await.unwrap());
+    for link in links {
+        link.close().await;
+    }
+}
