@@ -432,6 +432,9 @@ pub struct Taken {
     /// Covered objects refused, with why: on a hub, those past the person's quota
     /// ([`Policy::quota_per_person`]). Neither stored nor held: answer them as refused.
     pub refused: Vec<(Cid, String)>,
+    /// Whether `batch` holds objects that change who may see what (one of
+    /// [`crate::grant::POLICY_TYPES`]): they may change what the peer itself sees.
+    pub policy: bool,
 }
 
 impl Granted {
@@ -483,8 +486,16 @@ impl Granted {
         let mut keep = Vec::with_capacity(batch.len());
         let mut vouched = 0;
         let mut recipes = Vec::new();
+        let mut policy = Vec::new();
         for (cid, bytes) in batch.objects() {
             let value = Coverage::decode(cid, bytes);
+            if value
+                .as_ref()
+                .and_then(Value::type_name)
+                .is_some_and(|name| crate::grant::POLICY_TYPES.contains(&name))
+            {
+                policy.push(cid.clone());
+            }
             let ok = self.my_hub
                 || self
                     .coverage
@@ -542,10 +553,14 @@ impl Granted {
             Some(notes) => Verified::concat(vec![batch, notes]),
             None => batch,
         };
+        let policy = policy
+            .iter()
+            .any(|cid| batch.objects().iter().any(|(kept, _)| kept == cid));
         Ok(Taken {
             local,
             batch,
             refused,
+            policy,
         })
     }
 

@@ -257,23 +257,6 @@ const UNCOVERED: &str = "from another person and covered by no grant to this per
 /// Why a stranger's objects are refused.
 const STRANGER: &str = "not covered: this node shares nothing with the sender";
 
-/// Whether received bytes are an object that changes who may see what (one of
-/// [`chum_access::grant::POLICY_TYPES`]; decoded only when they contain one of the names).
-fn policy_like(cid: &Cid, bytes: &[u8]) -> bool {
-    let names = chum_access::grant::POLICY_TYPES;
-    if !names.iter().any(|name| {
-        bytes
-            .windows(name.len())
-            .any(|window| window == name.as_bytes())
-    }) {
-        return false;
-    }
-    chum_access::Coverage::decode(cid, bytes)
-        .as_ref()
-        .and_then(chum_object::Value::type_name)
-        .is_some_and(|name| names.contains(&name))
-}
-
 /// Whether received bytes are a grant or a group membership statement (decoded, not verified;
 /// bytes that do not even contain either type's name are not decoded).
 fn grant_like(cid: &Cid, bytes: &[u8]) -> bool {
@@ -1382,11 +1365,7 @@ impl Host {
             });
         }
         let conn = self.conns.get_mut(&id)?;
-        conn.policy_in |= taken
-            .batch
-            .objects()
-            .iter()
-            .any(|(cid, bytes)| policy_like(cid, bytes));
+        conn.policy_in |= taken.policy;
         let incomplete = Links::of(&taken.batch, false)
             .wait(&*store, &mut conn.deps, &mut self.stats.waited_foreign)
             .await;
