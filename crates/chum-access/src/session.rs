@@ -381,11 +381,10 @@ impl PeerAccess {
         }
     }
 
-    /// Grants and group statements of the peer's person that reached this side another way
-    /// (another session, the application, another process over the store) cover what the
-    /// peer sends from now on, as if they had come in this session. Whether anything more
-    /// is covered: then objects held back as uncovered may be stored now
-    /// ([`Granted::promote`]).
+    /// On a hub: grants and group statements of the peer's person that reached it another
+    /// way (another session, another hub process over the store) cover what the peer sends
+    /// from now on, as if they had come in this session. Whether anything more is covered:
+    /// then objects held back as uncovered may be stored now ([`Granted::promote`]).
     pub fn learn_grants(&mut self, announcement: &crate::visibility::Announcement) -> bool {
         match self {
             PeerAccess::Full => false,
@@ -432,9 +431,9 @@ pub struct Taken {
     /// Covered objects refused, with why: on a hub, those past the person's quota
     /// ([`Policy::quota_per_person`]). Neither stored nor held: answer them as refused.
     pub refused: Vec<(Cid, String)>,
-    /// Whether `batch` holds objects that change who may see what (one of
+    /// The objects of `batch` that change who may see what (of
     /// [`crate::grant::POLICY_TYPES`]): they may change what the peer itself sees.
-    pub policy: bool,
+    pub policy: Vec<Cid>,
 }
 
 impl Granted {
@@ -489,13 +488,12 @@ impl Granted {
         let mut policy = Vec::new();
         for (cid, bytes) in batch.objects() {
             let value = Coverage::decode(cid, bytes);
-            if value
-                .as_ref()
-                .and_then(Value::type_name)
-                .is_some_and(|name| crate::grant::POLICY_TYPES.contains(&name))
-            {
-                policy.push(cid.clone());
-            }
+            policy.push(
+                value
+                    .as_ref()
+                    .and_then(Value::type_name)
+                    .is_some_and(|name| crate::grant::POLICY_TYPES.contains(&name)),
+            );
             let ok = self.my_hub
                 || self
                     .coverage
@@ -527,6 +525,13 @@ impl Granted {
                 refused.push((cid.clone(), reason));
             }
         }
+        let policy: Vec<Cid> = batch
+            .objects()
+            .iter()
+            .zip(policy.iter().zip(&keep))
+            .filter(|(_, (policy, keep))| **policy && **keep)
+            .map(|((cid, _), _)| cid.clone())
+            .collect();
         let (batch, mut uncovered) = batch.select(&keep);
         if !refused.is_empty() {
             let refused: std::collections::HashSet<&Cid> =
@@ -553,9 +558,6 @@ impl Granted {
             Some(notes) => Verified::concat(vec![batch, notes]),
             None => batch,
         };
-        let policy = policy
-            .iter()
-            .any(|cid| batch.objects().iter().any(|(kept, _)| kept == cid));
         Ok(Taken {
             local,
             batch,

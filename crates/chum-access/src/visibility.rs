@@ -1323,16 +1323,23 @@ impl Coverage {
         Ok(coverage)
     }
 
-    /// Takes the grants and group statements among `announcement`'s objects that the peer's
-    /// person signed and that concern this side, as [`Coverage::new`] takes those held when
-    /// the session starts (they were checked when they arrived, through another session, the
-    /// application or another process over the store). Whether anything more is covered.
+    /// On a hub: takes the grants and group statements among `announcement`'s objects that
+    /// the peer's person signed and that concern this side, as [`Coverage::new`] takes those
+    /// held when the session starts — a grant that reached the hub another way (another
+    /// session, another hub process over the store) covers what the peer sends from now on.
+    /// Whether anything more is covered.
+    ///
+    /// Only on a hub, which has no data of its own that a grant could name: elsewhere a
+    /// grant's target must pass [`Coverage::target_allowed`] as it arrives in the session.
     pub(crate) fn learn_announced(&mut self, announcement: &Announcement) -> bool {
+        if !self.hub {
+            return false;
+        }
         let before = (self.targets.len(), self.groups.len());
         // Statements first: grants to the groups they put this side in count too.
         for kind in [GROUP_MEMBERS_TYPE, ACCESS_TYPE] {
             for (cid, value) in &announcement.values {
-                if value.type_name() == Some(kind) {
+                if value.type_name() == Some(kind) && signer_key(value) == Some(self.peer_key) {
                     self.grant_like(cid, value, true);
                 }
             }

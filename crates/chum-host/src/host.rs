@@ -243,9 +243,10 @@ struct Conn {
     /// The persons this session is indexed by in [`Host::concern`] (`None`: not indexed,
     /// every announcement visits it).
     concern: Option<Vec<PersonId>>,
-    /// Objects that change who may see what (grants, revocations, …) came in this session's
-    /// batches since its last announcement: they may change what its own peer sees too.
-    policy_in: bool,
+    /// Objects that change who may see what (grants, revocations, …) that came in this
+    /// session's batches and were not announced yet: they may change what its own peer sees
+    /// too.
+    policy_in: HashSet<Cid>,
 }
 
 /// How many dropped objects of another person's a session's end names (the rest are counted).
@@ -669,7 +670,7 @@ impl Host {
                 timer: None,
                 closed: None,
                 concern: None,
-                policy_in: false,
+                policy_in: HashSet::new(),
             },
         );
         self.unindexed.insert(conn);
@@ -836,7 +837,9 @@ impl Host {
         // hub). A device that heard them from its one peer reads nothing.
         let viewed = conns.iter().any(|(id, conn)| match &conn.foreign {
             None => false,
-            Some(PeerAccess::Granted(access)) if *id == origin => access.is_hub() || conn.policy_in,
+            Some(PeerAccess::Granted(access)) if *id == origin => {
+                access.is_hub() || cids.iter().any(|cid| conn.policy_in.contains(cid))
+            }
             Some(_) => *id != origin,
         });
         let announcement = if viewed {
@@ -910,7 +913,13 @@ impl Host {
             // What the peer sent may also change what the peer itself sees (a grant of this
             // person's to the peer's, arriving through it): its view takes them in, and it is
             // offered what became visible besides what it sent.
-            let policy_in = from_here && std::mem::take(&mut conn.policy_in);
+            let policy_in = from_here && {
+                let before = conn.policy_in.len();
+                for cid in &cids {
+                    conn.policy_in.remove(cid);
+                }
+                conn.policy_in.len() != before
+            };
             if from_here && !update_only && !policy_in {
                 continue;
             }
@@ -1365,7 +1374,7 @@ impl Host {
             });
         }
         let conn = self.conns.get_mut(&id)?;
-        conn.policy_in |= taken.policy;
+        conn.policy_in.extend(taken.policy);
         let incomplete = Links::of(&taken.batch, false)
             .wait(&*store, &mut conn.deps, &mut self.stats.waited_foreign)
             .await;

@@ -25,14 +25,16 @@ const PAGE: usize = 1_024;
 /// Batches of CIDs handed on and not yet taken by the consumer, at most.
 const QUEUED_BATCHES: usize = 64;
 
-/// The longest notification written, in bytes (the server's limit is 8,000).
-const NOTICE_BYTES: usize = 7_900;
+/// The longest notification written, in bytes (the server's limit is 8,000). Kept small:
+/// notifications wait in the server's queue (8 GB) for the slowest listener, and a full
+/// queue fails every write.
+const NOTICE_BYTES: usize = 2_000;
 
 /// What a write that numbered journal positions `first..=last` with `entries` (their CIDs and
 /// bytes, in order) tells the other processes: `"<last>"`, or when its entries fit,
 /// `"<last>:<first>:<entry>,<entry>…"` where an entry is the CID in hexadecimal, followed by
 /// `.` and the object's bytes in hexadecimal when those fit too (in order, while the room
-/// lasts). A process of an older version reads the head alone from it.
+/// lasts). A process of an older version cannot read it, and reads the journal instead.
 pub(crate) fn notice(first: u64, last: u64, entries: &[(&Cid, &[u8])]) -> String {
     let head = last.to_string();
     let cids: usize = entries
@@ -295,14 +297,19 @@ fn told(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     // A write of this process is recorded as committing before its statement runs, so before
-    // its notification can be heard.
+    // its notification can be heard; it is recorded as this process's once it committed.
     let covers = |ranges: &std::collections::BTreeMap<u64, u64>| {
         ranges
             .range(..=first)
             .next_back()
             .is_some_and(|(_, end)| *end >= first)
     };
-    let mine = covers(&own.ranges) || covers(&own.pending);
+    let mine = covers(&own.ranges);
+    if !mine && covers(&own.pending) {
+        // A write of this process still committing: until it is done, whether it took these
+        // positions or failed and left them to another process is not known.
+        return None;
+    }
     own.ranges.retain(|_, end| *end > last);
     *seen = Some(last);
     Some(if mine { Vec::new() } else { added })
@@ -459,7 +466,7 @@ mod tests {
     #[test]
     fn what_does_not_fit_is_left_out() {
         // Bytes while the room lasts, then CIDs alone.
-        let big = message(&"x".repeat(3_000));
+        let big = message(&"x".repeat(NOTICE_BYTES / 2 - 300));
         let objects = vec![message("a"), big.clone(), message("b"), big];
         let text = notice(1, 4, &entries(&objects));
         assert!(text.len() <= NOTICE_BYTES);

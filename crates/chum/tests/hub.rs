@@ -665,15 +665,17 @@ async fn a_hub_releases_what_waited_for_a_target_another_person_sent() {
 /// grants to the hub reaches the phone, and what the phone then writes into it goes to the
 /// hub (the grant, arriving through the hub, changes what the phone's session lets the hub
 /// see) and is covered there (the grant, taken in the laptop's session, covers the phone's)
-/// — stored, and heard by the laptop.
+/// — stored, and heard by the laptop. The phone stores on disk (redb): its commits are not
+/// done at once, so what it receives may be committed in several turns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_one_device_made_covers_what_another_writes_later() {
     let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
     let hub_person = hub.person();
     let laptop = device(&hub_person).await;
     let pairing = laptop.listen("tcp://127.0.0.1:0").await.unwrap();
+    let dir = common::TempDir::new("hub-grant-phone");
     let phone = Instance::builder()
-        .memory()
+        .path(dir.0.join("phone"))
         .use_hub(hub_person.clone())
         .join(laptop.invite(Duration::from_secs(60)).await.unwrap())
         .open()
@@ -686,6 +688,11 @@ async fn a_grant_one_device_made_covers_what_another_writes_later() {
         .collect();
     for link in &links {
         link.connected().await.unwrap();
+    }
+    // Earlier objects in the same session first, so that the grant may come in a later
+    // commit than theirs.
+    for i in 0..20 {
+        let _ = conversation(&laptop, &format!("other {i}")).await;
     }
     let notes = conversation(&laptop, "notes").await;
     let grant = laptop.grant(&notes, &hub_person).await.unwrap();
