@@ -50,6 +50,24 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A throwaway cluster with a hub identity made in schema `hub` (`chum init`): the cluster,
+/// the store's URL and the hub's person.
+fn hub_store() -> (TempCluster, String, chum::PersonId) {
+    let cluster = TempCluster::start_with(&ClusterOptions::default()).unwrap();
+    let store = format!("{}&schema=hub", cluster.url("postgres"));
+    let whoami = ok(&["init", "--store", &store], b"");
+    let hub_person = chum::PersonId(
+        whoami
+            .lines()
+            .find_map(|line| line.strip_prefix("person "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    (cluster, store, hub_person)
+}
+
 struct TempDir(PathBuf);
 
 impl TempDir {
@@ -208,19 +226,7 @@ fn two_hub_processes_over_one_database_push_live_to_each_others_devices() {
 /// entries of a granted object reach the grantee through either.
 #[test]
 fn hub_processes_learn_each_persons_recipes_through_the_database() {
-    let cluster = TempCluster::start_with(&ClusterOptions::default()).unwrap();
-    let store = format!("{}&schema=hub", cluster.url("postgres"));
-    let whoami = ok(&["init", "--store", &store], b"");
-    let hub_person = chum::PersonId(
-        whoami
-            .lines()
-            .next()
-            .and_then(|line| line.strip_prefix("person "))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    );
+    let (_cluster, store, hub_person) = hub_store();
     let (hub_a, hub_b) = (Hub::start_hub(&store), Hub::start_hub(&store));
     let comment_recipe = chum::Recipe::new("Comment", chum::Strategy::AppendOnly)
         .field(chum::Field::new("on", chum::Kind::Link(Vec::new())).collection())
@@ -329,18 +335,7 @@ fn hub_processes_learn_each_persons_recipes_through_the_database() {
 #[test]
 fn a_quota_counts_a_persons_objects_across_hub_processes() {
     const QUOTA: usize = 12;
-    let cluster = TempCluster::start_with(&ClusterOptions::default()).unwrap();
-    let store = format!("{}&schema=hub", cluster.url("postgres"));
-    let whoami = ok(&["init", "--store", &store], b"");
-    let hub_person: chum::PersonId = chum::PersonId(
-        whoami
-            .lines()
-            .find_map(|line| line.strip_prefix("person "))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    );
+    let (_cluster, store, hub_person) = hub_store();
     let quota = QUOTA.to_string();
     let start = || {
         let (child, url) = common::serve(&store, "ws://127.0.0.1:0", &["--hub", "--quota", &quota]);
@@ -429,19 +424,7 @@ fn a_quota_counts_a_persons_objects_across_hub_processes() {
 /// laptop through hub A.
 #[test]
 fn a_grant_through_one_hub_process_covers_what_follows_through_the_other() {
-    let cluster = TempCluster::start_with(&ClusterOptions::default()).unwrap();
-    let store = format!("{}&schema=hub", cluster.url("postgres"));
-    let whoami = ok(&["init", "--store", &store], b"");
-    let hub_person = chum::PersonId(
-        whoami
-            .lines()
-            .next()
-            .and_then(|line| line.strip_prefix("person "))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    );
+    let (_cluster, store, hub_person) = hub_store();
     let (hub_a, hub_b) = (Hub::start_hub(&store), Hub::start_hub(&store));
     let runtime = runtime();
     runtime.block_on(async {
