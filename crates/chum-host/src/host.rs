@@ -838,7 +838,9 @@ impl Host {
         let viewed = conns.iter().any(|(id, conn)| match &conn.foreign {
             None => false,
             Some(PeerAccess::Granted(access)) if *id == origin => {
-                access.is_hub() || cids.iter().any(|cid| conn.policy_in.contains(cid))
+                access.is_hub()
+                    || (!conn.policy_in.is_empty()
+                        && cids.iter().any(|cid| conn.policy_in.contains(cid)))
             }
             Some(_) => *id != origin,
         });
@@ -913,7 +915,7 @@ impl Host {
             // What the peer sent may also change what the peer itself sees (a grant of this
             // person's to the peer's, arriving through it): its view takes them in, and it is
             // offered what became visible besides what it sent.
-            let policy_in = from_here && {
+            let policy_in = from_here && !conn.policy_in.is_empty() && {
                 let before = conn.policy_in.len();
                 for cid in &cids {
                     conn.policy_in.remove(cid);
@@ -990,7 +992,9 @@ impl Host {
                 }
                 (None, _) => cids.clone(),
             };
-            let visible = if from_here {
+            // (What the origin is offered leaves out what it sent; on a hub it is offered
+            // nothing.)
+            let visible = if from_here && !update_only {
                 let sent: HashSet<&Cid> = cids.iter().collect();
                 visible
                     .into_iter()
