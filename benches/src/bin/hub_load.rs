@@ -21,7 +21,9 @@
 //! Exits non-zero when a leak, a lost acknowledged object or a missing delivery is found.
 //!
 //! `hub_load --chum PATH [--quick] [--persons N] [--devices N] [--seconds N] [--rate N]
-//! [--grants N] [--no-kill]` (`cargo xtask load [--quick]` builds and runs it).
+//! [--grants N] [--no-kill] [--hub-threads N]` (`cargo xtask load [--quick]` builds and runs
+//! it). Each hub runs on `--hub-threads` threads (`chum serve --threads`; default half the
+//! cores: the two hubs share the machine with the database and the devices).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -44,6 +46,8 @@ struct Config {
     rate: f64,
     grants: usize,
     kill: bool,
+    /// Session threads of each hub process (`chum serve --threads`).
+    hub_threads: u16,
 }
 
 impl Config {
@@ -56,6 +60,12 @@ impl Config {
             rate: 1_000.0,
             grants: 1,
             kill: true,
+            // The two hubs share this machine's cores with the database and the devices:
+            // half the cores each.
+            hub_threads: std::thread::available_parallelism()
+                .map_or(1, |n| (n.get() / 2).max(1))
+                .try_into()
+                .unwrap_or(u16::MAX),
         };
         let mut chum = None;
         let mut args = std::env::args().skip(1);
@@ -80,6 +90,9 @@ impl Config {
                 "--rate" => config.rate = number(args.next(), "--rate")?,
                 "--grants" => config.grants = number(args.next(), "--grants")? as usize,
                 "--no-kill" => config.kill = false,
+                "--hub-threads" => {
+                    config.hub_threads = number(args.next(), "--hub-threads")?.max(1.0) as u16;
+                }
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -101,10 +114,12 @@ struct Hub {
 }
 
 impl Hub {
-    fn start(chum: &PathBuf, store: &str) -> Result<Hub, String> {
+    fn start(chum: &PathBuf, store: &str, threads: u16) -> Result<Hub, String> {
         let mut child = Command::new(chum)
             .args([
                 "serve",
+                "--threads",
+                &threads.to_string(),
                 "--hub",
                 "--store",
                 store,
@@ -302,8 +317,8 @@ async fn run(config: Config) -> Result<bool, String> {
         .ok_or("chum init printed no person")?;
     let hub_person = PersonId(hub_person.trim().parse::<Cid>().map_err(error)?);
     let mut hubs = [
-        Hub::start(&config.chum, &store)?,
-        Hub::start(&config.chum, &store)?,
+        Hub::start(&config.chum, &store, config.hub_threads)?,
+        Hub::start(&config.chum, &store, config.hub_threads)?,
     ];
     let urls: Vec<String> = hubs.iter().map(|hub| hub.url.clone()).collect();
     eprintln!(
@@ -744,11 +759,12 @@ async fn run(config: Config) -> Result<bool, String> {
     let written = sent.len();
     println!("# hubs on PostgreSQL under load");
     println!(
-        "persons {} × devices {} = {} devices; {} grant(s) per person; 2 hub processes; fsync {}",
+        "persons {} × devices {} = {} devices; {} grant(s) per person; 2 hub processes of {} thread(s); fsync {}",
         config.persons,
         config.devices,
         devices.len(),
         config.grants,
+        config.hub_threads,
         if std::env::var("CHUM_LOAD_FSYNC").as_deref() == Ok("off") {
             "OFF"
         } else {

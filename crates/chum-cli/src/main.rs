@@ -130,6 +130,11 @@ enum Command {
         /// reason. Without it, no bound.
         #[arg(long, value_name = "N", requires = "hub")]
         quota: Option<u64>,
+        /// Threads that run sessions (default: one per CPU core). Give several processes
+        /// that share a machine (hubs over one database, say) a part each: one thread per
+        /// process wakes fewer threads per message than several that hand work across.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
     },
     /// Connect once, sync both ways, and exit 0 once both sides hold the same visible set.
     Sync {
@@ -599,8 +604,16 @@ fn main() -> ExitCode {
             Err(message) => report(message),
         };
     }
+    // Sessions run on one thread per core unless `serve --threads` says otherwise; the other
+    // commands are short and need few.
+    let threads = match &cli.command {
+        Command::Serve { threads, .. } => threads.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        }),
+        _ => 2,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()
     {
@@ -621,6 +634,7 @@ fn main() -> ExitCode {
                 admit,
                 admit_file,
                 quota,
+                threads: _,
             } => {
                 let limits = Limits {
                     max_sessions: *max_sessions,
