@@ -12,7 +12,8 @@
 //!
 //! Reported: sessions held, objects/s written and deliveries/s through the hubs, live latency
 //! from a device's write to its arrival at another device (p50/p99, by the harness's
-//! clock — one process), reconnection after the kill, hub RSS, the CPU time the hubs, the
+//! clock — one process), acknowledgement latency (a device's write until its hub said it
+//! stored it: the inbound half), reconnection after the kill, hub RSS, the CPU time the hubs, the
 //! simulated devices (this process) and PostgreSQL used while writing (from `/proc`; per
 //! message too: what tells whether the machine, not the hubs, is the limit), database size, acknowledged
 //! objects missing from the database after the kill, deliveries missing once they stop
@@ -491,7 +492,9 @@ async fn run(config: Config) -> Result<bool, String> {
     // Writing: `rate` messages a second, round the devices; the hub at index 0 is killed
     // half-way.
     let sent: Arc<Mutex<Vec<(usize, Cid, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
-    let acknowledged: Arc<Mutex<Vec<Cid>>> = Arc::new(Mutex::new(Vec::new()));
+    // Acknowledged writes: the object, written when, and how long its hub took to say it
+    // stored it.
+    let acknowledged: Arc<Mutex<Vec<(Cid, Instant, Duration)>>> = Arc::new(Mutex::new(Vec::new()));
     let total = (config.rate * config.seconds as f64).round() as usize;
     let interval = Duration::from_secs_f64(1.0 / config.rate);
     for hub in hubs.iter_mut() {
@@ -558,7 +561,7 @@ async fn run(config: Config) -> Result<bool, String> {
                 .is_ok_and(|held| held.is_ok())
                 && let Ok(mut log) = acknowledged.lock()
             {
-                log.push(written.cid().clone());
+                log.push((written.cid().clone(), at, at.elapsed()));
             }
         });
     }
@@ -668,7 +671,24 @@ async fn run(config: Config) -> Result<bool, String> {
 
     // Nothing acknowledged is missing from the database.
     let database = PostgresStore::open(&store).await.map_err(error)?;
-    let acknowledged = acknowledged.lock().map_err(error)?.clone();
+    let (acknowledged, mut ack_ms): (Vec<Cid>, Vec<f64>) = acknowledged
+        .lock()
+        .map_err(error)?
+        .iter()
+        // The steady part, as for deliveries.
+        .map(|(cid, at, took)| {
+            let steady = moving.is_none_or(|(from, to)| *at < from || *at > to);
+            (cid.clone(), steady.then_some(took.as_secs_f64() * 1e3))
+        })
+        .fold(
+            (Vec::new(), Vec::new()),
+            |(mut cids, mut ms), (cid, took)| {
+                cids.push(cid);
+                ms.extend(took);
+                (cids, ms)
+            },
+        );
+    ack_ms.sort_by(f64::total_cmp);
     let mut lost = 0;
     for chunk in acknowledged.chunks(1_000) {
         let found = chum::Store::get_many(&database, chunk)
@@ -791,6 +811,12 @@ async fn run(config: Config) -> Result<bool, String> {
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "acknowledgement latency       steady: p50 {:.1} ms, p99 {:.1} ms (a device's write \
+         until its hub said it stored it)",
+        percentile(&ack_ms, 0.5),
+        percentile(&ack_ms, 0.99),
     );
     match reconnected_after {
         Some(after) => println!(

@@ -320,7 +320,7 @@ async fn watchers_of_two_busy_writers_hear_exactly_each_others_writes() {
     let mut heard_by_a = a.watch_others().expect("a PostgreSQL store watches");
     let mut heard_by_b = b.watch_others().expect("a PostgreSQL store watches");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let objects: Vec<Object> = (0..400).map(conformance::message).collect();
+    let objects: Vec<Object> = (0..1_000).map(conformance::message).collect();
     // Runs of seven objects each, taken in turn.
     let by = |turn: usize| -> Vec<&Object> {
         objects
@@ -331,11 +331,13 @@ async fn watchers_of_two_busy_writers_hear_exactly_each_others_writes() {
             .collect()
     };
     let (by_a, by_b) = (by(0), by(1));
+    // Small batches (their notifications tell their entries), then batches too large to
+    // tell them (the journal is read), a few at a time on each handle.
     let write = |store: PostgresStore, mine: Vec<Object>| {
         tokio::spawn(async move {
             let mut tasks = Vec::new();
-            // Single objects and small batches, a few at a time on each handle.
-            for chunk in mine.chunks(3) {
+            let (small, large) = mine.split_at(mine.len() / 2);
+            for chunk in small.chunks(3).chain(large.chunks(40)) {
                 let store = store.clone();
                 let chunk: Vec<(Cid, Vec<u8>)> = chunk.iter().map(pair).collect();
                 tasks.push(tokio::spawn(async move { store.put_many(&chunk).await }));

@@ -462,6 +462,10 @@ impl Link {
     pub async fn synced(&self) -> Result<()> {
         let target = self.progress.store.journal(0, 0).await?.head;
         let mut changes = self.progress.changed.subscribe();
+        // While this waits, the link's task moves `base` on every acknowledgement; it starts
+        // with what piled up before.
+        let _waiting = Waiting::new(&self.progress.waiting);
+        self.progress.wanted.notify_one();
         let mut states = self.state.clone();
         loop {
             if matches!(*states.borrow_and_update(), LinkState::Closed) {
@@ -890,11 +894,7 @@ impl Instance {
         // The task keeps a sender, so dropping the `Link` handle does not close the link.
         let keep = Arc::clone(&stop);
         let node = Arc::clone(&self.inner.net.node);
-        let progress = Arc::new(Progress {
-            store: Arc::clone(&self.inner.store),
-            state: Mutex::new(SessionProgress::default()),
-            changed: watch::channel(0).0,
-        });
+        let progress = Arc::new(Progress::new(Arc::clone(&self.inner.store)));
         let task_progress = Arc::clone(&progress);
         let (ended_tx, ended) = tokio::sync::oneshot::channel();
         let task = rt::spawn(async move {
@@ -1174,9 +1174,19 @@ pub(crate) async fn join_person(
 struct Progress {
     store: Arc<dyn Store>,
     state: Mutex<SessionProgress>,
-    /// Bumped on every change of `state`.
+    /// Bumped on every change of `state` that `synced()` may wait for.
     changed: watch::Sender<u64>,
+    /// Calls of [`Link::synced`] waiting now. Without any, what the peer holds is only
+    /// collected (`held`), and `base` moves when enough has piled up: a link that receives
+    /// a stream of live objects reads no journal for each.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Told when a call of [`Link::synced`] starts waiting: `base` is due.
+    wanted: tokio::sync::Notify,
 }
+
+/// Objects the peer is known to hold, collected without a waiter, beyond which `base` moves
+/// anyway (reading the journal a page at a time).
+const HELD_PILE: usize = 1_024;
 
 #[derive(Default)]
 struct SessionProgress {
@@ -1213,6 +1223,28 @@ impl SessionProgress {
 }
 
 impl Progress {
+    fn new(store: Arc<dyn Store>) -> Progress {
+        Progress {
+            store,
+            state: Mutex::new(SessionProgress::default()),
+            changed: watch::channel(0).0,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            wanted: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The peer holds `cids`: `base` moves now if someone waits for it or much has piled up.
+    async fn peer_holds(&self, cids: Vec<Cid>) {
+        let mut due = self.waiting.load(std::sync::atomic::Ordering::Acquire) > 0;
+        if let Ok(mut state) = self.state.lock() {
+            state.held.extend(cids);
+            due |= state.held.len() >= HELD_PILE;
+        }
+        if due {
+            self.advance().await;
+        }
+    }
+
     fn update(&self, change: impl FnOnce(&mut SessionProgress)) {
         if let Ok(mut state) = self.state.lock() {
             change(&mut state);
@@ -1294,6 +1326,22 @@ impl Progress {
     }
 }
 
+/// Counts a waiter while it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Progress").finish_non_exhaustive()
@@ -1351,16 +1399,14 @@ async fn run_once(
                     | NodeEvent::Received { session, cids, .. }
                     | NodeEvent::PeerRefused { session, cids, .. }
                     | NodeEvent::NotSent { session, cids },
-                ) if session == id => {
-                    progress.update(|progress| progress.held.extend(cids));
-                    progress.advance().await;
-                }
+                ) if session == id => progress.peer_holds(cids).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     // This link lost track of what its peer holds: a new session relearns it.
                     node.close_session(id);
                 }
                 _ => {}
             },
+            () = progress.wanted.notified() => progress.advance().await,
             _ = stopped.changed() => {
                 // A close frame, then the socket closes; a peer that does not answer is cut off.
                 node.close_session(id);
@@ -1377,7 +1423,7 @@ async fn run_once(
 mod tests {
     use super::{Progress, SessionProgress};
     use chum_object::Cid;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     /// A shared object of the store, stored: its CID.
     async fn stored(store: &dyn chum_store::Store, text: &str) -> Cid {
@@ -1396,14 +1442,11 @@ mod tests {
         let store: Arc<dyn chum_store::Store> = Arc::new(chum_store::MemoryStore::new());
         let first = stored(&*store, "replaced").await;
         let second = stored(&*store, "kept").await;
-        let progress = Progress {
-            store: Arc::clone(&store),
-            state: Mutex::new(SessionProgress {
-                session: Some(1),
-                synced: true,
-                ..SessionProgress::default()
-            }),
-            changed: tokio::sync::watch::channel(0).0,
+        let progress = Progress::new(Arc::clone(&store));
+        *progress.state.lock().unwrap() = SessionProgress {
+            session: Some(1),
+            synced: true,
+            ..SessionProgress::default()
         };
         let mut changes = progress.changed.subscribe();
         progress.update(|state| {
@@ -1421,6 +1464,46 @@ mod tests {
             "past the deleted entry and the held one"
         );
         assert!(changes.has_changed().unwrap(), "synced() hears it");
+    }
+
+    /// Without a waiter, acknowledgements pile up and `base` stays (no journal read for
+    /// each); a waiter makes it move at once, and so does a large pile.
+    #[tokio::test]
+    async fn base_moves_for_a_waiter_or_a_pile() {
+        let store: Arc<dyn chum_store::Store> = Arc::new(chum_store::MemoryStore::new());
+        let first = stored(&*store, "one").await;
+        let progress = Progress::new(Arc::clone(&store));
+        *progress.state.lock().unwrap() = SessionProgress {
+            session: Some(1),
+            synced: true,
+            ..SessionProgress::default()
+        };
+        let base = |progress: &Progress| progress.state.lock().unwrap().base;
+        progress.peer_holds(vec![first]).await;
+        assert_eq!(base(&progress), 0, "nobody waits: only collected");
+        {
+            let _waiting = super::Waiting::new(&progress.waiting);
+            let second = stored(&*store, "two").await;
+            progress.peer_holds(vec![second]).await;
+            assert_eq!(base(&progress), 2, "a waiter: both entries are past");
+        }
+        assert_eq!(
+            progress.waiting.load(std::sync::atomic::Ordering::Acquire),
+            0
+        );
+        let mut pile = Vec::new();
+        for n in 0..super::HELD_PILE {
+            pile.push(stored(&*store, &format!("pile {n}")).await);
+        }
+        let last = pile.pop().unwrap();
+        progress.peer_holds(pile).await;
+        assert_eq!(base(&progress), 2, "one short of the pile");
+        progress.peer_holds(vec![last]).await;
+        assert_eq!(
+            base(&progress),
+            2 + super::HELD_PILE as u64,
+            "the pile moves it"
+        );
     }
 
     fn cid(n: u8) -> Cid {

@@ -8,6 +8,9 @@
 //! fresh table or schema, and prints the medians and the ratio (objects/s of the store over
 //! objects/s of the raw inserts; the issue's target is ≥ 0.5).
 //!
+//! Then the smallest batches again, from one store handle and from four at once (as four
+//! processes over one database would write), and the ratio of the two.
+//!
 //! The raw side inserts `(cid, bytes)` rows, one `INSERT … SELECT FROM unnest(…)` per batch, each
 //! its own transaction — the least a store of these rows must do. The store side is
 //! `Store::put_many`: verification (hash, strict decoding), the object rows, their index rows
@@ -185,6 +188,35 @@ async fn store_run(url: &str, batches: &[Vec<(Cid, Vec<u8>)>]) -> Result<f64, St
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// `handles` handles on one schema (as that many processes would hold), each putting its
+/// share of `batches` one after another, all at once: seconds until all are done.
+async fn handles_run(
+    url: &str,
+    batches: &[Vec<(Cid, Vec<u8>)>],
+    handles: usize,
+) -> Result<f64, String> {
+    let mut stores = Vec::new();
+    for _ in 0..handles {
+        stores.push(PostgresStore::open(url).await.map_err(|e| e.to_string())?);
+    }
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, store) in stores.into_iter().enumerate() {
+        let mine: Vec<Vec<(Cid, Vec<u8>)>> =
+            batches.iter().skip(i).step_by(handles).cloned().collect();
+        tasks.spawn(async move {
+            for batch in &mine {
+                store.put_many(batch).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| e.to_string())??;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
 async fn run() -> Result<(), String> {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -249,6 +281,37 @@ async fn run() -> Result<(), String> {
             rate(store),
             same / store,
             raw / store
+        );
+    }
+    // Several processes over one database: their writes take the state row in turn, so how
+    // long each holds it bounds what they write together.
+    let size = sizes.last().copied().unwrap_or(10).max(1);
+    let mut rates: Vec<(usize, f64)> = Vec::new();
+    for handles in [1, 4] {
+        let mut took = Vec::new();
+        for round in 0..3u64 {
+            let all: Vec<(Cid, Vec<u8>)> = (0..objects as u64)
+                .map(|n| {
+                    let o = object(
+                        n + (round * 10 + handles as u64) * 1_000_000 + 500_000_000,
+                        conversation.cid(),
+                    );
+                    (o.cid().clone(), o.bytes().to_vec())
+                })
+                .collect();
+            let batches: Vec<Vec<(Cid, Vec<u8>)>> = all.chunks(size).map(<[_]>::to_vec).collect();
+            run_id += 1;
+            let url = format!("{base}&schema=handles_{run_id}");
+            took.push(handles_run(&url, &batches, handles).await?);
+        }
+        rates.push((handles, objects as f64 / median(took)));
+    }
+    let one = rates.first().map_or(f64::NAN, |(_, rate)| *rate);
+    for (handles, rate) in rates {
+        println!(
+            "batch {size:>5}, {handles} handle(s) writing at once (as {handles} processes): \
+             store {rate:>7.0}/s = {:.2} × one handle",
+            rate / one
         );
     }
     Ok(())
