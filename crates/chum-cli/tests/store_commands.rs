@@ -499,3 +499,38 @@ fn serve_refuses_an_admission_list_it_cannot_read() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `serve --threads N` runs its sessions on N threads: one serves a sync; none is refused
+/// before anything starts.
+#[test]
+fn serve_runs_on_the_threads_it_is_given() {
+    let dir = TempDir::new("threads");
+    let (main, laptop) = (dir.store("main"), dir.store("laptop"));
+    ok(&["init", "--store", &main], b"");
+    ok(&["import", "--store", &main], &messages("main", 0..50));
+    let (mut server, url) = common::serve(&main, "ws://127.0.0.1:0", &["--threads", "1"]);
+    let invitation = ok(&["invite", "--store", &main], b"");
+    let invitation = invitation.lines().last().unwrap();
+    ok(&["init", "--store", &laptop, "--join", invitation], b"");
+    ok(&["sync", &url, "--store", &laptop], b"");
+    assert_eq!(
+        lines(&ok(&["ls", "--store", &main], b"")),
+        lines(&ok(&["ls", "--store", &laptop], b""))
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let output = chum(
+        &[
+            "serve",
+            "--store",
+            &main,
+            "--listen",
+            "ws://127.0.0.1:0",
+            "--threads",
+            "0",
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--threads"));
+}
