@@ -153,6 +153,11 @@ pub mod capability {
     /// sketch, and sends everything. (The initiator needs nothing from the responder's hello,
     /// which may not have arrived when it sends its summary.)
     pub const EARLY_WANT_ALL: u64 = 1;
+    /// The sender takes an [`Ack`](super::Message::Ack) as acknowledging every batch up to
+    /// its number (any batch in flight, not only the oldest), so a peer receiving live
+    /// batches may acknowledge several with one message (see
+    /// [`Config::ack_delay`](crate::session::Config::ack_delay)).
+    pub const CUMULATIVE_ACK: u64 = 2;
 }
 
 impl Hello {

@@ -140,7 +140,11 @@ fn drain(now: Duration, from: &mut Peer, to: &mut Peer) -> bool {
 /// One step of both peers: their outputs drained, then one frame each delivered. Returns
 /// whether anything happened.
 fn step(a: &mut Peer, b: &mut Peer) -> bool {
-    let now = Duration::ZERO;
+    step_at(Duration::ZERO, a, b)
+}
+
+/// [`step`] at time `now`.
+fn step_at(now: Duration, a: &mut Peer, b: &mut Peer) -> bool {
     let mut progress = drain(now, a, b) | drain(now, b, a);
     for peer in [a, b] {
         if let Some(frame) = peer.inbox.pop_front() {
@@ -153,8 +157,13 @@ fn step(a: &mut Peer, b: &mut Peer) -> bool {
 
 /// Runs both peers until neither has anything left to do.
 fn run(a: &mut Peer, b: &mut Peer) {
+    run_at(Duration::ZERO, a, b);
+}
+
+/// [`run`] at time `now`.
+fn run_at(now: Duration, a: &mut Peer, b: &mut Peer) {
     for _ in 0..1_000_000 {
-        if !step(a, b) {
+        if !step_at(now, a, b) {
             return;
         }
     }
@@ -968,4 +977,104 @@ fn the_sending_window_grows_to_fill_a_long_path_and_stays_small_on_a_short_one()
         largest <= 2 * chum_sync::session::INITIAL_WINDOW,
         "window reached {largest}"
     );
+}
+
+/// Acknowledgements `peer` sent so far.
+fn acks(peer: &Peer) -> usize {
+    peer.tags.iter().filter(|tag| **tag == 0x0a).count()
+}
+
+/// `a` stores one new object (numbered `seed`) at `now` and pushes it live to `b`.
+fn push(now: Duration, seed: u64, a: &mut Peer, b: &mut Peer) -> Cid {
+    let (cid, bytes) = object(seed);
+    a.set.insert(cid.clone(), bytes).unwrap();
+    a.session
+        .handle_input(now, Input::LocalStored(vec![cid.clone()]));
+    run_at(now, a, b);
+    assert!(b.set.contains(&cid));
+    cid
+}
+
+#[test]
+fn live_batches_arriving_together_are_acknowledged_by_one_message() {
+    let (mut a, mut b) = sync(set_of(0..10), set_of(0..10));
+    let ms = Duration::from_millis;
+    let delay = Config::new(Role::Responder).ack_delay;
+    // After a quiet spell: acknowledged at once.
+    let start = Duration::from_secs(10);
+    let first = push(start, 100, &mut a, &mut b);
+    let before = acks(&b);
+    assert!(a.events.contains(&Event::PeerStored(vec![first])));
+    // Two more soon after: stored and reported at once, acknowledged together once the
+    // delay since the last acknowledgement is over.
+    let second = push(start + ms(10), 101, &mut a, &mut b);
+    let third = push(start + ms(20), 102, &mut a, &mut b);
+    assert!(b.events.contains(&Event::Received(vec![third.clone()])));
+    assert_eq!(acks(&b), before, "none yet");
+    let due = b.session.poll_timeout().unwrap();
+    assert_eq!(due, start + delay, "due one delay after the last");
+    b.session.handle_input(due, Input::Tick);
+    run_at(due, &mut a, &mut b);
+    assert_eq!(acks(&b), before + 1, "one for both");
+    assert!(
+        a.events
+            .contains(&Event::PeerStored(vec![second.clone(), third.clone()])),
+        "{:?}",
+        a.events
+    );
+    // Half the smallest sending window owed: acknowledged at once, whatever the delay.
+    let at = due + ms(1);
+    for n in 0..chum_sync::session::INITIAL_WINDOW as u64 / 2 {
+        push(at, 200 + n, &mut a, &mut b);
+    }
+    assert_eq!(acks(&b), before + 2);
+    // An acknowledgement owed rides in the next frame this side sends anyway.
+    let owed = push(at + ms(1), 300, &mut a, &mut b);
+    let tags = b.tags.len();
+    push(at + ms(2), 301, &mut b, &mut a);
+    assert_eq!(
+        &b.tags[tags..tags + 2],
+        &[0x0a, 0x09],
+        "the acknowledgement first"
+    );
+    assert!(a.events.iter().any(|event| matches!(
+        event,
+        Event::PeerStored(cids) if cids.contains(&owed)
+    )));
+    assert_eq!(
+        b.session.poll_timeout().map(|due| due > at + delay),
+        Some(true)
+    );
+}
+
+#[test]
+fn every_live_batch_is_acknowledged_for_a_peer_without_cumulative_acks_or_with_no_delay() {
+    use chum_sync::wire::capability;
+    for without in [true, false] {
+        let mut a = Peer::new(Role::Initiator, set_of(0..10));
+        let mut config = Config::new(Role::Responder);
+        if !without {
+            config.ack_delay = Duration::ZERO;
+        }
+        let mut b = Peer::new(Role::Responder, set_of(0..10));
+        b.session = Session::new(config, Duration::ZERO);
+        // The initiator's hello, as a build without the capability would send it.
+        drain(Duration::ZERO, &mut a, &mut b);
+        let hello = b.inbox.pop_front().unwrap();
+        let Ok(Message::Hello(mut hello)) = Message::decode(&hello, &Limits::default()) else {
+            panic!("the hello comes first");
+        };
+        if without {
+            hello.capabilities &= !capability::CUMULATIVE_ACK;
+        }
+        b.inbox.push_front(Message::Hello(hello).encode());
+        run(&mut a, &mut b);
+        assert!(b.session.is_synced());
+        let before = acks(&b);
+        let start = Duration::from_secs(10);
+        for n in 0..3 {
+            push(start + Duration::from_millis(n), 100 + n, &mut a, &mut b);
+        }
+        assert_eq!(acks(&b), before + 3, "without the capability: {without}");
+    }
 }

@@ -193,6 +193,15 @@ pub struct Session {
     in_flight_bytes: u64,
     /// The peer's hello offered [`capability::EARLY_WANT_ALL`].
     early_want_all: bool,
+    /// The peer's hello offered [`capability::CUMULATIVE_ACK`]: live batches may be
+    /// acknowledged several at a time.
+    cumulative_ack: bool,
+    /// The newest batch stored and not yet acknowledged, and how many such batches.
+    ack_owed: Option<u64>,
+    acks_owed: usize,
+    /// When the latest acknowledgement went out, and when the one owed is due.
+    last_ack: Option<Duration>,
+    ack_due: Option<Duration>,
     /// Initiator: asked for everything at once; the peer's summary (for the count) is due.
     awaiting_peer_summary: bool,
     /// Responder: the initiator announced an empty set (early want-all): our summary
@@ -294,6 +303,11 @@ impl Session {
             in_flight_meta: VecDeque::new(),
             in_flight_bytes: 0,
             early_want_all: false,
+            cumulative_ack: false,
+            ack_owed: None,
+            acks_owed: 0,
+            last_ack: None,
+            ack_due: None,
             awaiting_peer_summary: false,
             early_peer: false,
             want_all_due: false,
@@ -378,7 +392,7 @@ impl Session {
             session.config.window,
             session.config.types.clone(),
         );
-        hello.capabilities = capability::EARLY_WANT_ALL;
+        hello.capabilities = capability::EARLY_WANT_ALL | capability::CUMULATIVE_ACK;
         hello.window_bytes = Some(session.config.window_bytes);
         if let Some(journal) = &mut session.config.journal {
             // One position per journal (a later entry wins), never our own, within the limit.
@@ -449,6 +463,9 @@ impl Session {
             next = next.min(self.last_progress + self.config.progress_timeout);
         }
         if let Some(due) = self.confirm_due {
+            next = next.min(due);
+        }
+        if let Some(due) = self.ack_due {
             next = next.min(due);
         }
         Some(next)
@@ -525,7 +542,15 @@ impl Session {
         });
     }
 
+    /// Sends `message`; an acknowledgement owed goes out first, in the same record.
     fn transmit(&mut self, message: &Message) {
+        if !matches!(message, Message::Ack { .. }) {
+            self.send_owed_ack();
+        }
+        self.encode(message);
+    }
+
+    fn encode(&mut self, message: &Message) {
         match self.channel.as_mut() {
             None => self.outputs.push_back(Output::Transmit(message.encode())),
             Some(channel) => {
@@ -584,6 +609,9 @@ impl Session {
         if !self.ping_sent && now >= self.last_heard + self.config.keepalive {
             self.ping_sent = true;
             self.transmit(&Message::Ping);
+        }
+        if self.ack_due.is_some_and(|due| now >= due) {
+            self.send_owed_ack();
         }
         if let Some(due) = self.confirm_due
             && now >= due
@@ -688,6 +716,7 @@ impl Session {
         self.peer_window = usize::try_from(hello.window.min(1_024)).unwrap_or(1_024);
         self.peer_window_bytes = hello.window_bytes.unwrap_or(u64::MAX);
         self.early_want_all = hello.capabilities & capability::EARLY_WANT_ALL != 0;
+        self.cumulative_ack = hello.capabilities & capability::CUMULATIVE_ACK != 0;
         if let (Some(ours), Some(theirs)) = (&self.config.journal, hello.journal)
             // The same id: a copy of this store (or of its origin). Positions cannot tell the
             // two apart, so no journal fast path with it.
@@ -919,10 +948,12 @@ impl Session {
                                 self.transmit(&Message::Refused { seq, cids, reason });
                             }
                         }
-                        self.transmit(&Message::Ack { seq });
+                        self.ack_owed = Some(seq);
+                        self.acks_owed += 1;
                         self.event(Event::Received(cids));
                     }
                 }
+                self.settle_acks();
                 self.take_checkpoints();
                 Ok(())
             }

@@ -99,21 +99,33 @@ impl Session {
                 self.event(Event::PeerRefused { cids, reason });
                 Ok(())
             }
-            Message::Ack { seq } => match self.in_flight.front() {
-                Some((expected, _)) if *expected == seq => {
+            // Acknowledges every batch up to `seq` (we offer `CUMULATIVE_ACK`; a peer without
+            // it acknowledges the oldest batch each time).
+            Message::Ack { seq } => {
+                if !self.in_flight.iter().any(|(s, _)| *s == seq) {
+                    return Err(violation(format!(
+                        "an acknowledgement of batch {seq}, not in flight"
+                    )));
+                }
+                let mut stored = Vec::new();
+                while let Some((s, _)) = self.in_flight.front()
+                    && *s <= seq
+                {
                     if let Some((_, cids)) = self.in_flight.pop_front() {
                         if let Some(batch) = self.in_flight_meta.pop_front() {
                             self.in_flight_bytes = self.in_flight_bytes.saturating_sub(batch.bytes);
                             self.on_acknowledged(batch);
                         }
-                        self.event(Event::PeerStored(cids));
+                        if stored.is_empty() {
+                            stored = cids;
+                        } else {
+                            stored.extend(cids);
+                        }
                     }
-                    Ok(())
                 }
-                _ => Err(violation(format!(
-                    "an acknowledgement of batch {seq}, not in flight"
-                ))),
-            },
+                self.event(Event::PeerStored(stored));
+                Ok(())
+            }
             Message::SendDone => {
                 if !self.round.active || self.round.peer_send_done {
                     return Err(violation("an unexpected send-done"));
@@ -176,6 +188,41 @@ impl Session {
             self.event(Event::TooLarge(too_large));
         }
         skipped
+    }
+
+    /// Batches were stored: acknowledges them now, or (live, with a peer that takes
+    /// cumulative acknowledgements) within [`Config::ack_delay`](super::Config::ack_delay)
+    /// of the previous acknowledgement, so one message covers the batches arriving
+    /// meanwhile. The first batch after a quiet spell, any batch in a reconciliation or
+    /// transfer round, and half the smallest sending window owed are acknowledged at once: a
+    /// sender never waits on the delay for window.
+    pub(super) fn settle_acks(&mut self) {
+        if self.ack_owed.is_none() {
+            return;
+        }
+        let delay = self.config.ack_delay;
+        let live = self.cumulative_ack
+            && !delay.is_zero()
+            && self.synced
+            && !self.round.active
+            && self.phase == Phase::Running;
+        let due = self.last_ack.map(|last| last + delay);
+        match due {
+            Some(due) if live && self.acks_owed < INITIAL_WINDOW / 2 && self.now < due => {
+                self.ack_due = Some(due);
+            }
+            _ => self.send_owed_ack(),
+        }
+    }
+
+    /// Sends the acknowledgement owed, if any.
+    pub(super) fn send_owed_ack(&mut self) {
+        if let Some(seq) = self.ack_owed.take() {
+            self.acks_owed = 0;
+            self.ack_due = None;
+            self.last_ack = Some(self.now);
+            self.encode(&Message::Ack { seq });
+        }
     }
 
     /// A batch was acknowledged. The window follows the path as a BBR-style sender does:

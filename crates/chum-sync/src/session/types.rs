@@ -62,6 +62,14 @@ pub struct Config {
     /// summaries again, so both sides learn new journal positions (only with journals on both
     /// sides; a few bytes each time).
     pub checkpoint_delay: Duration,
+    /// In the live phase, how long after an acknowledgement the next may wait, so one message
+    /// acknowledges the batches that arrive meanwhile (when the peer's hello offers
+    /// [`capability::CUMULATIVE_ACK`](crate::wire::capability::CUMULATIVE_ACK)). A batch
+    /// arriving after a quiet spell is acknowledged at once; an acknowledgement due rides in
+    /// the next frame this side sends anyway; half a window unacknowledged is acknowledged
+    /// at once. Reconciliation and transfer rounds acknowledge every batch at once.
+    /// `Duration::ZERO` acknowledges every batch at once always.
+    pub ack_delay: Duration,
 }
 
 /// This side's journal id and its version vector over other journals: every journal listed
@@ -93,6 +101,7 @@ impl Config {
             security: None,
             journal: None,
             checkpoint_delay: Duration::from_secs(1),
+            ack_delay: Duration::from_millis(100),
         }
     }
 }
