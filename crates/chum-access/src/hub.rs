@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chum_object::Cid;
+use chum_object::{Cid, Object, Value};
 use chum_store::Store;
 
 use crate::error::Result;
@@ -98,6 +98,152 @@ pub(crate) fn senders_in(prefix: &[u8], keys: &[Vec<u8>]) -> Vec<PersonId> {
     keys.iter()
         .filter_map(|key| Cid::from_bytes(key.get(prefix.len()..)?).ok().map(PersonId))
         .collect()
+}
+
+/// Whether a grant or group statement that the person `granter` sends the hub would show
+/// some other person what that person itself sent the hub: the grant's target (or, for a
+/// statement, the target of a grant of the granter's to that group) was sent by a person the
+/// grant would then cover. Returns that person.
+///
+/// Such a grant is refused as it arrives, as a peer refuses a grant naming its own data in a
+/// direct session: otherwise a stranger who knows a conversation's ID could grant it to its
+/// owner and write into it through the hub. Checked against what the store holds and against
+/// `batch` (the policy objects arriving together), so a grant and the statement that puts
+/// its victim in the group cannot slip through side by side. As between persons, the order
+/// decides: a grant that came before its grantee sent the target stays.
+pub async fn names_others_own(
+    store: &dyn Store,
+    granter: &PersonId,
+    value: &Value,
+    batch: &[Value],
+) -> Result<Option<PersonId>> {
+    let Ok(object) = Object::from_value(value) else {
+        return Ok(None);
+    };
+    // (target, persons it would be shown to) for each grant in question.
+    let mut cases: Vec<(Cid, Vec<PersonId>)> = Vec::new();
+    match value.type_name() {
+        Some(ACCESS_TYPE) => {
+            let Ok(access) = Access::from_value(object, value) else {
+                return Ok(None);
+            };
+            if PersonId::of_key(&access.granter_key) != *granter {
+                return Ok(None);
+            }
+            // Most targets were sent by their granter alone: one lookup decides.
+            let sent = senders(store, &access.target).await?;
+            if sent.iter().all(|person| person == granter) {
+                return Ok(None);
+            }
+            let covered = grantees(store, granter, &access.grantee, batch).await?;
+            cases.push((access.target, covered));
+        }
+        Some(GROUP_MEMBERS_TYPE) => {
+            let Ok(statement) = GroupMembers::from_value(object, value) else {
+                return Ok(None);
+            };
+            if PersonId::of_key(&statement.signer_key) != *granter {
+                return Ok(None);
+            }
+            for access in group_grants(store, granter, &statement.group, batch).await? {
+                cases.push((access.target, statement.members.clone()));
+            }
+        }
+        _ => {}
+    }
+    for (target, covered) in cases {
+        let sent = senders(store, &target).await?;
+        for person in covered {
+            // As between persons: a person may grant back what it was granted (to write
+            // into a conversation shared with it).
+            if person != *granter
+                && sent.contains(&person)
+                && !granted(store, &person, granter, &target).await?
+            {
+                return Ok(Some(person));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `from` granted `to` the target `target` (directly or through a group of its
+/// own), by a grant held here.
+async fn granted(store: &dyn Store, from: &PersonId, to: &PersonId, target: &Cid) -> Result<bool> {
+    for (_, object, value) in linking(store, target, ACCESS_TYPE).await? {
+        let Ok(access) = Access::from_value(object, &value) else {
+            continue;
+        };
+        if access.target != *target || PersonId::of_key(&access.granter_key) != *from {
+            continue;
+        }
+        if access.grantee == to.0 {
+            return Ok(true);
+        }
+        for (_, object, value) in linking(store, &access.grantee, GROUP_MEMBERS_TYPE).await? {
+            if GroupMembers::from_value(object, &value).is_ok_and(|statement| {
+                statement.group == access.grantee
+                    && PersonId::of_key(&statement.signer_key) == *from
+                    && statement.members.contains(to)
+            }) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Who a grant of `granter`'s to `grantee` may cover: the grantee as a person, and every
+/// member any statement of the granter's about `grantee` as a group names (held or among
+/// `batch`), the latest or not, whether the group object is here yet or not — so no order
+/// of arrival lets a grant name a member's own data.
+async fn grantees(
+    store: &dyn Store,
+    granter: &PersonId,
+    grantee: &Cid,
+    batch: &[Value],
+) -> Result<Vec<PersonId>> {
+    let held = linking(store, grantee, GROUP_MEMBERS_TYPE).await?;
+    let statements = held
+        .into_iter()
+        .map(|(_, object, value)| (object, value))
+        .chain(batch.iter().filter_map(|value| {
+            let object = Object::from_value(value).ok()?;
+            Some((object, value.clone()))
+        }));
+    let mut covered = BTreeSet::from([PersonId(grantee.clone())]);
+    for (object, value) in statements {
+        if let Ok(statement) = GroupMembers::from_value(object, &value)
+            && statement.group == *grantee
+            && PersonId::of_key(&statement.signer_key) == *granter
+        {
+            covered.extend(statement.members);
+        }
+    }
+    Ok(covered.into_iter().collect())
+}
+
+/// The grants of `granter`'s to its group `group` (held, or among `batch`).
+async fn group_grants(
+    store: &dyn Store,
+    granter: &PersonId,
+    group: &Cid,
+    batch: &[Value],
+) -> Result<Vec<Access>> {
+    let held = linking(store, group, ACCESS_TYPE).await?;
+    let candidates = held
+        .into_iter()
+        .map(|(_, object, value)| (object, value))
+        .chain(batch.iter().filter_map(|value| {
+            let object = Object::from_value(value).ok()?;
+            Some((object, value.clone()))
+        }));
+    Ok(candidates
+        .filter_map(|(object, value)| Access::from_value(object, &value).ok())
+        .filter(|access| {
+            access.grantee == *group && PersonId::of_key(&access.granter_key) == *granter
+        })
+        .collect())
 }
 
 /// The `$type` of a hub's note that a person sent it a recipe: `{person, recipe}` (links).

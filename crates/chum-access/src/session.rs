@@ -411,6 +411,15 @@ impl PeerAccess {
     }
 }
 
+/// A grant or a group statement: what decides who a grant covers (see
+/// [`crate::hub::names_others_own`]).
+fn is_group_policy(value: &Value) -> bool {
+    matches!(
+        value.type_name(),
+        Some(crate::grant::ACCESS_TYPE | crate::grant::GROUP_MEMBERS_TYPE)
+    )
+}
+
 fn refusal(error: chum_store::Error) -> Answer {
     match error {
         chum_store::Error::Invalid { cid, reason } => {
@@ -486,8 +495,15 @@ impl Granted {
         let mut vouched = 0;
         let mut recipes = Vec::new();
         let mut policy = Vec::new();
+        let mut grant_likes: Vec<(usize, Value)> = Vec::new();
         for (cid, bytes) in batch.objects() {
             let value = Coverage::decode(cid, bytes);
+            if self.hub
+                && let Some(value) = &value
+                && is_group_policy(value)
+            {
+                grant_likes.push((keep.len(), value.clone()));
+            }
             policy.push(
                 value
                     .as_ref()
@@ -519,6 +535,19 @@ impl Granted {
             keep.push(ok);
         }
         let mut refused = Vec::new();
+        // On a hub: grants that would show a person what it sent itself are refused.
+        let together: Vec<Value> = grant_likes.iter().map(|(_, value)| value.clone()).collect();
+        for (index, value) in &grant_likes {
+            if keep[*index]
+                && let Some(reason) = self
+                    .names_others_own(store, value, &together)
+                    .await
+                    .map_err(|error| Answer::Failed(error.to_string()))?
+            {
+                keep[*index] = false;
+                refused.push((batch.objects()[*index].0.clone(), reason));
+            }
+        }
         for ((cid, _), keep) in batch.objects().iter().zip(keep.iter_mut()) {
             if *keep && let Some(reason) = self.past_quota(cid).await {
                 *keep = false;
@@ -566,6 +595,24 @@ impl Granted {
         })
     }
 
+    /// On a hub: why a grant or group statement of the peer's (`value`) is refused — it
+    /// would show another person what that person sent the hub itself (see
+    /// [`crate::hub::names_others_own`]); `None` when it may be taken.
+    async fn names_others_own(
+        &self,
+        store: &dyn Store,
+        value: &Value,
+        batch: &[Value],
+    ) -> Result<Option<String>> {
+        if !self.hub {
+            return Ok(None);
+        }
+        let granter = self.coverage.peer_person();
+        Ok(crate::hub::names_others_own(store, &granter, value, batch)
+            .await?
+            .map(|owner| format!("grants {} what that person sent this hub itself", owner.0)))
+    }
+
     /// On a hub with a quota: why `cid`, covered, is not taken — it is not visible to the
     /// peer's person yet and no room is left; `None` when it fits (it is then counted).
     async fn past_quota(&self, cid: &Cid) -> Option<String> {
@@ -596,13 +643,35 @@ impl Granted {
         let mut new = Vec::new();
         while !self.quarantine.is_empty() {
             let mut promoted = Vec::new();
-            for (cid, bytes) in std::mem::take(&mut self.quarantine) {
+            let held = std::mem::take(&mut self.quarantine);
+            // Grants and statements held, considered together (as those of one batch are).
+            let together: Vec<Value> = if self.hub {
+                held.iter()
+                    .filter_map(|(cid, bytes)| Coverage::decode(cid, bytes))
+                    .filter(is_group_policy)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for (cid, bytes) in held {
                 let value = Coverage::decode(&cid, &bytes);
                 let covered = self
                     .coverage
                     .check(store, &cid, value.as_ref())
                     .await
                     .map_err(backend)?;
+                if covered
+                    && let Some(value) = &value
+                    && self
+                        .names_others_own(store, value, &together)
+                        .await
+                        .map_err(backend)?
+                        .is_some()
+                {
+                    // Refused as it would have been on arrival: dropped, never stored.
+                    self.quarantine_bytes -= bytes.len();
+                    continue;
+                }
                 // Past the quota: held (and dropped with the session), as if not covered.
                 if covered && self.past_quota(&cid).await.is_none() {
                     self.quarantine_bytes -= bytes.len();

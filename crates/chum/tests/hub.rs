@@ -710,3 +710,158 @@ async fn a_grant_one_device_made_covers_what_another_writes_later() {
         link.close().await;
     }
 }
+
+/// A stranger who knows the ID of a person's conversation (ID objects are deterministic)
+/// grants it to the hub and to that person, and writes into it. The hub refuses the grant —
+/// the conversation is what that person sent it — so the message reaches none of her
+/// devices, as a direct session would refuse it. The same through a group the stranger puts
+/// her in, with the grant and the statement in one sync. What the stranger wrote stays hers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_write_into_a_persons_conversation_through_a_hub() {
+    let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
+    let hub_person = hub.person();
+    let alice = device(&hub_person).await;
+    let diary = conversation(&alice, "diary").await;
+    let mine = say(&alice, &diary, "mine").await;
+    let _ = alice.grant(&diary, &hub_person).await.unwrap();
+    let alice_link = alice.connect(&hub_url).unwrap();
+    alice_link.connected().await.unwrap();
+    eventually("the hub holds alice's diary", || async {
+        hub.has(&mine).await.unwrap()
+    })
+    .await;
+    let diary_object = json(r#"{"$type":"Conversation","id":"diary"}"#);
+    let refused_with = |cid: Cid| {
+        move |event: &chum::Event| {
+            matches!(event, chum::Event::PeerRefused { cids, reason, .. }
+                if cids.contains(&cid) && reason.contains("sent this hub itself"))
+        }
+    };
+
+    // Mallory grants the diary to Alice directly.
+    let mallory = device(&hub_person).await;
+    let mut mallory_events = mallory.events();
+    assert_eq!(mallory.put(&diary_object).await.unwrap().id(), Some(&diary));
+    let _ = mallory.grant(&diary, &hub_person).await.unwrap();
+    let to_alice = mallory.grant(&diary, &alice.person()).await.unwrap();
+    let intrusion = say(&mallory, &diary, "intrusion").await;
+    // Synced twice: the second session, with the grant to the hub held there, hears the
+    // refusal on arrival (in the first, it may wait for that grant and be dropped then).
+    for _ in 0..2 {
+        let report = mallory.sync_once(&hub_url, Duration::from_secs(10)).await;
+        assert!(report.unwrap().synced);
+    }
+    wait_for(&mut mallory_events, refused_with(to_alice.cid().clone())).await;
+    assert!(
+        hub.has(&intrusion).await.unwrap(),
+        "mallory's message, as hers"
+    );
+    assert!(!hub.has(to_alice.cid()).await.unwrap());
+
+    // Trudy puts Alice in a group of hers and grants the diary to the group, both at once.
+    let identity = chum::Identity::new_person(1).unwrap();
+    let key = identity.person_key().unwrap().clone();
+    let trudy = Instance::builder()
+        .memory()
+        .identity(identity)
+        .use_hub(hub_person.clone())
+        .open()
+        .await
+        .unwrap();
+    let mut trudy_events = trudy.events();
+    assert_eq!(trudy.put(&diary_object).await.unwrap().id(), Some(&diary));
+    let _ = trudy.grant(&diary, &hub_person).await.unwrap();
+    let group = chum_access::grant::group(&trudy.person(), "friends").unwrap();
+    let members =
+        chum_access::GroupMembers::issue(&key, group.cid().clone(), &[alice.person()], 2).unwrap();
+    let to_group = chum_access::Access::issue(&key, diary.clone(), group.cid().clone(), 3).unwrap();
+    let policy: Vec<(Cid, Vec<u8>)> = [&group, &members.object, &to_group.object]
+        .iter()
+        .map(|object| (object.cid().clone(), object.bytes().to_vec()))
+        .collect();
+    trudy.store().put_many(&policy).await.unwrap();
+    let intrusion_too = say(&trudy, &diary, "intrusion too").await;
+    for _ in 0..2 {
+        let report = trudy.sync_once(&hub_url, Duration::from_secs(10)).await;
+        assert!(report.unwrap().synced);
+    }
+    // The grant or the statement is refused, whichever came second.
+    let refused = wait_for(&mut trudy_events, |event| {
+        refused_with(to_group.object.cid().clone())(event)
+            || refused_with(members.object.cid().clone())(event)
+    })
+    .await;
+    assert!(
+        hub.has(&intrusion_too).await.unwrap(),
+        "trudy's message, as hers"
+    );
+    assert!(
+        !(hub.has(to_group.object.cid()).await.unwrap()
+            && hub.has(members.object.cid()).await.unwrap()),
+        "{refused:?}"
+    );
+
+    // Alice, synced in full with the hub: her diary, none of theirs.
+    let report = alice
+        .sync_once(&hub_url, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(report.synced);
+    let held = held(&alice).await;
+    assert!(held.contains(&mine));
+    assert!(!held.contains(&intrusion) && !held.contains(&intrusion_too));
+    alice_link.close().await;
+}
+
+/// What the hub refuses a stranger it takes from a person a conversation was shared with:
+/// Bob shares his conversation with Alice, she grants it back to him and to the hub and
+/// replies in it (so she too has sent the hub Bob's conversation), and each still hears the
+/// other through the hub — Bob's grant came before Alice sent the conversation, and hers
+/// names what Bob granted her.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_replies_in_a_conversation_shared_with_it_through_a_hub() {
+    let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
+    let hub_person = hub.person();
+    let alice = device(&hub_person).await;
+    let bob = device(&hub_person).await;
+    let plans = conversation(&bob, "plans").await;
+    let hello = say(&bob, &plans, "hello").await;
+    let _ = bob.grant(&plans, &hub_person).await.unwrap();
+    let _ = bob.grant(&plans, &alice.person()).await.unwrap();
+    let links: Vec<chum::Link> = [&alice, &bob]
+        .iter()
+        .map(|instance| instance.connect(&hub_url).unwrap())
+        .collect();
+    for link in &links {
+        link.connected().await.unwrap();
+    }
+    eventually("alice gets bob's message", || async {
+        alice.has(&hello).await.unwrap()
+    })
+    .await;
+    let mut alice_events = alice.events();
+    let back = alice.grant(&plans, &bob.person()).await.unwrap();
+    let _ = alice.grant(&plans, &hub_person).await.unwrap();
+    let reply = say(&alice, &plans, "hello to you").await;
+    eventually("bob gets alice's reply", || async {
+        bob.has(&reply).await.unwrap()
+    })
+    .await;
+    assert!(hub.has(back.cid()).await.unwrap());
+    let again = say(&bob, &plans, "and again").await;
+    eventually("alice still gets bob's messages", || async {
+        alice.has(&again).await.unwrap()
+    })
+    .await;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(1), alice_events.next()).await
+    {
+        assert!(
+            !matches!(event, chum::Event::PeerRefused { .. }),
+            "{event:?}"
+        );
+    }
+    for link in links {
+        link.close().await;
+    }
+}
