@@ -22,9 +22,11 @@
 //! Exits non-zero when a leak, a lost acknowledged object or a missing delivery is found.
 //!
 //! `hub_load --chum PATH [--quick] [--persons N] [--devices N] [--seconds N] [--rate N]
-//! [--grants N] [--no-kill] [--hub-threads N]` (`cargo xtask load [--quick]` builds and runs
-//! it). Each hub runs on `--hub-threads` threads (`chum serve --threads`; default half the
-//! cores: the two hubs share the machine with the database and the devices).
+//! [--grants N] [--no-kill] [--hub-threads N] [--commit-gap-ms N]` (`cargo xtask load
+//! [--quick]` builds and runs it). Each hub runs on `--hub-threads` threads (`chum serve
+//! --threads`; default half the cores: the two hubs share the machine with the database and
+//! the devices). `--commit-gap-ms` sets the hubs' store parameter `commit_gap_ms` (how long a
+//! grouped commit waits after the last one while writes keep coming; default the store's).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -49,6 +51,8 @@ struct Config {
     kill: bool,
     /// Session threads of each hub process (`chum serve --threads`).
     hub_threads: u16,
+    /// The hubs' store URL parameter `commit_gap_ms` (`None`: the store's default).
+    commit_gap_ms: Option<u64>,
 }
 
 impl Config {
@@ -67,6 +71,7 @@ impl Config {
                 .map_or(1, |n| (n.get() / 2).max(1))
                 .try_into()
                 .unwrap_or(u16::MAX),
+            commit_gap_ms: None,
         };
         let mut chum = None;
         let mut args = std::env::args().skip(1);
@@ -93,6 +98,9 @@ impl Config {
                 "--no-kill" => config.kill = false,
                 "--hub-threads" => {
                     config.hub_threads = number(args.next(), "--hub-threads")?.max(1.0) as u16;
+                }
+                "--commit-gap-ms" => {
+                    config.commit_gap_ms = Some(number(args.next(), "--commit-gap-ms")? as u64);
                 }
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -301,7 +309,10 @@ async fn run(config: Config) -> Result<bool, String> {
     if std::env::var_os("CHUM_LOAD_PG_STATS").is_some() {
         psql(&cluster, "CREATE EXTENSION pg_stat_statements")?;
     }
-    let store = format!("{}&schema=hub", cluster.url("postgres"));
+    let mut store = format!("{}&schema=hub", cluster.url("postgres"));
+    if let Some(gap) = config.commit_gap_ms {
+        store.push_str(&format!("&commit_gap_ms={gap}"));
+    }
     let init = Command::new(&config.chum)
         .args(["init", "--store", &store])
         .output()
@@ -779,12 +790,15 @@ async fn run(config: Config) -> Result<bool, String> {
     let written = sent.len();
     println!("# hubs on PostgreSQL under load");
     println!(
-        "persons {} × devices {} = {} devices; {} grant(s) per person; 2 hub processes of {} thread(s); fsync {}",
+        "persons {} × devices {} = {} devices; {} grant(s) per person; 2 hub processes of {} thread(s); commit gap {}; fsync {}",
         config.persons,
         config.devices,
         devices.len(),
         config.grants,
         config.hub_threads,
+        config
+            .commit_gap_ms
+            .map_or_else(|| "the default".to_owned(), |gap| format!("{gap} ms")),
         if std::env::var("CHUM_LOAD_FSYNC").as_deref() == Ok("off") {
             "OFF"
         } else {

@@ -171,6 +171,36 @@ async fn concurrent_writes_on_one_handle_commit_in_groups() {
     assert_eq!(store.sync_digest().await.unwrap(), SyncDigest::of(&shared));
 }
 
+/// Writers that each wait for their last write before the next, with no gap between
+/// grouped commits and with a long one (`commit_gap_ms`): every write lands, numbered once,
+/// and is answered — the gap only decides how many share a transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_in_turn_land_with_any_commit_gap() {
+    let cluster = cluster();
+    for (schema, gap) in [("no_gap", 0), ("long_gap", 50)] {
+        let store = Options::from_url(&format!("{}&commit_gap_ms={gap}", url(&cluster, schema)))
+            .unwrap()
+            .open()
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for writer in 0..4u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..25 {
+                    let object = conformance::message(writer * 1_000 + n);
+                    assert_eq!(store.put_many(&[pair(&object)]).await.unwrap(), [true]);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(store.count().await.unwrap(), 100, "gap {gap} ms");
+        assert_eq!(store.journal(0, usize::MAX).await.unwrap().head, 100);
+    }
+}
+
 /// Writes queued beyond what one group takes are committed by the next group, each whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_concurrent_writes_fill_several_groups() {
@@ -538,10 +568,14 @@ fn bad_urls_are_refused() {
         "postgres://x/y?schema=",
         "postgres://x/y?schema=1abc",
         "postgres://x:notaport/y",
+        "postgres://x/y?commit_gap_ms=soon",
+        "postgres://x/y?commit_gap_ms=-1",
     ] {
         assert!(Options::from_url(url).is_err(), "{url}");
     }
-    let options = Options::from_url("postgres://u@h/db?schema=hub_1&application_name=x").unwrap();
+    let options =
+        Options::from_url("postgres://u@h/db?schema=hub_1&commit_gap_ms=0&application_name=x")
+            .unwrap();
     assert_eq!(options.schema(), "hub_1");
 }
 
