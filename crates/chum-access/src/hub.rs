@@ -21,10 +21,11 @@ use chum_object::{Cid, Object, Value};
 use chum_store::Store;
 
 use crate::error::Result;
-use crate::grant::{ACCESS_TYPE, Access, GROUP_MEMBERS_TYPE, GroupMembers};
+use crate::grant::{ACCESS_TYPE, Access, GROUP_MEMBERS_TYPE, GROUP_TYPE, GroupMembers};
 use crate::keys::{PersonId, person_object};
 use crate::visibility::{
-    Affects, Announcement, VisibleSet, by_target, grants_for, linking, public_identity, signer_key,
+    Affects, Announcement, VisibleSet, by_target, grants_for, linking, load, public_identity,
+    signer_key,
 };
 
 /// Key prefix of the records by sender: `prefix ‖ len(person) ‖ person CID ‖ object CID`.
@@ -100,43 +101,84 @@ pub(crate) fn senders_in(prefix: &[u8], keys: &[Vec<u8>]) -> Vec<PersonId> {
         .collect()
 }
 
+/// The grants and group statements of one batch (or of the objects a session holds back),
+/// indexed by group once, for [`names_others_own`].
+#[derive(Debug, Default)]
+pub struct GroupPolicy {
+    /// Members each statement names, by group.
+    members: BTreeMap<Cid, Vec<(PersonId, Vec<PersonId>)>>,
+    /// Grants, by grantee.
+    grants: BTreeMap<Cid, Vec<Access>>,
+}
+
+impl GroupPolicy {
+    /// Indexes the grants and group statements among `values` (others are skipped).
+    pub fn of<'a>(values: impl IntoIterator<Item = &'a Value>) -> GroupPolicy {
+        let mut policy = GroupPolicy::default();
+        for value in values {
+            let Ok(object) = Object::from_value(value) else {
+                continue;
+            };
+            match value.type_name() {
+                Some(ACCESS_TYPE) => {
+                    if let Ok(access) = Access::from_value(object, value) {
+                        policy
+                            .grants
+                            .entry(access.grantee.clone())
+                            .or_default()
+                            .push(access);
+                    }
+                }
+                Some(GROUP_MEMBERS_TYPE) => {
+                    if let Ok(statement) = GroupMembers::from_value(object, value) {
+                        policy
+                            .members
+                            .entry(statement.group)
+                            .or_default()
+                            .push((PersonId::of_key(&statement.signer_key), statement.members));
+                    }
+                }
+                _ => {}
+            }
+        }
+        policy
+    }
+}
+
 /// Whether a grant or group statement that the person `granter` sends the hub would show
 /// some other person what that person itself sent the hub: the grant's target (or, for a
 /// statement, the target of a grant of the granter's to that group) was sent by a person the
-/// grant would then cover. Returns that person.
+/// grant would then cover, who did not grant that target to the granter. Returns that
+/// person.
 ///
 /// Such a grant is refused as it arrives, as a peer refuses a grant naming its own data in a
 /// direct session: otherwise a stranger who knows a conversation's ID could grant it to its
 /// owner and write into it through the hub. Checked against what the store holds and against
 /// `batch` (the policy objects arriving together), so a grant and the statement that puts
-/// its victim in the group cannot slip through side by side. As between persons, the order
-/// decides: a grant that came before its grantee sent the target stays.
+/// its victim in the group cannot slip through side by side, in either order. As between
+/// persons, the order decides: a grant that came before its grantee sent the target stays.
+///
+/// What it reads is bounded by the target's senders, the statements about the grantee
+/// group and what the granter was granted, never by how widely others shared the target.
 pub async fn names_others_own(
     store: &dyn Store,
     granter: &PersonId,
     value: &Value,
-    batch: &[Value],
+    batch: &GroupPolicy,
 ) -> Result<Option<PersonId>> {
     let Ok(object) = Object::from_value(value) else {
         return Ok(None);
     };
-    // (target, persons it would be shown to) for each grant in question.
-    let mut cases: Vec<(Cid, Vec<PersonId>)> = Vec::new();
+    // (target, the group or person granted) for each grant in question.
+    let mut cases: Vec<(Cid, Cid)> = Vec::new();
     match value.type_name() {
         Some(ACCESS_TYPE) => {
             let Ok(access) = Access::from_value(object, value) else {
                 return Ok(None);
             };
-            if PersonId::of_key(&access.granter_key) != *granter {
-                return Ok(None);
+            if PersonId::of_key(&access.granter_key) == *granter {
+                cases.push((access.target, access.grantee));
             }
-            // Most targets were sent by their granter alone: one lookup decides.
-            let sent = senders(store, &access.target).await?;
-            if sent.iter().all(|person| person == granter) {
-                return Ok(None);
-            }
-            let covered = grantees(store, granter, &access.grantee, batch).await?;
-            cases.push((access.target, covered));
         }
         Some(GROUP_MEMBERS_TYPE) => {
             let Ok(statement) = GroupMembers::from_value(object, value) else {
@@ -145,21 +187,41 @@ pub async fn names_others_own(
             if PersonId::of_key(&statement.signer_key) != *granter {
                 return Ok(None);
             }
-            for access in group_grants(store, granter, &statement.group, batch).await? {
-                cases.push((access.target, statement.members.clone()));
+            let held = linking(store, &statement.group, ACCESS_TYPE).await?;
+            let held = held
+                .into_iter()
+                .filter_map(|(_, object, value)| Access::from_value(object, &value).ok());
+            let arriving = batch
+                .grants
+                .get(&statement.group)
+                .into_iter()
+                .flatten()
+                .cloned();
+            for access in held.chain(arriving) {
+                if access.grantee == statement.group
+                    && PersonId::of_key(&access.granter_key) == *granter
+                {
+                    cases.push((access.target, statement.group.clone()));
+                }
             }
         }
         _ => {}
     }
-    for (target, covered) in cases {
-        let sent = senders(store, &target).await?;
-        for person in covered {
+    for (target, grantee) in cases {
+        // Most targets were sent by their granter alone: one lookup decides.
+        let sent: Vec<PersonId> = senders(store, &target)
+            .await?
+            .into_iter()
+            .filter(|person| person != granter)
+            .collect();
+        if sent.is_empty() {
+            continue;
+        }
+        let covered = grantees(store, granter, &grantee, batch).await?;
+        for person in sent {
             // As between persons: a person may grant back what it was granted (to write
             // into a conversation shared with it).
-            if person != *granter
-                && sent.contains(&person)
-                && !granted(store, &person, granter, &target).await?
-            {
+            if covered.contains(&person) && !granted(store, &person, granter, &target).await? {
                 return Ok(Some(person));
             }
         }
@@ -167,52 +229,22 @@ pub async fn names_others_own(
     Ok(None)
 }
 
-/// Whether `from` granted `to` the target `target` (directly or through a group of its
-/// own), by a grant held here.
-async fn granted(store: &dyn Store, from: &PersonId, to: &PersonId, target: &Cid) -> Result<bool> {
-    for (_, object, value) in linking(store, target, ACCESS_TYPE).await? {
-        let Ok(access) = Access::from_value(object, &value) else {
-            continue;
-        };
-        if access.target != *target || PersonId::of_key(&access.granter_key) != *from {
-            continue;
-        }
-        if access.grantee == to.0 {
-            return Ok(true);
-        }
-        for (_, object, value) in linking(store, &access.grantee, GROUP_MEMBERS_TYPE).await? {
-            if GroupMembers::from_value(object, &value).is_ok_and(|statement| {
-                statement.group == access.grantee
-                    && PersonId::of_key(&statement.signer_key) == *from
-                    && statement.members.contains(to)
-            }) {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
-}
-
-/// Who a grant of `granter`'s to `grantee` may cover: the grantee as a person, and every
-/// member any statement of the granter's about `grantee` as a group names (held or among
-/// `batch`), the latest or not, whether the group object is here yet or not — so no order
-/// of arrival lets a grant name a member's own data.
+/// Who a grant of `granter`'s to `grantee` may cover: the grantee as a person, and, unless
+/// the hub holds it as something else than a group, every member any statement of the
+/// granter's about it names (held or among `batch`), the latest or not, whether the group
+/// object is here yet or not: no order of arrival lets a grant name a member's own data.
 async fn grantees(
     store: &dyn Store,
     granter: &PersonId,
     grantee: &Cid,
-    batch: &[Value],
-) -> Result<Vec<PersonId>> {
-    let held = linking(store, grantee, GROUP_MEMBERS_TYPE).await?;
-    let statements = held
-        .into_iter()
-        .map(|(_, object, value)| (object, value))
-        .chain(batch.iter().filter_map(|value| {
-            let object = Object::from_value(value).ok()?;
-            Some((object, value.clone()))
-        }));
+    batch: &GroupPolicy,
+) -> Result<BTreeSet<PersonId>> {
     let mut covered = BTreeSet::from([PersonId(grantee.clone())]);
-    for (object, value) in statements {
+    let known = load(store, grantee).await?;
+    if known.is_some_and(|(_, value)| value.type_name() != Some(GROUP_TYPE)) {
+        return Ok(covered);
+    }
+    for (_, object, value) in linking(store, grantee, GROUP_MEMBERS_TYPE).await? {
         if let Ok(statement) = GroupMembers::from_value(object, &value)
             && statement.group == *grantee
             && PersonId::of_key(&statement.signer_key) == *granter
@@ -220,30 +252,44 @@ async fn grantees(
             covered.extend(statement.members);
         }
     }
-    Ok(covered.into_iter().collect())
+    for (signer, members) in batch.members.get(grantee).into_iter().flatten() {
+        if signer == granter {
+            covered.extend(members.iter().cloned());
+        }
+    }
+    Ok(covered)
 }
 
-/// The grants of `granter`'s to its group `group` (held, or among `batch`).
-async fn group_grants(
-    store: &dyn Store,
-    granter: &PersonId,
-    group: &Cid,
-    batch: &[Value],
-) -> Result<Vec<Access>> {
-    let held = linking(store, group, ACCESS_TYPE).await?;
-    let candidates = held
-        .into_iter()
-        .map(|(_, object, value)| (object, value))
-        .chain(batch.iter().filter_map(|value| {
-            let object = Object::from_value(value).ok()?;
-            Some((object, value.clone()))
-        }));
-    Ok(candidates
-        .filter_map(|(object, value)| Access::from_value(object, &value).ok())
-        .filter(|access| {
-            access.grantee == *group && PersonId::of_key(&access.granter_key) == *granter
+/// Whether `from` granted `to` the target `target` (directly or through a group of its
+/// own), by a grant held here: read from what names `to`, so bounded by what `to` was
+/// granted, not by how widely `target` is shared.
+async fn granted(store: &dyn Store, from: &PersonId, to: &PersonId, target: &Cid) -> Result<bool> {
+    let grants_from = |object: Object, value: &Value, grantee: &Cid| {
+        Access::from_value(object, value).is_ok_and(|access| {
+            access.target == *target
+                && access.grantee == *grantee
+                && PersonId::of_key(&access.granter_key) == *from
         })
-        .collect())
+    };
+    for (_, object, value) in linking(store, &to.0, ACCESS_TYPE).await? {
+        if grants_from(object, &value, &to.0) {
+            return Ok(true);
+        }
+    }
+    for (_, object, value) in linking(store, &to.0, GROUP_MEMBERS_TYPE).await? {
+        let Ok(statement) = GroupMembers::from_value(object, &value) else {
+            continue;
+        };
+        if PersonId::of_key(&statement.signer_key) != *from || !statement.members.contains(to) {
+            continue;
+        }
+        for (_, object, value) in linking(store, &statement.group, ACCESS_TYPE).await? {
+            if grants_from(object, &value, &statement.group) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// The `$type` of a hub's note that a person sent it a recipe: `{person, recipe}` (links).

@@ -536,7 +536,7 @@ impl Granted {
         }
         let mut refused = Vec::new();
         // On a hub: grants that would show a person what it sent itself are refused.
-        let together: Vec<Value> = grant_likes.iter().map(|(_, value)| value.clone()).collect();
+        let together = crate::hub::GroupPolicy::of(grant_likes.iter().map(|(_, value)| value));
         for (index, value) in &grant_likes {
             if keep[*index]
                 && let Some(reason) = self
@@ -602,7 +602,7 @@ impl Granted {
         &self,
         store: &dyn Store,
         value: &Value,
-        batch: &[Value],
+        batch: &crate::hub::GroupPolicy,
     ) -> Result<Option<String>> {
         if !self.hub {
             return Ok(None);
@@ -645,13 +645,15 @@ impl Granted {
             let mut promoted = Vec::new();
             let held = std::mem::take(&mut self.quarantine);
             // Grants and statements held, considered together (as those of one batch are).
-            let together: Vec<Value> = if self.hub {
-                held.iter()
+            let together = if self.hub {
+                let values: Vec<Value> = held
+                    .iter()
                     .filter_map(|(cid, bytes)| Coverage::decode(cid, bytes))
                     .filter(is_group_policy)
-                    .collect()
+                    .collect();
+                crate::hub::GroupPolicy::of(&values)
             } else {
-                Vec::new()
+                crate::hub::GroupPolicy::default()
             };
             for (cid, bytes) in held {
                 let value = Coverage::decode(&cid, &bytes);

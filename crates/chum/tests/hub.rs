@@ -865,3 +865,77 @@ async fn a_person_replies_in_a_conversation_shared_with_it_through_a_hub() {
         link.close().await;
     }
 }
+
+/// A stranger's group grant of a person's conversation, with the statement that puts her in
+/// the group sent in a sync of its own before or after the grant: whichever comes second is
+/// refused, and she never gets the stranger's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_grant_cannot_reach_into_a_members_data_in_either_order() {
+    let (hub, hub_url) = hub(Instance::builder().memory().hub()).await;
+    let hub_person = hub.person();
+    let alice = device(&hub_person).await;
+    let diary = conversation(&alice, "diary").await;
+    let _ = alice.grant(&diary, &hub_person).await.unwrap();
+    let report = alice.sync_once(&hub_url, Duration::from_secs(10)).await;
+    assert!(report.unwrap().synced);
+    let diary_object = json(r#"{"$type":"Conversation","id":"diary"}"#);
+    for statement_first in [true, false] {
+        let identity = chum::Identity::new_person(1).unwrap();
+        let key = identity.person_key().unwrap().clone();
+        let trudy = Instance::builder()
+            .memory()
+            .identity(identity)
+            .use_hub(hub_person.clone())
+            .open()
+            .await
+            .unwrap();
+        let mut events = trudy.events();
+        let _ = trudy.put(&diary_object).await.unwrap();
+        let _ = trudy.grant(&diary, &hub_person).await.unwrap();
+        let intrusion = say(&trudy, &diary, "intrusion").await;
+        let group = chum_access::grant::group(&trudy.person(), "friends").unwrap();
+        let members =
+            chum_access::GroupMembers::issue(&key, group.cid().clone(), &[alice.person()], 2)
+                .unwrap();
+        let to_group =
+            chum_access::Access::issue(&key, diary.clone(), group.cid().clone(), 3).unwrap();
+        // The group (with the grant, which brings it along, or alone) first.
+        let mut first = vec![&group];
+        let mut second = Vec::new();
+        if statement_first {
+            first.push(&members.object);
+            second.push(&to_group.object);
+        } else {
+            first.push(&to_group.object);
+            second.push(&members.object);
+        }
+        for objects in [first, second.clone()] {
+            let pairs: Vec<(Cid, Vec<u8>)> = objects
+                .iter()
+                .map(|object| (object.cid().clone(), object.bytes().to_vec()))
+                .collect();
+            trudy.store().put_many(&pairs).await.unwrap();
+            for _ in 0..2 {
+                let report = trudy.sync_once(&hub_url, Duration::from_secs(10)).await;
+                assert!(report.unwrap().synced);
+            }
+        }
+        let late = second[0].cid().clone();
+        wait_for(&mut events, |event| {
+            matches!(event, chum::Event::PeerRefused { cids, reason, .. }
+                if cids.contains(&late) && reason.contains("sent this hub itself"))
+        })
+        .await;
+        assert!(
+            !hub.has(&late).await.unwrap(),
+            "statement first: {statement_first}"
+        );
+        assert!(hub.has(&intrusion).await.unwrap());
+        let report = alice.sync_once(&hub_url, Duration::from_secs(10)).await;
+        assert!(report.unwrap().synced);
+        assert!(
+            !alice.has(&intrusion).await.unwrap(),
+            "statement first: {statement_first}"
+        );
+    }
+}
