@@ -166,6 +166,9 @@ pub async fn names_others_own(
     value: &Value,
     batch: &GroupPolicy,
 ) -> Result<Option<PersonId>> {
+    if !matches!(value.type_name(), Some(ACCESS_TYPE | GROUP_MEMBERS_TYPE)) {
+        return Ok(None);
+    }
     let Ok(object) = Object::from_value(value) else {
         return Ok(None);
     };

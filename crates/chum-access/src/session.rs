@@ -664,6 +664,7 @@ impl Granted {
                     .map_err(backend)?;
                 if covered
                     && let Some(value) = &value
+                    && is_group_policy(value)
                     && self
                         .names_others_own(store, value, &together)
                         .await

@@ -337,9 +337,8 @@ impl Options {
     /// arrive meanwhile; a write arriving later commits at once. A database that commits
     /// fast (a quiet one) costs a write next to nothing more; one that is slow to commit
     /// (busy) gets fewer, larger transactions and does less per object. In the load test at
-    /// 1,000 objects/s, PostgreSQL's CPU per message fell by about a fifth and
-    /// device-to-device p99 by about 40 %; at 200/s, latency is unchanged
-    /// (`docs/load.md`).
+    /// 1,000 objects/s, PostgreSQL's CPU per message fell by about a sixth and
+    /// device-to-device p99 by 6–22 %; at 200/s, latency is unchanged (`docs/load.md`).
     pub fn commit_gap(mut self, gap: Duration) -> Options {
         self.commit_gap = gap;
         self

@@ -711,6 +711,48 @@ async fn a_grant_one_device_made_covers_what_another_writes_later() {
     }
 }
 
+/// A stranger (a new person with its key at hand) who uses the hub, has written `conversation`
+/// (the ID object `{"$type":"Conversation","id":"diary"}`), granted it to the hub and written
+/// `text` into it; with a group of its own naming `victim` and a grant of the conversation to
+/// that group, made but not stored. The stranger, its message, and the group, statement and
+/// grant objects.
+async fn stranger_with_group(
+    hub_person: &chum::PersonId,
+    conversation: &Cid,
+    victim: &chum::PersonId,
+    text: &str,
+) -> (Instance, Cid, [chum::Object; 3]) {
+    let identity = chum::Identity::new_person(1).unwrap();
+    let key = identity.person_key().unwrap().clone();
+    let stranger = Instance::builder()
+        .memory()
+        .identity(identity)
+        .use_hub(hub_person.clone())
+        .open()
+        .await
+        .unwrap();
+    let same = json(r#"{"$type":"Conversation","id":"diary"}"#);
+    assert_eq!(stranger.put(&same).await.unwrap().id(), Some(conversation));
+    let _ = stranger.grant(conversation, hub_person).await.unwrap();
+    let message = say(&stranger, conversation, text).await;
+    let group = chum_access::grant::group(&stranger.person(), "friends").unwrap();
+    let group_cid = group.cid().clone();
+    let members =
+        chum_access::GroupMembers::issue(&key, group_cid.clone(), std::slice::from_ref(victim), 2)
+            .unwrap();
+    let to_group = chum_access::Access::issue(&key, conversation.clone(), group_cid, 3).unwrap();
+    (stranger, message, [group, members.object, to_group.object])
+}
+
+/// Stores `objects` at `instance` as they are.
+async fn store_objects(instance: &Instance, objects: &[&chum::Object]) {
+    let pairs: Vec<(Cid, Vec<u8>)> = objects
+        .iter()
+        .map(|object| (object.cid().clone(), object.bytes().to_vec()))
+        .collect();
+    instance.store().put_many(&pairs).await.unwrap();
+}
+
 /// A stranger who knows the ID of a person's conversation (ID objects are deterministic)
 /// grants it to the hub and to that person, and writes into it. The hub refuses the grant —
 /// the conversation is what that person sent it — so the message reaches none of her
@@ -759,36 +801,17 @@ async fn a_stranger_cannot_write_into_a_persons_conversation_through_a_hub() {
     assert!(!hub.has(to_alice.cid()).await.unwrap());
 
     // Trudy puts Alice in a group of hers and grants the diary to the group, both at once.
-    let identity = chum::Identity::new_person(1).unwrap();
-    let key = identity.person_key().unwrap().clone();
-    let trudy = Instance::builder()
-        .memory()
-        .identity(identity)
-        .use_hub(hub_person.clone())
-        .open()
-        .await
-        .unwrap();
+    let (trudy, intrusion_too, [group, members, to_group]) =
+        stranger_with_group(&hub_person, &diary, &alice.person(), "intrusion too").await;
     let mut trudy_events = trudy.events();
-    assert_eq!(trudy.put(&diary_object).await.unwrap().id(), Some(&diary));
-    let _ = trudy.grant(&diary, &hub_person).await.unwrap();
-    let group = chum_access::grant::group(&trudy.person(), "friends").unwrap();
-    let members =
-        chum_access::GroupMembers::issue(&key, group.cid().clone(), &[alice.person()], 2).unwrap();
-    let to_group = chum_access::Access::issue(&key, diary.clone(), group.cid().clone(), 3).unwrap();
-    let policy: Vec<(Cid, Vec<u8>)> = [&group, &members.object, &to_group.object]
-        .iter()
-        .map(|object| (object.cid().clone(), object.bytes().to_vec()))
-        .collect();
-    trudy.store().put_many(&policy).await.unwrap();
-    let intrusion_too = say(&trudy, &diary, "intrusion too").await;
+    store_objects(&trudy, &[&group, &members, &to_group]).await;
     for _ in 0..2 {
         let report = trudy.sync_once(&hub_url, Duration::from_secs(10)).await;
         assert!(report.unwrap().synced);
     }
     // The grant or the statement is refused, whichever came second.
     let refused = wait_for(&mut trudy_events, |event| {
-        refused_with(to_group.object.cid().clone())(event)
-            || refused_with(members.object.cid().clone())(event)
+        refused_with(to_group.cid().clone())(event) || refused_with(members.cid().clone())(event)
     })
     .await;
     assert!(
@@ -796,8 +819,7 @@ async fn a_stranger_cannot_write_into_a_persons_conversation_through_a_hub() {
         "trudy's message, as hers"
     );
     assert!(
-        !(hub.has(to_group.object.cid()).await.unwrap()
-            && hub.has(members.object.cid()).await.unwrap()),
+        !(hub.has(to_group.cid()).await.unwrap() && hub.has(members.cid()).await.unwrap()),
         "{refused:?}"
     );
 
@@ -878,49 +900,24 @@ async fn a_group_grant_cannot_reach_into_a_members_data_in_either_order() {
     let _ = alice.grant(&diary, &hub_person).await.unwrap();
     let report = alice.sync_once(&hub_url, Duration::from_secs(10)).await;
     assert!(report.unwrap().synced);
-    let diary_object = json(r#"{"$type":"Conversation","id":"diary"}"#);
     for statement_first in [true, false] {
-        let identity = chum::Identity::new_person(1).unwrap();
-        let key = identity.person_key().unwrap().clone();
-        let trudy = Instance::builder()
-            .memory()
-            .identity(identity)
-            .use_hub(hub_person.clone())
-            .open()
-            .await
-            .unwrap();
+        let (trudy, intrusion, [group, members, to_group]) =
+            stranger_with_group(&hub_person, &diary, &alice.person(), "intrusion").await;
         let mut events = trudy.events();
-        let _ = trudy.put(&diary_object).await.unwrap();
-        let _ = trudy.grant(&diary, &hub_person).await.unwrap();
-        let intrusion = say(&trudy, &diary, "intrusion").await;
-        let group = chum_access::grant::group(&trudy.person(), "friends").unwrap();
-        let members =
-            chum_access::GroupMembers::issue(&key, group.cid().clone(), &[alice.person()], 2)
-                .unwrap();
-        let to_group =
-            chum_access::Access::issue(&key, diary.clone(), group.cid().clone(), 3).unwrap();
         // The group (with the grant, which brings it along, or alone) first.
-        let mut first = vec![&group];
-        let mut second = Vec::new();
-        if statement_first {
-            first.push(&members.object);
-            second.push(&to_group.object);
+        let (first, second) = if statement_first {
+            (members.clone(), to_group.clone())
         } else {
-            first.push(&to_group.object);
-            second.push(&members.object);
-        }
-        for objects in [first, second.clone()] {
-            let pairs: Vec<(Cid, Vec<u8>)> = objects
-                .iter()
-                .map(|object| (object.cid().clone(), object.bytes().to_vec()))
-                .collect();
-            trudy.store().put_many(&pairs).await.unwrap();
+            (to_group.clone(), members.clone())
+        };
+        for objects in [vec![&group, &first], vec![&second]] {
+            store_objects(&trudy, &objects).await;
             for _ in 0..2 {
                 let report = trudy.sync_once(&hub_url, Duration::from_secs(10)).await;
                 assert!(report.unwrap().synced);
             }
         }
-        let late = second[0].cid().clone();
+        let late = second.cid().clone();
         wait_for(&mut events, |event| {
             matches!(event, chum::Event::PeerRefused { cids, reason, .. }
                 if cids.contains(&late) && reason.contains("sent this hub itself"))
