@@ -393,15 +393,22 @@ impl RedbStore {
     /// Runs `work` in a write transaction and commits it durably when `work` returns
     /// `Ok(true)`; `Ok(false)` (nothing changed) aborts it, saving the fsync.
     fn write(&self, work: impl FnOnce(&redb::WriteTransaction) -> Result<bool>) -> Result<()> {
+        let result = self.write_once(work);
+        // Later reads must see this commit (or whatever a failed commit left). Also when this
+        // one wrote nothing: taking the write lock waited for the write before it, whose own
+        // count may not have moved yet, and a read here must not reuse a snapshot from before
+        // that write (a query finding the index log settled by another would miss its keys).
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
+    fn write_once(&self, work: impl FnOnce(&redb::WriteTransaction) -> Result<bool>) -> Result<()> {
         let mut txn = self.db.begin_write().map_err(backend)?;
         txn.set_durability(Durability::Immediate).map_err(backend)?;
         if !work(&txn)? {
             return txn.abort().map_err(backend);
         }
-        let committed = txn.commit().map_err(backend);
-        // Later reads must see this commit (or whatever a failed commit left).
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        committed
+        txn.commit().map_err(backend)
     }
 
     /// Whether the index log holds keys not yet in their tables.
