@@ -6,13 +6,15 @@
 //! each on its own in-memory store, each holding one encrypted session to a hub over
 //! WebSocket on 127.0.0.1 (`connect_any` to both hubs, its own first: the devices of a person
 //! are spread over both). Each person writes into its own conversation, granted to the hub
-//! and to `GRANTS` other persons; every device writes and receives. For `SECONDS` the devices
-//! write `RATE` messages a second in all; half-way one hub process is killed (SIGKILL) and
-//! its devices reconnect to the other.
+//! and to `GRANTS` other persons (default 0: a message reaches its person's other devices; 1
+//! in the quick run); every device writes and receives. For `SECONDS` the devices write `RATE`
+//! messages a second in all; half-way one hub process is killed (SIGKILL) and its devices
+//! reconnect to the other.
 //!
 //! Reported: sessions held, objects/s written and deliveries/s through the hubs, live latency
 //! from a device's write to its arrival at another device (p50/p99, by the harness's
-//! clock — one process), acknowledgement latency (a device's write until its hub said it
+//! clock — one process; before the kill, after it once every device was connected again, and
+//! p99 by the second from the kill), acknowledgement latency (a device's write until its hub said it
 //! stored it: the inbound half), reconnection after the kill, hub RSS, the CPU time the hubs, the
 //! simulated devices (this process) and PostgreSQL used while writing (from `/proc`; per
 //! message too: what tells whether the machine, not the hubs, is the limit), database size, acknowledged
@@ -63,7 +65,7 @@ impl Config {
             devices: 10,
             seconds: 40,
             rate: 1_000.0,
-            grants: 1,
+            grants: 0,
             kill: true,
             // The two hubs share this machine's cores with the database and the devices:
             // half the cores each.
@@ -74,6 +76,8 @@ impl Config {
             commit_gap_ms: None,
         };
         let mut chum = None;
+        let mut grants = None;
+        let mut quick = false;
         let mut args = std::env::args().skip(1);
         let number = |value: Option<String>, what: &str| -> Result<f64, String> {
             value
@@ -85,6 +89,7 @@ impl Config {
             match arg.as_str() {
                 "--chum" => chum = args.next().map(PathBuf::from),
                 "--quick" => {
+                    quick = true;
                     config.persons = 8;
                     config.devices = 3;
                     config.seconds = 8;
@@ -94,7 +99,7 @@ impl Config {
                 "--devices" => config.devices = number(args.next(), "--devices")? as usize,
                 "--seconds" => config.seconds = number(args.next(), "--seconds")? as u64,
                 "--rate" => config.rate = number(args.next(), "--rate")?,
-                "--grants" => config.grants = number(args.next(), "--grants")? as usize,
+                "--grants" => grants = Some(number(args.next(), "--grants")? as usize),
                 "--no-kill" => config.kill = false,
                 "--hub-threads" => {
                     config.hub_threads = number(args.next(), "--hub-threads")?.max(1.0) as u16;
@@ -105,12 +110,27 @@ impl Config {
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
+        // The full size is the scenario of the figures: each person's messages reach that
+        // person's own devices. The quick run (CI's) also shares each conversation with the
+        // next person, so that forwarding granted objects, and only those, is checked too.
+        config.grants = grants.unwrap_or(usize::from(quick));
         config.chum = chum.ok_or("--chum PATH (the chum binary) is required")?;
         if config.persons < 2 || config.devices < 1 || config.grants >= config.persons {
             return Err("at least 2 persons, 1 device each, fewer grants than persons".into());
         }
         Ok(config)
     }
+}
+
+/// When a message was written, against the hub kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before the kill, or in a run without one.
+    Before,
+    /// After the kill, before every device was connected again.
+    Moving,
+    /// Once every device was connected again.
+    After,
 }
 
 /// A running hub process, killed on drop.
@@ -641,31 +661,43 @@ async fn run(config: Config) -> Result<bool, String> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let settled_after = settle.elapsed();
-    // Steady: written while no session was moving to the other hub (before the kill, or
-    // after every device was connected again).
+    // Latency by when the object was written: before the kill (or the whole run without
+    // one), while sessions moved to the other hub, and after every device was connected
+    // again (the backlog of the move drains in these first seconds).
     let moving = killed_at.map(|at| (at, at + reconnected_after.unwrap_or_default()));
+    let phase = |sent_at: Instant| match moving {
+        Some((from, _)) if sent_at < from => Phase::Before,
+        Some((_, to)) if sent_at <= to => Phase::Moving,
+        Some(_) => Phase::After,
+        None => Phase::Before,
+    };
     let mut latencies: Vec<f64> = Vec::new();
-    let mut steady: Vec<f64> = Vec::new();
+    let mut before: Vec<f64> = Vec::new();
+    let mut after: Vec<f64> = Vec::new();
+    // p99 by the second (after the kill) the object was written in.
+    let mut after_kill: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    let mut by_second: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
     for (index, cid, at) in received.lock().map_err(error)?.iter() {
         let Some(sent_at) = expected.get(&(*index, cid.clone())) else {
             continue;
         };
         let ms = at.saturating_duration_since(*sent_at).as_secs_f64() * 1e3;
         latencies.push(ms);
-        if moving.is_none_or(|(from, to)| *sent_at < from || *sent_at > to) {
-            steady.push(ms);
+        match phase(*sent_at) {
+            Phase::Before => before.push(ms),
+            Phase::Moving => {}
+            Phase::After => after.push(ms),
         }
+        if let Some(kill) = killed_at
+            && *sent_at >= kill
+        {
+            let second = sent_at.saturating_duration_since(kill).as_secs();
+            after_kill.entry(second).or_default().push(ms);
+        }
+        let second = sent_at.saturating_duration_since(write_started).as_secs();
+        by_second.entry(second).or_default().push(ms);
     }
     if std::env::var_os("CHUM_LOAD_TIMELINE").is_some() {
-        // Latency by the second the object was written in.
-        let mut by_second: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-        for (index, cid, at) in received.lock().map_err(error)?.iter() {
-            if let Some(sent_at) = expected.get(&(*index, cid.clone())) {
-                let second = sent_at.saturating_duration_since(write_started).as_secs();
-                let ms = at.saturating_duration_since(*sent_at).as_secs_f64() * 1e3;
-                by_second.entry(second).or_default().push(ms);
-            }
-        }
         for (second, mut ms) in by_second {
             ms.sort_by(f64::total_cmp);
             eprintln!(
@@ -676,8 +708,17 @@ async fn run(config: Config) -> Result<bool, String> {
             );
         }
     }
+    let after_kill: Vec<f64> = after_kill
+        .into_values()
+        .take(8)
+        .map(|mut ms| {
+            ms.sort_by(f64::total_cmp);
+            percentile(&ms, 0.99)
+        })
+        .collect();
     latencies.sort_by(f64::total_cmp);
-    steady.sort_by(f64::total_cmp);
+    before.sort_by(f64::total_cmp);
+    after.sort_by(f64::total_cmp);
     let deliveries = latencies.len();
 
     // Nothing acknowledged is missing from the database.
@@ -686,10 +727,10 @@ async fn run(config: Config) -> Result<bool, String> {
         .lock()
         .map_err(error)?
         .iter()
-        // The steady part, as for deliveries.
+        // Before the kill, as for deliveries.
         .map(|(cid, at, took)| {
-            let steady = moving.is_none_or(|(from, to)| *at < from || *at > to);
-            (cid.clone(), steady.then_some(took.as_secs_f64() * 1e3))
+            let before = phase(*at) == Phase::Before;
+            (cid.clone(), before.then_some(took.as_secs_f64() * 1e3))
         })
         .fold(
             (Vec::new(), Vec::new()),
@@ -816,18 +857,42 @@ async fn run(config: Config) -> Result<bool, String> {
         "deliveries through the hubs   {deliveries} = {:.0}/s over the writing time",
         deliveries as f64 / writing.as_secs_f64()
     );
+    let part = if killed_at.is_some() {
+        "before the kill"
+    } else {
+        "the whole run"
+    };
     println!(
-        "live latency device → device  steady: p50 {:.1} ms, p99 {:.1} ms ({} deliveries); \
-         all, the kill included: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&steady, 0.5),
-        percentile(&steady, 0.99),
-        steady.len(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies.last().copied().unwrap_or(f64::NAN)
+        "live latency device → device  {part}: p50 {:.1} ms, p99 {:.1} ms ({} deliveries)",
+        percentile(&before, 0.5),
+        percentile(&before, 0.99),
+        before.len(),
     );
+    if killed_at.is_some() {
+        println!(
+            "  after the kill               written once every device was connected again: \
+             p50 {:.1} ms, p99 {:.1} ms ({} deliveries)",
+            percentile(&after, 0.5),
+            percentile(&after, 0.99),
+            after.len(),
+        );
+        println!(
+            "  p99 by second from the kill  {} ms",
+            after_kill
+                .iter()
+                .map(|ms| format!("{ms:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "  all, the kill included       p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies.last().copied().unwrap_or(f64::NAN)
+        );
+    }
     println!(
-        "acknowledgement latency       steady: p50 {:.1} ms, p99 {:.1} ms (a device's write \
+        "acknowledgement latency       {part}: p50 {:.1} ms, p99 {:.1} ms (a device's write \
          until its hub said it stored it)",
         percentile(&ack_ms, 0.5),
         percentile(&ack_ms, 0.99),
