@@ -134,8 +134,27 @@ pub(crate) struct Shared {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// See [`Options::commit_gap`].
     commit_gap: Duration,
-    /// When the latest group of writes finished committing, and how long it took.
-    last_commit: Mutex<Option<(tokio::time::Instant, Duration)>>,
+    /// The latest group of writes to commit.
+    last_commit: Mutex<Option<LastCommit>>,
+}
+
+/// A group of writes that committed: when, how long it took, and whether writers were
+/// concurrent (the group took several writes, or others were waiting when it ended).
+#[derive(Debug, Clone, Copy)]
+struct LastCommit {
+    ended: tokio::time::Instant,
+    took: Duration,
+    concurrent: bool,
+}
+
+impl LastCommit {
+    /// Until when the next group waits for more writes to join it (see
+    /// [`Options::commit_gap`]): as long as this commit took, at most `gap`, but only after
+    /// a commit of concurrent writers. A writer alone, putting one batch after the other,
+    /// commits each at once.
+    fn wait_until(&self, gap: Duration) -> Option<tokio::time::Instant> {
+        self.concurrent.then(|| self.ended + self.took.min(gap))
+    }
 }
 
 /// One call's write, waiting in [`Shared::queue`].
@@ -332,11 +351,13 @@ impl Options {
     }
 
     /// The most a grouped commit waits after the previous one (default
-    /// [`DEFAULT_COMMIT_GAP`], 15 ms; zero: no wait). Right after a commit, the next group
+    /// [`DEFAULT_COMMIT_GAP`], 15 ms; zero: no wait). Right after a commit of concurrent
+    /// writers (it took several writes, or more were queued when it ended), the next group
     /// waits as long as that commit took, within this bound, and takes along the writes that
-    /// arrive meanwhile; a write arriving later commits at once. A database that commits
-    /// fast (a quiet one) costs a write next to nothing more; one that is slow to commit
-    /// (busy) gets fewer, larger transactions and does less per object. In the load test at
+    /// arrive meanwhile; a write arriving later commits at once, and so does every batch of a
+    /// writer alone, putting one after another. A database that commits fast (a quiet one)
+    /// costs a write next to nothing more; one that is slow to commit (busy) gets fewer,
+    /// larger transactions and does less per object. In the load test at
     /// 1,000 objects/s, PostgreSQL's CPU per message fell by about a sixth and
     /// device-to-device p99 by 6–22 %; at 200/s, latency is unchanged (`docs/load.md`).
     pub fn commit_gap(mut self, gap: Duration) -> Options {
@@ -822,16 +843,16 @@ impl PostgresStore {
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return lost(),
                 Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
             }
-            // Right after a commit, wait as long as it took (at most the gap), gathering what
-            // arrives meanwhile: a database that takes long to commit gets fewer, larger
-            // transactions; a quiet one waits next to nothing.
+            // Right after a commit that others' writes waited for, wait as long as it took
+            // (at most the gap), gathering what arrives meanwhile: a database that takes long
+            // to commit gets fewer, larger transactions; a quiet one waits next to nothing.
             let last = *self
                 .shared
                 .last_commit
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((ended, took)) = last {
-                tokio::time::sleep_until(ended + took.min(self.shared.commit_gap)).await;
+            if let Some(until) = last.and_then(|last| last.wait_until(self.shared.commit_gap)) {
+                tokio::time::sleep_until(until).await;
             }
             let jobs = self.take_group();
             let mine = jobs.iter().any(|job| job.id == id);
@@ -843,15 +864,7 @@ impl PostgresStore {
             let store = self.clone();
             let group = tokio::spawn(async move {
                 let _gate = gate;
-                let started = tokio::time::Instant::now();
                 store.write_group(jobs).await;
-                let ended = tokio::time::Instant::now();
-                *store
-                    .shared
-                    .last_commit
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some((ended, ended - started));
             });
             if mine {
                 return answer.await.unwrap_or_else(|_| lost());
@@ -887,10 +900,14 @@ impl PostgresStore {
         queue.drain(..take).collect()
     }
 
-    /// Commits `jobs`: those of each scope together, in one transaction.
+    /// Commits `jobs`: those of each scope together, in one transaction. Records the commit
+    /// ([`LastCommit`]) before answering, so a writer's next batch is not counted as waiting.
     async fn write_group(&self, jobs: Vec<Job>) {
+        let started = tokio::time::Instant::now();
+        let several = jobs.len() > 1;
         let (shared, local): (Vec<Job>, Vec<Job>) =
             jobs.into_iter().partition(|job| job.scope == Scope::Shared);
+        let mut answers = Vec::new();
         for (jobs, scope) in [(shared, Scope::Shared), (local, Scope::Local)] {
             if jobs.is_empty() {
                 continue;
@@ -914,9 +931,23 @@ impl PostgresStore {
                     Ok(changed) => Ok(changed[start..end].to_vec()),
                     Err(error) => Err(error.clone()),
                 };
-                let _ = done.send(answer);
+                answers.push((done, answer));
                 start = end;
             }
+        }
+        let ended = tokio::time::Instant::now();
+        let concurrent = several || !self.queue().is_empty();
+        *self
+            .shared
+            .last_commit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(LastCommit {
+            ended,
+            took: ended - started,
+            concurrent,
+        });
+        for (done, answer) in answers {
+            let _ = done.send(answer);
         }
     }
 
@@ -1877,7 +1908,29 @@ pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{hex, prefix_end, unhex};
+    use super::{LastCommit, hex, prefix_end, unhex};
+    use std::time::Duration;
+
+    /// The next group waits as long as the last commit took, within the gap, and only after
+    /// a commit of concurrent writers (a lone writer's next batch commits at once).
+    #[test]
+    fn the_next_group_waits_only_after_a_commit_others_waited_for() {
+        let ended = tokio::time::Instant::now();
+        let commit = |took_ms, concurrent| LastCommit {
+            ended,
+            took: Duration::from_millis(took_ms),
+            concurrent,
+        };
+        let gap = Duration::from_millis(15);
+        assert_eq!(
+            commit(8, true).wait_until(gap),
+            Some(ended + Duration::from_millis(8))
+        );
+        assert_eq!(commit(40, true).wait_until(gap), Some(ended + gap));
+        assert_eq!(commit(8, true).wait_until(Duration::ZERO), Some(ended));
+        assert_eq!(commit(8, false).wait_until(gap), None);
+        assert_eq!(commit(40, false).wait_until(gap), None);
+    }
 
     /// The lookups and the writes' statements are planned once per connection, possibly
     /// while the tables are empty: each plan must still be an index lookup (no scan of a
