@@ -708,12 +708,14 @@ async fn run(config: Config) -> Result<bool, String> {
             );
         }
     }
-    let after_kill: Vec<f64> = after_kill
-        .into_values()
-        .take(8)
-        .map(|mut ms| {
-            ms.sort_by(f64::total_cmp);
-            percentile(&ms, 0.99)
+    // The first 8 seconds from the kill ("-": nothing written in that second).
+    let after_kill: Vec<String> = (0..8u64)
+        .map(|second| match after_kill.get_mut(&second) {
+            Some(ms) => {
+                ms.sort_by(f64::total_cmp);
+                format!("{:.0}", percentile(ms, 0.99))
+            }
+            None => "-".to_owned(),
         })
         .collect();
     latencies.sort_by(f64::total_cmp);
@@ -878,11 +880,7 @@ async fn run(config: Config) -> Result<bool, String> {
         );
         println!(
             "  p99 by second from the kill  {} ms",
-            after_kill
-                .iter()
-                .map(|ms| format!("{ms:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            after_kill.join(", ")
         );
         println!(
             "  all, the kill included       p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
