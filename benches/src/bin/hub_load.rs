@@ -325,6 +325,7 @@ async fn run(config: Config) -> Result<bool, String> {
         } else {
             String::new()
         },
+        tls: None,
     })?;
     if std::env::var_os("CHUM_LOAD_PG_STATS").is_some() {
         psql(&cluster, "CREATE EXTENSION pg_stat_statements")?;

@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL cluster for tests, benchmarks and load runs: `initdb` and `pg_ctl`
 //! of an installed PostgreSQL (Debian's `postgresql` package: `/usr/lib/postgresql/N/bin`) in
-//! a temporary directory, reachable only through a unix socket in that directory, with trust
-//! authentication for its `postgres` user. Stopped and removed on drop.
+//! a temporary directory, reachable through a unix socket in that directory (and, with
+//! [`ClusterOptions::tls`], over TLS on 127.0.0.1), with trust authentication for its
+//! `postgres` user. Stopped and removed on drop.
 //!
 //! PostgreSQL refuses to run as root: as root, the cluster runs as the `postgres` system user
 //! (which the package creates) through `runuser`.
@@ -28,6 +29,18 @@ pub struct ClusterOptions {
     pub shared_buffers_mb: u32,
     /// More `postgresql.conf` lines (e.g. `shared_preload_libraries = 'pg_stat_statements'`).
     pub settings: String,
+    /// Also listen on 127.0.0.1 (a free port), for TLS connections only: plain TCP is
+    /// refused. See [`TempCluster::tcp_url`].
+    pub tls: Option<ClusterTls>,
+}
+
+/// The server's certificate for [`ClusterOptions::tls`].
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    /// The certificate chain, PEM, leaf first.
+    pub cert_pem: String,
+    /// Its private key, PEM.
+    pub key_pem: String,
 }
 
 impl Default for ClusterOptions {
@@ -37,6 +50,7 @@ impl Default for ClusterOptions {
             max_connections: 200,
             shared_buffers_mb: 128,
             settings: String::new(),
+            tls: None,
         }
     }
 }
@@ -139,10 +153,18 @@ impl TempCluster {
         } else {
             None
         };
+        // Over TCP, a port of its own; a socket's number alone need not be free.
+        let port = match &options.tls {
+            Some(_) => std::net::TcpListener::bind(("127.0.0.1", 0))
+                .and_then(|listener| listener.local_addr())
+                .map_err(|error| format!("no free port on 127.0.0.1: {error}"))?
+                .port(),
+            None => 5432,
+        };
         let cluster = TempCluster {
             dir,
             bin,
-            port: 5432,
+            port,
             run_as,
         };
         cluster.tool(
@@ -160,9 +182,18 @@ impl TempCluster {
                 "--no-instructions",
             ],
         )?;
+        let tls = match &options.tls {
+            Some(tls) => cluster.tls_files(tls)?,
+            None => String::new(),
+        };
         let settings = format!(
-            "\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {}\n\
-             fsync = {}\nmax_connections = {}\nshared_buffers = {}MB\n{}\n",
+            "\nlisten_addresses = '{}'\nunix_socket_directories = '{}'\nport = {}\n\
+             fsync = {}\nmax_connections = {}\nshared_buffers = {}MB\n{tls}{}\n",
+            if options.tls.is_some() {
+                "127.0.0.1"
+            } else {
+                ""
+            },
             cluster.dir.display(),
             cluster.port,
             if options.fsync { "on" } else { "off" },
@@ -194,6 +225,37 @@ impl TempCluster {
 
     fn data(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// Writes the certificate, its key and a `pg_hba.conf` that takes TCP over TLS only;
+    /// returns the settings that use them.
+    fn tls_files(&self, tls: &ClusterTls) -> Result<String, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let write = |name: &str, text: &str| -> Result<PathBuf, String> {
+            let path = self.dir.join(name);
+            std::fs::write(&path, text)
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|error| format!("cannot restrict {}: {error}", path.display()))?;
+            if self.run_as.is_some() {
+                let (uid, gid) = user_ids("postgres").ok_or("no `postgres` user")?;
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(|error| {
+                    format!("cannot hand {} to postgres: {error}", path.display())
+                })?;
+            }
+            Ok(path)
+        };
+        let cert = write("server.crt", &tls.cert_pem)?;
+        let key = write("server.key", &tls.key_pem)?;
+        write(
+            "data/pg_hba.conf",
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )?;
+        Ok(format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            cert.display(),
+            key.display()
+        ))
     }
 
     /// Runs one of PostgreSQL's tools (as the cluster's user).
@@ -242,6 +304,13 @@ impl TempCluster {
             self.dir.display(),
             self.port
         )
+    }
+
+    /// A `postgres://` URL of database `database` over TCP to `host` (`127.0.0.1` or
+    /// `localhost`), for a cluster started with [`ClusterOptions::tls`] (add `sslmode` and
+    /// `sslrootcert` to taste).
+    pub fn tcp_url(&self, host: &str, database: &str) -> String {
+        format!("postgres://postgres@{host}:{}/{database}", self.port)
     }
 
     /// Creates database `name` (through `psql`-free SQL on the `postgres` database).

@@ -24,8 +24,12 @@
 //! Why `tokio-postgres` with `deadpool-postgres` (rather than `sqlx`): the store needs
 //! prepared statements over arrays (`unnest`), a connection of its own for `LISTEN`, and no
 //! compile-time database; `tokio-postgres` gives exactly that with a small build, and the pool
-//! adds nothing but reuse. Connections are plain (no TLS): run the hubs beside the database
-//! or through a unix socket.
+//! adds nothing but reuse.
+//!
+//! **TLS** (rustls) as libpq's `sslmode` and `sslrootcert` choose ([`Options::from_url`]): by
+//! default a TCP connection is encrypted when the server offers it, its certificate not
+//! checked; `sslmode=verify-full&sslrootcert=/path/ca.pem` (or
+//! [`Options::verify_server`]) checks it. Unix sockets are never encrypted.
 //!
 //! The store needs a tokio runtime (its connections run as tasks on it).
 //!
@@ -47,6 +51,7 @@
 mod cache;
 pub mod cluster;
 mod schema;
+mod tls;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -58,7 +63,6 @@ use chum_object::{Cid, Limits};
 use chum_store::index::{self, IndexEntries, Verified};
 use chum_store::{Error, JournalPage, Lookup, LookupAsk, Query, Result, Scope, Store, SyncDigest};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 pub use crate::schema::SCHEMA_VERSION;
@@ -118,6 +122,8 @@ pub(crate) struct Shared {
     /// [`LOOKUP_SETTINGS`]).
     lookups: Pool,
     pub(crate) config: tokio_postgres::Config,
+    /// Makes the connections' TLS (see the `tls` module).
+    pub(crate) tls: tokio_postgres_rustls::MakeRustlsConnect,
     pub(crate) schema: String,
     /// The `NOTIFY` channel of this schema's writes.
     pub(crate) channel: String,
@@ -204,6 +210,8 @@ pub struct Options {
     pool_size: usize,
     cache_bytes: usize,
     commit_gap: Duration,
+    /// How an encrypted connection checks the server (see the `tls` module).
+    check: tls::Check,
 }
 
 /// Turns a driver error into a store error, with the server's message and SQLSTATE when there
@@ -260,6 +268,13 @@ impl Options {
     /// name a unix socket directory: `postgres://user@localhost/db?host=/run/postgresql`),
     /// plus chum's own parameters `schema` (default [`DEFAULT_SCHEMA`]; lowercase letters,
     /// digits and `_`) and `commit_gap_ms` (see [`Options::commit_gap`]).
+    ///
+    /// TLS as libpq: `sslmode` is `disable`, `prefer` (the default: encrypted when the server
+    /// offers it, the certificate unchecked), `require` (the same, or no connection),
+    /// `verify-ca` (the certificate must chain to a root) or `verify-full` (and name the
+    /// host); `sslrootcert` is a PEM file of roots (with `require`: checked as `verify-ca`)
+    /// or `system` (Mozilla's roots; `verify-full`). Client certificates (`sslcert`,
+    /// `sslkey`) and revocation lists (`sslcrl`) are refused as not supported.
     pub fn from_url(url: &str) -> Result<Options> {
         let invalid = |why: String| Error::Backend(format!("not a PostgreSQL URL: {why}"));
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -269,32 +284,82 @@ impl Options {
         }
         let mut schema = DEFAULT_SCHEMA.to_owned();
         let mut commit_gap = None;
-        let url = match url.split_once('?') {
-            Some((base, query)) => {
-                let mut kept = Vec::new();
-                for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-                    match pair.split_once('=') {
-                        Some(("schema", value)) => schema = value.to_owned(),
-                        Some(("commit_gap_ms", value)) => {
-                            commit_gap =
-                                Some(Duration::from_millis(value.parse().map_err(|_| {
-                                    invalid(format!("commit_gap_ms={value}: not a number"))
-                                })?));
-                        }
-                        _ => kept.push(pair),
-                    }
+        let mut sslmode = None;
+        let mut rootcert = None;
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            match pair.split_once('=') {
+                Some(("schema", value)) => schema = value.to_owned(),
+                Some(("commit_gap_ms", value)) => {
+                    commit_gap =
+                        Some(Duration::from_millis(value.parse().map_err(|_| {
+                            invalid(format!("commit_gap_ms={value}: not a number"))
+                        })?));
                 }
-                if kept.is_empty() {
-                    base.to_owned()
-                } else {
-                    format!("{base}?{}", kept.join("&"))
+                Some(("sslmode", value)) => sslmode = Some(value.to_owned()),
+                Some(("sslrootcert", value)) => {
+                    rootcert = Some(
+                        tls::percent_decode(value)
+                            .map_err(|why| invalid(format!("sslrootcert={why}")))?,
+                    );
                 }
+                Some((
+                    key @ ("sslcert" | "sslkey" | "sslpassword" | "sslcertmode" | "sslcrl"
+                    | "sslcrldir"),
+                    _,
+                )) => {
+                    return Err(invalid(format!(
+                        "{key}: client certificates and revocation lists are not supported \
+                         (sslmode and sslrootcert are)"
+                    )));
+                }
+                _ => kept.push(pair.to_owned()),
             }
-            None => url.to_owned(),
+        }
+        let system = rootcert.as_deref() == Some("system");
+        let roots = match rootcert.as_deref() {
+            None => None,
+            Some("system") => Some(tls::Check::mozilla_roots()),
+            Some(path) => {
+                let what = format!("sslrootcert={path}");
+                let pem = std::fs::read(path)
+                    .map_err(|error| invalid(format!("{what}: cannot read it: {error}")))?;
+                Some(tls::Check::roots_from_pem(&pem, &what)?)
+            }
         };
+        let mode = sslmode
+            .as_deref()
+            .unwrap_or(if system { "verify-full" } else { "prefer" });
+        if system && mode != "verify-full" {
+            return Err(invalid(format!(
+                "sslrootcert=system needs sslmode=verify-full, not {mode}"
+            )));
+        }
+        let checked = |hostname| {
+            tls::Check::roots(
+                roots.clone().unwrap_or_else(tls::Check::mozilla_roots),
+                hostname,
+            )
+        };
+        let (driver_mode, check) = match mode {
+            "disable" | "prefer" => (mode, tls::Check::None),
+            "require" if roots.is_some() => ("require", checked(false)),
+            "require" => ("require", tls::Check::None),
+            "verify-ca" => ("require", checked(false)),
+            "verify-full" => ("require", checked(true)),
+            other => {
+                return Err(invalid(format!(
+                    "sslmode={other}: use disable, prefer, require, verify-ca or verify-full"
+                )));
+            }
+        };
+        kept.push(format!("sslmode={driver_mode}"));
+        let url = format!("{base}?{}", kept.join("&"));
         let config: tokio_postgres::Config =
             url.parse().map_err(|error| invalid(format!("{error}")))?;
-        let options = Options::new(config, &schema)?;
+        let mut options = Options::new(config, &schema)?;
+        options.check = check;
         Ok(match commit_gap {
             Some(gap) => options.commit_gap(gap),
             None => options,
@@ -329,7 +394,25 @@ impl Options {
             pool_size: DEFAULT_POOL_SIZE,
             cache_bytes: DEFAULT_CACHE_BYTES,
             commit_gap: DEFAULT_COMMIT_GAP,
+            check: tls::Check::None,
         })
+    }
+
+    /// Connects over TLS only, and checks the server's certificate: it must chain to one of
+    /// the roots in `roots_pem` (PEM certificates; `None`: Mozilla's roots) and, with
+    /// `hostname`, name the host connected to (`sslmode=verify-full`; without:
+    /// `verify-ca`). A certificate of `roots_pem` that the server presents as its own is
+    /// taken as pinned (within its dates). Without this, a connection is encrypted as the configuration's
+    /// `ssl_mode` says and the certificate is not checked.
+    pub fn verify_server(mut self, roots_pem: Option<&[u8]>, hostname: bool) -> Result<Options> {
+        let roots = match roots_pem {
+            Some(pem) => tls::Check::roots_from_pem(pem, "the root certificates")?,
+            None => tls::Check::mozilla_roots(),
+        };
+        self.config
+            .ssl_mode(tokio_postgres::config::SslMode::Require);
+        self.check = tls::Check::roots(roots, hostname);
+        Ok(self)
     }
 
     /// Holds at most `size` connections (at least 2; default [`DEFAULT_POOL_SIZE`]): half for
@@ -372,7 +455,11 @@ impl Options {
 
     /// Whether the schema holds a chum store already (nothing is created).
     pub async fn exists(&self) -> Result<bool> {
-        let (client, connection) = self.config.connect(NoTls).await.map_err(pg)?;
+        let (client, connection) = self
+            .config
+            .connect(self.check.connector()?)
+            .await
+            .map_err(pg)?;
         let driver = tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -392,9 +479,10 @@ impl Options {
 
     /// Connects, creates or upgrades the schema, and opens the store.
     pub async fn open(self) -> Result<PostgresStore> {
+        let tls = self.check.connector()?;
         let manager = Manager::from_config(
             self.config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -405,7 +493,7 @@ impl Options {
             .map_err(|error| Error::Backend(format!("PostgreSQL connection pool: {error}")))?;
         let lookups = Pool::builder(Manager::from_config(
             lookup_config(&self.config),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -414,7 +502,7 @@ impl Options {
         .build()
         .map_err(|error| Error::Backend(format!("PostgreSQL connection pool: {error}")))?;
         // Migrations run on a connection of their own (their `SET LOCAL` ends with them).
-        let (mut client, connection) = self.config.connect(NoTls).await.map_err(pg)?;
+        let (mut client, connection) = self.config.connect(tls.clone()).await.map_err(pg)?;
         let driver = tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -428,6 +516,7 @@ impl Options {
                 pool,
                 lookups,
                 config: self.config,
+                tls,
                 schema: self.schema,
                 channel,
                 own: Mutex::new(OwnWrites::default()),
@@ -1949,7 +2038,7 @@ mod tests {
         // Creates the (empty) schema.
         options.open().await.unwrap();
         let explain = |config: tokio_postgres::Config, setup: &'static str, sql: &'static str| async move {
-            let (client, connection) = config.connect(NoTls).await.unwrap();
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
             tokio::spawn(connection);
             client.batch_execute(setup).await.unwrap();
             let statement = client.prepare(sql).await.unwrap();

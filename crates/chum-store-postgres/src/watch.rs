@@ -15,7 +15,7 @@ use chum_store::{Added, Store};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::{PostgresStore, Shared};
 
@@ -149,10 +149,14 @@ async fn run(weak: Weak<Shared>, sender: mpsc::Sender<Vec<Added>>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let Some(shared) = weak.upgrade() else { return };
-        let (config, channel) = (shared.config.clone(), shared.channel.clone());
+        let (config, tls, channel) = (
+            shared.config.clone(),
+            shared.tls.clone(),
+            shared.channel.clone(),
+        );
         drop(shared);
         let connected = tokio::select! {
-            connected = config.connect(NoTls) => connected,
+            connected = config.connect(tls) => connected,
             () = sender.closed() => return,
         };
         let (client, mut connection) = match connected {

@@ -1,0 +1,292 @@
+//! TLS to the server (rustls over *ring*), as libpq's `sslmode` and `sslrootcert` choose:
+//!
+//! | `sslmode` | encrypted | the server's certificate |
+//! |---|---|---|
+//! | `disable` | never | — |
+//! | `prefer` (the default) | when the server offers it (never over a unix socket) | not checked |
+//! | `require` | always, or no connection | not checked; with `sslrootcert`, as `verify-ca` |
+//! | `verify-ca` | always | must chain to a root of `sslrootcert` |
+//! | `verify-full` | always | must chain to a root and name the host connected to |
+//!
+//! `sslrootcert` is a PEM file of root certificates, or `system`: Mozilla's roots (as
+//! `webpki-roots` ships them), which without an `sslmode` means `verify-full`. A certificate
+//! of the file that the server presents as its own is taken as pinned, within its dates (a
+//! self-signed server certificate made with `openssl req -x509` is marked as a CA, which
+//! the web PKI's rules refuse as a server's). `verify-ca` and
+//! `verify-full` without `sslrootcert` trust Mozilla's roots too. An unchecked certificate
+//! still encrypts, and SCRAM authentication binds itself to the certificate the client saw
+//! (`SCRAM-SHA-256-PLUS`), so a password is not exposed to a server in the middle; what it
+//! does not tell is which server answered.
+
+use std::sync::Arc;
+
+use chum_store::{Error, Result};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// How the server's certificate is checked on an encrypted connection.
+#[derive(Debug, Clone)]
+pub(crate) enum Check {
+    /// Not checked (encrypted, not authenticated): `prefer` and `require`.
+    None,
+    /// It must chain to one of the roots, or be one of `pinned`; with `hostname`, also name
+    /// the host.
+    Roots {
+        roots: Arc<RootCertStore>,
+        pinned: Arc<Vec<CertificateDer<'static>>>,
+        hostname: bool,
+    },
+}
+
+/// Roots to check a server's certificate against.
+#[derive(Debug, Clone)]
+pub(crate) struct Roots {
+    pub(crate) roots: Arc<RootCertStore>,
+    /// The certificates of a root file, as given.
+    pub(crate) pinned: Arc<Vec<CertificateDer<'static>>>,
+}
+
+impl Check {
+    /// The roots checked, `hostname`: and the name.
+    pub(crate) fn roots(roots: Roots, hostname: bool) -> Check {
+        Check::Roots {
+            roots: roots.roots,
+            pinned: roots.pinned,
+            hostname,
+        }
+    }
+
+    /// Mozilla's roots.
+    pub(crate) fn mozilla_roots() -> Roots {
+        Roots {
+            roots: Arc::new(RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            }),
+            pinned: Arc::new(Vec::new()),
+        }
+    }
+
+    /// The roots of a PEM text (`what` names it in errors): at least one certificate.
+    pub(crate) fn roots_from_pem(pem: &[u8], what: &str) -> Result<Roots> {
+        let mut roots = RootCertStore::empty();
+        let mut pinned = Vec::new();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|error| {
+                Error::Backend(format!("{what}: not a PEM certificate file: {error}"))
+            })?;
+            roots.add(cert.clone()).map_err(|error| {
+                Error::Backend(format!(
+                    "{what}: a certificate that cannot be a root: {error}"
+                ))
+            })?;
+            pinned.push(cert);
+        }
+        if roots.is_empty() {
+            return Err(Error::Backend(format!("{what}: no certificate in it")));
+        }
+        Ok(Roots {
+            roots: Arc::new(roots),
+            pinned: Arc::new(pinned),
+        })
+    }
+
+    /// The connector for the driver.
+    pub(crate) fn connector(&self) -> Result<MakeRustlsConnect> {
+        let provider = Arc::new(ring_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|error| Error::Backend(format!("TLS: {error}")))?;
+        let verifier: Arc<dyn ServerCertVerifier> = match self {
+            Check::None => Arc::new(Unchecked(Arc::clone(&provider))),
+            Check::Roots {
+                roots,
+                pinned,
+                hostname,
+            } => Arc::new(Checked {
+                webpki: WebPkiServerVerifier::builder_with_provider(Arc::clone(roots), provider)
+                    .build()
+                    .map_err(|error| Error::Backend(format!("TLS roots: {error}")))?,
+                pinned: Arc::clone(pinned),
+                hostname: *hostname,
+            }),
+        };
+        let mut config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        // As libpq 17 does: a server may then take TLS without PostgreSQL's own request first.
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
+        Ok(MakeRustlsConnect::new(config))
+    }
+}
+
+/// rustls over *ring* (as `chum-net`'s WSS: no C toolchain beyond the one *ring* brings).
+#[allow(deprecated)]
+fn ring_provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// Takes any certificate, and still checks the handshake's signatures with its key.
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The chain checked against the roots (or the certificate pinned), and with `hostname` the
+/// name (`verify-full`; without: `verify-ca`).
+#[derive(Debug)]
+struct Checked {
+    webpki: Arc<WebPkiServerVerifier>,
+    pinned: Arc<Vec<CertificateDer<'static>>>,
+    hostname: bool,
+}
+
+/// A pinned certificate's dates, as a chain's are checked.
+fn in_dates(
+    end_entity: &CertificateDer<'_>,
+    now: UnixTime,
+) -> std::result::Result<(), rustls::Error> {
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(end_entity)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let validity = &cert.tbs_certificate.validity;
+    let now = now.as_secs();
+    if now < validity.not_before.to_unix_duration().as_secs() {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYet,
+        ));
+    }
+    if now > validity.not_after.to_unix_duration().as_secs() {
+        return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+    }
+    Ok(())
+}
+
+impl ServerCertVerifier for Checked {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|pinned| pinned.as_ref() == end_entity.as_ref())
+        {
+            in_dates(end_entity, now)?;
+            if self.hostname {
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+            }
+            return Ok(ServerCertVerified::assertion());
+        }
+        // The chain is checked before the name: a wrong name means the chain was good.
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.hostname => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// `%XX` escapes of a URL's query value decoded (as libpq decodes them).
+pub(crate) fn percent_decode(value: &str) -> std::result::Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| format!("{value}: a % not followed by two hexadecimal digits"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{value}: not UTF-8 once decoded"))
+}
