@@ -101,20 +101,24 @@ impl Check {
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|error| Error::Backend(format!("TLS: {error}")))?;
-        let verifier: Arc<dyn ServerCertVerifier> = match self {
-            Check::None => Arc::new(Unchecked(Arc::clone(&provider))),
+        let chain = match self {
+            Check::None => None,
             Check::Roots {
                 roots,
                 pinned,
                 hostname,
-            } => Arc::new(Checked {
-                webpki: WebPkiServerVerifier::builder_with_provider(Arc::clone(roots), provider)
-                    .build()
-                    .map_err(|error| Error::Backend(format!("TLS roots: {error}")))?,
+            } => Some(Chain {
+                webpki: WebPkiServerVerifier::builder_with_provider(
+                    Arc::clone(roots),
+                    Arc::clone(&provider),
+                )
+                .build()
+                .map_err(|error| Error::Backend(format!("TLS roots: {error}")))?,
                 pinned: Arc::clone(pinned),
                 hostname: *hostname,
             }),
         };
+        let verifier = Arc::new(Verifier { provider, chain });
         let mut config = builder
             .dangerous()
             .with_custom_certificate_verifier(verifier)
@@ -131,59 +135,18 @@ fn ring_provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
-/// Takes any certificate, and still checks the handshake's signatures with its key.
+/// Checks the server's certificate as a [`Check`] says: with no `chain`, takes any. The
+/// handshake's signatures are always checked with the certificate's key.
 #[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Chain>,
 }
 
 /// The chain checked against the roots (or the certificate pinned), and with `hostname` the
 /// name (`verify-full`; without: `verify-ca`).
 #[derive(Debug)]
-struct Checked {
+struct Chain {
     webpki: Arc<WebPkiServerVerifier>,
     pinned: Arc<Vec<CertificateDer<'static>>>,
     hostname: bool,
@@ -210,7 +173,7 @@ fn in_dates(
     Ok(())
 }
 
-impl ServerCertVerifier for Checked {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -219,20 +182,23 @@ impl ServerCertVerifier for Checked {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        if self
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        if chain
             .pinned
             .iter()
             .any(|pinned| pinned.as_ref() == end_entity.as_ref())
         {
             in_dates(end_entity, now)?;
-            if self.hostname {
+            if chain.hostname {
                 let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
                 rustls::client::verify_server_name(&parsed, server_name)?;
             }
             return Ok(ServerCertVerified::assertion());
         }
         // The chain is checked before the name: a wrong name means the chain was good.
-        match self.webpki.verify_server_cert(
+        match chain.webpki.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -241,7 +207,7 @@ impl ServerCertVerifier for Checked {
         ) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.hostname => Ok(ServerCertVerified::assertion()),
+            )) if !chain.hostname => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -252,7 +218,12 @@ impl ServerCertVerifier for Checked {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -261,11 +232,18 @@ impl ServerCertVerifier for Checked {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
