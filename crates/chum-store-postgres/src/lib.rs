@@ -455,11 +455,12 @@ impl Options {
 
     /// Whether the schema holds a chum store already (nothing is created).
     pub async fn exists(&self) -> Result<bool> {
+        let tls = self.check.connector()?;
         let (client, connection) = self
             .config
-            .connect(self.check.connector()?)
+            .connect(tls.make.clone())
             .await
-            .map_err(pg)?;
+            .map_err(|error| tls.explain(pg(error)))?;
         let driver = tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -482,7 +483,7 @@ impl Options {
         let tls = self.check.connector()?;
         let manager = Manager::from_config(
             self.config.clone(),
-            tls.clone(),
+            tls.make.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -493,7 +494,7 @@ impl Options {
             .map_err(|error| Error::Backend(format!("PostgreSQL connection pool: {error}")))?;
         let lookups = Pool::builder(Manager::from_config(
             lookup_config(&self.config),
-            tls.clone(),
+            tls.make.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -502,7 +503,11 @@ impl Options {
         .build()
         .map_err(|error| Error::Backend(format!("PostgreSQL connection pool: {error}")))?;
         // Migrations run on a connection of their own (their `SET LOCAL` ends with them).
-        let (mut client, connection) = self.config.connect(tls.clone()).await.map_err(pg)?;
+        let (mut client, connection) = self
+            .config
+            .connect(tls.make.clone())
+            .await
+            .map_err(|error| tls.explain(pg(error)))?;
         let driver = tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -516,7 +521,7 @@ impl Options {
                 pool,
                 lookups,
                 config: self.config,
-                tls,
+                tls: tls.make,
                 schema: self.schema,
                 channel,
                 own: Mutex::new(OwnWrites::default()),

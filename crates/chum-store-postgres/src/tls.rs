@@ -18,7 +18,7 @@
 //! (`SCRAM-SHA-256-PLUS`), so a password is not exposed to a server in the middle; what it
 //! does not tell is which server answered.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chum_store::{Error, Result};
 use rustls::client::WebPkiServerVerifier;
@@ -40,6 +40,8 @@ pub(crate) enum Check {
         roots: Arc<RootCertStore>,
         pinned: Arc<Vec<CertificateDer<'static>>>,
         hostname: bool,
+        /// What the roots are, for errors.
+        from: String,
     },
 }
 
@@ -49,6 +51,8 @@ pub(crate) struct Roots {
     pub(crate) roots: Arc<RootCertStore>,
     /// The certificates of a root file, as given.
     pub(crate) pinned: Arc<Vec<CertificateDer<'static>>>,
+    /// What they are, for errors.
+    pub(crate) from: String,
 }
 
 impl Check {
@@ -58,6 +62,7 @@ impl Check {
             roots: roots.roots,
             pinned: roots.pinned,
             hostname,
+            from: roots.from,
         }
     }
 
@@ -68,6 +73,8 @@ impl Check {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             }),
             pinned: Arc::new(Vec::new()),
+            from: "Mozilla's roots (no sslrootcert: name the file of the server's CA with it)"
+                .to_owned(),
         }
     }
 
@@ -92,11 +99,13 @@ impl Check {
         Ok(Roots {
             roots: Arc::new(roots),
             pinned: Arc::new(pinned),
+            from: what.to_owned(),
         })
     }
 
     /// The connector for the driver.
-    pub(crate) fn connector(&self) -> Result<MakeRustlsConnect> {
+    pub(crate) fn connector(&self) -> Result<Connector> {
+        let explained = Arc::new(Mutex::new(None));
         let provider = Arc::new(ring_provider());
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -107,6 +116,7 @@ impl Check {
                 roots,
                 pinned,
                 hostname,
+                from,
             } => Some(Chain {
                 webpki: WebPkiServerVerifier::builder_with_provider(
                     Arc::clone(roots),
@@ -116,6 +126,8 @@ impl Check {
                 .map_err(|error| Error::Backend(format!("TLS roots: {error}")))?,
                 pinned: Arc::clone(pinned),
                 hostname: *hostname,
+                roots_from: from.clone(),
+                explained: Arc::clone(&explained),
             }),
         };
         let verifier = Arc::new(Verifier { provider, chain });
@@ -125,7 +137,38 @@ impl Check {
             .with_no_client_auth();
         // As libpq 17 does: a server may then take TLS without PostgreSQL's own request first.
         config.alpn_protocols = vec![b"postgresql".to_vec()];
-        Ok(MakeRustlsConnect::new(config))
+        Ok(Connector {
+            make: MakeRustlsConnect::new(config),
+            explained,
+        })
+    }
+}
+
+/// The driver's TLS connector, and why it last refused a certificate.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    pub(crate) make: MakeRustlsConnect,
+    explained: Arc<Mutex<Option<String>>>,
+}
+
+impl Connector {
+    /// `error` of a connection, with what the refused certificate was checked against when
+    /// a certificate was refused.
+    pub(crate) fn explain(&self, error: Error) -> Error {
+        match error {
+            Error::Backend(text) if text.contains("invalid peer certificate") => {
+                match self
+                    .explained
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .as_deref()
+                {
+                    Some(why) => Error::Backend(format!("{text}: {why}")),
+                    None => Error::Backend(text),
+                }
+            }
+            other => other,
+        }
     }
 }
 
@@ -150,6 +193,34 @@ struct Chain {
     webpki: Arc<WebPkiServerVerifier>,
     pinned: Arc<Vec<CertificateDer<'static>>>,
     hostname: bool,
+    /// What the roots are, for errors.
+    roots_from: String,
+    /// See [`Connector::explain`].
+    explained: Arc<Mutex<Option<String>>>,
+}
+
+impl Chain {
+    /// Notes for the caller's error what `error` was checked against (and what to do when the
+    /// server's own certificate is a CA's), and returns `error` as it is (so that the
+    /// server hears the alert that fits).
+    fn explain(&self, error: rustls::Error) -> rustls::Error {
+        if let rustls::Error::InvalidCertificate(certificate) = &error {
+            let ca_as_own = matches!(certificate, CertificateError::Other(other)
+                if other.to_string() == "CaUsedAsEndEntity");
+            let hint = if ca_as_own {
+                "the server presented a CA's certificate as its own (as `openssl req -x509` \
+                 makes them): put that certificate in the sslrootcert file to trust it; "
+            } else {
+                ""
+            };
+            *self
+                .explained
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(format!("{hint}checked against {}", self.roots_from));
+        }
+        error
+    }
 }
 
 /// A pinned certificate's dates, as a chain's are checked.
@@ -161,14 +232,23 @@ fn in_dates(
     let cert = x509_cert::Certificate::from_der(end_entity)
         .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
     let validity = &cert.tbs_certificate.validity;
-    let now = now.as_secs();
-    if now < validity.not_before.to_unix_duration().as_secs() {
+    let not_before = validity.not_before.to_unix_duration();
+    let not_after = validity.not_after.to_unix_duration();
+    if now.as_secs() < not_before.as_secs() {
         return Err(rustls::Error::InvalidCertificate(
-            CertificateError::NotValidYet,
+            CertificateError::NotValidYetContext {
+                time: now,
+                not_before: UnixTime::since_unix_epoch(not_before),
+            },
         ));
     }
-    if now > validity.not_after.to_unix_duration().as_secs() {
-        return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+    if now.as_secs() > not_after.as_secs() {
+        return Err(rustls::Error::InvalidCertificate(
+            CertificateError::ExpiredContext {
+                time: now,
+                not_after: UnixTime::since_unix_epoch(not_after),
+            },
+        ));
     }
     Ok(())
 }
@@ -190,10 +270,11 @@ impl ServerCertVerifier for Verifier {
             .iter()
             .any(|pinned| pinned.as_ref() == end_entity.as_ref())
         {
-            in_dates(end_entity, now)?;
+            in_dates(end_entity, now).map_err(|error| chain.explain(error))?;
             if chain.hostname {
                 let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
-                rustls::client::verify_server_name(&parsed, server_name)?;
+                rustls::client::verify_server_name(&parsed, server_name)
+                    .map_err(|error| chain.explain(error))?;
             }
             return Ok(ServerCertVerified::assertion());
         }
@@ -208,7 +289,8 @@ impl ServerCertVerifier for Verifier {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if !chain.hostname => Ok(ServerCertVerified::assertion()),
-            other => other,
+            Err(error) => Err(chain.explain(error)),
+            Ok(verified) => Ok(verified),
         }
     }
 
