@@ -274,7 +274,8 @@ impl Options {
     /// `verify-ca` (the certificate must chain to a root) or `verify-full` (and name the
     /// host); `sslrootcert` is a PEM file of roots (with `require`: checked as `verify-ca`)
     /// or `system` (Mozilla's roots; `verify-full`). Client certificates (`sslcert`,
-    /// `sslkey`) and revocation lists (`sslcrl`) are refused as not supported.
+    /// `sslkey`) and revocation lists (`sslcrl`) are refused as not supported. Over a unix
+    /// socket there is no TLS, whatever `sslmode` says (as libpq).
     pub fn from_url(url: &str) -> Result<Options> {
         let invalid = |why: String| Error::Backend(format!("not a PostgreSQL URL: {why}"));
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -355,6 +356,17 @@ impl Options {
             }
         };
         kept.push(format!("sslmode={driver_mode}"));
+        // As libpq: a `host` in the query replaces the URL's own hosts (the driver would try
+        // both, the URL's first: `localhost` over TCP before the socket the query names).
+        let base = if kept.iter().any(|pair| pair.starts_with("host=")) {
+            let (base, ports) = without_hosts(base);
+            if !ports.is_empty() && !kept.iter().any(|pair| pair.starts_with("port=")) {
+                kept.push(format!("port={}", ports.join(",")));
+            }
+            base
+        } else {
+            base.to_owned()
+        };
         let url = format!("{base}?{}", kept.join("&"));
         let config: tokio_postgres::Config =
             url.parse().map_err(|error| invalid(format!("{error}")))?;
@@ -380,6 +392,7 @@ impl Options {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
+        plain_over_sockets(&mut config);
         // Unqualified names are the store's tables.
         let options = match config.get_options() {
             Some(existing) => {
@@ -411,6 +424,7 @@ impl Options {
         };
         self.config
             .ssl_mode(tokio_postgres::config::SslMode::Require);
+        plain_over_sockets(&mut self.config);
         self.check = tls::Check::roots(roots, hostname);
         Ok(self)
     }
@@ -534,6 +548,46 @@ impl Options {
             }),
             limits: Limits::default(),
         })
+    }
+}
+
+/// A URL without its query, with its hosts taken out, and the ports they named.
+fn without_hosts(base: &str) -> (String, Vec<String>) {
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return (base.to_owned(), Vec::new());
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let (user, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let ports = hosts
+        .split(',')
+        .filter_map(|host| {
+            // `[::1]:5432`, `db:5432`; a bare IPv6 address is bracketed.
+            let after = host.rfind(']').map_or(host, |end| &host[end..]);
+            after
+                .rsplit_once(':')
+                .map(|(_, port)| port.to_owned())
+                .filter(|port| !port.is_empty())
+        })
+        .collect();
+    (format!("{scheme}://{user}{path}"), ports)
+}
+
+/// No TLS where every host is a unix socket (as libpq ignores `sslmode` there; the server
+/// would decline it, and `require` would fail).
+fn plain_over_sockets(config: &mut tokio_postgres::Config) {
+    let hosts = config.get_hosts();
+    if !hosts.is_empty()
+        && hosts
+            .iter()
+            .all(|host| matches!(host, tokio_postgres::config::Host::Unix(_)))
+    {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
     }
 }
 
@@ -2002,8 +2056,34 @@ pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{LastCommit, hex, prefix_end, unhex};
+    use super::{LastCommit, Options, hex, prefix_end, unhex};
     use std::time::Duration;
+    use tokio_postgres::config::{Host, SslMode};
+
+    /// A `host` in the query replaces the URL's own (as libpq), keeping its port; over
+    /// sockets alone there is no TLS.
+    #[test]
+    fn a_host_in_the_query_replaces_the_urls_own() {
+        let config = |url: &str| Options::from_url(url).unwrap().config;
+        let socket =
+            config("postgres://chum@localhost:6000/db?host=/run/postgresql&sslmode=require");
+        assert_eq!(socket.get_hosts(), &[Host::Unix("/run/postgresql".into())]);
+        assert_eq!(socket.get_ports(), &[6000]);
+        assert_eq!(socket.get_user(), Some("chum"));
+        assert_eq!(socket.get_dbname(), Some("db"));
+        assert_eq!(socket.get_ssl_mode(), SslMode::Disable);
+        let other = config("postgres://u:p%40ss@[::1]:7000,db2/x?host=db3&port=1");
+        assert_eq!(other.get_hosts(), &[Host::Tcp("db3".into())]);
+        assert_eq!(other.get_ports(), &[1]);
+        assert_eq!(other.get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(other.get_ssl_mode(), SslMode::Prefer);
+        let kept_port = config("postgres://u@[::1]:7000/x?host=db3");
+        assert_eq!(kept_port.get_ports(), &[7000]);
+        let tcp = config("postgres://u@db:7000/x");
+        assert_eq!(tcp.get_hosts(), &[Host::Tcp("db".into())]);
+        assert_eq!(tcp.get_ports(), &[7000]);
+        assert_eq!(tcp.get_ssl_mode(), SslMode::Prefer);
+    }
 
     /// The next group waits as long as the last commit took, within the gap, and only after
     /// a commit of concurrent writers (a lone writer's next batch commits at once).

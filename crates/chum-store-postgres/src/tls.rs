@@ -3,10 +3,12 @@
 //! | `sslmode` | encrypted | the server's certificate |
 //! |---|---|---|
 //! | `disable` | never | — |
-//! | `prefer` (the default) | when the server offers it (never over a unix socket) | not checked |
+//! | `prefer` (the default) | when the server offers it | not checked |
 //! | `require` | always, or no connection | not checked; with `sslrootcert`, as `verify-ca` |
 //! | `verify-ca` | always | must chain to a root of `sslrootcert` |
 //! | `verify-full` | always | must chain to a root and name the host connected to |
+//!
+//! Over a unix socket there is no TLS, whatever `sslmode` says (as libpq).
 //!
 //! `sslrootcert` is a PEM file of root certificates, or `system`: Mozilla's roots (as
 //! `webpki-roots` ships them), which without an `sslmode` means `verify-full`. A certificate
@@ -14,9 +16,9 @@
 //! self-signed server certificate made with `openssl req -x509` is marked as a CA, which
 //! the web PKI's rules refuse as a server's). `verify-ca` and
 //! `verify-full` without `sslrootcert` trust Mozilla's roots too. An unchecked certificate
-//! still encrypts, and SCRAM authentication binds itself to the certificate the client saw
-//! (`SCRAM-SHA-256-PLUS`), so a password is not exposed to a server in the middle; what it
-//! does not tell is which server answered.
+//! keeps out those who only listen, not one in the middle: that one can pose as the server
+//! (and ask for the password as it likes). Across a network you do not control, use
+//! `verify-full`.
 
 use std::sync::{Arc, Mutex};
 

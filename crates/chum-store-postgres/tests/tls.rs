@@ -105,6 +105,11 @@ async fn sslmode_and_sslrootcert_choose_how_the_server_is_checked() {
         format!("{ip}?schema=a&sslmode=verify-ca&sslrootcert={root}"),
         // require with a root file is verify-ca (as libpq).
         format!("{ip}?schema=a&sslmode=require&sslrootcert={root}"),
+        // Over the unix socket there is no TLS, whatever sslmode says (as libpq).
+        format!(
+            "{}&schema=a&sslmode=verify-full&sslrootcert={root}",
+            tls.cluster.url("postgres")
+        ),
         // A root file's path may be percent-encoded.
         format!(
             "{named}?schema=a&sslmode=verify-full&sslrootcert={}",
