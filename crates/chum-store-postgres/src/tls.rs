@@ -36,15 +36,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 pub(crate) enum Check {
     /// Not checked (encrypted, not authenticated): `prefer` and `require`.
     None,
-    /// It must chain to one of the roots, or be one of `pinned`; with `hostname`, also name
-    /// the host.
-    Roots {
-        roots: Arc<RootCertStore>,
-        pinned: Arc<Vec<CertificateDer<'static>>>,
-        hostname: bool,
-        /// What the roots are, for errors.
-        from: String,
-    },
+    /// It must chain to one of the roots, or be one of them (pinned); with `hostname`, also
+    /// name the host.
+    Roots { roots: Roots, hostname: bool },
 }
 
 /// Roots to check a server's certificate against.
@@ -60,12 +54,7 @@ pub(crate) struct Roots {
 impl Check {
     /// The roots checked, `hostname`: and the name.
     pub(crate) fn roots(roots: Roots, hostname: bool) -> Check {
-        Check::Roots {
-            roots: roots.roots,
-            pinned: roots.pinned,
-            hostname,
-            from: roots.from,
-        }
+        Check::Roots { roots, hostname }
     }
 
     /// Mozilla's roots.
@@ -114,21 +103,16 @@ impl Check {
             .map_err(|error| Error::Backend(format!("TLS: {error}")))?;
         let chain = match self {
             Check::None => None,
-            Check::Roots {
-                roots,
-                pinned,
-                hostname,
-                from,
-            } => Some(Chain {
+            Check::Roots { roots, hostname } => Some(Chain {
                 webpki: WebPkiServerVerifier::builder_with_provider(
-                    Arc::clone(roots),
+                    Arc::clone(&roots.roots),
                     Arc::clone(&provider),
                 )
                 .build()
                 .map_err(|error| Error::Backend(format!("TLS roots: {error}")))?,
-                pinned: Arc::clone(pinned),
+                pinned: Arc::clone(&roots.pinned),
                 hostname: *hostname,
-                roots_from: from.clone(),
+                roots_from: roots.from.clone(),
                 explained: Arc::clone(&explained),
             }),
         };
