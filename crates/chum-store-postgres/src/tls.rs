@@ -110,9 +110,8 @@ impl Check {
                 )
                 .build()
                 .map_err(|error| Error::Backend(format!("TLS roots: {error}")))?,
-                pinned: Arc::clone(&roots.pinned),
+                roots: roots.clone(),
                 hostname: *hostname,
-                roots_from: roots.from.clone(),
                 explained: Arc::clone(&explained),
             }),
         };
@@ -177,10 +176,9 @@ struct Verifier {
 #[derive(Debug)]
 struct Chain {
     webpki: Arc<WebPkiServerVerifier>,
-    pinned: Arc<Vec<CertificateDer<'static>>>,
+    /// Its pinned certificates, and what they are for errors.
+    roots: Roots,
     hostname: bool,
-    /// What the roots are, for errors.
-    roots_from: String,
     /// See [`Connector::explain`].
     explained: Arc<Mutex<Option<String>>>,
 }
@@ -203,7 +201,7 @@ impl Chain {
                 .explained
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(format!("{hint}checked against {}", self.roots_from));
+                Some(format!("{hint}checked against {}", self.roots.from));
         }
         error
     }
@@ -252,6 +250,7 @@ impl ServerCertVerifier for Verifier {
             return Ok(ServerCertVerified::assertion());
         };
         if chain
+            .roots
             .pinned
             .iter()
             .any(|pinned| pinned.as_ref() == end_entity.as_ref())
